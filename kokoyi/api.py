@@ -1,0 +1,77 @@
+"""The Python API: `kokoyi.compile`, `compile_model`, `load`, `to_python`, `explain`, `render`.
+
+Every function takes the kokoyi source text (one or more `\\begin{model}` blocks) and a `path` used in
+diagnostics. A user mistake raises `kokoyi.diagnostics.KokoyiError`.
+
+Each compiled class carries `__kokoyi__`, a plain dict the runtime and tools read without the compiler:
+
+    {"name": "GCN", "latex": "...",
+     "hypers":  [{"name": "d_in", "kind": "dim" | "real" | "nat", "default": None | number}],
+     "inputs":  [{"name": "x", "domain": "node" | "edge" | "plain", "shape": ["d_in"]}],
+     "params":  [{"name": "W", "shape": ["d_in", "d_h"], "family": "L" | None}],
+     "outputs": [{"name": "o", "domain": "node", "shape": ["C"]}],
+     "depth": 2}
+
+Shapes are strings of sympy expressions over the hyperparameter names ("d_in", "2*d_h", "K*d_h").
+"""
+from __future__ import annotations
+
+import os
+import types
+from pathlib import Path
+
+
+def _front(source: str | bytes, path: str):
+    from kokoyi.grammar.parser import parse
+    from kokoyi.compiler.check import check
+
+    return check(parse(source, path=path))
+
+
+def to_python(source: str | bytes, *, path: str = "<string>", standalone: bool = False) -> str:
+    """The generated module source for every model of `source`."""
+    from kokoyi.compiler.lower import lower
+    from kokoyi.compiler.codegen import generate
+
+    return generate(lower(_front(source, path)), standalone=standalone)
+
+
+def explain(source: str | bytes, *, path: str = "<string>") -> str:
+    """The lowering plan: which op each reduction became and the largest intermediate."""
+    from kokoyi.compiler.lower import lower, explain_plan
+
+    return explain_plan(lower(_front(source, path)))
+
+
+def render(source: str | bytes, *, path: str = "<string>") -> str:
+    """Display LaTeX of the models with Kokoyi's render rules (`*` as odot, `@` as cdot, `**` as ^)."""
+    from kokoyi.grammar.parser import parse
+    from kokoyi.grammar.render import render_program
+
+    return render_program(parse(source, path=path))
+
+
+def compile(source: str | bytes, *, path: str = "<string>", standalone: bool = False) -> dict[str, type]:
+    """Compile every model of `source`; returns {model name: nn.Module subclass}."""
+    code = to_python(source, path=path, standalone=standalone)
+    mod_name = "kokoyi_generated_" + "".join(c if c.isalnum() else "_" for c in Path(path).stem)
+    module = types.ModuleType(mod_name)
+    module.__file__ = f"<kokoyi:{path}>"
+    exec(builtins_compile(code, module.__file__, "exec"), module.__dict__)  # generated code only
+    return dict(module.__dict__["__kokoyi_models__"])
+
+
+def compile_model(source: str | bytes, name: str, *, path: str = "<string>") -> type:
+    models = compile(source, path=path)
+    if name not in models:
+        raise KeyError(f"no model named {name!r} in {path}; models: {', '.join(models)}")
+    return models[name]
+
+
+def load(path: str | os.PathLike) -> dict[str, type]:
+    """Compile a `.kky` file."""
+    p = Path(path)
+    return compile(p.read_bytes(), path=str(path))
+
+
+builtins_compile = __builtins__["compile"] if isinstance(__builtins__, dict) else __builtins__.compile

@@ -1,0 +1,337 @@
+"""Sparse-op IR -> readable PyTorch module source.
+
+The generated file imports torch, `kokoyi.ops` and `kokoyi.graph` only (with `standalone=True` the
+PyTorch op path is inlined and it imports torch alone). The model's LaTeX is the class docstring and
+each line of math sits, as a comment, above the code it became.
+"""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import sympy as sp
+
+from kokoyi.compiler.ir import Assign, Comment, LModel, Loop, LProgram, Py
+
+INDENT = "    "
+
+# ------------------------------------------------------------------ the print table
+# op -> format; {0}, {1} are the printed arguments, {name} attributes.
+INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "matmul": ("@", 2),
+         "pow": ("**", 4), "le": ("<=", 0), "gt": (">", 0)}
+FUNCTION = {
+    "relu": "torch.relu({0})", "sigmoid": "torch.sigmoid({0})", "tanh": "torch.tanh({0})",
+    "exp": "torch.exp({0})", "log": "torch.log({0})", "softplus": "F.softplus({0})", "gelu": "F.gelu({0})",
+    "abs": "torch.abs({0})", "sqrt": "torch.sqrt({0})", "neg": "-{0}", "softmax": "torch.softmax({0}, dim=-1)",
+    "elu": "F.elu({0}, alpha={p})", "leaky_relu": "F.leaky_relu({0}, negative_slope={p})",
+    "dropout": "F.dropout({0}, p={p}, training=self.training)",
+}
+TEMPLATES = {
+    "attr": "{a0}.{a1}",
+    "graph_method": "graph.{a0}()",
+    "mT": "{0}.mT",
+    "norm": "torch.linalg.vector_norm({0}, dim=-1)",
+    "cat": "torch.cat([{0}, {1}], dim=-1)",
+    "dot": "({0} * {1}).sum(-1)",
+    "stack": "torch.stack(tuple({0}))",
+    "getitem": "{0}[{1}]",
+    "gspmm": "ops.gspmm(graph, {0}, {1}, {2}, {3})",
+    "gsddmm": "ops.gsddmm(graph, {0}, {1}, {2}, {3}, {4})",
+    "squeeze_last": "{0}.squeeze(-1)",
+    "dst_rows": "{0}[: graph.num_dst]",
+    "where": "torch.where({0}, {1}, {2})",
+    "maximum": "torch.maximum({0}, torch.as_tensor({1}))",
+    "minimum": "torch.minimum({0}, torch.as_tensor({1}))",
+    "edge_output": "graph.edge_output({0})",
+    "list_of": "[None] * ({0})",
+    "ones_like_deg": "torch.ones_like({0})",
+}
+
+
+class Printer:
+    def __init__(self, in_forward: bool = True):
+        self.in_forward = in_forward
+
+    def dim(self, e, loop_vars=None) -> str:
+        e = sp.sympify(e)
+        loop_vars = loop_vars or {}
+        mapping = {}
+        for s in e.free_symbols:
+            name = str(s)
+            if name in loop_vars:
+                continue
+            mapping[s] = sp.Symbol(f"self.{name}" if self.in_forward else name)
+        text = sp.sstr(e.subs(mapping) if mapping else e)
+        return text
+
+    def __call__(self, py: Py) -> str:
+        return self.expr(py)[0]
+
+    def wrap(self, py: Py, prec: int) -> str:
+        text, p = self.expr(py)
+        return f"({text})" if p < prec else text
+
+    def expr(self, py: Py):
+        op, args, at = py.op, py.args, py.attrs
+        if op == "var":
+            return args[0], 9
+        if op == "const":
+            v = args[0]
+            if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+                v = int(v) if not isinstance(args[0], float) else float(v)
+            text = repr(v) if not isinstance(v, str) else f'"{v}"'
+            return text, (9 if not (isinstance(v, (int, float)) and v < 0) else 3)
+        if op == "sympy":
+            text = self.dim(args[0], at.get("loop_vars"))
+            return text, (9 if sp.sympify(args[0]).is_Atom else 1)
+        if op in INFIX:
+            sym, prec = INFIX[op]
+            left = self.wrap(args[0], prec)
+            right = self.wrap(args[1], prec + 1 if op != "pow" else prec)
+            if op == "pow" and args[1].op == "const" and args[1].args[0] == 0.5:
+                return f"torch.sqrt({self(args[0])})", 9
+            if op == "pow" and args[1].op == "const" and args[1].args[0] == -0.5:
+                return f"torch.rsqrt({self(args[0])})", 9
+            if op == "pow" and args[1].op == "const" and args[1].args[0] == -1:
+                return f"torch.reciprocal({self(args[0])})", 9
+            return f"{left} {sym} {right}", prec
+        if op == "fn":
+            name = at["name"]
+            p = self(at["param"]) if at.get("param") is not None else None
+            inner = self.wrap(args[0], 3) if name == "neg" else self(args[0])
+            return FUNCTION[name].format(inner, p=p), (3 if name == "neg" else 9)
+        if op == "unsqueeze_idx":
+            idx = ", ".join(":" if i == ":" else "None" for i in at["idx"])
+            return f"{self.wrap(args[0], 9)}[{idx}]", 9
+        if op == "einsum":
+            return f'torch.einsum("{args[0]}", {self(args[1])}, {self(args[2])})', 9
+        if op == "expand_lead":
+            sizes = [self.rows(a) if a.op == "rows_of" else self(a) for a in args[1:]]
+            return f"{self.wrap(args[0], 9)}.expand({', '.join(sizes + ['-1'] * at['feat'])})", 9
+        if op == "concat_axis":
+            return f"{self.wrap(args[0], 9)}.movedim({at['axis']}, -2).flatten(-2)", 9
+        if op == "reduce_axis":
+            fn = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin", "prod": "prod"}[at["reduce"]]
+            return f"{self.wrap(args[0], 9)}.{fn}({at['axis']})", 9
+        if op == "featreduce":
+            fn = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}[at["reduce"]]
+            return f"{self.wrap(args[0], 9)}.{fn}(-1)", 9
+        if op == "submodel":
+            return f"self.{at['key']}({self(args[0])})", 9
+        if op == "slice_feat":
+            lo = self(at["lo"]) if at.get("lo") is not None else ""
+            hi = self(at["hi"]) if at.get("hi") is not None else ""
+            tail = ", :" if at.get("matrix") else ""
+            return f"{self.wrap(args[0], 9)}[..., {lo}:{hi}{tail}]", 9
+        if op == "edge_softmax":
+            return f"ops.edge_softmax(graph, {', '.join(self(a) for a in args)})", 9
+        if op == "gspmm_out":
+            return f"ops.gspmm(graph.reverse(), \"copy_u\", {self(args[0])}, {self(args[1])}, None)", 9
+        if op == "attr":
+            return f"{args[0]}.{args[1]}", 9
+        if op in TEMPLATES:
+            printed = [self(a) if isinstance(a, Py) else str(a) for a in args]
+            kw = {f"a{i}": a for i, a in enumerate(args)}
+            return TEMPLATES[op].format(*printed, **kw), 9
+        raise ValueError(f"no print rule for {op}")
+
+    def rows(self, py: Py) -> str:
+        return "graph.num_edges" if py.attrs["rows"] == "E" else "graph.num_dst"
+
+
+# ------------------------------------------------------------------ module
+def _doc(latex: str) -> str:
+    return latex.replace('"""', '\\"\\"\\"')
+
+
+def _init_code(p, pr: Printer) -> list[str]:
+    init = p.info["init"]
+    target = f"self.{p.key}"
+    members = [f"{target}[{i}]" for i in range(1)] if p.family else [target]
+    kind = init[0]
+    each = "for w in self.{}:".format(p.key) if p.family else None
+    obj = "w" if p.family else target
+    if kind == "glorot":
+        line = f"nn.init.xavier_uniform_({obj})" if len(p.ty.shape) >= 2 else f"nn.init.zeros_({obj})"
+    elif kind == "zeros":
+        line = f"nn.init.zeros_({obj})"
+    elif kind == "ones":
+        line = f"nn.init.ones_({obj})"
+    elif kind == "kaiming":
+        line = f"nn.init.kaiming_uniform_({obj}, a=5 ** 0.5)"
+    elif kind == "normal":
+        line = f"nn.init.normal_({obj}, mean={init[1]!r}, std={init[2]!r})"
+    elif kind == "uniform":
+        line = f"nn.init.uniform_({obj}, a={init[1]!r}, b={init[2]!r})"
+    else:  # const
+        line = f"nn.init.constant_({obj}, {float(init[1])!r})"
+    if each:
+        return [each, INDENT + line]
+    return [line]
+
+
+def generate_model(m: LModel) -> str:
+    tm = m.typed
+    pr = Printer(in_forward=True)
+    pinit = Printer(in_forward=False)
+    out = [f"class {tm.name}(nn.Module):"]
+    out.append(INDENT + 'r"""' + _doc(tm.latex))
+    out.append(INDENT + '"""')
+    out.append("")
+    # constructor
+    sig = []
+    for h in tm.hypers:
+        ann = {"dim": "int", "nat": "int", "real": "float"}[h.info["kind"]]
+        default = h.info.get("default")
+        sig.append(f"{h.key}: {ann}" + (f" = {default!r}" if default is not None else ""))
+    out.append(INDENT + f"def __init__(self{', *, ' + ', '.join(sig) if sig else ''}):")
+    body = ["super().__init__()"]
+    for h in tm.hypers:
+        body.append(f"# {h.latex}")
+        body.append(f'self.{h.key} = ops.check_hyper("{h.key}", {h.key}, "{h.info["kind"]}")')
+    for p in tm.params:
+        body.append(f"# {p.latex}")
+        if p.kind == "submodel":
+            dims = [pinit.dim(d) for d in p.info["dims"]]
+            dims = [f"self.{d}" if d in {h.key for h in tm.hypers} else d for d in dims]
+            if p.info["kind"] == "builtin":
+                if p.info["model"] == "Linear":
+                    body.append(f"self.{p.key} = nn.Linear({dims[0]}, {dims[1]})")
+                else:
+                    body.append(f"self.{p.key} = nn.Sequential(nn.Linear({dims[0]}, {dims[1]}), nn.ReLU(), "
+                                f"nn.Linear({dims[1]}, {dims[2]}))")
+            else:
+                sub = p.info["model"]
+                names = [h.key for h in m_hypers.get(sub, [])]
+                kwargs = ", ".join(f"{n}={d}" for n, d in zip(names, dims))
+                body.append(f"self.{p.key} = {sub}({kwargs})")
+            continue
+        shape = ", ".join(pinit.dim(d) for d in p.ty.shape)
+        empty = f"torch.empty({shape})" if shape else "torch.empty(())"
+        if p.family:
+            count = pinit.dim(p.family.hi - p.family.lo + 1)
+            body.append(f"self.{p.key} = nn.ParameterList(nn.Parameter({empty}) for _ in range({count}))")
+        else:
+            body.append(f"self.{p.key} = nn.Parameter({empty})")
+    body.append("self.reset_parameters()")
+    out += [INDENT * 2 + b for b in body]
+    out.append("")
+    out.append(INDENT + "def reset_parameters(self):")
+    rb = []
+    for p in tm.params:
+        if p.kind == "submodel":
+            rb.append(f"for layer in self.{p.key}.modules():")
+            rb.append(INDENT + "if isinstance(layer, nn.Linear):")
+            rb.append(INDENT * 2 + "layer.reset_parameters()")
+            rb.append(INDENT + "elif layer is not self and hasattr(layer, 'reset_parameters'):")
+            rb.append(INDENT * 2 + "layer.reset_parameters()")
+        else:
+            rb += _init_code(p, pinit)
+    out += [INDENT * 2 + b for b in (rb or ["pass"])]
+    out.append("")
+    # forward
+    args = (["graph: Graph"] if tm.uses_graph else []) + [f"{i.key}: torch.Tensor" for i in tm.inputs]
+    out.append(INDENT + f"def forward(self, {', '.join(args)}):")
+    fb = []
+    for i in tm.inputs:
+        shape = "(" + "".join(pr.dim(d) + ", " for d in i.ty.shape).rstrip(", ") + ("," if len(i.ty.shape) == 1 else "") + ")"
+        where = "graph" if tm.uses_graph else "None"
+        fb.append(f"# {i.latex}")
+        fb.append(f'{i.key} = ops.check_input({where}, "{i.key}", {i.key}, "{i.dom}", {shape})')
+        if i.dom == "edge":
+            fb.append(f"{i.key} = graph.edge_data({i.key})  # the user's edge order -> the graph's")
+    fb += body_lines(m.body, pr)
+    outs = [pr(o) for o in m.outputs]
+    fb.append("return " + (", ".join(outs) if outs else "None"))
+    out += [INDENT * 2 + b for b in fb]
+    return "\n".join(out) + "\n"
+
+
+def body_lines(stmts, pr: Printer) -> list[str]:
+    lines = []
+    for s in stmts:
+        if isinstance(s, Comment):
+            lines.append("")
+            lines += ["# " + ln for ln in textwrap.wrap(s.text, 100, break_long_words=False,
+                                                         break_on_hyphens=False) or [""]]
+        elif isinstance(s, Assign):
+            if s.comment:
+                lines.append(f"# {s.comment}")
+            lines.append(f"{s.target} = {pr(s.expr)}")
+        elif isinstance(s, Loop):
+            lo = pr(s.lo)
+            hi = pr(s.hi)
+            lines.append(f"for {s.var} in range({lo}, {hi}):")
+            lines += [INDENT + ln for ln in body_lines(s.body, pr)]
+        elif isinstance(s, Py) and s.op == "if":
+            cond, then_b, else_b = s.args
+            lines.append(f"# {s.attrs['comment']}")
+            lines.append(f"if {pr(cond)}:")
+            lines += [INDENT + ln for ln in body_lines(then_b, pr)]
+            lines.append("else:")
+            lines += [INDENT + ln for ln in body_lines(else_b, pr)]
+    return lines
+
+
+m_hypers: dict = {}
+
+
+def metadata(m: LModel) -> dict:
+    tm = m.typed
+
+    def shape(ty):
+        return [str(d) for d in ty.shape]
+
+    return {
+        "name": tm.name,
+        "latex": tm.latex,
+        "hypers": [{"name": h.key, "kind": h.info["kind"], "default": h.info.get("default")} for h in tm.hypers],
+        "inputs": [{"name": i.key, "domain": i.dom, "shape": shape(i.ty)} for i in tm.inputs],
+        "params": [{"name": p.key, "shape": shape(p.ty),
+                    "family": str(p.family.hi - p.family.lo + 1) if p.family else None,
+                    "submodel": p.info.get("model")} for p in tm.params],
+        "outputs": [{"name": v.key, "domain": v.dom,
+                     "shape": ([str(sp.sympify(1) * 0 + 0)] and []) + shape(v.ty),
+                     "family": list(v.ty.fam)} for v, _t in tm.returns],
+        "depth": str(tm.depth),
+        "uses_graph": tm.uses_graph,
+    }
+
+
+HEADER = '''"""Generated by kokoyi from {path}: edit the .kky source, not this file.
+
+Models: {names}
+"""
+import torch
+from torch import nn
+import torch.nn.functional as F
+'''
+
+
+def generate(program: LProgram, standalone: bool = False) -> str:
+    m_hypers.clear()
+    for m in program.models:
+        m_hypers[m.typed.name] = m.typed.hypers
+    names = ", ".join(m.typed.name for m in program.models)
+    parts = [HEADER.format(path=Path(program.path).name if program.path else "<string>", names=names)]
+    if standalone:
+        inline = (Path(__file__).resolve().parent.parent / "kernels" / "inline.py").read_text()
+        parts.append("\n# ---- kokoyi's PyTorch operators, inlined (this file needs torch alone) ----\n")
+        parts.append(_strip_module_doc(inline))
+        parts.append("import sys as _sys\nops = _sys.modules[__name__]\n")
+    else:
+        parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
+    for m in program.models:
+        parts.append("\n\n" + generate_model(m))
+    table = ", ".join(f'"{m.typed.name}": {m.typed.name}' for m in program.models)
+    parts.append(f"\n\n__kokoyi_models__ = {{{table}}}\n")
+    for m in program.models:
+        parts.append(f"{m.typed.name}.__kokoyi__ = {metadata(m)!r}\n")
+    return "".join(parts)
+
+
+def _strip_module_doc(text: str) -> str:
+    if text.startswith('"""'):
+        end = text.find('"""', 3)
+        return text[end + 3:].lstrip("\n")
+    return text

@@ -1,0 +1,462 @@
+"""The `kokoyi.ops` operator table: g-SpMM, g-SDDMM and edge softmax with autograd.
+
+Notation: a graph has edges k = 0..E-1 in internal (CSR-by-target) order, edge k goes from source
+src[k] to target dst[k]; node tensors are (num_src, *F) on the source side and (num_dst, *F) on the
+target side; edge tensors are (E, *F). Feature shapes broadcast numpy-style (after the first axis).
+
+    gspmm(graph, op, reduce, u, e)[v]  = reduce_{k: dst[k] = v} (u[src[k]] op e[k])    (0 if no edge)
+    gsddmm(graph, op, x, y, tx, ty)[k] = x_tx(k) op y_ty(k),  x_u(k) = x[src[k]], x_e(k) = x[k],
+                                                              x_v(k) = x[dst[k]]
+    edge_softmax(graph, s)[k]          = exp(s[k]) / sum_{j: dst[j] = dst[k]} exp(s[j])
+
+Gradients (DGL's rules), with g the incoming gradient and m_k the message of edge k:
+  * g-SpMM sum:  dL/dm_k = g[dst[k]] (divided by in-degree for mean); for max/min dL/dm_k = g[v]
+    on the winning edge of each (v, feature) and 0 elsewhere. dL/du is then a g-SpMM on the
+    reversed graph (by source), dL/de a g-SDDMM; broadcast axes are summed back to each input shape.
+  * g-SDDMM:     the edge gradient times the other operand, summed to the operand's target
+    (u: g-SpMM copy_e on the reversed graph, v: g-SpMM copy_e, e: as is).
+  * edge softmax: with alpha the output, ds_k = alpha_k (g_k - sum_{j: dst[j]=dst[k]} g_j alpha_j)
+    (the self loop term joins the sum when self_scores is given).
+
+Backends: the forward passes are *primitives* (`spmm`, `sddmm`, `edge_softmax`, see the docstring of
+kokoyi/kernels/torch_ops.py) looked up per call in `_BACKENDS`. `KOKOYI_BACKEND=torch|triton`
+forces one; by default CUDA tensors use triton when `kokoyi.kernels.triton` imports and provides
+the primitive, everything else uses torch.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Optional
+
+import torch
+
+from kokoyi.kernels import torch_ops
+
+__all__ = ["gspmm", "gsddmm", "edge_softmax", "SPMM_OPS", "SPMM_REDUCES", "SDDMM_OPS",
+           "SDDMM_TARGETS", "backend_name"]
+
+SPMM_OPS = ("copy_u", "copy_e", "add", "sub", "mul", "div")
+SPMM_REDUCES = ("sum", "mean", "max", "min")
+SDDMM_OPS = ("add", "sub", "mul", "div", "dot", "copy_lhs", "copy_rhs")
+SDDMM_TARGETS = ("u", "e", "v")
+_PRIMITIVES = ("spmm", "sddmm", "edge_softmax")
+
+
+# ============================================================================ backend dispatch
+def _load_triton():
+    try:
+        return importlib.import_module("kokoyi.kernels.triton")
+    except Exception:  # triton missing or broken: the torch path serves everything
+        return None
+
+
+_BACKENDS = {"torch": lambda: torch_ops, "triton": _load_triton}
+_LOADED: dict = {}
+
+
+def _module(name):
+    if name not in _LOADED:
+        _LOADED[name] = _BACKENDS[name]()
+    return _LOADED[name]
+
+
+def _has(module, primitive):
+    return module is not None and callable(getattr(module, primitive, None))
+
+
+def backend_name(primitive: str, x: torch.Tensor) -> str:
+    """The backend `primitive` runs on for data tensor `x` (honours KOKOYI_BACKEND)."""
+    forced = os.environ.get("KOKOYI_BACKEND", "").strip().lower()
+    if forced:
+        if forced not in _BACKENDS:
+            raise ValueError(f"KOKOYI_BACKEND must be one of {sorted(_BACKENDS)}, got {forced!r}")
+        if not _has(_module(forced), primitive):
+            raise RuntimeError(f"KOKOYI_BACKEND={forced} but kokoyi.kernels.{forced} does not "
+                               f"provide the {primitive!r} primitive (or does not import)")
+        if forced == "triton" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise RuntimeError("KOKOYI_BACKEND=triton needs CUDA tensors (or TRITON_INTERPRET=1), "
+                               f"got a tensor on {x.device}")
+        return forced
+    if x.is_cuda and _has(_module("triton"), primitive):
+        return "triton"
+    return "torch"
+
+
+def _primitive(name: str, x: torch.Tensor):
+    return getattr(_module(backend_name(name, x)), name)
+
+
+# ============================================================================ shape helpers
+def _sum_to_shape(x: torch.Tensor, shape) -> torch.Tensor:
+    """Sum the broadcast axes of x (n, *F) back to `shape` (n, *Fx) (the adjoint of broadcasting)."""
+    shape = tuple(shape)
+    if tuple(x.shape) == shape:
+        return x
+    extra = x.dim() - len(shape)
+    if extra:
+        x = x.sum(dim=tuple(range(1, 1 + extra)))
+    axes = tuple(i for i in range(1, len(shape)) if shape[i] == 1 and x.shape[i] != 1)
+    return x.sum(dim=axes, keepdim=True) if axes else x
+
+
+def _feature_view(x, nf):
+    missing = nf - (x.dim() - 1)
+    return x.reshape(x.shape[:1] + (1,) * missing + x.shape[1:]) if missing else x
+
+
+# The graph tensors an op receives, in this order (a subset of Graph.tensors()).
+# num_dst = len(indptr) - 1, num_src = len(rev_indptr) - 1.
+def _gt(graph):
+    return (graph.indptr, graph.src, graph.dst, graph.rev_indptr, graph.rev_dst, graph.rev_perm)
+
+
+# ============================================================================ primitive calls
+def _spmm_fwd(gt, op, reduce, u, e):
+    indptr, src = gt[0], gt[1]
+    data = u if u is not None else e
+    return _primitive("spmm", data)(indptr, src, indptr.numel() - 1, op, reduce, u, e)
+
+
+def _spmm_rev(gt, op, u, e_internal):
+    """Sum over the out-edges of each source: sum_{k: src[k] = s} (u[dst[k]] op e[k])."""
+    _, _, _, rev_indptr, rev_dst, rev_perm = gt
+    e = e_internal.index_select(0, rev_perm) if e_internal is not None else None
+    data = u if u is not None else e
+    out, _ = _primitive("spmm", data)(rev_indptr, rev_dst, rev_indptr.numel() - 1, op, "sum", u, e)
+    return out
+
+
+def _sddmm_fwd(gt, op, lhs, rhs, lhs_target, rhs_target):
+    data = lhs if lhs is not None else rhs
+    return _primitive("sddmm", data)(gt[1], gt[2], op, lhs, rhs, lhs_target, rhs_target)
+
+
+def _to_target(gt, x, target):
+    """Adjoint of picking rows by `target`: sum the edge tensor x onto u (by source) or v."""
+    if target == "e":
+        return x
+    if target == "v":
+        return _spmm_fwd(gt, "copy_e", "sum", None, x)[0]
+    return _spmm_rev(gt, "copy_e", None, x)
+
+
+# ============================================================================ g-SpMM autograd
+def _spmm_edge_grad_extreme(gt, grad, arg, num_edges):
+    """(E, *F) edge gradient of max/min: g[v, f] goes to edge arg[v, f]."""
+    valid = arg >= 0
+    g = torch.where(valid, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+    out = grad.new_zeros((num_edges,) + tuple(grad.shape[1:]))
+    return out.scatter_add_(0, arg.clamp(min=0), g)
+
+
+def _spmm_grad_u_sum(gt, op, g, e):
+    if op in ("copy_u", "add", "sub"):
+        return _spmm_rev(gt, "copy_u", g, None)
+    return _spmm_rev(gt, op, g, e)  # mul: sum g[v] * e_k, div: sum g[v] / e_k
+
+
+def _spmm_grad_e_sum(gt, op, g, u, e):
+    if op in ("copy_e", "add"):
+        return _sddmm_fwd(gt, "copy_rhs", None, g, "u", "v")
+    if op == "sub":
+        return -_sddmm_fwd(gt, "copy_rhs", None, g, "u", "v")
+    ug = _sddmm_fwd(gt, "mul", u, g, "u", "v")
+    if op == "mul":
+        return ug
+    return -ug / _feature_view(e * e, ug.dim() - 1)  # div
+
+
+def _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e):
+    num_edges = gt[1].numel()
+    edge_g = _spmm_edge_grad_extreme(gt, grad, arg, num_edges)
+    nf = edge_g.dim() - 1
+    gu = ge = None
+    if need_u:
+        local = edge_g if op in ("copy_u", "add", "sub") else \
+            _BINARY_EDGE[op](edge_g, _feature_view(e, nf))
+        gu = _to_target(gt, local, "u")
+    if need_e:
+        if op in ("copy_e", "add"):
+            ge = edge_g
+        elif op == "sub":
+            ge = -edge_g
+        else:
+            us = _feature_view(u.index_select(0, gt[1]), nf)
+            ge = edge_g * us if op == "mul" else -edge_g * us / _feature_view(e * e, nf)
+    return gu, ge
+
+
+_BINARY_EDGE = {"mul": torch.mul, "div": torch.div}
+
+
+class GSpMM(torch.autograd.Function):
+    """out, arg = gspmm over graph tensors; arg is an int64 tensor (empty for sum/mean)."""
+
+    @staticmethod
+    def forward(indptr, src, dst, rev_indptr, rev_dst, rev_perm, op, reduce, u, e):
+        out, arg = _spmm_fwd((indptr, src, dst, rev_indptr, rev_dst, rev_perm), op, reduce, u, e)
+        if arg is None:
+            arg = torch.empty(0, dtype=torch.int64, device=out.device)
+        return out, arg
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        *gt, op, reduce, u, e = inputs
+        ctx.op, ctx.reduce = op, reduce
+        ctx.u_shape = None if u is None else u.shape
+        ctx.e_shape = None if e is None else e.shape
+        need_u = u is not None and ctx.needs_input_grad[8]
+        need_e = e is not None and ctx.needs_input_grad[9]
+        ctx.need = (need_u, need_e)
+        keep_u = u if need_e and op in ("mul", "div") else None
+        keep_e = e if op in ("mul", "div") and (need_u or need_e) else None
+        keep_arg = output[1] if reduce in ("max", "min") else None
+        ctx.save_for_backward(*gt, keep_u, keep_e, keep_arg)
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_arg):
+        *gt, u, e, arg = ctx.saved_tensors
+        gu, ge = _spmm_backward(tuple(gt), ctx.op, ctx.reduce, grad_out, arg, u, e, *ctx.need)
+        gu = None if gu is None else _sum_to_shape(gu, ctx.u_shape)
+        ge = None if ge is None else _sum_to_shape(ge, ctx.e_shape)
+        return None, None, None, None, None, None, None, None, gu, ge
+
+
+def _spmm_backward(gt, op, reduce, grad, arg, u, e, need_u, need_e):
+    if reduce in ("max", "min"):
+        return _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e)
+    if reduce == "mean":
+        deg = torch.diff(gt[0]).clamp(min=1).to(grad.dtype)
+        grad = grad / deg.reshape((-1,) + (1,) * (grad.dim() - 1))
+    gu = _spmm_grad_u_sum(gt, op, grad, e) if need_u else None
+    ge = _spmm_grad_e_sum(gt, op, grad, u, e) if need_e else None
+    return gu, ge
+
+
+# ============================================================================ g-SDDMM autograd
+def _sddmm_edge_grads(op, g, x, y, need_x, need_y):
+    """Edge-level gradients of x op y (x, y already picked per edge, broadcast views)."""
+    gx = gy = None
+    if need_x:
+        gx = {"add": g, "sub": g, "copy_lhs": g}.get(op)
+        if op in ("mul", "dot"):
+            gx = g * y
+        elif op == "div":
+            gx = g / y
+    if need_y:
+        gy = {"add": g, "copy_rhs": g}.get(op)
+        if op == "sub":
+            gy = -g
+        elif op in ("mul", "dot"):
+            gy = g * x
+        elif op == "div":
+            gy = -g * x / (y * y)
+    return gx, gy
+
+
+def _pick(gt, x, target):
+    if x is None:
+        return None
+    if target == "u":
+        return x.index_select(0, gt[1])
+    if target == "v":
+        return x.index_select(0, gt[2])
+    return x
+
+
+class GSDDMM(torch.autograd.Function):
+    @staticmethod
+    def forward(indptr, src, dst, rev_indptr, rev_dst, rev_perm, op, lhs, rhs, lhs_target, rhs_target):
+        return _sddmm_fwd((indptr, src, dst, rev_indptr, rev_dst, rev_perm), op, lhs, rhs,
+                          lhs_target, rhs_target)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        *gt, op, lhs, rhs, lhs_target, rhs_target = inputs
+        ctx.op, ctx.targets = op, (lhs_target, rhs_target)
+        ctx.shapes = (None if lhs is None else lhs.shape, None if rhs is None else rhs.shape)
+        need_x = lhs is not None and op != "copy_rhs" and ctx.needs_input_grad[7]
+        need_y = rhs is not None and op != "copy_lhs" and ctx.needs_input_grad[8]
+        ctx.need = (need_x, need_y)
+        binary = op in ("mul", "div", "dot")
+        keep_lhs = lhs if binary and need_y else None
+        keep_rhs = rhs if binary and (need_x or (op == "div" and need_y)) else None
+        ctx.save_for_backward(*gt, keep_lhs, keep_rhs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        *gt, lhs, rhs = ctx.saved_tensors
+        gl, gr = _sddmm_backward(tuple(gt), ctx.op, grad, lhs, rhs, *ctx.targets, *ctx.need)
+        gl = None if gl is None else _sum_to_shape(gl, ctx.shapes[0])
+        gr = None if gr is None else _sum_to_shape(gr, ctx.shapes[1])
+        return None, None, None, None, None, None, None, gl, gr, None, None
+
+
+def _sddmm_backward(gt, op, grad, lhs, rhs, lhs_target, rhs_target, need_x, need_y):
+    nf = grad.dim() - 1
+    x = _pick(gt, lhs, lhs_target)
+    y = _pick(gt, rhs, rhs_target)
+    if x is not None:
+        nf = max(nf, x.dim() - 1)
+        x = _feature_view(x, nf)
+    if y is not None:
+        nf = max(nf, y.dim() - 1)
+        y = _feature_view(y, nf)
+    grad = _feature_view(grad, nf)
+    if op == "dot":  # the summed axis: every element of x * y receives the same gradient
+        grad = grad.expand(torch.broadcast_shapes(x.shape, y.shape))
+    gx, gy = _sddmm_edge_grads(op, grad, x, y, need_x, need_y)
+    gl = _to_target(gt, gx, lhs_target) if gx is not None else None
+    gr = _to_target(gt, gy, rhs_target) if gy is not None else None
+    return gl, gr
+
+
+# ============================================================================ edge softmax autograd
+class EdgeSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(indptr, src, dst, rev_indptr, rev_dst, rev_perm, scores, self_scores):
+        out = _primitive("edge_softmax", scores)(indptr, dst, scores, self_scores)
+        if self_scores is None:
+            return out, torch.empty(0, dtype=out.dtype, device=out.device)
+        return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        *gt, scores, self_scores = inputs
+        ctx.has_self = self_scores is not None
+        ctx.save_for_backward(*gt, output[0], output[1] if ctx.has_self else None)
+
+    @staticmethod
+    def backward(ctx, grad, grad_self):
+        *gt, alpha, self_alpha = ctx.saved_tensors
+        ds, dself = _edge_softmax_backward(tuple(gt), grad, grad_self if ctx.has_self else None,
+                                           alpha, self_alpha)
+        return None, None, None, None, None, None, ds, dself
+
+
+def _edge_softmax_backward(gt, grad, grad_self, alpha, self_alpha):
+    """ds_k = alpha_k (g_k - S_v), dself_v = self_alpha_v (gself_v - S_v),
+    S_v = sum_{k in in(v)} g_k alpha_k + gself_v self_alpha_v."""
+    weighted = grad * alpha
+    total = _spmm_fwd(gt, "copy_e", "sum", None, weighted)[0]
+    if self_alpha is not None:
+        total = total + grad_self * self_alpha
+    ds = weighted - alpha * _sddmm_fwd(gt, "copy_rhs", None, total, "u", "v")
+    dself = None if self_alpha is None else self_alpha * (grad_self - total)
+    return ds, dself
+
+
+# ============================================================================ validation
+def _check_graph(graph):
+    if not all(hasattr(graph, a) for a in ("indptr", "src", "dst", "rev_indptr", "rev_dst", "rev_perm")):
+        raise TypeError(f"graph must be a kokoyi.Graph, got {type(graph).__name__}")
+
+
+def _check_choice(value, name, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _describe(x):
+    return f"shape {tuple(x.shape)} and dtype {x.dtype}"
+
+
+def _check_tensor(x, name, rows, rows_meaning, graph):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor with {rows} rows ({rows_meaning}), "
+                        f"got {type(x).__name__}")
+    if x.dim() == 0 or x.shape[0] != rows:
+        raise ValueError(f"{name} must have shape ({rows}, ...) (one row per {rows_meaning}), "
+                         f"got {_describe(x)}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating point tensor, got {_describe(x)}")
+    if x.device != graph.device:
+        raise ValueError(f"{name} is on {x.device} but the graph is on {graph.device}; "
+                         "move one with .to(device)")
+
+
+def _feature_shape(names_tensors):
+    shapes = [(n, tuple(t.shape[1:])) for n, t in names_tensors if t is not None]
+    try:
+        return tuple(torch.broadcast_shapes(*[s for _, s in shapes]))
+    except RuntimeError:
+        desc = " and ".join(f"{n} features {s}" for n, s in shapes)
+        raise ValueError(f"feature shapes do not broadcast: {desc} (numpy rules after the "
+                         "first axis)") from None
+
+
+_TARGET_ROWS = {"u": ("num_src", "source node"), "e": ("num_edges", "edge"),
+                "v": ("num_dst", "target node")}
+
+
+# ============================================================================ public API
+def gspmm(graph, op: str, reduce: str, u: Optional[torch.Tensor], e: Optional[torch.Tensor]):
+    """Generalised sparse-dense matmul: ``out[v] = reduce_{k: dst[k]=v} (u[src[k]] op e[k])``.
+
+    op: copy_u (ignores e), copy_e (ignores u), add, sub, mul, div. reduce: sum, mean, max, min.
+    u: (num_src, *Fu); e: (E, *Fe) in internal edge order. Returns (num_dst, *F) with
+    F = broadcast(Fu, Fe); a target without in-edges gets 0.
+    """
+    _check_graph(graph)
+    _check_choice(op, "op", SPMM_OPS)
+    _check_choice(reduce, "reduce", SPMM_REDUCES)
+    u = None if op == "copy_e" else u
+    e = None if op == "copy_u" else e
+    if op != "copy_e":
+        _check_tensor(u, "u", graph.num_src, "source node", graph)
+    if op != "copy_u":
+        _check_tensor(e, "e", graph.num_edges, "edge", graph)
+    _feature_shape([("u", u), ("e", e)])
+    out, _ = GSpMM.apply(*_gt(graph), op, reduce, u, e)
+    return out
+
+
+def gsddmm(graph, op: str, lhs: Optional[torch.Tensor], rhs: Optional[torch.Tensor],
+           lhs_target: str = "u", rhs_target: str = "v"):
+    """Generalised sampled dense-dense matmul: ``out[k] = x(k) op y(k)`` per edge k, where
+    x(k) = lhs[src[k]] / lhs[k] / lhs[dst[k]] for lhs_target u / e / v (rhs alike).
+
+    op: add, sub, mul, div, dot (sums the last feature axis, kept as size 1), copy_lhs, copy_rhs
+    (the other operand is ignored and may be None). Returns (E, *F).
+    """
+    _check_graph(graph)
+    _check_choice(op, "op", SDDMM_OPS)
+    _check_choice(lhs_target, "lhs_target", SDDMM_TARGETS)
+    _check_choice(rhs_target, "rhs_target", SDDMM_TARGETS)
+    lhs = None if op == "copy_rhs" else _check_operand(graph, lhs, "lhs", lhs_target)
+    rhs = None if op == "copy_lhs" else _check_operand(graph, rhs, "rhs", rhs_target)
+    shape = _feature_shape([("lhs", lhs), ("rhs", rhs)])
+    if op == "dot" and len(shape) == 0:
+        raise ValueError("op 'dot' needs at least one feature axis on lhs or rhs, got "
+                         f"lhs {_describe(lhs)} and rhs {_describe(rhs)}")
+    return GSDDMM.apply(*_gt(graph), op, lhs, rhs, lhs_target, rhs_target)
+
+
+def _check_operand(graph, x, name, target):
+    """Target-side tensors may have num_src rows (dst nodes are a prefix): keep the first num_dst."""
+    attr, meaning = _TARGET_ROWS[target]
+    rows = getattr(graph, attr)
+    if target == "v" and isinstance(x, torch.Tensor) and x.dim() and x.shape[0] == graph.num_src:
+        x = x[:graph.num_dst] if graph.num_src != graph.num_dst else x
+    _check_tensor(x, name, rows, meaning, graph)
+    return x
+
+
+def edge_softmax(graph, scores: torch.Tensor, self_scores: Optional[torch.Tensor] = None):
+    """Softmax of edge scores (E, *F) over the in-edges of each target, per feature column:
+    ``alpha[k] = exp(s[k]) / sum_{j: dst[j]=dst[k]} exp(s[j])`` (computed stably).
+
+    With ``self_scores`` (num_dst, *F) each target also has a self loop scored self_scores[v] that
+    joins the normalisation; the result is then ``(edge_alpha, self_alpha)``.
+    """
+    _check_graph(graph)
+    _check_tensor(scores, "scores", graph.num_edges, "edge", graph)
+    if self_scores is not None:
+        self_scores = _check_operand(graph, self_scores, "self_scores", "v")
+        if self_scores.shape[1:] != scores.shape[1:]:
+            raise ValueError("self_scores must have the feature shape of scores: got self_scores "
+                             f"{_describe(self_scores)} and scores {_describe(scores)}")
+    alpha, self_alpha = EdgeSoftmax.apply(*_gt(graph), scores, self_scores)
+    return alpha if self_scores is None else (alpha, self_alpha)

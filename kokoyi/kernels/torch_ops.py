@@ -1,0 +1,244 @@
+"""Vectorised PyTorch forward primitives (the `torch` backend of `kokoyi.ops`).
+
+Primitive interface (shared with kokoyi/kernels/triton/, which implements the same three functions;
+`kokoyi/kernels/ops.py` picks a backend per call and builds autograd on top of them, so a backend
+implements forward passes only and never needs to support autograd):
+
+    spmm(indptr, src, num_dst, op, reduce, u, e) -> (out, arg)
+        Edges are in CSR-by-target order: the in-edges of target v are the edge ids
+        indptr[v]..indptr[v+1]-1 and edge k comes from source node src[k] (position = edge id).
+        op in copy_u, copy_e, add, sub, mul, div; the message of edge k = (u[src[k]] op e[k]).
+        reduce in sum, mean, max, min:  out[v] = reduce_{k in in-edges(v)} message_k, 0 if none.
+        u: (num_src, *Fu) or None (copy_e); e: (E, *Fe) or None (copy_u). F = broadcast(Fu, Fe)
+        (numpy rules on the feature axes only). out: (num_dst, *F) in the inputs' dtype; fp16/bf16
+        accumulate in fp32. arg: int64 (num_dst, *F), the winning edge id for max/min (lowest id on
+        ties, -1 where v has no in-edge); None for sum/mean.
+    sddmm(src, dst, op, lhs, rhs, lhs_target, rhs_target) -> (E, *F)
+        Per edge k: x_k = lhs[src[k]] (target "u"), lhs[k] ("e") or lhs[dst[k]] ("v"); the same for
+        rhs. op in add, sub, mul, div: x op y; dot: sum over the last feature axis, kept as size 1;
+        copy_lhs / copy_rhs: x / y (the other operand may be None).
+    edge_softmax(indptr, dst, scores, self_scores=None) -> alpha or (alpha, self_alpha)
+        scores (E, *F) in CSR-by-target order, dst (E,) the target of each edge.
+        alpha_k = exp(s_k - m_v) / (sum_{j in in(v)} exp(s_j - m_v) [+ exp(self_v - m_v)]) with
+        v = dst[k] and m_v the max over the same set; self_scores (num_dst, *F) adds one self loop
+        per target and then self_alpha (num_dst, *F) is returned too.
+
+Index tensors are int32 or int64, all on the data's device. Inputs are validated by ops.py.
+
+Implementation notes (CPU, measured by benchmarks in tests of this module's author, 2 threads,
+power-law graph 10^5 nodes, 10^6 edges, 64 features): sum of u[src] into dst took 23 ms with a
+torch.sparse CSR matmul, 134 ms with index_add_, 183 ms with scatter_reduce and 340 ms with
+segment_reduce; so sums run as CSR matmuls (a segment sum of an edge tensor x is the CSR matrix
+(indptr, arange(E)) times x). max/min use scatter_reduce (148 ms vs 250 ms for segment_reduce).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+import torch
+
+__all__ = ["spmm", "sddmm", "edge_softmax"]
+
+with warnings.catch_warnings():  # torch warns once per process that sparse CSR is "beta": do it here
+    warnings.simplefilter("ignore")
+    torch.sparse_csr_tensor(torch.zeros(2, dtype=torch.int64), torch.zeros(0, dtype=torch.int64),
+                            torch.zeros(0), (1, 1), check_invariants=False)
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+_MAX_HEAD_LOOP = 16  # per-head CSR matmuls for u (N,H,D) x e (E,H,1) when H is at most this
+
+
+# ---------------------------------------------------------------------------- helpers
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in _LOW_PRECISION else dtype
+
+
+def _feature_view(x: torch.Tensor, ndim: int) -> torch.Tensor:
+    """(n, *f) -> (n, 1, ..., 1, *f) with `ndim` feature axes (numpy right-alignment)."""
+    missing = ndim - (x.dim() - 1)
+    return x.reshape(x.shape[:1] + (1,) * missing + x.shape[1:]) if missing else x
+
+
+def _csr_matmul(indptr, cols, values, num_rows, num_cols, x):
+    """(CSR matrix num_rows x num_cols) @ x, x of shape (num_cols, *f) -> (num_rows, *f)."""
+    if cols.numel() == 0 or x.numel() == 0:
+        return x.new_zeros((num_rows,) + x.shape[1:])
+    flat = x.reshape(x.shape[0], -1)
+    a = torch.sparse_csr_tensor(indptr, cols, values, (num_rows, num_cols), check_invariants=False)
+    return torch.sparse.mm(a, flat).reshape((num_rows,) + x.shape[1:])
+
+
+def segment_sum(indptr, x):
+    """out[v] = sum_{k = indptr[v]}^{indptr[v+1]-1} x[k]; x (E, *f) -> (len(indptr)-1, *f)."""
+    num_edges = x.shape[0]
+    cols = torch.arange(num_edges, dtype=indptr.dtype, device=indptr.device)
+    return _csr_matmul(indptr, cols, x.new_ones(num_edges), indptr.numel() - 1, num_edges, x)
+
+
+def _gather_sum(indptr, src, num_src, u, weight=None):
+    """out[v] = sum_{k in in(v)} weight[k] * u[src[k]] (weight (E,) or None for 1)."""
+    values = u.new_ones(src.numel()) if weight is None else weight.contiguous()
+    return _csr_matmul(indptr, src, values, indptr.numel() - 1, num_src, u)
+
+
+def _edge_targets(indptr, num_edges):
+    """dst of each edge (int64) from the CSR pointer."""
+    counts = torch.diff(indptr)
+    ids = torch.arange(indptr.numel() - 1, device=indptr.device)
+    return torch.repeat_interleave(ids, counts, output_size=num_edges)
+
+
+def _broadcast_feature_shape(*tensors):
+    shapes = [t.shape[1:] for t in tensors if t is not None]
+    return tuple(torch.broadcast_shapes(*shapes))
+
+
+_BINARY = {
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": torch.div,
+}
+
+
+def _message(src, op, u, e, nf):
+    """Materialised edge messages (E, *F): u[src] op e."""
+    if op == "copy_e":
+        return _feature_view(e, nf)
+    gathered = _feature_view(u.index_select(0, src), nf)
+    if op == "copy_u":
+        return gathered
+    return _BINARY[op](gathered, _feature_view(e, nf))
+
+
+# ---------------------------------------------------------------------------- spmm
+def _spmm_sum(indptr, src, num_dst, op, u, e, shape):
+    """sum-reduce; linear in u and e, so a CSR matmul whenever the edge factor is a scalar."""
+    nf = len(shape) - 1
+    if op == "copy_u":
+        return _feature_view(_gather_sum(indptr, src, u.shape[0], u), nf)
+    if op == "copy_e":
+        return _feature_view(segment_sum(indptr, e), nf)
+    if op in ("add", "sub"):
+        su = _feature_view(_gather_sum(indptr, src, u.shape[0], u), nf)
+        se = _feature_view(segment_sum(indptr, e), nf)
+        return (su + se if op == "add" else su - se).expand(shape).contiguous()
+    heads = _head_split(u, e, nf)
+    if heads is not None:
+        weight = e if op == "mul" else torch.reciprocal(e)
+        return _weighted_sum_by_head(indptr, src, u, weight, heads, nf, shape)
+    return segment_sum(indptr, _message(src, op, u, e, nf))
+
+
+def _head_split(u, e, nf):
+    """Number of leading feature axes k such that e's padded feature shape is (F[:k], 1, ..., 1)
+    and u carries the same leading axes -> the op runs as prod(F[:k]) CSR matmuls. None if not."""
+    fu = (1,) * (nf - (u.dim() - 1)) + tuple(u.shape[1:])
+    fe = (1,) * (nf - (e.dim() - 1)) + tuple(e.shape[1:])
+    k = 0
+    while k < nf and fe[k] != 1:
+        k += 1
+    if any(d != 1 for d in fe[k:]) or fu[:k] != fe[:k]:
+        return None
+    n_heads = 1
+    for d in fe[:k]:
+        n_heads *= d
+    return (k, n_heads) if n_heads <= _MAX_HEAD_LOOP else None
+
+
+def _weighted_sum_by_head(indptr, src, u, weight, heads, nf, shape):
+    k, n_heads = heads
+    uv = _feature_view(u, nf)
+    w = weight.reshape(weight.shape[0], n_heads)
+    u_heads = uv.reshape((uv.shape[0], n_heads) + uv.shape[1 + k:])
+    outs = [_gather_sum(indptr, src, u.shape[0], u_heads[:, h], w[:, h]) for h in range(n_heads)]
+    out = torch.stack(outs, dim=1).reshape((indptr.numel() - 1,) + uv.shape[1:])
+    return out.expand(shape).contiguous() if tuple(out.shape) != tuple(shape) else out
+
+
+def _spmm_extreme(indptr, src, num_dst, op, reduce, u, e, shape):
+    """max/min via scatter_reduce; arg = lowest edge id reaching the extreme (-1 if none)."""
+    nf = len(shape) - 1
+    msg = _message(src, op, u, e, nf).expand((src.numel(),) + shape[1:])
+    dst = _edge_targets(indptr, src.numel()).reshape((-1,) + (1,) * nf).expand_as(msg)
+    name = "amax" if reduce == "max" else "amin"
+    out = msg.new_zeros(shape).scatter_reduce_(0, dst, msg, name, include_self=False)
+    edge_ids = torch.arange(src.numel(), device=msg.device).reshape((-1,) + (1,) * nf)
+    winner = torch.where(msg == out.gather(0, dst), edge_ids, src.numel())
+    arg = torch.full(shape, src.numel(), dtype=torch.int64, device=msg.device)
+    arg.scatter_reduce_(0, dst, winner, "amin", include_self=True)
+    arg[arg == src.numel()] = -1
+    return out, arg
+
+
+def spmm(indptr: torch.Tensor, src: torch.Tensor, num_dst: int, op: str, reduce: str,
+         u: Optional[torch.Tensor], e: Optional[torch.Tensor]):
+    """g-SpMM forward, see the module docstring. Returns (out, arg)."""
+    dtype = (u if u is not None else e).dtype
+    if u is not None and e is not None:
+        dtype = torch.promote_types(u.dtype, e.dtype)
+    work = _compute_dtype(dtype)
+    u = u.to(work) if u is not None else None
+    e = e.to(work) if e is not None else None
+    shape = (num_dst,) + _broadcast_feature_shape(u, e)
+    if reduce in ("sum", "mean"):
+        out = _spmm_sum(indptr, src, num_dst, op, u, e, shape)
+        if reduce == "mean":
+            deg = torch.diff(indptr).clamp_(min=1).to(work)
+            out = out / deg.reshape((-1,) + (1,) * (len(shape) - 1))
+        return out.to(dtype), None
+    out, arg = _spmm_extreme(indptr, src, num_dst, op, reduce, u, e, shape)
+    return out.to(dtype), arg
+
+
+# ---------------------------------------------------------------------------- sddmm
+def _pick(x, target, src, dst):
+    if target == "u":
+        return x.index_select(0, src)
+    if target == "v":
+        return x.index_select(0, dst)
+    return x
+
+
+def sddmm(src: torch.Tensor, dst: torch.Tensor, op: str, lhs: Optional[torch.Tensor],
+          rhs: Optional[torch.Tensor], lhs_target: str = "u", rhs_target: str = "v"):
+    """g-SDDMM forward, see the module docstring. Returns the (E, *F) edge tensor."""
+    if op == "copy_lhs":
+        return _pick(lhs, lhs_target, src, dst)
+    if op == "copy_rhs":
+        return _pick(rhs, rhs_target, src, dst)
+    nf = max(lhs.dim(), rhs.dim()) - 1
+    x = _feature_view(_pick(lhs, lhs_target, src, dst), nf)
+    y = _feature_view(_pick(rhs, rhs_target, src, dst), nf)
+    if op == "dot":
+        dtype = torch.promote_types(x.dtype, y.dtype)
+        work = _compute_dtype(dtype)
+        return (x.to(work) * y.to(work)).sum(-1, keepdim=True).to(dtype)
+    return _BINARY[op](x, y)
+
+
+# ---------------------------------------------------------------------------- edge softmax
+def edge_softmax(indptr: torch.Tensor, dst: torch.Tensor, scores: torch.Tensor,
+                 self_scores: Optional[torch.Tensor] = None):
+    """Edge softmax forward, see the module docstring."""
+    dtype = scores.dtype
+    work = _compute_dtype(dtype)
+    s = scores.to(work)
+    num_dst = indptr.numel() - 1
+    nf = s.dim() - 1
+    index = dst.to(torch.int64).reshape((-1,) + (1,) * nf).expand_as(s)
+    if self_scores is None:
+        peak = s.new_zeros((num_dst,) + s.shape[1:])
+        peak.scatter_reduce_(0, index, s, "amax", include_self=False)
+    else:
+        peak = self_scores.to(work).clone().scatter_reduce_(0, index, s, "amax", include_self=True)
+    ex = torch.exp(s - peak.gather(0, index))
+    denom = segment_sum(indptr, ex)
+    if self_scores is not None:
+        self_ex = torch.exp(self_scores.to(work) - peak)
+        denom = denom + self_ex
+    alpha = ex / denom.gather(0, index)
+    if self_scores is None:
+        return alpha.to(dtype)
+    return alpha.to(dtype), (self_ex / denom).to(dtype)

@@ -1,0 +1,114 @@
+"""Host-side helpers shared by the Triton kernel families: argument checks, feature broadcasting,
+launch sizes. Nothing in here launches a kernel."""
+from __future__ import annotations
+
+import math
+
+import torch
+from triton import knobs
+
+INDEX_DTYPES = (torch.int32, torch.int64)
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+# tile-size ceilings: a (BLOCK_E x BLOCK_F) fp32 tile of 32 x 128 is 16 KiB of registers per program
+MAX_BLOCK_F = 128
+MAX_BLOCK_E = 32
+
+
+# read once, when the kernel modules (which import this one first) define their kernels: that is
+# when triton.jit binds a kernel to the interpreter or to the GPU compiler
+_INTERPRETED = bool(knobs.runtime.interpret)
+
+
+def interpreting() -> bool:
+    """True when the kernels were defined under Triton's CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return _INTERPRETED
+
+
+def next_pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+def numel(shape) -> int:
+    return int(math.prod(shape))
+
+
+def check_index(name: str, t, length: int | None = None) -> None:
+    """A 1-D int32/int64 index tensor, optionally of a known length."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a 1-D int32/int64 tensor, got {type(t).__name__}")
+    if t.dim() != 1 or t.dtype not in INDEX_DTYPES:
+        raise ValueError(f"{name}: expected a 1-D int32/int64 tensor, got shape {tuple(t.shape)} "
+                         f"dtype {t.dtype}")
+    if length is not None and t.shape[0] != length:
+        raise ValueError(f"{name}: expected length {length}, got shape {tuple(t.shape)}")
+
+
+def check_float(name: str, t, rows: int | None = None, min_dim: int = 1) -> None:
+    """A fp32/fp16/bf16 tensor with ``rows`` leading rows (when given)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a float tensor, got {type(t).__name__}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{name}: expected dtype float32/float16/bfloat16, got {t.dtype} "
+                         f"(shape {tuple(t.shape)})")
+    if t.dim() < min_dim:
+        raise ValueError(f"{name}: expected at least {min_dim} dims, got shape {tuple(t.shape)}")
+    if rows is not None and t.shape[0] != rows:
+        raise ValueError(f"{name}: expected {rows} rows (dim 0), got shape {tuple(t.shape)}")
+
+
+def check_device(*named) -> None:
+    """All tensors on one device, and that device is CUDA unless the interpreter runs."""
+    tensors = [(n, t) for n, t in named if t is not None]
+    devices = {t.device for _, t in tensors}
+    if len(devices) > 1:
+        where = ", ".join(f"{n} on {t.device}" for n, t in tensors)
+        raise ValueError(f"triton kernels: all tensors must be on one device, got {where}")
+    if tensors and tensors[0][1].device.type != "cuda" and not interpreting():
+        n, t = tensors[0]
+        raise ValueError(f"triton kernels: {n} is on {t.device}; expected a CUDA tensor "
+                         "(or set TRITON_INTERPRET=1 before importing kokoyi.kernels.triton)")
+
+
+def common_dtype(*named) -> torch.dtype:
+    """The promoted float dtype of the given (name, tensor) pairs (None entries skipped)."""
+    dtypes = [t.dtype for _, t in named if t is not None]
+    out = dtypes[0]
+    for d in dtypes[1:]:
+        out = torch.promote_types(out, d)
+    return out
+
+
+def broadcast_features(name_a: str, fa, name_b: str, fb) -> tuple[int, ...]:
+    """numpy broadcast of two per-row feature shapes, with an error naming both operands."""
+    try:
+        return tuple(torch.broadcast_shapes(tuple(fa), tuple(fb)))
+    except RuntimeError:
+        raise ValueError(f"feature shapes do not broadcast: {name_a} has per-row shape {tuple(fa)}, "
+                         f"{name_b} has {tuple(fb)}; expected numpy-broadcastable shapes") from None
+
+
+def feature_offsets(own: tuple[int, ...], full: tuple[int, ...], device) -> torch.Tensor | None:
+    """Element offset inside one contiguous row of shape ``own`` for each flattened position of the
+    broadcast shape ``full`` (stride 0 along broadcast axes). None when ``own == full`` (offset = f)."""
+    own, full = tuple(own), tuple(full)
+    if own == full:
+        return None
+    padded = (1,) * (len(full) - len(own)) + own
+    table = torch.arange(max(numel(own), 1), dtype=torch.int32).reshape(padded).expand(full)
+    return table.reshape(-1).contiguous().to(device)
+
+
+def feature_block(width: int) -> int:
+    """Feature tile: the whole row up to MAX_BLOCK_F, a power of two."""
+    return min(next_pow2(width), MAX_BLOCK_F)
+
+
+def edge_block(feature_block_size: int) -> int:
+    """Edges per chunk: a (BLOCK_E x BLOCK_F) tile of at most MAX_BLOCK_E * MAX_BLOCK_F elements."""
+    return max(8, min(MAX_BLOCK_E, (MAX_BLOCK_E * MAX_BLOCK_F) // max(feature_block_size, 1)))
+
+
+def rows_per_program(feature_block_size: int) -> int:
+    """Narrow rows share a program (a row block) so that a program handles >= 32 feature lanes."""
+    return max(1, 32 // feature_block_size)

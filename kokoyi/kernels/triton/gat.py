@@ -1,0 +1,273 @@
+"""Fused GAT attention: scores, edge softmax and aggregation in one pass, never an E x H x D tensor.
+
+Forward, for each destination v and head h (u ranges over v's in-edges, plus u = v with self_loop):
+
+    z_uv = LeakyReLU(s_src[u, h] + t_dst[v, h])
+    m_v = max_u z_uv,   l_v = sum_u exp(z_uv - m_v),   alpha_uv = exp(z_uv - m_v) / l_v
+    out[v, h, :] = sum_u alpha_uv * feat[u, h, :]
+
+computed FlashAttention-style: one program per (v, h, D tile) walks the in-edges in BLOCK_E chunks
+keeping a running max m, running sum l and an unnormalised accumulator that is rescaled by
+exp(m_old - m_new) whenever the max grows; it divides by l once at the end. stats = (m, l) per (v, h)
+in fp32 (0, 0 for a row with no in-edge and no self loop) are all the backward needs besides inputs.
+
+Backward (two passes, no atomics), with g = grad_out and the FlashAttention identity
+sum_u alpha_uv (g_v . feat_u) = g_v . out_v =: delta_v:
+
+    dz_uv   = alpha_uv * (g_v . feat_u - delta_v) * LeakyReLU'(s_src[u] + t_dst[v])
+    grad_t[v]    = sum_{u -> v} dz_uv                   pass 1: CSR by destination, writes dz (E, H)
+    grad_s[u]    = sum_{u -> v} dz_uv                   pass 2: CSR by source (rev_indptr, rev_dst,
+    grad_feat[u] = sum_{u -> v} alpha_uv * g_v                  rev_perm to find dz of each edge)
+
+alpha is recomputed from (s_src, t_dst, m, l) in both passes; the only edge-sized intermediate is
+dz (E, H) fp32. Self-loop terms are added by the program of v (pass 1) and of u = v (pass 2).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import (check_device, check_float, check_index, edge_block, feature_block,
+                      next_pow2)
+
+
+@triton.jit
+def _leaky(x, slope):
+    return tl.where(x > 0, x, x * slope)
+
+
+@triton.jit
+def _gat_forward_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, out_ptr, m_ptr, l_ptr,
+                        H, D, slope, SELF_LOOP: tl.constexpr,
+                        BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
+    v = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1)
+    d = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < D
+    start = tl.load(indptr_ptr + v).to(tl.int64)
+    end = tl.load(indptr_ptr + v + 1).to(tl.int64)
+    t = tl.load(t_ptr + v * H + h).to(tl.float32)
+    if SELF_LOOP:
+        m = _leaky(tl.load(s_ptr + v * H + h).to(tl.float32) + t, slope)
+        l = tl.full((), 1.0, tl.float32)
+        acc = tl.load(feat_ptr + (v * H + h) * D + d, mask=dmask, other=0.0).to(tl.float32)
+    else:
+        m = tl.full((), float("-inf"), tl.float32)
+        l = tl.full((), 0.0, tl.float32)
+        acc = tl.zeros((BLOCK_D,), tl.float32)
+    for chunk in range(start, end, BLOCK_E):
+        k = chunk + tl.arange(0, BLOCK_E)
+        kmask = k < end
+        u = tl.load(src_ptr + k, mask=kmask, other=0).to(tl.int64)
+        z = _leaky(tl.load(s_ptr + u * H + h, mask=kmask, other=0.0).to(tl.float32) + t, slope)
+        z = tl.where(kmask, z, float("-inf"))
+        m_new = tl.maximum(m, tl.max(z, axis=0))
+        scale = tl.exp(m - m_new)
+        p = tl.exp(z - m_new)
+        x = tl.load(feat_ptr + (u[:, None] * H + h) * D + d[None, :],
+                    mask=kmask[:, None] & dmask[None, :], other=0.0).to(tl.float32)
+        acc = acc * scale + tl.sum(p[:, None] * x, axis=0)
+        l = l * scale + tl.sum(p, axis=0)
+        m = m_new
+    empty = l == 0.0
+    res = tl.where(empty, 0.0, acc / tl.where(empty, 1.0, l))
+    tl.store(out_ptr + (v * H + h) * D + d, res.to(out_ptr.dtype.element_ty), mask=dmask)
+    if tl.program_id(2) == 0:
+        tl.store(m_ptr + v * H + h, tl.where(empty, 0.0, m))
+        tl.store(l_ptr + v * H + h, l)
+
+
+@triton.jit
+def _gat_backward_dst_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, out_ptr, g_ptr, m_ptr,
+                             l_ptr, dz_ptr, dz_self_ptr, grad_t_ptr, H, D, slope,
+                             SELF_LOOP: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Pass 1, one program per (v, h): dz of each in-edge (and of the self loop), grad_t[v, h]."""
+    v = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1)
+    vh = v * H + h
+    start = tl.load(indptr_ptr + v).to(tl.int64)
+    end = tl.load(indptr_ptr + v + 1).to(tl.int64)
+    t = tl.load(t_ptr + vh).to(tl.float32)
+    m = tl.load(m_ptr + vh)
+    inv_l = 1.0 / tl.where(tl.load(l_ptr + vh) == 0.0, 1.0, tl.load(l_ptr + vh))
+    delta = tl.full((), 0.0, tl.float32)
+    self_dot = tl.full((), 0.0, tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        d = d0 + tl.arange(0, BLOCK_D)
+        dmask = d < D
+        g = tl.load(g_ptr + vh * D + d, mask=dmask, other=0.0).to(tl.float32)
+        delta += tl.sum(g * tl.load(out_ptr + vh * D + d, mask=dmask, other=0.0).to(tl.float32))
+        if SELF_LOOP:
+            self_dot += tl.sum(g * tl.load(feat_ptr + vh * D + d, mask=dmask, other=0.0).to(tl.float32))
+    grad_t = tl.full((), 0.0, tl.float32)
+    if SELF_LOOP:
+        pre = tl.load(s_ptr + vh).to(tl.float32) + t
+        a = tl.exp(_leaky(pre, slope) - m) * inv_l
+        dz = a * (self_dot - delta) * tl.where(pre > 0, 1.0, slope)
+        tl.store(dz_self_ptr + vh, dz)
+        grad_t += dz
+    for chunk in range(start, end, BLOCK_E):
+        k = chunk + tl.arange(0, BLOCK_E)
+        kmask = k < end
+        u = tl.load(src_ptr + k, mask=kmask, other=0).to(tl.int64)
+        pre = tl.load(s_ptr + u * H + h, mask=kmask, other=0.0).to(tl.float32) + t
+        a = tl.exp(_leaky(pre, slope) - m) * inv_l
+        dots = tl.zeros((BLOCK_E,), tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            d = d0 + tl.arange(0, BLOCK_D)
+            dmask = d < D
+            g = tl.load(g_ptr + vh * D + d, mask=dmask, other=0.0).to(tl.float32)
+            x = tl.load(feat_ptr + (u[:, None] * H + h) * D + d[None, :],
+                        mask=kmask[:, None] & dmask[None, :], other=0.0).to(tl.float32)
+            dots += tl.sum(x * g[None, :], axis=1)
+        dz = tl.where(kmask, a * (dots - delta) * tl.where(pre > 0, 1.0, slope), 0.0)
+        tl.store(dz_ptr + k * H + h, dz, mask=kmask)
+        grad_t += tl.sum(dz, axis=0)
+    tl.store(grad_t_ptr + vh, grad_t.to(grad_t_ptr.dtype.element_ty))
+
+
+@triton.jit
+def _gat_backward_src_kernel(rev_indptr_ptr, rev_dst_ptr, rev_perm_ptr, s_ptr, t_ptr, g_ptr, m_ptr,
+                             l_ptr, dz_ptr, dz_self_ptr, grad_s_ptr, grad_feat_ptr,
+                             num_dst, H, D, slope, SELF_LOOP: tl.constexpr,
+                             BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Pass 2, one program per (u, h, D tile): grad_feat[u, h, tile] and (tile 0) grad_s[u, h]."""
+    u = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1)
+    uh = u * H + h
+    first_tile = tl.program_id(2) == 0
+    d = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < D
+    start = tl.load(rev_indptr_ptr + u).to(tl.int64)
+    end = tl.load(rev_indptr_ptr + u + 1).to(tl.int64)
+    s = tl.load(s_ptr + uh).to(tl.float32)
+    acc = tl.zeros((BLOCK_D,), tl.float32)
+    grad_s = tl.full((), 0.0, tl.float32)
+    if SELF_LOOP:
+        if u < num_dst:
+            a = tl.exp(_leaky(s + tl.load(t_ptr + uh).to(tl.float32), slope) - tl.load(m_ptr + uh)) \
+                / tl.load(l_ptr + uh)
+            acc += a * tl.load(g_ptr + uh * D + d, mask=dmask, other=0.0).to(tl.float32)
+            grad_s += tl.load(dz_self_ptr + uh)
+    for chunk in range(start, end, BLOCK_E):
+        j = chunk + tl.arange(0, BLOCK_E)
+        jmask = j < end
+        v = tl.load(rev_dst_ptr + j, mask=jmask, other=0).to(tl.int64)
+        vh = v * H + h
+        pre = s + tl.load(t_ptr + vh, mask=jmask, other=0.0).to(tl.float32)
+        m = tl.load(m_ptr + vh, mask=jmask, other=0.0)
+        l_v = tl.load(l_ptr + vh, mask=jmask, other=1.0)
+        a = tl.where(jmask, tl.exp(_leaky(pre, slope) - m) / l_v, 0.0)
+        g = tl.load(g_ptr + vh[:, None] * D + d[None, :], mask=jmask[:, None] & dmask[None, :],
+                    other=0.0).to(tl.float32)
+        acc += tl.sum(a[:, None] * g, axis=0)
+        if first_tile:
+            k = tl.load(rev_perm_ptr + j, mask=jmask, other=0).to(tl.int64)
+            grad_s += tl.sum(tl.load(dz_ptr + k * H + h, mask=jmask, other=0.0), axis=0)
+    tl.store(grad_feat_ptr + uh * D + d, acc.to(grad_feat_ptr.dtype.element_ty), mask=dmask)
+    if first_tile:
+        tl.store(grad_s_ptr + uh, grad_s.to(grad_s_ptr.dtype.element_ty))
+
+
+def _check_gat_inputs(indptr, src, s_src, t_dst, feat, self_loop):
+    """Shapes (num_dst, num_src, H, D) after checking every argument."""
+    check_index("indptr", indptr)
+    num_dst = indptr.shape[0] - 1
+    if num_dst < 0:
+        raise ValueError("indptr: expected at least one entry (num_dst + 1), got shape (0,)")
+    check_index("src", src)
+    check_float("feat", feat)
+    if feat.dim() != 3:
+        raise ValueError(f"feat: expected shape (num_src, H, D), got {tuple(feat.shape)}")
+    num_src, heads, width = feat.shape
+    check_float("s_src", s_src)
+    if tuple(s_src.shape) != (num_src, heads):
+        raise ValueError(f"s_src: expected shape {(num_src, heads)} (num_src, H) to match feat "
+                         f"{tuple(feat.shape)}, got {tuple(s_src.shape)}")
+    check_float("t_dst", t_dst)
+    if tuple(t_dst.shape) != (num_dst, heads):
+        raise ValueError(f"t_dst: expected shape {(num_dst, heads)} (num_dst, H), got "
+                         f"{tuple(t_dst.shape)}")
+    if self_loop and num_src < num_dst:
+        raise ValueError(f"self_loop=True needs destination nodes to be a prefix of the sources; "
+                         f"got num_dst={num_dst} > num_src={num_src} (feat {tuple(feat.shape)})")
+    return num_dst, num_src, heads, width
+
+
+def _gat_blocks(width):
+    block_d = feature_block(width)
+    return block_d, edge_block(block_d)
+
+
+def gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False):
+    """Fused GAT attention forward -> ``(out, (row_max, row_sum))``.
+
+    out (num_dst, H, D) in feat's dtype: ``out[v,h] = sum_u softmax_u(LeakyReLU(s_src[u,h] +
+    t_dst[v,h])) * feat[u,h]`` over v's in-edges (plus u = v when ``self_loop``); 0 on empty rows.
+    row_max, row_sum (num_dst, H) fp32: the softmax statistics, kept for gat_aggregate_backward.
+    """
+    num_dst, _, heads, width = _check_gat_inputs(indptr, src, s_src, t_dst, feat, self_loop)
+    check_device(("indptr", indptr), ("src", src), ("s_src", s_src), ("t_dst", t_dst), ("feat", feat))
+    device = feat.device
+    out = torch.empty((num_dst, heads, width), dtype=feat.dtype, device=device)
+    row_max = torch.zeros((num_dst, heads), dtype=torch.float32, device=device)
+    row_sum = torch.zeros((num_dst, heads), dtype=torch.float32, device=device)
+    if num_dst == 0 or heads == 0:
+        return out, (row_max, row_sum)
+    block_d, block_e = _gat_blocks(max(width, 1))  # D = 0 still computes the statistics
+    grid = (num_dst, heads, triton.cdiv(max(width, 1), block_d))
+    _gat_forward_kernel[grid](
+        indptr, src, s_src.contiguous(), t_dst.contiguous(), feat.contiguous(), out,
+        row_max, row_sum, heads, width, float(negative_slope),
+        SELF_LOOP=bool(self_loop), BLOCK_E=block_e, BLOCK_D=block_d)
+    return out, (row_max, row_sum)
+
+
+def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out,
+                           stats, grad_out, negative_slope, self_loop=False):
+    """Gradients of gat_aggregate -> ``(grad_s_src, grad_t_dst, grad_feat)``.
+
+    Needs the CSR by source as well: rev_indptr (num_src+1,), rev_dst (E,) the destination of each
+    source-sorted edge, rev_perm (E,) its CSR-by-destination edge id; ``out`` and ``stats`` from the
+    forward. Two launches (by destination, then by source), deterministic, no atomics.
+    """
+    num_dst, num_src, heads, width = _check_gat_inputs(indptr, src, s_src, t_dst, feat, self_loop)
+    num_edges = src.shape[0]
+    check_index("rev_indptr", rev_indptr, num_src + 1)
+    check_index("rev_dst", rev_dst, num_edges)
+    check_index("rev_perm", rev_perm, num_edges)
+    for name, t in (("out", out), ("grad_out", grad_out)):
+        check_float(name, t)
+        if tuple(t.shape) != (num_dst, heads, width):
+            raise ValueError(f"{name}: expected shape {(num_dst, heads, width)}, got {tuple(t.shape)}")
+    row_max, row_sum = stats
+    for name, t in (("stats[0] (row_max)", row_max), ("stats[1] (row_sum)", row_sum)):
+        if t.dtype != torch.float32 or tuple(t.shape) != (num_dst, heads):
+            raise ValueError(f"{name}: expected float32 {(num_dst, heads)}, got {t.dtype} "
+                             f"{tuple(t.shape)}")
+    check_device(("indptr", indptr), ("src", src), ("rev_indptr", rev_indptr), ("rev_dst", rev_dst),
+                 ("rev_perm", rev_perm), ("s_src", s_src), ("t_dst", t_dst), ("feat", feat),
+                 ("out", out), ("grad_out", grad_out), ("row_max", row_max), ("row_sum", row_sum))
+    device = feat.device
+    grad_s = torch.zeros_like(s_src)
+    grad_t = torch.zeros_like(t_dst)
+    grad_feat = torch.zeros_like(feat)
+    if heads == 0 or width == 0 or (num_edges == 0 and not self_loop):
+        return grad_s, grad_t, grad_feat
+    s_c, t_c, f_c = s_src.contiguous(), t_dst.contiguous(), feat.contiguous()
+    g_c = grad_out.contiguous()
+    dz = torch.empty((num_edges, heads), dtype=torch.float32, device=device)
+    dz_self = torch.zeros((num_dst, heads), dtype=torch.float32, device=device)
+    block_d, block_e = _gat_blocks(width)
+    slope = float(negative_slope)
+    if num_dst > 0:
+        _gat_backward_dst_kernel[(num_dst, heads)](
+            indptr, src, s_c, t_c, f_c, out.contiguous(), g_c, row_max, row_sum, dz, dz_self,
+            grad_t, heads, width, slope, SELF_LOOP=bool(self_loop), BLOCK_E=block_e, BLOCK_D=block_d)
+    if num_src > 0:
+        _gat_backward_src_kernel[(num_src, heads, triton.cdiv(width, block_d))](
+            rev_indptr, rev_dst, rev_perm, s_c, t_c, g_c, row_max, row_sum, dz, dz_self, grad_s,
+            grad_feat, num_dst, heads, width, slope, SELF_LOOP=bool(self_loop),
+            BLOCK_E=block_e, BLOCK_D=block_d)
+    return grad_s, grad_t, grad_feat

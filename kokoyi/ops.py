@@ -1,0 +1,9 @@
+"""`kokoyi.ops`: the sparse operators and boundary checks that generated modules call.
+
+The operator table lives in kokoyi/kernels/ops.py; this module is the stable import path.
+"""
+from kokoyi.kernels.ops import *  # noqa: F401,F403
+from kokoyi.kernels.ops import __all__ as _kernel_all
+from kokoyi.kernels.validate import check_hyper, check_input
+
+__all__ = list(_kernel_all) + ["check_hyper", "check_input"]

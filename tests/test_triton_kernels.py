@@ -1,0 +1,414 @@
+"""The Triton primitives of kokoyi.kernels.triton against plain-PyTorch references.
+
+Without a GPU the kernels run under Triton's CPU interpreter: TRITON_INTERPRET=1 must be in the
+environment before triton is imported, so it is set here before the import (tests/conftest.py
+should set it too, in case another test module imports triton first). Graphs are tiny on purpose:
+the interpreter is ~1000x slower than a GPU.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+# Triton binds its own language functions (tl.zeros, ...) and our kernels to the interpreter when
+# they are defined, i.e. at import: the variable must be set before triton is first imported.
+_TRITON_ALREADY_IMPORTED = "triton" in sys.modules
+os.environ.setdefault("TRITON_INTERPRET", "1")
+pytest.importorskip("triton")
+
+import kokoyi.kernels.triton as kt  # noqa: E402
+
+if not kt.interpreting() and not torch.cuda.is_available():
+    pytest.skip("no CUDA device, and triton was imported before TRITON_INTERPRET=1 was set"
+                if _TRITON_ALREADY_IMPORTED else "no CUDA device and TRITON_INTERPRET is not 1",
+                allow_module_level=True)
+
+DEVICE = "cpu" if kt.interpreting() else "cuda"
+TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float16: dict(atol=2e-2, rtol=2e-2),
+       torch.bfloat16: dict(atol=8e-2, rtol=5e-2)}
+
+
+# ---------------------------------------------------------------------------------------- graphs
+def make_graph(num_src, num_dst, num_edges, hub=0, isolated=(), index=torch.int64, seed=0):
+    """Random CSR-by-destination graph: `hub` extra in-edges on destination 0, no in-edge on the
+    `isolated` destinations, plus the CSR by source (rev_indptr, rev_dst, rev_perm)."""
+    gen = torch.Generator().manual_seed(seed)
+    allowed = torch.tensor([v for v in range(num_dst) if v not in set(isolated)], dtype=torch.int64)
+    dst = allowed[torch.randint(len(allowed), (num_edges,), generator=gen)] if num_edges else \
+        torch.zeros(0, dtype=torch.int64)
+    src = torch.randint(num_src, (num_edges,), generator=gen)
+    if hub:
+        dst = torch.cat([dst, torch.zeros(hub, dtype=torch.int64)])
+        src = torch.cat([src, torch.randint(num_src, (hub,), generator=gen)])
+    order = torch.sort(dst, stable=True).indices
+    src, dst = src[order], dst[order]
+    indptr = torch.cat([torch.zeros(1, dtype=torch.int64),
+                        torch.cumsum(torch.bincount(dst, minlength=num_dst), 0)])
+    rev_perm = torch.sort(src, stable=True).indices
+    rev_indptr = torch.cat([torch.zeros(1, dtype=torch.int64),
+                            torch.cumsum(torch.bincount(src, minlength=num_src), 0)])
+    t = dict(indptr=indptr, src=src, dst=dst, rev_indptr=rev_indptr, rev_dst=dst[rev_perm],
+             rev_perm=rev_perm)
+    return SimpleNamespace(num_src=num_src, num_dst=num_dst, num_edges=src.shape[0],
+                           **{k: v.to(index).to(DEVICE) for k, v in t.items()})
+
+
+# bipartite (num_src > num_dst), a hub with 70 in-edges (several BLOCK_E chunks), isolated nodes
+BIPARTITE = make_graph(24, 16, 90, hub=70, isolated=(3, 9, 15))
+SQUARE = make_graph(12, 12, 40, isolated=(5,), index=torch.int32, seed=1)
+NO_EDGES = make_graph(6, 5, 0)
+H, D = 2, 3
+
+
+def rand(*shape, dtype=torch.float32, seed=0, positive=False):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    if positive:  # divisors away from zero
+        x = x.abs() + 0.5
+    return x.to(dtype).to(DEVICE)
+
+
+# ------------------------------------------------------------------------------------ references
+BINARY = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div}
+
+
+def ref_messages(op, a, b):
+    if op in ("copy_u", "copy_lhs"):
+        return a
+    if op in ("copy_e", "copy_rhs"):
+        return b
+    if op == "dot":
+        return (a * b).sum(-1, keepdim=True)
+    return BINARY[op](a, b)
+
+
+def ref_spmm(g, op, reduce, u, e):
+    """Row-by-row loop in float64."""
+    su = u.double()[g.src.long()] if u is not None else None
+    msg = ref_messages(op, su, e.double() if e is not None else None)
+    out = torch.zeros((g.num_dst, *msg.shape[1:]), dtype=torch.float64, device=msg.device)
+    arg = torch.full(out.shape, -1, dtype=torch.int64, device=msg.device)
+    for v in range(g.num_dst):
+        lo, hi = int(g.indptr[v]), int(g.indptr[v + 1])
+        if lo == hi:
+            continue
+        rows = msg[lo:hi]
+        if reduce in ("sum", "mean"):
+            out[v] = rows.sum(0) if reduce == "sum" else rows.mean(0)
+        else:
+            pick = rows.argmax(0) if reduce == "max" else rows.argmin(0)  # first winner on ties
+            out[v] = rows.gather(0, pick.unsqueeze(0))[0]
+            arg[v] = pick + lo
+    return out, (arg if reduce in ("max", "min") else None)
+
+
+def ref_sddmm(g, op, lhs, rhs, lt, rt):
+    rows = {"u": g.src.long(), "v": g.dst.long(), "e": torch.arange(g.num_edges, device=DEVICE)}
+    a = lhs.double()[rows[lt]] if lhs is not None else None
+    b = rhs.double()[rows[rt]] if rhs is not None else None
+    return ref_messages(op, a, b)
+
+
+def ref_edge_softmax(g, x, y=None):
+    alpha = torch.zeros_like(x, dtype=torch.float64)
+    self_alpha = None if y is None else torch.zeros_like(y, dtype=torch.float64)
+    for v in range(g.num_dst):
+        lo, hi = int(g.indptr[v]), int(g.indptr[v + 1])
+        rows = x[lo:hi].double()
+        if y is not None:
+            rows = torch.cat([rows, y[v:v + 1].double()])
+        sm = torch.softmax(rows, dim=0)
+        alpha[lo:hi] = sm[:hi - lo]
+        if y is not None:
+            self_alpha[v] = sm[-1]
+    return alpha if y is None else (alpha, self_alpha)
+
+
+def ref_gat(g, s, t, feat, slope, self_loop):
+    """Composed torch: scores per edge, softmax per destination (masked dense), weighted sum."""
+    src, dst = g.src.long(), g.dst.long()
+    if self_loop:
+        loops = torch.arange(g.num_dst, device=DEVICE)
+        src, dst = torch.cat([src, loops]), torch.cat([dst, loops])
+    z = torch.nn.functional.leaky_relu(s[src] + t[dst], slope)                    # (E', H)
+    dense = torch.full((g.num_dst, src.shape[0], z.shape[1]), float("-inf"), dtype=z.dtype)
+    dense[dst, torch.arange(src.shape[0])] = z
+    alpha = torch.nan_to_num(torch.softmax(dense, dim=1), nan=0.0)               # empty rows -> 0
+    return torch.einsum("veh,ehd->vhd", alpha, feat[src])
+
+
+def close(actual, expected, dtype=torch.float32):
+    assert actual.dtype == dtype, actual.dtype
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    torch.testing.assert_close(actual.double(), expected.double(), **TOL[dtype])
+
+
+# ------------------------------------------------------------------------------------------ spmm
+def spmm_operands(g, op, dtype=torch.float32):
+    """u (num_src, H, D) broadcast against e (E, H, 1); copy ops read one of them."""
+    positive = op == "div"
+    u = rand(g.num_src, H, D, dtype=dtype, seed=1) if op != "copy_e" else None
+    e = rand(g.num_edges, H, 1, dtype=dtype, seed=2, positive=positive) if op != "copy_u" else None
+    return u, e
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min"])
+@pytest.mark.parametrize("op", ["copy_u", "copy_e", "add", "sub", "mul", "div"])
+def test_spmm_matches_reference_bipartite_hub_isolated(op, reduce):
+    g = BIPARTITE
+    u, e = spmm_operands(g, op)
+    out, arg = kt.spmm(g.indptr, g.src, g.num_dst, op, reduce, u, e)
+    ref, ref_arg = ref_spmm(g, op, reduce, u, e)
+    close(out, ref)
+    if reduce in ("max", "min"):
+        assert arg.dtype == torch.int64
+        torch.testing.assert_close(arg, ref_arg)
+        assert (arg[3] == -1).all() and (out[3] == 0).all()   # isolated destination
+    else:
+        assert arg is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("op,reduce", [("mul", "sum"), ("copy_u", "max"), ("div", "mean")])
+def test_spmm_half_precision_int32_square(dtype, op, reduce):
+    g = SQUARE
+    u, e = spmm_operands(g, op, dtype)
+    out, arg = kt.spmm(g.indptr, g.src, g.num_dst, op, reduce, u, e)
+    ref, ref_arg = ref_spmm(g, op, reduce, u, e)
+    close(out, ref, dtype)
+    if reduce == "max":  # ties are possible in fp16; check the winner's value, not its id
+        won = torch.where(arg >= 0, arg, 0)
+        vals = torch.where(ref_arg >= 0, u.double()[g.src.long()[won], torch.arange(H)[:, None],
+                                                    torch.arange(D)], 0.0)
+        close(out, vals.to(dtype).double(), dtype)
+
+
+def test_spmm_scalar_features_and_wide_features():
+    g = BIPARTITE
+    u = rand(g.num_src, seed=3)                       # F = (): one row block holds 32 rows
+    out, _ = kt.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", u, None)
+    close(out, ref_spmm(g, "copy_u", "sum", u, None)[0])
+    u = rand(g.num_src, 130, seed=4)                  # F = 130 > BLOCK_F = 128: two feature tiles
+    e = rand(g.num_edges, 1, seed=5)
+    out, arg = kt.spmm(g.indptr, g.src, g.num_dst, "mul", "max", u, e)
+    ref, ref_arg = ref_spmm(g, "mul", "max", u, e)
+    close(out, ref)
+    torch.testing.assert_close(arg, ref_arg)
+
+
+def test_spmm_hub_with_ties_keeps_lowest_edge_id():
+    g = BIPARTITE  # 70+ in-edges on destination 0, sources repeat: copy_u values tie
+    u = rand(g.num_src, 1, seed=6)
+    _, arg = kt.spmm(g.indptr, g.src, g.num_dst, "copy_u", "max", u, None)
+    _, ref_arg = ref_spmm(g, "copy_u", "max", u, None)
+    assert int(g.indptr[1]) > 64
+    torch.testing.assert_close(arg, ref_arg)
+
+
+def test_thousand_edge_hub_loops_over_chunks():
+    g = make_graph(40, 3, 6, hub=2000, seed=4)        # destination 0 has > 2000 in-edges
+    u = rand(g.num_src, 4, seed=8)
+    for reduce in ("sum", "max"):
+        out, arg = kt.spmm(g.indptr, g.src, g.num_dst, "copy_u", reduce, u, None)
+        ref, ref_arg = ref_spmm(g, "copy_u", reduce, u, None)
+        close(out, ref)
+        if arg is not None:
+            torch.testing.assert_close(arg, ref_arg)
+    x = rand(g.num_edges, 4, seed=9)
+    close(kt.edge_softmax(g.indptr, g.dst, x), ref_edge_softmax(g, x))
+    s, t, feat = gat_inputs(g, width=4)
+    out, _ = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, True)
+    close(out, ref_gat(g, s.double(), t.double(), feat.double(), 0.2, True))
+
+
+def test_spmm_no_edges_and_no_destinations():
+    g = NO_EDGES
+    u = rand(g.num_src, H, seed=7)
+    out, arg = kt.spmm(g.indptr, g.src, g.num_dst, "copy_u", "max", u, None)
+    assert out.shape == (g.num_dst, H) and (out == 0).all() and (arg == -1).all()
+    out, arg = kt.spmm(torch.zeros(1, dtype=torch.int64), g.src, 0, "copy_u", "sum", u, None)
+    assert out.shape == (0, H) and arg is None
+
+
+def test_spmm_rejects_bad_input_naming_the_argument():
+    g = SQUARE
+    u = rand(g.num_src, H)
+    with pytest.raises(ValueError, match="op must be one of"):
+        kt.spmm(g.indptr, g.src, g.num_dst, "pow", "sum", u, None)
+    with pytest.raises(ValueError, match="e: expected 40 rows"):
+        kt.spmm(g.indptr, g.src, g.num_dst, "mul", "sum", u, rand(3, H))
+    with pytest.raises(ValueError, match=r"u has per-row shape \(2,\), e has \(3,\)"):
+        kt.spmm(g.indptr, g.src, g.num_dst, "add", "sum", u, rand(g.num_edges, 3))
+    with pytest.raises(ValueError, match="indptr: expected a 1-D int32/int64 tensor"):
+        kt.spmm(g.indptr.float(), g.src, g.num_dst, "copy_u", "sum", u, None)
+    with pytest.raises(ValueError, match="reads e, got e=None"):
+        kt.spmm(g.indptr, g.src, g.num_dst, "copy_e", "sum", u, None)
+
+
+# ----------------------------------------------------------------------------------------- sddmm
+def sddmm_operand(g, target, shape, seed, dtype=torch.float32, positive=False):
+    rows = {"u": g.num_src, "v": g.num_dst, "e": g.num_edges}[target]
+    return rand(rows, *shape, dtype=dtype, seed=seed, positive=positive)
+
+
+@pytest.mark.parametrize("targets", [("u", "v"), ("e", "u"), ("v", "e")])
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "dot", "copy_lhs", "copy_rhs"])
+def test_sddmm_matches_reference(op, targets):
+    g = BIPARTITE
+    lt, rt = targets
+    lhs = sddmm_operand(g, lt, (H, D), seed=1)
+    rshape = (1, D) if op == "dot" else (H, 1)   # broadcast on the other axis
+    rhs = sddmm_operand(g, rt, rshape, seed=2, positive=op == "div")
+    out = kt.sddmm(g.src, g.dst, op, lhs, rhs, lt, rt)
+    close(out, ref_sddmm(g, op, lhs, rhs, lt, rt))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_sddmm_half_precision_int32_dot_over_long_axis(dtype):
+    g = SQUARE
+    lhs = sddmm_operand(g, "u", (H, 70), seed=3, dtype=dtype)   # 70 > BLOCK_D = 64: two chunks
+    rhs = sddmm_operand(g, "v", (H, 70), seed=4, dtype=dtype)
+    out = kt.sddmm(g.src, g.dst, "dot", lhs, rhs, "u", "v")
+    assert out.shape == (g.num_edges, H, 1)
+    close(out, ref_sddmm(g, "dot", lhs, rhs, "u", "v"), dtype)
+
+
+def test_sddmm_unused_operand_may_be_none_and_no_edges():
+    g = SQUARE
+    rhs = sddmm_operand(g, "v", (H,), seed=5)
+    close(kt.sddmm(g.src, g.dst, "copy_rhs", None, rhs, "u", "v"), rhs.double()[g.dst.long()])
+    e = NO_EDGES
+    out = kt.sddmm(e.src, e.dst, "dot", rand(e.num_src, H, D), rand(e.num_dst, H, D), "u", "v")
+    assert out.shape == (0, H, 1)
+
+
+def test_sddmm_rejects_bad_input_naming_the_argument():
+    g = SQUARE
+    x = rand(g.num_src, H)
+    with pytest.raises(ValueError, match="lhs_target must be one of"):
+        kt.sddmm(g.src, g.dst, "add", x, x, "w", "v")
+    with pytest.raises(ValueError, match="rhs_target='e' needs one row per edge"):
+        kt.sddmm(g.src, g.dst, "add", x, x, "u", "e")
+    with pytest.raises(ValueError, match="dst: expected length 40"):
+        kt.sddmm(g.src, g.dst[:-1], "add", x, x, "u", "v")
+    with pytest.raises(ValueError, match="lhs: expected dtype float32"):
+        kt.sddmm(g.src, g.dst, "add", x.long(), x, "u", "v")
+
+
+# ---------------------------------------------------------------------------------- edge softmax
+@pytest.mark.parametrize("with_self", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_edge_softmax_matches_reference(dtype, with_self):
+    g = BIPARTITE
+    x = (rand(g.num_edges, H, D, seed=1) * 4).to(dtype)   # spread scores: max-subtraction matters
+    y = (rand(g.num_dst, H, D, seed=2) * 4).to(dtype) if with_self else None
+    got = kt.edge_softmax(g.indptr, g.dst, x, y)
+    ref = ref_edge_softmax(g, x, y)
+    if with_self:
+        close(got[0], ref[0], dtype)
+        close(got[1], ref[1], dtype)
+        assert (got[1][3] == 1).all()          # an isolated destination only has its self loop
+    else:
+        close(got, ref, dtype)
+
+
+def test_edge_softmax_large_scores_are_stable_and_rows_sum_to_one():
+    g = SQUARE
+    x = rand(g.num_edges, 1, seed=3) * 1000             # exp overflows without the max subtraction
+    alpha = kt.edge_softmax(g.indptr, g.dst, x)
+    assert torch.isfinite(alpha).all()
+    sums = torch.zeros(g.num_dst, 1, dtype=torch.float64).index_add_(0, g.dst.long(), alpha.double())
+    has_edges = (g.indptr[1:] > g.indptr[:-1])
+    torch.testing.assert_close(sums[has_edges], torch.ones_like(sums[has_edges]))
+    close(alpha, ref_edge_softmax(g, x))
+
+
+def test_edge_softmax_no_edges():
+    g = NO_EDGES
+    alpha, self_alpha = kt.edge_softmax(g.indptr, g.dst, rand(0, H), rand(g.num_dst, H))
+    assert alpha.shape == (0, H) and (self_alpha == 1).all()
+
+
+def test_edge_softmax_rejects_mismatched_self_scores():
+    g = SQUARE
+    with pytest.raises(ValueError, match="self_scores: expected shape"):
+        kt.edge_softmax(g.indptr, g.dst, rand(g.num_edges, H), rand(g.num_dst, H + 1))
+
+
+# ------------------------------------------------------------------------------------------- GAT
+def gat_inputs(g, heads=H, width=5, dtype=torch.float32, seed=0):
+    s = rand(g.num_src, heads, seed=seed + 1, dtype=dtype) * 2
+    t = rand(g.num_dst, heads, seed=seed + 2, dtype=dtype) * 2
+    feat = rand(g.num_src, heads, width, seed=seed + 3, dtype=dtype)
+    return s, t, feat
+
+
+@pytest.mark.parametrize("g", [BIPARTITE, SQUARE], ids=["bipartite_hub", "square_int32"])
+@pytest.mark.parametrize("self_loop", [False, True])
+def test_gat_aggregate_matches_composed_torch(g, self_loop):
+    s, t, feat = gat_inputs(g)
+    out, (row_max, row_sum) = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, self_loop)
+    close(out, ref_gat(g, s.double(), t.double(), feat.double(), 0.2, self_loop))
+    # the saved statistics reproduce the softmax denominators
+    z = torch.nn.functional.leaky_relu(s.double()[g.src.long()] + t.double()[g.dst.long()], 0.2)
+    denom = torch.zeros(g.num_dst, H, dtype=torch.float64).index_add_(
+        0, g.dst.long(), torch.exp(z - row_max.double()[g.dst.long()]))
+    if self_loop:
+        loops = torch.arange(g.num_dst)
+        denom += torch.exp(torch.nn.functional.leaky_relu(s.double()[loops] + t.double(), 0.2)
+                           - row_max.double())
+    close(row_sum, denom)
+
+
+def test_gat_aggregate_fp16_and_wide_features():
+    g = BIPARTITE
+    s, t, feat = gat_inputs(g, heads=1, width=130, dtype=torch.float16)   # two D tiles
+    out, _ = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, True)
+    close(out, ref_gat(g, s.double(), t.double(), feat.double(), 0.2, True), torch.float16)
+
+
+def test_gat_aggregate_no_edges_gives_zero_or_self():
+    g = NO_EDGES
+    s, t, feat = gat_inputs(g)
+    out, (row_max, row_sum) = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, False)
+    assert (out == 0).all() and (row_sum == 0).all()
+    out, stats = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, True)
+    close(out, feat[:g.num_dst])
+    grad_out = rand(g.num_dst, H, 5, seed=4)
+    grad_s, grad_t, grad_feat = kt.gat_aggregate_backward(
+        g.indptr, g.src, g.rev_indptr, g.rev_dst, g.rev_perm, s, t, feat, out, stats, grad_out, 0.2,
+        True)
+    assert (grad_s == 0).all() and (grad_t == 0).all()     # a lone self loop has alpha = 1
+    close(grad_feat[:g.num_dst], grad_out)
+    assert (grad_feat[g.num_dst:] == 0).all()
+
+
+@pytest.mark.parametrize("self_loop", [False, True])
+def test_gat_aggregate_backward_matches_autograd(self_loop):
+    g = BIPARTITE
+    s, t, feat = gat_inputs(g, seed=5)
+    grad_out = rand(g.num_dst, H, 5, seed=9)
+    out, stats = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, self_loop)
+    grads = kt.gat_aggregate_backward(g.indptr, g.src, g.rev_indptr, g.rev_dst, g.rev_perm,
+                                      s, t, feat, out, stats, grad_out, 0.2, self_loop)
+    leaves = [x.double().requires_grad_() for x in (s, t, feat)]
+    ref_gat(g, *leaves, 0.2, self_loop).backward(grad_out.double())
+    for name, got, leaf in zip(("s_src", "t_dst", "feat"), grads, leaves):
+        assert got.shape == leaf.shape, name
+        torch.testing.assert_close(got.double(), leaf.grad, atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_gat_rejects_bad_shapes():
+    g = SQUARE
+    s, t, feat = gat_inputs(g)
+    with pytest.raises(ValueError, match=r"t_dst: expected shape \(12, 2\)"):
+        kt.gat_aggregate(g.indptr, g.src, s, t[:3], feat, 0.2)
+    with pytest.raises(ValueError, match="feat: expected shape \\(num_src, H, D\\)"):
+        kt.gat_aggregate(g.indptr, g.src, s, t, feat[..., 0], 0.2)
+    small = make_graph(4, 6, 8)
+    s4, t6, f4 = gat_inputs(small)
+    with pytest.raises(ValueError, match="self_loop=True needs destination nodes to be a prefix"):
+        kt.gat_aggregate(small.indptr, small.src, s4, t6, f4, 0.2, self_loop=True)
