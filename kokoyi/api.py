@@ -16,9 +16,28 @@ Shapes are strings of sympy expressions over the hyperparameter names ("d_in", "
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import types
 from pathlib import Path
+
+from kokoyi.diagnostics import Diagnostic, KokoyiError, Span
+
+
+@contextlib.contextmanager
+def _compiling(source, path):
+    """Every stage walks trees recursively: allow long flat chains, refuse absurd ones cleanly."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20_000))
+    try:
+        yield
+    except RecursionError:
+        text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
+        raise KokoyiError([Diagnostic("expression too deeply nested to compile", Span(0, 0, 1, 1),
+                                      "split it into several definitions")], text, path) from None
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def _front(source: str | bytes, path: str):
@@ -33,14 +52,16 @@ def to_python(source: str | bytes, *, path: str = "<string>", standalone: bool =
     from kokoyi.compiler.lower import lower
     from kokoyi.compiler.codegen import generate
 
-    return generate(lower(_front(source, path)), standalone=standalone)
+    with _compiling(source, path):
+        return generate(lower(_front(source, path)), standalone=standalone)
 
 
 def explain(source: str | bytes, *, path: str = "<string>") -> str:
     """The lowering plan: which op each reduction became and the largest intermediate."""
     from kokoyi.compiler.lower import lower, explain_plan
 
-    return explain_plan(lower(_front(source, path)))
+    with _compiling(source, path):
+        return explain_plan(lower(_front(source, path)))
 
 
 def render(source: str | bytes, *, path: str = "<string>") -> str:
@@ -48,7 +69,8 @@ def render(source: str | bytes, *, path: str = "<string>") -> str:
     from kokoyi.grammar.parser import parse
     from kokoyi.grammar.render import render_program
 
-    return render_program(parse(source, path=path))
+    with _compiling(source, path):
+        return render_program(parse(source, path=path))
 
 
 def compile(source: str | bytes, *, path: str = "<string>", standalone: bool = False) -> dict[str, type]:

@@ -154,6 +154,15 @@ class Graph:
             return 0, -1
         return int(edge_index.min()), int(edge_index.max())
 
+    @classmethod
+    def _from_tensors(cls, tensors, num_src: int, num_dst: int, is_full: bool) -> "Graph":
+        """Rebuild from ``tensors()`` output (no sorting); used by pytree unflattening."""
+        g = cls.__new__(cls)
+        g.indptr, g.src, g.dst, g.eid, g.rev_indptr, g.rev_dst, g.rev_perm = tensors
+        g.num_src, g.num_dst, g.is_full = int(num_src), int(num_dst), bool(is_full)
+        g._in_deg = g._out_deg = g._inv_eid = None
+        return g
+
     # ------------------------------------------------------------------ properties
     @property
     def num_edges(self) -> int:
@@ -219,3 +228,32 @@ class Graph:
         kind = "full" if self.is_full else "bipartite"
         return (f"Graph(num_src={self.num_src}, num_dst={self.num_dst}, num_edges={self.num_edges}, "
                 f"{kind}, idtype={self.idtype}, device={self.device})")
+
+
+# ---------------------------------------------------------------------- pytree registration
+# A Graph flattens to its index tensors, so it can be an input of torch.export / torch.compile'd
+# functions (the sizes and the full-graph flag travel as static context).
+_TENSOR_NAMES = ("indptr", "src", "dst", "eid", "rev_indptr", "rev_dst", "rev_perm")
+
+
+def _flatten(g: Graph):
+    return list(g.tensors()), (g.num_src, g.num_dst, g.is_full)
+
+
+def _flatten_with_keys(g: Graph):
+    from torch.utils._pytree import GetAttrKey
+    return [(GetAttrKey(n), t) for n, t in zip(_TENSOR_NAMES, g.tensors())], \
+        (g.num_src, g.num_dst, g.is_full)
+
+
+def _unflatten(children, context) -> Graph:
+    return Graph._from_tensors(tuple(children), *context)
+
+
+def _register_pytree():
+    import torch.utils._pytree as pytree
+    pytree.register_pytree_node(Graph, _flatten, _unflatten, serialized_type_name="kokoyi.graph.Graph",
+                                flatten_with_keys_fn=_flatten_with_keys)
+
+
+_register_pytree()

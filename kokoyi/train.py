@@ -229,7 +229,7 @@ def train(model, dataset: Dataset, epochs: int = 200, lr: float = 0.01, weight_d
             logits = _logits(module, graph, x, dataset.num_classes)
             val_loss = float(F.cross_entropy(logits[masks["val"]], y[masks["val"]]))
             pred = logits.argmax(dim=1)
-        row = {"loss": float(loss), "val_loss": val_loss,
+        row = {"loss": loss.item(), "val_loss": val_loss,
                **{f"{k}_acc": _accuracy(pred, y, m) for k, m in masks.items()}}
         for k, v in row.items():
             hist[k].append(v)

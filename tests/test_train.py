@@ -165,8 +165,11 @@ def test_train_is_seeded(data):
     a = train(TinyGCN, data, epochs=15, seed=3, progress=False)
     b = train(TinyGCN, data, epochs=15, seed=3, progress=False)
     c = train(TinyGCN, data, epochs=15, seed=4, progress=False)
-    assert a.history == b.history
-    assert a.history["loss"] != c.history["loss"]
+    # same initial weights and dropout masks; CPU float reductions may differ in the last bits
+    for k in a.history:
+        assert a.history[k] == pytest.approx(b.history[k], rel=1e-5, abs=1e-6), k
+    assert a.history["loss"][0] == b.history["loss"][0]
+    assert max(abs(x - y) for x, y in zip(a.history["loss"], c.history["loss"])) > 1e-3
 
 
 def test_patience_stops_early(data):

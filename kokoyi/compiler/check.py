@@ -303,10 +303,16 @@ class ModelChecker:
                     self.predeclare(st)
                 except CheckError:
                     pass
+        self.failed: set[str] = set()
         for st in self.m.stmts:
             try:
                 handlers[type(st)](st)
             except CheckError:
+                if isinstance(st, A.Def):
+                    try:
+                        self.failed.add(py_name(self.split_target(st.target, allow_index=True)[0]))
+                    except CheckError:
+                        pass
                 continue
         for v in self.values.values():
             if v.kind == "def" and v.family is not None and v.family.mode == "loop" and 0 not in v.info.get(
@@ -383,6 +389,8 @@ class ModelChecker:
     def init_of(self, st: A.Param, shape):
         if st.init is None:
             return ("glorot",) if len(shape) >= 2 else ("zeros",)
+        if st.init_kind == "sim" and isinstance(st.init, A.Sym) and st.init.name in ("Glorot", "glorot", "Xavier"):
+            return ("glorot",)
         if st.init_kind == "=":
             return ("const", self.literal(st.init))
         node = st.init
@@ -470,7 +478,8 @@ class ModelChecker:
                     self.err(f"redefinition of '{self.latex(st.target)}'", st.target.span)
                 members[idx] = st
                 if fl is not None:
-                    existing.family = self.family_of(st.family, fl, st, "loop") or existing.family
+                    existing.family = Family(fl, None, None, "loop" if st.family is not None else "vector")
+                    existing.info["range"] = st.family
                     existing.span = st.span
                 return
             if member is not None and not any(
@@ -478,11 +487,11 @@ class ModelChecker:
                 key = py_name(f"{key}_{member}")
                 self.declare(Value(key, "def", dom, Ty(), st.span, self.latex(st), info={"letters": letters}), st)
                 return
-            fam = self.family_of(st.family, fl, st, "loop") if fl is not None else Family("?", None, None, "loop")
-            if fl is not None and st.family is None:
-                fam = Family(fl, None, None, "vector")
+            # the range's dimensions are read in define(), once the hyperparameters are declared
+            fam = Family(fl or "?", None, None, "loop" if (fl is None or st.family is not None) else "vector")
             v = self.declare(Value(key, "def", dom, Ty(), st.span, self.latex(st), fam, info={
-                "letters": letters, "members": {(member if member is not None else "family"): st}}), st)
+                "letters": letters, "members": {(member if member is not None else "family"): st},
+                "range": st.family}), st)
             return v
         self.declare(Value(key, "def", dom, Ty(), st.span, self.latex(st), info={"letters": letters}), st)
 
@@ -515,6 +524,9 @@ class ModelChecker:
             if member is not None and member != "family":
                 family_index = sp.Integer(member)
             elif fam.mode == "loop":
+                if fam.lo is None and v.info.get("range") is not None:
+                    read = self.family_of(v.info["range"], fam.letter, st, "loop")
+                    fam.lo, fam.hi = read.lo, read.hi
                 if fam.lo is None:
                     self.err(f"give the range of the family index: , \\quad {fam.letter} = 1, \\dots, L", st.span)
                 scope.loops[fam.letter] = fam
@@ -561,7 +573,7 @@ class ModelChecker:
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
 
     def expr_depth(self, t: T, v: Value):
-        if t.op in ("nbreduce", "nbsoftmax"):
+        if t.op == "nbreduce":  # a softmax normalises over the same in-edges: no extra hop
             return _dmax([self.expr_depth(a, v) for a in t.args]) + 1
         if t.op == "ref":
             key = t.attrs["key"]
@@ -719,6 +731,8 @@ class ModelChecker:
             if sub is not None or sup is not None:
                 self.err(f"submodel '{v.key}' takes no script", node.span)
             return T("func", (), Ty(), frozenset(), node.span, {"name": "call", "key": v.key, "value": v})
+        if v.key in self.failed:
+            raise CheckError(v.key)  # already reported where it is defined
         if v.kind == "def" and v.key not in self.checked and not (v.family is not None and v.family.mode == "loop"):
             self.err(f"'{self.latex(node)}' is used before its definition", node.span,
                      f"define it above this line (it is defined at line {v.span.line})")

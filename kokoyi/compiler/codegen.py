@@ -28,7 +28,7 @@ FUNCTION = {
 }
 TEMPLATES = {
     "attr": "{a0}.{a1}",
-    "graph_method": "graph.{a0}()",
+    "graph_method": "graph.{a0}().to({dtype})",
     "mT": "{0}.mT",
     "norm": "torch.linalg.vector_norm({0}, dim=-1)",
     "cat": "torch.cat([{0}, {1}], dim=-1)",
@@ -49,8 +49,9 @@ TEMPLATES = {
 
 
 class Printer:
-    def __init__(self, in_forward: bool = True):
+    def __init__(self, in_forward: bool = True, dtype: str = "torch.get_default_dtype()"):
         self.in_forward = in_forward
+        self.dtype = dtype  # degrees and other graph-made tensors follow the inputs' dtype
 
     def dim(self, e, loop_vars=None) -> str:
         e = sp.sympify(e)
@@ -132,6 +133,7 @@ class Printer:
         if op in TEMPLATES:
             printed = [self(a) if isinstance(a, Py) else str(a) for a in args]
             kw = {f"a{i}": a for i, a in enumerate(args)}
+            kw["dtype"] = self.dtype
             return TEMPLATES[op].format(*printed, **kw), 9
         raise ValueError(f"no print rule for {op}")
 
@@ -151,8 +153,8 @@ def _init_code(p, pr: Printer) -> list[str]:
     kind = init[0]
     each = "for w in self.{}:".format(p.key) if p.family else None
     obj = "w" if p.family else target
-    if kind == "glorot":
-        line = f"nn.init.xavier_uniform_({obj})" if len(p.ty.shape) >= 2 else f"nn.init.zeros_({obj})"
+    if kind == "glorot":  # a vector is initialised as a (1, n) matrix, as PyG does for attention vectors
+        line = f"nn.init.xavier_uniform_({obj})" if len(p.ty.shape) >= 2 else f"nn.init.xavier_uniform_({obj}.view(1, -1))"
     elif kind == "zeros":
         line = f"nn.init.zeros_({obj})"
     elif kind == "ones":
@@ -172,7 +174,8 @@ def _init_code(p, pr: Printer) -> list[str]:
 
 def generate_model(m: LModel) -> str:
     tm = m.typed
-    pr = Printer(in_forward=True)
+    floats = [i.key for i in tm.inputs if i.dom in ("node", "edge")]
+    pr = Printer(in_forward=True, dtype=f"{floats[0]}.dtype" if floats else "torch.get_default_dtype()")
     pinit = Printer(in_forward=False)
     out = [f"class {tm.name}(nn.Module):"]
     out.append(INDENT + 'r"""' + _doc(tm.latex))

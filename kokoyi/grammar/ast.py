@@ -150,6 +150,7 @@ class Hyper(Node):
     target: Node
     space: Space | None
     default: Node | None
+    statement: Span | None = None  # the whole `\\hyper a, b, c` statement this name came from
 
 
 @dataclass

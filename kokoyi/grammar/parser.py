@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
@@ -125,7 +126,7 @@ class ToAst(Transformer):
     # statements ----------------------------------------------------------
     @v_args(meta=True)
     def hyper_stmt(self, meta, items):
-        return [A.Hyper(h.span, h.target, h.space, h.default) for h in items[1:]]
+        return [A.Hyper(h.span, h.target, h.space, h.default, self._span(meta)) for h in items[1:]]
 
     @v_args(meta=True)
     def hyper_item(self, meta, items):
@@ -475,6 +476,8 @@ def parse(source: str | bytes, path: str = "<string>") -> A.Program:
         raise KokoyiError([Diagnostic("empty file: no \\begin{model} found", Span(0, 0, 1, 1),
                                       "a model starts with \\begin{model}{Name}")], text, path)
     _check_nesting(text, path)
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, 20_000))  # long flat chains (a + b + ...) nest the tree deeply
     try:
         tree = _lark().parse(text)
         models = ToAst(text).transform(tree)
@@ -486,6 +489,8 @@ def parse(source: str | bytes, path: str = "<string>") -> A.Program:
             raise inner from None
         raise KokoyiError([Diagnostic("expression too deeply nested to compile", Span(0, 0, 1, 1),
                                       "split it into several definitions")], text, path) from None
+    finally:
+        sys.setrecursionlimit(old_limit)
     if not models:
         raise KokoyiError([Diagnostic("no \\begin{model} found", Span(0, 0, 1, 1),
                                       "a model starts with \\begin{model}{Name}")], text, path)

@@ -30,6 +30,7 @@ import os
 from typing import Optional
 
 import torch
+from torch import Tensor
 
 from kokoyi.kernels import torch_ops
 
@@ -111,25 +112,112 @@ def _gt(graph):
     return (graph.indptr, graph.src, graph.dst, graph.rev_indptr, graph.rev_dst, graph.rev_perm)
 
 
-# ============================================================================ primitive calls
+# ============================================================================ primitive ops
+# The forward primitives as torch.library custom ops (no autograd): opaque to torch.compile and
+# torch.export, dispatched to a backend at run time. The backward passes below call these.
+def _spmm_shape(num_dst, op, u, e):
+    feats = [t.shape[1:] for t in (u, e) if t is not None]
+    return (num_dst,) + tuple(torch.broadcast_shapes(*feats))
+
+
+def _spmm_dtype(u, e):
+    if u is not None and e is not None:
+        return torch.promote_types(u.dtype, e.dtype)
+    return (u if u is not None else e).dtype
+
+
+def _run_spmm(indptr, src, num_dst, op, reduce, u, e):
+    data = u if u is not None else e
+    out, arg = _primitive("spmm", data)(indptr, src, num_dst, op, reduce, u, e)
+    if arg is None:
+        arg = torch.empty(0, dtype=torch.int64, device=out.device)
+    return out, arg
+
+
+def _fake_spmm(num_dst, op, reduce, u, e):
+    data = u if u is not None else e
+    shape = _spmm_shape(num_dst, op, u, e)
+    out = data.new_empty(shape, dtype=_spmm_dtype(u, e))
+    arg = data.new_empty(shape if reduce in ("max", "min") else (0,), dtype=torch.int64)
+    return out, arg
+
+
+@torch.library.custom_op("kokoyi::spmm", mutates_args=())
+def _spmm_prim(indptr: Tensor, src: Tensor, num_dst: int, op: str, reduce: str,
+               u: Optional[Tensor], e: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """Primitive g-SpMM: (out, arg); arg is empty for sum/mean."""
+    return _run_spmm(indptr, src, num_dst, op, reduce, u, e)
+
+
+@_spmm_prim.register_fake
+def _(indptr, src, num_dst, op, reduce, u, e):
+    return _fake_spmm(num_dst, op, reduce, u, e)
+
+
+def _sddmm_shape(num_edges, op, lhs, rhs):
+    feats = [t.shape[1:] for t in (lhs, rhs) if t is not None]
+    shape = tuple(torch.broadcast_shapes(*feats))
+    return (num_edges,) + (shape[:-1] + (1,) if op == "dot" else shape)
+
+
+def _run_sddmm(src, dst, op, lhs, rhs, lhs_target, rhs_target):
+    data = lhs if lhs is not None else rhs
+    out = _primitive("sddmm", data)(src, dst, op, lhs, rhs, lhs_target, rhs_target)
+    if any(x is not None and _shares_storage(out, x) for x in (lhs, rhs)):
+        out = out.clone()  # custom ops must not return (views of) their inputs
+    return out
+
+
+def _shares_storage(a, b):
+    return a is b or a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+def _fake_sddmm(src, op, lhs, rhs):
+    data = lhs if lhs is not None else rhs
+    dtype = _spmm_dtype(lhs, rhs)
+    return data.new_empty(_sddmm_shape(src.shape[0], op, lhs, rhs), dtype=dtype)
+
+
+@torch.library.custom_op("kokoyi::sddmm", mutates_args=())
+def _sddmm_prim(src: Tensor, dst: Tensor, op: str, lhs: Optional[Tensor], rhs: Optional[Tensor],
+                lhs_target: str, rhs_target: str) -> Tensor:
+    """Primitive g-SDDMM."""
+    return _run_sddmm(src, dst, op, lhs, rhs, lhs_target, rhs_target)
+
+
+@_sddmm_prim.register_fake
+def _(src, dst, op, lhs, rhs, lhs_target, rhs_target):
+    return _fake_sddmm(src, op, lhs, rhs)
+
+
+def _run_edge_softmax(indptr, dst, scores, self_scores):
+    out = _primitive("edge_softmax", scores)(indptr, dst, scores, self_scores)
+    if self_scores is None:
+        return out, scores.new_empty(0)
+    return out
+
+
+def _fake_edge_softmax(scores, self_scores):
+    return scores.new_empty(scores.shape), scores.new_empty(self_scores.shape if self_scores is not None else (0,))
+
+
+# ---- calls used by the backward passes (graph tensors gt = (indptr, src, dst, rev_indptr,
+# rev_dst, rev_perm); num_dst = len(indptr) - 1, num_src = len(rev_indptr) - 1)
 def _spmm_fwd(gt, op, reduce, u, e):
     indptr, src = gt[0], gt[1]
-    data = u if u is not None else e
-    return _primitive("spmm", data)(indptr, src, indptr.numel() - 1, op, reduce, u, e)
+    return torch.ops.kokoyi.spmm(indptr, src, indptr.shape[0] - 1, op, reduce, u, e)
 
 
 def _spmm_rev(gt, op, u, e_internal):
     """Sum over the out-edges of each source: sum_{k: src[k] = s} (u[dst[k]] op e[k])."""
     _, _, _, rev_indptr, rev_dst, rev_perm = gt
     e = e_internal.index_select(0, rev_perm) if e_internal is not None else None
-    data = u if u is not None else e
-    out, _ = _primitive("spmm", data)(rev_indptr, rev_dst, rev_indptr.numel() - 1, op, "sum", u, e)
+    out, _ = torch.ops.kokoyi.spmm(rev_indptr, rev_dst, rev_indptr.shape[0] - 1, op, "sum", u, e)
     return out
 
 
 def _sddmm_fwd(gt, op, lhs, rhs, lhs_target, rhs_target):
-    data = lhs if lhs is not None else rhs
-    return _primitive("sddmm", data)(gt[1], gt[2], op, lhs, rhs, lhs_target, rhs_target)
+    return torch.ops.kokoyi.sddmm(gt[1], gt[2], op, lhs, rhs, lhs_target, rhs_target)
 
 
 def _to_target(gt, x, target):
@@ -142,10 +230,9 @@ def _to_target(gt, x, target):
 
 
 # ============================================================================ g-SpMM autograd
-def _spmm_edge_grad_extreme(gt, grad, arg, num_edges):
-    """(E, *F) edge gradient of max/min: g[v, f] goes to edge arg[v, f]."""
-    valid = arg >= 0
-    g = torch.where(valid, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+def _spmm_edge_grad_extreme(grad, arg, num_edges):
+    """(E, *F) edge gradient of max/min: g[v, f] goes to edge arg[v, f] (nothing where arg = -1)."""
+    g = torch.where(arg >= 0, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
     out = grad.new_zeros((num_edges,) + tuple(grad.shape[1:]))
     return out.scatter_add_(0, arg.clamp(min=0), g)
 
@@ -153,7 +240,7 @@ def _spmm_edge_grad_extreme(gt, grad, arg, num_edges):
 def _spmm_grad_u_sum(gt, op, g, e):
     if op in ("copy_u", "add", "sub"):
         return _spmm_rev(gt, "copy_u", g, None)
-    return _spmm_rev(gt, op, g, e)  # mul: sum g[v] * e_k, div: sum g[v] / e_k
+    return _spmm_rev(gt, op, g, e)  # mul: sum_k g[v] * e_k, div: sum_k g[v] / e_k
 
 
 def _spmm_grad_e_sum(gt, op, g, u, e):
@@ -164,17 +251,19 @@ def _spmm_grad_e_sum(gt, op, g, u, e):
     ug = _sddmm_fwd(gt, "mul", u, g, "u", "v")
     if op == "mul":
         return ug
-    return -ug / _feature_view(e * e, ug.dim() - 1)  # div
+    return -ug / _feature_view(e * e, ug.dim() - 1)  # div: d(u/e)/de = -u/e^2
 
 
 def _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e):
-    num_edges = gt[1].numel()
-    edge_g = _spmm_edge_grad_extreme(gt, grad, arg, num_edges)
+    edge_g = _spmm_edge_grad_extreme(grad, arg, gt[1].shape[0])
     nf = edge_g.dim() - 1
     gu = ge = None
     if need_u:
-        local = edge_g if op in ("copy_u", "add", "sub") else \
-            _BINARY_EDGE[op](edge_g, _feature_view(e, nf))
+        local = edge_g
+        if op == "mul":
+            local = edge_g * _feature_view(e, nf)
+        elif op == "div":
+            local = edge_g / _feature_view(e, nf)
         gu = _to_target(gt, local, "u")
     if need_e:
         if op in ("copy_e", "add"):
@@ -187,43 +276,6 @@ def _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e):
     return gu, ge
 
 
-_BINARY_EDGE = {"mul": torch.mul, "div": torch.div}
-
-
-class GSpMM(torch.autograd.Function):
-    """out, arg = gspmm over graph tensors; arg is an int64 tensor (empty for sum/mean)."""
-
-    @staticmethod
-    def forward(indptr, src, dst, rev_indptr, rev_dst, rev_perm, op, reduce, u, e):
-        out, arg = _spmm_fwd((indptr, src, dst, rev_indptr, rev_dst, rev_perm), op, reduce, u, e)
-        if arg is None:
-            arg = torch.empty(0, dtype=torch.int64, device=out.device)
-        return out, arg
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        *gt, op, reduce, u, e = inputs
-        ctx.op, ctx.reduce = op, reduce
-        ctx.u_shape = None if u is None else u.shape
-        ctx.e_shape = None if e is None else e.shape
-        need_u = u is not None and ctx.needs_input_grad[8]
-        need_e = e is not None and ctx.needs_input_grad[9]
-        ctx.need = (need_u, need_e)
-        keep_u = u if need_e and op in ("mul", "div") else None
-        keep_e = e if op in ("mul", "div") and (need_u or need_e) else None
-        keep_arg = output[1] if reduce in ("max", "min") else None
-        ctx.save_for_backward(*gt, keep_u, keep_e, keep_arg)
-        ctx.mark_non_differentiable(output[1])
-
-    @staticmethod
-    def backward(ctx, grad_out, grad_arg):
-        *gt, u, e, arg = ctx.saved_tensors
-        gu, ge = _spmm_backward(tuple(gt), ctx.op, ctx.reduce, grad_out, arg, u, e, *ctx.need)
-        gu = None if gu is None else _sum_to_shape(gu, ctx.u_shape)
-        ge = None if ge is None else _sum_to_shape(ge, ctx.e_shape)
-        return None, None, None, None, None, None, None, None, gu, ge
-
-
 def _spmm_backward(gt, op, reduce, grad, arg, u, e, need_u, need_e):
     if reduce in ("max", "min"):
         return _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e)
@@ -233,6 +285,43 @@ def _spmm_backward(gt, op, reduce, grad, arg, u, e, need_u, need_e):
     gu = _spmm_grad_u_sum(gt, op, grad, e) if need_u else None
     ge = _spmm_grad_e_sum(gt, op, grad, u, e) if need_e else None
     return gu, ge
+
+
+@torch.library.custom_op("kokoyi::gspmm", mutates_args=())
+def _gspmm_op(indptr: Tensor, src: Tensor, dst: Tensor, rev_indptr: Tensor, rev_dst: Tensor,
+              rev_perm: Tensor, op: str, reduce: str, u: Optional[Tensor],
+              e: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """Differentiable g-SpMM over the graph tensors: (out, arg), arg empty for sum/mean."""
+    return _run_spmm(indptr, src, indptr.shape[0] - 1, op, reduce, u, e)
+
+
+@_gspmm_op.register_fake
+def _(indptr, src, dst, rev_indptr, rev_dst, rev_perm, op, reduce, u, e):
+    return _fake_spmm(indptr.shape[0] - 1, op, reduce, u, e)
+
+
+def _gspmm_setup(ctx, inputs, output):
+    *gt, op, reduce, u, e = inputs
+    ctx.op, ctx.reduce = op, reduce
+    ctx.shapes = (None if u is None else u.shape, None if e is None else e.shape)
+    need_u = u is not None and ctx.needs_input_grad[8]
+    need_e = e is not None and ctx.needs_input_grad[9]
+    ctx.need = (need_u, need_e)
+    keep_u = u if need_e and op in ("mul", "div") else None          # d/de of u*e, u/e
+    keep_e = e if op in ("mul", "div") and (need_u or need_e) else None
+    keep_arg = output[1] if reduce in ("max", "min") else None
+    ctx.save_for_backward(*gt, keep_u, keep_e, keep_arg)
+
+
+def _gspmm_grad(ctx, grad_out, grad_arg):
+    *gt, u, e, arg = ctx.saved_tensors
+    gu, ge = _spmm_backward(tuple(gt), ctx.op, ctx.reduce, grad_out, arg, u, e, *ctx.need)
+    gu = None if gu is None else _sum_to_shape(gu, ctx.shapes[0])
+    ge = None if ge is None else _sum_to_shape(ge, ctx.shapes[1])
+    return None, None, None, None, None, None, None, None, gu, ge
+
+
+_gspmm_op.register_autograd(_gspmm_grad, setup_context=_gspmm_setup)
 
 
 # ============================================================================ g-SDDMM autograd
@@ -266,44 +355,11 @@ def _pick(gt, x, target):
     return x
 
 
-class GSDDMM(torch.autograd.Function):
-    @staticmethod
-    def forward(indptr, src, dst, rev_indptr, rev_dst, rev_perm, op, lhs, rhs, lhs_target, rhs_target):
-        return _sddmm_fwd((indptr, src, dst, rev_indptr, rev_dst, rev_perm), op, lhs, rhs,
-                          lhs_target, rhs_target)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        *gt, op, lhs, rhs, lhs_target, rhs_target = inputs
-        ctx.op, ctx.targets = op, (lhs_target, rhs_target)
-        ctx.shapes = (None if lhs is None else lhs.shape, None if rhs is None else rhs.shape)
-        need_x = lhs is not None and op != "copy_rhs" and ctx.needs_input_grad[7]
-        need_y = rhs is not None and op != "copy_lhs" and ctx.needs_input_grad[8]
-        ctx.need = (need_x, need_y)
-        binary = op in ("mul", "div", "dot")
-        keep_lhs = lhs if binary and need_y else None
-        keep_rhs = rhs if binary and (need_x or (op == "div" and need_y)) else None
-        ctx.save_for_backward(*gt, keep_lhs, keep_rhs)
-
-    @staticmethod
-    def backward(ctx, grad):
-        *gt, lhs, rhs = ctx.saved_tensors
-        gl, gr = _sddmm_backward(tuple(gt), ctx.op, grad, lhs, rhs, *ctx.targets, *ctx.need)
-        gl = None if gl is None else _sum_to_shape(gl, ctx.shapes[0])
-        gr = None if gr is None else _sum_to_shape(gr, ctx.shapes[1])
-        return None, None, None, None, None, None, None, gl, gr, None, None
-
-
 def _sddmm_backward(gt, op, grad, lhs, rhs, lhs_target, rhs_target, need_x, need_y):
-    nf = grad.dim() - 1
-    x = _pick(gt, lhs, lhs_target)
-    y = _pick(gt, rhs, rhs_target)
-    if x is not None:
-        nf = max(nf, x.dim() - 1)
-        x = _feature_view(x, nf)
-    if y is not None:
-        nf = max(nf, y.dim() - 1)
-        y = _feature_view(y, nf)
+    x, y = _pick(gt, lhs, lhs_target), _pick(gt, rhs, rhs_target)
+    nf = max(t.dim() - 1 for t in (grad, x, y) if t is not None)
+    x = None if x is None else _feature_view(x, nf)
+    y = None if y is None else _feature_view(y, nf)
     grad = _feature_view(grad, nf)
     if op == "dot":  # the summed axis: every element of x * y receives the same gradient
         grad = grad.expand(torch.broadcast_shapes(x.shape, y.shape))
@@ -313,29 +369,44 @@ def _sddmm_backward(gt, op, grad, lhs, rhs, lhs_target, rhs_target, need_x, need
     return gl, gr
 
 
+@torch.library.custom_op("kokoyi::gsddmm", mutates_args=())
+def _gsddmm_op(indptr: Tensor, src: Tensor, dst: Tensor, rev_indptr: Tensor, rev_dst: Tensor,
+               rev_perm: Tensor, op: str, lhs: Optional[Tensor], rhs: Optional[Tensor],
+               lhs_target: str, rhs_target: str) -> Tensor:
+    """Differentiable g-SDDMM over the graph tensors."""
+    return _run_sddmm(src, dst, op, lhs, rhs, lhs_target, rhs_target)
+
+
+@_gsddmm_op.register_fake
+def _(indptr, src, dst, rev_indptr, rev_dst, rev_perm, op, lhs, rhs, lhs_target, rhs_target):
+    return _fake_sddmm(src, op, lhs, rhs)
+
+
+def _gsddmm_setup(ctx, inputs, output):
+    *gt, op, lhs, rhs, lhs_target, rhs_target = inputs
+    ctx.op, ctx.targets = op, (lhs_target, rhs_target)
+    ctx.shapes = (None if lhs is None else lhs.shape, None if rhs is None else rhs.shape)
+    need_x = lhs is not None and ctx.needs_input_grad[7]
+    need_y = rhs is not None and ctx.needs_input_grad[8]
+    ctx.need = (need_x, need_y)
+    binary = op in ("mul", "div", "dot")
+    keep_lhs = lhs if binary and need_y else None
+    keep_rhs = rhs if binary and (need_x or (op == "div" and need_y)) else None
+    ctx.save_for_backward(*gt, keep_lhs, keep_rhs)
+
+
+def _gsddmm_grad(ctx, grad):
+    *gt, lhs, rhs = ctx.saved_tensors
+    gl, gr = _sddmm_backward(tuple(gt), ctx.op, grad, lhs, rhs, *ctx.targets, *ctx.need)
+    gl = None if gl is None else _sum_to_shape(gl, ctx.shapes[0])
+    gr = None if gr is None else _sum_to_shape(gr, ctx.shapes[1])
+    return None, None, None, None, None, None, None, gl, gr, None, None
+
+
+_gsddmm_op.register_autograd(_gsddmm_grad, setup_context=_gsddmm_setup)
+
+
 # ============================================================================ edge softmax autograd
-class EdgeSoftmax(torch.autograd.Function):
-    @staticmethod
-    def forward(indptr, src, dst, rev_indptr, rev_dst, rev_perm, scores, self_scores):
-        out = _primitive("edge_softmax", scores)(indptr, dst, scores, self_scores)
-        if self_scores is None:
-            return out, torch.empty(0, dtype=out.dtype, device=out.device)
-        return out
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        *gt, scores, self_scores = inputs
-        ctx.has_self = self_scores is not None
-        ctx.save_for_backward(*gt, output[0], output[1] if ctx.has_self else None)
-
-    @staticmethod
-    def backward(ctx, grad, grad_self):
-        *gt, alpha, self_alpha = ctx.saved_tensors
-        ds, dself = _edge_softmax_backward(tuple(gt), grad, grad_self if ctx.has_self else None,
-                                           alpha, self_alpha)
-        return None, None, None, None, None, None, ds, dself
-
-
 def _edge_softmax_backward(gt, grad, grad_self, alpha, self_alpha):
     """ds_k = alpha_k (g_k - S_v), dself_v = self_alpha_v (gself_v - S_v),
     S_v = sum_{k in in(v)} g_k alpha_k + gself_v self_alpha_v."""
@@ -346,6 +417,37 @@ def _edge_softmax_backward(gt, grad, grad_self, alpha, self_alpha):
     ds = weighted - alpha * _sddmm_fwd(gt, "copy_rhs", None, total, "u", "v")
     dself = None if self_alpha is None else self_alpha * (grad_self - total)
     return ds, dself
+
+
+@torch.library.custom_op("kokoyi::edge_softmax", mutates_args=())
+def _edge_softmax_op(indptr: Tensor, src: Tensor, dst: Tensor, rev_indptr: Tensor, rev_dst: Tensor,
+                     rev_perm: Tensor, scores: Tensor,
+                     self_scores: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """Differentiable edge softmax: (alpha, self_alpha), self_alpha empty without self_scores."""
+    return _run_edge_softmax(indptr, dst, scores, self_scores)
+
+
+@_edge_softmax_op.register_fake
+def _(indptr, src, dst, rev_indptr, rev_dst, rev_perm, scores, self_scores):
+    return _fake_edge_softmax(scores, self_scores)
+
+
+def _edge_softmax_setup(ctx, inputs, output):
+    *gt, scores, self_scores = inputs
+    ctx.has_self = self_scores is not None
+    ctx.save_for_backward(*gt, output[0], output[1] if ctx.has_self else None)
+
+
+def _edge_softmax_grad(ctx, grad, grad_self):
+    *gt, alpha, self_alpha = ctx.saved_tensors
+    if ctx.has_self and grad_self is None:
+        grad_self = torch.zeros_like(self_alpha)
+    ds, dself = _edge_softmax_backward(tuple(gt), grad, grad_self if ctx.has_self else None,
+                                       alpha, self_alpha)
+    return None, None, None, None, None, None, ds, dself
+
+
+_edge_softmax_op.register_autograd(_edge_softmax_grad, setup_context=_edge_softmax_setup)
 
 
 # ============================================================================ validation
@@ -409,7 +511,7 @@ def gspmm(graph, op: str, reduce: str, u: Optional[torch.Tensor], e: Optional[to
     if op != "copy_u":
         _check_tensor(e, "e", graph.num_edges, "edge", graph)
     _feature_shape([("u", u), ("e", e)])
-    out, _ = GSpMM.apply(*_gt(graph), op, reduce, u, e)
+    out, _ = _gspmm_op(*_gt(graph), op, reduce, u, e)
     return out
 
 
@@ -431,7 +533,7 @@ def gsddmm(graph, op: str, lhs: Optional[torch.Tensor], rhs: Optional[torch.Tens
     if op == "dot" and len(shape) == 0:
         raise ValueError("op 'dot' needs at least one feature axis on lhs or rhs, got "
                          f"lhs {_describe(lhs)} and rhs {_describe(rhs)}")
-    return GSDDMM.apply(*_gt(graph), op, lhs, rhs, lhs_target, rhs_target)
+    return _gsddmm_op(*_gt(graph), op, lhs, rhs, lhs_target, rhs_target)
 
 
 def _check_operand(graph, x, name, target):
@@ -458,5 +560,5 @@ def edge_softmax(graph, scores: torch.Tensor, self_scores: Optional[torch.Tensor
         if self_scores.shape[1:] != scores.shape[1:]:
             raise ValueError("self_scores must have the feature shape of scores: got self_scores "
                              f"{_describe(self_scores)} and scores {_describe(scores)}")
-    alpha, self_alpha = EdgeSoftmax.apply(*_gt(graph), scores, self_scores)
+    alpha, self_alpha = _edge_softmax_op(*_gt(graph), scores, self_scores)
     return alpha if self_scores is None else (alpha, self_alpha)

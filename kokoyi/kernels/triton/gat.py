@@ -102,11 +102,11 @@ def _gat_backward_dst_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, out_pt
             self_dot += tl.sum(g * tl.load(feat_ptr + vh * D + d, mask=dmask, other=0.0).to(tl.float32))
     grad_t = tl.full((), 0.0, tl.float32)
     if SELF_LOOP:
-        pre = tl.load(s_ptr + vh).to(tl.float32) + t
-        a = tl.exp(_leaky(pre, slope) - m) * inv_l
-        dz = a * (self_dot - delta) * tl.where(pre > 0, 1.0, slope)
-        tl.store(dz_self_ptr + vh, dz)
-        grad_t += dz
+        pre_self = tl.load(s_ptr + vh).to(tl.float32) + t
+        a_self = tl.exp(_leaky(pre_self, slope) - m) * inv_l
+        dz_self = a_self * (self_dot - delta) * tl.where(pre_self > 0, 1.0, slope)
+        tl.store(dz_self_ptr + vh, dz_self)
+        grad_t += dz_self
     for chunk in range(start, end, BLOCK_E):
         k = chunk + tl.arange(0, BLOCK_E)
         kmask = k < end
@@ -146,9 +146,9 @@ def _gat_backward_src_kernel(rev_indptr_ptr, rev_dst_ptr, rev_perm_ptr, s_ptr, t
     grad_s = tl.full((), 0.0, tl.float32)
     if SELF_LOOP:
         if u < num_dst:
-            a = tl.exp(_leaky(s + tl.load(t_ptr + uh).to(tl.float32), slope) - tl.load(m_ptr + uh)) \
-                / tl.load(l_ptr + uh)
-            acc += a * tl.load(g_ptr + uh * D + d, mask=dmask, other=0.0).to(tl.float32)
+            a_self = tl.exp(_leaky(s + tl.load(t_ptr + uh).to(tl.float32), slope)
+                            - tl.load(m_ptr + uh)) / tl.load(l_ptr + uh)
+            acc += a_self * tl.load(g_ptr + uh * D + d, mask=dmask, other=0.0).to(tl.float32)
             grad_s += tl.load(dz_self_ptr + uh)
     for chunk in range(start, end, BLOCK_E):
         j = chunk + tl.arange(0, BLOCK_E)
