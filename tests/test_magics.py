@@ -29,7 +29,8 @@ GCN_INFO = {
                {"name": "p", "kind": "real", "default": 0.5}],
     "inputs": [{"name": "x", "domain": "node", "shape": ["d_in"]}],
     "params": [{"name": "W", "shape": ["d_in", "d_h"], "family": "L"},
-               {"name": "b", "shape": ["d_h"], "family": None}],
+               {"name": "b", "shape": ["d_h"], "family": None},
+               {"name": "f", "shape": ["C"], "family": None, "submodel": "MLP"}],
     "outputs": [{"name": "o", "domain": "node", "shape": ["C"]}],
     "depth": 2,
 }
@@ -158,10 +159,11 @@ def test_shape_table_text_and_html():
         "  input   x     |V| × d_in  per node",
         "  param   W     d_in × d_h  family of L",
         "  param   b     d_h",
+        "  param   f     → C         submodel MLP",
         "  output  o     |V| × C     per node",
     ]
     html = table._repr_mimebundle_()["text/html"]
-    assert html.startswith("<table class='kokoyi-shapes'>") and html.count("<tr>") == 7
+    assert html.startswith("<table class='kokoyi-shapes'>") and html.count("<tr>") == 8
     assert "<code>|V| × d_in</code>" in html and "family of L" in html
 
 
@@ -300,6 +302,6 @@ def test_real_error_is_reported_at_the_cell_line(shell):
     body = GCN_BODY.replace(r"\sum_{u \in \mathcal{N}(v)} h_u V", r"\sum_{u \in \mathcal{N}(v)} y_u V")
     result, out, _ = run(shell, "%%kokoyi Broken\n" + body)
     assert isinstance(result.error_in_exec, KokoyiCellError)
-    match = re.search(r"In\[\d+\]:(\d+):(\d+): error: .*\by\b", out)
+    match = re.search(r"In\[\d+\]:(\d+):(\d+): error: .*\by_u\b", out)
     assert match and int(match[1]) == 7, out  # `o_v \gets ...` is line 7 of the cell
     assert "^" in out and "Traceback" not in out

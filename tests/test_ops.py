@@ -336,3 +336,36 @@ def test_import_is_light():
             "('lark', 'sympy') or m.startswith('kokoyi.compiler') or m.startswith('kokoyi.grammar')];"
             "print(bad); assert not bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------ triton backend through ops.py
+def _triton_interpreter():
+    import os
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        return False
+    try:
+        import kokoyi.kernels.triton as kt
+    except Exception:
+        return False
+    return callable(getattr(kt, "spmm", None))
+
+
+@pytest.mark.skipif(not _triton_interpreter(), reason="needs triton with TRITON_INTERPRET=1 (set by conftest)")
+@pytest.mark.parametrize("reduce", ops.SPMM_REDUCES)
+def test_triton_backend_through_autograd_matches_torch(reduce, monkeypatch):
+    """The same model (every op, forward + gradients) with KOKOYI_BACKEND=triton and =torch."""
+    torch.manual_seed(8)
+    g = make_graph("multi", torch.int32)
+    u = torch.randn(g.num_src, 2, 4, requires_grad=True)
+    e = (torch.rand(g.num_edges, 2, 1) + 0.5).requires_grad_()
+
+    def run(backend):
+        monkeypatch.setenv("KOKOYI_BACKEND", backend)
+        s = ops.gsddmm(g, "dot", u, u, "u", "v")
+        alpha, self_alpha = ops.edge_softmax(g, s, ops.gspmm(g, "copy_u", "sum", u, None)[..., :1])
+        out = sum(ops.gspmm(g, op, reduce, u, e * alpha) for op in ops.SPMM_OPS) + self_alpha
+        out = out + ops.gsddmm(g, "div", out, e, "v", "e").sum()
+        return [out, *torch.autograd.grad(out.square().sum(), (u, e))]
+
+    for got, want in zip(run("triton"), run("torch")):
+        _close(got, want, atol=1e-4, rtol=1e-4)

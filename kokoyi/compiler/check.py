@@ -453,14 +453,14 @@ class ModelChecker:
         if kind == "builtin":
             shape_in, shape_out = (dims[0],), (dims[-1],)
         else:
-            subs = {sp.Symbol(h.key): d for h, d in zip(target.hypers, dims)}
+            subs = {h.key: d for h, d in zip(target.hypers, dims)}
             ins = [i for i in target.inputs]
             if len(ins) != 1 or ins[0].dom != "plain" or target.uses_graph:
                 self.err(f"model '{name}' must take one plain input and use no graph operator to be applied "
                          "node-wise", node.span)
-            shape_in = tuple(sp.sympify(s).subs(_symsub(subs)) for s in ins[0].ty.shape)
+            shape_in = tuple(_subst(s, subs) for s in ins[0].ty.shape)
             out = target.returns[0][0]
-            shape_out = tuple(sp.sympify(s).subs(_symsub(subs)) for s in out.ty.shape)
+            shape_out = tuple(_subst(s, subs) for s in out.ty.shape)
         v = self.declare(Value(py_name(key), "submodel", "plain", Ty(shape_out), st.span, self.latex(st), info={
             "model": name, "kind": kind, "dims": dims, "shape_in": shape_in}), st)
         self.params.append(v)
@@ -864,8 +864,25 @@ class ModelChecker:
 
     def factors(self, node):
         if isinstance(node, A.BinOp) and node.op == "juxt":
+            left = node.left
+            # `c \odot f(x)`: the function call binds tighter than the explicit product on its left
+            if isinstance(left, A.BinOp) and left.op in ("*", "@", "/", "cdot", "odot", "times") \
+                    and self.is_callable(left.right):
+                call = A.BinOp(left.right.span.join(node.right.span), "juxt", left.right, node.right)
+                return [A.BinOp(node.span, left.op, left.left, call, left.op_span)]
             return self.factors(node.left) + self.factors(node.right)
         return [node]
+
+    def is_callable(self, node) -> bool:
+        """A function name or a submodel (decided before typing, to re-associate products)."""
+        base = node.base if isinstance(node, A.Scripted) else node
+        if not isinstance(base, A.Sym):
+            return False
+        key = self.base_key(base)
+        v = self.values.get(py_name(key)) if key else None
+        if v is not None:
+            return v.kind == "submodel"
+        return key in FUNCTIONS
 
     def product(self, nodes, node, scope) -> T:
         """A juxtaposition: apply functions to the factor after them, multiply the rest left to right."""
@@ -1140,8 +1157,10 @@ class ModelChecker:
         self.err("a tuple is not a value here", node.span)
 
 
-def _symsub(subs):
-    return {k: v for k, v in subs.items()}
+def _subst(expr, by_name: dict):
+    """Replace a submodel's hyperparameter symbols (matched by name) with the caller's dimensions."""
+    expr = sp.sympify(expr)
+    return expr.xreplace({s: by_name[s.name] for s in expr.free_symbols if s.name in by_name})
 
 
 def _depth_key(d):

@@ -260,7 +260,8 @@ def body_lines(stmts, pr: Printer) -> list[str]:
         elif isinstance(s, Assign):
             if s.comment:
                 lines.append(f"# {s.comment}")
-            lines.append(f"{s.target} = {pr(s.expr)}")
+            target = s.target if isinstance(s.target, str) else pr(s.target)
+            lines.append(f"{target} = {pr(s.expr)}")
         elif isinstance(s, Loop):
             lo = pr(s.lo)
             hi = pr(s.hi)

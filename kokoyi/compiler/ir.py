@@ -104,7 +104,7 @@ class Py:
 
 @dataclass
 class Assign:
-    target: str
+    target: "str | Py"  # a name, or `h[l]` for a layer of a recurrence
     expr: Py
     comment: str | None = None
     layout: tuple | None = None  # (rows, *dims) for --explain, sympy

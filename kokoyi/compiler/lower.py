@@ -135,21 +135,22 @@ class ModelLowering:
                     self.target.append(loop)
                     saved, self.target = self.target, loop.body
                     val = self.lower_def(d)
-                    self.target.append(Assign(f"{v.key}[{lv}]", val.py))
+                    self.target.append(Assign(call("getitem", var(v.key), var(lv)), val.py))
                     self.target = saved
                     del self.loop_vars[lv]
                 else:
                     self.target.append(Comment(d.latex))
                     val = self.lower_def(d)
-                    self.target.append(Assign(f"{v.key}[{self.index_py(d.family_index)}]", val.py))
+                    self.target.append(Assign(call("getitem", var(v.key), self.index_py(d.family_index)), val.py))
                 self.env[v.key] = Val(var(v.key), Lay(val.lay.rows, val.lay.fam, val.lay.shape), val.side)
                 continue
             self.target.append(Comment(d.latex))
             start = len(self.target)
             val = self.lower_def(d)
             last = self.target[-1] if len(self.target) > start else None
-            if val.py.op == "var" and isinstance(last, Assign) and last.target == val.py.args[0] \
-                    and v.key not in {a.target for a in self.target if isinstance(a, Assign)}:
+            if val.py.op == "var" and isinstance(last, Assign) and isinstance(last.target, str) \
+                    and last.target == val.py.args[0] \
+                    and v.key not in {a.target for a in self.target if isinstance(a, Assign) and isinstance(a.target, str)}:
                 self.names.discard(last.target)
                 last.target = v.key
                 val.py.args = (v.key,)
@@ -160,7 +161,7 @@ class ModelLowering:
             self.env[v.key] = Val(var(v.key), val.lay, val.side)
         outputs = []
         for v, t in tm.returns:
-            val = self.env.get(v.key) or self.env_value(v)
+            val = self.node(t) if "index" in t.attrs else (self.env.get(v.key) or self.env_value(v))
             py = val.py
             if v.dom == "edge":
                 py = call("edge_output", py)

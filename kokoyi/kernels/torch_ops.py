@@ -98,9 +98,27 @@ def _edge_targets(indptr, num_edges):
     return torch.cumsum(starts, 0)
 
 
+def broadcast_shape(*shapes) -> tuple:
+    """numpy broadcast of shapes; plain Python for int shapes (torch.broadcast_shapes costs ~50 us),
+    torch.broadcast_shapes for symbolic ones. Raises RuntimeError when they do not broadcast."""
+    ndim = 0
+    for shape in shapes:
+        ndim = max(ndim, len(shape))
+        for d in shape:
+            if type(d) is not int:
+                return tuple(torch.broadcast_shapes(*shapes))
+    out = [1] * ndim
+    for shape in shapes:
+        for i, d in enumerate(shape, start=ndim - len(shape)):
+            if d != 1:
+                if out[i] not in (1, d):
+                    raise RuntimeError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
+                out[i] = d
+    return tuple(out)
+
+
 def _broadcast_feature_shape(*tensors):
-    shapes = [t.shape[1:] for t in tensors if t is not None]
-    return tuple(torch.broadcast_shapes(*shapes))
+    return broadcast_shape(*[t.shape[1:] for t in tensors if t is not None])
 
 
 _BINARY = {

@@ -39,7 +39,13 @@ def check_input(graph, name: str, x, domain: str, shape: tuple):
         rows, what = graph.num_edges, "edges"
     else:
         rows, what = None, None
-    expected = ((rows,) if rows is not None else ()) + tuple(int(d) for d in shape)
+    feats = tuple(int(d) for d in shape)
+    if rows is None:  # a plain input; a submodel applied node-wise gets a batch of rows in front
+        if tuple(x.shape[x.dim() - len(feats):]) != feats or x.dim() < len(feats):
+            raise ValueError(f"input {name!r} has shape {tuple(x.shape)}; expected (..., "
+                             f"{', '.join(map(str, feats))})")
+        return x
+    expected = (rows,) + feats
     if tuple(x.shape) != expected:
         lead = f"one row per {what[:-1]} ({rows} {what}) and " if rows is not None else ""
         feats = " x ".join(str(d) for d in shape) or "a scalar"

@@ -6,9 +6,10 @@ Both are IPython display objects returning a MIME bundle, so every front end get
 
     role    name   shape           note
     hyper   d_in                   dim
-    input   x      |V| x d_in      per node
-    param   W      d_in x d_h      family of L
-    output  o      |V| x C         per node
+    input   x      |V| × d_in      per node
+    param   W      d_in × d_h      family of L
+    param   f      → d_h           submodel MLP
+    output  o      |V| × C         per node
 """
 from __future__ import annotations
 
@@ -62,8 +63,11 @@ def _value_row(role: str):
 
 
 def _param_row(p: dict) -> tuple[str, str, str, str]:
-    family = p.get("family")
-    return ("param", p["name"], shape_text(p.get("shape", [])), f"family of {family}" if family else "")
+    """A tensor (`d_in × d_h`, maybe a family of L of them) or a submodel (`→ d_h`, its output)."""
+    shape, family, submodel = shape_text(p.get("shape", [])), p.get("family"), p.get("submodel")
+    if submodel:
+        return ("param", p["name"], f"→ {shape}", f"submodel {submodel}")
+    return ("param", p["name"], shape, f"family of {family}" if family else "")
 
 
 _SECTIONS = {  # __kokoyi__ key -> row builder, in table order

@@ -38,7 +38,9 @@ Launch design
   grad_feat[u] = sum_v alpha_uv g_v and grad_s_src[u] = sum_v dz_uv. alpha is recomputed from
   (s_src, t_dst, m, l). No atomics.
 * Empty launches (num_dst = 0, E = 0, F = 0) are skipped on the host. int32 and int64 indices are
-  both accepted; row offsets are computed in int64 inside the kernels.
+  both accepted; row offsets are computed in int64 inside the kernels. Shapes, dtypes and devices
+  are checked on the host; index *values* are trusted (range checks would cost a device sync):
+  kokoyi.Graph validates them when it is built.
 
 What to expect on an H100 (not measured here: no GPU was available while writing this)
 --------------------------------------------------------------------------------------
@@ -46,9 +48,17 @@ copy_u-sum at width 128 in fp32 moves per edge: the source index (4 B int32 / 8 
 gathered 512 B source row (four full 128 B sectors, coalesced); per destination: two indptr entries
 and a 512 B output row. With average in-degree d that is about 516 + 520 / d bytes per edge
 (~570 B at d = 10), in fp16 about 260 + 264 / d. If every gather went to HBM (3.35 TB/s on SXM,
-2 TB/s on PCIe), the bound is ~6 G edges/s fp32 (~12 G fp16), i.e. ~10 ms for 62 M edges
-(ogbn-products). Graphs whose feature matrix fits in the 50 MB L2 (~100 k nodes at 512 B) serve most
-gathers from L2 and should beat that; gather kernels typically reach 50-70 % of peak bandwidth.
+2 TB/s on PCIe), the bound is ~6 G edges/s fp32 (~12 G fp16), i.e. ~21 ms for the 124 M directed
+edges of ogbn-products (2.4 M nodes, so gathers do miss L2). Graphs whose feature matrix fits in the
+50 MB L2 (~100 k nodes at 512 B) serve most gathers from L2 and should beat that; irregular gather
+kernels typically reach 50-70 % of peak bandwidth. The fused GAT forward moves the same bytes as a
+copy_u-sum over feat plus 4 B of s_src per (edge, head); the unfused path (sddmm, edge_softmax,
+spmm) also writes and re-reads E x H score and alpha tensors, ~4 passes of 4 B per (edge, head):
+for GAT's usual H = 8, D = 8 that is 128 B on top of the 256 B feature row per edge.
+
+Compiler check without a GPU: ``python -m kokoyi.kernels.triton._compile_check [--all]`` compiles the
+exact launches the primitives make to sm_90 cubins (the interpreter accepts programs the compiler
+rejects, e.g. a loop-carried variable that changes type).
 
 CPU testing: set ``TRITON_INTERPRET=1`` in the environment *before* triton is first imported
 (triton binds tl.* and these kernels to the interpreter when they are defined); the primitives
