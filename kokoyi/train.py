@@ -128,7 +128,7 @@ def infer_hypers(meta: dict, dataset: Dataset, hypers: dict | None = None) -> di
                          f"{'s' if len(missing) > 1 else ''} {', '.join(missing)} (no default, not "
                          f"inferable from the data); pass hypers={{{', '.join(repr(m) + ': ...' for m in missing)}}}"
                          f" or --hyper {missing[0]}=VALUE")
-    return {n: coerce_hyper(specs[n], v) for n, v in result.items()}
+    return {n: coerce_hyper(specs[n], result[n]) for n in specs}  # in declaration order
 
 
 def build_model(model, dataset: Dataset, hypers: dict | None = None) -> tuple[nn.Module, dict]:

@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("IPython")
 
+from IPython.core.error import UsageError  # noqa: E402
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 from IPython.utils.capture import capture_output  # noqa: E402
 
@@ -94,8 +95,9 @@ def test_cell_source_numbers_lines_like_jupyter():
     plain = cell_source("\\begin{model}{A}\n\\end{model}\n", None, "In[1]")
     assert (plain.source, plain.line_offset) == ("\\begin{model}{A}\n\\end{model}\n", 1)
     named = cell_source("  \\hyper d \\\\\n  \\return x", "A", "In[2]")
-    # the wrapper line stands where the magic line stood: body line k is cell line k + 1 = source line k + 1
-    assert named.source.splitlines() == ["\\begin{model}{A}", "  \\hyper d \\\\", "  \\return x", "\\end{model}"]
+    # the wrapper line stands where the magic line stood: body line k is cell and source line k + 1
+    assert named.source.splitlines() == [
+        "\\begin{model}{A}", "  \\hyper d \\\\", "  \\return x", "\\end{model}"]
     assert named.line_offset == 0
 
 
@@ -247,12 +249,22 @@ def test_usage_errors_are_named_and_shown_without_traceback(shell, fake, cell, m
 # ---------------------------------------------------------------------------------------------
 # %kokoyi_code and %kokoyi_export
 
+def test_kokoyi_code_without_any_compiled_cell_says_so(fake):
+    from kokoyi.magics import KokoyiMagics
+
+    fresh = KokoyiMagics(shell=InteractiveShell.instance())
+    expected = r"name: no model given and no cell compiled; compiled models: none yet"
+    with pytest.raises(UsageError, match=expected):
+        fresh.kokoyi_code("")
+
+
 def test_kokoyi_code_shows_highlighted_python(shell, fake):
     run(shell, TWO_MODELS)
     result, out, bundles = run(shell, "%kokoyi_code Beta")
     assert result.success, out
     (code,) = bundles
-    assert code["text/plain"].rstrip() == fake_to_python("\\begin{model}{Alpha}\\begin{model}{Beta}").rstrip()
+    expected = fake_to_python("\\begin{model}{Alpha}\\begin{model}{Beta}")
+    assert code["text/plain"].rstrip() == expected.rstrip()
     assert '<span class="k">class</span>' in code["text/html"]  # pygments highlighting
     _, _, (standalone,) = run(shell, "%kokoyi_code --standalone")  # default: the last cell
     assert standalone["text/plain"].startswith("# standalone\n")
@@ -305,3 +317,33 @@ def test_real_error_is_reported_at_the_cell_line(shell):
     match = re.search(r"In\[\d+\]:(\d+):(\d+): error: .*\by_u\b", out)
     assert match and int(match[1]) == 7, out  # `o_v \gets ...` is line 7 of the cell
     assert "^" in out and "Traceback" not in out
+
+
+TWO_REAL_MODELS = r"""%%kokoyi
+\begin{model}{Inner}
+  \hyper m, n \\
+  \input z \in \mathbb{R}^{m} \\
+  \param W \in \mathbb{R}^{m \times n} \\
+  o \gets z W \\
+  \return o
+\end{model}
+\begin{model}{Outer}
+  \hyper d \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param g \sim \mathrm{Inner}(d, d) \\
+  h_v \gets g(x_v) + \sum_{u \in \mathcal{N}(v)} x_u \\
+  \return h
+\end{model}
+"""
+
+
+def test_real_cell_with_two_models_binds_both_and_tables_each(shell):
+    result, out, bundles = run(shell, TWO_REAL_MODELS)
+    assert result.success, out
+    assert {"Inner", "Outer"} <= set(shell.user_ns)
+    math, inner, outer = bundles
+    assert "Inner" in math["text/latex"] and "Outer" in math["text/latex"]
+    assert re.search(r"input\s+z\s+m\s+plain", inner["text/plain"]), inner["text/plain"]
+    assert re.search(r"param\s+g\s+→ d\s+submodel Inner", outer["text/plain"]), outer["text/plain"]
+    _, _, (code,) = run(shell, "%kokoyi_code Inner")
+    assert "class Inner" in code["text/plain"] and "class Outer" in code["text/plain"]

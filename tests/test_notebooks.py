@@ -250,6 +250,7 @@ def test_kokoyi_code_shows_highlighted_source(built):
 def test_export_then_import_gives_the_same_model(built):
     cells, cwd = built
     assert stream_text(cells["export"]).startswith("wrote sage_export.py (module, ")
-    assert stream_text(cells["export_standalone"]).startswith("wrote sage_standalone.py (standalone module, ")
+    assert stream_text(cells["export_standalone"]).startswith(
+        "wrote sage_standalone.py (standalone module, ")
     assert (cwd / "sage_export.py").read_text().count("class SAGE") == 1
     assert stream_text(cells["roundtrip"]) == "roundtrip ok sage_export\nroundtrip ok sage_standalone\n"

@@ -67,6 +67,7 @@ def data():
 def test_infer_hypers_fills_feature_width_classes_and_defaults(data):
     h = infer_hypers(TinyGCN.__kokoyi__, data)
     assert h == {"d_in": 32, "C": 7, "d_h": 16, "p": 0.5}
+    assert list(h) == ["d_in", "d_h", "C", "p"]  # declaration order
     assert isinstance(h["d_h"], int) and isinstance(h["p"], float)
 
 

@@ -322,7 +322,8 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         inline = (Path(__file__).resolve().parent.parent / "kernels" / "inline.py").read_text()
         parts.append("\n# ---- kokoyi's PyTorch operators, inlined (this file needs torch alone) ----\n")
         parts.append(_strip_module_doc(inline))
-        parts.append("import sys as _sys\nops = _sys.modules[__name__]\n")
+        parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
+                     "edge_softmax=edge_softmax, check_input=check_input, check_hyper=check_hyper)\n")
     else:
         parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

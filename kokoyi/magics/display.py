@@ -58,7 +58,8 @@ def _hyper_row(h: dict) -> tuple[str, str, str, str]:
 def _value_row(role: str):
     def row(v: dict) -> tuple[str, str, str, str]:
         domain = v.get("domain", "plain")
-        return (role, v["name"], shape_text(v.get("shape", []), domain), _DOMAIN_NOTE.get(domain, domain))
+        shape = shape_text(v.get("shape", []), domain)
+        return (role, v["name"], shape, _DOMAIN_NOTE.get(domain, domain))
     return row
 
 

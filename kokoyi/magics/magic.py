@@ -98,7 +98,8 @@ class KokoyiMagics(Magics):
         record = self._lookup(args.name)
         path = Path(args.path).expanduser()
         if not path.parent.is_dir():
-            raise UsageError(f"path: the folder of {str(path)!r} does not exist; expected an existing folder")
+            raise UsageError(f"path: the folder of {str(path)!r} does not exist; "
+                             "expected a file in an existing folder")
         code = self._python(record, args.standalone)
         path.write_text(code, encoding="utf-8")
         kind = "standalone module" if args.standalone else "module"
@@ -117,12 +118,14 @@ class KokoyiMagics(Magics):
             raise UsageError(str(err)) from None
 
     def _lookup(self, name: str | None) -> CompiledCell:
-        if name is None and self.last is not None:
-            return self.last
-        if name in self.compiled:
-            return self.compiled[name]
+        """The cell that defined model `name` (None: the last compiled cell)."""
+        record = self.last if name is None else self.compiled.get(name)
+        if record is not None:
+            return record
         known = ", ".join(sorted(self.compiled)) or "none yet; run a %%kokoyi cell first"
-        raise UsageError(f"name: no compiled model named {name!r}; compiled models: {known}")
+        wanted = (f"no compiled model named {name!r}" if name is not None
+                  else "no model given and no cell compiled")
+        raise UsageError(f"name: {wanted}; compiled models: {known}")
 
     @staticmethod
     def _python(record: CompiledCell, standalone: bool) -> str:

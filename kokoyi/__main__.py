@@ -1,0 +1,6 @@
+"""`python -m kokoyi ...` runs the `kokoyi` command line."""
+import sys
+
+from kokoyi.cli import main
+
+sys.exit(main())
