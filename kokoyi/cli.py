@@ -82,7 +82,8 @@ else the last model in the file.
 Defaults from the file: lines such as
     % kokoyi-train: --epochs 200 --lr 0.005 --weight-decay 5e-4 --hyper d_h=8
 set the training options (the hyperparameters a paper states); options on the command line override
-them, --hyper by name. Hyperparameters the model reads from the data (input width, number of classes)
+them, --hyper by name (a file's --hyper that the chosen model does not declare is ignored, so one line
+can serve several models). Hyperparameters the model reads from the data (input width, number of classes)
 and those with a default in the file need no --hyper.
 """
 
@@ -171,16 +172,21 @@ def file_train_options(source: bytes, path: str) -> argparse.Namespace:
         raise CliError(f"{path}: bad '% kokoyi-train:' line: {e}") from None
 
 
-def merge_train_options(cli: argparse.Namespace, from_file: argparse.Namespace) -> dict:
-    """Command line over file over TRAIN_DEFAULTS; hyperparameters merged by name."""
-    opts = {}
-    for key, default in TRAIN_DEFAULTS.items():
-        given = getattr(cli, key)
-        opts[key] = given if given is not None else (getattr(from_file, key) if getattr(from_file, key)
-                                                     is not None else default)
+def merge_train_options(cli: argparse.Namespace, from_file: argparse.Namespace,
+                        model_hypers: set[str] | None = None) -> dict:
+    """Command line over file over TRAIN_DEFAULTS; hyperparameters merged by name. A file's
+    `--hyper` that the chosen model does not declare (`model_hypers`) is dropped: one file's line
+    may serve several models. An unknown `--hyper` on the command line stays, and is an error later."""
     from kokoyi.train import hyper_key
 
-    opts["hypers"] = {hyper_key(k): v for k, v in [*from_file.hyper, *cli.hyper]}
+    opts = {}
+    for key, default in TRAIN_DEFAULTS.items():
+        given, filed = getattr(cli, key), getattr(from_file, key)
+        opts[key] = given if given is not None else filed if filed is not None else default
+    filed = {hyper_key(k): v for k, v in from_file.hyper}
+    if model_hypers is not None:
+        filed = {k: v for k, v in filed.items() if k in model_hypers}
+    opts["hypers"] = filed | {hyper_key(k): v for k, v in cli.hyper}
     return opts
 
 
@@ -202,10 +208,14 @@ def cmd_train(args) -> int:
     from kokoyi.datasets import DatasetError, load_dataset
     from kokoyi.train import TrainError, train
 
+    from kokoyi.train import hyper_key
+
     source = _read(args.file)
-    opts = merge_train_options(args, file_train_options(source, args.file))
-    models = kokoyi.load(args.file)
-    model = pick_model(models, opts["model"], args.file)
+    from_file = file_train_options(source, args.file)
+    models = kokoyi.compile(source, path=args.file)
+    model = pick_model(models, args.model or from_file.model, args.file)
+    meta = getattr(model, "__kokoyi__", {})
+    opts = merge_train_options(args, from_file, {hyper_key(h["name"]) for h in meta.get("hypers", [])})
     try:
         data = load_dataset(opts["dataset"], data_dir=opts["data_dir"], seed=opts["seed"])
         result = train(model, data, epochs=opts["epochs"], lr=opts["lr"],
@@ -213,7 +223,7 @@ def cmd_train(args) -> int:
                        hypers=opts["hypers"], progress=not args.no_progress, patience=opts["patience"])
     except (DatasetError, TrainError) as e:
         raise CliError(str(e)) from None
-    name = model.__kokoyi__["name"] if hasattr(model, "__kokoyi__") else model.__name__
+    name = meta.get("name", model.__name__)
     summary = {**result.summary(), "model": name, "dataset": data.name, "lr": opts["lr"],
                "weight_decay": opts["weight_decay"], "seed": opts["seed"], "device": opts["device"]}
     if args.json:

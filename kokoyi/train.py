@@ -213,7 +213,7 @@ def train(model, dataset: Dataset, epochs: int = 200, lr: float = 0.01, weight_d
     hist: dict[str, list[float]] = {k: [] for k in ("loss", "val_loss", "train_acc", "val_acc", "test_acc")}
     best = {"key": None, "epoch": -1, "state": None}
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text on stderr, also in notebooks (no widget dependency)
 
     bar = tqdm(range(epochs), desc=f"train {type(module).__name__}", file=sys.stderr,
                disable=not progress, leave=False)

@@ -230,3 +230,52 @@ def test_progress_bar_goes_to_stderr(data, capsys):
 def test_history_is_finite(data):
     r = train(TinyGCN, data, epochs=5, progress=False)
     assert all(math.isfinite(v) for vs in r.history.values() for v in vs)
+
+
+# --------------------------------------------------------------------------- compiled example models
+
+def _example(name: str):
+    """(model class, the training options its `% kokoyi-train:` line states)."""
+    import kokoyi
+    from kokoyi.cli import file_train_options
+
+    path = EXAMPLES / f"{name}.kky"
+    if not path.exists():
+        pytest.skip(f"examples/{name}.kky not written yet")
+    source = path.read_bytes()
+    models = kokoyi.compile(source, path=str(path))
+    opts = file_train_options(source, str(path))
+    kwargs = {k: getattr(opts, k) for k in ("epochs", "lr", "weight_decay", "patience")
+              if getattr(opts, k) is not None}
+    return models[name.upper()], kwargs, dict(opts.hyper)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gat", "sage", "gin"])
+def test_compiled_examples_learn_on_synthetic(name, data):
+    model, _, hypers = _example(name)
+    r = train(model, data, epochs=15, progress=False, hypers=hypers)
+    assert r.test_acc > 0.35, r.test_acc  # chance is 1/7
+    assert r.hypers["d_in"] == data.num_features and r.hypers["C"] == data.num_classes
+
+
+def test_compiled_gcn_json_hypers_in_declaration_order(data):
+    model, _, hypers = _example("gcn")
+    r = train(model, data, epochs=2, progress=False, hypers=hypers)
+    assert list(r.hypers) == [h["name"] for h in model.__kokoyi__["hypers"]]
+
+
+# The paper accuracies on Cora with the hyperparameters each example states (select with
+# `pytest -k cora_accuracy`). They take a while on a CPU: ~20 s (GCN) and ~1-2 min (GAT) on 2 cores.
+
+@pytest.fixture(scope="module")
+def cora():
+    if not (PLANETOID_RAW / "ind.cora.x").exists():
+        pytest.skip("shared Planetoid data not available")
+    return planetoid("cora", PLANETOID_RAW)
+
+
+@pytest.mark.parametrize("name, floor", [("gcn", 0.80), ("gat", 0.81)])
+def test_cora_accuracy(name, floor, cora):
+    model, kwargs, hypers = _example(name)
+    r = train(model, cora, progress=False, hypers=hypers, seed=0, **kwargs)
+    assert r.test_acc >= floor, (name, r.test_acc, r.best_epoch)

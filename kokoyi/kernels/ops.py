@@ -256,17 +256,22 @@ def _spmm_grad_e_sum(gt, op, g, u, e):
 
 
 def _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e):
-    edge_g = _spmm_edge_grad_extreme(grad, arg, gt[1].shape[0])
-    nf = edge_g.dim() - 1
+    """max/min: only the winning edge arg[v, f] of each (v, f) gets g[v, f]."""
+    nf = grad.dim() - 1
+    g = torch.where(arg >= 0, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+    win = arg.clamp(min=0)
     gu = ge = None
-    if need_u:
-        local = edge_g
-        if op == "mul":
-            local = edge_g * _feature_view(e, nf)
-        elif op == "div":
-            local = edge_g / _feature_view(e, nf)
-        gu = _to_target(gt, local, "u")
+    if need_u:  # scatter straight onto the winning sources: no (E, *F) temporary
+        if op in ("mul", "div"):
+            e_win = _feature_view(e, nf).expand((e.shape[0],) + tuple(grad.shape[1:])).gather(0, win)
+            g_u = g * e_win if op == "mul" else g / e_win
+        else:
+            g_u = g
+        sources = gt[1].index_select(0, win.reshape(-1)).reshape(win.shape).to(torch.int64)
+        num_src = gt[3].shape[0] - 1
+        gu = g_u.new_zeros((num_src,) + tuple(grad.shape[1:])).scatter_add_(0, sources, g_u)
     if need_e:
+        edge_g = _spmm_edge_grad_extreme(grad, arg, gt[1].shape[0])
         if op in ("copy_e", "add"):
             ge = edge_g
         elif op == "sub":
@@ -356,7 +361,42 @@ def _pick(gt, x, target):
     return x
 
 
+def _node_product_grad(gt, grad, factor, target, factor_target):
+    """sum over the edges k at each `target` node of g_k * factor(k), factor a node tensor picked by
+    `factor_target` (u or v): DGL's rule, a g-SpMM instead of (E, *F) temporaries."""
+    if target == factor_target:  # factor is constant over the node's edges
+        node_g = _to_target(gt, grad, target)
+        nf = max(node_g.dim(), factor.dim()) - 1
+        return _feature_view(node_g, nf) * _feature_view(factor, nf)
+    if target == "u":  # sum over out-edges of factor[dst_k] * g_k
+        return _spmm_rev(gt, "mul", factor, grad)
+    return _spmm_fwd(gt, "mul", "sum", factor, grad)[0]  # target v: factor[src_k] * g_k
+
+
+def _expand_features(g, like):
+    """Broadcast g (n, *Fg) up to the feature shape it shares with `like` (for dot's summed axis)."""
+    feats = torch_ops.broadcast_shape(tuple(g.shape[1:]), tuple(like.shape[1:]))
+    return g.expand((g.shape[0],) + feats)
+
+
+def _sddmm_backward_nodes(gt, op, grad, lhs, rhs, lhs_target, rhs_target, need_x, need_y):
+    """mul / dot / div with both operands on nodes (targets u or v)."""
+    gl = gr = None
+    if need_x:
+        factor = rhs if op != "div" else torch.reciprocal(rhs)
+        gl = _expand_features(_node_product_grad(gt, grad, factor, lhs_target, rhs_target), lhs)
+    if need_y:
+        gr = _node_product_grad(gt, grad, lhs, rhs_target, lhs_target)
+        if op == "div":  # d(x/y)/dy = -x / y^2 and y is constant over the node's edges
+            nf = max(gr.dim(), rhs.dim()) - 1
+            gr = -gr / _feature_view(rhs * rhs, nf)
+        gr = _expand_features(gr, rhs)
+    return gl, gr
+
+
 def _sddmm_backward(gt, op, grad, lhs, rhs, lhs_target, rhs_target, need_x, need_y):
+    if op in ("mul", "dot", "div") and lhs_target != "e" and rhs_target != "e":
+        return _sddmm_backward_nodes(gt, op, grad, lhs, rhs, lhs_target, rhs_target, need_x, need_y)
     x, y = _pick(gt, lhs, lhs_target), _pick(gt, rhs, rhs_target)
     nf = max(t.dim() - 1 for t in (grad, x, y) if t is not None)
     x = None if x is None else _feature_view(x, nf)
