@@ -370,3 +370,29 @@ def test_triton_backend_through_autograd_matches_torch(reduce, monkeypatch):
 
     for got, want in zip(run("triton"), run("torch")):
         _close(got, want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("backend", ["", "torch"], ids=["default", "torch"])
+def test_cuda_matches_cpu(backend, monkeypatch):
+    """CUDA tensors (default dispatch: triton for fp32 when it imports; or forced torch) agree with
+    the CPU path, forward and gradients."""
+    if backend:
+        monkeypatch.setenv("KOKOYI_BACKEND", backend)
+    else:
+        monkeypatch.delenv("KOKOYI_BACKEND", raising=False)
+    torch.manual_seed(9)
+    g = make_graph("hub", torch.int32)
+    u0, e0 = torch.randn(g.num_src, 2, 4), torch.rand(g.num_edges, 2, 1) + 0.5
+
+    def run(device):
+        gd = g.to(device)
+        u = u0.to(device).requires_grad_()
+        e = e0.to(device).requires_grad_()
+        alpha = ops.edge_softmax(gd, ops.gsddmm(gd, "dot", u, u, "u", "v"))
+        out = sum(ops.gspmm(gd, op, r, u, e * alpha) for op in ("copy_u", "mul", "sub")
+                  for r in ops.SPMM_REDUCES)
+        return [t.cpu() for t in (out, *torch.autograd.grad(out.square().sum(), (u, e)))]
+
+    for got, want in zip(run("cuda"), run("cpu")):
+        _close(got, want, atol=1e-4, rtol=1e-4)

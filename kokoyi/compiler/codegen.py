@@ -104,6 +104,10 @@ class Printer:
         if op == "unsqueeze_idx":
             idx = ", ".join(":" if i == ":" else "None" for i in at["idx"])
             return f"{self.wrap(args[0], 9)}[{idx}]", 9
+        if op == "einsum" and args[0] == "...d,kdh->...kh":
+            # every head's projection in one matmul: (.., d) @ (d, K*h), then split the heads
+            w = self.wrap(args[2], 9)
+            return f"({self.wrap(args[1], 2)} @ {w}.movedim(0, -2).flatten(-2)).unflatten(-1, {w}.shape[::2])", 9
         if op == "einsum":
             return f'torch.einsum("{args[0]}", {self(args[1])}, {self(args[2])})', 9
         if op == "expand_lead":

@@ -13,10 +13,18 @@ Gradients (DGL's rules), with g the incoming gradient and m_k the message of edg
   * g-SpMM sum:  dL/dm_k = g[dst[k]] (divided by in-degree for mean); for max/min dL/dm_k = g[v]
     on the winning edge of each (v, feature) and 0 elsewhere. dL/du is then a g-SpMM on the
     reversed graph (by source), dL/de a g-SDDMM; broadcast axes are summed back to each input shape.
+    For max/min dL/du is scattered straight onto the winning sources (src[arg]).
   * g-SDDMM:     the edge gradient times the other operand, summed to the operand's target
-    (u: g-SpMM copy_e on the reversed graph, v: g-SpMM copy_e, e: as is).
+    (u: g-SpMM copy_e on the reversed graph, v: g-SpMM copy_e, e: as is). When both operands are
+    node tensors, mul/dot/div gradients are one g-SpMM u_mul_e (g as the edge tensor) instead.
   * edge softmax: with alpha the output, ds_k = alpha_k (g_k - sum_{j: dst[j]=dst[k]} g_j alpha_j)
     (the self loop term joins the sum when self_scores is given).
+
+Custom ops: `torch.ops.kokoyi.gspmm / gsddmm / edge_softmax` (differentiable; they take the graph
+tensors `indptr, src, dst, rev_indptr, rev_dst, rev_perm` first) and the forward-only primitives
+`torch.ops.kokoyi.spmm / sddmm` used by the backward passes. All have fake (meta) kernels, so
+models run under torch.compile(fullgraph=True) and torch.export. In eager mode with no gradient
+wanted, the public functions call the primitive directly (no custom-op / autograd overhead).
 
 Backends: the forward passes are *primitives* (`spmm`, `sddmm`, `edge_softmax`, see the docstring of
 kokoyi/kernels/torch_ops.py) looked up per call in `_BACKENDS`. `KOKOYI_BACKEND=torch|triton`
@@ -41,7 +49,6 @@ SPMM_OPS = ("copy_u", "copy_e", "add", "sub", "mul", "div")
 SPMM_REDUCES = ("sum", "mean", "max", "min")
 SDDMM_OPS = ("add", "sub", "mul", "div", "dot", "copy_lhs", "copy_rhs")
 SDDMM_TARGETS = ("u", "e", "v")
-_PRIMITIVES = ("spmm", "sddmm", "edge_softmax")
 
 
 # ============================================================================ backend dispatch
