@@ -28,4 +28,9 @@ def load_ipython_extension(ipython):  # `%load_ext kokoyi`
     _load(ipython)
 
 
+def unload_ipython_extension(ipython):  # `%unload_ext kokoyi`
+    from kokoyi.magics import unload_ipython_extension as _unload
+    _unload(ipython)
+
+
 __all__ = ["Graph", *sorted(_API), "ops"]

@@ -17,6 +17,7 @@ Shapes are strings of sympy expressions over the hyperparameter names ("d_in", "
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sys
 import types
@@ -76,10 +77,16 @@ def render(source: str | bytes, *, path: str = "<string>") -> str:
 def compile(source: str | bytes, *, path: str = "<string>", standalone: bool = False) -> dict[str, type]:
     """Compile every model of `source`; returns {model name: nn.Module subclass}."""
     code = to_python(source, path=path, standalone=standalone)
-    mod_name = "kokoyi_generated_" + "".join(c if c.isalnum() else "_" for c in Path(path).stem)
-    module = types.ModuleType(mod_name)
-    module.__file__ = f"<kokoyi:{path}>"
-    exec(builtins_compile(code, module.__file__, "exec"), module.__dict__)  # generated code only
+    digest = hashlib.sha1(code.encode()).hexdigest()[:12]
+    stem = "".join(c if c.isalnum() else "_" for c in Path(path).stem)
+    mod_name = f"kokoyi.generated.{stem}_{digest}"
+    module = sys.modules.get(mod_name)
+    if module is None:
+        module = types.ModuleType(mod_name)
+        module.__file__ = f"<kokoyi:{path}>"
+        module.__kokoyi_source__ = code
+        exec(builtins_compile(code, module.__file__, "exec"), module.__dict__)  # generated code only
+        sys.modules[mod_name] = module  # so that models pickle (torch.save) by reference
     return dict(module.__dict__["__kokoyi_models__"])
 
 

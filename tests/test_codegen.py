@@ -72,3 +72,13 @@ print(json.dumps({{"hy": hy, "out": out.detach().tolist()}}))
     torch.manual_seed(1)
     out = m(g, torch.randn(20, res["hy"]["d_in"]))
     torch.testing.assert_close(torch.tensor(res["out"]), out.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_models_pickle(spec, tmp_path):
+    """Compiled classes live in a registered module, so whole models save and load with torch."""
+    GCN = kokoyi.compile_model(spec["GCN"], "GCN")
+    m = GCN(d_in=4, d_h=3, C=2)
+    torch.save(m, tmp_path / "m.pt")
+    m2 = torch.load(tmp_path / "m.pt", weights_only=False)
+    assert type(m2) is GCN
+    torch.testing.assert_close(m2.W_1, m.W_1)
