@@ -206,9 +206,7 @@ def pick_model(models: dict, name: str | None, path: str):
 def cmd_train(args) -> int:
     import kokoyi
     from kokoyi.datasets import DatasetError, load_dataset
-    from kokoyi.train import TrainError, train
-
-    from kokoyi.train import hyper_key
+    from kokoyi.train import TrainError, hyper_key, train
 
     source = _read(args.file)
     from_file = file_train_options(source, args.file)

@@ -396,3 +396,16 @@ def test_cuda_matches_cpu(backend, monkeypatch):
 
     for got, want in zip(run("cuda"), run("cpu")):
         _close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_cached_edge_targets_follow_in_place_changes():
+    from kokoyi.kernels import torch_ops
+    indptr = torch.tensor([0, 2, 3, 3])
+    src = torch.tensor([0, 1, 2])
+    u = torch.eye(3)
+    out, arg = torch_ops.spmm(indptr, src, 3, "copy_u", "max", u, None)
+    assert arg[:, 0].tolist() == [0, -1, -1] and arg[:, 2].tolist() == [-1, 2, -1]
+    indptr[1:] = torch.tensor([1, 1, 3])  # now edges 1, 2 go to node 2
+    out, arg = torch_ops.spmm(indptr, src, 3, "copy_u", "max", u, None)
+    assert out.tolist() == [[1, 0, 0], [0, 0, 0], [0, 1, 1]]
+    assert arg[2].tolist() == [1, 1, 2]  # ties (0 == 0) go to the lowest edge id

@@ -3,6 +3,7 @@ accuracies of the example models on Cora."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -253,8 +254,8 @@ def _example(name: str):
 @pytest.mark.parametrize("name", ["gcn", "gat", "sage", "gin"])
 def test_compiled_examples_learn_on_synthetic(name, data):
     model, _, hypers = _example(name)
-    r = train(model, data, epochs=15, progress=False, hypers=hypers)
-    assert r.test_acc > 0.35, r.test_acc  # chance is 1/7
+    r = train(model, data, epochs=30, progress=False, hypers=hypers)
+    assert r.test_acc > 0.4, r.test_acc  # chance is 1/7; measured 0.57 (GAT) to 0.85 (GIN)
     assert r.hypers["d_in"] == data.num_features and r.hypers["C"] == data.num_classes
 
 
@@ -264,8 +265,13 @@ def test_compiled_gcn_json_hypers_in_declaration_order(data):
     assert list(r.hypers) == [h["name"] for h in model.__kokoyi__["hypers"]]
 
 
-# The paper accuracies on Cora with the hyperparameters each example states (select with
-# `pytest -k cora_accuracy`). They take a while on a CPU: ~20 s (GCN) and ~1-2 min (GAT) on 2 cores.
+# The paper accuracies on Cora with the hyperparameters each example states; select them with
+# `pytest -k cora_accuracy`. GCN (200 epochs) runs by default (~20 s on 2 idle cores, longer on a busy
+# machine). GAT (300 epochs, 8 heads) took 12 min on the busy 2-core build machine (test accuracy 0.825
+# at epoch 179), so it runs only with KOKOYI_SLOW_TESTS=1.
+SLOW = pytest.mark.skipif(not os.environ.get("KOKOYI_SLOW_TESTS"),
+                          reason="minutes on a CPU; set KOKOYI_SLOW_TESTS=1 to run")
+
 
 @pytest.fixture(scope="module")
 def cora():
@@ -274,7 +280,7 @@ def cora():
     return planetoid("cora", PLANETOID_RAW)
 
 
-@pytest.mark.parametrize("name, floor", [("gcn", 0.80), ("gat", 0.81)])
+@pytest.mark.parametrize("name, floor", [("gcn", 0.80), pytest.param("gat", 0.81, marks=SLOW)])
 def test_cora_accuracy(name, floor, cora):
     model, kwargs, hypers = _example(name)
     r = train(model, cora, progress=False, hypers=hypers, seed=0, **kwargs)

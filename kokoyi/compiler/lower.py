@@ -94,9 +94,9 @@ class ModelLowering:
         if expr.op == "var":
             return Val(expr, lay, side)
         key = (_key(expr), id(self.target) if self.target is not self.body else 0)
-        if key in self.memo:
-            old = self.memo[key]
-            return Val(old.py, lay, side)
+        for k in (key, (key[0], 0)):  # this block's values, then the model body's (emitted earlier)
+            if k in self.memo:
+                return Val(self.memo[k].py, lay, side)
         name = self.fresh(base)
         self.target.append(Assign(name, expr, comment, self.layout_dims(lay)))
         self.intermediates.append((f"{self.current}: {name}", self.layout_dims(lay)))
@@ -444,11 +444,16 @@ class ModelLowering:
         # source side: one node tensor S(u), projected by W first when that narrows it
         vec_side = next((s for s, fs in (("src", src), ("edge", edge), ("dst", dst), ("cst", cst))
                          if any(f.ty.shape for f in fs)), None)
-        S = self.product_of(src, f"{name}_src") if src else None
         E = self.edge_product(edge, f"{name}_edge") if edge else None
         W = None
         if linear is not None:
             W = self.node(linear)
+        # scalar source factors go on the narrow side of the projection: (x W) * s, not (x * s) W
+        src_vec = [f for f in src if f.ty.shape]
+        src_scal = [f for f in src if not f.ty.shape]
+        S = None
+        if src and not (W is not None and vec_side == "src"):
+            S = self.product_of(src, f"{name}_src")
         branches = [("before", "after")] if W is not None and vec_side == "src" else [("after",)]
         order = self.linear_order(W, S) if (W is not None and vec_side == "src") else "after"
 
@@ -465,16 +470,16 @@ class ModelLowering:
         if W is None:
             out = reduce_with(S, "")
         elif order in ("before", "after"):
-            out = self.apply_linear_order(order, S, W, reduce_with, linear)
+            out = self.apply_linear_order(order, S, W, reduce_with, linear, src_vec, src_scal)
         else:  # decided at run time by the hyperparameters
             then_body, else_body = [], []
             saved = self.target
             self.target = then_body
-            a = self.apply_linear_order("before", S, W, reduce_with, linear)
+            a = self.apply_linear_order("before", S, W, reduce_with, linear, src_vec, src_scal)
             res = self.fresh(f"{name}_sum")
             then_body.append(Assign(res, a.py))
             self.target = else_body
-            b = self.apply_linear_order("after", S, W, reduce_with, linear)
+            b = self.apply_linear_order("after", S, W, reduce_with, linear, src_vec, src_scal)
             else_body.append(Assign(res, b.py))
             self.target = saved
             cond = order
@@ -485,12 +490,17 @@ class ModelLowering:
                                    []))
         return out
 
-    def apply_linear_order(self, order, S, W: Val, reduce_with, linear: T) -> Val:
+    def apply_linear_order(self, order, S, W: Val, reduce_with, linear: T, src_vec=(), src_scal=()) -> Val:
         if order == "before":
-            S2 = self.emit(f"{self.current}_proj", self.matmul_py(S, W), Lay("N", S.lay.fam, linear.ty.shape[1:]
-                                                                              ) if False else Lay(
-                "N", tuple(dict.fromkeys(S.lay.fam + W.lay.fam)), (linear.ty.shape[-1],)))
+            X = self.product_of(list(src_vec), f"{self.current}_src")
+            S2 = self.emit(f"{self.current}_proj", self.matmul_py(X, W), Lay(
+                "N", tuple(dict.fromkeys(X.lay.fam + W.lay.fam)), (linear.ty.shape[-1],)))
+            if src_scal:
+                S2 = self.fold_mul([S2, self.product_of(list(src_scal), f"{self.current}_scale")],
+                                   f"{self.current}_msg")
             return reduce_with(S2, "before")
+        if S is None:
+            S = self.product_of(list(src_vec) + list(src_scal), f"{self.current}_src")
         agg = reduce_with(S, "after")
         return self.emit(f"{self.current}_out", self.matmul_py(agg, W), Lay(
             agg.lay.rows, tuple(dict.fromkeys(agg.lay.fam + W.lay.fam)), (linear.ty.shape[-1],)))

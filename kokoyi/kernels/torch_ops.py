@@ -37,6 +37,7 @@ import warnings
 from typing import Optional
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 __all__ = ["spmm", "sddmm", "edge_softmax"]
 
@@ -88,9 +89,23 @@ def _gather_sum(indptr, src, num_src, u, weight=None):
     return _csr_matmul(indptr, src, values, indptr.numel() - 1, num_src, u)
 
 
+_TARGETS_CACHE = WeakIdKeyDictionary()  # indptr tensor -> (its _version, dst per edge)
+
+
 def _edge_targets(indptr, num_edges):
-    """dst of each edge (int64) from the CSR pointer: dst[k] = #{v >= 1 : indptr[v] <= k}.
-    (repeat_interleave is avoided: on a busy 2-core CPU it stalls for ms even on tiny inputs.)"""
+    """dst of each edge (int64) from the CSR pointer, cached per indptr tensor while it lives
+    (graphs are reused across calls; a cached entry is dropped if indptr is modified in place)."""
+    hit = _TARGETS_CACHE.get(indptr)
+    if hit is not None and hit[0] == indptr._version and hit[1].shape[0] == num_edges:
+        return hit[1]
+    dst = _compute_edge_targets(indptr, num_edges)
+    _TARGETS_CACHE[indptr] = (indptr._version, dst)
+    return dst
+
+
+def _compute_edge_targets(indptr, num_edges):
+    """dst[k] = #{v >= 1 : indptr[v] <= k}. (repeat_interleave is avoided: on a busy 2-core CPU
+    it stalls for milliseconds even on tiny inputs.)"""
     if num_edges < _SPARSE_MIN_WORK:
         edges = torch.arange(num_edges, dtype=indptr.dtype, device=indptr.device)
         return torch.searchsorted(indptr[1:], edges, right=True)
