@@ -137,7 +137,10 @@ class ModelChecker:
     def declare(self, value: Value, node):
         prev = self.values.get(value.key)
         if prev is not None:
-            self.err(f"redefinition of '{value.key}' (first declared at line {prev.span.line})", node.span,
+            later, first = (node.span, prev.span) if prev.span.start <= node.span.start else (prev.span, node.span)
+            if prev.span.start > node.span.start:
+                self.values[value.key] = value  # a definition registered early: keep the first statement
+            self.err(f"redefinition of '{value.key}' (first declared at line {first.line})", later,
                      "names are single-assignment; pick another name")
         self.values[value.key] = value
         return value
@@ -268,6 +271,8 @@ class ModelChecker:
                 if text is None:
                     self.err(f"cannot read the subscript of '{self.latex(node)}' as part of a name", sub.span)
                 key = f"{key}_{text}"
+        if isinstance(sup, A.Sym) and sup.kind == "command" and sup.name == "prime":
+            sup, key = None, key + "_prime"
         if sup is not None:
             num = self.paren_number(sup)
             fl = self.family_letter(sup)
@@ -487,13 +492,28 @@ class ModelChecker:
                 key = py_name(f"{key}_{member}")
                 self.declare(Value(key, "def", dom, Ty(), st.span, self.latex(st), info={"letters": letters}), st)
                 return
-            # the range's dimensions are read in define(), once the hyperparameters are declared
-            fam = Family(fl or "?", None, None, "loop" if (fl is None or st.family is not None) else "vector")
+            # the range's dimensions are read in define(), once the hyperparameters are declared; a family
+            # with a range is a layer recurrence when it reads itself, else a vectorised (head) family
+            recur = fl is None or (st.family is not None and self._mentions(st.expr, key))
+            fam = Family(fl or "?", None, None, "loop" if recur else "vector")
             v = self.declare(Value(key, "def", dom, Ty(), st.span, self.latex(st), fam, info={
                 "letters": letters, "members": {(member if member is not None else "family"): st},
                 "range": st.family}), st)
             return v
         self.declare(Value(key, "def", dom, Ty(), st.span, self.latex(st), info={"letters": letters}), st)
+
+    def _mentions(self, node, key) -> bool:
+        import dataclasses
+        if isinstance(node, (A.Sym, A.Scripted)):
+            base = node.base if isinstance(node, A.Scripted) else node
+            k = self.base_key(base) if isinstance(base, A.Sym) else None
+            if k is not None and py_name(k + "_prime" * getattr(node, "primes", 0)) == key:
+                return True
+        if isinstance(node, A.Node):
+            return any(self._mentions(getattr(node, f.name), key) for f in dataclasses.fields(node))
+        if isinstance(node, (list, tuple)):
+            return any(self._mentions(n, key) for n in node)
+        return False
 
     def _same_base_family(self, other: A.Def, key) -> bool:
         try:
@@ -533,6 +553,9 @@ class ModelChecker:
                 recurrence = True
                 family_index = sp.Symbol(fam.letter)
             else:
+                if fam.hi is None and v.info.get("range") is not None:
+                    read = self.family_of(v.info["range"], fam.letter, st, "vector")
+                    fam.lo, fam.hi = read.lo, read.hi
                 scope.heads[fam.letter] = fam
         expr = self.expr(st.expr, scope)
         if v.family is not None and v.family.mode == "vector":
@@ -660,7 +683,10 @@ class ModelChecker:
         if isinstance(node.base, A.Sym):
             return self.reference(node.base, node.sub, node.sup, node.primes, node, scope)
         base = self.expr(node.base, scope)
-        if node.sub is not None:
+        if node.sub is not None and isinstance(node.base, A.Abs) and node.base.norm:
+            if not (isinstance(node.sub, A.Num) and node.sub.value == 2):
+                self.err("only the Euclidean norm is supported: \\|a\\|_2", node.sub.span)
+        elif node.sub is not None:
             self.err(f"cannot subscript '{self.latex(node.base)}'", node.sub.span)
         return self.apply_sup(base, node.sup, node, scope) if node.sup is not None else base
 
@@ -679,6 +705,8 @@ class ModelChecker:
         return self.binary("pow", t, power, node)
 
     def reference(self, sym: A.Sym, sub, sup, primes, node, scope: Scope) -> T:
+        if isinstance(sup, A.Sym) and sup.kind == "command" and sup.name == "prime":
+            sup, primes = None, primes + 1  # h^\prime is h'
         base = self.base_key(sym)
         if sym.kind in ("cal", "bb"):
             self.err(f"'{self.latex(node)}' is a set, not a value", node.span,
@@ -696,10 +724,14 @@ class ModelChecker:
         if sup_num is not None:
             candidates.append((f"{base}_{sup_num}", False, True))
         candidates.append((base, False, False))
-        for key, used_sub, used_sup in candidates:
-            v = self.values.get(py_name(key))
-            if v is not None:
-                return self.use(v, None if used_sub else sub, None if used_sup else sup, node, scope)
+        found = [(k, us, up) for k, us, up in candidates if py_name(k) in self.values]
+        if len(found) >= 2 and found[0][1] != found[1][1] and found[0][2] != found[1][2] and len(candidates) == 4:
+            (a, *_), (b, *_) = found[:2]
+            self.err(f"'{self.latex(node)}' is ambiguous: it reads as '{a}' or as '{b}'", node.span,
+                     "rename one of the two declarations")
+        for key, used_sub, used_sup in found[:1]:
+            v = self.values[py_name(key)]
+            return self.use(v, None if used_sub else sub, None if used_sup else sup, node, scope)
         if sub is None and sup is None and sym.kind in ("word", "command", "letter") and base in FUNCTIONS:
             return T("func", (), Ty(), frozenset(), node.span, {"name": FUNCTIONS[base][0], "script": None})
         if sym.kind == "word" and sub is None and sup is None and len(sym.name) > 1 and all(
@@ -886,16 +918,16 @@ class ModelChecker:
 
     def product(self, nodes, node, scope) -> T:
         """A juxtaposition: apply functions to the factor after them, multiply the rest left to right."""
-        items = [self.expr(n, scope) for n in nodes]
         out = []
         i = 0
-        while i < len(items):
-            t = items[i]
+        while i < len(nodes):
+            t = self.expr(nodes[i], scope)
             if t.op == "func":
-                if i + 1 >= len(items):
+                if i + 1 >= len(nodes):
                     self.err(f"'{self.latex(nodes[i])}' needs an argument", nodes[i].span)
                 arg_node = nodes[i + 1]
-                t = self.apply_function(t, arg_node, items[i + 1], scope, nodes[i].span.join(arg_node.span))
+                # the argument is read by the function: \deg(v) takes a node, \maximum(a, b) two values
+                t = self.apply_function(t, arg_node, None, scope, nodes[i].span.join(arg_node.span))
                 i += 2
             else:
                 i += 1
@@ -908,6 +940,9 @@ class ModelChecker:
     def apply_function(self, f: T, arg_node, arg: T, scope, span) -> T:
         name = f.attrs["name"]
         script = f.attrs.get("script")
+        if arg is None and name not in ("softmax", "deg", "maximum", "minimum") or (
+                name == "softmax" and not isinstance(script, A.Membership)):
+            arg = self.expr(arg_node, scope)
         if name == "call":
             v = f.attrs["value"]
             want = v.info["shape_in"]

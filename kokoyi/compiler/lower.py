@@ -499,7 +499,7 @@ class ModelLowering:
                 S2 = self.fold_mul([S2, self.product_of(list(src_scal), f"{self.current}_scale")],
                                    f"{self.current}_msg")
             return reduce_with(S2, "before")
-        if S is None:
+        if S is None and (src_vec or src_scal):
             S = self.product_of(list(src_vec) + list(src_scal), f"{self.current}_src")
         agg = reduce_with(S, "after")
         return self.emit(f"{self.current}_out", self.matmul_py(agg, W), Lay(
@@ -661,12 +661,18 @@ class ModelLowering:
         """Multiplicative factors of a message, and a right linear map peeled off it (or None)."""
         factors = self.mul_factors(body)
         linear = None
-        vec = [f for f in factors if f.ty.shape]
-        if len(vec) == 1 and vec[0].op == "matmul" and vec[0].attrs["kind"] == "vm" and not vec[0].args[1].deps \
-                and not self.reads_edge(vec[0].args[1]):
+        while True:  # peel right linear maps, innermost last: (c x W_1) W_2 -> (c x) (W_1 W_2)
+            vec = [f for f in factors if f.ty.shape]
+            if not (len(vec) == 1 and vec[0].op == "matmul" and vec[0].attrs["kind"] == "vm"
+                    and not vec[0].args[1].deps and not self.reads_edge(vec[0].args[1])):
+                break
             f = vec[0]
             i = factors.index(f)
-            linear = f.args[1]
+            W = f.args[1]
+            if linear is not None:
+                W = T("matmul", (W, linear), Ty((W.ty.shape[0], linear.ty.shape[1]), W.ty.fam), frozenset(), W.span,
+                      {"kind": "mm"})
+            linear = W
             factors = factors[:i] + self.mul_factors(f.args[0]) + factors[i + 1:]
         out = []
         scal_mixed = []

@@ -23,7 +23,7 @@ MAX_BYTES = 1 << 20
 
 # tokens after which a `|` closes an open bar rather than opening a new one
 _OPERAND_END = {"LETTER", "ALPHANUM", "DIGIT", "NUMBER", "CMD", "TOP", "PRIME", "RPAR", "RSQB", "RBRACE",
-                "RBAR", "RNORM", "RBRACE_ESC"}
+                "RBAR", "RNORM", "RBRACE_ESC", "CAL", "BB"}
 _BARS = {"BAR": ("LBAR", "RBAR"), "DBAR": ("LNORM", "RNORM")}
 _FORCED = {"\\lvert": "LBAR", "\\rvert": "RBAR"}
 
@@ -295,6 +295,8 @@ class ToAst(Transformer):
             return A.Sym(span, v, "word")
         if t == "TOP":
             return A.Sym(span, "top", "command")
+        if t == "PRIME":  # `h^\prime`
+            return A.Sym(span, "prime", "command")
         if t == "BIGOP":
             return A.Sym(span, v[1:], "command")
         return A.Sym(span, v[1:], "command")
@@ -379,6 +381,11 @@ class ToAst(Transformer):
         return A.Abs(self._span(meta), [i for i in items if not isinstance(i, Token)][0])
 
     @v_args(meta=True)
+    def abs_union(self, meta, items):
+        parts = [i for i in items if not isinstance(i, Token)]
+        return A.Abs(self._span(meta), A.SetUnion(parts[0].span.join(parts[-1].span), parts))
+
+    @v_args(meta=True)
     def norm(self, meta, items):
         return A.Abs(self._span(meta), [i for i in items if not isinstance(i, Token)][0], norm=True)
 
@@ -397,6 +404,12 @@ _TOKEN_NAMES = {
     "GETS": "\\gets", "IN": "\\in", "COMMA": "','", "EQUAL": "'='", "$END": "end of file",
     "LETTER": "a name", "ALPHANUM": "a name", "CMD": "a command", "NUMBER": "a number", "DIGIT": "a number",
     "RBAR": "a closing '|'", "LBAR": "'|'", "BB": "\\mathbb{R}", "SUB": "'_'", "SUP": "'^'",
+    "BIGOP": "\\sum, \\max or \\min", "TOP": "\\top", "MEAN": "\\mathrm{mean}", "BIGVERT": "\\Vert_{...}",
+    "CAL": "\\mathcal{..}", "FONT": "\\mathrm{..}", "ACCENT": "an accent", "FRAC": "\\frac", "SQRT": "\\sqrt",
+    "PRIME": "a prime", "LBRACE_ESC": "'\\{'", "RBRACE_ESC": "'\\}'", "MULOP": "an operator", "PLUS": "'+'",
+    "MINUS": "'-'", "POW": "'**'", "VERT": "\\Vert", "LNORM": "'\\|'", "RNORM": "'\\|'", "ABS": "\\abs",
+    "NORM": "\\norm", "DOTS": "\\dots", "CUP": "\\cup", "SIM": "\\sim", "HYPER": "\\hyper", "INPUT": "\\input",
+    "PARAM": "\\param", "RETURN": "\\return",
 }
 
 
