@@ -80,6 +80,7 @@ class ModelLowering:
         self.target = self.body
         self.current = "?"
         self.memo: dict = {}
+        self.diag = False  # evaluating an edge expression on the self loop (v, v): u and v coincide
 
     # ------------------------------------------------------------------ emission
     def fresh(self, base: str) -> str:
@@ -288,10 +289,21 @@ class ModelLowering:
             self.col.error(f"'{v.key}' is a softmax over \\mathcal{{N}}(v) only, so it has no value on the self "
                            "loop", t.span, "normalise over \\mathcal{N}(v) \\cup \\{v\\} as well")
             raise LowerError("softmax self loop")
-        val = self.node(d.expr, self_loop=True)
+        val = self.on_self_loop(d.expr)
         val = self.emit(f"{v.key}_self", val.py, val.lay)
         self.self_loop_env[v.key] = val
         return val
+
+    def on_self_loop(self, t: T) -> Val:
+        """An edge expression at (v, v): the edge lowering with both endpoints the node itself, so the
+        source and target terms already computed for the edges are reused (GAT: s_v + t_v)."""
+        saved, self.diag = self.diag, True
+        try:
+            val = self.edge(t)
+        finally:
+            self.diag = saved
+        return Val(val.py, Lay("N" if val.lay.rows else None, val.lay.fam, val.lay.shape),
+                   "n" if val.lay.rows else "plain")
 
     def n_deg(self, t, sl):
         method = "in_degrees" if t.attrs["dir"] == "in" else "out_degrees"
@@ -572,7 +584,7 @@ class ModelLowering:
         u, v = t.attrs["var"], t.attrs["center"]
         factors, _lin = self.split(body, u, v)
         edge = [f for f in factors if not (f.deps <= {u} or f.deps <= {v}) or self.reads_edge(f)]
-        vals = [self.node(f, self_loop=True) for f in edge]
+        vals = [self.on_self_loop(f) for f in edge]
         return self.fold_mul(vals, f"{self.current}_self")
 
     def reduce_extreme(self, t: T) -> Val:
@@ -591,7 +603,7 @@ class ModelLowering:
             out = self.emit(f"{name}_agg", call("gspmm", const("copy_e"), const(red), const(None), M.py),
                             Lay("N", M.lay.fam, M.lay.shape))
             op = f"g-SDDMM + g-SpMM copy_e/{red} (per-edge message)"
-            selfv = self.node(body, self_loop=True) if t.attrs["self_loop"] else None
+            selfv = self.on_self_loop(body) if t.attrs["self_loop"] else None
         if selfv is not None:
             lay = out.lay
             deg = call("unsqueeze_idx", call("graph_method", "in_degrees"),
@@ -824,6 +836,9 @@ class ModelLowering:
 
     def e_ref(self, t):
         key = t.attrs["key"]
+        if self.diag:
+            sv = self.self_loop_value(self.tm.values[key], t)
+            return Val(sv.py, sv.lay, "n")
         val = self.env[key]
         return Val(val.py, val.lay, "e")
 
@@ -842,6 +857,8 @@ class ModelLowering:
         return self.edge_binary(t.attrs["name"], a, b, t.ty.shape)
 
     def edge_binary(self, name, a: Val, b: Val, shape) -> Val:
+        if self.diag:  # on the self loop both endpoints are the node: a node-wise op
+            return self.combine(name, a, b, shape)
         sides = {a.side, b.side}
         if sides == {"u", "v"} and name in ("add", "sub", "mul", "div"):
             lay = Lay("E", tuple(dict.fromkeys(a.lay.fam + b.lay.fam)), shape)
@@ -856,7 +873,7 @@ class ModelLowering:
         return Val(call(name, self.align(a, lay), self.align(b, lay)), lay, "e" if lay.rows else "plain")
 
     def as_edge_if_node(self, a: Val) -> Val:
-        if a.side in ("u", "v"):
+        if a.side in ("u", "v") and not self.diag:
             self.plan.append(PlanEntry(f"{self.current}: gather the {'source' if a.side == 'u' else 'target'} value per edge",
                                        "g-SDDMM copy", []))
             return self.emit(f"{self.current}_{a.side}", call("gsddmm", const("copy_lhs"), a.py, const(None),
@@ -895,7 +912,8 @@ class ModelLowering:
                     parts.append(val)
                 return self.edge_binary("add", parts[0], parts[1], t.ty.shape)
         A_, B_ = self.edge(a), self.edge(b)
-        if {A_.side, B_.side} == {"u", "v"} and kind == "dot" and not A_.lay.fam and not B_.lay.fam:
+        if {A_.side, B_.side} == {"u", "v"} and kind == "dot" and not A_.lay.fam and not B_.lay.fam \
+                and not self.diag:
             self.plan.append(PlanEntry(f"{self.current}: inner product of a source and a target vector",
                                        "g-SDDMM dot", []))
             return self.emit(f"{self.current}_edge", call("squeeze_last", call("gsddmm", const("dot"), A_.py, B_.py,
@@ -937,7 +955,7 @@ class ModelLowering:
         scores = self.as_edge(self.edge(t.args[0]), f"{v.key}_score")
         lay = scores.lay
         if t.attrs["self_loop"]:
-            selfs = self.node(t.args[0], self_loop=True)
+            selfs = self.on_self_loop(t.args[0])
             selfs = self.emit(f"{v.key}_score_self", selfs.py, selfs.lay)
             pair = self.fresh(f"{v.key}_self")
             self.target.append(Assign(f"{v.key}, {pair}", call("edge_softmax", scores.py, selfs.py),
