@@ -90,6 +90,7 @@ class Graph:
         self._in_deg = None
         self._out_deg = None
         self._inv_eid = None
+        self._rev = None
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -160,7 +161,7 @@ class Graph:
         g = cls.__new__(cls)
         g.indptr, g.src, g.dst, g.eid, g.rev_indptr, g.rev_dst, g.rev_perm = tensors
         g.num_src, g.num_dst, g.is_full = int(num_src), int(num_dst), bool(is_full)
-        g._in_deg = g._out_deg = g._inv_eid = None
+        g._in_deg = g._out_deg = g._inv_eid = g._rev = None
         return g
 
     # ------------------------------------------------------------------ properties
@@ -222,7 +223,16 @@ class Graph:
         g = Graph.__new__(Graph)
         for key, value in self.__dict__.items():
             setattr(g, key, value.to(device) if isinstance(value, torch.Tensor) else value)
+        g._rev = None
         return g
+
+    def reverse(self) -> "Graph":
+        """The graph with every edge turned around (u -> v becomes v -> u), in the same user edge order;
+        cached. Reductions over out-neighbours run on it."""
+        if self._rev is None:
+            user_src, user_dst = self.edge_output(self.src), self.edge_output(self.dst)
+            self._rev = Graph(user_dst, user_src, self.num_dst, self.num_src, is_full=self.is_full)
+        return self._rev
 
     def __repr__(self) -> str:
         kind = "full" if self.is_full else "bipartite"

@@ -210,3 +210,28 @@ def test_generated_code_reads_like_the_math(spec):
     assert "import kokoyi.compiler" not in code and "lark" not in code and "sympy" not in code
     plan = kokoyi.explain(spec["GCN"])
     assert "per-edge tensors: none" in plan  # no E x F intermediate
+
+
+@pytest.mark.parametrize("op,self_loop", [("sum", False), ("mean", True), ("max", True), ("min", False)])
+def test_out_neighbour_reductions(op, self_loop):
+    head = {"sum": r"\sum", "mean": r"\mathrm{mean}", "max": r"\max", "min": r"\min"}[op]
+    nb = r"\mathcal{N}_{out}(v) \cup \{v\}" if self_loop else r"\mathcal{N}_{out}(v)"
+    src = rf"""\begin{{model}}{{M}}
+  \hyper d \\
+  \input x_v \in \mathbb{{R}}^{{d}} \\
+  y_v \gets {head}_{{u \in {nb}}} x_u \\
+  \return y \\
+\end{{model}}"""
+    g, ei, A = graph(seed=8)
+    m = model(src, d=3)
+    x = torch.randn(12, 3, dtype=torch.float64)
+    rows = []
+    for v in range(12):
+        nbrs = ei[1][ei[0] == v]  # targets of v's out-edges
+        vals = x[nbrs]
+        if self_loop:
+            vals = torch.cat([vals, x[v:v + 1]])
+        red = {"sum": lambda t: t.sum(0), "mean": lambda t: t.mean(0), "max": lambda t: t.amax(0),
+               "min": lambda t: t.amin(0)}[op]
+        rows.append(red(vals) if len(vals) else torch.zeros(3, dtype=torch.float64))
+    close(m(g, x), torch.stack(rows))

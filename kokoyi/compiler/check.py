@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from kokoyi.diagnostics import Collector, KokoyiError, Span
+from kokoyi.diagnostics import Collector
 from kokoyi.grammar import ast as A
 from kokoyi.compiler.ir import Family, T, TDef, TModel, TProgram, Ty, Value
 

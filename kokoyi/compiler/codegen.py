@@ -153,7 +153,6 @@ def _doc(latex: str) -> str:
 def _init_code(p, pr: Printer) -> list[str]:
     init = p.info["init"]
     target = f"self.{p.key}"
-    members = [f"{target}[{i}]" for i in range(1)] if p.family else [target]
     kind = init[0]
     each = "for w in self.{}:".format(p.key) if p.family else None
     obj = "w" if p.family else target

@@ -443,7 +443,6 @@ class ModelLowering:
         dst = [f for f in factors if f.deps <= {v} and f.deps and not self.reads_edge(f)]
         cst = [f for f in factors if not f.deps and not self.reads_edge(f)]
         edge = [f for f in factors if f not in src and f not in dst and f not in cst]
-        mean_deg = None
         if red == "sum":
             for f in list(dst):
                 if self.is_inverse_degree(f, v, t.attrs["self_loop"]):
@@ -466,7 +465,6 @@ class ModelLowering:
         S = None
         if src and not (W is not None and vec_side == "src"):
             S = self.product_of(src, f"{name}_src")
-        branches = [("before", "after")] if W is not None and vec_side == "src" else [("after",)]
         order = self.linear_order(W, S) if (W is not None and vec_side == "src") else "after"
 
         D = self.product_of(dst + cst, f"{name}_dst") if (dst or cst) else None
@@ -616,18 +614,34 @@ class ModelLowering:
         return out
 
     def reduce_out(self, t: T) -> Val:
-        """Sums over out-neighbours run on the reversed edges: message at u = w's value."""
+        """Reductions over out-neighbours run on the reversed graph; the message is the neighbour's value."""
         body = t.args[0]
-        c, w = t.attrs["center"], t.attrs["var"]
+        w = t.attrs["var"]
         if not (body.deps <= {w}) or self.reads_edge(body):
-            self.col.error("sums over \\mathcal{N}_{out}(v) take a value of the neighbour alone", t.span)
+            self.col.error("reductions over \\mathcal{N}_{out}(v) take a value of the neighbour alone", t.span,
+                           "per-edge messages are supported over \\mathcal{N}(v)")
             raise LowerError("out")
         S = self.node(body)
+        S = self.emit(f"{self.current}_src", S.py, Lay("N", S.lay.fam, S.lay.shape))
         red = t.attrs["reduce"]
-        out = self.emit(f"{self.current}_agg", call("gspmm_out", const(red), S.py), Lay("N", S.lay.fam, S.lay.shape))
-        if t.attrs["self_loop"]:
-            out = self.emit(f"{self.current}_agg", call("add", out.py, S.py), out.lay)
-        self.plan.append(PlanEntry(f"{self.current}: {self.describe(t)}", f"g-SpMM copy_u/{red} on the reversed graph", []))
+        lay = Lay("N", S.lay.fam, S.lay.shape)
+        sl = t.attrs["self_loop"]
+        sparse_red = "sum" if (red == "mean" and sl) else red
+        out = self.emit(f"{self.current}_agg", call("gspmm_out", const(sparse_red), S.py), lay)
+        op = f"g-SpMM copy_u/{sparse_red} on the reversed graph"
+        if sl:
+            deg = call("unsqueeze_idx", call("graph_method", "out_degrees"),
+                       idx=(":",) + (None,) * (len(lay.fam) + len(lay.shape)))
+            if red in ("sum", "mean"):
+                out = self.emit(f"{self.current}_agg", call("add", out.py, S.py), lay)
+                if red == "mean":
+                    out = self.emit(f"{self.current}_agg", call("div", out.py, call("add", deg, const(1))), lay)
+            else:
+                ext = "maximum" if red == "max" else "minimum"
+                out = self.emit(f"{self.current}_agg", call("where", call("gt", deg, const(0)),
+                                                             call(ext, out.py, S.py), S.py), lay)
+            op += " + self loop (node-wise)"
+        self.plan.append(PlanEntry(f"{self.current}: {self.describe(t)}", op, []))
         return out
 
     def describe(self, t: T) -> str:

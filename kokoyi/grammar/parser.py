@@ -15,7 +15,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from kokoyi.diagnostics import Collector, Diagnostic, KokoyiError, Span
+from kokoyi.diagnostics import Diagnostic, KokoyiError, Span
 from kokoyi.grammar import ast as A
 
 MAX_DEPTH = 64  # brackets nested deeper than this are refused (the paper that needs it does not exist)

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from kokoyi.kernels import torch_ops
 
-__all__ = ["gspmm", "gsddmm", "edge_softmax", "SPMM_OPS", "SPMM_REDUCES", "SDDMM_OPS",
+__all__ = ["gspmm", "gsddmm", "edge_softmax", "gat_aggregate", "SPMM_OPS", "SPMM_REDUCES", "SDDMM_OPS",
            "SDDMM_TARGETS", "backend_name"]
 
 SPMM_OPS = ("copy_u", "copy_e", "add", "sub", "mul", "div")
@@ -627,3 +627,132 @@ def edge_softmax(graph, scores: torch.Tensor, self_scores: Optional[torch.Tensor
     else:
         alpha, self_alpha = _edge_softmax_op(*_gt(graph), scores, self_scores)
     return alpha if self_scores is None else (alpha, self_alpha)
+
+
+# ============================================================================ fused GAT attention
+# kokoyi::gat_aggregate (differentiable) and its forward-only backward primitive
+# kokoyi::gat_aggregate_backward, dispatched like the others to the backend primitives
+# gat_aggregate / gat_aggregate_backward (torch_ops.py, triton/gat.py). The op returns the softmax
+# statistics (row max m, row sum l; (num_dst, H), float64 for float64 inputs, float32 otherwise)
+# next to out; autograd saves them with the inputs and out, no (E, H) or (E, H, D) tensor.
+def _gat_stats_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _run_gat(indptr, src, s_src, t_dst, feat, negative_slope, self_loop):
+    out, (row_max, row_sum) = _primitive("gat_aggregate", feat)(
+        indptr, src, s_src, t_dst, feat, negative_slope, self_loop)
+    stats = _gat_stats_dtype(feat.dtype)
+    return out, row_max.to(stats), row_sum.to(stats)
+
+
+@torch.library.custom_op("kokoyi::gat_aggregate", mutates_args=())
+def _gat_op(indptr: Tensor, src: Tensor, dst: Tensor, rev_indptr: Tensor, rev_dst: Tensor,
+            rev_perm: Tensor, s_src: Tensor, t_dst: Tensor, feat: Tensor, negative_slope: float,
+            self_loop: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Differentiable fused GAT attention: (out, row_max, row_sum)."""
+    return _run_gat(indptr, src, s_src, t_dst, feat, negative_slope, self_loop)
+
+
+@_gat_op.register_fake
+def _(indptr, src, dst, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, negative_slope,
+      self_loop):
+    num_dst = indptr.shape[0] - 1
+    stats = feat.new_empty((num_dst, feat.shape[1]), dtype=_gat_stats_dtype(feat.dtype))
+    return feat.new_empty((num_dst,) + tuple(feat.shape[1:])), stats, torch.empty_like(stats)
+
+
+@torch.library.custom_op("kokoyi::gat_aggregate_backward", mutates_args=())
+def _gat_backward_prim(indptr: Tensor, src: Tensor, rev_indptr: Tensor, rev_dst: Tensor,
+                       rev_perm: Tensor, s_src: Tensor, t_dst: Tensor, feat: Tensor, out: Tensor,
+                       row_max: Tensor, row_sum: Tensor, grad_out: Tensor, negative_slope: float,
+                       self_loop: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Primitive GAT backward: (grad_s_src, grad_t_dst, grad_feat)."""
+    name = backend_name("gat_aggregate_backward", feat)
+    if name == "triton":  # the triton kernels keep their statistics in float32
+        row_max, row_sum = row_max.float(), row_sum.float()
+    return getattr(_module(name), "gat_aggregate_backward")(
+        indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out, (row_max, row_sum),
+        grad_out.to(out.dtype), negative_slope, self_loop)
+
+
+@_gat_backward_prim.register_fake
+def _(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out, row_max, row_sum,
+      grad_out, negative_slope, self_loop):
+    return torch.empty_like(s_src), torch.empty_like(t_dst), torch.empty_like(feat)
+
+
+def _gat_setup(ctx, inputs, output):
+    indptr, src, _, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, slope, self_loop = inputs
+    out, row_max, row_sum = output
+    ctx.slope, ctx.self_loop = slope, self_loop
+    ctx.mark_non_differentiable(row_max, row_sum)
+    ctx.save_for_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out,
+                          row_max, row_sum)
+
+
+def _gat_grad(ctx, grad_out, grad_max, grad_sum):
+    gs, gt, gf = _gat_backward_prim(*ctx.saved_tensors, grad_out.contiguous(), ctx.slope, ctx.self_loop)
+    need = ctx.needs_input_grad
+    return (None,) * 6 + (gs if need[6] else None, gt if need[7] else None,
+                          gf if need[8] else None, None, None)
+
+
+_gat_op.register_autograd(_gat_grad, setup_context=_gat_setup)
+
+
+def _check_slope(negative_slope):
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
+        raise TypeError("negative_slope must be a Python float (the LeakyReLU slope for negative "
+                        f"scores), got {type(negative_slope).__name__} {negative_slope!r}")
+    if negative_slope != negative_slope or abs(negative_slope) == float("inf"):
+        raise ValueError(f"negative_slope must be finite, got {negative_slope!r}")
+    return float(negative_slope)
+
+
+def _check_gat_shapes(graph, s_src, t_dst, feat):
+    if feat.dim() != 3:
+        raise ValueError(f"feat must have shape (num_src, H, D) = ({graph.num_src}, H, D), "
+                         f"got {_describe(feat)}")
+    heads = feat.shape[1]
+    if s_src.dim() != 2 or s_src.shape[1] != heads:
+        raise ValueError(f"s_src must have shape (num_src, H) = ({graph.num_src}, {heads}) (H from "
+                         f"feat {tuple(feat.shape)}), got {_describe(s_src)}")
+    if t_dst.dim() != 2 or t_dst.shape[1] != heads:
+        raise ValueError(f"t_dst must have shape (num_dst, H) = ({graph.num_dst}, {heads}) (H from "
+                         f"feat {tuple(feat.shape)}), got {_describe(t_dst)}")
+
+
+def gat_aggregate(graph, s_src: torch.Tensor, t_dst: torch.Tensor, feat: torch.Tensor,
+                  negative_slope: float = 0.2, self_loop: bool = False) -> torch.Tensor:
+    """Fused GAT attention (scores, edge softmax and aggregation in one op). Per target v, head h:
+
+        score_uv = LeakyReLU_{negative_slope}(s_src[u, h] + t_dst[v, h])   for u -> v
+        alpha_uv = exp(score_uv) / sum_{u' -> v} exp(score_u'v)            (computed stably)
+        out[v, h, :] = sum_{u -> v} alpha_uv * feat[u, h, :]               (0 if v has no in-edge)
+
+    With ``self_loop`` every target v also attends to itself (u = v joins the softmax and the sum;
+    target nodes are a prefix of the source nodes). Equal to gsddmm(add) -> leaky_relu ->
+    edge_softmax -> gspmm(mul, sum), but neither the (E, H) attention nor an (E, H, D) message is
+    kept for the backward, only the per-(v, h) softmax max and sum.
+
+    s_src: (num_src, H); t_dst: (num_dst, H) (num_src rows are accepted: the first num_dst are
+    used); feat: (num_src, H, D). Returns (num_dst, H, D) in the promoted dtype of the three.
+    """
+    _check_graph(graph)
+    _check_tensor(feat, "feat", graph.num_src, "source node", graph)
+    _check_tensor(s_src, "s_src", graph.num_src, "source node", graph)
+    t_dst = _check_operand(graph, t_dst, "t_dst", "v")
+    _check_gat_shapes(graph, s_src, t_dst, feat)
+    slope = _check_slope(negative_slope)
+    if not isinstance(self_loop, bool):
+        raise TypeError(f"self_loop must be a bool, got {type(self_loop).__name__} {self_loop!r}")
+    if self_loop and graph.num_dst > graph.num_src:
+        raise ValueError(f"self_loop=True needs the target nodes to be a prefix of the source "
+                         f"nodes, got num_dst={graph.num_dst} > num_src={graph.num_src}")
+    dtype = torch.promote_types(torch.promote_types(s_src.dtype, t_dst.dtype), feat.dtype)
+    s_src, t_dst, feat = (x.to(dtype) for x in (s_src, t_dst, feat))
+    if _plain_call(s_src, t_dst, feat):
+        return _run_gat(graph.indptr, graph.src, s_src, t_dst, feat, slope, self_loop)[0]
+    out, _, _ = _gat_op(*_gt(graph), s_src, t_dst, feat, slope, self_loop)
+    return out

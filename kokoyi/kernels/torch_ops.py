@@ -39,7 +39,7 @@ from typing import Optional
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-__all__ = ["spmm", "sddmm", "edge_softmax"]
+__all__ = ["spmm", "sddmm", "edge_softmax", "gat_aggregate", "gat_aggregate_backward"]
 
 with warnings.catch_warnings():  # torch warns once per process that sparse CSR is "beta": do it here
     warnings.simplefilter("ignore")
@@ -284,3 +284,127 @@ def edge_softmax(indptr: torch.Tensor, dst: torch.Tensor, scores: torch.Tensor,
     if self_scores is None:
         return alpha.to(dtype)
     return alpha.to(dtype), (self_ex / denom).to(dtype)
+
+
+# ---------------------------------------------------------------------------- fused GAT attention
+# gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False)
+#     -> (out, (row_max, row_sum))
+# gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out,
+#     stats, grad_out, negative_slope, self_loop=False) -> (grad_s_src, grad_t_dst, grad_feat)
+# The same interface as kokoyi/kernels/triton/gat.py (see its docstring for the math). Here the
+# per-(edge, head) tensors (E, H) are materialised, never an (E, H, D) one: the aggregation is one
+# CSR matmul per head and the backward's g_v . feat_u dots run over bounded edge chunks.
+_GAT_CHUNK_ELEMENTS = 1 << 20  # (edge chunk) x H x D elements of the backward's dot products
+
+
+def _gat_stats_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Softmax statistics are float64 for float64 inputs, float32 otherwise (as on triton)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _gat_scores(indptr, src, s_src, t_dst, negative_slope):
+    """pre_kh = s_src[src_k, h] + t_dst[dst_k, h] and z = LeakyReLU(pre), both (E, H); dst (E,)."""
+    dst = _edge_targets(indptr, src.numel())
+    pre = s_src.index_select(0, src) + t_dst.index_select(0, dst)
+    return dst, pre, torch.nn.functional.leaky_relu(pre, negative_slope)
+
+
+def _gat_self_scores(s_src, t_dst, negative_slope):
+    pre = s_src[:t_dst.shape[0]] + t_dst
+    return pre, torch.nn.functional.leaky_relu(pre, negative_slope)
+
+
+def _gat_aggregate_rows(indptr, src, num_src, feat, alpha):
+    """out[v, h] = sum_{k in in(v)} alpha[k, h] * feat[src_k, h]: one CSR matmul per head."""
+    heads = alpha.shape[1]
+    shape = (indptr.numel() - 1,) + tuple(feat.shape[1:])
+    if heads == 0:
+        return feat.new_zeros(shape)
+    return _weighted_sum_by_head(indptr, src, feat, alpha, (1, heads), 2, shape)
+
+
+def gat_aggregate(indptr: torch.Tensor, src: torch.Tensor, s_src: torch.Tensor,
+                  t_dst: torch.Tensor, feat: torch.Tensor, negative_slope: float,
+                  self_loop: bool = False):
+    """Fused GAT attention forward -> ``(out, (row_max, row_sum))``; per target v and head h:
+
+        z_uv = LeakyReLU(s_src[u, h] + t_dst[v, h]),   m_v = max_u z_uv,
+        l_v = sum_u exp(z_uv - m_v),                   out[v, h] = sum_u exp(z_uv - m_v) / l_v * feat[u, h]
+
+    over v's in-edges plus u = v when ``self_loop``; an empty row gives out = 0, m = l = 0.
+    """
+    dtype = feat.dtype
+    work = _compute_dtype(dtype)
+    s, t, x = s_src.to(work), t_dst.to(work), feat.to(work)
+    num_dst = indptr.numel() - 1
+    dst, _, z = _gat_scores(indptr, src, s, t, negative_slope)
+    index = dst.reshape(-1, 1).expand_as(z)
+    if self_loop:
+        _, z_self = _gat_self_scores(s, t, negative_slope)
+        row_max = z_self.clone().scatter_reduce_(0, index, z, "amax", include_self=True)
+    else:
+        row_max = z.new_zeros((num_dst, z.shape[1])).scatter_reduce_(0, index, z, "amax",
+                                                                     include_self=False)
+    p = torch.exp(z - row_max.index_select(0, dst))
+    row_sum = segment_sum(indptr, p)
+    if self_loop:
+        p_self = torch.exp(z_self - row_max)
+        row_sum = row_sum + p_self
+    inv = torch.where(row_sum > 0, torch.reciprocal(row_sum), torch.zeros_like(row_sum))
+    out = _gat_aggregate_rows(indptr, src, x.shape[0], x, p * inv.index_select(0, dst))
+    if self_loop:
+        out = out + (p_self * inv).unsqueeze(-1) * x[:num_dst]
+    stats = _gat_stats_dtype(dtype)
+    return out.to(dtype), (row_max.to(stats), row_sum.to(stats))
+
+
+def _gat_edge_dots(src, dst, feat, grad_out):
+    """dots[k, h] = grad_out[dst_k, h] . feat[src_k, h] (E, H), over edge chunks so that no
+    temporary exceeds _GAT_CHUNK_ELEMENTS elements."""
+    num_edges, width = src.numel(), max(feat.shape[1] * feat.shape[2], 1)
+    step = max(_GAT_CHUNK_ELEMENTS // width, 1)
+    if num_edges <= step:
+        return (feat.index_select(0, src) * grad_out.index_select(0, dst)).sum(-1)
+    parts = [(feat.index_select(0, src[i:i + step]) * grad_out.index_select(0, dst[i:i + step])).sum(-1)
+             for i in range(0, num_edges, step)]
+    return torch.cat(parts)
+
+
+def _leaky_slope(pre, negative_slope):
+    """d LeakyReLU / d pre, as on triton: 1 where pre > 0, else the slope."""
+    return torch.where(pre > 0, torch.ones_like(pre), torch.full_like(pre, negative_slope))
+
+
+def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out,
+                           stats, grad_out, negative_slope, self_loop=False):
+    """Gradients of gat_aggregate -> ``(grad_s_src, grad_t_dst, grad_feat)``. With alpha recomputed
+    from the saved stats (m, l), g = grad_out and delta_v = g_v . out_v:
+
+        dz_uv = alpha_uv (g_v . feat_u - delta_v) LeakyReLU'(s_src[u] + t_dst[v])
+        grad_t_dst[v] = sum_{u -> v} dz_uv,  grad_s_src[u] = sum_{u -> v} dz_uv,
+        grad_feat[u] = sum_{u -> v} alpha_uv g_v          (self-loop terms added at u = v)
+    """
+    work = _compute_dtype(feat.dtype)
+    s, t, x = s_src.to(work), t_dst.to(work), feat.to(work)
+    g, o = grad_out.to(work), out.to(work)
+    row_max, row_sum = (st.to(work) for st in stats)
+    num_dst, num_src = t.shape[0], s.shape[0]
+    dst, pre, z = _gat_scores(indptr, src, s, t, negative_slope)
+    inv = torch.where(row_sum > 0, torch.reciprocal(row_sum), torch.zeros_like(row_sum))
+    alpha = torch.exp(z - row_max.index_select(0, dst)) * inv.index_select(0, dst)
+    delta = (g * o).sum(-1)
+    dz = alpha * (_gat_edge_dots(src, dst, x, g) - delta.index_select(0, dst)) \
+        * _leaky_slope(pre, negative_slope)
+    grad_t = segment_sum(indptr, dz)
+    grad_s = _csr_matmul(rev_indptr, rev_perm, dz.new_ones(rev_perm.numel()), num_src,
+                         dz.shape[0], dz)
+    rev_alpha = alpha.index_select(0, rev_perm.to(torch.int64))
+    grad_feat = _gat_aggregate_rows(rev_indptr, rev_dst, num_dst, g, rev_alpha)
+    if self_loop:
+        pre_self, z_self = _gat_self_scores(s, t, negative_slope)
+        a_self = torch.exp(z_self - row_max) * inv
+        dz_self = a_self * ((g * x[:num_dst]).sum(-1) - delta) * _leaky_slope(pre_self, negative_slope)
+        grad_t = grad_t + dz_self
+        grad_s = torch.cat([grad_s[:num_dst] + dz_self, grad_s[num_dst:]])
+        grad_feat = torch.cat([grad_feat[:num_dst] + a_self.unsqueeze(-1) * g, grad_feat[num_dst:]])
+    return grad_s.to(s_src.dtype), grad_t.to(t_dst.dtype), grad_feat.to(feat.dtype)
