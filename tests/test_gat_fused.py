@@ -1,8 +1,6 @@
 """kokoyi.ops.gat_aggregate (the fused GAT operator) against the composition of the public ops
 gsddmm(add) -> leaky_relu -> edge_softmax -> gspmm(mul, sum): forward, gradients, gradcheck, awkward
 graphs, the Triton backend (interpreter), torch.compile, torch.export, opcheck and validation."""
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -339,6 +337,7 @@ def _opcheck_cases():
         out, m, l, torch.randn_like(out), SLOPE, True)
 
 
-@pytest.mark.parametrize("op, args", [pytest.param(op, args, id=name) for name, op, args in _opcheck_cases()])
+@pytest.mark.parametrize("op, args", [pytest.param(op, args, id=name)
+                                      for name, op, args in _opcheck_cases()])
 def test_opcheck(op, args):
     torch.library.opcheck(op, args)

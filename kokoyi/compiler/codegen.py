@@ -45,6 +45,7 @@ TEMPLATES = {
     "edge_output": "graph.edge_output({0})",
     "list_of": "[None] * ({0})",
     "ones_like_deg": "torch.ones_like({0})",
+    "gat_aggregate": "ops.gat_aggregate(graph, {0}, {1}, {2}, negative_slope={3}, self_loop={4})",
 }
 
 
@@ -118,6 +119,8 @@ class Printer:
         if op == "reduce_axis":
             fn = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin", "prod": "prod"}[at["reduce"]]
             return f"{self.wrap(args[0], 9)}.{fn}({at['axis']})", 9
+        if op == "squeeze_axis":
+            return f"{self.wrap(args[0], 9)}.squeeze({at['axis']})", 9
         if op == "featreduce":
             fn = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}[at["reduce"]]
             return f"{self.wrap(args[0], 9)}.{fn}(-1)", 9
@@ -326,7 +329,8 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         parts.append("\n# ---- kokoyi's PyTorch operators, inlined (this file needs torch alone) ----\n")
         parts.append(_strip_module_doc(inline))
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
-                     "edge_softmax=edge_softmax, check_input=check_input, check_hyper=check_hyper)\n")
+                     "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
+                     "check_hyper=check_hyper)\n")
     else:
         parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

@@ -81,6 +81,8 @@ class ModelLowering:
         self.current = "?"
         self.memo: dict = {}
         self.diag = False  # evaluating an edge expression on the self loop (v, v): u and v coincide
+        self.assigned: dict[str, Py] = {}  # name -> the expression assigned to it
+        self.fuse_gat = True
 
     # ------------------------------------------------------------------ emission
     def fresh(self, base: str) -> str:
@@ -99,6 +101,7 @@ class ModelLowering:
             if k in self.memo:
                 return Val(self.memo[k].py, lay, side)
         name = self.fresh(base)
+        self.assigned[name] = expr
         self.target.append(Assign(name, expr, comment, self.layout_dims(lay)))
         self.intermediates.append((f"{self.current}: {name}", self.layout_dims(lay)))
         val = Val(var(name), lay, side)
@@ -153,11 +156,14 @@ class ModelLowering:
                     and last.target == val.py.args[0] \
                     and v.key not in {a.target for a in self.target if isinstance(a, Assign) and isinstance(a.target, str)}:
                 self.names.discard(last.target)
+                self.assigned[v.key] = last.expr
                 last.target = v.key
                 val.py.args = (v.key,)
             elif val.py.op == "var" and val.py.args[0] != v.key:
+                self.assigned[v.key] = val.py
                 self.target.append(Assign(v.key, val.py))
             elif val.py.op != "var":
+                self.assigned[v.key] = val.py
                 self.target.append(Assign(v.key, val.py, None, self.layout_dims(val.lay)))
             self.env[v.key] = Val(var(v.key), val.lay, val.side)
         outputs = []
@@ -167,6 +173,16 @@ class ModelLowering:
             if v.dom == "edge":
                 py = call("edge_output", py)
             outputs.append(py)
+        live = set()
+        for py in outputs:
+            live |= _names(py)
+        self.body = _drop_dead(self.body, live)
+        kept = _assigned_names(self.body)
+        self.intermediates = [(n, d) for n, d in self.intermediates if n.split(": ", 1)[-1] in kept]
+        for p in self.plan:  # a definition whose code all went into a fused op
+            key = p.what.split(":", 1)[0]
+            if key in tm.values and tm.values[key].dom == "edge" and key not in kept:
+                p.op = "folded into the fused attention below (no per-edge tensor)"
         return LModel(tm, self.body, outputs, self.plan, self.intermediates)
 
     def env_value(self, v: Value) -> Val:
@@ -466,6 +482,9 @@ class ModelLowering:
         if src and not (W is not None and vec_side == "src"):
             S = self.product_of(src, f"{name}_src")
         order = self.linear_order(W, S) if (W is not None and vec_side == "src") else "after"
+        if W is not None and vec_side == "src" and E is not None and red == "sum" and self.fuse_gat \
+                and self.gat_pattern(E, t.attrs["self_loop"]) is not None:
+            order = "before"  # attention: the fused op runs on the projected features
 
         D = self.product_of(dst + cst, f"{name}_dst") if (dst or cst) else None
 
@@ -533,9 +552,43 @@ class ModelLowering:
             return "after"
         return Py("le", (self.dim_py(d_out), self.dim_py(d_in)))
 
+    def gat_pattern(self, E: Val, self_loop: bool):
+        """E = softmax_{N(v) [cup {v}]}(LeakyReLU(s_u + t_v)), followed through the assignments ->
+        (s, t, slope); None when E is anything else (e.g. dropout sits between softmax and sum)."""
+        def follow(py):
+            while py.op == "var" and py.args[0] in self.assigned:
+                py = self.assigned[py.args[0]]
+            return py
+
+        soft = follow(E.py)
+        if soft.op != "edge_softmax" or (len(soft.args) == 2) != self_loop:
+            return None
+        leaky = follow(soft.args[0])
+        if leaky.op != "fn" or leaky.attrs["name"] != "leaky_relu":
+            return None
+        add = follow(leaky.args[0])
+        if add.op != "gsddmm" or add.args[0].args[0] != "add" or (add.args[3].args[0], add.args[4].args[0]) != ("u", "v"):
+            return None
+        return add.args[1], add.args[2], leaky.attrs["param"]
+
     def spmm(self, red, S: Val | None, E: Val | None, t: T, ops_used) -> Val:
         name = self.current
         self_loop = t.attrs["self_loop"]
+        if red == "sum" and S is not None and E is not None and self.fuse_gat and not self.diag \
+                and len(E.lay.shape) == 0 and len(S.lay.fam) == len(E.lay.fam) <= 1 and len(S.lay.shape) == 1:
+            found = self.gat_pattern(E, self_loop)
+            if found is not None:
+                s_src, t_dst, slope = found
+                ops_used.append("fused attention (score, LeakyReLU, softmax and weighted sum in one op)")
+                lay = Lay("N", S.lay.fam, S.lay.shape)
+                if S.lay.fam:
+                    fused = call("gat_aggregate", s_src, t_dst, S.py, slope, const(self_loop))
+                else:  # one head: give the op its head axis and take it away again
+                    fused = call("squeeze_axis", call("gat_aggregate", call("unsqueeze_idx", s_src, idx=(":", None)),
+                                                      call("unsqueeze_idx", t_dst, idx=(":", None)),
+                                                      call("unsqueeze_idx", S.py, idx=(":", None)), slope,
+                                                      const(self_loop)), axis=1)
+                return self.emit(f"{name}_agg", fused, lay)
         if S is not None and E is not None:
             lay = Lay("N", tuple(dict.fromkeys(S.lay.fam + E.lay.fam)),
                       _bshape(S.lay.shape, E.lay.shape))
@@ -972,8 +1025,8 @@ class ModelLowering:
             selfs = self.on_self_loop(t.args[0])
             selfs = self.emit(f"{v.key}_score_self", selfs.py, selfs.lay)
             pair = self.fresh(f"{v.key}_self")
-            self.target.append(Assign(f"{v.key}, {pair}", call("edge_softmax", scores.py, selfs.py),
-                                      None, self.layout_dims(lay)))
+            self.assigned[v.key] = call("edge_softmax", scores.py, selfs.py)
+            self.target.append(Assign(f"{v.key}, {pair}", self.assigned[v.key], None, self.layout_dims(lay)))
             self.names.add(v.key)
             self.self_loop_env[v.key] = Val(var(pair), selfs.lay, "n")
             self.plan.append(PlanEntry(f"{v.key}: softmax over N(v) ∪ {{v}}", "edge softmax + self loop (node-wise)",
@@ -981,6 +1034,74 @@ class ModelLowering:
             return Val(var(v.key), lay, "e")
         self.plan.append(PlanEntry(f"{v.key}: softmax over N(v)", "edge softmax", []))
         return Val(call("edge_softmax", scores.py), lay, "e")
+
+
+def _names(py) -> set:
+    """Variable names an IR expression reads."""
+    out = set()
+    if isinstance(py, Py):
+        if py.op == "var":
+            out.add(py.args[0])
+        for a in py.args:
+            out |= _names(a)
+        for a in py.attrs.values():
+            out |= _names(a)
+    elif isinstance(py, (list, tuple)):
+        for a in py:
+            out |= _names(a)
+    return out
+
+
+def _targets(stmt) -> set:
+    if isinstance(stmt.target, str):
+        return {n.strip() for n in stmt.target.split(",")}
+    return set()
+
+
+def _drop_dead(stmts: list, live: set) -> list:
+    """Remove assignments nobody reads (walking backwards); loops, branches and h[l] stores stay."""
+    out = []
+    for st in reversed(stmts):
+        if isinstance(st, Assign):
+            names = _targets(st)
+            if names and not (names & live):
+                continue
+            live |= _names(st.expr) | _names(st.target if isinstance(st.target, Py) else None)
+        elif isinstance(st, Loop):
+            st.body = _drop_dead(st.body, live | _assigned_names(st.body))
+            for s2 in st.body:
+                if isinstance(s2, Assign):
+                    live |= _names(s2.expr)
+            live |= _names(st.lo) | _names(st.hi)
+        elif isinstance(st, Py) and st.op == "if":
+            cond, then_b, else_b = st.args
+            then_b[:] = _drop_dead(then_b, set(live))
+            else_b[:] = _drop_dead(else_b, set(live))
+            for s2 in then_b + else_b:
+                if isinstance(s2, Assign):
+                    live |= _names(s2.expr)
+            live |= _names(cond)
+        out.append(st)
+    out.reverse()
+    # comments whose code was all removed go too
+    cleaned = []
+    for i, st in enumerate(out):
+        if isinstance(st, Comment) and (i + 1 == len(out) or isinstance(out[i + 1], Comment)):
+            continue
+        cleaned.append(st)
+    return cleaned
+
+
+def _assigned_names(stmts) -> set:
+    out = set()
+    for st in stmts:
+        if isinstance(st, Assign):
+            out |= _targets(st)
+        elif isinstance(st, Loop):
+            out |= _assigned_names(st.body)
+        elif isinstance(st, Py) and st.op == "if":
+            out |= _assigned_names(st.args[1]) | _assigned_names(st.args[2])
+    return out
 
 
 def _pow(t: T, p: float) -> T:

@@ -117,6 +117,17 @@ def edge_softmax(graph, scores, self_scores=None):
     return ex / den[graph.dst], ex_self / den
 
 
+def gat_aggregate(graph, s_src, t_dst, feat, negative_slope=0.2, self_loop=False):
+    """Attention with scores LeakyReLU(s_u + t_v), softmax over the in-edges (and the self loop), and the
+    weighted sum of feat (num_src, H, D); composed from the ops above."""
+    score = torch.nn.functional.leaky_relu(gsddmm(graph, "add", s_src, t_dst, "u", "v"), negative_slope)
+    if not self_loop:
+        return gspmm(graph, "mul", "sum", feat, edge_softmax(graph, score)[..., None])
+    own = torch.nn.functional.leaky_relu(s_src[: graph.num_dst] + t_dst, negative_slope)
+    alpha, alpha_self = edge_softmax(graph, score, own)
+    return gspmm(graph, "mul", "sum", feat, alpha[..., None]) + feat[: graph.num_dst] * alpha_self[..., None]
+
+
 def check_hyper(name, value, kind):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"hyperparameter {name!r} must be a number, got {value!r}")

@@ -8,6 +8,8 @@ target side; edge tensors are (E, *F). Feature shapes broadcast numpy-style (aft
     gsddmm(graph, op, x, y, tx, ty)[k] = x_tx(k) op y_ty(k),  x_u(k) = x[src[k]], x_e(k) = x[k],
                                                               x_v(k) = x[dst[k]]
     edge_softmax(graph, s)[k]          = exp(s[k]) / sum_{j: dst[j] = dst[k]} exp(s[j])
+    gat_aggregate(graph, s, t, x)[v]   = sum_{k: dst[k] = v} alpha_k x[src[k]],  alpha = edge_softmax
+                                         of LeakyReLU(s[src[k]] + t[v]) (fused: see the function)
 
 Gradients (DGL's rules), with g the incoming gradient and m_k the message of edge k:
   * g-SpMM sum:  dL/dm_k = g[dst[k]] (divided by in-degree for mean); for max/min dL/dm_k = g[v]
@@ -22,9 +24,11 @@ Gradients (DGL's rules), with g the incoming gradient and m_k the message of edg
 
 Custom ops: `torch.ops.kokoyi.gspmm / gsddmm / edge_softmax` (differentiable; they take the graph
 tensors `indptr, src, dst, rev_indptr, rev_dst, rev_perm` first) and the forward-only primitives
-`torch.ops.kokoyi.spmm / sddmm` used by the backward passes. All have fake (meta) kernels, so
-models run under torch.compile(fullgraph=True) and torch.export. In eager mode with no gradient
-wanted, the public functions call the primitive directly (no custom-op / autograd overhead).
+`torch.ops.kokoyi.spmm / sddmm` used by the backward passes; `torch.ops.kokoyi.gat_aggregate`
+(differentiable) with its forward-only `torch.ops.kokoyi.gat_aggregate_backward`. All have fake
+(meta) kernels, so models run under torch.compile(fullgraph=True) and torch.export. In eager mode
+with no gradient wanted, the public functions call the primitive directly (no custom-op / autograd
+overhead).
 
 Backends: the forward passes are *primitives* (`spmm`, `sddmm`, `edge_softmax`, see the docstring of
 kokoyi/kernels/torch_ops.py) looked up per call in `_BACKENDS`. `KOKOYI_BACKEND=torch|triton`
@@ -692,7 +696,8 @@ def _gat_setup(ctx, inputs, output):
 
 
 def _gat_grad(ctx, grad_out, grad_max, grad_sum):
-    gs, gt, gf = _gat_backward_prim(*ctx.saved_tensors, grad_out.contiguous(), ctx.slope, ctx.self_loop)
+    gs, gt, gf = _gat_backward_prim(*ctx.saved_tensors, grad_out.contiguous(), ctx.slope,
+                                    ctx.self_loop)
     need = ctx.needs_input_grad
     return (None,) * 6 + (gs if need[6] else None, gt if need[7] else None,
                           gf if need[8] else None, None, None)

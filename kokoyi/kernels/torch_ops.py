@@ -23,6 +23,10 @@ implements forward passes only and never needs to support autograd):
         v = dst[k] and m_v the max over the same set; self_scores (num_dst, *F) adds one self loop
         per target and then self_alpha (num_dst, *F) is returned too.
 
+    gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False)
+        -> (out, (row_max, row_sum)) and gat_aggregate_backward(...): the fused GAT attention,
+        same interface as kokoyi/kernels/triton/gat.py (statistics in float64 for float64 input).
+
 Index tensors are int32 or int64, all on the data's device. Inputs are validated by ops.py.
 
 Implementation notes (CPU, measured by benchmarks in tests of this module's author, 2 threads,
@@ -314,7 +318,7 @@ def _gat_self_scores(s_src, t_dst, negative_slope):
     return pre, torch.nn.functional.leaky_relu(pre, negative_slope)
 
 
-def _gat_aggregate_rows(indptr, src, num_src, feat, alpha):
+def _gat_aggregate_rows(indptr, src, feat, alpha):
     """out[v, h] = sum_{k in in(v)} alpha[k, h] * feat[src_k, h]: one CSR matmul per head."""
     heads = alpha.shape[1]
     shape = (indptr.numel() - 1,) + tuple(feat.shape[1:])
@@ -329,7 +333,7 @@ def gat_aggregate(indptr: torch.Tensor, src: torch.Tensor, s_src: torch.Tensor,
     """Fused GAT attention forward -> ``(out, (row_max, row_sum))``; per target v and head h:
 
         z_uv = LeakyReLU(s_src[u, h] + t_dst[v, h]),   m_v = max_u z_uv,
-        l_v = sum_u exp(z_uv - m_v),                   out[v, h] = sum_u exp(z_uv - m_v) / l_v * feat[u, h]
+        l_v = sum_u exp(z_uv - m_v),   out[v, h] = sum_u exp(z_uv - m_v) / l_v * feat[u, h]
 
     over v's in-edges plus u = v when ``self_loop``; an empty row gives out = 0, m = l = 0.
     """
@@ -351,7 +355,7 @@ def gat_aggregate(indptr: torch.Tensor, src: torch.Tensor, s_src: torch.Tensor,
         p_self = torch.exp(z_self - row_max)
         row_sum = row_sum + p_self
     inv = torch.where(row_sum > 0, torch.reciprocal(row_sum), torch.zeros_like(row_sum))
-    out = _gat_aggregate_rows(indptr, src, x.shape[0], x, p * inv.index_select(0, dst))
+    out = _gat_aggregate_rows(indptr, src, x, p * inv.index_select(0, dst))
     if self_loop:
         out = out + (p_self * inv).unsqueeze(-1) * x[:num_dst]
     stats = _gat_stats_dtype(dtype)
@@ -365,7 +369,8 @@ def _gat_edge_dots(src, dst, feat, grad_out):
     step = max(_GAT_CHUNK_ELEMENTS // width, 1)
     if num_edges <= step:
         return (feat.index_select(0, src) * grad_out.index_select(0, dst)).sum(-1)
-    parts = [(feat.index_select(0, src[i:i + step]) * grad_out.index_select(0, dst[i:i + step])).sum(-1)
+    parts = [(feat.index_select(0, src[i:i + step])
+              * grad_out.index_select(0, dst[i:i + step])).sum(-1)
              for i in range(0, num_edges, step)]
     return torch.cat(parts)
 
@@ -399,12 +404,19 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
     grad_s = _csr_matmul(rev_indptr, rev_perm, dz.new_ones(rev_perm.numel()), num_src,
                          dz.shape[0], dz)
     rev_alpha = alpha.index_select(0, rev_perm.to(torch.int64))
-    grad_feat = _gat_aggregate_rows(rev_indptr, rev_dst, num_dst, g, rev_alpha)
+    grad_feat = _gat_aggregate_rows(rev_indptr, rev_dst, g, rev_alpha)
     if self_loop:
-        pre_self, z_self = _gat_self_scores(s, t, negative_slope)
-        a_self = torch.exp(z_self - row_max) * inv
-        dz_self = a_self * ((g * x[:num_dst]).sum(-1) - delta) * _leaky_slope(pre_self, negative_slope)
+        dz_self, a_self = _gat_self_loop_grads(s, t, x, g, delta, row_max, inv, negative_slope)
         grad_t = grad_t + dz_self
         grad_s = torch.cat([grad_s[:num_dst] + dz_self, grad_s[num_dst:]])
         grad_feat = torch.cat([grad_feat[:num_dst] + a_self.unsqueeze(-1) * g, grad_feat[num_dst:]])
     return grad_s.to(s_src.dtype), grad_t.to(t_dst.dtype), grad_feat.to(feat.dtype)
+
+
+def _gat_self_loop_grads(s, t, x, g, delta, row_max, inv, negative_slope):
+    """The self loop v -> v of each target: (dz_self, alpha_self), both (num_dst, H)."""
+    num_dst = t.shape[0]
+    pre_self, z_self = _gat_self_scores(s, t, negative_slope)
+    a_self = torch.exp(z_self - row_max) * inv
+    dz_self = a_self * ((g * x[:num_dst]).sum(-1) - delta) * _leaky_slope(pre_self, negative_slope)
+    return dz_self, a_self
