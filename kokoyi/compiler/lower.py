@@ -844,17 +844,12 @@ class ModelLowering:
             return mk("const", [], value=float(e))
         if isinstance(e, sp.Pow):
             return mk("bin", [self.from_sym(e.base, atoms, like), self.from_sym(e.exp, atoms, like)], name="pow")
-        if isinstance(e, sp.Mul):
+        fold = {sp.Mul: "mul", sp.Add: "add"}.get(type(e))
+        if fold is not None:  # a n-ary product or sum, folded left to right
             args = [self.from_sym(a, atoms, like) for a in e.args]
             acc = args[0]
             for a in args[1:]:
-                acc = mk("bin", [acc, a], name="mul")
-            return acc
-        if isinstance(e, sp.Add):
-            args = [self.from_sym(a, atoms, like) for a in e.args]
-            acc = args[0]
-            for a in args[1:]:
-                acc = mk("bin", [acc, a], name="add")
+                acc = mk("bin", [acc, a], name=fold)
             return acc
         if isinstance(e, sp.exp):
             return mk("fn", [self.from_sym(e.args[0], atoms, like)], name="exp")
