@@ -125,3 +125,23 @@ def test_cli_check_exit_codes(tmp_path):
     r = run("check", str(empty))
     assert r.returncode == 1 and "empty file" in r.stderr and "Traceback" not in r.stderr
     assert run("check").returncode == 2
+
+
+ALL_MISTAKES = CASES + [
+    ("empty file", "", 1, "empty file"),
+    ("non-UTF-8 bytes", body(r"y_v \gets x_v W").encode() + b"\n% caf\xe9\n", 9, "not valid UTF-8"),
+    ("deep nesting", body(r"y_v \gets " + "(" * 500 + "x_v" + ")" * 500 + " W"), None, "nested"),
+]
+
+
+@pytest.mark.parametrize("name,source,line,fragment", ALL_MISTAKES, ids=[c[0] for c in ALL_MISTAKES])
+def test_every_mistake_class_exits_1_without_traceback(name, source, line, fragment, tmp_path, capsys):
+    from kokoyi.cli import main
+
+    path = tmp_path / "m.kky"
+    path.write_bytes(source if isinstance(source, bytes) else source.encode())
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and fragment in err
+    if line is not None:
+        assert f"{path}:{line}:" in err
