@@ -318,6 +318,16 @@ def _gat_self_scores(s_src, t_dst, negative_slope):
     return pre, torch.nn.functional.leaky_relu(pre, negative_slope)
 
 
+def _gat_row_max(indptr, z, z_self):
+    """m_v = max over v's in-edges of z (E, H), and of z_self[v] when given; 0 on empty rows.
+    (segment_reduce: 2 ms against 14 ms for scatter_reduce on 200k x 8 scores, 1 thread.)"""
+    peak = torch.segment_reduce(z, "max", offsets=indptr, axis=0, unsafe=True)
+    if z_self is not None:
+        return torch.maximum(peak, z_self)
+    has_edges = (torch.diff(indptr) > 0).unsqueeze(-1)
+    return torch.where(has_edges, peak, torch.zeros((), dtype=peak.dtype, device=peak.device))
+
+
 def _gat_aggregate_rows(indptr, src, feat, alpha):
     """out[v, h] = sum_{k in in(v)} alpha[k, h] * feat[src_k, h]: one CSR matmul per head."""
     heads = alpha.shape[1]
@@ -342,13 +352,8 @@ def gat_aggregate(indptr: torch.Tensor, src: torch.Tensor, s_src: torch.Tensor,
     s, t, x = s_src.to(work), t_dst.to(work), feat.to(work)
     num_dst = indptr.numel() - 1
     dst, _, z = _gat_scores(indptr, src, s, t, negative_slope)
-    index = dst.reshape(-1, 1).expand_as(z)
-    if self_loop:
-        _, z_self = _gat_self_scores(s, t, negative_slope)
-        row_max = z_self.clone().scatter_reduce_(0, index, z, "amax", include_self=True)
-    else:
-        row_max = z.new_zeros((num_dst, z.shape[1])).scatter_reduce_(0, index, z, "amax",
-                                                                     include_self=False)
+    z_self = _gat_self_scores(s, t, negative_slope)[1] if self_loop else None
+    row_max = _gat_row_max(indptr, z, z_self)
     p = torch.exp(z - row_max.index_select(0, dst))
     row_sum = segment_sum(indptr, p)
     if self_loop:
@@ -375,9 +380,9 @@ def _gat_edge_dots(src, dst, feat, grad_out):
     return torch.cat(parts)
 
 
-def _leaky_slope(pre, negative_slope):
-    """d LeakyReLU / d pre, as on triton: 1 where pre > 0, else the slope."""
-    return torch.where(pre > 0, torch.ones_like(pre), torch.full_like(pre, negative_slope))
+def _leaky_backward(grad, pre, negative_slope):
+    """grad * d LeakyReLU / d pre, as on triton: grad where pre > 0, else grad * slope."""
+    return torch.ops.aten.leaky_relu_backward(grad, pre, negative_slope, False)
 
 
 def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out,
@@ -398,8 +403,8 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
     inv = torch.where(row_sum > 0, torch.reciprocal(row_sum), torch.zeros_like(row_sum))
     alpha = torch.exp(z - row_max.index_select(0, dst)) * inv.index_select(0, dst)
     delta = (g * o).sum(-1)
-    dz = alpha * (_gat_edge_dots(src, dst, x, g) - delta.index_select(0, dst)) \
-        * _leaky_slope(pre, negative_slope)
+    dz = _leaky_backward(alpha * (_gat_edge_dots(src, dst, x, g) - delta.index_select(0, dst)),
+                         pre, negative_slope)
     grad_t = segment_sum(indptr, dz)
     grad_s = _csr_matmul(rev_indptr, rev_perm, dz.new_ones(rev_perm.numel()), num_src,
                          dz.shape[0], dz)
@@ -418,5 +423,5 @@ def _gat_self_loop_grads(s, t, x, g, delta, row_max, inv, negative_slope):
     num_dst = t.shape[0]
     pre_self, z_self = _gat_self_scores(s, t, negative_slope)
     a_self = torch.exp(z_self - row_max) * inv
-    dz_self = a_self * ((g * x[:num_dst]).sum(-1) - delta) * _leaky_slope(pre_self, negative_slope)
+    dz_self = _leaky_backward(a_self * ((g * x[:num_dst]).sum(-1) - delta), pre_self, negative_slope)
     return dz_self, a_self
