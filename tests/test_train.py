@@ -253,8 +253,10 @@ def _example(name: str):
 @pytest.mark.parametrize("name", ["gcn", "gat", "sage", "gin"])
 def test_compiled_examples_learn_on_synthetic(name, data):
     model, _, hypers = _example(name)
-    r = train(model, data, epochs=30, progress=False, hypers=hypers)
-    assert r.test_acc > 0.4, r.test_acc  # chance is 1/7; measured 0.57 (GAT) to 0.85 (GIN)
+    # 60 epochs: GAT's dropout of 0.6 makes it the slowest learner; float sums differ in the last bits with
+    # the thread count, so leave a margin above the 0.4 floor (chance is 1/7)
+    r = train(model, data, epochs=60, progress=False, hypers=hypers)
+    assert r.test_acc > 0.4, r.test_acc
     assert r.hypers["d_in"] == data.num_features and r.hypers["C"] == data.num_classes
 
 
