@@ -13,21 +13,7 @@ from kokoyi.kernels import torch_ops
 SLOPE = 0.2
 
 
-def _edges(pairs):
-    return torch.tensor(pairs, dtype=torch.int64).reshape(-1, 2).t()
-
-
-GRAPHS = {
-    # nodes 3 and 4 have no in-edge (4 has no edge at all), node 0 no in-edge either
-    "isolated": lambda: Graph.from_edge_index(_edges([(0, 1), (1, 2), (2, 1), (0, 2)]), num_nodes=5),
-    # parallel edges in both orders and a self loop edge (node 0 then has two "self" terms)
-    "multi": lambda: Graph.from_edge_index(_edges([(1, 0), (2, 0), (1, 0), (0, 0), (2, 1), (0, 2), (2, 1)])),
-    # one hub receiving from everybody, one hub sending to everybody
-    "hub": lambda: Graph.from_edge_index(_edges([(i, 0) for i in range(1, 7)] + [(6, j) for j in range(1, 6)])),
-    # a block: 6 source nodes, the first 3 of which are targets
-    "bipartite": lambda: Graph.bipartite(_edges([(5, 0), (3, 0), (4, 1), (0, 1), (1, 1), (2, 0)]), 6, 3),
-    "no_edges": lambda: Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.int64), num_nodes=4),
-}
+from edge_case_graphs import GRAPHS  # noqa: E402
 H, D = 2, 3
 
 

@@ -9,21 +9,7 @@ from kokoyi.kernels import _reference as ref
 from kokoyi.kernels import ops as kops
 
 
-def _edges(pairs):
-    return torch.tensor(pairs, dtype=torch.int64).reshape(-1, 2).t()
-
-
-GRAPHS = {
-    # two isolated nodes (3, 4), node 0 has no in-edge
-    "isolated": lambda: Graph.from_edge_index(_edges([(0, 1), (1, 2), (2, 1), (0, 2)]), num_nodes=5),
-    # parallel edges in both orders and a self loop
-    "multi": lambda: Graph.from_edge_index(_edges([(1, 0), (2, 0), (1, 0), (0, 0), (2, 1), (0, 2), (2, 1)])),
-    # one hub receiving from everybody, one hub sending to everybody
-    "hub": lambda: Graph.from_edge_index(_edges([(i, 0) for i in range(1, 7)] + [(6, j) for j in range(1, 6)])),
-    # a block: 6 source nodes, the first 3 of which are targets
-    "bipartite": lambda: Graph.bipartite(_edges([(5, 0), (3, 0), (4, 1), (0, 1), (1, 1), (2, 0)]), 6, 3),
-    "no_edges": lambda: Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.int64), num_nodes=4),
-}
+from edge_case_graphs import GRAPHS  # noqa: E402
 
 # (u features, e features): same shape, per-edge scalar, multi-head, scalar edge weight
 SPMM_SHAPES = {"same": ((4,), (4,)), "col": ((4,), (1,)), "heads": ((2, 3), (2, 1)), "scalar": ((3,), ())}

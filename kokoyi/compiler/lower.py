@@ -640,7 +640,7 @@ class ModelLowering:
 
     def reduce_extreme(self, t: T) -> Val:
         body = t.args[0]
-        red, u, v = t.attrs["reduce"], t.attrs["var"], t.attrs["center"]
+        red, u = t.attrs["reduce"], t.attrs["var"]
         name = self.current
         if body.deps <= {u} and not self.reads_edge(body):
             S = self.node(body)

@@ -28,8 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (check_device, check_float, check_index, edge_block, feature_block,
-                      next_pow2)
+from ._common import check_device, check_float, check_index, edge_block, feature_block
 
 
 @triton.jit
