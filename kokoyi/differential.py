@@ -66,6 +66,8 @@ class Diff:
 def diff(what: str, got, want, rtol=RTOL, atol=ATOL) -> Diff:
     if got is None or want is None:
         return Diff(what, ok=got is None and want is None, note="missing")
+    if not isinstance(got, torch.Tensor):
+        return Diff(what, math.inf, math.inf, False, f"shape: a {type(got).__name__}, not a tensor")
     got, want = got.detach().to(F64), want.detach().to(F64)
     if tuple(got.shape) != tuple(want.shape):
         return Diff(what, math.inf, math.inf, False, f"shape {tuple(got.shape)}, expected {tuple(want.shape)}")
@@ -85,8 +87,8 @@ def diff(what: str, got, want, rtol=RTOL, atol=ATOL) -> Diff:
     err = (g - w).abs()
     ok = bool((err <= atol + rtol * w.abs()).all())
     scale = float(w.abs().max())  # the relative difference is normwise: max |error| / max |reference|
-    return Diff(what, float(err.max()), float(err.max()) / scale if scale > 0 else float(err.max() > 0) * math.inf,
-                ok)
+    top = float(err.max())
+    return Diff(what, top, top / scale if scale > 0 else (math.inf if top > 0 else 0.0), ok)
 
 
 @dataclass
@@ -210,6 +212,9 @@ def compare_model(program, cls, name: str, edge_index, num_nodes: int, graph_nam
     except InterpError as e:
         cmp.error, cmp.stage = f"the interpreter cannot run this program: {e}", "interpreter"
         return cmp
+    except Exception as e:  # noqa: BLE001 - the oracle's own failure: reported, never taken as agreement
+        cmp.error, cmp.stage = f"the interpreter failed: {type(e).__name__}: {e}", "interpreter-crash"
+        return cmp
     out_names = [o["name"] for o in meta["outputs"]]
     if len(got) != len(want):
         cmp.diffs.append(Diff("outputs", math.inf, math.inf, False, f"{len(got)} outputs, expected {len(want)}"))
@@ -292,3 +297,53 @@ def verify(source: str | bytes, *, path: str = "<string>", seed: int = 0, graphs
                               hypers=hy, rtol=rtol, atol=atol)
             comparisons.append(c)
     return VerifyReport(comparisons, rtol, atol)
+
+
+# ------------------------------------------------------------------ fuzzing
+@dataclass
+class FuzzResult:
+    seed: int
+    category: str  # agree | compile-error (a diagnostic of the checker) | refused-after-check |
+    #                traceback:compile | construct | forward | backward | interpreter | interpreter-crash |
+    #                disagree:forward-value | disagree:forward-shape | disagree:forward-nan | disagree:grad-...
+    detail: str
+    source: str
+    features: set
+    comparison: Comparison | None = None
+    program: object = None  # the typed program, when it checked
+
+
+def fuzz_one(seed: int, graphs: dict | None = None, grads: bool = True) -> FuzzResult:
+    """Generate program `seed`, compile it and compare it with the interpreter on each graph of `graphs`
+    (default: one graph of `GRAPHS`, chosen by the seed); the first graph that disagrees decides."""
+    from kokoyi.api import _compiling, _front, compile as compile_source
+    from kokoyi.compiler.fuzz import generate
+    from kokoyi.diagnostics import KokoyiError
+
+    prog = generate(seed)
+    if graphs is None:
+        names = sorted(GRAPHS)
+        graphs = {names[seed % len(names)]: GRAPHS[names[seed % len(names)]]}
+    try:
+        with _compiling(prog.source, "fuzz.kky"):
+            typed = _front(prog.source, "fuzz.kky")
+    except KokoyiError as e:
+        return FuzzResult(seed, "compile-error", str(e).splitlines()[0], prog.source, prog.features)
+    except Exception as e:  # noqa: BLE001 - a compiler traceback is what fuzzing looks for
+        return FuzzResult(seed, "traceback:compile", f"{type(e).__name__}: {e}", prog.source, prog.features)
+    try:
+        classes = compile_source(prog.source, path="fuzz.kky")
+    except KokoyiError as e:  # the checker accepted it: a refusal by the lowering is a finding
+        return FuzzResult(seed, "refused-after-check", str(e).splitlines()[0], prog.source, prog.features, None,
+                          typed)
+    except Exception as e:  # noqa: BLE001
+        return FuzzResult(seed, "traceback:compile", f"{type(e).__name__}: {e}", prog.source, prog.features, None,
+                          typed)
+    last = None
+    for gname, (ei, n) in graphs.items():
+        c = compare_model(typed, classes[prog.name], prog.name, ei, n, gname, seed=seed, grads=grads)
+        last = c
+        if not c.ok:
+            bad = c.error or next(d.line().strip() for d in c.diffs if not d.ok)
+            return FuzzResult(seed, c.category(), f"graph {gname}: {bad}", prog.source, prog.features, c, typed)
+    return FuzzResult(seed, "agree", "", prog.source, prog.features, last, typed)

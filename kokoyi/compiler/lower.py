@@ -490,10 +490,9 @@ class ModelLowering:
 
         def reduce_with(S_val: Val | None, tag: str) -> Val:
             out = self.spmm(red, S_val, E, t, ops_used)
-            if D is not None:
-                out = self.emit(f"{name}_agg", call("mul", self.align(out, self.join(out, D, out.lay.shape)),
-                                                    self.align(D, self.join(out, D, out.lay.shape))),
-                                self.join(out, D, out.lay.shape))
+            if D is not None:  # the target factor may be wider than the aggregate: (N,) * (N, d)
+                lay = self.join(out, D, _bshape(out.lay.shape, D.lay.shape))
+                out = self.emit(f"{name}_agg", call("mul", self.align(out, lay), self.align(D, lay)), lay)
             return out
 
         if W is None:
