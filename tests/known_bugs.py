@@ -124,6 +124,29 @@ def _unused_definition(p):
     return False
 
 
+def _sum_or_difference(a: T) -> bool:
+    if a.op == "concat":
+        return any(_sum_or_difference(x) for x in a.args)
+    return a.op == "bin" and a.attrs["name"] in ("add", "sub")
+
+
+def _dot_of_difference(p):
+    return any(t.op == "matmul" and t.attrs["kind"] == "dot" and any(_sum_or_difference(a) for a in t.args)
+               for t in all_nodes(p))
+
+
+def _uses_graph(p):
+    return any(m.uses_graph for m in p.models)
+
+
+def _constant_plain_output(p):
+    for m in p.models:
+        returned = {v.key for v, _ in m.returns if v.dom == "plain"}
+        if any(d.value.key in returned and _is_constant(d.expr) for d in m.defs):
+            return True
+    return False
+
+
 def _featreduce_per_edge(p):
     return any(t.op == "featreduce" and {"u", "v"} <= set(t.deps) | {"u"} and len(t.deps) >= 2
                for t in all_nodes(p))
@@ -150,7 +173,19 @@ KNOWN_BUGS = [
              "a head family read with another letter raises a ValueError", _head_read_with_other_letter),
     KnownBug("unused-definition-empty-if", "an unused definition leaves an empty `if:` (IndentationError)",
              _unused_definition, lambda r: r.category == "traceback:compile" and "indented block" in r.detail),
+    KnownBug("sddmm-backward-one-operand",
+             "`s_{uv} \\gets x_u \\cdot (x_v W)` ...: backward fails in g-SDDMM when one operand needs no gradient",
+             _uses_graph, lambda r: r.category == "backward" and "NoneType" in r.detail),
     # ---- found by the reference interpreter, not in issue 7's list
+    KnownBug("dot-template-parentheses",
+             "NEW (same root as the first bullet, another template): the self-loop value of an edge score "
+             "`b^\\top (x_v W - \\tanh(x_u A^{k}))` prints `(self.b * e_dst[:, None] - e_src).sum(-1)`: "
+             "silent wrong numbers in a sum over N(v) \\cup \\{v\\}",
+             _dot_of_difference, lambda r: r.category.startswith("disagree"), found_by_interp=True),
+    KnownBug("constant-plain-output",
+             "NEW: a returned plain definition that is a number (`\\iota \\gets 0.5`) is returned as a Python "
+             "float, not a tensor", _constant_plain_output,
+             lambda r: "not a tensor" in r.detail, found_by_interp=True),
     KnownBug("featreduce-per-edge-refused",
              "NEW: `\\sum_u \\sum(\\min(x_u, x_v))` (a feature reduction of a per-edge value) is refused "
              "after checking: 'cannot compile model: cannot evaluate featreduce per edge'",
