@@ -85,7 +85,7 @@ def _value_not_varying(p):
             if d.value.dom in ("node", "edge") and not d.expr.deps:
                 return True
     for t in all_nodes(p):
-        if t.op == "nbreduce" and t.attrs["var"] not in t.args[0].deps:
+        if t.op in ("nbreduce", "nbsoftmax") and t.attrs["var"] not in t.args[0].deps:
             return True
     return False
 
