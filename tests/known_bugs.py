@@ -199,3 +199,48 @@ def explain(result) -> list[str]:
     if result.category == "agree" or result.program is None:
         return []
     return [b.name for b in KNOWN_BUGS if b.program(result.program) and b.outcome(result)]
+
+
+# ------------------------------------------------------------------ one reproducer per entry
+REPRO_HEADER = r"""\begin{model}{M}
+  \hyper d, h, K, L \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param W \in \mathbb{R}^{d \times h} \\
+  \param U \in \mathbb{R}^{h \times h} \\
+  \param b \in \mathbb{R}^{h} \\
+  \param A^{k} \in \mathbb{R}^{d \times h}, \quad k = 1, \dots, K \\
+%s
+\end{model}
+"""
+HELPER = r"""\begin{model}{LN}
+  \hyper m \\
+  \input z \in \mathbb{R}^{m} \\
+  o \gets z - \mathrm{mean}(z) \\
+  \return o \\
+\end{model}
+"""
+REPRODUCERS = {
+    "parenthesised-matrix-expression": r"y_v \gets x_v W (U U)^\top \\ \return y",
+    "power-of-power": r"y_v \gets (x_v^2)^3 \\ \return y",
+    "target-factor-of-empty-sum": r"y_v \gets \sum_{u \in \mathcal{N}(v)} \frac{x_u}{\sqrt{|\mathcal{N}(v)|}} \\ \return y",
+    "definition-named-like-loop-letter": r"l_v \gets 2 x_v \\ r^{(0)}_v \gets x_v \\ r^{(l)}_v \gets "
+    r"\sum_{u \in \mathcal{N}(v)} r^{(l-1)}_u + l_v, \quad l = 1, \dots, L \\ \return r^{(L)}",
+    "value-not-depending-on-node": r"y_v \gets \tanh(b) \\ \return y",
+    "row-wise-submodel-reduction": HELPER + REPRO_HEADER.replace(r"\\" + "\n%s", r"\\" + "\n  \\param \\phi \\sim "
+                                                                 r"\mathrm{LN}(h) \\" + "\n%s")
+    % r"y_v \gets \phi(x_v W) \\ \return y",
+    "function-of-constant": r"y_v \gets \sqrt{2} x_v \\ \return y",
+    "head-family-other-letter": r"s^{k}_v \gets x_v A^{k} \\ y_v \gets \sum_{j=1}^{K} s^{j}_v \\ \return y",
+    "unused-definition-empty-if": r"q_v \gets \sum_{u \in \mathcal{N}(v)} x_u W \\ y_v \gets x_v \\ \return y",
+    "sddmm-backward-one-operand": r"y_v \gets \max_{u \in \mathcal{N}(v)} \log\left((|\mathcal{N}(v)| + 1) "
+    r"\exp(\tanh(x_u W))\right) \\ \return y",
+    "dot-template-parentheses": r"e^{k}_{uv} \gets b^\top (x_v W - \tanh(x_u A^{k})) \\ y_v \gets \sum_{k=1}^{K} "
+    r"\sum_{u \in \mathcal{N}(v) \cup \{v\}} e^{k}_{uv} x_u \\ \return y",
+    "constant-plain-output": r"\iota \gets 0.5 \\ y_v \gets x_v \\ \return y, \iota",
+    "featreduce-per-edge-refused": r"y_v \gets \sum_{u \in \mathcal{N}(v)} \sum(\min(x_u, x_v)) \\ \return y",
+}
+
+
+def reproducer(name: str) -> str:
+    body = REPRODUCERS[name]
+    return body if body.lstrip().startswith(r"\begin") else REPRO_HEADER % ("  " + body)
