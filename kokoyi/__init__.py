@@ -7,7 +7,7 @@ from kokoyi.graph import Graph
 
 __version__ = "0.1.0"
 
-_API = {"compile", "compile_model", "load", "to_python", "explain", "render", "KokoyiError"}
+_API = {"compile", "compile_model", "load", "to_python", "explain", "render", "KokoyiError", "verify"}
 
 
 def __getattr__(name):

@@ -288,7 +288,8 @@ def verify(source: str | bytes, *, path: str = "<string>", seed: int = 0, graphs
     with _compiling(source, path):
         program = _front(source, path)
     classes = compile_source(source, path=path)
-    graphs = graphs if graphs is not None else GRAPHS
+    if graphs is None:  # the zoo, and one random multigraph drawn with the seed
+        graphs = dict(GRAPHS, random=random_graph(random.Random(seed)))
     comparisons = []
     for i, m in enumerate(program.models):
         for j, (gname, (ei, n)) in enumerate(graphs.items()):

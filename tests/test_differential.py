@@ -175,3 +175,30 @@ def test_known_bug_still_reproduces(bug):
     if report.ok:
         pytest.fail(f"known bug {bug.name!r} no longer reproduces: remove it from tests/known_bugs.py")
     pytest.xfail(f"{bug.name}: {next(c for c in report.comparisons if not c.ok).report()}")
+
+
+# ------------------------------------------------------------------ kokoyi check --verify
+def test_check_verify_passes_on_an_example(capsys):
+    from kokoyi.cli import main
+
+    assert main(["check", "--verify", str(ROOT / "examples" / "sage.kky")]) == 0
+    out = capsys.readouterr().out
+    assert "sage.kky: ok" in out and "output o" in out and "grad W_nb_1" in out and out.rstrip().endswith(
+        "|reference|)") and "agree" in out
+
+
+def test_check_verify_exits_4_on_a_disagreement(capsys, monkeypatch):
+    """The oracle perturbed by 1e-6 in one output: the command names the output and exits 4."""
+    import kokoyi.compiler.interp as interp
+    from kokoyi.cli import main
+
+    real = interp.interpret
+
+    def off(*args, **kwargs):
+        outs = real(*args, **kwargs)
+        return (outs[0] + 1e-6,) + tuple(outs[1:])
+
+    monkeypatch.setattr(interp, "interpret", off)
+    assert main(["check", "--verify", "--seed", "3", str(ROOT / "examples" / "gin.kky")]) == 4
+    out = capsys.readouterr().out
+    assert "output o" in out and "DISAGREE" in out
