@@ -58,3 +58,19 @@ def test_elementwise_max_min_with_a_hyperparameter_first():
     """`\\min(\\theta, x_v)` printed `torch.minimum(self.theta, ...)`: 'TypeError: minimum(): argument
     'input' must be Tensor, not float'."""
     agrees(model(r"z_v \gets \min(\theta, x_v) + \max(\theta, x_v \cdot c) c \\ \return z"))
+
+
+def test_neighbour_sum_of_a_head_projection_then_a_linear_map():
+    """`\\sum_u (x_u A^{k}) U` (heads, then a shared matrix) was refused after checking: 'cannot compile
+    model: unsupported product (mm) of these operands' (A^{k} U of a stacked family and a matrix)."""
+    src = r"""\begin{model}{M}
+  \hyper d, h, K \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param A^{k} \in \mathbb{R}^{d \times h}, \quad k = 1, \dots, K \\
+  \param U \in \mathbb{R}^{h \times h} \\
+  y^{k}_v \gets \sum_{u \in \mathcal{N}(v)} (x_u A^{k}) U \\
+  g_v \gets \Vert_{k=1}^{K} y^{k}_v \\
+  z_v \gets \sum_{k=1}^{K} x_v (A^{k} U) \\
+  \return g, z \\
+\end{model}"""
+    agrees(src)

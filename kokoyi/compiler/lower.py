@@ -413,7 +413,9 @@ class ModelLowering:
                 if a.lay.fam:
                     raise LowerError("a product mixing two family indices is not supported")
                 return Val(call("einsum", "...d,kdh->...kh", a.py, b.py), lay, side)
-        if kind == "mm" and a.lay.rows is None and b.lay.rows is None and not a.lay.fam and not b.lay.fam:
+        if kind == "mm" and a.lay.rows is None and b.lay.rows is None and (
+                not a.lay.fam or not b.lay.fam or a.lay.fam == b.lay.fam):
+            # plain matrices; a family's members are stacked on a leading axis, which matmul batches over
             return Val(call("matmul", a.py, b.py), lay, "plain")
         raise LowerError(f"unsupported product ({kind}) of these operands")
 
