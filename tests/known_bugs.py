@@ -147,11 +147,6 @@ def _constant_plain_output(p):
     return False
 
 
-def _featreduce_per_edge(p):
-    return any(t.op == "featreduce" and {"u", "v"} <= set(t.deps) | {"u"} and len(t.deps) >= 2
-               for t in all_nodes(p))
-
-
 KNOWN_BUGS = [
     KnownBug("parenthesised-matrix-expression",
              "`y_v \\gets x_v (A B)^\\top` and `(A - B) x_v` lose their parentheses", _parens),
@@ -186,11 +181,6 @@ KNOWN_BUGS = [
              "NEW: a returned plain definition that is a number (`\\iota \\gets 0.5`) is returned as a Python "
              "float, not a tensor", _constant_plain_output,
              lambda r: "not a tensor" in r.detail, found_by_interp=True),
-    KnownBug("featreduce-per-edge-refused",
-             "NEW: `\\sum_u \\sum(\\min(x_u, x_v))` (a feature reduction of a per-edge value) is refused "
-             "after checking: 'cannot compile model: cannot evaluate featreduce per edge'",
-             _featreduce_per_edge, lambda r: r.category == "refused-after-check" and "featreduce" in r.detail,
-             found_by_interp=True),
 ]
 
 
@@ -237,7 +227,6 @@ REPRODUCERS = {
     "dot-template-parentheses": r"e^{k}_{uv} \gets b^\top (x_v W - \tanh(x_u A^{k})) \\ y_v \gets \sum_{k=1}^{K} "
     r"\sum_{u \in \mathcal{N}(v) \cup \{v\}} e^{k}_{uv} x_u \\ \return y",
     "constant-plain-output": r"\iota \gets 0.5 \\ y_v \gets x_v \\ \return y, \iota",
-    "featreduce-per-edge-refused": r"y_v \gets \sum_{u \in \mathcal{N}(v)} \sum(\min(x_u, x_v)) \\ \return y",
 }
 
 

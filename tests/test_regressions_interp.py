@@ -74,3 +74,19 @@ def test_neighbour_sum_of_a_head_projection_then_a_linear_map():
   \return g, z \\
 \end{model}"""
     agrees(src)
+
+
+def test_feature_reduction_of_a_per_edge_value():
+    """`\\sum_u \\sum(\\min(x_u, x_v))` was refused after checking: 'cannot compile model: cannot evaluate
+    featreduce per edge'."""
+    src = r"""\begin{model}{M}
+  \hyper d, h \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param W \in \mathbb{R}^{d \times h} \\
+  y_v \gets \sum_{u \in \mathcal{N}(v)} \sum(\min(x_u, x_v)) + \sum_{u \in \mathcal{N}(v) \cup \{v\}} \max(x_u - x_v) x_u \\
+  e_{uv} \gets \mathrm{mean}((x_u W) \odot (x_v W)) \\
+  \alpha_{uv} \gets \mathrm{softmax}_{u \in \mathcal{N}(v) \cup \{v\}}(e_{uv}) \\
+  z_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \alpha_{uv} x_u \\
+  \return y, z, e \\
+\end{model}"""
+    agrees(src)
