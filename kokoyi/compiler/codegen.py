@@ -47,6 +47,10 @@ TEMPLATES = {
     "ones_like_deg": "torch.ones_like({0})",
     "gat_aggregate": "ops.gat_aggregate(graph, {0}, {1}, {2}, negative_slope={3}, self_loop={4})",
 }
+# the precedence each argument of a template needs (an argument followed by `.x`/`[..]` must be an atom;
+# the operands of `*` inside "dot" must bind at least as tightly as `*`); unlisted arguments sit inside
+# a call's parentheses and need none
+TEMPLATE_PREC = {"mT": (9,), "getitem": (9,), "squeeze_last": (9,), "dst_rows": (9,), "dot": (2, 3)}
 
 
 class Printer:
@@ -88,7 +92,8 @@ class Printer:
             return text, (9 if sp.sympify(args[0]).is_Atom else 1)
         if op in INFIX:
             sym, prec = INFIX[op]
-            left = self.wrap(args[0], prec)
+            # left-associative operators wrap an equal-precedence right operand; `**` is right-associative
+            left = self.wrap(args[0], prec + 1 if op == "pow" else prec)
             right = self.wrap(args[1], prec + 1 if op != "pow" else prec)
             if op == "pow" and args[1].op == "const" and args[1].args[0] == 0.5:
                 return f"torch.sqrt({self(args[0])})", 9
@@ -138,7 +143,9 @@ class Printer:
         if op == "attr":
             return f"{args[0]}.{args[1]}", 9
         if op in TEMPLATES:
-            printed = [self(a) if isinstance(a, Py) else str(a) for a in args]
+            need = TEMPLATE_PREC.get(op, ())
+            printed = [(self.wrap(a, need[i]) if i < len(need) else self(a)) if isinstance(a, Py) else str(a)
+                       for i, a in enumerate(args)]
             kw = {f"a{i}": a for i, a in enumerate(args)}
             kw["dtype"] = self.dtype
             return TEMPLATES[op].format(*printed, **kw), 9

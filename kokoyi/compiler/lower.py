@@ -487,6 +487,8 @@ class ModelLowering:
             order = "before"  # attention: the fused op runs on the projected features
 
         D = self.product_of(dst + cst, f"{name}_dst") if (dst or cst) else None
+        if D is not None and D.lay.rows and not t.attrs["self_loop"]:
+            D = self.nonempty_only(D, name)
 
         def reduce_with(S_val: Val | None, tag: str) -> Val:
             out = self.spmm(red, S_val, E, t, ops_used)
@@ -518,6 +520,15 @@ class ModelLowering:
         self.plan.append(PlanEntry(f"{name}: {what}", " + ".join(dict.fromkeys(ops_used)) or "node-wise",
                                    []))
         return out
+
+    def nonempty_only(self, D: Val, name: str) -> Val:
+        """A target factor pulled out of a sum over N(v) applies where N(v) is not empty: an empty sum is 0
+        whatever its summand, so `D(v) * 0` must not become `inf * 0 = nan` (`1/sqrt(|N(v)|)` at in-degree 0)."""
+        deg = call("graph_method", "in_degrees")
+        extra = len(D.lay.fam) + len(D.lay.shape)
+        if extra:
+            deg = call("unsqueeze_idx", deg, idx=(":",) + (None,) * extra)
+        return self.emit(f"{name}_dst", call("where", call("gt", deg, const(0)), D.py, const(0.0)), D.lay)
 
     def apply_linear_order(self, order, S, W: Val, reduce_with, linear: T, src_vec=(), src_scal=()) -> Val:
         if order == "before":
