@@ -3,6 +3,7 @@
 Each test failed on the code before its fix. References are dense PyTorch (A[v, u] = number of edges
 u -> v) on a small graph with a source-only node (0), an isolated node (4) and a multi-edge.
 """
+import math
 import os
 import subprocess
 import sys
@@ -89,3 +90,52 @@ def test_empty_neighbourhood_with_pulled_out_target_factor_is_zero():
     y, z = m(g, x)
     close(y, torch.where(deg[:, None] > 0, (A @ x) / safe.sqrt()[:, None], 0.0))
     close(z, torch.where(deg[:, None] > 0, (A @ x @ m.W) / (safe ** 2)[:, None], 0.0))
+
+
+def test_definition_named_like_the_loop_letter_is_not_overwritten():
+    """`l_v <- 2 x_v` beside `l = 1, ..., L`: the generated `for l in range(...)` overwrote it."""
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(r"l_v \gets 2 x_v \\ h^{(0)}_v \gets x_v \\"
+                  r" h^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u + l_v, \quad l = 1, \dots, L \\"
+                  r" \return h^{(L)} \\", hypers=r"\hyper d, L \\"), d=3, L=2)
+    h = x
+    for _ in range(2):
+        h = A @ h + 2 * x
+    close(m(g, x), h)
+
+
+def test_node_value_that_does_not_depend_on_the_node_has_a_row_per_node():
+    """`y_v <- tanh(b)` returned (d,), `sum_u b` crashed (or had the wrong shape when N == d)."""
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(r"\param b \in \mathbb{R}^{d} \\ \param c \in \mathbb{R} \\ y_v \gets \tanh(b) \\"
+                  r" z_v \gets \sum_{u \in \mathcal{N}(v)} b \\ w_v \gets 2 \\ s_v \gets c \\ \return y, z, w, s \\"),
+              d=N)  # N == d: a wrong broadcast would not even fail
+    y, z, w, s = m(g, x_of(N))
+    close(y, torch.tanh(m.b).expand(N, N))
+    close(z, A.sum(1)[:, None] * m.b)
+    close(w, torch.full((N,), 2.0, dtype=torch.float64))
+    close(s, m.c.expand(N))
+
+
+@pytest.mark.parametrize("body, ref", [
+    (r"y_v \gets \frac{x_v}{\sqrt{d}} \\", lambda x, A: x / 3 ** 0.5),
+    (r"y_v \gets \log(1 + \theta) x_v \\", lambda x, A: math.log(1.5) * x),
+    (r"y_v \gets \sum_{u \in \mathcal{N}(v)} \frac{x_u}{2} \\", lambda x, A: A @ x / 2),
+    (r"y_v \gets \sqrt{2} x_v \\", lambda x, A: 2 ** 0.5 * x),
+    (r"y_v \gets \mathrm{ReLU}(-\theta) + \exp(d) x_v \\", lambda x, A: math.exp(3) * x),
+])
+def test_functions_of_constant_or_hyperparameter_expressions(body, ref):
+    """`\\sqrt{d}`, `\\log(1 + \\theta)`, `x_u / 2`, `\\sqrt{2}`: `torch.sqrt(<python number>)` raised."""
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(body + r" \return y \\", hypers=r"\hyper d \\ \hyper \theta \in \mathbb{R} = 0.5 \\"), d=3)
+    close(m(g, x), ref(x, A))
+
+
+def test_param_sized_by_the_number_of_nodes():
+    """`\\param E \\in \\mathbb{R}^{|\\mathcal{V}| \\times d}` raised `NameError: N`."""
+    g, x = graph(), x_of()
+    source = src(r"\param E \in \mathbb{R}^{|\mathcal{V}| \times d} \\ y_v \gets x_v + E_v \\ \return y \\")
+    m = build(source, d=3, num_nodes=N)
+    assert tuple(m.E.shape) == (N, 3)
+    close(m(g, x), x + m.E)
+    assert [h["name"] for h in m.__kokoyi__["hypers"]] == ["d", "num_nodes"]

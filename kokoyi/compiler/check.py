@@ -25,6 +25,7 @@ NODE_LETTERS = ("u", "v", "w")
 RESERVED = {"graph", "self", "torch", "ops", "F", "nn", "forward", "training", "math", "Graph", "Tensor",
             "super", "list", "range", "float", "int", "tuple"}
 N_NODES = sp.Symbol("N", positive=True, integer=True)  # |V|
+NUM_NODES = "num_nodes"  # the constructor argument that gives |V| when a declaration's shape needs it
 
 
 class CheckError(Exception):
@@ -125,6 +126,7 @@ class ModelChecker:
         self.depth: dict[str, object] = {}
         self.hypers, self.inputs, self.params = [], [], []
         self.uses_graph = False
+        self.uses_num_nodes = False  # |V| sizes a declaration: the constructor takes `num_nodes`
 
     # ------------------------------------------------------------------ helpers
     def err(self, msg, span, hint=None):
@@ -210,6 +212,7 @@ class ModelChecker:
             return self.dim(node.body)
         if isinstance(node, A.Abs) and isinstance(node.operand, A.Sym) and node.operand.kind == "cal" \
                 and node.operand.name == "V":
+            self.uses_num_nodes = True
             return N_NODES
         if isinstance(node, A.BinOp) and node.op in ("juxt", "times", "cdot", "*", "+", "-", "/"):
             a, b = self.dim(node.left), self.dim(node.right)
@@ -326,6 +329,10 @@ class ModelChecker:
                                v.span, f"define {v.key}^{{(0)}} (e.g. the input features)")
         if not self.returns and not any(isinstance(s, A.Return) for s in self.m.stmts):
             self.col.error(f"model '{self.m.name}' returns nothing", self.m.name_span, "add \\return NAME \\\\")
+        if self.uses_num_nodes and NUM_NODES not in self.values:
+            # |V| in a declaration (`E \in R^{|V| x d}`): the number of nodes is a constructor argument
+            self.hypers.append(Value(NUM_NODES, "hyper", "plain", Ty(), self.m.name_span, "|\\mathcal{V}|",
+                                     info={"kind": "dim", "default": None, "symbol": str(N_NODES)}))
         depth = max((self.depth.get(v.key, 0) for v, _ in self.returns), key=_depth_key, default=0)
         return TModel(self.m.name, self.latex(self.m), self.hypers, self.inputs, self.params, self.defs,
                       self.returns, self.values, self.uses_graph, depth, self.m.span)

@@ -54,9 +54,10 @@ TEMPLATE_PREC = {"mT": (9,), "getitem": (9,), "squeeze_last": (9,), "dst_rows": 
 
 
 class Printer:
-    def __init__(self, in_forward: bool = True, dtype: str = "torch.get_default_dtype()"):
+    def __init__(self, in_forward: bool = True, dtype: str = "torch.get_default_dtype()", aliases=None):
         self.in_forward = in_forward
         self.dtype = dtype  # degrees and other graph-made tensors follow the inputs' dtype
+        self.aliases = aliases or {}  # sympy symbol name -> hyperparameter name (`N` -> `num_nodes`)
 
     def dim(self, e, loop_vars=None) -> str:
         e = sp.sympify(e)
@@ -64,8 +65,11 @@ class Printer:
         mapping = {}
         for s in e.free_symbols:
             name = str(s)
-            if name in loop_vars:
+            if name in loop_vars:  # a recurrence's letter: the loop variable's Python name
+                if loop_vars[name] != name:
+                    mapping[s] = sp.Symbol(loop_vars[name])
                 continue
+            name = self.aliases.get(name, name)
             mapping[s] = sp.Symbol(f"self.{name}" if self.in_forward else name)
         text = sp.sstr(e.subs(mapping) if mapping else e)
         return text
@@ -76,6 +80,25 @@ class Printer:
     def wrap(self, py: Py, prec: int) -> str:
         text, p = self.expr(py)
         return f"({text})" if p < prec else text
+
+    @staticmethod
+    def is_number(py) -> bool:
+        """A Python number at run time (constants, hyperparameters and arithmetic of them), not a tensor."""
+        if not isinstance(py, Py):
+            return False
+        if py.op == "const":
+            return isinstance(py.args[0], (int, float))
+        if py.op in ("sympy",) or (py.op == "attr" and py.attrs.get("number")):
+            return True
+        if py.op in INFIX or (py.op == "fn" and py.attrs.get("name") == "neg"):
+            return all(Printer.is_number(a) for a in py.args)
+        return False
+
+    def tensor_arg(self, py: Py) -> str:
+        """The argument of a torch function: a Python number becomes a 0-d tensor of the inputs' dtype."""
+        if self.is_number(py):
+            return f"torch.as_tensor({self(py)}, dtype={self.dtype})"
+        return self(py)
 
     def expr(self, py: Py):
         op, args, at = py.op, py.args, py.attrs
@@ -96,16 +119,16 @@ class Printer:
             left = self.wrap(args[0], prec + 1 if op == "pow" else prec)
             right = self.wrap(args[1], prec + 1 if op != "pow" else prec)
             if op == "pow" and args[1].op == "const" and args[1].args[0] == 0.5:
-                return f"torch.sqrt({self(args[0])})", 9
+                return f"torch.sqrt({self.tensor_arg(args[0])})", 9
             if op == "pow" and args[1].op == "const" and args[1].args[0] == -0.5:
-                return f"torch.rsqrt({self(args[0])})", 9
+                return f"torch.rsqrt({self.tensor_arg(args[0])})", 9
             if op == "pow" and args[1].op == "const" and args[1].args[0] == -1:
-                return f"torch.reciprocal({self(args[0])})", 9
+                return f"torch.reciprocal({self.tensor_arg(args[0])})", 9
             return f"{left} {sym} {right}", prec
         if op == "fn":
             name = at["name"]
             p = self(at["param"]) if at.get("param") is not None else None
-            inner = self.wrap(args[0], 3) if name == "neg" else self(args[0])
+            inner = self.wrap(args[0], 3) if name == "neg" else self.tensor_arg(args[0])
             return FUNCTION[name].format(inner, p=p), (3 if name == "neg" else 9)
         if op == "unsqueeze_idx":
             idx = ", ".join(":" if i == ":" else "None" for i in at["idx"])
@@ -188,8 +211,10 @@ def _init_code(p, pr: Printer) -> list[str]:
 def generate_model(m: LModel) -> str:
     tm = m.typed
     floats = [i.key for i in tm.inputs if i.dom in ("node", "edge")]
-    pr = Printer(in_forward=True, dtype=f"{floats[0]}.dtype" if floats else "torch.get_default_dtype()")
-    pinit = Printer(in_forward=False)
+    aliases = {h.info["symbol"]: h.key for h in tm.hypers if h.info.get("symbol")}
+    pr = Printer(in_forward=True, dtype=f"{floats[0]}.dtype" if floats else "torch.get_default_dtype()",
+                 aliases=aliases)
+    pinit = Printer(in_forward=False, aliases=aliases)
     out = [f"class {tm.name}(nn.Module):"]
     out.append(INDENT + 'r"""' + _doc(tm.latex))
     out.append(INDENT + '"""')

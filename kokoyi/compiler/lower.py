@@ -133,13 +133,14 @@ class ModelLowering:
                                               f"{v.key}^{{(0..{fam.hi})}}: one entry per layer"))
                 if d.recurrence:
                     lv = fam.letter
-                    self.loop_vars[lv] = lv
-                    loop = Loop(lv, self.dim_py(fam.lo), call("add", self.dim_py(fam.hi), const(1)), [])
+                    self.loop_vars[lv] = self.fresh(lv)  # `l_1` when a definition is already named `l`
+                    loop = Loop(self.loop_vars[lv], self.dim_py(fam.lo), call("add", self.dim_py(fam.hi), const(1)),
+                                [])
                     self.target.append(Comment(d.latex))
                     self.target.append(loop)
                     saved, self.target = self.target, loop.body
                     val = self.lower_def(d)
-                    self.target.append(Assign(call("getitem", var(v.key), var(lv)), val.py))
+                    self.target.append(Assign(call("getitem", var(v.key), var(self.loop_vars[lv])), val.py))
                     self.target = saved
                     del self.loop_vars[lv]
                 else:
@@ -198,8 +199,18 @@ class ModelLowering:
             val = self.edge(d.expr)
             return self.as_edge(val, v.key)
         if v.dom == "node":
-            return self.node(d.expr)
+            return self.per_node(self.node(d.expr))
         return self.node(d.expr)
+
+    def per_node(self, val: Val) -> Val:
+        """A node value whose expression does not depend on the node (`y_v <- tanh(b)`) has a row per node."""
+        if val.lay.rows is not None:
+            return val
+        lay = Lay("N", val.lay.fam, val.lay.shape)
+        if not val.lay.shape and not val.lay.fam:  # a number or a 0-d tensor
+            ones = call("ones_like_deg", call("graph_method", "in_degrees"))
+            return self.emit(f"{self.current}_rows", call("mul", ones, val.py), lay)
+        return self.emit(f"{self.current}_rows", self.expand_to(val, lay), lay)
 
     # ------------------------------------------------------------------ helpers
     def dim_py(self, e) -> Py:
@@ -256,7 +267,7 @@ class ModelLowering:
         return Val(const(t.attrs["value"]), Lay(None, (), ()), "plain")
 
     def n_hyper(self, t, sl):
-        return Val(call("attr", "self", t.attrs["name"]), Lay(None, (), ()), "plain")
+        return Val(call("attr", "self", t.attrs["name"], number=True), Lay(None, (), ()), "plain")
 
     def n_param(self, t, sl):
         key = t.attrs["key"]
@@ -493,9 +504,8 @@ class ModelLowering:
         def reduce_with(S_val: Val | None, tag: str) -> Val:
             out = self.spmm(red, S_val, E, t, ops_used)
             if D is not None:
-                out = self.emit(f"{name}_agg", call("mul", self.align(out, self.join(out, D, out.lay.shape)),
-                                                    self.align(D, self.join(out, D, out.lay.shape))),
-                                self.join(out, D, out.lay.shape))
+                lay = self.join(out, D, _bshape(out.lay.shape, D.lay.shape))  # `sum_u b`: (N,) deg times (d,) b
+                out = self.emit(f"{name}_agg", call("mul", self.align(out, lay), self.align(D, lay)), lay)
             return out
 
         if W is None:
