@@ -139,3 +139,31 @@ def test_param_sized_by_the_number_of_nodes():
     assert tuple(m.E.shape) == (N, 3)
     close(m(g, x), x + m.E)
     assert [h["name"] for h in m.__kokoyi__["hypers"]] == ["d", "num_nodes"]
+
+
+@pytest.mark.parametrize("op", ["mul", "dot", "div"])
+@pytest.mark.parametrize("need", [(True, False), (False, True)])
+def test_gsddmm_backward_when_one_operand_needs_no_gradient(op, need):
+    """`s_uv <- x_u . (x_v W)`: g-SDDMM's backward read the operand that was not saved (no gradient)."""
+    g = graph()
+    gen = torch.Generator().manual_seed(2)
+    lhs = torch.randn(N, 3, dtype=torch.float64, generator=gen).requires_grad_(need[0])
+    rhs = (torch.rand(N, 3, dtype=torch.float64, generator=gen) + 0.5).requires_grad_(need[1])
+    out = kokoyi.ops.gsddmm(g, op, lhs, rhs, "u", "v")
+    a, b = lhs[g.src.long()], rhs[g.dst.long()]
+    ref = {"mul": a * b, "dot": (a * b).sum(-1, keepdim=True), "div": a / b}[op]
+    w = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
+    got = torch.autograd.grad((out * w).sum(), [t for t in (lhs, rhs) if t.requires_grad])
+    want = torch.autograd.grad((ref * w).sum(), [t for t in (lhs, rhs) if t.requires_grad])
+    close(got[0], want[0])
+
+
+def test_compiled_edge_score_with_a_parameter_only_on_one_side_trains():
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(r"\param W \in \mathbb{R}^{d \times d} \\ s_{uv} \gets x_u \cdot (x_v W) \\"
+                  r" y_v \gets \sum_{u \in \mathcal{N}(v)} s_{uv} x_u \\ \return y \\"), d=3)
+    m(g, x).sum().backward()
+    W = m.W.detach().clone().requires_grad_(True)
+    S = (x @ W) @ x.T  # S[v, u] = x_u . (x_v W)
+    ((A * S) @ x).sum().backward()
+    close(m.W.grad, W.grad)
