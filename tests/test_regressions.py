@@ -167,3 +167,41 @@ def test_compiled_edge_score_with_a_parameter_only_on_one_side_trains():
     S = (x @ W) @ x.T  # S[v, u] = x_u . (x_v W)
     ((A * S) @ x).sum().backward()
     close(m.W.grad, W.grad)
+
+
+def test_head_family_read_with_another_letter():
+    """`\\sum_{j=1}^{H} s^{j}_v` of a family defined as `s^{k}` raised a ValueError."""
+    g, x = graph(), x_of()
+    m = build(src(r"\param W^{k} \in \mathbb{R}^{d \times d}, \quad k = 1, \dots, H \\ s^{k}_v \gets x_v W^{k} \\"
+                  r" y_v \gets \sum_{j=1}^{H} s^{j}_v \\ z_v \gets \Vert_{j=1}^{H} s^{j}_v \\ \return y, z \\",
+                  hypers=r"\hyper d, H \\"), d=3, H=2)
+    y, z = m(g, x)
+    close(y, x @ m.W[0] + x @ m.W[1])
+    close(z, torch.cat([x @ m.W[0], x @ m.W[1]], -1))
+
+
+def test_dimension_product_after_times():
+    """`\\mathbb{R}^{d \\times K h}` became one axis `d K h` (while `K h \\times d` worked)."""
+    g, x = graph(), x_of()
+    m = build(src(r"\param W \in \mathbb{R}^{d \times K h} \\ \param V \in \mathbb{R}^{K h \times d \times 2} \\"
+                  r" y_v \gets x_v W \\ \return y \\", hypers=r"\hyper d, K, h \\"), d=3, K=2, h=2)
+    assert tuple(m.W.shape) == (3, 4) and tuple(m.V.shape) == (4, 3, 2)
+    close(m(g, x), x @ m.W)
+
+
+def test_numbered_member_of_a_parameter_family():
+    """`W^{(1)}` of a family `W^{(l)}, l = 1..L` was refused although the docs show it."""
+    g, x = graph(), x_of()
+    m = build(src(r"\param W^{(l)} \in \mathbb{R}^{d \times d}, \quad l = 1, \dots, L \\"
+                  r" y_v \gets x_v W^{(1)} + x_v W^{(2)} \\ \return y \\", hypers=r"\hyper d, L \\"), d=3, L=2)
+    close(m(g, x), x @ m.W[0] + x @ m.W[1])
+    assert "no member 3" in diag(src(r"\param W^{(l)} \in \mathbb{R}^{d \times d}, \quad l = 1, \dots, 2 \\"
+                                     r" y_v \gets x_v W^{(3)} \\ \return y \\"))
+
+
+def test_unused_definition_leaves_no_empty_if():
+    """An unused sum whose linear map side is decided at run time left `if ...:` with no body."""
+    g, x = graph(), x_of()
+    m = build(src(r"\param W \in \mathbb{R}^{d \times e} \\ z_v \gets \sum_{u \in \mathcal{N}(v)} x_u W \\"
+                  r" y_v \gets x_v \\ \return y \\", hypers=r"\hyper d, e \\"), d=3, e=4)
+    close(m(g, x), x)

@@ -780,7 +780,15 @@ class ModelChecker:
         if v.family is not None and sup is not None:
             fam = v.family
             fl = self.family_letter(sup)
-            if fam.mode == "vector" or (v.kind == "param" and fl in scope.heads):
+            member = self.paren_number(sup)
+            if member is not None and v.kind == "param" and fam.mode == "vector":
+                # `W^{(1)}` of a family `W^{(l)}, l = 1..L`: one member, by its number
+                idx = sp.Integer(member) if isinstance(member, int) else None
+                if idx is None or (fam.lo is not None and ((idx - fam.lo).is_negative or (fam.hi - idx).is_negative)):
+                    self.err(f"'{v.key}' has no member {member}: its index runs over {fam.lo}..{fam.hi}", sup.span)
+                attrs["index"] = idx - fam.lo
+                fl = None
+            elif fam.mode == "vector" or (v.kind == "param" and fl in scope.heads):
                 if fl is None or fl not in scope.heads and fl not in scope.loops:
                     if fl is not None and fl not in scope.heads:
                         self.err(f"the family index '{fl}' is not bound here", sup.span,

@@ -303,7 +303,14 @@ class ModelLowering:
             return Val(py, lay, "n" if lay.rows else "plain")
         if base is None:
             raise LowerError(f"{key} is not computed yet")
-        return base
+        return self.relabel(base, t)
+
+    @staticmethod
+    def relabel(val: Val, t: T) -> Val:
+        """A head family read with another letter (`s^{j}` of `s^{k}`): its axis takes the reader's letter."""
+        if val.lay.fam and len(t.ty.fam) == len(val.lay.fam) and t.ty.fam != val.lay.fam:
+            return Val(val.py, Lay(val.lay.rows, t.ty.fam, val.lay.shape), val.side)
+        return val
 
     def self_loop_value(self, v: Value, t: T) -> Val:
         """An edge value on the self loop (v, v): its definition evaluated node-wise."""
@@ -922,7 +929,7 @@ class ModelLowering:
         if self.diag:
             sv = self.self_loop_value(self.tm.values[key], t)
             return Val(sv.py, sv.lay, "n")
-        val = self.env[key]
+        val = self.relabel(self.env[key], t)
         return Val(val.py, val.lay, "e")
 
     def e_fn(self, t):
@@ -1093,6 +1100,8 @@ def _drop_dead(stmts: list, live: set) -> list:
             cond, then_b, else_b = st.args
             then_b[:] = _drop_dead(then_b, set(live))
             else_b[:] = _drop_dead(else_b, set(live))
+            if not _assigned_names(then_b) and not _assigned_names(else_b):
+                continue  # nobody reads what either branch computes: no empty `if:` is left behind
             for s2 in then_b + else_b:
                 if isinstance(s2, Assign):
                     live |= _names(s2.expr)

@@ -391,10 +391,23 @@ class ToAst(Transformer):
 
 
 def _split_times(node):
-    """`d_{in} \\times d_h` -> [d_in, d_h] (a space's dimensions)."""
-    if isinstance(node, A.BinOp) and node.op == "times":
-        return _split_times(node.left) + _split_times(node.right)
-    return [node]
+    """`d_{in} \\times d_h` -> [d_in, d_h] (a space's dimensions). `\\times` and juxtaposition share one
+    left-associative level, so `d \\times K h` is `(d \\times K) h`: the chain is flattened and cut at
+    each `\\times`, giving [d, K h]."""
+    chain = []  # (operator joining this factor to the previous one, factor), left to right
+    while isinstance(node, A.BinOp) and node.op in ("times", "juxt"):
+        chain.append((node.op, node.right))
+        node = node.left
+    chain.append((None, node))
+    chain.reverse()
+    dims = []
+    for i, (_, factor) in enumerate(chain):
+        joined_by = chain[i][0] if i else None
+        if i and joined_by == "juxt":
+            dims[-1] = A.BinOp(dims[-1].span.join(factor.span), "juxt", dims[-1], factor)
+        else:
+            dims.append(factor)
+    return dims
 
 
 # ------------------------------------------------------------------ errors
