@@ -205,3 +205,68 @@ def test_unused_definition_leaves_no_empty_if():
     m = build(src(r"\param W \in \mathbb{R}^{d \times e} \\ z_v \gets \sum_{u \in \mathcal{N}(v)} x_u W \\"
                   r" y_v \gets x_v \\ \return y \\", hypers=r"\hyper d, e \\"), d=3, e=4)
     close(m(g, x), x)
+
+
+# ---------------------------------------------------------------- invalid or shadowing Python
+@pytest.mark.parametrize("name", [r"\foo", "class", "1x", "_", "nn", "ops", "F", "torch", "super", "a-b"])
+def test_model_names_that_are_not_python_class_names(name):
+    """Model names `\\foo`, `class`, `1x`, `_`, `nn`, `ops`, `F`, `torch` gave invalid or shadowing Python."""
+    text = diag(src(r"y_v \gets x_v \\ \return y \\", name=name))
+    assert f"model name '{name}'" in text and ":1:15: error:" in text
+
+
+def test_model_name_keeps_its_underscore():
+    """`\\begin{model}{my_model}` was silently renamed `mymodel`."""
+    assert list(kokoyi.compile(src(r"y_v \gets x_v \\ \return y \\", name="my_model"))) == ["my_model"]
+
+
+def test_nul_and_control_characters_in_a_comment():
+    """A NUL byte inside a `%` comment made the generated module unparsable (it lands in the docstring)."""
+    source = src("% a comment with \x00 a NUL, \x0c a form feed and \u2028 a line separator\n"
+                 r"y_v \gets 2 x_v \\ \return y \\")
+    g, x = graph(), x_of()
+    m = build(source, d=3)
+    close(m(g, x), 2 * x)
+    assert "\x00" in m.__doc__ and "\x00" not in kokoyi.to_python(source)
+
+
+# ---------------------------------------------------------------- security: one quoting function
+EVIL_FILE = 'a""" if __import__("os").system("touch PWNED") else """b.kky'
+TRICKY = ['"""', "'''", "\\", '\\"""', '\n', '\r', '\x00', "\\\n", '" + __import__("os").system("touch PWNED") + "']
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_quote_round_trips_every_string(text):
+    from kokoyi.compiler.codegen import comment, quote
+    import ast
+    for doc in (False, True):
+        lit = quote("x" + text + "y" + text, doc=doc)
+        assert ast.literal_eval(lit) == "x" + text + "y" + text
+    assert "\n" not in comment(text) and "\x00" not in comment(text) and "\r" not in comment(text)
+
+
+def test_file_name_cannot_run_code(tmp_path):
+    """The `.kky` file name was pasted into the module docstring unescaped: this name ran a command under
+    `kokoyi train`, `kokoyi.load` and when a `-o` module was imported."""
+    source = (ROOT / "examples" / "gcn.kky").read_text()
+    # a comment with quotes, backslashes and a NUL lands in the class docstring as well
+    source = source.replace(r"\begin{model}", '% """ + __import__("os").system("touch PWNED") + """ \\\x00\n'
+                            r"\begin{model}", 1)
+    evil = tmp_path / EVIL_FILE
+    evil.write_text(source)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / "gen.py"
+    r = subprocess.run([sys.executable, "-m", "kokoyi", "compile", EVIL_FILE, "-o", str(out)], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-c", "import gen"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-c", f"import kokoyi; kokoyi.load({str(evil)!r})"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "kokoyi", "train", EVIL_FILE, "--epochs", "1", "--no-progress"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "PWNED").exists()
+    assert EVIL_FILE in out.read_text()  # the name is there, quoted

@@ -1238,11 +1238,34 @@ def _command_hint(name: str) -> str | None:
     return f"did you mean \\{close[0]}?" if close else None
 
 
+# names the generated module binds at its top level (imports, and the inlined operators of --standalone)
+MODULE_NAMES = {"torch", "nn", "F", "ops", "Graph", "numbers", "gspmm", "gsddmm", "edge_softmax", "gat_aggregate",
+                "check_hyper", "check_input"}
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why `name` cannot be the Python class of a model (None when it can)."""
+    import builtins
+
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        return "is not a valid class name"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is a Python keyword"
+    if name in MODULE_NAMES or hasattr(builtins, name):
+        return "would shadow a name the generated module uses"
+    return None
+
+
 def check(program: A.Program) -> TProgram:
     """Check every model of a program; raise one `KokoyiError` listing every mistake found."""
     col = Collector(program.source, program.path)
     models, seen = [], {}
     for m in program.models:
+        problem = model_name_problem(m.name)
+        if problem is not None:
+            col.error(f"model name '{m.name}' {problem}", m.name_span,
+                      "a model name is a letter followed by letters, digits or _, e.g. GCN or Model_2")
+            continue
         if m.name in seen:
             col.error(f"redefinition of model '{m.name}'", m.name_span)
             continue

@@ -6,6 +6,7 @@ each line of math sits, as a comment, above the code it became.
 """
 from __future__ import annotations
 
+import ast
 import textwrap
 from pathlib import Path
 
@@ -14,6 +15,43 @@ import sympy as sp
 from kokoyi.compiler.ir import Assign, Comment, LModel, Loop, LProgram, Py
 
 INDENT = "    "
+
+
+# ------------------------------------------------------------------ user text -> generated code
+def quote(text: str, *, doc: bool = False) -> str:
+    """The one way a string from a user's source, file name or data enters generated code: a Python
+    literal whose value is exactly `text` (nothing in it can end the literal and run as code).
+
+    `doc=True` prefers the readable raw docstring `r\"\"\"...\"\"\"` (LaTeX keeps its single backslashes) when
+    that form provably round-trips, and falls back to `repr` otherwise (quotes, NUL, control characters)."""
+    text = str(text)
+    if doc:
+        lit = 'r"""' + text + '"""'
+        raw_safe = ('"""' not in text and not text.endswith(("\\", '"'))
+                    and text.replace("\n", "").isprintable())
+        if raw_safe and _literal_value(lit) == text:
+            return lit
+    lit = repr(text)
+    assert _literal_value(lit) == text
+    return lit
+
+
+def _literal_value(lit: str):
+    """The value of `lit` if it is exactly one string literal, else None (never evaluates code)."""
+    try:
+        tree = ast.parse(lit, mode="eval")
+    except (SyntaxError, ValueError):
+        return None
+    if isinstance(tree.body, ast.Constant) and isinstance(tree.body.value, str):
+        return tree.body.value
+    return None
+
+
+def comment(text: str) -> str:
+    """User text as the body of one `#` comment line: line breaks become spaces and other characters
+    that are not printable (NUL, form feed, line separators) their escapes."""
+    text = " ".join(str(text).splitlines())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 # ------------------------------------------------------------------ the print table
 # op -> format; {0}, {1} are the printed arguments, {name} attributes.
@@ -108,7 +146,7 @@ class Printer:
             v = args[0]
             if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
                 v = int(v) if not isinstance(args[0], float) else float(v)
-            text = repr(v) if not isinstance(v, str) else f'"{v}"'
+            text = repr(v) if not isinstance(v, str) else quote(v)
             return text, (9 if not (isinstance(v, (int, float)) and v < 0) else 3)
         if op == "sympy":
             text = self.dim(args[0], at.get("loop_vars"))
@@ -179,10 +217,6 @@ class Printer:
 
 
 # ------------------------------------------------------------------ module
-def _doc(latex: str) -> str:
-    return latex.replace('"""', '\\"\\"\\"')
-
-
 def _init_code(p, pr: Printer) -> list[str]:
     init = p.info["init"]
     target = f"self.{p.key}"
@@ -216,8 +250,7 @@ def generate_model(m: LModel) -> str:
                  aliases=aliases)
     pinit = Printer(in_forward=False, aliases=aliases)
     out = [f"class {tm.name}(nn.Module):"]
-    out.append(INDENT + 'r"""' + _doc(tm.latex))
-    out.append(INDENT + '"""')
+    out.append(INDENT + quote(tm.latex + "\n" + INDENT, doc=True))
     out.append("")
     # constructor
     sig = []
@@ -228,10 +261,10 @@ def generate_model(m: LModel) -> str:
     out.append(INDENT + f"def __init__(self{', *, ' + ', '.join(sig) if sig else ''}):")
     body = ["super().__init__()"]
     for h in tm.hypers:
-        body.append(f"# {h.latex}")
-        body.append(f'self.{h.key} = ops.check_hyper("{h.key}", {h.key}, "{h.info["kind"]}")')
+        body.append(f"# {comment(h.latex)}")
+        body.append(f'self.{h.key} = ops.check_hyper({quote(h.key)}, {h.key}, {quote(h.info["kind"])})')
     for p in tm.params:
-        body.append(f"# {p.latex}")
+        body.append(f"# {comment(p.latex)}")
         if p.kind == "submodel":
             dims = [pinit.dim(d) for d in p.info["dims"]]
             dims = [f"self.{d}" if d in {h.key for h in tm.hypers} else d for d in dims]
@@ -277,8 +310,8 @@ def generate_model(m: LModel) -> str:
     for i in tm.inputs:
         shape = "(" + "".join(pr.dim(d) + ", " for d in i.ty.shape).rstrip(", ") + ("," if len(i.ty.shape) == 1 else "") + ")"
         where = "graph" if tm.uses_graph else "None"
-        fb.append(f"# {i.latex}")
-        fb.append(f'{i.key} = ops.check_input({where}, "{i.key}", {i.key}, "{i.dom}", {shape})')
+        fb.append(f"# {comment(i.latex)}")
+        fb.append(f'{i.key} = ops.check_input({where}, {quote(i.key)}, {i.key}, {quote(i.dom)}, {shape})')
         if i.dom == "edge":
             fb.append(f"{i.key} = graph.edge_data({i.key})  # the user's edge order -> the graph's")
     fb += body_lines(m.body, pr)
@@ -293,11 +326,11 @@ def body_lines(stmts, pr: Printer) -> list[str]:
     for s in stmts:
         if isinstance(s, Comment):
             lines.append("")
-            lines += ["# " + ln for ln in textwrap.wrap(s.text, 100, break_long_words=False,
+            lines += ["# " + ln for ln in textwrap.wrap(comment(s.text), 100, break_long_words=False,
                                                          break_on_hyphens=False) or [""]]
         elif isinstance(s, Assign):
             if s.comment:
-                lines.append(f"# {s.comment}")
+                lines.append(f"# {comment(s.comment)}")
             target = s.target if isinstance(s.target, str) else pr(s.target)
             lines.append(f"{target} = {pr(s.expr)}")
         elif isinstance(s, Loop):
@@ -307,7 +340,7 @@ def body_lines(stmts, pr: Printer) -> list[str]:
             lines += [INDENT + ln for ln in body_lines(s.body, pr)]
         elif isinstance(s, Py) and s.op == "if":
             cond, then_b, else_b = s.args
-            lines.append(f"# {s.attrs['comment']}")
+            lines.append(f"# {comment(s.attrs['comment'])}")
             lines.append(f"if {pr(cond)}:")
             lines += [INDENT + ln for ln in body_lines(then_b, pr)]
             lines.append("else:")
@@ -340,10 +373,11 @@ def metadata(m: LModel) -> dict:
     }
 
 
-HEADER = '''"""Generated by kokoyi from {path}: edit the .kky source, not this file.
+HEADER_DOC = """Generated by kokoyi from {path}: edit the .kky source, not this file.
 
 Models: {names}
 """
+HEADER = '''{doc}
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -355,7 +389,8 @@ def generate(program: LProgram, standalone: bool = False) -> str:
     for m in program.models:
         m_hypers[m.typed.name] = m.typed.hypers
     names = ", ".join(m.typed.name for m in program.models)
-    parts = [HEADER.format(path=Path(program.path).name if program.path else "<string>", names=names)]
+    doc = HEADER_DOC.format(path=Path(program.path).name if program.path else "<string>", names=names)
+    parts = [HEADER.format(doc=quote(doc, doc=True))]
     if standalone:
         inline = (Path(__file__).resolve().parent.parent / "kernels" / "inline.py").read_text()
         parts.append("\n# ---- kokoyi's PyTorch operators, inlined (this file needs torch alone) ----\n")
@@ -367,7 +402,7 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:
         parts.append("\n\n" + generate_model(m))
-    table = ", ".join(f'"{m.typed.name}": {m.typed.name}' for m in program.models)
+    table = ", ".join(f'{quote(m.typed.name)}: {m.typed.name}' for m in program.models)
     parts.append(f"\n\n__kokoyi_models__ = {{{table}}}\n")
     for m in program.models:
         parts.append(f"{m.typed.name}.__kokoyi__ = {metadata(m)!r}\n")

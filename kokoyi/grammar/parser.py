@@ -114,7 +114,9 @@ class ToAst(Transformer):
     @v_args(meta=True)
     def model(self, meta, items):
         _, name, body, _ = items
-        return A.Model(self._span(meta), name[0], name[1], body)
+        # the name as written, not its kept tokens (`_` and `-` are anonymous: `my_model` is not `mymodel`)
+        text = "".join(self.text[name[1].start:name[1].end].split())
+        return A.Model(self._span(meta), text, name[1], body)
 
     def body(self, items):
         return [s for s in items if s is not None]
