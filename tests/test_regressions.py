@@ -270,3 +270,38 @@ def test_file_name_cannot_run_code(tmp_path):
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "PWNED").exists()
     assert EVIL_FILE in out.read_text()  # the name is there, quoted
+
+
+# ---------------------------------------------------------------- front-end tracebacks -> diagnostics
+SUBMODEL_WITHOUT_RETURN = r"""\begin{model}{S}
+\hyper d \\ \input z \in \mathbb{R}^{d} \\ y \gets z \\
+\end{model}
+\begin{model}{M}
+\hyper d \\ \input x_v \in \mathbb{R}^{d} \\ \param f \sim S(d) \\ y_v \gets f(x_v) \\ \return y \\
+\end{model}"""
+
+
+@pytest.mark.parametrize("source, message", [
+    (src(r"y_v \gets x_v \\ \return y \\", hypers=r"\hyper d \\ \hyper a \in \mathbb{R} = \frac{1}{0} \\"),
+     ":2:48: error: division by zero"),
+    (src(r"y_v \gets " + "9" * 400 + r" x_v \\ \return y \\"), ":4:11: error: number too large"),
+    (src(r"y_v \gets " + "9" * 400 + r".5 x_v \\ \return y \\"), ":4:11: error: number too large"),
+    (src(r"\param W \in \mathbb{R}^{d \times " + "9" * 400 + r"} \\ y_v \gets x_v \\ \return y \\"),
+     ":4:35: error: number too large"),
+    (src(r"y_v \gets \mathrm{ReLU} \odot x_v \\ \return y \\"), r"error: '\mathrm{ReLU}' is a function, not a value"),
+    (src(r"y_v \gets \tanh \\ \return y \\"), r"error: '\tanh' is a function, not a value"),
+    (SUBMODEL_WITHOUT_RETURN, "error: model 'S' returns nothing"),
+    (src(r"y_v \gets x_.5 \\ \return y \\"), ":4:13: error: a script of more than one character needs braces"),
+])
+def test_front_end_tracebacks_are_diagnostics(source, message):
+    """`\\frac{1}{0}` in a default, 400-digit numbers, `\\mathrm{ReLU} \\odot x_v`, a submodel with no
+    `\\return` raised Python exceptions; `x_.5` was called "too deeply nested"."""
+    assert message in diag(source)
+
+
+@pytest.mark.parametrize("expr", [r"x_v^2^2^2^2^2^2", r"x_v^2^2", r"x_v_u"])
+def test_double_script_is_an_error(expr):
+    """`x_v^2^2^2^2^2^2` hung (and `x_v_u` silently read `x_v`): TeX calls a double script an error."""
+    t = time.perf_counter()
+    text = diag(src(rf"y_v \gets {expr} \\ \return y \\"))
+    assert ("double superscript" in text or "double subscript" in text) and time.perf_counter() - t < 5

@@ -365,7 +365,10 @@ class ModelChecker:
         if isinstance(node, A.Neg):
             return -self.literal(node.operand)
         if isinstance(node, A.Frac):
-            return self.literal(node.num) / self.literal(node.den)
+            num, den = self.literal(node.num), self.literal(node.den)
+            if den == 0:
+                self.err("division by zero", node.den.span)
+            return num / den
         if isinstance(node, A.Group):
             return self.literal(node.body)
         self.err("expected a number", node.span)
@@ -471,6 +474,9 @@ class ModelChecker:
                 self.err(f"model '{name}' must take one plain input and use no graph operator to be applied "
                          "node-wise", node.span)
             shape_in = tuple(_subst(s, subs) for s in ins[0].ty.shape)
+            if not target.returns:
+                self.err(f"model '{name}' returns nothing, so it cannot be applied", node.span,
+                         f"add \\return NAME \\\\ to model '{name}'")
             out = target.returns[0][0]
             shape_out = tuple(_subst(s, subs) for s in out.ty.shape)
         v = self.declare(Value(py_name(key), "submodel", "plain", Ty(shape_out), st.span, self.latex(st), info={
@@ -564,7 +570,7 @@ class ModelChecker:
                     read = self.family_of(v.info["range"], fam.letter, st, "vector")
                     fam.lo, fam.hi = read.lo, read.hi
                 scope.heads[fam.letter] = fam
-        expr = self.expr(st.expr, scope)
+        expr = self.no_func(self.expr(st.expr, scope))
         if v.family is not None and v.family.mode == "vector":
             fam = scope.heads[v.family.letter]
             if fam.hi is None:
@@ -639,7 +645,20 @@ class ModelChecker:
             self.err(f"'{self.latex(node)}' is not allowed in an expression", node.span)
         return method(node, scope)
 
+    def no_func(self, t: T) -> T:
+        """A function name where a value is needed (`\\mathrm{ReLU} \\odot x_v`) is refused."""
+        if t.op == "func":
+            name = t.attrs.get("key") or t.attrs["name"]
+            self.err(f"'{self.latex_at(t.span)}' is a function, not a value", t.span,
+                     f"apply it to an argument: {self.latex_at(t.span)}(x_v)" if name else None)
+        return t
+
+    def latex_at(self, span) -> str:
+        return " ".join(self.src[span.start:span.end].split())
+
     def mk(self, op, args, ty, span, **attrs) -> T:
+        for a in args:
+            self.no_func(a)
         deps = frozenset().union(*(a.deps for a in args)) if args else frozenset()
         edge_input = any(a.edge_input for a in args)
         return T(op, tuple(args), ty, deps, span, attrs, edge_input)
@@ -1141,7 +1160,7 @@ class ModelChecker:
         inner = scope.with_(nodes=scope.nodes + (u,), reduction=(u, center) if direction == "in" else (center, u))
         if direction == "out":
             inner.reduction = (center, u)
-        body = self.expr(node.operand, inner)
+        body = self.no_func(self.expr(node.operand, inner))
         if self_loop and body.edge_input:
             self.err("an edge input is used on the self loop of \\mathcal{N}(v) \\cup \\{v\\}", node.span,
                      "the self loop (v, v) is not an edge of the graph; sum over \\mathcal{N}(v) alone")
@@ -1164,7 +1183,7 @@ class ModelChecker:
         if scope.edge is None or scope.edge != (u, center):
             self.err(f"softmax_{{{u}}} over neighbours gives an edge value: define it as a value indexed by "
                      f"({u}, {center})", span, f"e.g. \\alpha_{{{u}{center}}} \\gets \\mathrm{{softmax}}_{{...}}(...)")
-        body = self.expr(arg_node, scope)
+        body = self.no_func(self.expr(arg_node, scope))
         if self_loop and body.edge_input:
             self.err("an edge input is used on the self loop of \\mathcal{N}(v) \\cup \\{v\\}", span,
                      "the self loop (v, v) is not an edge of the graph")

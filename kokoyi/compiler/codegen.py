@@ -32,7 +32,10 @@ def quote(text: str, *, doc: bool = False) -> str:
         if raw_safe and _literal_value(lit) == text:
             return lit
     lit = repr(text)
-    assert _literal_value(lit) == text
+    if lit.startswith("'") and '"' not in text:  # no quote character inside: the double quotes of the house style
+        lit = '"' + lit[1:-1] + '"'
+    if _literal_value(lit) != text:  # cannot happen with repr; checked because the guarantee matters
+        raise ValueError(f"cannot quote {text!r}")
     return lit
 
 

@@ -18,6 +18,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from kokoyi.diagnostics import Diagnostic, KokoyiError, Span
 from kokoyi.grammar import ast as A
 
+MAX_NUMBER = 2 ** 53  # integers above this are not exact in float64: refused (no layer needs one)
 MAX_DEPTH = 64  # brackets nested deeper than this are refused (the paper that needs it does not exist)
 MAX_BYTES = 1 << 20
 
@@ -26,6 +27,14 @@ _OPERAND_END = {"LETTER", "ALPHANUM", "DIGIT", "NUMBER", "CMD", "TOP", "PRIME", 
                 "RBAR", "RNORM", "RBRACE_ESC", "CAL", "BB"}
 _BARS = {"BAR": ("LBAR", "RBAR"), "DBAR": ("LNORM", "RNORM")}
 _FORCED = {"\\lvert": "LBAR", "\\rvert": "RBAR"}
+
+
+class Refused(Exception):
+    """A token or tree the grammar accepts but the language refuses; carries its diagnostic."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
 
 
 class BarPairer:
@@ -38,6 +47,9 @@ class BarPairer:
         prev = None
         after_script = False
         for tok in stream:
+            if after_script and tok.type == "NUMBER" and not tok.value[0].isdigit():  # `x_.5`
+                raise Refused(Diagnostic(f"a script of more than one character needs braces: {{{tok.value}}}",
+                                         _tok_span("", tok)))
             if after_script and tok.type in ("ALPHANUM", "NUMBER") and len(tok.value) > 1:
                 head, rest = tok.value[0], tok.value[1:]
                 yield self._piece(tok, "LETTER" if head.isalpha() else "DIGIT", head, 0)
@@ -242,9 +254,10 @@ class ToAst(Transformer):
                 node.primes += 1
                 continue
             slot = "sub" if kind == "sub" else "sup"
-            if getattr(node, slot) is not None or (slot == "sup" and node.primes and False):
-                # `x_u_v` or a second superscript: nest, as LaTeX would complain; the checker reports it
-                node = A.Scripted(node.span.join(span), node)
+            if getattr(node, slot) is not None:  # `x_u_v`, `x^2^2`: TeX's "Double subscript/superscript"
+                what = "subscript" if slot == "sub" else "superscript"
+                example = "{x^{2}}^{2}" if slot == "sup" else "x_{uv}"
+                raise Refused(Diagnostic(f"double {what}", span, f"group it, as TeX requires: {example}"))
             setattr(node, slot, arg)
         return node
 
@@ -290,7 +303,11 @@ class ToAst(Transformer):
         span = self._t(tok)
         t, v = tok.type, str(tok)
         if t in ("NUMBER", "DIGIT"):
-            return A.Num(span, float(v) if "." in v else int(v), v)
+            value = float(v) if "." in v else int(v)
+            if abs(value) > MAX_NUMBER:
+                raise Refused(Diagnostic(f"number too large: {v[:20]}{'...' if len(v) > 20 else ''}", span,
+                                         f"numbers are at most 2^53 = {MAX_NUMBER}"))
+            return A.Num(span, value, v)
         if t == "LETTER":
             return A.Sym(span, v, "letter")
         if t == "ALPHANUM":
@@ -511,10 +528,16 @@ def parse(source: str | bytes, path: str = "<string>") -> A.Program:
         models = ToAst(text).transform(tree)
     except UnexpectedInput as e:
         raise KokoyiError([_syntax_diagnostic(text, e)], text, path) from None
+    except Refused as e:
+        raise KokoyiError([e.diagnostic], text, path) from None
     except (RecursionError, VisitError) as e:
         inner = e.orig_exc if isinstance(e, VisitError) else e
         if isinstance(inner, KokoyiError):
             raise inner from None
+        if isinstance(inner, Refused):
+            raise KokoyiError([inner.diagnostic], text, path) from None
+        if not isinstance(inner, RecursionError):
+            raise inner  # an internal error: not dressed up as a diagnostic about the source
         raise KokoyiError([Diagnostic("expression too deeply nested to compile", Span(0, 0, 1, 1),
                                       "split it into several definitions")], text, path) from None
     finally:
