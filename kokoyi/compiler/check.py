@@ -1169,9 +1169,10 @@ class ModelChecker:
             self.err(f"index {extra[0]} is not bound here", node.operand.span)
         self.uses_graph = True
         deps = (body.deps - {u}) | {center}
+        # a reduction consumes its edges: the result is a node value, defined on a self loop too
         t = T("nbreduce", (body,), Ty(body.ty.shape, body.ty.fam), frozenset(deps), node.span,
               {"reduce": node.op, "var": u, "center": center, "dir": direction, "self_loop": self_loop},
-              body.edge_input)
+              body.edge_input and scope.edge is not None)
         return t
 
     def nb_softmax(self, script: A.Membership, arg_node, scope, span) -> T:
