@@ -221,10 +221,13 @@ def test_cuda_without_gpu_is_a_clear_error(data):
         train(TinyGCN, data, epochs=1, device="cuda", progress=False)
 
 
-def test_progress_bar_goes_to_stderr(data, capsys):
-    train(TinyGCN, data, epochs=3, progress=True)
+def test_progress_bar_goes_to_stderr_epoch_lines_to_stdout(data, capsys):
+    r = train(TinyGCN, data, epochs=3, progress=True)
     out, err = capsys.readouterr()
-    assert out == "" and "train TinyGCN" in err
+    assert "train TinyGCN" in err and "epoch" not in err
+    lines = out.splitlines()
+    assert [ln.split()[1] for ln in lines] == ["1", "2", "3"]  # epochs counted from 1, all kept
+    assert f"loss {r.history['loss'][0]:.4f}" in lines[0]
 
 
 def test_history_is_finite(data):
