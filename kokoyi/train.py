@@ -87,6 +87,10 @@ def coerce_hyper(spec: dict, value):
         num = float(value)
     except (TypeError, ValueError):
         raise TrainError(f"hyperparameter {name}: expected a number, got {value!r}") from None
+    lo, hi = spec.get("range") or (None, None)
+    if lo is not None and not lo <= num <= hi:  # e.g. a dropout rate (metadata "range")
+        raise TrainError(f"hyperparameter {name}: expected a value in [{lo:g}, {hi:g}] (it is a dropout "
+                         f"probability), got {value!r}")
     if kind == "real":
         return num
     if not num.is_integer() or num < (1 if kind == "dim" else 0):
@@ -130,11 +134,16 @@ def infer_hypers(meta: dict, dataset: Dataset, hypers: dict | None = None) -> di
     for shape, value, why in ((x_in.get("shape"), dataset.num_features, "the feature width"),
                               (out.get("shape"), dataset.num_classes, "the number of classes")):
         name = _bare_hyper(shape, set(specs))
-        if name is None or name in given:
+        if name is not None and name in given:
+            if coerce_hyper(specs[name], given[name]) != value:
+                raise TrainError(f"hyperparameter {name}={given[name]} disagrees with the data: {name} is "
+                                 f"{why} of {dataset.name} ({value}); drop it (it is read from the data)")
+            continue
+        if name is None:
             continue
         if name in inferred and inferred[name][0] != value:
             raise TrainError(f"hyperparameter {name} would be both {inferred[name][1]} "
-                             f"({inferred[name][0]}) and {why} ({value}); pass it explicitly")
+                             f"({inferred[name][0]}) and {why} ({value}); train() needs them equal")
         inferred[name] = (value, why)
     result = {n: s["default"] for n, s in specs.items() if s.get("default") is not None}
     result.update({n: v for n, (v, _) in inferred.items()})

@@ -108,7 +108,18 @@ def test_one_hyper_for_both_width_and_classes_conflicts(data):
                      outputs=[{"name": "o", "domain": "node", "shape": ["d"]}])
     with pytest.raises(TrainError, match=r"d would be both the feature width \(32\) and the number of classes \(7\)"):
         infer_hypers(meta, data)
-    assert infer_hypers(meta, data, {"d": 32}) == {"d": 32}
+    with pytest.raises(TrainError, match=r"d=32 disagrees with the data: d is the number of classes of synthetic \(7\)"):
+        infer_hypers(meta, data, {"d": 32})
+
+
+def test_hyper_values_are_checked_against_their_domain(data):
+    with pytest.raises(TrainError, match=r"d_in=100 disagrees with the data: d_in is the feature width of synthetic \(32\)"):
+        infer_hypers(TinyGCN.__kokoyi__, data, {"d_in": "100"})
+    meta = _gcn_meta()
+    meta["hypers"][3]["range"] = [0.0, 1.0]
+    with pytest.raises(TrainError, match=r"hyperparameter p: expected a value in \[0, 1\] \(it is a dropout probability\), got '1.5'"):
+        infer_hypers(meta, data, {"p": "1.5"})
+    assert infer_hypers(meta, data, {"p": "1"})["p"] == 1.0
 
 
 def test_non_bare_shapes_are_not_inferred(data):
