@@ -113,8 +113,8 @@ class ToAst(Transformer):
 
     @v_args(meta=True)
     def model(self, meta, items):
-        _, name, body, _ = items
-        return A.Model(self._span(meta), name[0], name[1], body)
+        _, name, body, _ = items  # `My-GCN` names the class My_GCN (a Python identifier)
+        return A.Model(self._span(meta), name[0].replace("-", "_"), name[1], body)
 
     def body(self, items):
         return [s for s in items if s is not None]
