@@ -264,7 +264,8 @@ def train(model, dataset: Dataset, epochs: int = 200, lr: float = 0.01, weight_d
     best = {"key": None, "epoch": -1, "state": None}
     seconds: list[float] = []
     try:
-        reporter = Reporter(f"train {type(module).__name__}", epochs, every=every if progress else 0,
+        reporter = Reporter(f"train {type(module).__name__}", epochs,
+                            every=every if every is not None else (None if progress else 0),
                             progress=progress, log=log, stream=stream, run=run)
     except ValueError as e:
         raise TrainError(str(e)) from None
@@ -310,3 +311,30 @@ def _loop(module, graph, x, y, masks, opt, num_classes, hist, best, seconds, rep
                        best_val=hist["val_acc"][best["epoch"]])
         if patience is not None and epoch - best["epoch"] >= patience:
             break
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def evaluate_logits(model: nn.Module, dataset, device="cpu") -> torch.Tensor:
+    """`model(graph, x)` on every node of `dataset` (a `Dataset` or a PyG `Data`), eval mode, no
+    gradients: the logits `(N, C)` (the first output when the model returns several), on the CPU."""
+    dataset = as_dataset(dataset)
+    dev = _device(device)
+    model = model.to(dev).eval()
+    with torch.no_grad():
+        out = model(dataset.graph().to(dev), dataset.x.to(dev))
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != dataset.num_nodes:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise TrainError(f"the model's output should be logits of shape ({dataset.num_nodes}, C), got {got}")
+    return out.cpu()
+
+
+def accuracies(logits: torch.Tensor, dataset: Dataset) -> dict[str, float]:
+    """{train_acc, val_acc, test_acc} of `logits` (as `train` measures them; NaN for an empty mask)."""
+    if logits.shape[1] != dataset.num_classes:
+        raise TrainError(f"the model predicts {logits.shape[1]} classes but {dataset.name} has "
+                         f"{dataset.num_classes}")
+    pred = logits.argmax(dim=1)
+    return {f"{k}_acc": _accuracy(pred, dataset.y, getattr(dataset, f"{k}_mask")) for k in ("train", "val", "test")}
