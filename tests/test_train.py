@@ -211,7 +211,7 @@ def test_wrong_logit_shape_is_explained(data):
         __kokoyi__ = _gcn_meta(outputs=[{"name": "o", "domain": "node", "shape": ["d_h"]}])
 
     with pytest.raises(TrainError, match=r"logits of shape \(2000, 7\) \(nodes, classes\), got \(2000, 16\)"):
-        train(Wrong, data, epochs=2, progress=False, hypers={"C": 16, "d_h": 16})
+        train(Wrong, data, epochs=2, progress=False, hypers={"C": 16})  # meta: d_h = 7 classes; the module gives C
 
 
 @pytest.mark.parametrize("kwargs, msg", [
