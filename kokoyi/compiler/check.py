@@ -359,6 +359,9 @@ class ModelChecker:
         self.syms[key] = sp.Symbol(key, positive=True, integer=kind != "real") if kind != "real" else sp.Symbol(key)
         self.hypers.append(v)
 
+    def values_by_key(self, key: str) -> Value:
+        return next(h for h in self.hypers if h.key == key)
+
     def literal(self, node) -> float:
         if isinstance(node, A.Num):
             return node.value
@@ -1011,7 +1014,8 @@ class ModelChecker:
             param = self.expr(script, scope)
             if param.ty.shape or param.deps:
                 self.err("the dropout rate must be a scalar hyperparameter or number", script.span)
-            param = param
+            if param.op == "hyper":  # its domain, for up-front checks of --hyper values (metadata "range")
+                self.values_by_key(param.get("name")).info.setdefault("range", [0.0, 1.0])
         elif script is not None:
             self.err(f"'{name}' takes no subscript", script.span)
         return self.mk("fn", [arg], arg.ty, span, name=name, param=param)
@@ -1288,6 +1292,10 @@ def check(program: A.Program) -> TProgram:
             continue
         if m.name in seen:
             col.error(f"redefinition of model '{m.name}'", m.name_span)
+            continue
+        if not m.name.isidentifier() or keyword.iskeyword(m.name):  # it names the Python class
+            col.error(f"model name '{m.name}' cannot name a Python class", m.name_span,
+                      "use letters, digits, _ and - (a - becomes _), starting with a letter")
             continue
         try:
             tm = ModelChecker(m, program, col, seen).run()

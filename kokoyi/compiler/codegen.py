@@ -363,7 +363,8 @@ def metadata(m: LModel) -> dict:
     return {
         "name": tm.name,
         "latex": tm.latex,
-        "hypers": [{"name": h.key, "kind": h.info["kind"], "default": h.info.get("default")} for h in tm.hypers],
+        "hypers": [{"name": h.key, "kind": h.info["kind"], "default": h.info.get("default"),
+                    **({"range": h.info["range"]} if "range" in h.info else {})} for h in tm.hypers],
         "inputs": [{"name": i.key, "domain": i.dom, "shape": shape(i.ty)} for i in tm.inputs],
         "params": [{"name": p.key, "shape": shape(p.ty),
                     "family": str(p.family.hi - p.family.lo + 1) if p.family else None,
@@ -371,6 +372,8 @@ def metadata(m: LModel) -> dict:
         "outputs": [{"name": v.key, "domain": v.dom,
                      "shape": ([str(sp.sympify(1) * 0 + 0)] and []) + shape(v.ty),
                      "family": list(v.ty.fam)} for v, _t in tm.returns],
+        "defs": [{"name": d.value.key, "domain": d.value.dom, "shape": shape(d.value.ty),
+                  "family": list(d.value.ty.fam)} for d in tm.defs if d.family_index in (None, 0)],
         "depth": str(tm.depth),
         "uses_graph": tm.uses_graph,
     }
