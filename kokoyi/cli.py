@@ -1,15 +1,18 @@
 """The `kokoyi` command: check, compile, render and train `.kky` files.
 
 Exit status: 0 success, 1 diagnostics about the source (printed to stderr, compiler style),
-2 usage mistakes, unreadable files and training/dataset configuration errors (one clean line).
+2 usage mistakes, unreadable files and training/dataset configuration errors (one clean line),
+3 an internal error (a bug of kokoyi: one line asking for a report; the traceback with KOKOYI_DEBUG=1).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import sys
+import traceback
 from pathlib import Path
 
 from kokoyi.diagnostics import KokoyiError
@@ -26,8 +29,10 @@ class CliError(Exception):
 # --------------------------------------------------------------------------- helpers
 
 def _read(path: str) -> bytes:
+    from kokoyi.grammar.parser import read_source
+
     try:
-        return Path(path).read_bytes()
+        return read_source(path)  # at most the size limit + 1 bytes: `kokoyi check /dev/zero` stops
     except OSError as e:
         raise CliError(f"cannot read {path}: {e.strerror or e}") from None
 
@@ -255,6 +260,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kokoyi: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug of kokoyi must not look like a diagnostic (exit 1)
+        return internal_error(e)
+
+
+def internal_error(e: BaseException) -> int:
+    """One line for an internal error (exit 3); the traceback only with KOKOYI_DEBUG=1."""
+    if os.environ.get("KOKOYI_DEBUG", "") not in ("", "0"):
+        traceback.print_exception(e, file=sys.stderr)
+    first = (str(e).splitlines() or [""])[0][:300]
+    print(f"kokoyi: internal error ({type(e).__name__}: {first}); this is a bug of kokoyi, please report it "
+          "(set KOKOYI_DEBUG=1 to see the traceback)", file=sys.stderr)
+    return 3
 
 
 if __name__ == "__main__":

@@ -305,3 +305,39 @@ def test_double_script_is_an_error(expr):
     t = time.perf_counter()
     text = diag(src(rf"y_v \gets {expr} \\ \return y \\"))
     assert ("double superscript" in text or "double subscript" in text) and time.perf_counter() - t < 5
+
+
+# ---------------------------------------------------------------- robustness of the command line
+def test_check_dev_zero_stops_at_the_size_limit():
+    """`kokoyi check /dev/zero` read until memory ran out (the limit was checked after reading)."""
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero")
+    from kokoyi.cli import main
+    t = time.perf_counter()
+    assert main(["check", "/dev/zero"]) == 1
+    assert time.perf_counter() - t < 10
+    with pytest.raises(KokoyiError, match="file is too large"):
+        kokoyi.load("/dev/zero")
+
+
+@pytest.mark.parametrize("argv", [["check"], ["compile"], ["compile", "--explain"], ["render"],
+                                  ["train", "--epochs", "1", "--no-progress"]])
+def test_internal_error_is_not_a_diagnostic(argv, tmp_path, monkeypatch, capsys):
+    """A crash of the compiler printed a traceback and exited like a diagnostic: now one line, exit 3,
+    the traceback only with KOKOYI_DEBUG=1."""
+    import kokoyi.grammar.parser as parser
+    from kokoyi.cli import main
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    path = tmp_path / "m.kky"
+    path.write_text(src(r"y_v \gets x_v \\ \return y \\"))
+    monkeypatch.setattr(parser, "parse", broken)
+    monkeypatch.delenv("KOKOYI_DEBUG", raising=False)
+    assert main([*argv[:1], str(path), *argv[1:]]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error (RuntimeError: boom)" in err and "please report" in err
+    monkeypatch.setenv("KOKOYI_DEBUG", "1")
+    assert main([*argv[:1], str(path), *argv[1:]]) == 3
+    assert "Traceback" in capsys.readouterr().err
