@@ -362,3 +362,33 @@ def test_flat_sum_of_2000_terms_compiles_in_seconds():
 def _ast_depth(node) -> int:
     import ast
     return 1 + max((_ast_depth(c) for c in ast.iter_child_nodes(node)), default=0)
+
+
+LAYER_NORM = r"""\begin{model}{LN}
+  \hyper n \\
+  \input z \in \mathbb{R}^{n} \\
+  \param \gamma \in \mathbb{R}^{n} = 1 \\
+  \mu \gets \mathrm{mean}(z) \\
+  c \gets z - \mu \\
+  \sigma \gets \sqrt{\mathrm{mean}(c \odot c) + 1} \\
+  o \gets \gamma \odot \frac{c}{\sigma} + \|z\|_2 \\
+  \return o \\
+\end{model}
+"""
+
+
+def test_submodel_with_a_feature_reduction_runs_row_wise():
+    """A helper model (LayerNorm with `\\mathrm{mean}` over features) applied to x_v reduced without keeping
+    the axis, so `z - \\mu` broadcast across the wrong axis (or crashed)."""
+    source = LAYER_NORM + src(r"\param f \sim LN(d) \\ \param W \in \mathbb{R}^{d \times d} \\"
+                              r" y_v \gets f(x_v) \\ z_v \gets \sum_{u \in \mathcal{N}(v)} f(x_u W) \\ \return y, z \\")
+    g, x, A = graph(), x_of(), dense()
+    m = build(source, d=3)
+
+    def ln(z):
+        c = z - z.mean(-1, keepdim=True)
+        return m.f.gamma * c / ((c * c).mean(-1, keepdim=True) + 1).sqrt() + z.norm(dim=-1, keepdim=True)
+
+    y, z = m(g, x)
+    close(y, ln(x))
+    close(z, A @ ln(x @ m.W))

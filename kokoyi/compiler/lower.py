@@ -448,7 +448,16 @@ class ModelLowering:
 
     def n_call(self, t, sl):
         a = self.node(t.args[0], sl)
-        return Val(call("submodel", a.py, key=t.attrs["key"]), Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
+        return Val(call("submodel", a.py, key=t.attrs["key"], lead=self.vmapped(t, a)),
+                   Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
+
+    def vmapped(self, t: T, a: Val) -> int:
+        """How many leading axes (rows, family axes) a model of the file is mapped over with torch.vmap: it is
+        written for one feature vector (`\\mathrm{mean}(z)` reduces all of z), so it runs once per row.
+        The built-in Linear and MLP take batches as they are."""
+        if self.tm.values[t.attrs["key"]].info.get("kind") != "model":
+            return 0
+        return (1 if a.lay.rows else 0) + len(a.lay.fam)
 
     def n_expand_fam(self, t, sl):
         a = self.node(t.args[0], sl)
@@ -1049,7 +1058,8 @@ class ModelLowering:
 
     def e_call(self, t):
         a = self.as_edge_if_node(self.edge(t.args[0]))
-        return Val(call("submodel", a.py, key=t.attrs["key"]), Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
+        return Val(call("submodel", a.py, key=t.attrs["key"], lead=self.vmapped(t, a)),
+                   Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
 
     def softmax(self, t: T, v: Value) -> Val:
         self._edge_ctx = (t.attrs["var"], t.attrs["center"])
