@@ -392,3 +392,15 @@ def test_submodel_with_a_feature_reduction_runs_row_wise():
     y, z = m(g, x)
     close(y, ln(x))
     close(z, A @ ln(x @ m.W))
+
+
+@pytest.mark.parametrize("expr", [r"x_v[1]", r"x_v [2]", r"x_v[-1]", r"x_v[i]"])
+def test_indexing_is_refused_not_a_product(expr):
+    """`x_v[1]` compiled to `x * 1`. kokoyi has no component selection: a clear diagnostic instead."""
+    text = diag(src(rf"y_v \gets {expr} \\ \return y \\"))
+    assert "looks like indexing" in text and ":4:" in text
+
+
+def test_brackets_still_group():
+    g, x = graph(), x_of()
+    close(build(src(r"y_v \gets [x_v + x_v] 2 + 3 [x_v] \\ \return y \\"), d=3)(g, x), 7 * x)

@@ -955,6 +955,20 @@ class ModelChecker:
             return self.factors(node.left) + self.factors(node.right)
         return [node]
 
+    def refuse_indexing(self, left, right):
+        """`x_v[1]` is not a product with 1: component selection is not part of the language (brackets group,
+        as in `[x_u W \\Vert x_v W]`), so a bracket holding a lone number or index letter is refused."""
+        if not (isinstance(right, A.Group) and right.kind == "["):
+            return
+        body = right.body
+        lone = isinstance(body, A.Num) or (isinstance(body, A.Sym) and body.kind == "letter"
+                                            and py_name(body.name) not in self.values) \
+            or (isinstance(body, A.Neg) and isinstance(body.operand, A.Num))
+        if lone:
+            self.err(f"'{self.latex(left)}{self.latex(right)}' looks like indexing, which kokoyi does not do",
+                     right.span, f"brackets only group: for the product write {self.latex(body)} {self.latex(left)}; "
+                     "to use one feature, multiply by a parameter vector")
+
     def is_callable(self, node) -> bool:
         """A function name or a submodel (decided before typing, to re-associate products)."""
         base = node.base if isinstance(node, A.Scripted) else node
@@ -968,6 +982,8 @@ class ModelChecker:
 
     def product(self, nodes, node, scope) -> T:
         """A juxtaposition: apply functions to the factor after them, multiply the rest left to right."""
+        for left, right in zip(nodes, nodes[1:]):
+            self.refuse_indexing(left, right)
         out = []
         i = 0
         while i < len(nodes):
