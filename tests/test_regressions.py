@@ -404,3 +404,20 @@ def test_indexing_is_refused_not_a_product(expr):
 def test_brackets_still_group():
     g, x = graph(), x_of()
     close(build(src(r"y_v \gets [x_v + x_v] 2 + 3 [x_v] \\ \return y \\"), d=3)(g, x), 7 * x)
+
+
+@pytest.mark.parametrize("body, depth", [
+    (r"h^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u, \quad l = 1, \dots, L \\", "L"),
+    (r"h^{(l)}_v \gets \mathrm{ReLU}\Big(\sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u"
+     r" + \sum_{u \in \mathcal{N}(v)} \tanh(h^{(l-1)}_u)\Big), \quad l = 1, \dots, L \\", "L"),
+    (r"a_v \gets \sum_{u \in \mathcal{N}(v)} x_u \\ g_v \gets \sum_{u \in \mathcal{N}(v)} a_u \\"
+     r" h^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u + g_v, \quad l = 1, \dots, L \\", "L + 1"),
+    (r"h^{(l)}_v \gets \exp\Big(\sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u + \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u"
+     r" + \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u\Big), \quad l = 1, \dots, 3 \\", "3"),
+])
+def test_explain_hop_depth_of_recurrences(body, depth):
+    """--explain said `L**2` (or `L**10`) for a recurrence with several neighbour sums, and 1 for
+    `h^{(l)}_v <- sum_u h^{(l-1)}_u`."""
+    source = src(r"h^{(0)}_v \gets x_v \\ " + body + r" \return h^{(L)} \\", hypers=r"\hyper d, L \\")
+    assert kokoyi.explain(source).splitlines()[0] == f"model M (hop depth {depth})"
+    assert kokoyi.compile_model(source, "M").__kokoyi__["depth"] == depth

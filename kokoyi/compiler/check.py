@@ -625,20 +625,31 @@ class ModelChecker:
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
 
     def expr_depth(self, t: T, v: Value):
-        if t.op == "nbreduce":  # a softmax normalises over the same in-edges: no extra hop
-            return _dmax([self.expr_depth(a, v) for a in t.args]) + 1
+        """Hops (nested neighbour reductions) from the inputs to the value of `t`. For a layer recurrence
+        h^{(l)} = f(h^{(l-1)}, g) with s hops per layer from h^{(l-1)}, o hops to the other values it reads,
+        and n layers over a base case of depth b: depth(h^{(hi)}) = max(b + n s, o + (n - 1) s)."""
+        step, other = self._hops(t, v)
+        if step is None or v.family is None or v.family.mode != "loop":
+            return other
+        n = v.family.hi - v.family.lo + 1
+        base = self.depth.get(v.key, 0)
+        return _dmax([base + n * step, other + (n - 1) * step]) if step else _dmax([base, other])
+
+    def _hops(self, t: T, v: Value):
+        """(hops from the recurrence's own previous layer to `t`, or None if `t` does not read it;
+        largest depth `t` reaches through every other value)."""
         if t.op == "ref":
             key = t.attrs["key"]
-            d = self.depth.get(key, 0)
             if key == v.key and v.family is not None and v.family.mode == "loop":
-                return 0
-            return d
-        ds = [self.expr_depth(a, v) for a in t.args]
-        d = _dmax(ds) if ds else 0
-        if v.family is not None and v.family.mode == "loop" and self._self_ref(t, v.key):
-            base = self.depth.get(v.key, 0)
-            return base + (v.family.hi - v.family.lo + 1) * d if d else base
-        return d
+                return 0, 0
+            return None, self.depth.get(key, 0)
+        parts = [self._hops(a, v) for a in t.args]
+        steps = [p[0] for p in parts if p[0] is not None]
+        step = _dmax(steps) if steps else None
+        other = _dmax([p[1] for p in parts]) if parts else 0
+        if t.op == "nbreduce":  # a softmax normalises over the same in-edges: no extra hop
+            return (None if step is None else step + 1), other + 1
+        return step, other
 
     def _self_ref(self, t: T, key) -> bool:
         return (t.op == "ref" and t.attrs["key"] == key) or any(self._self_ref(a, key) for a in t.args)
