@@ -488,8 +488,8 @@ def decode(source: str | bytes, path: str) -> str:
     if isinstance(source, str):
         return source
     if len(source) > MAX_BYTES:
-        raise KokoyiError([Diagnostic(f"file is too large (more than {MAX_BYTES} bytes, the limit)")],
-                          "", path)
+        size = f"{len(source)} bytes" if len(source) > MAX_BYTES + 1 else "more bytes"  # read_source stops at +1
+        raise KokoyiError([Diagnostic(f"file is too large ({size}; the limit is {MAX_BYTES})")], "", path)
     try:
         return source.decode("utf-8-sig")
     except UnicodeDecodeError as e:
