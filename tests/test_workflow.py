@@ -379,3 +379,29 @@ def test_check_compile_render_never_import_torch():
             "print(sorted(m for m in ('torch', 'numpy', 'scipy') if m in sys.modules))")
     p = _python(code)
     assert p.returncode == 0 and p.stdout.strip() == "[]", p.stderr
+
+
+# --------------------------------------------------------------------------- 6. notebooks and docs
+
+def test_shape_table_lists_intermediates():
+    from kokoyi.magics.display import shape_rows
+
+    rows = shape_rows(kokoyi.load(ROOT / "examples" / "gat.kky")["GAT"].__kokoyi__)
+    assert ("local", "alpha", "|E|", "per edge, for each k") in rows
+    assert ("local", "h", "|V| × K*d_h", "per node") in rows
+    assert ("hyper", "p", "", "real = 0.6 in [0, 1]") in rows
+    assert [r[1] for r in rows if r[0] in ("local", "output")].count("o") == 1  # the output once
+
+
+def test_quickstart_is_committed_with_its_outputs():
+    """The notebook reads on any viewer without running it (refresh: tools/refresh_notebook.py)."""
+    nb = json.loads((ROOT / "examples" / "quickstart.ipynb").read_text(encoding="utf-8"))
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    data = [o.get("data", {}) for o in outputs]
+    text = "".join("".join(o.get("text", "")) for o in outputs)
+    assert any("text/latex" in d for d in data)  # the math
+    tables = ["".join(d["text/plain"]) for d in data if "kokoyi-shapes" in "".join(d.get("text/html", ""))]
+    assert tables and "local   h        |V| × d_h" in tables[0]  # the shape table, intermediates too
+    assert any("image/png" in d for d in data)  # the curve
+    assert "epoch  200" in text and "test accuracy after reloading" in text
+    assert not [o for o in outputs if o["output_type"] == "error"]
