@@ -145,6 +145,8 @@ def infer_hypers(meta: dict, dataset: Dataset, hypers: dict | None = None) -> di
             raise TrainError(f"hyperparameter {name} would be both {inferred[name][1]} "
                              f"({inferred[name][0]}) and {why} ({value}); train() needs them equal")
         inferred[name] = (value, why)
+    if "num_nodes" in specs and "num_nodes" not in given:  # a model with a parameter per node (|V| x d)
+        inferred.setdefault("num_nodes", (dataset.num_nodes, "the number of nodes"))
     result = {n: s["default"] for n, s in specs.items() if s.get("default") is not None}
     result.update({n: v for n, (v, _) in inferred.items()})
     result.update(given)
