@@ -405,3 +405,13 @@ def test_quickstart_is_committed_with_its_outputs():
     assert any("image/png" in d for d in data)  # the curve
     assert "epoch  200" in text and "test accuracy after reloading" in text
     assert not [o for o in outputs if o["output_type"] == "error"]
+
+
+def test_standalone_module_explains_the_calling_convention_too(data):
+    ns: dict = {}
+    exec(compile(kokoyi.to_python(GCN_FILE.read_text(), path="gcn.kky", standalone=True), "gcn_standalone", "exec"), ns)
+    model = ns["GCN"](d_in=32, d_h=4, C=7)
+    with pytest.raises(TypeError, match=r"^the first argument must be a Graph, got a tensor of shape \(2000, 32\): "
+                                        r"call the model as model\(graph, x\) with graph = Graph.from_edge_index"):
+        model(data.x, data.edge_index)
+    assert model(ns["Graph"].from_edge_index(data.edge_index, num_nodes=2000), data.x).shape == (2000, 7)
