@@ -1336,10 +1336,6 @@ def check(program: A.Program) -> TProgram:
         if m.name in seen:
             col.error(f"redefinition of model '{m.name}'", m.name_span)
             continue
-        if not m.name.isidentifier() or keyword.iskeyword(m.name):  # it names the Python class
-            col.error(f"model name '{m.name}' cannot name a Python class", m.name_span,
-                      "use letters, digits, _ and - (a - becomes _), starting with a letter")
-            continue
         try:
             tm = ModelChecker(m, program, col, seen).run()
         except CheckError:
