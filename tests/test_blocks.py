@@ -33,7 +33,7 @@ ATTENTION_MAX = r"""\begin{model}{AttMax}
   \hyper d \\
   \input x_v \in \mathbb{R}^{d} \\
   \param a \in \mathbb{R}^{2 d} \\
-  e_{uv} \gets \mathrm{LeakyReLU}_{0.2}\left( a^\top [x_u \Vert x_v] \right) \\
+  e_{uv} \gets ACT\left( a^\top [x_u \Vert x_v] \right) \\
   \alpha_{uv} \gets \mathrm{softmax}_{u \in \mathcal{N}(v)}\left( e_{uv} \right) \\
   h_v \gets \sum_{u \in \mathcal{N}(v)} \alpha_{uv} x_u \\
   m_v \gets \max_{u \in \mathcal{N}(v)} x_u \\
@@ -157,12 +157,17 @@ def _run_one(m, graph, seeds, x, gen):
     return m([b], x[b.src_ids])
 
 
-def test_softmax_and_max_run_over_the_sample_and_degrees_are_full():
+@pytest.mark.parametrize("act", ["leaky", "tanh"])  # the fused attention op, and its composition
+def test_softmax_and_max_run_over_the_sample_and_degrees_are_full(act):
     """On a sampled block: softmax normalises over the sampled neighbours (w cancels for uniform
     sampling), max runs over them, and |N(v)| reads the full degree."""
     graph = random_graph(seed=7)
     x = torch.randn(graph.num_src, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
-    m = build(ATTENTION_MAX, "AttMax", d=3)
+    act_tex = {"leaky": r"\mathrm{LeakyReLU}_{0.2}", "tanh": r"\tanh"}[act]
+    act_fn = {"leaky": lambda s: torch.nn.functional.leaky_relu(s, 0.2), "tanh": torch.tanh}[act]
+    m = build(ATTENTION_MAX.replace("ACT", act_tex), "AttMax", d=3)
+    code = kokoyi.to_python(ATTENTION_MAX.replace("ACT", act_tex))
+    assert ("ops.gat_aggregate(" in code) == (act == "leaky")
     seeds = torch.arange(0, 30, 3)
     b = uniform_block(graph, seeds, 2, torch.Generator().manual_seed(9))
     assert b.weight.max() > 1  # some targets lost neighbours
@@ -175,7 +180,7 @@ def test_softmax_and_max_run_over_the_sample_and_degrees_are_full():
         if nb.numel() == 0:
             torch.testing.assert_close(out[i], torch.zeros(3, dtype=torch.float64))
             continue
-        s = torch.nn.functional.leaky_relu(xs[nb] @ a[:d] + xs[i] @ a[d:], 0.2)
+        s = act_fn(xs[nb] @ a[:d] + xs[i] @ a[d:])
         ref = (torch.softmax(s, 0)[:, None] * xs[nb]).sum(0) + xs[nb].max(0).values
         torch.testing.assert_close(out[i], ref, rtol=1e-12, atol=1e-12)
     deg = build(r"""\begin{model}{D}

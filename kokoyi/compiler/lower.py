@@ -1178,5 +1178,6 @@ def explain_plan(program: LProgram) -> str:
             lines.append(f"  largest intermediate: {fmt_dims(dims)} ({name})")
         per_edge = [fmt_dims(d) for _n, d in edge_feats]
         lines.append("  per-edge tensors: " + (", ".join(dict.fromkeys(per_edge)) if per_edge else "none"))
+        lines += blocks_pass.explain_lines(m)
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
