@@ -561,7 +561,8 @@ def print_rule(pr, py: Py):
         block = "blocks[0]" if lv is None else _b(pr, at, "size_k")
         return f"{block}.{args[0]}().to({pr.dtype})", 9
     if op == "exchange":
-        key = f'"{at["key"]}"'
+        from kokoyi.compiler.codegen import quote  # the one quoting function (codegen imports this module)
+        key = quote(at["key"])
         if at.get("loop"):
             key = f"({key}, {', '.join(at['loop'])})"
         return f"ops.exchange(history, {key}, {pr(args[0])}, blocks, {pr(at['k'])})", 9
