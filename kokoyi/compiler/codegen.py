@@ -348,7 +348,7 @@ def blocks_header(tm, pr: Printer) -> list[str]:
     """The forward's first lines on a model that runs on blocks (kokoyi/compiler/blocks.py)."""
     depth = pr.dim(tm.depth)
     edge = any(i.dom == "edge" for i in tm.inputs)
-    return [f"# one graph per hop: the full graph {depth} times, or the {depth} sampled blocks of a mini-batch",
+    return [f"# one graph per hop ({depth}): the full graph each time, or the sampled blocks of a mini-batch",
             "# (block 0 reads the inputs; with `history`, one block repeated and stale rows for its other sources)",
             f"blocks = ops.hops(graph, self.hop_depth(), history{', edge_inputs=True' if edge else ''})"]
 
