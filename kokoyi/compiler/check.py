@@ -654,9 +654,6 @@ class ModelChecker:
             return (None if step is None else step + 1), other + 1
         return step, other
 
-    def _self_ref(self, t: T, key) -> bool:
-        return (t.op == "ref" and t.attrs["key"] == key) or any(self._self_ref(a, key) for a in t.args)
-
     def ret(self, st: A.Return):
         for node in st.values:
             try:
