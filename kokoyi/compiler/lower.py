@@ -74,8 +74,7 @@ class ModelLowering:
         self.intermediates: list[tuple] = []
         self.names: set[str] = set(tm.values) | {"graph", "self", "torch", "ops", "F", "nn"}
         self.env: dict[str, Val] = {}
-        self.self_loop_env: dict[str, Val] = {}
-        self.stacked: dict[str, Val] = {}
+        self.self_loop_env: dict = {}  # key, or (key, id of an `if` branch) -> the value on the self loop
         self.fam_sizes: dict[str, sp.Expr] = {}
         self.loop_vars: dict[str, str] = {}
         self.target = self.body
@@ -276,10 +275,10 @@ class ModelLowering:
         v = self.tm.values[key]
         py = call("attr", "self", key)
         if "head" in t.attrs:
-            if key not in self.stacked:
-                self.stacked[key] = self.emit(f"{key}_stacked", call("stack", py), Lay(None, (t.attrs["head"],),
-                                                                                        v.ty.shape), side="plain")
-            st = self.stacked[key]
+            # emit reuses the stack made earlier in this block or in the body (not one made in another
+            # branch of a run-time `if`, which would be unbound here)
+            st = self.emit(f"{key}_stacked", call("stack", py), Lay(None, (t.attrs["head"],), v.ty.shape),
+                           side="plain")
             return Val(st.py, Lay(None, (t.attrs["head"],), v.ty.shape), "plain")
         if "index" in t.attrs:
             py = call("getitem", py, self.index_py(t.attrs["index"]))
@@ -316,8 +315,11 @@ class ModelLowering:
 
     def self_loop_value(self, v: Value, t: T) -> Val:
         """An edge value on the self loop (v, v): its definition evaluated node-wise."""
-        if v.key in self.self_loop_env:
-            return self.self_loop_env[v.key]
+        # a value computed inside one branch of a run-time `if` exists in that branch only
+        block = id(self.target) if self.target is not self.body else 0
+        for k in ((v.key, block), v.key):
+            if k in self.self_loop_env:
+                return self.self_loop_env[k]
         if v.kind == "input":
             raise LowerError(f"edge input {v.key} on a self loop")
         d = next(d for d in self.tm.defs if d.value.key == v.key)
@@ -327,7 +329,7 @@ class ModelLowering:
             raise LowerError("softmax self loop")
         val = self.on_self_loop(d.expr)
         val = self.emit(f"{v.key}_self", val.py, val.lay)
-        self.self_loop_env[v.key] = val
+        self.self_loop_env[(v.key, block) if block else v.key] = val
         return val
 
     def on_self_loop(self, t: T) -> Val:
