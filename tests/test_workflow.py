@@ -175,6 +175,10 @@ def test_predict_writes_one_prediction_per_node(saved, data, tmp_path):
     assert main(["predict", str(saved), "-o", str(tmp_path / "p.npz")]) == 0
     with np.load(tmp_path / "p.npz") as z:
         assert z["prediction"].tolist() == want.tolist() and z["logits"].shape == (data.num_nodes, 7)
+    # own data without labels or masks: a graph and features are enough to predict
+    np.savez(tmp_path / "unlabelled.npz", edge_index=data.edge_index.numpy(), x=data.x.numpy())
+    assert main(["predict", str(saved), "--data", str(tmp_path / "unlabelled.npz"), "-o", str(tmp_path / "u.npy")]) == 0
+    assert np.load(tmp_path / "u.npy").tolist() == want.tolist()
 
 
 def test_eval_and_predict_errors(saved, tmp_path, capsys):
