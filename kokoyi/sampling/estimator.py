@@ -122,6 +122,9 @@ def hops(graph, depth: int, history=None, edge_inputs: bool = False) -> list:
         return [one] * max(depth, 1)
     if isinstance(graph, Graph):
         return [graph] * max(depth, 1)
+    if hasattr(graph, "shape") and hasattr(graph, "dtype"):  # PyG habits: model(x, edge_index)
+        raise TypeError(f"the first argument must be a kokoyi.Graph, got a tensor of shape {tuple(graph.shape)}: "
+                        f"call the model as model(graph, x) with graph = kokoyi.Graph.from_edge_index(edge_index)")
     if not isinstance(graph, (list, tuple)) or not all(isinstance(b, Graph) for b in graph):
         raise TypeError(f"graph must be a kokoyi.Graph or a list of {depth} sampled blocks "
                         f"(kokoyi.sampling.Block), got {type(graph).__name__}")
