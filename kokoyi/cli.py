@@ -432,6 +432,7 @@ def _run_saved(args, labels: bool):
     from kokoyi.train import TrainError, evaluate_logits
 
     _threads(args.threads)
+    info = {"model": "?"}
     try:
         model = load_model(args.dir, device=args.device)
         info = model.kokoyi_checkpoint

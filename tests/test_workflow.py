@@ -188,6 +188,18 @@ def test_eval_and_predict_errors(saved, tmp_path, capsys):
     (tmp_path / "half" / "model.kky").write_text("x")
     assert main(["eval", str(tmp_path / "half")]) == 2
     assert "lacks checkpoint.json, state_dict.pt" in capsys.readouterr().err
+    import shutil
+
+    shutil.copytree(saved, tmp_path / "edited")
+    info = json.loads((tmp_path / "edited" / "checkpoint.json").read_text())
+    info["hypers"]["d_h"] = 0
+    (tmp_path / "edited" / "checkpoint.json").write_text(json.dumps(info))
+    assert main(["eval", str(tmp_path / "edited")]) == 2
+    assert "checkpoint.json: the hyperparameters" in capsys.readouterr().err
+    info["hypers"]["d_h"] = 8  # fits the model, not the saved weights
+    (tmp_path / "edited" / "checkpoint.json").write_text(json.dumps(info))
+    assert main(["eval", str(tmp_path / "edited")]) == 2
+    assert "cannot load the weights" in capsys.readouterr().err
     assert main(["predict", str(saved), "-o", str(tmp_path / "p.txt")]) == 2
     assert "-o " in capsys.readouterr().err
     np.savez(tmp_path / "wide.npz", edge_index=np.array([[0], [1]]), x=np.ones((3, 5), np.float32))
