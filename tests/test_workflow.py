@@ -78,7 +78,13 @@ def test_cli_train_outputs_log_plot_json_runs(tmp_path, capsys):
     log, plot = tmp_path / "h.jsonl", tmp_path / "c.png"
     argv = ["train", str(GCN_FILE), "--epochs", "5", "--hyper", "d_h=8", "--runs", "2", "--threads", "1",
             "--log", str(log), "--plot", str(plot), "--json", "--no-progress", "--every", "1", "--seed", "3"]
-    assert main(argv) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(argv) == 0
+        assert torch.get_num_threads() == 1  # --threads 1
+    finally:
+        torch.set_num_threads(threads)
     out, err = capsys.readouterr()
     r = json.loads(out)  # stdout is the JSON alone; epoch lines went to stderr
     assert [ln.split()[:4] for ln in err.splitlines()][:2] == [["run", "1", "epoch", "1"], ["run", "1", "epoch", "2"]]
