@@ -279,6 +279,13 @@ def test_bad_csv_folder_and_other_files(tmp_path, capsys):
     (tmp_path / "g" / "labels.csv").write_text("0,train\n1,maybe\n")
     with pytest.raises(DatasetError, match=r"labels.csv: line 2: split must be train, val, test or empty, got 'maybe'"):
         load_data(tmp_path / "g")
+    (tmp_path / "g" / "labels.csv").write_text("0,train\n1,val\n2,test\n,\n,\n0,\n")  # unlabelled nodes
+    d = load_data(tmp_path / "g")
+    assert d.y.tolist() == [0, 1, 2, 0, 0, 0] and d.train_mask.tolist() == [True] + [False] * 5
+    (tmp_path / "g" / "labels.csv").write_text(",train\n1,val\n2,test\n,\n,\n0,\n")
+    with pytest.raises(DatasetError, match=r"labels.csv: line 1: expected an integer label, got ''"):
+        load_data(tmp_path / "g")
+
     (tmp_path / "g" / "labels.csv").write_text("0,train\n1,val\n")
     with pytest.raises(DatasetError, match=r"labels.csv: array 'y' must be \(6,\) integer labels .* got shape \(2,\)"):
         load_data(tmp_path / "g")
