@@ -451,3 +451,14 @@ def test_standalone_module_explains_the_calling_convention_too(data):
                                         r"call the model as model\(graph, x\) with graph = Graph.from_edge_index"):
         model(data.x, data.edge_index)
     assert model(ns["Graph"].from_edge_index(data.edge_index, num_nodes=2000), data.x).shape == (2000, 7)
+
+
+@pytest.mark.parametrize("standalone", [False, True])
+def test_constructor_refuses_a_dropout_rate_outside_0_1(standalone):
+    ns: dict = {}
+    if standalone:
+        exec(compile(kokoyi.to_python(GCN_FILE.read_text(), path="gcn.kky", standalone=True), "gcn_sa", "exec"), ns)
+    GCN = ns["GCN"] if standalone else kokoyi.load(GCN_FILE)["GCN"]
+    with pytest.raises(ValueError, match=r"hyperparameter 'p' must be in \[0, 1\]"):
+        GCN(d_in=4, d_h=4, C=2, p=1.5)
+    assert GCN(d_in=4, d_h=4, C=2, p=1.0).p == 1.0
