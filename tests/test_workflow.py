@@ -462,3 +462,10 @@ def test_constructor_refuses_a_dropout_rate_outside_0_1(standalone):
     with pytest.raises(ValueError, match=r"hyperparameter 'p' must be in \[0, 1\]"):
         GCN(d_in=4, d_h=4, C=2, p=1.5)
     assert GCN(d_in=4, d_h=4, C=2, p=1.0).p == 1.0
+
+
+def test_train_result_repr_is_short_and_counts_epochs_from_1(GCN, data):
+    r = train(GCN, data, epochs=4, progress=False, hypers={"d_h": 4})
+    text = repr(r)
+    assert text.startswith(f"TrainResult(test_acc={r.test_acc:.4f}, val_acc={r.val_acc:.4f}, "
+                           f"best epoch {r.best_epoch + 1} of 4") and "loss" not in text
