@@ -375,6 +375,9 @@ class ModelChecker:
         self.syms[key] = sp.Symbol(key, positive=True, integer=kind != "real") if kind != "real" else sp.Symbol(key)
         self.hypers.append(v)
 
+    def values_by_key(self, key: str) -> Value:
+        return next(h for h in self.hypers if h.key == key)
+
     def literal(self, node) -> float:
         if isinstance(node, A.Num):
             return node.value
@@ -650,9 +653,6 @@ class ModelChecker:
         if t.op == "nbreduce":  # a softmax normalises over the same in-edges: no extra hop
             return (None if step is None else step + 1), other + 1
         return step, other
-
-    def _self_ref(self, t: T, key) -> bool:
-        return (t.op == "ref" and t.attrs["key"] == key) or any(self._self_ref(a, key) for a in t.args)
 
     def ret(self, st: A.Return):
         for node in st.values:
@@ -1054,7 +1054,8 @@ class ModelChecker:
             param = self.expr(script, scope)
             if param.ty.shape or param.deps:
                 self.err("the dropout rate must be a scalar hyperparameter or number", script.span)
-            param = param
+            if param.op == "hyper":  # its domain, for up-front checks of --hyper values (metadata "range")
+                self.values_by_key(param.get("name")).info.setdefault("range", [0.0, 1.0])
         elif script is not None:
             self.err(f"'{name}' takes no subscript", script.span)
         return self.mk("fn", [arg], arg.ty, span, name=name, param=param)
@@ -1230,9 +1231,10 @@ class ModelChecker:
             self.err(f"index {extra[0]} is not bound here", node.operand.span)
         self.uses_graph = True
         deps = (body.deps - {u}) | {center}
+        # a reduction consumes its edges: the result is a node value, defined on a self loop too
         t = T("nbreduce", (body,), Ty(body.ty.shape, body.ty.fam), frozenset(deps), node.span,
               {"reduce": node.op, "var": u, "center": center, "dir": direction, "self_loop": self_loop},
-              body.edge_input)
+              body.edge_input and scope.edge is not None)
         return t
 
     def nb_softmax(self, script: A.Membership, arg_node, scope, span) -> T:

@@ -126,8 +126,9 @@ class ToAst(Transformer):
     @v_args(meta=True)
     def model(self, meta, items):
         _, name, body, _ = items
-        # the name as written, not its kept tokens (`_` and `-` are anonymous: `my_model` is not `mymodel`)
-        text = "".join(self.text[name[1].start:name[1].end].split())
+        # the name as written, not its kept tokens (`_` is kept: `my_model` is not `mymodel`);
+        # `My-GCN` names the class My_GCN (a Python identifier)
+        text = "".join(self.text[name[1].start:name[1].end].split()).replace("-", "_")
         return A.Model(self._span(meta), text, name[1], body)
 
     def body(self, items):

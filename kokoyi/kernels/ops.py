@@ -269,6 +269,9 @@ def _spmm_grad_e_sum(gt, op, g, u, e):
 def _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e):
     """max/min: only the winning edge arg[v, f] of each (v, f) gets g[v, f]."""
     nf = grad.dim() - 1
+    if gt[1].shape[0] == 0:  # no edges: every reduction was empty (0), nothing receives a gradient
+        gu = grad.new_zeros((gt[3].shape[0] - 1,) + tuple(grad.shape[1:])) if need_u else None
+        return gu, (torch.zeros_like(e) if need_e and e is not None else None)
     g = torch.where(arg >= 0, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
     win = arg.clamp(min=0)
     gu = ge = None
