@@ -530,7 +530,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return int(e.code or 0)
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that left (`| head`) shows here, not at interpreter exit
+        return status
     except KokoyiError as e:
         print(e.render(), file=sys.stderr)
         return 1
