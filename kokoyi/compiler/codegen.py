@@ -198,7 +198,10 @@ class Printer:
             fn = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}[at["reduce"]]
             return f"{self.wrap(args[0], 9)}.{fn}(-1)", 9
         if op == "submodel":
-            return f"self.{at['key']}({self(args[0])})", 9
+            fn = f"self.{at['key']}"
+            for _ in range(at.get("lead", 0)):  # one call per row (and per head): the model sees one vector
+                fn = f'torch.vmap({fn}, randomness="different")'
+            return f"{fn}({self(args[0])})", 9
         if op == "slice_feat":
             lo = self(at["lo"]) if at.get("lo") is not None else ""
             hi = self(at["hi"]) if at.get("hi") is not None else ""
