@@ -196,7 +196,7 @@ def test_softmax_and_max_run_over_the_sample_and_degrees_are_full(act):
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["gcn", "sage", "deep"])
+@pytest.mark.parametrize("name", ["gcn", "gat", "sage", "gin", "deep"])
 def test_history_refreshed_for_every_node_equals_full_forward(name):
     _, src, model_name, hypers = next(c for c in CASES if c[0] == name)
     graph = random_graph(seed=11)
