@@ -144,9 +144,8 @@ class Levels:
             k = nodes[0].k
             for n in nodes[1:]:
                 k = self.kmax(k, n.k)
-            side = "d" if any(n.side == "d" and _eq(n.k, k) for n in nodes) or \
-                any(n.side == "d" for n in nodes) else "s"
-            return Lv(k, side)
+            # S_j and D_k meet on D_max(j,k): a target set is inside every set of a lower level
+            return Lv(k, "d" if any(n.side == "d" for n in nodes) else "s")
         polys = [lv for lv in lvs if isinstance(lv, Poly)]
         if polys:
             merged = Poly(polys[0].kind)
@@ -283,7 +282,8 @@ class Levels:
         self.levels[key] = repr(lv)
         if key in self.user_nodes:
             self.boundary(key, s.target, lv, key)
-            if not self.loop_vars and isinstance(lv, Lv) and lv.side == "d" and self.maybe_ge(self.L - 1, lv.k) is not False:
+            exchanged = isinstance(lv, Lv) and lv.side == "d" and self.maybe_ge(self.L - 1, lv.k) is not False
+            if not self.loop_vars and exchanged:
                 info["base"] = (idx_e, Lv(lv.k, "s"))
 
     def boundary(self, name: str, target: Py, lv, key: str):
