@@ -283,7 +283,8 @@ class ModelLowering:
             return Val(st.py, Lay(None, (t.attrs["head"],), v.ty.shape), "plain")
         if "index" in t.attrs:
             py = call("getitem", py, self.index_py(t.attrs["index"]))
-        if "row" in t.attrs:
+        if "row" in t.attrs:  # a parameter with one row per node of the graph (`E_v`)
+            py = call("attr", "self", key, row=True) if py.op == "attr" else py
             return Val(py, Lay("N", (), t.ty.shape), "n")
         return Val(py, Lay(None, (), t.ty.shape), "plain")
 
