@@ -314,6 +314,8 @@ def _check_output_paths(args) -> None:
     """Refuse bad --log / --plot / --save names before any training."""
     from kokoyi.report import LOG_SUFFIXES
 
+    if getattr(args, "data", None) and getattr(args, "dataset", None):
+        raise CliError("give --data PATH (your own graph) or --dataset NAME, not both")
     if args.log and Path(args.log).suffix.lower() not in LOG_SUFFIXES:
         raise CliError(f"--log {args.log}: the file name must end in .csv or .jsonl")
     if args.plot and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
@@ -430,6 +432,8 @@ def cmd_train(args) -> int:
 def _eval_data(args, info: dict, labels: bool):
     """The data a saved model is evaluated / run on: --data, --dataset, else the recorded dataset."""
     saved = info.get("dataset") or {}
+    if args.data is not None and args.dataset is not None:
+        raise CliError("give --data PATH (your own graph) or --dataset NAME, not both")
     if args.data is None and args.dataset is None:
         if saved.get("data"):
             return _load_data(None, saved["data"], None, 0, labels), True

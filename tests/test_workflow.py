@@ -389,6 +389,13 @@ def test_model_names_keep_underscores(tmp_path, capsys):
     assert "error: model name '2GCN'" in capsys.readouterr().err
 
 
+def test_data_and_dataset_together_are_refused(saved, capsys):
+    assert main(["train", str(GCN_FILE), "--data", "g.npz", "--dataset", "cora"]) == 2
+    assert capsys.readouterr().err.strip() == "kokoyi: give --data PATH (your own graph) or --dataset NAME, not both"
+    assert main(["eval", str(saved), "--data", "g.npz", "--dataset", "cora"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
 def test_bad_output_names_refused_before_training(capsys):
     assert main(["train", str(GCN_FILE), "--log", "run.txt"]) == 2
     assert capsys.readouterr().err.strip() == "kokoyi: --log run.txt: the file name must end in .csv or .jsonl"
