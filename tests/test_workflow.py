@@ -356,6 +356,13 @@ def test_pyg_calling_habits_are_explained(GCN, data, order):
     assert "model(graph, x) with graph = kokoyi.Graph.from_edge_index(edge_index)" in msg
 
 
+def test_a_pyg_data_as_the_graph_is_explained(GCN, data):
+    pyg = pytest.importorskip("torch_geometric.data")
+    model = GCN(d_in=32, d_h=8, C=7)
+    with pytest.raises(TypeError, match=r"got a PyG Data: call the model as model\(kokoyi.Graph.from_pyg\(data\), data.x\)"):
+        model(pyg.Data(x=data.x, edge_index=data.edge_index), data.x)
+
+
 # --------------------------------------------------------------------------- 5. CLI errors
 
 @pytest.mark.parametrize("hyper, message", [

@@ -123,6 +123,9 @@ def hops(graph, depth: int, history=None, edge_inputs: bool = False) -> list:
         return [one] * max(depth, 1)
     if isinstance(graph, Graph):
         return [graph] * max(depth, 1)
+    if type(graph).__module__.startswith("torch_geometric"):  # PyG habits: model(data)
+        raise TypeError(f"the first argument must be a kokoyi.Graph, got a PyG {type(graph).__name__}: call the "
+                        f"model as model(kokoyi.Graph.from_pyg(data), data.x)")
     if hasattr(graph, "shape") and hasattr(graph, "dtype"):  # PyG habits: model(x, edge_index)
         raise TypeError(f"the first argument must be a kokoyi.Graph, got a tensor of shape {tuple(graph.shape)}: "
                         f"call the model as model(graph, x) with graph = kokoyi.Graph.from_edge_index(edge_index)")
