@@ -136,7 +136,8 @@ def _add_eval_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--data", metavar="PATH", help=f"{what} on your own graph (.npz, CSV folder or PyG .pt)")
     p.add_argument("--data-dir", help="folder with the Planetoid raw files (as for train)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device (default cpu)")
-    p.add_argument("--threads", type=_positive, metavar="N", help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=_positive, metavar="N", help="torch CPU threads (default: as many "
+                   "as in training, so that float sums, hence accuracies, are reproduced exactly)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -414,6 +415,9 @@ def cmd_train(args) -> int:
         metrics = {k: v for k, v in best.summary().items() if k != "hypers"}
         train_opts = {k: opts[k] for k in ("epochs", "lr", "weight_decay", "patience", "device")}
         train_opts["seed"] = seeds[pick]
+        import torch
+
+        train_opts["threads"] = torch.get_num_threads()  # eval uses as many: same float sums, same accuracy
         try:
             save_model(args.save, best.model, source=source.decode("utf-8", "replace"), dataset=data,
                        metrics=metrics, train_options=train_opts, seed=opts["seed"],
@@ -452,11 +456,12 @@ def _run_saved(args, labels: bool):
     from kokoyi.datasets import DatasetError
     from kokoyi.train import TrainError, evaluate_logits
 
-    _threads(args.threads)
     info = {"model": "?"}
     try:
         model = load_model(args.dir, device=args.device)
         info = model.kokoyi_checkpoint
+        saved_threads = (info.get("train") or {}).get("threads")
+        _threads(args.threads or (saved_threads if isinstance(saved_threads, int) and saved_threads > 0 else None))
         data, same = _eval_data(args, info, labels)
         if same:
             masks = saved_split(args.dir, data.num_nodes)
