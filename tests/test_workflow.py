@@ -130,6 +130,7 @@ def test_checkpoint_folder_holds_everything(saved):
     assert info["model"] == "GCN" and info["hypers"] == {"d_in": 32, "d_h": 16, "C": 7, "p": 0.5}
     assert info["dataset"]["name"] == "synthetic" and info["kokoyi_version"] == kokoyi.__version__
     assert {"test_acc", "val_acc", "train_acc", "best_epoch", "epochs"} <= set(info["metrics"])
+    assert info["train"]["epochs"] == 20 and info["train"]["threads"] >= 1  # eval reuses the thread count
     assert (saved / "model.kky").read_text() == GCN_FILE.read_text()
 
 
