@@ -235,7 +235,7 @@ ALL_BUGS = [
              "variant of '`\\sum_{u} \\frac{x_u}{\\sqrt{|N(v)|}}` gives NaN on a node with no in-edges': the "
              "forward is fixed (torch.where on the degree) but with a parameter in the pulled-out factor "
              "(`\\sum_u \\frac{\\epsilon x_u}{\\sqrt{|N(v)|}}`) its gradient is NaN (inf * 0 through the where)",
-             _target_factor_in_empty_sum, lambda r: r.category == "disagree:grad-nan"),
+             _target_factor_in_empty_sum, lambda r: r.category == "disagree:grad-nan", fixed=True),
     KnownBug("unreturned-recurrence-blocks",
              "NEW (on main after the forward(blocks) merge): a recurrence with a neighbour sum whose value no "
              "output reads still runs, on `blocks[l]` past the outputs' hop depth: 'IndexError: list index out "

@@ -349,6 +349,10 @@ class ModelLowering:
         py = call("graph_method", method)
         if t.attrs["self_loop"]:
             py = call("add", py, const(1))
+        elif (t.attrs["at"], t.attrs["dir"]) == getattr(self, "masked_degree", None):
+            # in the target factor of a sum over N(v), masked to 0 where N(v) is empty (nonempty_only):
+            # read the degree as at least 1 so the masked value is finite and its gradient is not inf * 0
+            py = call("maximum", py, const(1))
         return Val(py, Lay("N", (), ()), "n")
 
     def n_fn(self, t, sl):
@@ -530,7 +534,9 @@ class ModelLowering:
                 and self.gat_pattern(E, t.attrs["self_loop"]) is not None:
             order = "before"  # attention: the fused op runs on the projected features
 
+        self.masked_degree = (v, "in") if not t.attrs["self_loop"] else None
         D = self.product_of(dst + cst, f"{name}_dst") if (dst or cst) else None
+        self.masked_degree = None
         if D is not None and D.lay.rows and not t.attrs["self_loop"]:
             D = self.nonempty_only(D, name)
 
