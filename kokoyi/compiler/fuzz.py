@@ -133,7 +133,8 @@ class Generator:
             return rf"\left(-{self.operand(ctx, shape, budget, 1)}\right)", 2
         if r < 0.22:
             self.feat("log")
-            return rf"\log{self.paren_always(self.positive(ctx, shape, budget))}", 2
+            log = self.pick([r"\log", r"\log", r"\ln"])
+            return log + self.paren_always(self.positive(ctx, shape, budget)), 2
         if r < 0.32:
             self.feat("sqrt")
             return rf"\sqrt{{{self.positive(ctx, shape, budget)}}}", 2
@@ -212,7 +213,7 @@ class Generator:
             den_shape = shape if self.chance(0.3) else "s"
             return rf"\frac{{{self.expr(ctx, shape, budget)[0]}}}{{{self.positive(ctx, den_shape, budget)}}}", 2
         self.feat("max-min-elementwise")
-        fn = self.pick([r"\max", r"\min"])
+        fn = self.pick([r"\max", r"\min", r"\max", r"\min", r"\maximum", r"\minimum"])
         other = self.expr(ctx, shape, budget)[0] if self.chance(0.7) else "0"
         return rf"{fn}\left({self.expr(ctx, shape, budget)[0]}, {other}\right)", 2
 
