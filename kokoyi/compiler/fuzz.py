@@ -449,8 +449,9 @@ class Generator:
                 shape = self.pick(["s", "s", "h"])
                 ctx = Ctx("edge", center="v", other="u", pair=("u", "v"), edge_ok=True, self_loop=False)
                 text = self.expr(ctx, shape, budget)[0]
+                # no value on a self loop: an edge input, or an edge value without one (a softmax over N(v))
                 tainted = "w_{" in text or r"\omega_{" in text or any(
-                    p.tainted and p.latex + "_{" in text for p in self.pool)
+                    (p.tainted or p.softmax_self is False) and p.latex + "_{" in text for p in self.pool)
                 lines.append(rf"{name}_{{uv}} \gets {text}")
                 self.pool.append(Val(name, "edge", shape, tainted=tainted))
                 self.feat("def:edge")
