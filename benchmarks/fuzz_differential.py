@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="/tmp/kokoyi-fuzz.jsonl", help="failures, one JSON object per line")
     ap.add_argument("--all-graphs", action="store_true", help="every graph of GRAPHS plus the random one")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each failure's program")
-    ap.add_argument("--seeds-from", metavar="JSONL", help="rerun only the seeds of an earlier --out file")
+    ap.add_argument("--seeds-from", metavar="JSONL", help="rerun the programs of an earlier --out file")
     args = ap.parse_args(argv)
 
     import torch
@@ -61,14 +61,16 @@ def main(argv=None) -> int:
     t0 = time.time()
     with open(args.out, "w") as out:
         seeds = range(args.start, args.start + args.n)
-        if args.seeds_from:
-            seeds = [json.loads(line)["seed"] for line in open(args.seeds_from)]
+        sources: dict = {}
+        if args.seeds_from:  # the same programs again (the generator may have changed since)
+            sources = {r["seed"]: r["source"] for r in map(json.loads, open(args.seeds_from))}
+            seeds = list(sources)
             args.n, args.start = len(seeds), min(seeds, default=0)
         for i, seed in enumerate(seeds):
             rg = random_graph(random.Random(seed))
             graphs = dict(GRAPHS) if args.all_graphs else {names[seed % len(names)]: GRAPHS[names[seed % len(names)]]}
             graphs["random"] = rg
-            r = fuzz_one(seed, graphs)
+            r = fuzz_one(seed, graphs, source=sources.get(seed))
             features.update(r.features)
             known = explain(r)
             if r.category == "agree":

@@ -330,14 +330,18 @@ class FuzzResult:
     program: object = None  # the typed program, when it checked
 
 
-def fuzz_one(seed: int, graphs: dict | None = None, grads: bool = True) -> FuzzResult:
-    """Generate program `seed`, compile it and compare it with the interpreter on each graph of `graphs`
-    (default: one graph of `GRAPHS`, chosen by the seed); the first graph that disagrees decides."""
+def fuzz_one(seed: int, graphs: dict | None = None, grads: bool = True, source: str | None = None) -> FuzzResult:
+    """Generate program `seed` (or take `source`, a program written earlier with that seed), compile it and
+    compare it with the interpreter on each graph of `graphs` (default: one graph of `GRAPHS`, chosen by
+    the seed); the first graph that disagrees decides."""
     from kokoyi.api import _compiling, _front
     from kokoyi.compiler.fuzz import generate
     from kokoyi.diagnostics import KokoyiError
 
     prog = generate(seed)
+    if source is not None:
+        from kokoyi.compiler.fuzz import Program
+        prog = Program(source, "Fuzz", set())
     if graphs is None:
         names = sorted(GRAPHS)
         graphs = {names[seed % len(names)]: GRAPHS[names[seed % len(names)]]}
