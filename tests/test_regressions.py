@@ -434,3 +434,17 @@ def test_constant_power_tower_is_folded_not_left_to_python_integers():
     assert "no finite real value" in diag(src(r"y_v \gets x_v^{2^{2^{2^{2^{2^2}}}}} \\ \return y \\"))
     g, x = graph(), x_of()
     close(build(src(r"y_v \gets x_v^{2^{1^{2}}} + \frac{1}{4} x_v \\ \return y \\"), d=3)(g, x), x ** 2 + x / 4)
+
+
+def test_feature_reduction_of_a_per_edge_value():
+    """Found by the reference interpreter (tests/known_bugs.py): `\\sum_u \\sum(\\min(x_u, x_v))` was
+    refused after checking ('cannot evaluate featreduce per edge')."""
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(r"y_v \gets \sum_{u \in \mathcal{N}(v)} \sum(\min(x_u, x_v)) \\"
+                  r" z_v \gets \max_{u \in \mathcal{N}(v)} \mathrm{mean}(x_u \odot x_v) \\ \return y, z \\"), d=3)
+    y, z = m(g, x)
+    pair_min = torch.minimum(x[None, :, :], x[:, None, :]).sum(-1)  # [v, u]
+    close(y, (A * pair_min).sum(1))
+    pair = (x[:, None, :] * x[None, :, :]).mean(-1)
+    masked = torch.where(A > 0, pair, torch.tensor(-float("inf"), dtype=torch.float64)).amax(1)
+    close(z, torch.where(A.sum(1) > 0, masked, torch.zeros(())))

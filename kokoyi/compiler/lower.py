@@ -1047,6 +1047,11 @@ class ModelLowering:
         a = self.as_edge_if_node(self.edge(t.args[0]))
         return Val(call("norm", a.py), Lay(a.lay.rows, a.lay.fam, ()), a.side)
 
+    def e_featreduce(self, t):
+        """`\\sum(\\min(x_u, x_v))`: a feature reduction of a per-edge value, per edge."""
+        a = self.as_edge_if_node(self.edge(t.args[0]))
+        return Val(call("featreduce", a.py, reduce=t.attrs["reduce"]), Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
+
     def e_dense(self, t):
         self.fam_sizes.setdefault(t.attrs["var"], t.attrs["size"])
         return self.dense(t, self.as_edge_if_node(self.edge(t.args[0])))
