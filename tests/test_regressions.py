@@ -448,3 +448,22 @@ def test_feature_reduction_of_a_per_edge_value():
     pair = (x[:, None, :] * x[None, :, :]).mean(-1)
     masked = torch.where(A > 0, pair, torch.tensor(-float("inf"), dtype=torch.float64)).amax(1)
     close(z, torch.where(A.sum(1) > 0, masked, torch.zeros(())))
+
+
+def test_powers_are_split_or_merged_only_where_that_holds():
+    """Found while fixing section 2 (not in issue 7's list): inside a neighbour sum `(s_u^2)^{1/2}` became
+    s_u (not |s_u|) and `\\sqrt{s_u s_v}` became `\\sqrt{s_u} \\sqrt{s_v}` (NaN when both are negative). The
+    rewrites now need nonnegative bases (degrees) or integer exponents; GCN's normalisation still splits."""
+    g, A = graph(), dense()
+    source = src(r"\input s_v \in \mathbb{R} \\ y_v \gets \sum_{u \in \mathcal{N}(v)} (s_u^2)^{0.5} x_u \\"
+                 r" z_v \gets \sum_{u \in \mathcal{N}(v)} \sqrt{s_u s_v} x_u \\"
+                 r" w_v \gets \sum_{u \in \mathcal{N}(v)} \frac{x_u}{\sqrt{(|\mathcal{N}(u)| + 1) (|\mathcal{N}(v)| + 1)}}"
+                 r" \\ \return y, z, w \\")
+    x, s = x_of(), -torch.rand(N, dtype=torch.float64) - 0.5
+    y, z, w = build(source, d=3)(g, x, s)
+    close(y, A @ (s.abs()[:, None] * x))
+    close(z, (A * (s[:, None] * s[None, :]).sqrt()) @ x)
+    deg = A.sum(1) + 1
+    close(w, (A / (deg[:, None] * deg[None, :]).sqrt()) @ x)
+    code = kokoyi.to_python(source)
+    assert "w_src = x * torch.rsqrt(" in code and "w_dst = torch.rsqrt(" in code  # separated: no per-edge term

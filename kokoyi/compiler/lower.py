@@ -826,23 +826,54 @@ class ModelLowering:
         return self.pow_factors(t)
 
     def pow_factors(self, t: T) -> list[T]:
-        """(a b)^p -> a^p b^p for scalar a, b (degrees are positive); (a^p)^q -> a^{pq}."""
+        """(a b)^p -> a^p b^p and (a^p)^q -> a^{pq}, where these hold: for nonnegative a, b (degrees and
+        what is built from them), or integer exponents. `(s_u^2)^{1/2}` is |s_u|, not s_u, and
+        `\\sqrt{s_u s_v}` is not `\\sqrt{s_u} \\sqrt{s_v}` when both are negative."""
         if t.op == "bin" and t.attrs["name"] == "pow" and t.args[1].op == "const":
             inner = t.args[0]
             if inner.op == "fn" and inner.attrs["name"] == "sqrt" and not inner.ty.shape:
                 inner = _pow(inner.args[0], 0.5)
             if inner.op == "bin" and inner.attrs["name"] == "pow" and inner.args[1].op == "const":
-                t = _pow(inner.args[0], inner.args[1].attrs["value"] * t.args[1].attrs["value"])
+                p, q = inner.args[1].attrs["value"], t.args[1].attrs["value"]
+                if self.nonneg(inner.args[0]) or (_integer(p) and _integer(q)):
+                    t = _pow(inner.args[0], p * q)
         if t.op == "bin" and t.attrs["name"] == "pow" and not t.ty.shape and t.args[1].op == "const":
             inner = self.mul_factors(t.args[0])
-            if len(inner) > 1:
-                p = t.args[1].attrs["value"]
+            p = t.args[1].attrs["value"]
+            if len(inner) > 1 and (_integer(p) or all(self.nonneg(f) for f in inner)):
                 return [g for f in inner for g in self.pow_factors(_pow(f, p))]
         if t.op == "fn" and t.attrs["name"] == "sqrt" and not t.ty.shape:
             inner = self.mul_factors(t.args[0])
-            if len(inner) > 1:
+            if len(inner) > 1 and all(self.nonneg(f) for f in inner):
                 return [g for f in inner for g in self.pow_factors(_pow(f, 0.5))]
         return [t]
+
+    def nonneg(self, t: T) -> bool:
+        """`t` is >= 0 for every input (degrees, positive dimensions, exp, squares, ...): the condition under
+        which powers of products and of powers may be split and merged."""
+        if t.op == "deg":
+            return True
+        if t.op == "const":
+            return t.attrs["value"] >= 0
+        if t.op == "hyper":
+            return t.attrs.get("kind") in ("dim", "nat")
+        if t.op == "ref":
+            v = self.tm.values.get(t.attrs["key"])
+            d = next((d for d in self.tm.defs if v is not None and d.value is v and not d.recurrence), None)
+            return d is not None and self.nonneg(d.expr)
+        if t.op == "fn":
+            name = t.attrs["name"]
+            if name in ("exp", "sigmoid", "softplus", "relu", "abs", "sqrt", "softmax"):
+                return True
+            return name in ("dropout",) and self.nonneg(t.args[0])
+        if t.op == "bin":
+            a, b = t.args
+            name = t.attrs["name"]
+            if name in ("add", "mul", "div"):
+                return self.nonneg(a) and self.nonneg(b)
+            if name == "pow":
+                return self.nonneg(a) or (b.op == "const" and _integer(b.attrs["value"]) and b.attrs["value"] % 2 == 0)
+        return False
 
     def separate(self, f: T, u: str, v: str) -> list[T]:
         """A scalar of both endpoints -> factors of one endpoint each, when sympy can separate it."""
@@ -860,15 +891,16 @@ class ModelLowering:
                 return sp.exp(to_sym(t.args[0]))
             if t.op == "fn" and t.attrs["name"] == "neg":
                 return -to_sym(t.args[0])
-            if len(t.deps) <= 1:
-                s = sp.Symbol(f"a{len(atoms)}_{''.join(sorted(t.deps)) or 'c'}", positive=True)
+            if len(t.deps) <= 1:  # an atom is positive (sympy may then split its powers) only if it is
+                s = sp.Symbol(f"a{len(atoms)}_{''.join(sorted(t.deps)) or 'c'}",
+                              **({"positive": True} if self.nonneg(t) else {"real": True}))
                 atoms[s] = t
                 return s
             raise ValueError("inseparable")
 
         try:
             expr = to_sym(f)
-            sep = sp.separatevars(sp.powsimp(expr, force=True), force=True)
+            sep = sp.separatevars(sp.powsimp(expr), force=False)  # no forced positivity (see `nonneg`)
         except (ValueError, TypeError):
             return [f]
         parts = sep.args if isinstance(sep, sp.Mul) else (sep,)
@@ -1159,6 +1191,10 @@ def _assigned_names(stmts) -> set:
 def _pow(t: T, p: float) -> T:
     c = T("const", (), Ty(), frozenset(), t.span, {"value": p})
     return T("bin", (t, c), t.ty, t.deps, t.span, {"name": "pow"}, t.edge_input)
+
+
+def _integer(x) -> bool:
+    return float(x).is_integer()
 
 
 def _nesting(py, memo: dict) -> int:
