@@ -467,3 +467,49 @@ def test_powers_are_split_or_merged_only_where_that_holds():
     close(w, (A / (deg[:, None] * deg[None, :]).sqrt()) @ x)
     code = kokoyi.to_python(source)
     assert "w_src = x * torch.rsqrt(" in code and "w_dst = torch.rsqrt(" in code  # separated: no per-edge term
+
+
+# ---------------------------------------------------------------- found by the interpreter's fuzzer after merging
+def test_values_that_do_not_read_the_neighbour_or_the_edge():
+    """`\\max_u b`, `\\sum_{u \\in N_out(v)} \\epsilon`, `eta_uv <- b`, a softmax of a constant, `mean_u \\theta`
+    on an empty neighbourhood, and `\\max(\\theta, x_v)` crashed or gave a number at isolated nodes."""
+    g, x, A = graph(), x_of(), dense()
+    source = src(r"\hyper \theta \in \mathbb{R} = 0.5 \\ \param b \in \mathbb{R}^{d} \\"
+                 r" p_v \gets \max_{u \in \mathcal{N}(v)} b \\ q_v \gets \sum_{u \in \mathcal{N}_{out}(v)} \theta \\"
+                 r" r_v \gets \min_{u \in \mathcal{N}_{out}(v) \cup \{v\}} b \\ \eta_{uv} \gets b \\"
+                 r" \alpha_{uv} \gets \mathrm{softmax}_{u \in \mathcal{N}(v) \cup \{v\}}(\theta) \\"
+                 r" s_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \alpha_{uv} x_u \\"
+                 r" m_v \gets \frac{1}{|\mathcal{N}(v)|} \sum_{u \in \mathcal{N}(v)} \theta \\"
+                 r" t_v \gets \max(\theta, x_v) \\ \return p, q, r, \eta, s, m, t \\")
+    m = build(source, d=3)
+    p, q, r, eta, s, mean, t = m(g, x)
+    has_in = (A.sum(1) > 0).double()[:, None]
+    close(p, has_in * m.b)
+    close(q, 0.5 * A.sum(0))
+    close(r, m.b.expand(N, 3))
+    close(eta, m.b.expand(EDGES.shape[1], 3))
+    close(s, ((A + torch.eye(N, dtype=torch.float64)) @ x) / (A.sum(1) + 1)[:, None])
+    close(mean, 0.5 * has_in[:, 0])
+    close(t, torch.clamp(x, min=0.5))
+
+
+def test_unread_recurrence_is_dropped():
+    """A layer recurrence nobody returns stayed in the module and indexed hops the model does not have."""
+    g, x = graph(), x_of()
+    m = build(src(r"h^{(0)}_v \gets x_v \\ h^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u, \quad l = 1, \dots, L"
+                  r" \\ y_v \gets 2 x_v \\ \return y \\", hypers=r"\hyper d, L \\"), d=3, L=2)
+    close(m(graph(), x), 2 * x)
+    close(m(kokoyi.Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.long), N), x), 2 * x)
+
+
+def test_gradient_through_a_target_factor_of_an_empty_sum_is_finite():
+    """`\\sum_u \\frac{c \\, x_u}{\\sqrt{|N(v)|}}`: the masked product `rsqrt(0) * c` still sent `0 * inf`
+    into the gradient of c."""
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(r"\param c \in \mathbb{R}^{d} \\"
+                  r" y_v \gets \sum_{u \in \mathcal{N}(v)} \frac{c \odot x_u}{\sqrt{|\mathcal{N}(v)|}} \\ \return y \\"),
+              d=3)
+    m(g, x).sum().backward()
+    deg = A.sum(1)
+    scale = torch.where(deg > 0, deg.clamp(min=1).rsqrt(), torch.zeros(()))
+    close(m.c.grad, (scale[:, None] * (A @ x)).sum(0))

@@ -213,6 +213,11 @@ class Printer:
             return f"ops.gspmm(graph.reverse(), \"copy_u\", {self(args[0])}, {self(args[1])}, None)", 9
         if op == "attr":
             return f"{args[0]}.{args[1]}", 9
+        if op in ("maximum", "minimum"):  # \max(\theta, x): a number never comes first in torch.maximum
+            a, b = args
+            if self.is_number(a) and not self.is_number(b):
+                a, b = b, a
+            return f"torch.{op}({self.tensor_arg(a)}, torch.as_tensor({self(b)}))", 9
         if op in TEMPLATES:
             need = TEMPLATE_PREC.get(op, ())
             printed = [(self.wrap(a, need[i]) if i < len(need) else self(a)) if isinstance(a, Py) else str(a)

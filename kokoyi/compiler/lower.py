@@ -198,11 +198,17 @@ class ModelLowering:
         if v.dom == "edge":
             if d.expr.op == "nbsoftmax":
                 return self.softmax(d.expr, v)
-            val = self.edge(d.expr)
-            return self.as_edge(val, v.key)
+            return self.as_edge(self.per_edge(self.edge(d.expr)), v.key)
         if v.dom == "node":
             return self.per_node(self.node(d.expr))
         return self.node(d.expr)
+
+    def per_edge(self, val: Val) -> Val:
+        """An edge value that does not depend on the edge (`eta_uv <- b`): gathered from a row per target."""
+        if val.lay.rows is not None or val.side in ("u", "v"):
+            return val
+        val = self.per_node(val)
+        return Val(val.py, val.lay, "v")
 
     def per_node(self, val: Val) -> Val:
         """A node value whose expression does not depend on the node (`y_v <- tanh(b)`) has a row per node."""
@@ -489,6 +495,8 @@ class ModelLowering:
             raise LowerError("nested neighbour reduction")
         body = t.args[0]
         red, u, v = t.attrs["reduce"], t.attrs["var"], t.attrs["center"]
+        if (t.attrs["dir"] == "out" or red in ("max", "min")) and u not in body.deps and not self.reads_edge(body):
+            return self.reduce_constant(t)
         if t.attrs["dir"] == "out":
             return self.reduce_out(t)
         if red in ("max", "min"):
@@ -525,9 +533,11 @@ class ModelLowering:
                 and self.gat_pattern(E, t.attrs["self_loop"]) is not None:
             order = "before"  # attention: the fused op runs on the projected features
 
-        D = self.product_of(dst + cst, f"{name}_dst") if (dst or cst) else None
-        if D is not None and D.lay.rows and not t.attrs["self_loop"]:
-            D = self.nonempty_only(D, name)
+        if dst and not t.attrs["self_loop"]:  # each target factor masked where N(v) is empty (finite gradients)
+            vals = [self.nonempty_only(self.node(f), name) for f in dst] + [self.node(f) for f in cst]
+            D = self.fold_mul(vals, f"{name}_dst")
+        else:
+            D = self.product_of(dst + cst, f"{name}_dst") if (dst or cst) else None
 
         def reduce_with(S_val: Val | None, tag: str) -> Val:
             out = self.spmm(red, S_val, E, t, ops_used)
@@ -658,8 +668,10 @@ class ModelLowering:
             deg = call("graph_method", "in_degrees")
             if self_loop:
                 deg = call("add", deg, const(1))
-            if red == "mean":
-                return Val(call("ones_like_deg", deg), Lay("N", (), ()), "n")
+            if red == "mean":  # the mean of a constant: 1 where N(v) is not empty, 0 where it is
+                if self_loop:
+                    return Val(call("ones_like_deg", deg), Lay("N", (), ()), "n")
+                return Val(call("minimum", deg, const(1)), Lay("N", (), ()), "n")
             return self.emit(f"{name}_deg", deg, Lay("N", (), ()))
         sparse_red = "sum" if (red == "mean" and self_loop) else red
         out = self.emit(f"{name}_agg", call("gspmm", const(op), const(sparse_red), *args), lay)
@@ -686,6 +698,23 @@ class ModelLowering:
         edge = [f for f in factors if not (f.deps <= {u} or f.deps <= {v}) or self.reads_edge(f)]
         vals = [self.on_self_loop(f) for f in edge]
         return self.fold_mul(vals, f"{self.current}_self")
+
+    def reduce_constant(self, t: T) -> Val:
+        """A reduction whose summand does not read the neighbour: sum = |N| b; mean, max and min = b where
+        the neighbourhood is not empty and 0 where it is (an empty reduction is 0, as everywhere)."""
+        name = self.current
+        deg = call("graph_method", "in_degrees" if t.attrs["dir"] == "in" else "out_degrees")
+        if t.attrs["self_loop"]:
+            deg = call("add", deg, const(1))
+        B = self.per_node(self.node(t.args[0]))
+        cnt = self.align(Val(deg, Lay("N", (), ()), "n"), B.lay)
+        if t.attrs["reduce"] == "sum":
+            out = self.emit(f"{name}_agg", call("mul", cnt, B.py), B.lay)
+        else:
+            out = self.emit(f"{name}_agg", call("where", call("gt", cnt, const(0)), B.py, const(0.0)), B.lay)
+        self.plan.append(PlanEntry(f"{name}: {self.describe(t)}", "degree (the summand does not read the neighbour)",
+                                   []))
+        return out
 
     def reduce_extreme(self, t: T) -> Val:
         body = t.args[0]
@@ -1101,10 +1130,10 @@ class ModelLowering:
 
     def softmax(self, t: T, v: Value) -> Val:
         self._edge_ctx = (t.attrs["var"], t.attrs["center"])
-        scores = self.as_edge(self.edge(t.args[0]), f"{v.key}_score")
+        scores = self.as_edge(self.per_edge(self.edge(t.args[0])), f"{v.key}_score")
         lay = scores.lay
         if t.attrs["self_loop"]:
-            selfs = self.on_self_loop(t.args[0])
+            selfs = self.per_node(self.on_self_loop(t.args[0]))
             selfs = self.emit(f"{v.key}_score_self", selfs.py, selfs.lay)
             pair = self.fresh(f"{v.key}_self")
             self.assigned[v.key] = call("edge_softmax", scores.py, selfs.py)
@@ -1150,6 +1179,10 @@ def _drop_dead(stmts: list, live: set) -> list:
                 continue
             live |= _names(st.expr) | _names(st.target if isinstance(st.target, Py) else None)
         elif isinstance(st, Loop):
+            stored = {n for s2 in st.body if isinstance(s2, Assign) and isinstance(s2.target, Py)
+                      for n in _names(s2.target)}  # `h[l] = ...` stores into the layer list h
+            if not (stored & live):
+                continue  # a recurrence nobody reads (its layers would index hops the model does not have)
             st.body = _drop_dead(st.body, live | _assigned_names(st.body))
             for s2 in st.body:
                 if isinstance(s2, Assign):
