@@ -513,3 +513,29 @@ def test_gradient_through_a_target_factor_of_an_empty_sum_is_finite():
     deg = A.sum(1)
     scale = torch.where(deg > 0, deg.clamp(min=1).rsqrt(), torch.zeros(()))
     close(m.c.grad, (scale[:, None] * (A @ x)).sum(0))
+
+
+def test_constant_edge_value_on_a_self_loop_and_constant_outputs_are_tensors():
+    """`kappa_uv <- 2` read on the self loop was the Python int 2 (`F.softplus(2)` failed); `mean_k 0.5`
+    expanded a float; a returned plain constant was a float, not a tensor."""
+    g, x, A = graph(), x_of(), dense()
+    source = src(r"\hyper K \\ \kappa_{uv} \gets 2 \\ \iota \gets 0.5 \\"
+                 r" y_v \gets \min_{u \in \mathcal{N}(v) \cup \{v\}} \frac{x_v}{\mathrm{softplus}(\kappa_{uv})} \\"
+                 r" \alpha_{uv} \gets \mathrm{softmax}_{u \in \mathcal{N}(v) \cup \{v\}}(\mathrm{mean}_{k=1}^{K} 0.5) \\"
+                 r" s_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \alpha_{uv} x_u \\ \return y, \iota, s \\",
+                 hypers=r"\hyper d \\")
+    y, iota, s = build(source, d=3, K=2)(g, x)
+    close(y, x / torch.nn.functional.softplus(torch.tensor(2.0, dtype=torch.float64)))
+    assert isinstance(iota, torch.Tensor) and float(iota) == 0.5
+    close(s, ((A + torch.eye(N, dtype=torch.float64)) @ x) / (A.sum(1) + 1)[:, None])
+
+
+def test_stacked_head_parameters_first_read_inside_an_unread_loop():
+    """`A_stacked` was first emitted inside a recurrence's loop; with the loop dropped (or not run) a later
+    reader raised NameError."""
+    g, x, A = graph(), x_of(), dense()
+    source = src(r"\param A^{k} \in \mathbb{R}^{d \times d}, \quad k = 1, \dots, K \\ h^{(0)}_v \gets x_v \\"
+                 r" h^{(l)}_v \gets \max_{k=1}^{K} (x_v A^{k}) + \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u, \quad l = 1,"
+                 r" \dots, L \\ q_v \gets \sum_{k=1}^{K} x_v A^{k} \\ \return q \\", hypers=r"\hyper d, K, L \\")
+    m = build(source, d=3, K=2, L=2)
+    close(m(g, x), x @ m.A[0] + x @ m.A[1])

@@ -87,6 +87,7 @@ TEMPLATES = {
     "edge_output": "graph.edge_output({0})",
     "list_of": "[None] * ({0})",
     "ones_like_deg": "torch.ones_like({0})",
+    "as_tensor": "torch.as_tensor({0}, dtype={dtype})",
     "gat_aggregate": "ops.gat_aggregate(graph, {0}, {1}, {2}, negative_slope={3}, self_loop={4})",
 }
 # the precedence each argument of a template needs (an argument followed by `.x`/`[..]` must be an atom;
@@ -186,7 +187,9 @@ class Printer:
             return f'torch.einsum("{args[0]}", {self(args[1])}, {self(args[2])})', 9
         if op == "expand_lead":
             sizes = [self.rows(a) if a.op == "rows_of" else self(a) for a in args[1:]]
-            return f"{self.wrap(args[0], 9)}.expand({', '.join(sizes + ['-1'] * at['feat'])})", 9
+            head = f"torch.as_tensor({self(args[0])}, dtype={self.dtype})" if self.is_number(args[0]) else \
+                self.wrap(args[0], 9)
+            return f"{head}.expand({', '.join(sizes + ['-1'] * at['feat'])})", 9
         if op == "concat_axis":
             return f"{self.wrap(args[0], 9)}.movedim({at['axis']}, -2).flatten(-2)", 9
         if op == "reduce_axis":

@@ -201,7 +201,10 @@ class ModelLowering:
             return self.as_edge(self.per_edge(self.edge(d.expr)), v.key)
         if v.dom == "node":
             return self.per_node(self.node(d.expr))
-        return self.node(d.expr)
+        val = self.node(d.expr)
+        if not val.lay.shape and not val.lay.fam and all(n.op in ("const", "hyper", "fn", "bin") for n in _walk(d.expr)):
+            val = Val(call("as_tensor", val.py), val.lay, val.side)  # `iota <- 0.5`: a value is a tensor
+        return val
 
     def per_edge(self, val: Val) -> Val:
         """An edge value that does not depend on the edge (`eta_uv <- b`): gathered from a row per target."""
@@ -282,9 +285,11 @@ class ModelLowering:
         v = self.tm.values[key]
         py = call("attr", "self", key)
         if "head" in t.attrs:
-            if key not in self.stacked:
-                self.stacked[key] = self.emit(f"{key}_stacked", call("stack", py), Lay(None, (t.attrs["head"],),
-                                                                                        v.ty.shape), side="plain")
+            if key not in self.stacked:  # first statement of the body: first read may be inside a loop or branch
+                lay = Lay(None, (t.attrs["head"],), v.ty.shape)
+                name = self.fresh(f"{key}_stacked")
+                self.body.insert(0, Assign(name, call("stack", py), None, self.layout_dims(lay)))
+                self.stacked[key] = Val(var(name), lay, "plain")
             st = self.stacked[key]
             return Val(st.py, Lay(None, (t.attrs["head"],), v.ty.shape), "plain")
         if "index" in t.attrs:
@@ -331,7 +336,7 @@ class ModelLowering:
             self.col.error(f"'{v.key}' is a softmax over \\mathcal{{N}}(v) only, so it has no value on the self "
                            "loop", t.span, "normalise over \\mathcal{N}(v) \\cup \\{v\\} as well")
             raise LowerError("softmax self loop")
-        val = self.on_self_loop(d.expr)
+        val = self.per_node(self.on_self_loop(d.expr))  # a constant edge value is a row per node too
         val = self.emit(f"{v.key}_self", val.py, val.lay)
         self.self_loop_env[v.key] = val
         return val
@@ -1224,6 +1229,12 @@ def _assigned_names(stmts) -> set:
 def _pow(t: T, p: float) -> T:
     c = T("const", (), Ty(), frozenset(), t.span, {"value": p})
     return T("bin", (t, c), t.ty, t.deps, t.span, {"name": "pow"}, t.edge_input)
+
+
+def _walk(t: T):
+    yield t
+    for a in t.args:
+        yield from _walk(a)
 
 
 def _integer(x) -> bool:
