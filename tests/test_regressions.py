@@ -539,3 +539,14 @@ def test_stacked_head_parameters_first_read_inside_an_unread_loop():
                  r" \dots, L \\ q_v \gets \sum_{k=1}^{K} x_v A^{k} \\ \return q \\", hypers=r"\hyper d, K, L \\")
     m = build(source, d=3, K=2, L=2)
     close(m(g, x), x @ m.A[0] + x @ m.A[1])
+
+
+def test_head_family_map_followed_by_a_shared_map_in_a_sum():
+    """`\\sum_u (x_u A^k) U` merged A^k and U into one matrix product the lowering could not emit
+    ('unsupported product (mm)'), after the checker had accepted it."""
+    g, x, A = graph(), x_of(), dense()
+    source = src(r"\param A^{k} \in \mathbb{R}^{d \times d}, \quad k = 1, \dots, K \\ \param U \in \mathbb{R}^{d \times d}"
+                 r" \\ q^{k}_v \gets \sum_{u \in \mathcal{N}(v)} (x_u A^{k}) U \\ y_v \gets \Vert_{k=1}^{K} q^{k}_v \\"
+                 r" \return y \\", hypers=r"\hyper d, K \\")
+    m = build(source, d=3, K=2)
+    close(m(g, x), torch.cat([A @ x @ m.A[0] @ m.U, A @ x @ m.A[1] @ m.U], -1))

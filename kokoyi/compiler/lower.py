@@ -831,6 +831,8 @@ class ModelLowering:
             f = vec[0]
             i = factors.index(f)
             W = f.args[1]
+            if linear is not None and (W.ty.fam or linear.ty.fam):
+                break  # (x A^k) U: a head family's map and a shared one are not merged into one matrix
             if linear is not None:
                 W = T("matmul", (W, linear), Ty((W.ty.shape[0], linear.ty.shape[1]), W.ty.fam), frozenset(), W.span,
                       {"kind": "mm"})
