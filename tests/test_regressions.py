@@ -550,3 +550,17 @@ def test_head_family_map_followed_by_a_shared_map_in_a_sum():
                  r" \return y \\", hypers=r"\hyper d, K \\")
     m = build(source, d=3, K=2)
     close(m(g, x), torch.cat([A @ x @ m.A[0] @ m.U, A @ x @ m.A[1] @ m.U], -1))
+
+
+def test_symbolic_hop_depth_in_generated_code_and_unread_base_case():
+    """A hop depth max(2, L) was printed as sympy's `Max(2, self.L)` (NameError); the base case `r[0] = ...`
+    of a recurrence nobody reads stayed behind its dropped loop and indexed a hop the model lacks."""
+    g, x, A = graph(), x_of(), dense()
+    source = src(r"r^{(0)}_v \gets x_v \\ r^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} r^{(l-1)}_u, \quad l = 1, \dots, L"
+                 r" \\ q_v \gets \sum_{u \in \mathcal{N}(v)} x_u \\ p_v \gets \sum_{u \in \mathcal{N}(v)} q_u \\"
+                 r" g_v \gets r^{(L)}_v + p_v \\ s^{(0)}_v \gets \sum_{u \in \mathcal{N}(v)} x_u \\"
+                 r" s^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} s^{(l-1)}_u, \quad l = 1, \dots, L \\ \return g \\",
+                 hypers=r"\hyper d, L \\")
+    m = build(source, d=3, L=1)
+    assert m.__kokoyi__["depth"] == "Max(2, L)"
+    close(m(g, x), A @ x + A @ A @ x)

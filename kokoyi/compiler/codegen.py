@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import sympy as sp
+from sympy.printing.str import StrPrinter
 
 from kokoyi.compiler import blocks as blocks_pass
 from kokoyi.compiler.ir import Assign, Comment, LModel, Loop, LProgram, Py
@@ -96,6 +97,16 @@ TEMPLATES = {
 TEMPLATE_PREC = {"mT": (9,), "getitem": (9,), "squeeze_last": (9,), "dst_rows": (9,), "dot": (2, 3)}
 
 
+class _DimPrinter(StrPrinter):
+    """sympy's str form, with `Max`/`Min` (a hop depth such as max(2, L)) as Python's builtins."""
+
+    def _print_Max(self, e):
+        return "max(" + ", ".join(self._print(a) for a in e.args) + ")"
+
+    def _print_Min(self, e):
+        return "min(" + ", ".join(self._print(a) for a in e.args) + ")"
+
+
 class Printer:
     def __init__(self, in_forward: bool = True, dtype: str = "torch.get_default_dtype()", aliases=None):
         self.in_forward = in_forward
@@ -114,7 +125,7 @@ class Printer:
                 continue
             name = self.aliases.get(name, name)
             mapping[s] = sp.Symbol(f"self.{name}" if self.in_forward else name)
-        text = sp.sstr(e.subs(mapping) if mapping else e)
+        text = _DimPrinter().doprint(e.subs(mapping) if mapping else e)
         return text
 
     def __call__(self, py: Py) -> str:

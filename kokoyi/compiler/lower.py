@@ -1182,6 +1182,8 @@ def _drop_dead(stmts: list, live: set) -> list:
     for st in reversed(stmts):
         if isinstance(st, Assign):
             names = _targets(st)
+            if isinstance(st.target, Py) and st.target.op == "getitem" and st.target.args[0].op == "var":
+                names = {st.target.args[0].args[0]}  # `h[0] = ...` stores into the layer list h
             if names and not (names & live):
                 continue
             live |= _names(st.expr) | _names(st.target if isinstance(st.target, Py) else None)
