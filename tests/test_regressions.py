@@ -564,3 +564,23 @@ def test_symbolic_hop_depth_in_generated_code_and_unread_base_case():
     m = build(source, d=3, L=1)
     assert m.__kokoyi__["depth"] == "Max(2, L)"
     close(m(g, x), A @ x + A @ A @ x)
+
+
+def test_an_unused_recurrence_deeper_than_the_output_is_not_computed():
+    """Found by the differential fuzzer (seed 9) after blocks landed: a layer recurrence nobody returns
+    still ran, and asked for more blocks than the output's hop depth (IndexError on a full graph)."""
+    text = r"""\begin{model}{M}
+  \hyper d, h, L \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param W \in \mathbb{R}^{d \times h} \\
+  \param c \in \mathbb{R}^{d} \\
+  \param B^{(l)} \in \mathbb{R}^{h \times h}, \quad l = 1, \dots, L \\
+  r^{(0)}_v \gets \sum_{u \in \mathcal{N}(v)} x_u W \\
+  r^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} r^{(l-1)}_u B^{(l)}, \quad l = 1, \dots, L \\
+  \mu_v \gets \frac{1}{|\mathcal{N}(v)|} \sum_{u \in \mathcal{N}(v)} x_u \cdot c \\
+  \return \mu \\
+\end{model}
+"""
+    assert "for l in" not in kokoyi.to_python(text)
+    report = kokoyi.verify(text)
+    assert report.ok, str(report)
