@@ -95,6 +95,10 @@ class Levels:
         self.out: list = []
         self.exchanged: dict = {}
         self.lv_of: dict = {}
+        self.graph_defs: dict[str, Py] = {}  # name -> its (rewritten) expression, for graph quantities
+        self.remat: dict = {}  # (name, level) -> the name of the quantity recomputed on that block
+        self.remat_names: dict = {}
+        self.deep_reads = False  # some source reads a value of an earlier block's sources (not VR-safe)
         self.what = "?"
         self.keep: list = []
         self.boundaries: list[str] = []
@@ -182,6 +186,49 @@ class Levels:
                 return py
         return self.push(py, want)
 
+    # ------------------------------------------------------------------ graph quantities per block
+    def is_graph(self, py: Py) -> bool:
+        """A quantity of the graph alone (degrees, node tables, parameters, constants): computable on any
+        block's sources, so it is recomputed there rather than sliced from block 0's."""
+        if not isinstance(py, Py):
+            return True
+        if py.op == "var":
+            return py.args[0] in self.graph_defs
+        if py.op in ("const", "sympy", "attr", "node_degrees", "node_rows"):
+            return True
+        if py.op in ("rows_to", "exchange", "sampled_degrees", "rows_of") or "block" in py.attrs or \
+                (py.op == "fn" and py.attrs.get("name") == "dropout"):
+            return False
+        return all(self.is_graph(a) for a in py.args) and \
+            all(self.is_graph(v) for v in py.attrs.values() if isinstance(v, Py))
+
+    def relevel(self, py: Py, k) -> Py:
+        """The graph quantity `py` computed on the sources of block k (S_k)."""
+        if not isinstance(py, Py) or py.op in ("const", "sympy", "attr"):
+            return py
+        if py.op == "var":
+            name = py.args[0]
+            memo = (name, str(_norm(k)))
+            if memo not in self.remat:
+                k_n = _norm(k)
+                if memo not in self.remat_names:  # one name per (quantity, block), reused across branches
+                    self.remat_names[memo] = self.fresh(f"{name}_{k_n}" if k_n.is_Integer else f"{name}_k")
+                new = self.remat_names[memo]
+                expr = self.relevel(self.graph_defs[name], k)
+                self.out.append(Assign(new, expr, f"{name} on the sources of block {k_n}"))
+                self.remat[memo] = Py("var", (new,))
+                self.env[new] = Lv(k, "s")
+                self.graph_defs[new] = expr
+            out = self.remat[memo]
+        elif py.op in ("node_degrees", "node_rows"):
+            out = Py(py.op, py.args, {**py.attrs, "blk": self.dim(k)})
+        else:
+            out = Py(py.op, tuple(self.relevel(a, k) if isinstance(a, Py) else a for a in py.args),
+                     {n: (self.relevel(v, k) if isinstance(v, Py) else v) for n, v in py.attrs.items()})
+        self.lv_of[id(out)] = Lv(k, "s")
+        self.keep.append(out)
+        return out
+
     def slice_py(self, py: Py, want: Lv) -> Py:
         return Py("rows_to", (py,), {"lv": want, "k": self.dim(want.k if want.side == "s" else want.k - 1)})
 
@@ -195,6 +242,10 @@ class Levels:
             return py
         rowwise = py.op in ROWWISE or (py.op == "fn" and py.attrs.get("name") != "dropout") or \
             (py.op == "unsqueeze_idx" and py.attrs["idx"][:1] == (":",))
+        if lv.side == "s" and want.side == "s":  # S_j -> S_k, k > j: not a prefix for every kind of block
+            if self.is_graph(py):
+                return self.relevel(py, want.k)  # degrees (and node tables) of block k's own sources
+            self.deep_reads = True
         if not rowwise or py.op == "var" or (lv.side == "d" and want.side == "s"):
             return self.slice_py(py, want)
         args = tuple(self.push(a, want) if isinstance(a, Py) else a for a in py.args)
@@ -266,6 +317,8 @@ class Levels:
         if isinstance(s.target, str):
             self.out.append(Assign(s.target, py, s.comment, s.layout))
             self.env[s.target] = lv
+            if isinstance(lv, Lv) and lv.side == "s" and _eq(lv.k, 0) and self.is_graph(py):
+                self.graph_defs[s.target] = py
             self.levels[s.target] = repr(lv)
             if s.target in self.user_nodes:
                 self.boundary(s.target, Py("var", (s.target,)), lv, s.target)
@@ -305,13 +358,16 @@ class Levels:
         cond, then_b, else_b = s.args
         outer = self.out
         env0 = dict(self.env)
+        memos = (dict(self.remat), dict(self.exchanged))  # names made in a branch stay in it
         self.out = []
         self.statements(then_b)
         then_out, env_then = self.out, dict(self.env)
         self.env = dict(env0)
+        self.remat, self.exchanged = dict(memos[0]), dict(memos[1])
         self.out = []
         self.statements(else_b)
         else_out = self.out
+        self.remat, self.exchanged = memos
         for k, v in env_then.items():
             if k in self.env and isinstance(v, Lv) and isinstance(self.env[k], Lv) and repr(v) != repr(self.env[k]):
                 raise BlockError(f"the two linear-map orders give {k} different levels")
@@ -332,6 +388,7 @@ class Levels:
             saved = (self.out, dict(self.env), {k: dict(v) for k, v in self.lists.items()}, dict(self.exchanged),
                      list(self.boundaries))
             n_uses = len(self.uses)
+            saved_memo = (dict(self.remat), dict(self.exchanged))
             for key in lists:
                 self.lists[key]["c"] = steps[key]
             self.out = []
@@ -354,6 +411,7 @@ class Levels:
                 prev = _norm(base.k) + steps[key] * (idx - 1 - i0)  # h[l-1] under the hypothesis
                 new_steps[key] = sp.simplify(_norm(lv.k) - prev)
             if all(_eq(new_steps[k], steps[k]) for k in lists):
+                self.remat, self.exchanged = saved_memo  # names made in the body stay in it
                 self.out = saved[0]
                 self.out.append(Loop(s.var, s.lo, s.hi, body_out))
                 for key in lists:
@@ -362,6 +420,7 @@ class Levels:
             steps = new_steps
             del self.uses[n_uses:]
             self.out, self.env, self.lists, self.exchanged, self.boundaries = saved
+            self.remat = dict(saved_memo[0])
             self.lists = {k: dict(v) for k, v in self.lists.items()}
         raise BlockError("the recurrence's hop depth per layer is not constant")
 
@@ -538,7 +597,7 @@ def apply(ml, lm) -> None:
         return
     lm.body, lm.outputs = body, outputs
     lm.blocks = {"supported": True, "depth": str(tm.depth), "levels": lv.levels, "boundaries": lv.boundaries,
-                 "uses": list(dict.fromkeys(lv.uses))}
+                 "uses": list(dict.fromkeys(lv.uses)), "control_variate": not lv.deep_reads}
 
 
 def _b(pr, attrs, key="block") -> str:
@@ -549,6 +608,8 @@ def _b(pr, attrs, key="block") -> str:
 def print_rule(pr, py: Py):
     """How the block-aware ops print (`None`: not one of them); called by codegen's Printer."""
     op, args, at = py.op, py.args, py.attrs
+    if op == "unsqueeze_idx" and args[0].op == "rows_to" and at["idx"][:1] == (":",):  # x[: n][:, None]
+        return print_rule(pr, Py("rows_to", (Py("unsqueeze_idx", args[0].args, at),), args[0].attrs))
     if op == "rows_to":
         lv, inner = at["lv"], args[0]
         size = f"{_b(pr, at, 'k')}.{'num_src' if lv.side == 's' else 'num_dst'}"
@@ -557,9 +618,10 @@ def print_rule(pr, py: Py):
             return f"{pr.wrap(inner.args[0], 9)}[: {size}{', ' + rest if rest else ''}]", 9
         return f"{pr.wrap(inner, 9)}[: {size}]", 9
     if op == "node_rows":
-        return f"ops.node_rows(blocks[0], {pr(args[0])})", 9
+        return f"ops.node_rows({_b(pr, at, 'blk') if 'blk' in at else 'blocks[0]'}, {pr(args[0])})", 9
     if op == "node_degrees":
-        return f'ops.node_degrees(blocks[0], "{"in" if args[0] == "in_degrees" else "out"}").to({pr.dtype})', 9
+        g = _b(pr, at, "blk") if "blk" in at else "blocks[0]"
+        return f'ops.node_degrees({g}, "{"in" if args[0] == "in_degrees" else "out"}").to({pr.dtype})', 9
     if op == "sampled_degrees":
         lv = at.get("lv")
         block = "blocks[0]" if lv is None else _b(pr, at, "size_k")
