@@ -18,7 +18,7 @@ from kokoyi.compiler.interp import interpret
 from kokoyi.differential import GRAPHS, compare_model, fuzz_one, verify
 from kokoyi.grammar.parser import parse
 
-from known_bugs import KNOWN_BUGS, explain, reproducer
+from known_bugs import FIXED_BUGS, KNOWN_BUGS, explain, reproducer
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_PROGRAMS = 300
@@ -175,6 +175,13 @@ def test_known_bug_still_reproduces(bug):
     if report.ok:
         pytest.fail(f"known bug {bug.name!r} no longer reproduces: remove it from tests/known_bugs.py")
     pytest.xfail(f"{bug.name}: {next(c for c in report.comparisons if not c.ok).report()}")
+
+
+@pytest.mark.parametrize("bug", FIXED_BUGS, ids=[b.name for b in FIXED_BUGS])
+def test_fixed_bug_reproducer_agrees(bug):
+    """A fixed entry's reproducer is a regression test: compiled module and interpreter agree."""
+    report = verify(reproducer(bug.name))
+    assert report.ok, str(report)
 
 
 # ------------------------------------------------------------------ kokoyi check --verify

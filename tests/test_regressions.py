@@ -434,3 +434,23 @@ def test_constant_power_tower_is_folded_not_left_to_python_integers():
     assert "no finite real value" in diag(src(r"y_v \gets x_v^{2^{2^{2^{2^{2^2}}}}} \\ \return y \\"))
     g, x = graph(), x_of()
     close(build(src(r"y_v \gets x_v^{2^{1^{2}}} + \frac{1}{4} x_v \\ \return y \\"), d=3)(g, x), x ** 2 + x / 4)
+
+
+def test_an_unused_recurrence_deeper_than_the_output_is_not_computed():
+    """Found by the differential fuzzer (seed 9) after blocks landed: a layer recurrence nobody returns
+    still ran, and asked for more blocks than the output's hop depth (IndexError on a full graph)."""
+    text = r"""\begin{model}{M}
+  \hyper d, h, L \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param W \in \mathbb{R}^{d \times h} \\
+  \param c \in \mathbb{R}^{d} \\
+  \param B^{(l)} \in \mathbb{R}^{h \times h}, \quad l = 1, \dots, L \\
+  r^{(0)}_v \gets \sum_{u \in \mathcal{N}(v)} x_u W \\
+  r^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} r^{(l-1)}_u B^{(l)}, \quad l = 1, \dots, L \\
+  \mu_v \gets \frac{1}{|\mathcal{N}(v)|} \sum_{u \in \mathcal{N}(v)} x_u \cdot c \\
+  \return \mu \\
+\end{model}
+"""
+    assert "for l in" not in kokoyi.to_python(text)
+    report = kokoyi.verify(text)
+    assert report.ok, str(report)

@@ -1111,16 +1111,39 @@ def _targets(stmt) -> set:
     return set()
 
 
+def _stored(stmt) -> set:
+    """The names an assignment writes: `a, b = ...`, or the list `h` of `h[l] = ...`."""
+    t = stmt.target
+    if isinstance(t, Py) and t.op == "getitem" and isinstance(t.args[0], Py) and t.args[0].op == "var":
+        return {t.args[0].args[0]}
+    return _targets(stmt)
+
+
+def _stored_in(stmts) -> set:
+    out = set()
+    for st in stmts:
+        if isinstance(st, Assign):
+            out |= _stored(st)
+        elif isinstance(st, Loop):
+            out |= _stored_in(st.body)
+        elif isinstance(st, Py) and st.op == "if":
+            out |= _stored_in(st.args[1]) | _stored_in(st.args[2])
+    return out
+
+
 def _drop_dead(stmts: list, live: set) -> list:
-    """Remove assignments nobody reads (walking backwards); loops, branches and h[l] stores stay."""
+    """Remove assignments nobody reads (walking backwards), and layer loops and `h[l]` stores of a family
+    nobody reads (an unused recurrence is not computed, and asks for no block)."""
     out = []
     for st in reversed(stmts):
         if isinstance(st, Assign):
-            names = _targets(st)
+            names = _stored(st)
             if names and not (names & live):
                 continue
             live |= _names(st.expr) | _names(st.target if isinstance(st.target, Py) else None)
         elif isinstance(st, Loop):
+            if not (_stored_in(st.body) & live):
+                continue
             st.body = _drop_dead(st.body, live | _assigned_names(st.body))
             for s2 in st.body:
                 if isinstance(s2, Assign):
