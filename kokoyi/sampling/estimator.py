@@ -135,7 +135,7 @@ def hops(graph, depth: int, history=None, edge_inputs: bool = False, control_var
         if not listed or all(b is one for b in graph):
             return [one] * max(depth, 1)
         return _control_variate_blocks(list(graph), depth, control_variate)
-    if isinstance(graph, Graph):
+    if not isinstance(graph, (list, tuple)):  # a graph; anything else gets check_input's message
         return [graph] * max(depth, 1)
     if not isinstance(graph, (list, tuple)) or not all(isinstance(b, Graph) for b in graph):
         raise TypeError(f"graph must be a kokoyi.Graph or a list of {depth} sampled blocks "
