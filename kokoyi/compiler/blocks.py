@@ -526,7 +526,7 @@ class Levels:
             elif role == "v" and isinstance(lv, Lv) and lv.side in ("s", "d") and self._known_ge1(lv.k):
                 cands.append(Lv(lv.k - 1, "s"))
         b = self.source_block(cands)
-        if self.maybe_ge(b, self.L) is True:  # a reduction past the output's depth (its value is dead)
+        if self.maybe_ge(b, sp.Max(self.L, 1)) is True:  # past the last block (hops gives max(L, 1))
             raise BlockError(f"{what} would run on block {b} of {self.L}")
         want = {"u": Lv(b, "s"), "v": Lv(b + 1, "d"), "e": Lv(b, "e")}
         args = []
