@@ -98,6 +98,8 @@ class Levels:
         self.graph_defs: dict[str, Py] = {}  # name -> its (rewritten) expression, for graph quantities
         self.remat: dict = {}  # (name, level) -> the name of the quantity recomputed on that block
         self.remat_names: dict = {}
+        self.orig: dict = {}  # edge value name -> (assignment target, its lowered expression)
+        self.force = None  # while an edge value is recomputed on a later block: that block
         self.deep_reads = False  # some source reads a value of an earlier block's sources (not VR-safe)
         self.what = "?"
         self.keep: list = []
@@ -138,11 +140,10 @@ class Levels:
         edges = [lv for lv in lvs if isinstance(lv, Lv) and lv.side == "e"]
         if nodes and edges:
             raise BlockError("an expression mixes node and edge rows")
-        if edges:
+        if edges:  # the latest block: edge values of earlier blocks are recomputed on its edges
             k = edges[0].k
             for e in edges[1:]:
-                if not _eq(e.k, k):
-                    raise BlockError("an expression mixes the edges of two blocks")
+                k = self.kmax(k, e.k)
             return Lv(k, "e")
         if nodes:
             k = nodes[0].k
@@ -172,9 +173,11 @@ class Levels:
         if not isinstance(have, Lv) or have.side in ("plain",):
             return py
         if have.side == "e" or want.side == "e":
-            if have.side != want.side or not _eq(have.k, want.k):
-                raise BlockError("an edge value is read on another block's edges")
-            return py
+            if have.side == want.side and _eq(have.k, want.k):
+                return py
+            if have.side == want.side and self.ge(want.k, have.k):
+                return self.edge_relevel(py, want.k)
+            raise BlockError("an edge value is read on another block's edges")
         if have.side == want.side and _eq(have.k, want.k):
             return py
         if not self.ge(want.k, have.k):
@@ -185,6 +188,49 @@ class Levels:
             if _eq(have.k, want.k):
                 return py
         return self.push(py, want)
+
+    # ------------------------------------------------------------------ edge values on a later block
+    def edge_relevel(self, py: Py, k) -> Py:
+        """An edge expression of an earlier block rebuilt on block k's edges from its named edge values."""
+        lv = self.lv_of.get(id(py))
+        if not isinstance(py, Py) or not (isinstance(lv, Lv) and lv.side == "e") or _eq(lv.k, k):
+            return py
+        if py.op == "var" and py.args[0] in self.orig:
+            return self.edge_at(py.args[0], k)
+        if py.op == "var" or "block" in py.attrs:
+            raise BlockError("an edge value is read on another block's edges")
+        out = Py(py.op, tuple(self.edge_relevel(a, k) if isinstance(a, Py) else a for a in py.args),
+                 {n: (self.edge_relevel(v, k) if isinstance(v, Py) else v) for n, v in py.attrs.items()})
+        self.lv_of[id(out)] = Lv(k, "e")
+        self.keep.append(out)
+        return out
+
+    def edge_at(self, name: str, k) -> Py:
+        """The edge value `name` (defined on an earlier block) evaluated again on block k's edges: its
+        definition analysed with every sparse op of it placed on block k at least."""
+        memo = (name, str(_norm(k)))
+        if memo not in self.remat:
+            target, expr = self.orig[name]
+            saved, self.force = self.force, k
+            try:
+                py, lv = self.expr(expr)
+            finally:
+                self.force = saved
+            k_n = _norm(k)
+            names = [t.strip() for t in target.split(",")]
+            new = [self.remat_names.setdefault((n, str(k_n)), self.fresh(
+                f"{n}_{k_n}" if k_n.is_Integer else f"{n}_k")) for n in names]
+            self.out.append(Assign(", ".join(new), py, f"{', '.join(names)} on the edges of block {k_n}"))
+            if len(names) == 2:  # a softmax with a self loop: (edge part, self-loop part)
+                self.remat[(names[0], memo[1])] = Py("var", (new[0],))
+                self.remat[(names[1], memo[1])] = Py("var", (new[1],))
+                self.env[new[0]], self.env[new[1]] = Lv(k, "e"), Lv(k + 1, "d")
+            else:
+                self.remat[memo] = Py("var", (new[0],))
+                self.env[new[0]] = lv
+            for n, nn in zip(names, new):
+                self.orig[nn] = self.orig[n]
+        return self.remat[memo]
 
     # ------------------------------------------------------------------ graph quantities per block
     def is_graph(self, py: Py) -> bool:
@@ -311,12 +357,15 @@ class Levels:
         py, lv = self.expr(s.expr)
         if isinstance(s.target, str) and isinstance(lv, tuple) and lv[0] == "pair":  # softmax + self loop
             first, second = (t.strip() for t in s.target.split(","))
+            self.orig[first] = self.orig[second] = (s.target, s.expr)
             self.out.append(Assign(s.target, py, s.comment, s.layout))
             self.env[first], self.env[second] = Lv(lv[1], "e"), Lv(lv[1] + 1, "d")
             return
         if isinstance(s.target, str):
             self.out.append(Assign(s.target, py, s.comment, s.layout))
             self.env[s.target] = lv
+            if isinstance(lv, Lv) and lv.side == "e":
+                self.orig[s.target] = (s.target, s.expr)
             if isinstance(lv, Lv) and lv.side == "s" and _eq(lv.k, 0) and self.is_graph(py):
                 self.graph_defs[s.target] = py
             self.levels[s.target] = repr(lv)
@@ -501,7 +550,7 @@ class Levels:
         return Py("node_degrees", py.args, dict(py.attrs)), S0
 
     def x_rows_of(self, py):
-        p = Py("rows_of", py.args, dict(py.attrs))
+        p = Py("rows_of", py.args, {**py.attrs, "on_blocks": True})
         return p, Poly("e" if py.attrs.get("rows") == "E" else "n", [p])
 
     def x_dst_rows(self, py):
@@ -526,6 +575,8 @@ class Levels:
             elif role == "v" and isinstance(lv, Lv) and lv.side in ("s", "d") and self._known_ge1(lv.k):
                 cands.append(Lv(lv.k - 1, "s"))
         b = self.source_block(cands)
+        if self.force is not None:
+            b = self.kmax(b, self.force)
         if self.maybe_ge(b, sp.Max(self.L, 1)) is True:  # past the last block (hops gives max(L, 1))
             raise BlockError(f"{what} would run on block {b} of {self.L}")
         want = {"u": Lv(b, "s"), "v": Lv(b + 1, "d"), "e": Lv(b, "e")}
@@ -634,8 +685,10 @@ def print_rule(pr, py: Py):
         if at.get("loop"):
             key = f"({key}, {', '.join(at['loop'])})"
         return f"ops.exchange(history, {key}, {pr(args[0])}, blocks, {pr(at['k'])})", 9
-    if op == "edge_output" and "lv" in at and isinstance(at["lv"], Lv) and at["lv"].side == "e":
-        return f"{_b(pr, at, 'size_k')}.edge_output({pr(args[0])})", 9
+    if op == "edge_output" and "lv" in at:  # an edge input's own edges: every block is the same graph
+        lv = at["lv"]
+        g = _b(pr, at, "size_k") if isinstance(lv, Lv) and lv.side == "e" else "blocks[0]"
+        return f"{g}.edge_output({pr(args[0])})", 9
     if "block" not in at:
         return None
     g = _b(pr, at)
@@ -656,8 +709,10 @@ def print_rule(pr, py: Py):
 def rows_size(pr, py: Py):
     """`rows_of` (the row count of an expanded plain value) on blocks; None when not resolved."""
     lv = py.attrs.get("lv")
-    if not isinstance(lv, Lv):
+    if not py.attrs.get("on_blocks"):  # a model kept on the full graph
         return None
+    if not isinstance(lv, Lv):  # rows of an edge input only (one graph for every block)
+        return "blocks[0].num_edges" if py.attrs.get("rows") == "E" else "blocks[0].num_src"
     attr = {"e": "num_edges", "s": "num_src", "d": "num_dst"}[lv.side]
     return f"{_b(pr, py.attrs, 'size_k')}.{attr}"
 
