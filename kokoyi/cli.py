@@ -136,7 +136,8 @@ def _add_eval_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--data", metavar="PATH", help=f"{what} on your own graph (.npz, CSV folder or PyG .pt)")
     p.add_argument("--data-dir", help="folder with the Planetoid raw files (as for train)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device (default cpu)")
-    p.add_argument("--threads", type=_positive, metavar="N", help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=_positive, metavar="N", help="torch CPU threads (default: as many "
+                   "as in training, so that float sums, hence accuracies, are reproduced exactly)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -314,6 +315,8 @@ def _check_output_paths(args) -> None:
     """Refuse bad --log / --plot / --save names before any training."""
     from kokoyi.report import LOG_SUFFIXES
 
+    if getattr(args, "data", None) and getattr(args, "dataset", None):
+        raise CliError("give --data PATH (your own graph) or --dataset NAME, not both")
     if args.log and Path(args.log).suffix.lower() not in LOG_SUFFIXES:
         raise CliError(f"--log {args.log}: the file name must end in .csv or .jsonl")
     if args.plot and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
@@ -412,6 +415,9 @@ def cmd_train(args) -> int:
         metrics = {k: v for k, v in best.summary().items() if k != "hypers"}
         train_opts = {k: opts[k] for k in ("epochs", "lr", "weight_decay", "patience", "device")}
         train_opts["seed"] = seeds[pick]
+        import torch
+
+        train_opts["threads"] = torch.get_num_threads()  # eval uses as many: same float sums, same accuracy
         try:
             save_model(args.save, best.model, source=source.decode("utf-8", "replace"), dataset=data,
                        metrics=metrics, train_options=train_opts, seed=opts["seed"],
@@ -430,6 +436,8 @@ def cmd_train(args) -> int:
 def _eval_data(args, info: dict, labels: bool):
     """The data a saved model is evaluated / run on: --data, --dataset, else the recorded dataset."""
     saved = info.get("dataset") or {}
+    if args.data is not None and args.dataset is not None:
+        raise CliError("give --data PATH (your own graph) or --dataset NAME, not both")
     if args.data is None and args.dataset is None:
         if saved.get("data"):
             return _load_data(None, saved["data"], None, 0, labels), True
@@ -448,10 +456,12 @@ def _run_saved(args, labels: bool):
     from kokoyi.datasets import DatasetError
     from kokoyi.train import TrainError, evaluate_logits
 
-    _threads(args.threads)
+    info = {"model": "?"}
     try:
         model = load_model(args.dir, device=args.device)
         info = model.kokoyi_checkpoint
+        saved_threads = (info.get("train") or {}).get("threads")
+        _threads(args.threads or (saved_threads if isinstance(saved_threads, int) and saved_threads > 0 else None))
         data, same = _eval_data(args, info, labels)
         if same:
             masks = saved_split(args.dir, data.num_nodes)

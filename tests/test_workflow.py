@@ -78,7 +78,13 @@ def test_cli_train_outputs_log_plot_json_runs(tmp_path, capsys):
     log, plot = tmp_path / "h.jsonl", tmp_path / "c.png"
     argv = ["train", str(GCN_FILE), "--epochs", "5", "--hyper", "d_h=8", "--runs", "2", "--threads", "1",
             "--log", str(log), "--plot", str(plot), "--json", "--no-progress", "--every", "1", "--seed", "3"]
-    assert main(argv) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(argv) == 0
+        assert torch.get_num_threads() == 1  # --threads 1
+    finally:
+        torch.set_num_threads(threads)
     out, err = capsys.readouterr()
     r = json.loads(out)  # stdout is the JSON alone; epoch lines went to stderr
     assert [ln.split()[:4] for ln in err.splitlines()][:2] == [["run", "1", "epoch", "1"], ["run", "1", "epoch", "2"]]
@@ -124,6 +130,7 @@ def test_checkpoint_folder_holds_everything(saved):
     assert info["model"] == "GCN" and info["hypers"] == {"d_in": 32, "d_h": 16, "C": 7, "p": 0.5}
     assert info["dataset"]["name"] == "synthetic" and info["kokoyi_version"] == kokoyi.__version__
     assert {"test_acc", "val_acc", "train_acc", "best_epoch", "epochs"} <= set(info["metrics"])
+    assert info["train"]["epochs"] == 20 and info["train"]["threads"] >= 1  # eval reuses the thread count
     assert (saved / "model.kky").read_text() == GCN_FILE.read_text()
 
 
@@ -188,6 +195,18 @@ def test_eval_and_predict_errors(saved, tmp_path, capsys):
     (tmp_path / "half" / "model.kky").write_text("x")
     assert main(["eval", str(tmp_path / "half")]) == 2
     assert "lacks checkpoint.json, state_dict.pt" in capsys.readouterr().err
+    import shutil
+
+    shutil.copytree(saved, tmp_path / "edited")
+    info = json.loads((tmp_path / "edited" / "checkpoint.json").read_text())
+    info["hypers"]["d_h"] = 0
+    (tmp_path / "edited" / "checkpoint.json").write_text(json.dumps(info))
+    assert main(["eval", str(tmp_path / "edited")]) == 2
+    assert "checkpoint.json: the hyperparameters" in capsys.readouterr().err
+    info["hypers"]["d_h"] = 8  # fits the model, not the saved weights
+    (tmp_path / "edited" / "checkpoint.json").write_text(json.dumps(info))
+    assert main(["eval", str(tmp_path / "edited")]) == 2
+    assert "cannot load the weights" in capsys.readouterr().err
     assert main(["predict", str(saved), "-o", str(tmp_path / "p.txt")]) == 2
     assert "-o " in capsys.readouterr().err
     np.savez(tmp_path / "wide.npz", edge_index=np.array([[0], [1]]), x=np.ones((3, 5), np.float32))
@@ -261,6 +280,13 @@ def test_bad_csv_folder_and_other_files(tmp_path, capsys):
     (tmp_path / "g" / "labels.csv").write_text("0,train\n1,maybe\n")
     with pytest.raises(DatasetError, match=r"labels.csv: line 2: split must be train, val, test or empty, got 'maybe'"):
         load_data(tmp_path / "g")
+    (tmp_path / "g" / "labels.csv").write_text("0,train\n1,val\n2,test\n,\n,\n0,\n")  # unlabelled nodes
+    d = load_data(tmp_path / "g")
+    assert d.y.tolist() == [0, 1, 2, 0, 0, 0] and d.train_mask.tolist() == [True] + [False] * 5
+    (tmp_path / "g" / "labels.csv").write_text(",train\n1,val\n2,test\n,\n,\n0,\n")
+    with pytest.raises(DatasetError, match=r"labels.csv: line 1: expected an integer label, got ''"):
+        load_data(tmp_path / "g")
+
     (tmp_path / "g" / "labels.csv").write_text("0,train\n1,val\n")
     with pytest.raises(DatasetError, match=r"labels.csv: array 'y' must be \(6,\) integer labels .* got shape \(2,\)"):
         load_data(tmp_path / "g")
@@ -331,6 +357,13 @@ def test_pyg_calling_habits_are_explained(GCN, data, order):
     assert "model(graph, x) with graph = kokoyi.Graph.from_edge_index(edge_index)" in msg
 
 
+def test_a_pyg_data_as_the_graph_is_explained(GCN, data):
+    pyg = pytest.importorskip("torch_geometric.data")
+    model = GCN(d_in=32, d_h=8, C=7)
+    with pytest.raises(TypeError, match=r"got a PyG Data: call the model as model\(kokoyi.Graph.from_pyg\(data\), data.x\)"):
+        model(pyg.Data(x=data.x, edge_index=data.edge_index), data.x)
+
+
 # --------------------------------------------------------------------------- 5. CLI errors
 
 @pytest.mark.parametrize("hyper, message", [
@@ -362,6 +395,13 @@ def test_model_names_keep_underscores(tmp_path, capsys):
     f.write_text(GCN_FILE.read_text().replace("{GCN}", "{2GCN}"))
     assert main(["check", str(f)]) == 1
     assert "error: model name '2GCN'" in capsys.readouterr().err
+
+
+def test_data_and_dataset_together_are_refused(saved, capsys):
+    assert main(["train", str(GCN_FILE), "--data", "g.npz", "--dataset", "cora"]) == 2
+    assert capsys.readouterr().err.strip() == "kokoyi: give --data PATH (your own graph) or --dataset NAME, not both"
+    assert main(["eval", str(saved), "--data", "g.npz", "--dataset", "cora"]) == 2
+    assert "not both" in capsys.readouterr().err
 
 
 def test_bad_output_names_refused_before_training(capsys):
@@ -426,3 +466,21 @@ def test_standalone_module_explains_the_calling_convention_too(data):
                                         r"call the model as model\(graph, x\) with graph = Graph.from_edge_index"):
         model(data.x, data.edge_index)
     assert model(ns["Graph"].from_edge_index(data.edge_index, num_nodes=2000), data.x).shape == (2000, 7)
+
+
+@pytest.mark.parametrize("standalone", [False, True])
+def test_constructor_refuses_a_dropout_rate_outside_0_1(standalone):
+    ns: dict = {}
+    if standalone:
+        exec(compile(kokoyi.to_python(GCN_FILE.read_text(), path="gcn.kky", standalone=True), "gcn_sa", "exec"), ns)
+    GCN = ns["GCN"] if standalone else kokoyi.load(GCN_FILE)["GCN"]
+    with pytest.raises(ValueError, match=r"hyperparameter 'p' must be in \[0, 1\]"):
+        GCN(d_in=4, d_h=4, C=2, p=1.5)
+    assert GCN(d_in=4, d_h=4, C=2, p=1.0).p == 1.0
+
+
+def test_train_result_repr_is_short_and_counts_epochs_from_1(GCN, data):
+    r = train(GCN, data, epochs=4, progress=False, hypers={"d_h": 4})
+    text = repr(r)
+    assert text.startswith(f"TrainResult(test_acc={r.test_acc:.4f}, val_acc={r.val_acc:.4f}, "
+                           f"best epoch {r.best_epoch + 1} of 4") and "loss" not in text

@@ -274,7 +274,8 @@ def generate_model(m: LModel) -> str:
     body = ["super().__init__()"]
     for h in tm.hypers:
         body.append(f"# {comment(h.latex)}")
-        body.append(f'self.{h.key} = ops.check_hyper({quote(h.key)}, {h.key}, {quote(h.info["kind"])})')
+        bounds = f", ({float(h.info['range'][0])!r}, {float(h.info['range'][1])!r})" if h.info.get("range") else ""
+        body.append(f'self.{h.key} = ops.check_hyper({quote(h.key)}, {h.key}, {quote(h.info["kind"])}{bounds})')
     for p in tm.params:
         body.append(f"# {comment(p.latex)}")
         if p.kind == "submodel":
