@@ -135,14 +135,14 @@ def hops(graph, depth: int, history=None, edge_inputs: bool = False, control_var
         if not listed or all(b is one for b in graph):
             return [one] * max(depth, 1)
         return _control_variate_blocks(list(graph), depth, control_variate)
-    if not isinstance(graph, (list, tuple)):  # a graph; anything else gets check_input's message
-        return [graph] * max(depth, 1)
     if type(graph).__module__.startswith("torch_geometric"):  # PyG habits: model(data)
         raise TypeError(f"the first argument must be a kokoyi.Graph, got a PyG {type(graph).__name__}: call the "
                         f"model as model(kokoyi.Graph.from_pyg(data), data.x)")
     if hasattr(graph, "shape") and hasattr(graph, "dtype"):  # PyG habits: model(x, edge_index)
         raise TypeError(f"the first argument must be a kokoyi.Graph, got a tensor of shape {tuple(graph.shape)}: "
                         f"call the model as model(graph, x) with graph = kokoyi.Graph.from_edge_index(edge_index)")
+    if not isinstance(graph, (list, tuple)):  # a graph; anything else gets check_input's message
+        return [graph] * max(depth, 1)
     if not isinstance(graph, (list, tuple)) or not all(isinstance(b, Graph) for b in graph):
         raise TypeError(f"graph must be a kokoyi.Graph or a list of {depth} sampled blocks "
                         f"(kokoyi.sampling.Block), got {type(graph).__name__}")
