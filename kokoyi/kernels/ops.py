@@ -31,9 +31,11 @@ with no gradient wanted, the public functions call the primitive directly (no cu
 overhead).
 
 Backends: the forward passes are *primitives* (`spmm`, `sddmm`, `edge_softmax`, see the docstring of
-kokoyi/kernels/torch_ops.py) looked up per call in `_BACKENDS`. `KOKOYI_BACKEND=torch|triton`
+kokoyi/kernels/torch_ops.py) looked up per call in `_BACKENDS`. `KOKOYI_BACKEND=torch|triton|numba`
 forces one; by default CUDA tensors of fp32/fp16/bf16 use triton when `kokoyi.kernels.triton`
-imports and provides the primitive, everything else (CPU, float64) uses torch.
+imports and provides the primitive, CPU tensors use the compiled numba kernels
+(kokoyi/kernels/numba_cpu/) when numba imports, everything else uses torch (the fallback and the
+test reference).
 """
 from __future__ import annotations
 
@@ -63,8 +65,16 @@ def _load_triton():
         return None
 
 
-_BACKENDS = {"torch": lambda: torch_ops, "triton": _load_triton}
+def _load_numba():
+    try:
+        return importlib.import_module("kokoyi.kernels.numba_cpu")
+    except Exception:  # numba missing or broken: the torch path serves everything
+        return None
+
+
+_BACKENDS = {"torch": lambda: torch_ops, "triton": _load_triton, "numba": _load_numba}
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # float64 stays on torch
+_NUMBA_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)  # CPU tensors
 _LOADED: dict = {}
 
 
@@ -90,9 +100,13 @@ def backend_name(primitive: str, x: torch.Tensor) -> str:
         if forced == "triton" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
             raise RuntimeError("KOKOYI_BACKEND=triton needs CUDA tensors (or TRITON_INTERPRET=1), "
                                f"got a tensor on {x.device}")
+        if forced == "numba" and x.device.type != "cpu":
+            raise RuntimeError(f"KOKOYI_BACKEND=numba needs CPU tensors, got a tensor on {x.device}")
         return forced
     if x.is_cuda and x.dtype in _TRITON_DTYPES and _has(_module("triton"), primitive):
         return "triton"
+    if x.device.type == "cpu" and x.dtype in _NUMBA_DTYPES and _has(_module("numba"), primitive):
+        return "numba"
     return "torch"
 
 

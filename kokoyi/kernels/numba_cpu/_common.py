@@ -1,0 +1,123 @@
+"""Host-side helpers shared by the numba kernel families: compilation flags, threads, the
+torch <-> numpy hand-over, row partitions, feature-shape canonicalisation, and the finite softmax
+weight. Nothing here imports the compiler."""
+from __future__ import annotations
+
+import math
+import os
+import threading
+
+import numba
+import numpy as np
+import torch
+
+# Kernels are compiled on first use for each (float dtype, index dtype) pair and cached on disk
+# (cache=True: NUMBA_CACHE_DIR, else __pycache__ beside this file or the user cache), so a second
+# process loads them in milliseconds instead of compiling for seconds.
+kernel = numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+device_fn = numba.njit(inline="always", cache=True, nogil=True)
+
+WORK_DTYPES = (torch.float32, torch.float64)   # fp16/bf16 are widened to fp32 on the host
+INDEX_DTYPES = (torch.int32, torch.int64)
+CHUNKS_PER_THREAD = 8   # row chunks per thread: balances power-law rows, keeps scheduling cheap
+SERIAL_WORK = 1 << 14   # below this many (edge x feature) elements one thread does the job
+
+# numba's default threading layer is OpenMP when it finds one: its spinning barrier is what stalls
+# on a loaded machine, and it is a second OpenMP runtime beside torch's. The workqueue layer sleeps
+# instead of spinning; it must not be entered by two threads at once, hence the lock.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+_LOCK = threading.Lock()
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in WORK_DTYPES else torch.float32
+
+
+def np_view(t: torch.Tensor) -> np.ndarray:
+    """A numpy view of a CPU tensor (made contiguous first; no copy when it already is)."""
+    return t.detach().contiguous().numpy()
+
+
+def threads_for(work: int) -> int:
+    """torch.get_num_threads(), capped by numba's pool, and 1 for small work."""
+    if work < SERIAL_WORK:
+        return 1
+    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+
+
+def row_bounds(indptr: np.ndarray, threads: int) -> np.ndarray:
+    """Row chunk boundaries (int64, P+1 entries) holding about equal numbers of edges, so that a
+    hub row does not leave the other threads idle (numba's prange splits iterations evenly)."""
+    rows = indptr.shape[0] - 1
+    parts = 1 if threads == 1 else min(rows, threads * CHUNKS_PER_THREAD)
+    if parts <= 1:
+        return np.array([0, rows], dtype=np.int64)
+    edges = int(indptr[-1])
+    targets = np.linspace(0, edges, parts + 1)
+    bounds = np.searchsorted(indptr, targets, side="left").astype(np.int64)
+    bounds[0], bounds[-1] = 0, rows
+    return np.unique(bounds)
+
+
+def even_bounds(n: int, threads: int) -> np.ndarray:
+    parts = 1 if threads == 1 else max(1, min(n, threads * CHUNKS_PER_THREAD))
+    return np.linspace(0, n, parts + 1).astype(np.int64)
+
+
+class Launch:
+    """`with Launch(work):` sets numba's thread count for the calling thread and holds the lock."""
+
+    def __init__(self, work: int):
+        self.threads = threads_for(work)
+
+    def __enter__(self):
+        _LOCK.acquire()
+        numba.set_num_threads(self.threads)
+        return self
+
+    def __exit__(self, *exc):
+        _LOCK.release()
+        return False
+
+
+def split_features(shape, *operand_shapes, at=None):
+    """Canonical (H, D) split of the output feature shape `shape` such that every operand's padded
+    feature shape is (H-part full or all 1) + (D-part full or all 1). Returns (H, D, [(Hx, Dx)])
+    with Hx in {1, H}, Dx in {1, D}, or None when no split exists (the caller then expands).
+    `at` forces the split point (g-SDDMM's dot reduces exactly the last axis)."""
+    nf = len(shape)
+    padded = [(1,) * (nf - len(s)) + tuple(s) for s in operand_shapes]
+    for j in (range(nf + 1) if at is None else (at,)):
+        head, tail = tuple(shape[:j]), tuple(shape[j:])
+        dims = []
+        for p in padded:
+            ph, pt = p[:j], p[j:]
+            if ph == head:
+                hx = math.prod(head)
+            elif all(d == 1 for d in ph):
+                hx = 1
+            else:
+                break
+            if pt == tail:
+                dx = math.prod(tail)
+            elif all(d == 1 for d in pt):
+                dx = 1
+            else:
+                break
+            dims.append((hx, dx))
+        else:
+            return math.prod(head), math.prod(tail), dims
+    return None
+
+
+@device_fn
+def softmax_weight(z, m):
+    """exp(z - m) with the finite conventions: a row max m = +inf gives weight 1 to the +inf
+    entries and 0 to the rest (they share the mass equally), m = -inf (every entry -inf) gives 0
+    everywhere (the row's alpha is then 0); NaN propagates."""
+    if m == np.inf:
+        return 1.0 if z == np.inf else 0.0
+    if m == -np.inf:
+        return 0.0
+    return math.exp(z - m)

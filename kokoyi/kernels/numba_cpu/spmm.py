@@ -1,0 +1,187 @@
+"""g-SpMM on the CPU: one pass over the CSR by target, rows split into edge-balanced chunks.
+
+    out[v] = reduce_{k = indptr[v]}^{indptr[v+1]-1} (u[src[k]] op e[k])      (0 if v has no in-edge)
+
+Operands are canonicalised on the host (_common.split_features) to an output (V, H, D) and operand
+rows of Hx * Dx elements, Hx in {1, H}, Dx in {1, D}, held as 2-D arrays (n, Hx * Dx): this covers
+equal shapes, per-edge or per-head scalars (GAT's u_mul_e) and plain scalars; shapes with no such
+split are expanded on the host first. The inner loop runs over D contiguous elements, so it
+vectorises. Each output row is accumulated in place, edge by edge in CSR order, by one thread:
+bit-deterministic for any thread count. sum/mean accumulate in the work dtype (fp32 for fp16/bf16,
+else the input's); max/min keep the first edge reaching the extreme (lowest id on ties; a NaN
+message wins and stays) in `arg`, -1 on empty rows.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import prange
+
+from kokoyi.kernels.torch_ops import broadcast_shape
+
+from ._common import Launch, device_fn, kernel, np_view, row_bounds, split_features, work_dtype
+
+ADD, SUB, MUL, DIV, COPY_U, COPY_E = range(6)
+FLAT, E_HEAD, U_HEAD, GENERAL = range(4)
+OP_CODES = {"add": ADD, "sub": SUB, "mul": MUL, "div": DIV, "copy_u": COPY_U, "copy_e": COPY_E}
+
+
+@device_fn
+def message(op, x, y):
+    """x op y for the op codes above (copy_u -> x, copy_e -> y)."""
+    if op == COPY_U:
+        return x
+    if op == COPY_E:
+        return y
+    if op == MUL:
+        return x * y
+    if op == ADD:
+        return x + y
+    if op == SUB:
+        return x - y
+    return x / y
+
+
+@kernel
+def _sum_rows(bounds, indptr, src, u, e, op, layout, H, D, strides, mean, out):
+    """out (V, H*D) += messages; u (N, Hu*Du), e (E, He*De) (a (0, 1) dummy when absent);
+    element (h, d) of a u row is u[s, h * su_h + d * su_d] (strides = su_h, su_d, se_h, se_d)."""
+    su_h, su_d, se_h, se_d = strides[0], strides[1], strides[2], strides[3]
+    for c in prange(bounds.shape[0] - 1):
+        for v in range(bounds[c], bounds[c + 1]):
+            start, end = indptr[v], indptr[v + 1]
+            for k in range(start, end):
+                s = src[k]
+                if op == COPY_U:
+                    for f in range(H * D):
+                        out[v, f] += u[s, f]
+                elif op == COPY_E:
+                    for f in range(H * D):
+                        out[v, f] += e[k, f]
+                elif layout == FLAT:                                # equal shapes
+                    for f in range(H * D):
+                        out[v, f] += message(op, u[s, f], e[k, f])
+                elif layout == E_HEAD:                              # e: one scalar per head
+                    for h in range(H):
+                        w = e[k, h * se_h]
+                        for d in range(D):
+                            out[v, h * D + d] += message(op, u[s, h * su_h + d], w)
+                elif layout == U_HEAD:                              # u: one scalar per head
+                    for h in range(H):
+                        w = u[s, h * su_h]
+                        for d in range(D):
+                            out[v, h * D + d] += message(op, w, e[k, h * se_h + d])
+                else:                                               # any other split
+                    for h in range(H):
+                        for d in range(D):
+                            out[v, h * D + d] += message(op, u[s, h * su_h + d * su_d],
+                                                         e[k, h * se_h + d * se_d])
+            if mean and end > start:
+                inv = 1.0 / (end - start)
+                for f in range(H * D):
+                    out[v, f] *= inv
+
+
+@device_fn
+def _wins(m, b, sign):
+    """Does message m replace the current extreme b? (sign 1 for max, -1 for min; a NaN wins
+    once and then stays, as NaN propagates through torch's amax/amin.)"""
+    return (sign * m > sign * b) | ((m != m) & (b == b))
+
+
+@kernel
+def _extreme_rows(bounds, indptr, src, u, e, op, layout, H, D, strides, is_max, out, arg):
+    """out (V, H*D) = max/min of the messages, arg the winning edge (out, arg preset to 0, -1).
+    The first in-edge initialises the row; later edges replace an entry only when strictly
+    better, so ties keep the lowest edge id."""
+    su_h, su_d, se_h, se_d = strides[0], strides[1], strides[2], strides[3]
+    sign = 1.0 if is_max else -1.0
+    for c in prange(bounds.shape[0] - 1):
+        for v in range(bounds[c], bounds[c + 1]):
+            start, end = indptr[v], indptr[v + 1]
+            for k in range(start, end):
+                s = src[k]
+                first = k == start
+                if op == COPY_U or op == COPY_E or layout == FLAT:
+                    for f in range(H * D):
+                        if op == COPY_U:
+                            m = u[s, f]
+                        elif op == COPY_E:
+                            m = e[k, f]
+                        else:
+                            m = message(op, u[s, f], e[k, f])
+                        if first or _wins(m, out[v, f], sign):
+                            out[v, f] = m
+                            arg[v, f] = k
+                else:
+                    for h in range(H):
+                        for d in range(D):
+                            m = message(op, u[s, h * su_h + d * su_d], e[k, h * se_h + d * se_d])
+                            f = h * D + d
+                            if first or _wins(m, out[v, f], sign):
+                                out[v, f] = m
+                                arg[v, f] = k
+
+
+def _canonical(u, e, feats):
+    """(layout, H, D, strides, u2, e2): 2-D (n, Hx * Dx) numpy views of u and e (dummies when absent)."""
+    present = [t for t in (u, e) if t is not None]
+    split = split_features(feats, *[tuple(t.shape[1:]) for t in present])
+    if split is None:  # no (H, D) factorisation: materialise the broadcast on the host
+        present = [_pad(t, len(feats)).expand((t.shape[0],) + tuple(feats)) for t in present]
+        split = split_features(feats, *[tuple(t.shape[1:]) for t in present])
+    H, D, dims = split
+    views = iter([np_view(t.reshape(t.shape[0], hx * dx)) for t, (hx, dx) in zip(present, dims)])
+    dims = iter(dims)
+    dummy = np.zeros((0, 1), dtype=np.float32 if present[0].dtype == torch.float32 else np.float64)
+    u2, (uh, ud) = (next(views), next(dims)) if u is not None else (dummy, (H, D))
+    e2, (eh, ed) = (next(views), next(dims)) if e is not None else (dummy, (H, D))
+    full_u, full_e = (uh, ud) == (H, D), (eh, ed) == (H, D)
+    if full_u and full_e:
+        layout = FLAT
+    elif full_u and ed == 1:
+        layout = E_HEAD
+    elif full_e and ud == 1:
+        layout = U_HEAD
+    else:
+        layout = GENERAL
+    strides = np.array([ud if uh == H else 0, 1 if ud == D else 0,
+                        ed if eh == H else 0, 1 if ed == D else 0], dtype=np.int64)
+    return layout, H, D, strides, u2, e2
+
+
+def _pad(t, nf):
+    missing = nf - (t.dim() - 1)
+    return t.reshape(t.shape[:1] + (1,) * missing + t.shape[1:]) if missing else t
+
+
+def spmm(indptr, src, num_dst, op, reduce, u, e):
+    """g-SpMM forward (the backend primitive; see kokoyi/kernels/torch_ops.py for the contract)."""
+    u = None if op == "copy_e" else u
+    e = None if op == "copy_u" else e
+    data = u if u is not None else e
+    dtype = data.dtype if (u is None or e is None) else torch.promote_types(u.dtype, e.dtype)
+    work = work_dtype(dtype)
+    u = u.to(work) if u is not None else None
+    e = e.to(work) if e is not None else None
+    feats = broadcast_shape(*[t.shape[1:] for t in (u, e) if t is not None])
+    shape = (num_dst,) + feats
+    extreme = reduce in ("max", "min")
+    num_edges = src.shape[0]
+    width = int(np.prod(feats)) if feats else 1
+    if num_edges == 0 or width == 0 or num_dst == 0:
+        arg = torch.full(shape, -1, dtype=torch.int64) if extreme else None
+        return torch.zeros(shape, dtype=dtype), arg
+    layout, H, D, strides, u2, e2 = _canonical(u, e, feats)
+    ip, sr = np_view(indptr), np_view(src)
+    out = torch.zeros((num_dst, H * D), dtype=work)
+    with Launch(num_edges * width) as launch:
+        bounds = row_bounds(ip, launch.threads)
+        code = OP_CODES[op]
+        if extreme:
+            arg = torch.full((num_dst, H * D), -1, dtype=torch.int64)
+            _extreme_rows(bounds, ip, sr, u2, e2, code, layout, H, D, strides, reduce == "max", out.numpy(),
+                          arg.numpy())
+            return out.reshape(shape).to(dtype), arg.reshape(shape)
+        _sum_rows(bounds, ip, sr, u2, e2, code, layout, H, D, strides, reduce == "mean", out.numpy())
+    return out.reshape(shape).to(dtype), None
