@@ -3,7 +3,7 @@ gradcheck, broadcasting, awkward graphs, index dtypes, low precision, validation
 import pytest
 import torch
 
-import kokoyi.ops as ops
+from kokoyi.kernels import ops  # the operator table, internal (CSR) edge order, like the reference
 from kokoyi import Graph
 from kokoyi.kernels import _reference as ref
 from kokoyi.kernels import ops as kops

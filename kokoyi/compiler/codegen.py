@@ -332,7 +332,7 @@ def generate(program: LProgram, standalone: bool = False) -> str:
                      "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
                      "check_hyper=check_hyper)\n")
     else:
-        parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
+        parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:
         parts.append("\n\n" + generate_model(m))
     table = ", ".join(f'"{m.typed.name}": {m.typed.name}' for m in program.models)
