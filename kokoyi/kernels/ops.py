@@ -274,10 +274,32 @@ def _spmm_grad_e_sum(gt, op, g, u, e):
         return _sddmm_fwd(gt, "copy_rhs", None, g, "u", "v")
     if op == "sub":
         return -_sddmm_fwd(gt, "copy_rhs", None, g, "u", "v")
+    dots = _edge_scalar_dot(gt, u, g, e)
+    if dots is not None:  # e constant along the trailing axes: one g-SDDMM dot, no (E, *F) tensor
+        return dots if op == "mul" else -dots / _feature_view(e * e, dots.dim() - 1)
     ug = _sddmm_fwd(gt, "mul", u, g, "u", "v")
     if op == "mul":
         return ug
     return -ug / _feature_view(e * e, ug.dim() - 1)  # div: d(u/e)/de = -u/e^2
+
+
+def _edge_scalar_dot(gt, u, g, e):
+    """dL/de_k for u_mul_e-sum when e is constant along F's trailing axes (a per-edge scalar or one
+    per head): sum over those axes of u[src_k] * g[dst_k], as a g-SDDMM dot over the flattened
+    trailing axes, shaped like e padded to F's rank. None when u broadcasts or e has no such form."""
+    shape = tuple(g.shape[1:])
+    if u is None or e is None or tuple(u.shape[1:]) != shape or not shape:
+        return None
+    fe = (1,) * (len(shape) - (e.dim() - 1)) + tuple(e.shape[1:])
+    lead = 0
+    while lead < len(shape) and fe[lead] == shape[lead] and fe[lead] != 1:
+        lead += 1
+    if lead == len(shape) or any(d != 1 for d in fe[lead:]) or any(d == 1 for d in fe[:lead]):
+        return None
+    head = shape[:lead]
+    dots = _sddmm_fwd(gt, "dot", u.reshape((u.shape[0],) + head + (-1,)),
+                      g.reshape((g.shape[0],) + head + (-1,)), "u", "v")
+    return dots.reshape((dots.shape[0],) + fe)
 
 
 def _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e):

@@ -16,6 +16,10 @@ import torch
 # process loads them in milliseconds instead of compiling for seconds.
 kernel = numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
 device_fn = numba.njit(inline="always", cache=True, nogil=True)
+# for kernels with dot products: reassociation lets the sum vectorise (no nnan/ninf: inf and NaN
+# keep their meaning); the summation order is fixed by the compiled code, so still deterministic
+dot_kernel = numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False,
+                        fastmath={"reassoc", "nsz", "contract"})
 
 WORK_DTYPES = (torch.float32, torch.float64)   # fp16/bf16 are widened to fp32 on the host
 INDEX_DTYPES = (torch.int32, torch.int64)

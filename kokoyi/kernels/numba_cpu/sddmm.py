@@ -4,7 +4,8 @@
     dot:     out[k, ..., 0] = sum_d x(k)[..., d] * y(k)[..., d]   (the last axis, kept as size 1)
 
 Operands are canonicalised like g-SpMM's (2-D rows of Hx * Dx elements, strides on the host; for
-dot the split is forced before the last axis, so D is the summed axis). copy_lhs / copy_rhs are row
+dot the split is forced before the last axis, so D is the summed axis; the dot may reassociate
+(fastmath reassoc: it vectorises; the order is fixed by the compiled code, so still deterministic). copy_lhs / copy_rhs are row
 gathers and go to torch's index_select. Dots accumulate in the work dtype (fp32 for fp16/bf16),
 in order: deterministic.
 """
@@ -17,24 +18,33 @@ from numba import prange
 from kokoyi.kernels import torch_ops
 from kokoyi.kernels.torch_ops import broadcast_shape
 
-from ._common import Launch, even_bounds, kernel, np_view, split_features, work_dtype
+from ._common import Launch, dot_kernel, even_bounds, np_view, split_features, work_dtype
 from .spmm import OP_CODES, message
 
 DOT = 6
 TARGET_CODES = {"u": 0, "e": 1, "v": 2}
 
 
-@kernel
+@dot_kernel
 def _sddmm_edges(bounds, src, dst, x, y, xt, yt, op, flat, H, D, strides, out):
     sx_h, sx_d, sy_h, sy_d = strides[0], strides[1], strides[2], strides[3]
     for c in prange(bounds.shape[0] - 1):
         for k in range(bounds[c], bounds[c + 1]):
             rx = src[k] if xt == 0 else (k if xt == 1 else dst[k])
             ry = src[k] if yt == 0 else (k if yt == 1 else dst[k])
-            if op == DOT:
+            if op == DOT and sx_d == 1 and sy_d == 1:
                 for h in range(H):
+                    acc = out[k, h]
+                    xv, yv = x[rx, h * sx_h:h * sx_h + D], y[ry, h * sy_h:h * sy_h + D]
+                    for d in range(D):      # views: 0-based index, no wraparound, vectorises
+                        acc += xv[d] * yv[d]
+                    out[k, h] = acc
+            elif op == DOT:
+                for h in range(H):
+                    acc = out[k, h]
                     for d in range(D):
-                        out[k, h] += x[rx, h * sx_h + d * sx_d] * y[ry, h * sy_h + d * sy_d]
+                        acc += x[rx, h * sx_h + d * sx_d] * y[ry, h * sy_h + d * sy_d]
+                    out[k, h] = acc
             elif flat:
                 for f in range(H * D):
                     out[k, f] = message(op, x[rx, f], y[ry, f])
