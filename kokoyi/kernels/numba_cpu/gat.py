@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from numba import prange
 
-from ._common import Launch, device_fn, kernel, np_view, row_bounds, softmax_weight, work_dtype
+from ._common import (PREFETCH_AHEAD, Launch, device_fn, kernel, np_view, prefetch_row, row_bounds,
+                      softmax_weight, work_dtype)
 
 
 @device_fn
@@ -32,8 +33,9 @@ def _leaky(x, slope):
 
 
 @kernel
-def _gat_forward(bounds, indptr, src, s, t, feat, slope, self_loop, out, row_max, row_sum):
+def _gat_forward(bounds, indptr, src, s, t, feat, feat2, slope, self_loop, out, row_max, row_sum):
     H, D = feat.shape[1], feat.shape[2]
+    num_edges = src.shape[0]
     for c in prange(bounds.shape[0] - 1):
         for v in range(bounds[c], bounds[c + 1]):
             start, end = indptr[v], indptr[v + 1]
@@ -54,6 +56,8 @@ def _gat_forward(bounds, indptr, src, s, t, feat, slope, self_loop, out, row_max
                         out[v, h, d] += w * feat[v, h, d]
                 for k in range(start, end):
                     u = src[k]
+                    if h == 0 and k + PREFETCH_AHEAD < num_edges:
+                        prefetch_row(feat2, src[k + PREFETCH_AHEAD])
                     w = softmax_weight(_leaky(s[u, h] + tv, slope), m)
                     total += w
                     if w != 0.0:
@@ -152,7 +156,7 @@ def gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=Fal
         s, t, x = (np_view(a.to(work)) for a in (s_src, t_dst[:num_dst], feat))
         with Launch((src.shape[0] + num_dst) * heads * max(width, 1)) as launch:
             _gat_forward(row_bounds(ip, launch.threads), ip, np_view(src), s, t, x,
-                         float(negative_slope), bool(self_loop), out.numpy(), row_max.numpy(),
+                         x.reshape(x.shape[0], heads * width), float(negative_slope), bool(self_loop), out.numpy(), row_max.numpy(),
                          row_sum.numpy())
     stats = _stats_dtype(dtype)
     return out.to(dtype), (row_max.to(stats), row_sum.to(stats))

@@ -18,7 +18,8 @@ from numba import prange
 from kokoyi.kernels import torch_ops
 from kokoyi.kernels.torch_ops import broadcast_shape
 
-from ._common import Launch, dot_kernel, even_bounds, np_view, split_features, work_dtype
+from ._common import (PREFETCH_AHEAD, Launch, dot_kernel, even_bounds, np_view, prefetch_row,
+                      split_features, work_dtype)
 from .spmm import OP_CODES, message
 
 DOT = 6
@@ -28,8 +29,14 @@ TARGET_CODES = {"u": 0, "e": 1, "v": 2}
 @dot_kernel
 def _sddmm_edges(bounds, src, dst, x, y, xt, yt, op, flat, H, D, strides, out):
     sx_h, sx_d, sy_h, sy_d = strides[0], strides[1], strides[2], strides[3]
+    num_edges = src.shape[0]
     for c in prange(bounds.shape[0] - 1):
         for k in range(bounds[c], bounds[c + 1]):
+            if k + PREFETCH_AHEAD < num_edges:   # gathered rows by source are random
+                if xt == 0:
+                    prefetch_row(x, src[k + PREFETCH_AHEAD])
+                if yt == 0:
+                    prefetch_row(y, src[k + PREFETCH_AHEAD])
             rx = src[k] if xt == 0 else (k if xt == 1 else dst[k])
             ry = src[k] if yt == 0 else (k if yt == 1 else dst[k])
             if op == DOT and sx_d == 1 and sy_d == 1:
