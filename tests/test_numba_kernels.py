@@ -161,3 +161,19 @@ def test_threaded_path_is_taken_for_big_work():
     finally:
         torch.set_num_threads(old)
     assert _common.threads_for(100) == 1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_arg_scatter_matches_torch(threads):
+    g = _random_graph(n=500, e=20000)
+    torch.manual_seed(6)
+    u = torch.randn(g.num_src, 40, dtype=torch.float64)
+    _, arg = torch_ops.spmm(g.indptr, g.src, g.num_dst, "copy_u", "max", u, None)
+    values = torch.randn(arg.shape, dtype=torch.float64)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        got = nb.arg_scatter(g.src, arg, values, g.num_src)
+    finally:
+        torch.set_num_threads(old)
+    torch.testing.assert_close(got, torch_ops.arg_scatter(g.src, arg, values, g.num_src))

@@ -114,6 +114,15 @@ def _primitive(name: str, x: torch.Tensor):
     return getattr(_module(backend_name(name, x)), name)
 
 
+def _helper_primitive(name: str, x: torch.Tensor):
+    """A backward helper (e.g. arg_scatter) that a backend may provide; torch_ops serves it
+    when the chosen backend does not, even under KOKOYI_BACKEND."""
+    try:
+        return _primitive(name, x)
+    except RuntimeError:
+        return getattr(torch_ops, name)
+
+
 # ============================================================================ shape helpers
 def _sum_to_shape(x: torch.Tensor, shape) -> torch.Tensor:
     """Sum the broadcast axes of x (n, *F) back to `shape` (n, *Fx) (the adjoint of broadcasting)."""
@@ -314,9 +323,7 @@ def _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e):
             g_u = g * e_win if op == "mul" else g / e_win
         else:
             g_u = g
-        sources = gt[1].index_select(0, win.reshape(-1)).reshape(win.shape).to(torch.int64)
-        num_src = gt[3].shape[0] - 1
-        gu = g_u.new_zeros((num_src,) + tuple(grad.shape[1:])).scatter_add_(0, sources, g_u)
+        gu = _helper_primitive("arg_scatter", g_u)(gt[1], arg, g_u.contiguous(), gt[3].shape[0] - 1)
     if need_e:
         edge_g = _spmm_edge_grad_extreme(grad, arg, gt[1].shape[0])
         if op in ("copy_e", "add"):

@@ -240,6 +240,15 @@ def spmm(indptr: torch.Tensor, src: torch.Tensor, num_dst: int, op: str, reduce:
     return out.to(dtype), arg
 
 
+def arg_scatter(src: torch.Tensor, arg: torch.Tensor, values: torch.Tensor, num_src: int):
+    """The source gradient of a max/min g-SpMM: out[src[arg[v, f]], f] += values[v, f] for every
+    (v, f) with arg[v, f] >= 0 (a backward helper, not part of the forward interface)."""
+    win = arg.clamp(min=0)
+    values = torch.where(arg >= 0, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    sources = src.index_select(0, win.reshape(-1)).reshape(win.shape).to(torch.int64)
+    return values.new_zeros((num_src,) + tuple(values.shape[1:])).scatter_add_(0, sources, values)
+
+
 # ---------------------------------------------------------------------------- sddmm
 def _pick(x, target, src, dst):
     if target == "u":

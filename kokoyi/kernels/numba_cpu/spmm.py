@@ -294,3 +294,37 @@ def spmm(indptr, src, num_dst, op, reduce, u, e):
             _sum_rows(bounds, ip, sr, u2, e2, code, layout, H, D, strides, reduce == "mean",
                       out.numpy())
     return out.reshape(shape).to(dtype), None
+
+
+@kernel
+def _arg_scatter(bounds, src, arg, values, out):
+    """out[src[arg[v, f]], f] += values[v, f] where arg >= 0; threads own feature column ranges,
+    so no two write the same element and the order over v is fixed: deterministic."""
+    num_dst = arg.shape[0]
+    for c in prange(bounds.shape[0] - 1):
+        f0, f1 = bounds[c], bounds[c + 1]
+        for v in range(num_dst):
+            for f in range(f0, f1):
+                k = arg[v, f]
+                if k >= 0:
+                    out[src[k], f] += values[v, f]
+
+
+def arg_scatter(src, arg, values, num_src):
+    """The source gradient of a max/min g-SpMM (see torch_ops.arg_scatter)."""
+    dtype = values.dtype
+    work = work_dtype(dtype)
+    feats = tuple(values.shape[1:])
+    width = int(np.prod(feats)) if feats else 1
+    out = torch.zeros((num_src, width), dtype=work)
+    if values.shape[0] and width and num_src:
+        a2 = np_view(arg.reshape(arg.shape[0], width))
+        v2 = np_view(values.to(work).reshape(values.shape[0], width))
+        with Launch(values.shape[0] * width) as launch:
+            # column ranges of whole cache lines (16 fp32), at most one per thread
+            line = 16
+            parts = max(1, min(launch.threads, width // line))
+            bounds = (np.linspace(0, width // line, parts + 1).astype(np.int64) * line)
+            bounds[-1] = width
+            _arg_scatter(bounds, np_view(src), a2, v2, out.numpy())
+    return out.reshape((num_src,) + feats).to(dtype)
