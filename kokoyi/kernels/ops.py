@@ -236,6 +236,17 @@ def _fake_edge_softmax(scores, self_scores):
     return scores.new_empty(scores.shape), scores.new_empty(self_scores.shape if self_scores is not None else (0,))
 
 
+@torch.library.custom_op("kokoyi::arg_scatter", mutates_args=())
+def _arg_scatter_prim(src: Tensor, arg: Tensor, values: Tensor, num_src: int) -> Tensor:
+    """Primitive max/min source gradient: out[src[arg[v, f]], f] += values[v, f] where arg >= 0."""
+    return _helper_primitive("arg_scatter", values)(src, arg, values, num_src)
+
+
+@_arg_scatter_prim.register_fake
+def _(src, arg, values, num_src):
+    return values.new_empty((num_src,) + tuple(values.shape[1:]))
+
+
 # ---- calls used by the backward passes (graph tensors gt = (indptr, src, dst, rev_indptr,
 # rev_dst, rev_perm); num_dst = len(indptr) - 1, num_src = len(rev_indptr) - 1)
 def _spmm_fwd(gt, op, reduce, u, e):
@@ -323,7 +334,7 @@ def _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e):
             g_u = g * e_win if op == "mul" else g / e_win
         else:
             g_u = g
-        gu = _helper_primitive("arg_scatter", g_u)(gt[1], arg, g_u.contiguous(), gt[3].shape[0] - 1)
+        gu = torch.ops.kokoyi.arg_scatter(gt[1], arg, g_u.contiguous(), gt[3].shape[0] - 1)
     if need_e:
         edge_g = _spmm_edge_grad_extreme(grad, arg, gt[1].shape[0])
         if op in ("copy_e", "add"):
@@ -505,6 +516,8 @@ _gsddmm_op.register_autograd(_gsddmm_grad, setup_context=_gsddmm_setup)
 def _edge_softmax_backward(gt, grad, grad_self, alpha, self_alpha):
     """ds_k = alpha_k (g_k - S_v), dself_v = self_alpha_v (gself_v - S_v),
     S_v = sum_{k in in(v)} g_k alpha_k + gself_v self_alpha_v."""
+    if self_alpha is None and _has(_module(backend_name("edge_softmax", alpha)), "edge_softmax_backward"):
+        return torch.ops.kokoyi.edge_softmax_backward(gt[0], grad.contiguous(), alpha), None
     weighted = grad * alpha
     total = _spmm_fwd(gt, "copy_e", "sum", None, weighted)[0]
     if self_alpha is not None:
@@ -512,6 +525,17 @@ def _edge_softmax_backward(gt, grad, grad_self, alpha, self_alpha):
     ds = weighted - alpha * _sddmm_fwd(gt, "copy_rhs", None, total, "u", "v")
     dself = None if self_alpha is None else self_alpha * (grad_self - total)
     return ds, dself
+
+
+@torch.library.custom_op("kokoyi::edge_softmax_backward", mutates_args=())
+def _edge_softmax_backward_prim(indptr: Tensor, grad: Tensor, alpha: Tensor) -> Tensor:
+    """Primitive fused edge softmax backward (no self loops): ds_k = alpha_k (g_k - S_v)."""
+    return _primitive("edge_softmax_backward", alpha)(indptr, grad, alpha)
+
+
+@_edge_softmax_backward_prim.register_fake
+def _(indptr, grad, alpha):
+    return torch.empty_like(alpha)
 
 
 @torch.library.custom_op("kokoyi::edge_softmax", mutates_args=())

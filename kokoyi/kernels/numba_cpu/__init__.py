@@ -24,7 +24,7 @@ Design (measured in benchmarks/bench_dgl.py and BENCHMARKS.md):
 """
 from .gat import gat_aggregate, gat_aggregate_backward
 from .sddmm import sddmm
-from .softmax import edge_softmax
+from .softmax import edge_softmax, edge_softmax_backward
 from .spmm import arg_scatter, spmm
 
-__all__ = ["arg_scatter", "spmm", "sddmm", "edge_softmax", "gat_aggregate", "gat_aggregate_backward"]
+__all__ = ["arg_scatter", "spmm", "sddmm", "edge_softmax", "edge_softmax_backward", "gat_aggregate", "gat_aggregate_backward"]

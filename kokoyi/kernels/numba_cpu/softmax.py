@@ -67,3 +67,37 @@ def edge_softmax(indptr, dst, scores, self_scores=None):
     if not has_self:
         return alpha
     return alpha, self_alpha.reshape(self_scores.shape).to(dtype)
+
+
+@kernel
+def _softmax_backward_rows(bounds, indptr, g, alpha, ds):
+    F = g.shape[1]
+    for c in prange(bounds.shape[0] - 1):
+        total = np.empty(F, dtype=g.dtype)
+        for v in range(bounds[c], bounds[c + 1]):
+            start, end = indptr[v], indptr[v + 1]
+            for f in range(F):
+                total[f] = 0.0
+            for k in range(start, end):
+                for f in range(F):
+                    total[f] += g[k, f] * alpha[k, f]
+            for k in range(start, end):
+                for f in range(F):
+                    ds[k, f] = alpha[k, f] * (g[k, f] - total[f])
+
+
+def edge_softmax_backward(indptr, grad, alpha):
+    """Fused edge softmax backward without self loops, one row at a time:
+    ds_k = alpha_k (g_k - S_v),  S_v = sum_{j in in(v)} g_j alpha_j  (per feature column)."""
+    dtype = alpha.dtype
+    work = work_dtype(dtype)
+    num_edges = alpha.shape[0]
+    width = int(np.prod(alpha.shape[1:])) if alpha.dim() > 1 else 1
+    ds = torch.zeros((num_edges, width), dtype=work)
+    if num_edges and width:
+        ip = np_view(indptr)
+        g2 = np_view(grad.to(work).reshape(num_edges, width))
+        a2 = np_view(alpha.to(work).reshape(num_edges, width))
+        with Launch(num_edges * width) as launch:
+            _softmax_backward_rows(row_bounds(ip, launch.threads), ip, g2, a2, ds.numpy())
+    return ds.reshape(alpha.shape).to(dtype)
