@@ -125,7 +125,7 @@ def test_low_precision_accumulates_in_fp32(dtype):
                                atol=1e-5, rtol=torch.finfo(dtype).eps)
 
 
-def test_results_do_not_depend_on_threads():
+def test_results_do_not_depend_on_threads(monkeypatch):
     g = _random_graph(n=2000, e=40000)
     torch.manual_seed(4)
     u = torch.randn(g.num_src, 16)
@@ -134,6 +134,9 @@ def test_results_do_not_depend_on_threads():
     feat = torch.randn(g.num_src, 4, 4)
     old = torch.get_num_threads()
     results = []
+    from kokoyi.kernels.numba_cpu import _common
+    monkeypatch.setattr(_common, "_oversubscribed", lambda: False)
+    monkeypatch.setattr(_common, "SERIAL_WORK", 1 << 10)
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
@@ -148,13 +151,16 @@ def test_results_do_not_depend_on_threads():
         assert torch.equal(a, b)
 
 
-def test_threaded_path_is_taken_for_big_work():
+def test_threaded_path_is_taken_for_big_work(monkeypatch):
     from kokoyi.kernels.numba_cpu import _common
     g = _random_graph(n=2000, e=40000)
     old = torch.get_num_threads()
+    monkeypatch.setattr(_common, "_oversubscribed", lambda: False)
     try:
         torch.set_num_threads(2)
-        assert _common.threads_for(g.num_edges * 16) == min(2, _common.numba.config.NUMBA_NUM_THREADS)
+        assert _common.threads_for(_common.SERIAL_WORK) == min(2, _common.numba.config.NUMBA_NUM_THREADS)
+        monkeypatch.setattr(_common, "_oversubscribed", lambda: True)
+        assert _common.threads_for(_common.SERIAL_WORK) == 1
         bounds = _common.row_bounds(g.indptr.numpy(), 2)
         assert bounds[0] == 0 and bounds[-1] == g.num_dst and len(bounds) > 2
         assert (bounds[1:] > bounds[:-1]).all()
@@ -164,13 +170,15 @@ def test_threaded_path_is_taken_for_big_work():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_arg_scatter_matches_torch(threads):
+def test_arg_scatter_matches_torch(threads, monkeypatch):
     g = _random_graph(n=500, e=20000)
     torch.manual_seed(6)
     u = torch.randn(g.num_src, 40, dtype=torch.float64)
     _, arg = torch_ops.spmm(g.indptr, g.src, g.num_dst, "copy_u", "max", u, None)
     values = torch.randn(arg.shape, dtype=torch.float64)
     old = torch.get_num_threads()
+    from kokoyi.kernels.numba_cpu import _common
+    monkeypatch.setattr(_common, "_oversubscribed", lambda: False)
     try:
         torch.set_num_threads(threads)
         got = nb.arg_scatter(g.src, arg, values, g.num_src)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
+import types as types_mod
 
 import numba
 import numpy as np
@@ -18,17 +20,45 @@ from numba.extending import intrinsic
 # Kernels are compiled on first use for each (float dtype, index dtype) pair and cached on disk
 # (cache=True: NUMBA_CACHE_DIR, else __pycache__ beside this file or the user cache), so a second
 # process loads them in milliseconds instead of compiling for seconds.
-kernel = numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
 device_fn = numba.njit(inline="always", cache=True, nogil=True)
-# for kernels with dot products: reassociation lets the sum vectorise (no nnan/ninf: inf and NaN
-# keep their meaning); the summation order is fixed by the compiled code, so still deterministic
-dot_kernel = numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False,
-                        fastmath={"reassoc", "nsz", "contract"})
+_STATE = threading.local()  # .threads: the thread count of the launch in progress (see Launch)
+
+
+class Kernel:
+    """A kernel compiled twice, lazily: with parallel=True (prange over row chunks, numba's thread
+    pool) and serially (prange runs as range, in the calling thread). A launch with one thread
+    takes the serial twin: no hand-over to a pool worker, which on a loaded machine has to wait
+    for a core (measured: 0.5 ms of work taking 100+ ms). Results are identical: every output
+    row is computed by one thread either way."""
+
+    def __init__(self, fn, **flags):
+        flags = {"cache": True, "nogil": True, "boundscheck": False, **flags}
+        self.parallel = numba.njit(parallel=True, **flags)(fn)
+        twin = types_mod.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                      fn.__defaults__, fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "_serial"  # its own on-disk cache entry
+        self.serial = numba.njit(parallel=False, **flags)(twin)
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, *args):
+        threads = getattr(_STATE, "threads", 1)
+        return (self.parallel if threads > 1 else self.serial)(*args)
+
+
+def kernel(fn):
+    return Kernel(fn)
+
+
+def dot_kernel(fn):
+    """For kernels with dot products: reassociation lets the sum vectorise (no nnan/ninf: inf and
+    NaN keep their meaning); the order is fixed by the compiled code, so still deterministic."""
+    return Kernel(fn, fastmath={"reassoc", "nsz", "contract"})
 
 WORK_DTYPES = (torch.float32, torch.float64)   # fp16/bf16 are widened to fp32 on the host
 INDEX_DTYPES = (torch.int32, torch.int64)
 CHUNKS_PER_THREAD = 8   # row chunks per thread: balances power-law rows, keeps scheduling cheap
-SERIAL_WORK = 1 << 14   # below this many (edge x feature) elements one thread does the job
+SERIAL_WORK = 1 << 20   # below this many (edge x feature) elements (~0.5 ms) one thread does it
+LOAD_CHECK_S = 1.0      # how often the load average is read (os.getloadavg: /proc/loadavg)
 
 # numba's default threading layer is OpenMP when it finds one: its spinning barrier is what stalls
 # on a loaded machine, and it is a second OpenMP runtime beside torch's. The workqueue layer sleeps
@@ -42,16 +72,53 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in WORK_DTYPES else torch.float32
 
 
+_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16,
+              torch.int64: np.int64}
+
+
+def zeros(shape, dtype: torch.dtype) -> torch.Tensor:
+    """torch.zeros without torch's threaded fill (an OpenMP region that stalls on a loaded
+    machine: BENCHMARKS.md, a 2708 x 64 fill_ took 12 ms): numpy's calloc, shared with torch.
+    bfloat16 (no numpy dtype) goes through torch."""
+    if dtype not in _NP_DTYPES:
+        return torch.zeros(shape, dtype=dtype)
+    return torch.from_numpy(np.zeros(shape, dtype=_NP_DTYPES[dtype]))
+
+
+def minus_ones(shape) -> torch.Tensor:
+    """An int64 tensor of -1 (the arg of rows without in-edges), filled by numpy."""
+    return torch.from_numpy(np.full(shape, -1, dtype=np.int64))
+
+
 def np_view(t: torch.Tensor) -> np.ndarray:
     """A numpy view of a CPU tensor (made contiguous first; no copy when it already is)."""
     return t.detach().contiguous().numpy()
 
 
 def threads_for(work: int) -> int:
-    """torch.get_num_threads(), capped by numba's pool, and 1 for small work."""
+    """torch.get_num_threads(), capped by numba's pool; 1 for small work, and 1 while the machine
+    is oversubscribed (load average >= cores): a worker that has to wait for a core turns a
+    0.5 ms launch into a 100 ms stall (benchmarks/bench_threads.py), one thread never waits."""
     if work < SERIAL_WORK:
         return 1
-    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if threads > 1 and _oversubscribed():
+        return 1
+    return threads
+
+
+_LOAD = [0.0, False]  # (time of the last check, oversubscribed?)
+
+
+def _oversubscribed() -> bool:
+    now = time.monotonic()
+    if now - _LOAD[0] > LOAD_CHECK_S:
+        try:
+            _LOAD[1] = os.getloadavg()[0] >= (os.cpu_count() or 1)
+        except OSError:  # no load average on this platform
+            _LOAD[1] = False
+        _LOAD[0] = now
+    return _LOAD[1]
 
 
 def row_bounds(indptr: np.ndarray, threads: int) -> np.ndarray:
@@ -74,18 +141,23 @@ def even_bounds(n: int, threads: int) -> np.ndarray:
 
 
 class Launch:
-    """`with Launch(work):` sets numba's thread count for the calling thread and holds the lock."""
+    """`with Launch(work):` picks the thread count for the kernels called inside (the serial twins
+    for one thread); with more, sets numba's count and holds the pool's lock."""
 
     def __init__(self, work: int):
         self.threads = threads_for(work)
 
     def __enter__(self):
-        _LOCK.acquire()
-        numba.set_num_threads(self.threads)
+        _STATE.threads = self.threads
+        if self.threads > 1:
+            _LOCK.acquire()
+            numba.set_num_threads(self.threads)
         return self
 
     def __exit__(self, *exc):
-        _LOCK.release()
+        if self.threads > 1:
+            _LOCK.release()
+        _STATE.threads = 1
         return False
 
 

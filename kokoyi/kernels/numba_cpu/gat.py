@@ -24,7 +24,7 @@ import torch
 from numba import prange
 
 from ._common import (PREFETCH_AHEAD, Launch, device_fn, kernel, np_view, prefetch_row, row_bounds,
-                      softmax_weight, work_dtype)
+                      softmax_weight, work_dtype, zeros)
 
 
 @device_fn
@@ -148,9 +148,9 @@ def gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=Fal
     work = work_dtype(dtype)
     num_dst = indptr.shape[0] - 1
     heads, width = feat.shape[1], feat.shape[2]
-    out = torch.zeros((num_dst, heads, width), dtype=work)
-    row_max = torch.zeros((num_dst, heads), dtype=work)
-    row_sum = torch.zeros((num_dst, heads), dtype=work)
+    out = zeros((num_dst, heads, width), work)
+    row_max = zeros((num_dst, heads), work)
+    row_sum = zeros((num_dst, heads), work)
     if num_dst and heads:
         ip = np_view(indptr)
         s, t, x = (np_view(a.to(work)) for a in (s_src, t_dst[:num_dst], feat))
@@ -169,9 +169,9 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
     num_dst, num_src = indptr.shape[0] - 1, feat.shape[0]
     heads, width = feat.shape[1], feat.shape[2]
     num_edges = src.shape[0]
-    grad_s = torch.zeros((num_src, heads), dtype=work)
-    grad_t = torch.zeros((num_dst, heads), dtype=work)
-    grad_feat = torch.zeros((num_src, heads, width), dtype=work)
+    grad_s = zeros((num_src, heads), work)
+    grad_t = zeros((num_dst, heads), work)
+    grad_feat = zeros((num_src, heads, width), work)
     if heads and num_src:
         s, t, x = (np_view(a.to(work)) for a in (s_src, t_dst[:num_dst], feat))
         o, g = np_view(out.to(work)), np_view(grad_out.to(work))

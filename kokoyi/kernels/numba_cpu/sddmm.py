@@ -19,7 +19,7 @@ from kokoyi.kernels import torch_ops
 from kokoyi.kernels.torch_ops import broadcast_shape
 
 from ._common import (PREFETCH_AHEAD, Launch, dot_kernel, even_bounds, np_view, prefetch_row,
-                      split_features, work_dtype)
+                      split_features, work_dtype, zeros)
 from .spmm import OP_CODES, message
 
 DOT = 6
@@ -80,7 +80,7 @@ def sddmm(src, dst, op, lhs, rhs, lhs_target="u", rhs_target="v"):
     num_edges = src.shape[0]
     width = int(np.prod(feats)) if feats else 1
     if num_edges == 0 or width == 0:
-        return torch.zeros((num_edges,) + out_feats, dtype=dtype)
+        return zeros((num_edges,) + out_feats, dtype)
     at = nf - 1 if op == "dot" else None
     split = split_features(feats, x.shape[1:], y.shape[1:], at=at)
     if split is None:
@@ -92,7 +92,7 @@ def sddmm(src, dst, op, lhs, rhs, lhs_target="u", rhs_target="v"):
     flat = (xh, xd) == (H, D) and (yh, yd) == (H, D)
     x2 = np_view(x.reshape(x.shape[0], xh * xd))
     y2 = np_view(y.reshape(y.shape[0], yh * yd))
-    out = torch.zeros((num_edges, H if op == "dot" else H * D), dtype=work)
+    out = zeros((num_edges, H if op == "dot" else H * D), work)
     code = DOT if op == "dot" else OP_CODES[op]
     with Launch(num_edges * width) as launch:
         _sddmm_edges(even_bounds(num_edges, launch.threads), np_view(src), np_view(dst), x2, y2,

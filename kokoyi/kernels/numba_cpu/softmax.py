@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from numba import prange
 
-from ._common import Launch, kernel, np_view, row_bounds, softmax_weight, work_dtype
+from ._common import Launch, kernel, np_view, row_bounds, softmax_weight, work_dtype, zeros
 
 
 @kernel
@@ -56,8 +56,8 @@ def edge_softmax(indptr, dst, scores, self_scores=None):
     s2 = scores.to(work).reshape(num_edges, width)
     has_self = self_scores is not None
     self2 = self_scores.to(work).reshape(num_dst, width) if has_self else s2.new_zeros(0, width)
-    alpha = torch.zeros((num_edges, width), dtype=work)
-    self_alpha = torch.zeros((num_dst, width) if has_self else (0, width), dtype=work)
+    alpha = zeros((num_edges, width), work)
+    self_alpha = zeros((num_dst, width) if has_self else (0, width), work)
     if width and num_dst:
         ip = np_view(indptr)
         with Launch(max(num_edges, num_dst) * width) as launch:
@@ -93,7 +93,7 @@ def edge_softmax_backward(indptr, grad, alpha):
     work = work_dtype(dtype)
     num_edges = alpha.shape[0]
     width = int(np.prod(alpha.shape[1:])) if alpha.dim() > 1 else 1
-    ds = torch.zeros((num_edges, width), dtype=work)
+    ds = zeros((num_edges, width), work)
     if num_edges and width:
         ip = np_view(indptr)
         g2 = np_view(grad.to(work).reshape(num_edges, width))

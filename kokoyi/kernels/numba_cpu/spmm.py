@@ -19,8 +19,8 @@ from numba import prange
 
 from kokoyi.kernels.torch_ops import broadcast_shape
 
-from ._common import (PREFETCH_AHEAD, Launch, device_fn, kernel, np_view, prefetch_row, row_bounds,
-                      split_features, work_dtype)
+from ._common import (PREFETCH_AHEAD, Launch, device_fn, kernel, minus_ones, np_view, prefetch_row,
+                      row_bounds, split_features, work_dtype, zeros)
 
 ADD, SUB, MUL, DIV, COPY_U, COPY_E = range(6)
 FLAT, E_HEAD, U_HEAD, GENERAL = range(4)
@@ -270,16 +270,16 @@ def spmm(indptr, src, num_dst, op, reduce, u, e):
     num_edges = src.shape[0]
     width = int(np.prod(feats)) if feats else 1
     if num_edges == 0 or width == 0 or num_dst == 0:
-        arg = torch.full(shape, -1, dtype=torch.int64) if extreme else None
-        return torch.zeros(shape, dtype=dtype), arg
+        arg = minus_ones(shape) if extreme else None
+        return zeros(shape, dtype), arg
     layout, H, D, strides, u2, e2 = _canonical(u, e, feats)
     ip, sr = np_view(indptr), np_view(src)
-    out = torch.zeros((num_dst, H * D), dtype=work)
+    out = zeros((num_dst, H * D), work)
     with Launch(num_edges * width) as launch:
         bounds = row_bounds(ip, launch.threads)
         code = OP_CODES[op]
         if extreme:
-            arg = torch.full((num_dst, H * D), -1, dtype=torch.int64)
+            arg = minus_ones((num_dst, H * D))
             if op in ("copy_u", "copy_e"):
                 _copy_extreme_rows(bounds, ip, sr, u2 if op == "copy_u" else e2, op == "copy_e",
                                    reduce == "max", out.numpy(), arg.numpy())
@@ -316,7 +316,7 @@ def arg_scatter(src, arg, values, num_src):
     work = work_dtype(dtype)
     feats = tuple(values.shape[1:])
     width = int(np.prod(feats)) if feats else 1
-    out = torch.zeros((num_src, width), dtype=work)
+    out = zeros((num_src, width), work)
     if values.shape[0] and width and num_src:
         a2 = np_view(arg.reshape(arg.shape[0], width))
         v2 = np_view(values.to(work).reshape(values.shape[0], width))
