@@ -21,17 +21,24 @@ import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 from kokoyi.kernels import ops as _table
-from kokoyi.kernels.ops import (SDDMM_OPS, SDDMM_TARGETS, SPMM_OPS, SPMM_REDUCES, backend_name,
-                                gat_aggregate)
+from kokoyi.kernels.ops import SDDMM_OPS, SDDMM_TARGETS, SPMM_OPS, SPMM_REDUCES, backend_name
 from kokoyi.kernels.validate import check_hyper, check_input
+# On a sampled Block the reductions compute the sampler's estimate of the full-graph quantity
+# (kokoyi/sampling/estimator.py); on a plain Graph they are the kernels' operators.
+from kokoyi.sampling import estimator as _estimator
+from kokoyi.sampling.estimator import (exchange, full_graph_only, gat_aggregate, hops, node_degrees,
+                                       node_rows)
 
 __all__ = ["gspmm", "gsddmm", "edge_softmax", "gat_aggregate", "SPMM_OPS", "SPMM_REDUCES",
-           "SDDMM_OPS", "SDDMM_TARGETS", "backend_name", "check_hyper", "check_input"]
+           "SDDMM_OPS", "SDDMM_TARGETS", "backend_name", "check_hyper", "check_input",
+           "hops", "node_degrees", "node_rows", "exchange", "full_graph_only"]
 
-# The operator table in internal (CSR-by-target) edge order, for generated modules.
-_internal = types.SimpleNamespace(gspmm=_table.gspmm, gsddmm=_table.gsddmm,
-                                  edge_softmax=_table.edge_softmax, gat_aggregate=gat_aggregate,
-                                  check_input=check_input, check_hyper=check_hyper)
+# What generated modules call, in internal (CSR-by-target) edge order: the operator table, with
+# the estimator versions of the reductions (Blocks) and the boundary checks.
+_internal = types.SimpleNamespace(**{
+    **{name: getattr(_table, name) for name in _table.__all__},
+    **{name: getattr(_estimator, name) for name in _estimator.__all__},
+    "check_hyper": check_hyper, "check_input": check_input})
 
 _SORTED = WeakIdKeyDictionary()  # graph.eid tensor -> (its _version, eid == arange(E))
 
@@ -76,7 +83,7 @@ def gspmm(graph, op: str, reduce: str, u: Optional[torch.Tensor], e: Optional[to
     (num_dst, *F) with F = broadcast(Fu, Fe); a target without in-edges gets 0.
     """
     _table._check_graph(graph)
-    return _table.gspmm(graph, op, reduce, u, None if op == "copy_u" else _to_internal(graph, e))
+    return _estimator.gspmm(graph, op, reduce, u, None if op == "copy_u" else _to_internal(graph, e))
 
 
 def gsddmm(graph, op: str, lhs: Optional[torch.Tensor], rhs: Optional[torch.Tensor],
@@ -103,7 +110,7 @@ def edge_softmax(graph, scores: torch.Tensor, self_scores: Optional[torch.Tensor
     joins the normalisation; the result is then ``(edge_alpha, self_alpha)``.
     """
     _table._check_graph(graph)
-    out = _table.edge_softmax(graph, _to_internal(graph, scores), self_scores)
+    out = _estimator.edge_softmax(graph, _to_internal(graph, scores), self_scores)
     if self_scores is None:
         return _to_user(graph, out)
     return _to_user(graph, out[0]), out[1]

@@ -87,4 +87,4 @@ def test_generated_modules_use_the_internal_table():
     path = Path(__file__).resolve().parents[1] / "examples" / "gcn.kky"
     code = kokoyi.to_python(path.read_bytes(), path=str(path))
     assert "from kokoyi.ops import _internal as ops" in code
-    assert ops._internal.gspmm is kokoyi.kernels.ops.gspmm
+    assert ops._internal.gsddmm is kokoyi.kernels.ops.gsddmm

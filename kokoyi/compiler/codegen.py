@@ -6,14 +6,56 @@ each line of math sits, as a comment, above the code it became.
 """
 from __future__ import annotations
 
+import ast
 import textwrap
 from pathlib import Path
 
 import sympy as sp
 
+from kokoyi.compiler import blocks as blocks_pass
 from kokoyi.compiler.ir import Assign, Comment, LModel, Loop, LProgram, Py
 
 INDENT = "    "
+
+
+# ------------------------------------------------------------------ user text -> generated code
+def quote(text: str, *, doc: bool = False) -> str:
+    """The one way a string from a user's source, file name or data enters generated code: a Python
+    literal whose value is exactly `text` (nothing in it can end the literal and run as code).
+
+    `doc=True` prefers the readable raw docstring `r\"\"\"...\"\"\"` (LaTeX keeps its single backslashes) when
+    that form provably round-trips, and falls back to `repr` otherwise (quotes, NUL, control characters)."""
+    text = str(text)
+    if doc:
+        lit = 'r"""' + text + '"""'
+        raw_safe = ('"""' not in text and not text.endswith(("\\", '"'))
+                    and text.replace("\n", "").isprintable())
+        if raw_safe and _literal_value(lit) == text:
+            return lit
+    lit = repr(text)
+    if lit.startswith("'") and '"' not in text:  # no quote character inside: the double quotes of the house style
+        lit = '"' + lit[1:-1] + '"'
+    if _literal_value(lit) != text:  # cannot happen with repr; checked because the guarantee matters
+        raise ValueError(f"cannot quote {text!r}")
+    return lit
+
+
+def _literal_value(lit: str):
+    """The value of `lit` if it is exactly one string literal, else None (never evaluates code)."""
+    try:
+        tree = ast.parse(lit, mode="eval")
+    except (SyntaxError, ValueError):
+        return None
+    if isinstance(tree.body, ast.Constant) and isinstance(tree.body.value, str):
+        return tree.body.value
+    return None
+
+
+def comment(text: str) -> str:
+    """User text as the body of one `#` comment line: line breaks become spaces and other characters
+    that are not printable (NUL, form feed, line separators) their escapes."""
+    text = " ".join(str(text).splitlines())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 # ------------------------------------------------------------------ the print table
 # op -> format; {0}, {1} are the printed arguments, {name} attributes.
@@ -40,19 +82,24 @@ TEMPLATES = {
     "squeeze_last": "{0}.squeeze(-1)",
     "dst_rows": "{0}[: graph.num_dst]",
     "where": "torch.where({0}, {1}, {2})",
-    "maximum": "torch.maximum({0}, torch.as_tensor({1}))",
-    "minimum": "torch.minimum({0}, torch.as_tensor({1}))",
+    "maximum": "torch.maximum(torch.as_tensor({0}), torch.as_tensor({1}))",
+    "minimum": "torch.minimum(torch.as_tensor({0}), torch.as_tensor({1}))",
     "edge_output": "graph.edge_output({0})",
     "list_of": "[None] * ({0})",
     "ones_like_deg": "torch.ones_like({0})",
     "gat_aggregate": "ops.gat_aggregate(graph, {0}, {1}, {2}, negative_slope={3}, self_loop={4})",
 }
+# the precedence each argument of a template needs (an argument followed by `.x`/`[..]` must be an atom;
+# the operands of `*` inside "dot" must bind at least as tightly as `*`); unlisted arguments sit inside
+# a call's parentheses and need none
+TEMPLATE_PREC = {"mT": (9,), "getitem": (9,), "squeeze_last": (9,), "dst_rows": (9,), "dot": (2, 3)}
 
 
 class Printer:
-    def __init__(self, in_forward: bool = True, dtype: str = "torch.get_default_dtype()"):
+    def __init__(self, in_forward: bool = True, dtype: str = "torch.get_default_dtype()", aliases=None):
         self.in_forward = in_forward
         self.dtype = dtype  # degrees and other graph-made tensors follow the inputs' dtype
+        self.aliases = aliases or {}  # sympy symbol name -> hyperparameter name (`N` -> `num_nodes`)
 
     def dim(self, e, loop_vars=None) -> str:
         e = sp.sympify(e)
@@ -60,8 +107,11 @@ class Printer:
         mapping = {}
         for s in e.free_symbols:
             name = str(s)
-            if name in loop_vars:
+            if name in loop_vars:  # a recurrence's letter: the loop variable's Python name
+                if loop_vars[name] != name:
+                    mapping[s] = sp.Symbol(loop_vars[name])
                 continue
+            name = self.aliases.get(name, name)
             mapping[s] = sp.Symbol(f"self.{name}" if self.in_forward else name)
         text = sp.sstr(e.subs(mapping) if mapping else e)
         return text
@@ -73,34 +123,57 @@ class Printer:
         text, p = self.expr(py)
         return f"({text})" if p < prec else text
 
+    @staticmethod
+    def is_number(py) -> bool:
+        """A Python number at run time (constants, hyperparameters and arithmetic of them), not a tensor."""
+        if not isinstance(py, Py):
+            return False
+        if py.op == "const":
+            return isinstance(py.args[0], (int, float))
+        if py.op in ("sympy",) or (py.op == "attr" and py.attrs.get("number")):
+            return True
+        if py.op in INFIX or (py.op == "fn" and py.attrs.get("name") == "neg"):
+            return all(Printer.is_number(a) for a in py.args)
+        return False
+
+    def tensor_arg(self, py: Py) -> str:
+        """The argument of a torch function: a Python number becomes a 0-d tensor of the inputs' dtype."""
+        if self.is_number(py):
+            return f"torch.as_tensor({self(py)}, dtype={self.dtype})"
+        return self(py)
+
     def expr(self, py: Py):
         op, args, at = py.op, py.args, py.attrs
+        rule = blocks_pass.print_rule(self, py)  # ops that run on one block of a mini-batch
+        if rule is not None:
+            return rule
         if op == "var":
             return args[0], 9
         if op == "const":
             v = args[0]
             if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
                 v = int(v) if not isinstance(args[0], float) else float(v)
-            text = repr(v) if not isinstance(v, str) else f'"{v}"'
+            text = repr(v) if not isinstance(v, str) else quote(v)
             return text, (9 if not (isinstance(v, (int, float)) and v < 0) else 3)
         if op == "sympy":
             text = self.dim(args[0], at.get("loop_vars"))
             return text, (9 if sp.sympify(args[0]).is_Atom else 1)
         if op in INFIX:
             sym, prec = INFIX[op]
-            left = self.wrap(args[0], prec)
+            # left-associative operators wrap an equal-precedence right operand; `**` is right-associative
+            left = self.wrap(args[0], prec + 1 if op == "pow" else prec)
             right = self.wrap(args[1], prec + 1 if op != "pow" else prec)
             if op == "pow" and args[1].op == "const" and args[1].args[0] == 0.5:
-                return f"torch.sqrt({self(args[0])})", 9
+                return f"torch.sqrt({self.tensor_arg(args[0])})", 9
             if op == "pow" and args[1].op == "const" and args[1].args[0] == -0.5:
-                return f"torch.rsqrt({self(args[0])})", 9
+                return f"torch.rsqrt({self.tensor_arg(args[0])})", 9
             if op == "pow" and args[1].op == "const" and args[1].args[0] == -1:
-                return f"torch.reciprocal({self(args[0])})", 9
+                return f"torch.reciprocal({self.tensor_arg(args[0])})", 9
             return f"{left} {sym} {right}", prec
         if op == "fn":
             name = at["name"]
             p = self(at["param"]) if at.get("param") is not None else None
-            inner = self.wrap(args[0], 3) if name == "neg" else self(args[0])
+            inner = self.wrap(args[0], 3) if name == "neg" else self.tensor_arg(args[0])
             return FUNCTION[name].format(inner, p=p), (3 if name == "neg" else 9)
         if op == "unsqueeze_idx":
             idx = ", ".join(":" if i == ":" else "None" for i in at["idx"])
@@ -125,7 +198,10 @@ class Printer:
             fn = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}[at["reduce"]]
             return f"{self.wrap(args[0], 9)}.{fn}(-1)", 9
         if op == "submodel":
-            return f"self.{at['key']}({self(args[0])})", 9
+            fn = f"self.{at['key']}"
+            for _ in range(at.get("lead", 0)):  # one call per row (and per head): the model sees one vector
+                fn = f'torch.vmap({fn}, randomness="different")'
+            return f"{fn}({self(args[0])})", 9
         if op == "slice_feat":
             lo = self(at["lo"]) if at.get("lo") is not None else ""
             hi = self(at["hi"]) if at.get("hi") is not None else ""
@@ -138,21 +214,21 @@ class Printer:
         if op == "attr":
             return f"{args[0]}.{args[1]}", 9
         if op in TEMPLATES:
-            printed = [self(a) if isinstance(a, Py) else str(a) for a in args]
+            need = TEMPLATE_PREC.get(op, ())
+            printed = [(self.wrap(a, need[i]) if i < len(need) else self(a)) if isinstance(a, Py) else str(a)
+                       for i, a in enumerate(args)]
             kw = {f"a{i}": a for i, a in enumerate(args)}
             kw["dtype"] = self.dtype
             return TEMPLATES[op].format(*printed, **kw), 9
         raise ValueError(f"no print rule for {op}")
 
     def rows(self, py: Py) -> str:
+        if blocks_pass.rows_size(self, py) is not None:
+            return blocks_pass.rows_size(self, py)
         return "graph.num_edges" if py.attrs["rows"] == "E" else "graph.num_dst"
 
 
 # ------------------------------------------------------------------ module
-def _doc(latex: str) -> str:
-    return latex.replace('"""', '\\"\\"\\"')
-
-
 def _init_code(p, pr: Printer) -> list[str]:
     init = p.info["init"]
     target = f"self.{p.key}"
@@ -181,11 +257,12 @@ def _init_code(p, pr: Printer) -> list[str]:
 def generate_model(m: LModel) -> str:
     tm = m.typed
     floats = [i.key for i in tm.inputs if i.dom in ("node", "edge")]
-    pr = Printer(in_forward=True, dtype=f"{floats[0]}.dtype" if floats else "torch.get_default_dtype()")
-    pinit = Printer(in_forward=False)
+    aliases = {h.info["symbol"]: h.key for h in tm.hypers if h.info.get("symbol")}
+    pr = Printer(in_forward=True, dtype=f"{floats[0]}.dtype" if floats else "torch.get_default_dtype()",
+                 aliases=aliases)
+    pinit = Printer(in_forward=False, aliases=aliases)
     out = [f"class {tm.name}(nn.Module):"]
-    out.append(INDENT + 'r"""' + _doc(tm.latex))
-    out.append(INDENT + '"""')
+    out.append(INDENT + quote(tm.latex + "\n" + INDENT, doc=True))
     out.append("")
     # constructor
     sig = []
@@ -196,10 +273,11 @@ def generate_model(m: LModel) -> str:
     out.append(INDENT + f"def __init__(self{', *, ' + ', '.join(sig) if sig else ''}):")
     body = ["super().__init__()"]
     for h in tm.hypers:
-        body.append(f"# {h.latex}")
-        body.append(f'self.{h.key} = ops.check_hyper("{h.key}", {h.key}, "{h.info["kind"]}")')
+        body.append(f"# {comment(h.latex)}")
+        bounds = f", ({float(h.info['range'][0])!r}, {float(h.info['range'][1])!r})" if h.info.get("range") else ""
+        body.append(f'self.{h.key} = ops.check_hyper({quote(h.key)}, {h.key}, {quote(h.info["kind"])}{bounds})')
     for p in tm.params:
-        body.append(f"# {p.latex}")
+        body.append(f"# {comment(p.latex)}")
         if p.kind == "submodel":
             dims = [pinit.dim(d) for d in p.info["dims"]]
             dims = [f"self.{d}" if d in {h.key for h in tm.hypers} else d for d in dims]
@@ -238,17 +316,31 @@ def generate_model(m: LModel) -> str:
             rb += _init_code(p, pinit)
     out += [INDENT * 2 + b for b in (rb or ["pass"])]
     out.append("")
+    if getattr(m, "blocks", None) and m.blocks.get("supported"):
+        out.append(INDENT + "def hop_depth(self) -> int:")
+        out.append(INDENT * 2 + '"""How many blocks forward takes: the hop depth of the output."""')
+        out.append(INDENT * 2 + f"return {pr.dim(tm.depth)}")
+        out.append("")
     # forward
     args = (["graph: Graph"] if tm.uses_graph else []) + [f"{i.key}: torch.Tensor" for i in tm.inputs]
+    on_blocks = bool(getattr(m, "blocks", None) and m.blocks.get("supported"))
+    if on_blocks:
+        args.append("history=None")
     out.append(INDENT + f"def forward(self, {', '.join(args)}):")
     fb = []
+    gname = "graph"
+    if on_blocks:
+        fb += blocks_header(tm, pr)
+        gname = "blocks[0]"
+    elif getattr(m, "blocks", None):
+        fb.append(f"ops.full_graph_only(graph, {quote(tm.name)}, {quote(m.blocks['reason'])})")
     for i in tm.inputs:
         shape = "(" + "".join(pr.dim(d) + ", " for d in i.ty.shape).rstrip(", ") + ("," if len(i.ty.shape) == 1 else "") + ")"
-        where = "graph" if tm.uses_graph else "None"
-        fb.append(f"# {i.latex}")
-        fb.append(f'{i.key} = ops.check_input({where}, "{i.key}", {i.key}, "{i.dom}", {shape})')
+        where = gname if tm.uses_graph else "None"
+        fb.append(f"# {comment(i.latex)}")
+        fb.append(f'{i.key} = ops.check_input({where}, {quote(i.key)}, {i.key}, {quote(i.dom)}, {shape})')
         if i.dom == "edge":
-            fb.append(f"{i.key} = graph.edge_data({i.key})  # the user's edge order -> the graph's")
+            fb.append(f"{i.key} = {gname}.edge_data({i.key})  # the user's edge order -> the graph's")
     fb += body_lines(m.body, pr)
     outs = [pr(o) for o in m.outputs]
     fb.append("return " + (", ".join(outs) if outs else "None"))
@@ -256,16 +348,25 @@ def generate_model(m: LModel) -> str:
     return "\n".join(out) + "\n"
 
 
+def blocks_header(tm, pr: Printer) -> list[str]:
+    """The forward's first lines on a model that runs on blocks (kokoyi/compiler/blocks.py)."""
+    depth = pr.dim(tm.depth)
+    edge = any(i.dom == "edge" for i in tm.inputs)
+    return [f"# one graph per hop ({depth}): the full graph each time, or the sampled blocks of a mini-batch",
+            "# (block 0 reads the inputs; with `history`, one block repeated and stale rows for its other sources)",
+            f"blocks = ops.hops(graph, self.hop_depth(), history{', edge_inputs=True' if edge else ''})"]
+
+
 def body_lines(stmts, pr: Printer) -> list[str]:
     lines = []
     for s in stmts:
         if isinstance(s, Comment):
             lines.append("")
-            lines += ["# " + ln for ln in textwrap.wrap(s.text, 100, break_long_words=False,
+            lines += ["# " + ln for ln in textwrap.wrap(comment(s.text), 100, break_long_words=False,
                                                          break_on_hyphens=False) or [""]]
         elif isinstance(s, Assign):
             if s.comment:
-                lines.append(f"# {s.comment}")
+                lines.append(f"# {comment(s.comment)}")
             target = s.target if isinstance(s.target, str) else pr(s.target)
             lines.append(f"{target} = {pr(s.expr)}")
         elif isinstance(s, Loop):
@@ -275,7 +376,7 @@ def body_lines(stmts, pr: Printer) -> list[str]:
             lines += [INDENT + ln for ln in body_lines(s.body, pr)]
         elif isinstance(s, Py) and s.op == "if":
             cond, then_b, else_b = s.args
-            lines.append(f"# {s.attrs['comment']}")
+            lines.append(f"# {comment(s.attrs['comment'])}")
             lines.append(f"if {pr(cond)}:")
             lines += [INDENT + ln for ln in body_lines(then_b, pr)]
             lines.append("else:")
@@ -295,7 +396,8 @@ def metadata(m: LModel) -> dict:
     return {
         "name": tm.name,
         "latex": tm.latex,
-        "hypers": [{"name": h.key, "kind": h.info["kind"], "default": h.info.get("default")} for h in tm.hypers],
+        "hypers": [{"name": h.key, "kind": h.info["kind"], "default": h.info.get("default"),
+                    **({"range": h.info["range"]} if "range" in h.info else {})} for h in tm.hypers],
         "inputs": [{"name": i.key, "domain": i.dom, "shape": shape(i.ty)} for i in tm.inputs],
         "params": [{"name": p.key, "shape": shape(p.ty),
                     "family": str(p.family.hi - p.family.lo + 1) if p.family else None,
@@ -303,18 +405,45 @@ def metadata(m: LModel) -> dict:
         "outputs": [{"name": v.key, "domain": v.dom,
                      "shape": ([str(sp.sympify(1) * 0 + 0)] and []) + shape(v.ty),
                      "family": list(v.ty.fam)} for v, _t in tm.returns],
+        "defs": [{"name": d.value.key, "domain": d.value.dom, "shape": shape(d.value.ty),
+                  "family": list(d.value.ty.fam)} for d in tm.defs if d.family_index in (None, 0)],
         "depth": str(tm.depth),
         "uses_graph": tm.uses_graph,
+        "blocks": getattr(m, "blocks", None),
     }
 
 
-HEADER = '''"""Generated by kokoyi from {path}: edit the .kky source, not this file.
+HEADER_DOC = """Generated by kokoyi from {path}: edit the .kky source, not this file.
 
 Models: {names}
 """
+HEADER = '''{doc}
 import torch
 from torch import nn
 import torch.nn.functional as F
+'''
+
+
+STANDALONE_BLOCKS = '''
+
+def hops(graph, depth, history=None, edge_inputs=False):
+    """A standalone module runs on one full graph (sampled blocks need kokoyi.sampling)."""
+    if history is not None or isinstance(graph, (list, tuple)):
+        raise TypeError("this standalone module runs on a full graph only; use kokoyi for sampled blocks")
+    return [graph] * max(int(depth), 1)
+
+
+def node_degrees(graph, direction="in"):
+    return graph.in_degrees() if direction == "in" else graph.out_degrees()
+
+
+def exchange(history, key, x, blocks, k):
+    return x
+
+
+def node_rows(graph, table):
+    return table
+
 '''
 
 
@@ -323,19 +452,22 @@ def generate(program: LProgram, standalone: bool = False) -> str:
     for m in program.models:
         m_hypers[m.typed.name] = m.typed.hypers
     names = ", ".join(m.typed.name for m in program.models)
-    parts = [HEADER.format(path=Path(program.path).name if program.path else "<string>", names=names)]
+    doc = HEADER_DOC.format(path=Path(program.path).name if program.path else "<string>", names=names)
+    parts = [HEADER.format(doc=quote(doc, doc=True))]
     if standalone:
         inline = (Path(__file__).resolve().parent.parent / "kernels" / "inline.py").read_text()
         parts.append("\n# ---- kokoyi's PyTorch operators, inlined (this file needs torch alone) ----\n")
         parts.append(_strip_module_doc(inline))
+        parts.append(STANDALONE_BLOCKS)
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
                      "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
-                     "check_hyper=check_hyper)\n")
+                     "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
+                     "node_rows=node_rows)\n")
     else:
         parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:
         parts.append("\n\n" + generate_model(m))
-    table = ", ".join(f'"{m.typed.name}": {m.typed.name}' for m in program.models)
+    table = ", ".join(f'{quote(m.typed.name)}: {m.typed.name}' for m in program.models)
     parts.append(f"\n\n__kokoyi_models__ = {{{table}}}\n")
     for m in program.models:
         parts.append(f"{m.typed.name}.__kokoyi__ = {metadata(m)!r}\n")

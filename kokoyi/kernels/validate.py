@@ -12,8 +12,9 @@ import torch
 _KINDS = {"dim": "a positive integer (a dimension)", "nat": "a non-negative integer", "real": "a real number"}
 
 
-def check_hyper(name: str, value, kind: str):
-    """Validate a hyperparameter given to a model's constructor; returns it as int or float."""
+def check_hyper(name: str, value, kind: str, bounds: tuple | None = None):
+    """Validate a hyperparameter given to a model's constructor; returns it as int or float.
+    `bounds` (lo, hi): the closed interval a real hyperparameter must lie in (a dropout rate's [0, 1])."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"hyperparameter {name!r} must be {_KINDS[kind]}, got {type(value).__name__} {value!r}")
     if kind in ("dim", "nat"):
@@ -23,11 +24,18 @@ def check_hyper(name: str, value, kind: str):
         if value < (1 if kind == "dim" else 0):
             raise ValueError(f"hyperparameter {name!r} must be {_KINDS[kind]}, got {value}")
         return value
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"hyperparameter {name!r} must be in [{bounds[0]:g}, {bounds[1]:g}] (it is a dropout "
+                         f"probability), got {value!r}")
     return float(value)
 
 
 def check_input(graph, name: str, x, domain: str, shape: tuple):
     """Validate a forward input: a tensor with one row per node/edge of `graph` and feature `shape`."""
+    if graph is not None and not hasattr(graph, "num_src"):  # PyG habits: model(x, edge_index)
+        got = f"a tensor of shape {tuple(graph.shape)}" if isinstance(graph, torch.Tensor) else type(graph).__name__
+        raise TypeError(f"the first argument must be a kokoyi.Graph, got {got}: call the model as "
+                        f"model(graph, {name}) with graph = kokoyi.Graph.from_edge_index(edge_index)")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"input {name!r} must be a torch.Tensor, got {type(x).__name__}")
     if not (x.is_floating_point() or x.is_complex()):
