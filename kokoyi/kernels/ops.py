@@ -328,15 +328,15 @@ def _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e):
     if gt[1].shape[0] == 0:  # no edges: every reduction was empty (0), nothing receives a gradient
         gu = grad.new_zeros((gt[3].shape[0] - 1,) + tuple(grad.shape[1:])) if need_u else None
         return gu, (torch.zeros_like(e) if need_e and e is not None else None)
-    g = torch.where(arg >= 0, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
-    win = arg.clamp(min=0)
     gu = ge = None
     if need_u:  # scatter straight onto the winning sources: no (E, *F) temporary
         if op in ("mul", "div"):
+            g = torch.where(arg >= 0, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+            win = arg.clamp(min=0)
             e_win = _feature_view(e, nf).expand((e.shape[0],) + tuple(grad.shape[1:])).gather(0, win)
             g_u = g * e_win if op == "mul" else g / e_win
         else:
-            g_u = g
+            g_u = grad  # arg_scatter skips the (v, f) without a winner (arg = -1)
         gu = torch.ops.kokoyi.arg_scatter(gt[1], arg, g_u.contiguous(), gt[3].shape[0] - 1)
     if need_e:
         edge_g = _spmm_edge_grad_extreme(grad, arg, gt[1].shape[0])
