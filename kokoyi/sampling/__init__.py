@@ -21,3 +21,6 @@ __all__ += ["ASGCNLoader", "AdaptiveSampler", "Batch", "ClusterLoader", "Cluster
             "FastGCNSampler", "FullNeighborSampler", "LadiesLoader", "LadiesSampler", "Loader",
             "NeighborLoader", "NeighborSampler", "NodeLoader", "SaintLoader", "SaintSampler",
             "SubgraphLoader"]
+from kokoyi.sampling.spec import KINDS as SAMPLERS, make_loader, parse_sampler  # noqa: E402
+
+__all__ += ["SAMPLERS", "make_loader", "parse_sampler"]
