@@ -125,6 +125,8 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=1024, help="seeds per mini-batch (default 1024)")
     p.add_argument("--num-workers", type=int, default=0, help="sampler processes (default 0: a prefetch thread)")
     p.add_argument("--eval-every", type=int, default=1, help="full-graph evaluation every N epochs (default 1)")
+    p.add_argument("--history", action="store_true", help="historical embeddings (GNNAutoScale): one sampled hop "
+                   "per batch whatever the depth; use with --sampler neighbor:K")
 
 
 def sampled_trainer(args):
@@ -145,7 +147,7 @@ def sampled_trainer(args):
             raise CliError(f"--{name.replace('_', '-')} must be {'positive' if name == 'batch_size' else '>= 0'}, "
                            f"got {value}")
     return functools.partial(train_sampled, sampler=spec, batch_size=args.batch_size,
-                             num_workers=args.num_workers, eval_every=args.eval_every)
+                             num_workers=args.num_workers, eval_every=args.eval_every, history=args.history)
 
 
 # --------------------------------------------------------------------------- commands
@@ -240,6 +242,8 @@ def cmd_train(args) -> int:
     import kokoyi
     from kokoyi.datasets import DatasetError, load_dataset
     from kokoyi.train import TrainError, hyper_key, train
+    if getattr(args, "history", False) and not getattr(args, "sampler", None):
+        args.sampler = "neighbor:10"
     if getattr(args, "sampler", None):  # mini-batch training on sampled blocks: same call, other loop
         train = sampled_trainer(args)
 

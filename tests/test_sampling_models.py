@@ -125,6 +125,18 @@ def test_minibatch_sage_on_cora_reaches_a_sane_accuracy(cora, sampler):
     assert len(r.history["s_per_epoch"]) == 12
 
 
+def test_history_training_on_cora(cora):
+    """GNNAutoScale-style: one sampled hop per batch, the second layer's other sources from the history."""
+    from kokoyi.sampling.train import train_sampled
+    sage = kokoyi.compile(EXAMPLES["sage"])["SAGE"]
+    r = train_sampled(sage, cora, "neighbor:10", batch_size=512, epochs=10, hypers={"d_h": 32}, progress=False,
+                      eval_every=2, history=True)
+    assert r.test_acc > 0.72, r.test_acc
+    assert r.stats["history"] and r.stats["batches"] == 10 * 6 and r.stats["staleness_max"] >= 1
+    with pytest.raises(kokoyi.train.TrainError, match="one hop"):
+        train_sampled(sage, cora, "neighbor:10,5", epochs=1, history=True, progress=False)
+
+
 def test_asgcn_training_updates_the_proposal(small):
     from kokoyi.sampling.train import train_sampled
     d, _ = small

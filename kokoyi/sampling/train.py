@@ -9,6 +9,13 @@ rows that are training nodes T:
                                                              full-batch mean over T)
 
 plus ``batch.aux_loss`` (AS-GCN's variance loss, whose parameters are optimised with the model's).
+
+With ``history=True`` (GNNAutoScale / ScalableGCN) the sampler draws ONE hop (`neighbor:10`) and the
+model runs all its L layers on that block, ``model([b] * L, x[b.src_ids], history=H)``, reading the
+other sources' hidden values from the `History` H of every node's latest embeddings (pushed by the
+batches that held it); the cost per batch is then linear in L. As in GNNAutoScale, the batches then
+cover every node (the loss still reads only the training rows), so that every stored row is refreshed
+once per epoch. Its staleness is reported in `stats`.
 After every ``eval_every`` epochs the model is evaluated on the full graph (eval mode, no gradients,
 ``model(graph, x)``), and the epoch of best validation accuracy is selected as in `kokoyi.train.train`.
 
@@ -74,9 +81,12 @@ def _first(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def batch_loss(module, batch, x, y, train_mask) -> tuple[torch.Tensor, int]:
+def batch_loss(module, batch, x, y, train_mask, history=None, depth: int = 1) -> tuple[torch.Tensor, int]:
     """The loss of one batch (module doc) and the number of training rows in it."""
-    out = _first(module(batch.blocks, x[batch.input_nodes]))
+    if history is None:
+        out = _first(module(batch.blocks, x[batch.input_nodes]))
+    else:
+        out = _first(module([batch.blocks[0]] * depth, x[batch.input_nodes], history=history))
     n_out = batch.seeds.numel()
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != n_out:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -100,7 +110,7 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
                   lr: float = 0.01, weight_decay: float = 5e-4, seed: int = 0, device="cpu",
                   hypers: dict | None = None, progress: bool = True, patience: int | None = None,
                   num_workers: int = 0, prefetch: int = 2, eval_every: int = 1,
-                  num_layers: int | None = None) -> SampledTrainResult:
+                  num_layers: int | None = None, history: bool = False) -> SampledTrainResult:
     """Train `model` (class or instance) on `dataset` with mini-batches from `sampler` (module doc)."""
     if not isinstance(dataset, Dataset):
         raise TrainError(f"train_sampled: dataset must be a kokoyi.datasets.Dataset, got {type(dataset).__name__}")
@@ -122,8 +132,17 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
     depth = model_depth(module, used, num_layers)
     graph = dataset.graph()
     train_idx = torch.nonzero(dataset.train_mask).flatten()
+    store = None
+    if history:
+        from kokoyi.sampling.history import History
+
+        if spec.name not in ("neighbor", "neighbor-replace", "full") or len(spec.args) > 1:
+            raise TrainError(f"history training samples one hop: use --sampler neighbor:K (one fanout), "
+                             f"not {spec}")
+        store = History(dataset.num_nodes, device=dev)
+        train_idx = torch.arange(dataset.num_nodes)
     try:
-        loader = make_loader(spec, graph, train_idx, depth, batch_size=batch_size, seed=seed,
+        loader = make_loader(spec, graph, train_idx, 1 if history else depth, batch_size=batch_size, seed=seed,
                              features=dataset.x, num_workers=num_workers, prefetch=prefetch)
     except ValueError as e:
         raise TrainError(str(e)) from None
@@ -162,7 +181,7 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
             wait += t1 - t0
             batch = batch.to(dev)
             opt.zero_grad(set_to_none=True)
-            loss, n = batch_loss(module, batch, x, y, train_mask)
+            loss, n = batch_loss(module, batch, x, y, train_mask, store, depth)
             loss.backward()
             opt.step()
             dt = time.perf_counter() - t0
@@ -205,6 +224,11 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
              "edges_per_s": statistics.median(hist["edges_per_s"]),
              "wait_share": wait_total / train_total if train_total else 0.0,
              "peak_mem_mb": peak_memory_mb(dev)}
+    if store is not None:
+        st = store.staleness()
+        stats["history"] = True
+        stats["staleness_mean"] = statistics.mean(v.mean for v in st.values()) if st else 0.0
+        stats["staleness_max"] = max((v.max for v in st.values()), default=0)
     return SampledTrainResult(test_acc=hist["test_acc"][e], val_acc=hist["val_acc"][e], best_epoch=e,
                               epochs=len(hist["loss"]), seconds=time.perf_counter() - start, history=hist,
                               hypers=used, model=module, stats=stats)
