@@ -122,6 +122,8 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
         spec = parse_sampler(sampler) if isinstance(sampler, str) else sampler
     except ValueError as e:
         raise TrainError(str(e)) from None
+    if history and (spec.name not in ("neighbor", "neighbor-replace", "full") or len(spec.args) > 1):
+        raise TrainError(f"history training samples one hop: use --sampler neighbor:K (one fanout), not {spec}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TrainError("train_sampled: device 'cuda' was requested but torch sees no CUDA device")
@@ -136,9 +138,6 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
     if history:
         from kokoyi.sampling.history import History
 
-        if spec.name not in ("neighbor", "neighbor-replace", "full") or len(spec.args) > 1:
-            raise TrainError(f"history training samples one hop: use --sampler neighbor:K (one fanout), "
-                             f"not {spec}")
         store = History(dataset.num_nodes, device=dev)
         train_idx = torch.arange(dataset.num_nodes)
     try:
