@@ -164,7 +164,7 @@ def test_fastgcn_proposal_is_the_column_norm(graph):
     assert torch.allclose(s.norm_sq(graph)[1], col)
     seeds = torch.tensor([1, 2, 3])
     row, eid, w, q, cand, inv, counts = s.sample_layer(graph, seeds, 10, generator(0, 0, 0))
-    q_want = col[cand] / col[cand].sum()
+    q_want = col[cand] / col.sum()                    # over ALL nodes, not just the candidates
     u = graph.src[eid].long()
     pos = torch.searchsorted(cand, u)
     assert torch.allclose(q, q_want)
