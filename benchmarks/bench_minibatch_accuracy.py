@@ -27,7 +27,7 @@ from kokoyi.datasets import facebook, planetoid  # noqa: E402
 from kokoyi.sampling.train import train_sampled  # noqa: E402
 from kokoyi.train import train  # noqa: E402
 
-SMALL = {"batch_size": 32, "history_batch_size": 256, "epochs": 100, "samplers": {
+SMALL = {"batch_size": 32, "history_batch_size": 256, "epochs": 50, "samplers": {
     "neighbor": "neighbor:10,10", "fastgcn": "fastgcn:400", "ladies": "ladies:256", "asgcn": "asgcn:256",
     "cluster": "cluster:40,4", "saint-node": "saint-node:800", "saint-edge": "saint-edge:400",
     "saint-rw": "saint-rw:300,2", "history": "neighbor:10"}}

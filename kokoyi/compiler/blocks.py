@@ -45,6 +45,9 @@ class Lv:
 
 
 PLAIN = Lv(0, "plain")
+# ops that act on each row alone: restricting their result is restricting their operands
+ROWWISE = {"add", "sub", "mul", "div", "pow", "matmul", "cat", "dot", "norm", "featreduce", "submodel",
+           "einsum", "maximum", "minimum"}
 S0 = Lv(sp.Integer(0), "s")
 
 
@@ -91,6 +94,9 @@ class Levels:
         self.loop_vars: dict[str, str] = {}
         self.out: list = []
         self.exchanged: dict = {}
+        self.lv_of: dict = {}
+        self.what = "?"
+        self.keep: list = []
         self.boundaries: list[str] = []
         self.levels: dict[str, str] = {}
         self.uses: list[str] = []  # explain lines: reduction -> block
@@ -175,7 +181,28 @@ class Levels:
             have = Lv(have.k, "s")
             if _eq(have.k, want.k):
                 return py
+        return self.push(py, want)
+
+    def slice_py(self, py: Py, want: Lv) -> Py:
         return Py("rows_to", (py,), {"lv": want, "k": self.dim(want.k if want.side == "s" else want.k - 1)})
+
+    def push(self, py: Py, want: Lv) -> Py:
+        """Restrict a row-wise expression to the rows of `want` by restricting its operands, so that
+        ``(x W)[: n]`` is computed as ``x[: n] W`` (only the rows that are used)."""
+        lv = self.lv_of.get(id(py))
+        if not isinstance(lv, Lv) or lv.side not in ("s", "d"):
+            return py
+        if lv.side == want.side and _eq(lv.k, want.k):
+            return py
+        rowwise = py.op in ROWWISE or (py.op == "fn" and py.attrs.get("name") != "dropout") or \
+            (py.op == "unsqueeze_idx" and py.attrs["idx"][:1] == (":",))
+        if not rowwise or py.op == "var" or (lv.side == "d" and want.side == "s"):
+            return self.slice_py(py, want)
+        args = tuple(self.push(a, want) if isinstance(a, Py) else a for a in py.args)
+        attrs = {k: (self.push(v, want) if isinstance(v, Py) else v) for k, v in py.attrs.items()}
+        out = Py(py.op, args, attrs)
+        self.lv_of[id(out)] = want
+        return out
 
     def exchange(self, py: Py, have: Lv, key_hint: str) -> Py:
         """A D_k value read as a source of block k: the history's stale rows join the fresh ones."""
@@ -215,6 +242,7 @@ class Levels:
         for s in body:
             if isinstance(s, Comment):
                 self.out.append(s)
+                self.what = s.text.split("\\gets")[0].strip() if "\\gets" in s.text else self.what
             elif isinstance(s, Assign):
                 self.assign(s)
             elif isinstance(s, Loop):
@@ -303,6 +331,7 @@ class Levels:
         for _attempt in range(3):
             saved = (self.out, dict(self.env), {k: dict(v) for k, v in self.lists.items()}, dict(self.exchanged),
                      list(self.boundaries))
+            n_uses = len(self.uses)
             for key in lists:
                 self.lists[key]["c"] = steps[key]
             self.out = []
@@ -331,6 +360,7 @@ class Levels:
                     self.lists[key]["done"] = True
                 return
             steps = new_steps
+            del self.uses[n_uses:]
             self.out, self.env, self.lists, self.exchanged, self.boundaries = saved
             self.lists = {k: dict(v) for k, v in self.lists.items()}
         raise BlockError("the recurrence's hop depth per layer is not constant")
@@ -358,9 +388,11 @@ class Levels:
             return py, PLAIN
         op = py.op
         fn = getattr(self, "x_" + op, None)
-        if fn is not None:
-            return fn(py)
-        return self.generic(py)
+        p, lv = fn(py) if fn is not None else self.generic(py)
+        if isinstance(p, Py):
+            self.lv_of[id(p)] = lv
+            self.keep.append(p)  # ids stay unique while the pass runs
+        return p, lv
 
     def generic(self, py: Py):
         parts = [self.expr(a) if isinstance(a, Py) else (a, None) for a in py.args]
@@ -442,7 +474,7 @@ class Levels:
                 args.append(self.to(p, lv, want[role], key_hint="src"))
         attrs = dict(py.attrs)
         attrs["block"] = self.dim(b)
-        self.uses.append(f"{what} on block {b}")
+        self.uses.append(f"{self.what}: {what} on block {b}")
         return Py(py.op, tuple(args), attrs), b
 
     def _known_ge1(self, k) -> bool:
@@ -529,7 +561,8 @@ def print_rule(pr, py: Py):
         block = "blocks[0]" if lv is None else _b(pr, at, "size_k")
         return f"{block}.{args[0]}().to({pr.dtype})", 9
     if op == "exchange":
-        key = f'"{at["key"]}"'
+        from kokoyi.compiler.codegen import quote  # the one quoting function (codegen imports this module)
+        key = quote(at["key"])
         if at.get("loop"):
             key = f"({key}, {', '.join(at['loop'])})"
         return f"ops.exchange(history, {key}, {pr(args[0])}, blocks, {pr(at['k'])})", 9
@@ -559,3 +592,19 @@ def rows_size(pr, py: Py):
         return None
     attr = {"e": "num_edges", "s": "num_src", "d": "num_dst"}[lv.side]
     return f"{_b(pr, py.attrs, 'size_k')}.{attr}"
+
+
+def explain_lines(lm) -> list[str]:
+    """What `--explain` says about mini-batch blocks."""
+    info = getattr(lm, "blocks", None)
+    if not info:
+        return []
+    if not info.get("supported"):
+        return [f"  mini-batch blocks: not supported ({info['reason']}); forward takes a full graph"]
+    depth = info["depth"]
+    lines = [f"  mini-batch blocks: forward(blocks, ...) takes {depth} block(s), block 0 reading the inputs; "
+             "a full graph is every block"]
+    lines += [f"      {u}" for u in info["uses"]]
+    if info["boundaries"]:
+        lines.append("      layer boundaries (exchanged with history=): " + ", ".join(info["boundaries"]))
+    return lines

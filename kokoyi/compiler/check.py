@@ -11,6 +11,7 @@ Errors are collected (several per run) and raised together as one `KokoyiError`.
 """
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ NODE_LETTERS = ("u", "v", "w")
 RESERVED = {"graph", "self", "torch", "ops", "F", "nn", "forward", "training", "math", "Graph", "Tensor",
             "super", "list", "range", "float", "int", "tuple"}
 N_NODES = sp.Symbol("N", positive=True, integer=True)  # |V|
+NUM_NODES = "num_nodes"  # the constructor argument that gives |V| when a declaration's shape needs it
 
 
 class CheckError(Exception):
@@ -63,8 +65,23 @@ def py_name(key: str) -> str:
 
 
 def same(a, b) -> bool:
+    """a == b for every value of the hyperparameters. Equal trees and numbers are decided at once;
+    sympy's `simplify` (slow: it once made a flat sum of 2,000 terms take minutes) only for the rest."""
     try:
-        return sp.simplify(sp.sympify(a) - sp.sympify(b)) == 0
+        a, b = sp.sympify(a), sp.sympify(b)
+    except (TypeError, ValueError, sp.SympifyError):
+        return False
+    if a == b:
+        return True
+    if a.is_number and b.is_number:
+        return bool(sp.simplify(a - b) == 0)
+    return _same_symbolic(a, b)
+
+
+@functools.lru_cache(maxsize=4096)
+def _same_symbolic(a, b) -> bool:
+    try:
+        return sp.simplify(a - b) == 0
     except (TypeError, ValueError):
         return False
 
@@ -125,6 +142,7 @@ class ModelChecker:
         self.depth: dict[str, object] = {}
         self.hypers, self.inputs, self.params = [], [], []
         self.uses_graph = False
+        self.uses_num_nodes = False  # |V| sizes a declaration: the constructor takes `num_nodes`
 
     # ------------------------------------------------------------------ helpers
     def err(self, msg, span, hint=None):
@@ -210,6 +228,7 @@ class ModelChecker:
             return self.dim(node.body)
         if isinstance(node, A.Abs) and isinstance(node.operand, A.Sym) and node.operand.kind == "cal" \
                 and node.operand.name == "V":
+            self.uses_num_nodes = True
             return N_NODES
         if isinstance(node, A.BinOp) and node.op in ("juxt", "times", "cdot", "*", "+", "-", "/"):
             a, b = self.dim(node.left), self.dim(node.right)
@@ -326,6 +345,10 @@ class ModelChecker:
                                v.span, f"define {v.key}^{{(0)}} (e.g. the input features)")
         if not self.returns and not any(isinstance(s, A.Return) for s in self.m.stmts):
             self.col.error(f"model '{self.m.name}' returns nothing", self.m.name_span, "add \\return NAME \\\\")
+        if self.uses_num_nodes and NUM_NODES not in self.values:
+            # |V| in a declaration (`E \in R^{|V| x d}`): the number of nodes is a constructor argument
+            self.hypers.append(Value(NUM_NODES, "hyper", "plain", Ty(), self.m.name_span, "|\\mathcal{V}|",
+                                     info={"kind": "dim", "default": None, "symbol": str(N_NODES)}))
         depth = max((self.depth.get(v.key, 0) for v, _ in self.returns), key=_depth_key, default=0)
         return TModel(self.m.name, self.latex(self.m), self.hypers, self.inputs, self.params, self.defs,
                       self.returns, self.values, self.uses_graph, depth, self.m.span)
@@ -352,13 +375,19 @@ class ModelChecker:
         self.syms[key] = sp.Symbol(key, positive=True, integer=kind != "real") if kind != "real" else sp.Symbol(key)
         self.hypers.append(v)
 
+    def values_by_key(self, key: str) -> Value:
+        return next(h for h in self.hypers if h.key == key)
+
     def literal(self, node) -> float:
         if isinstance(node, A.Num):
             return node.value
         if isinstance(node, A.Neg):
             return -self.literal(node.operand)
         if isinstance(node, A.Frac):
-            return self.literal(node.num) / self.literal(node.den)
+            num, den = self.literal(node.num), self.literal(node.den)
+            if den == 0:
+                self.err("division by zero", node.den.span)
+            return num / den
         if isinstance(node, A.Group):
             return self.literal(node.body)
         self.err("expected a number", node.span)
@@ -464,6 +493,9 @@ class ModelChecker:
                 self.err(f"model '{name}' must take one plain input and use no graph operator to be applied "
                          "node-wise", node.span)
             shape_in = tuple(_subst(s, subs) for s in ins[0].ty.shape)
+            if not target.returns:
+                self.err(f"model '{name}' returns nothing, so it cannot be applied", node.span,
+                         f"add \\return NAME \\\\ to model '{name}'")
             out = target.returns[0][0]
             shape_out = tuple(_subst(s, subs) for s in out.ty.shape)
         v = self.declare(Value(py_name(key), "submodel", "plain", Ty(shape_out), st.span, self.latex(st), info={
@@ -557,7 +589,7 @@ class ModelChecker:
                     read = self.family_of(v.info["range"], fam.letter, st, "vector")
                     fam.lo, fam.hi = read.lo, read.hi
                 scope.heads[fam.letter] = fam
-        expr = self.expr(st.expr, scope)
+        expr = self.no_func(self.expr(st.expr, scope))
         if v.family is not None and v.family.mode == "vector":
             fam = scope.heads[v.family.letter]
             if fam.hi is None:
@@ -595,27 +627,32 @@ class ModelChecker:
     def _shape_eq(self, a, b):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
 
-    def expr_depth(self, t: T, v: Value, top: bool = True):
-        if t.op == "nbreduce":  # a softmax normalises over the same in-edges: no extra hop
-            d = _dmax([self.expr_depth(a, v, False) for a in t.args]) + 1
-            if top and v.family is not None and v.family.mode == "loop" and self._self_ref(t, v.key):
-                return self.depth.get(v.key, 0) + (v.family.hi - v.family.lo + 1) * d
-            return d
+    def expr_depth(self, t: T, v: Value):
+        """Hops (nested neighbour reductions) from the inputs to the value of `t`. For a layer recurrence
+        h^{(l)} = f(h^{(l-1)}, g) with s hops per layer from h^{(l-1)}, o hops to the other values it reads,
+        and n layers over a base case of depth b: depth(h^{(hi)}) = max(b + n s, o + (n - 1) s)."""
+        step, other = self._hops(t, v)
+        if step is None or v.family is None or v.family.mode != "loop":
+            return other
+        n = v.family.hi - v.family.lo + 1
+        base = self.depth.get(v.key, 0)
+        return _dmax([base + n * step, other + (n - 1) * step]) if step else _dmax([base, other])
+
+    def _hops(self, t: T, v: Value):
+        """(hops from the recurrence's own previous layer to `t`, or None if `t` does not read it;
+        largest depth `t` reaches through every other value)."""
         if t.op == "ref":
             key = t.attrs["key"]
-            d = self.depth.get(key, 0)
             if key == v.key and v.family is not None and v.family.mode == "loop":
-                return 0
-            return d
-        ds = [self.expr_depth(a, v, False) for a in t.args]
-        d = _dmax(ds) if ds else 0
-        if top and v.family is not None and v.family.mode == "loop" and self._self_ref(t, v.key):
-            base = self.depth.get(v.key, 0)  # a recurrence: d hops per layer, L layers on the base case
-            return base + (v.family.hi - v.family.lo + 1) * d if d else base
-        return d
-
-    def _self_ref(self, t: T, key) -> bool:
-        return (t.op == "ref" and t.attrs["key"] == key) or any(self._self_ref(a, key) for a in t.args)
+                return 0, 0
+            return None, self.depth.get(key, 0)
+        parts = [self._hops(a, v) for a in t.args]
+        steps = [p[0] for p in parts if p[0] is not None]
+        step = _dmax(steps) if steps else None
+        other = _dmax([p[1] for p in parts]) if parts else 0
+        if t.op == "nbreduce":  # a softmax normalises over the same in-edges: no extra hop
+            return (None if step is None else step + 1), other + 1
+        return step, other
 
     def ret(self, st: A.Return):
         for node in st.values:
@@ -635,7 +672,20 @@ class ModelChecker:
             self.err(f"'{self.latex(node)}' is not allowed in an expression", node.span)
         return method(node, scope)
 
+    def no_func(self, t: T) -> T:
+        """A function name where a value is needed (`\\mathrm{ReLU} \\odot x_v`) is refused."""
+        if t.op == "func":
+            name = t.attrs.get("key") or t.attrs["name"]
+            self.err(f"'{self.latex_at(t.span)}' is a function, not a value", t.span,
+                     f"apply it to an argument: {self.latex_at(t.span)}(x_v)" if name else None)
+        return t
+
+    def latex_at(self, span) -> str:
+        return " ".join(self.src[span.start:span.end].split())
+
     def mk(self, op, args, ty, span, **attrs) -> T:
+        for a in args:
+            self.no_func(a)
         deps = frozenset().union(*(a.deps for a in args)) if args else frozenset()
         edge_input = any(a.edge_input for a in args)
         return T(op, tuple(args), ty, deps, span, attrs, edge_input)
@@ -776,7 +826,15 @@ class ModelChecker:
         if v.family is not None and sup is not None:
             fam = v.family
             fl = self.family_letter(sup)
-            if fam.mode == "vector" or (v.kind == "param" and fl in scope.heads):
+            member = self.paren_number(sup)
+            if member is not None and v.kind == "param" and fam.mode == "vector":
+                # `W^{(1)}` of a family `W^{(l)}, l = 1..L`: one member, by its number
+                idx = sp.Integer(member) if isinstance(member, int) else None
+                if idx is None or (fam.lo is not None and ((idx - fam.lo).is_negative or (fam.hi - idx).is_negative)):
+                    self.err(f"'{v.key}' has no member {member}: its index runs over {fam.lo}..{fam.hi}", sup.span)
+                attrs["index"] = idx - fam.lo
+                fl = None
+            elif fam.mode == "vector" or (v.kind == "param" and fl in scope.heads):
                 if fl is None or fl not in scope.heads and fl not in scope.loops:
                     if fl is not None and fl not in scope.heads:
                         self.err(f"the family index '{fl}' is not bound here", sup.span,
@@ -908,6 +966,20 @@ class ModelChecker:
             return self.factors(node.left) + self.factors(node.right)
         return [node]
 
+    def refuse_indexing(self, left, right):
+        """`x_v[1]` is not a product with 1: component selection is not part of the language (brackets group,
+        as in `[x_u W \\Vert x_v W]`), so a bracket holding a lone number or index letter is refused."""
+        if not (isinstance(right, A.Group) and right.kind == "["):
+            return
+        body = right.body
+        lone = isinstance(body, A.Num) or (isinstance(body, A.Sym) and body.kind == "letter"
+                                            and py_name(body.name) not in self.values) \
+            or (isinstance(body, A.Neg) and isinstance(body.operand, A.Num))
+        if lone:
+            self.err(f"'{self.latex(left)}{self.latex(right)}' looks like indexing, which kokoyi does not do",
+                     right.span, f"brackets only group: for the product write {self.latex(body)} {self.latex(left)}; "
+                     "to use one feature, multiply by a parameter vector")
+
     def is_callable(self, node) -> bool:
         """A function name or a submodel (decided before typing, to re-associate products)."""
         base = node.base if isinstance(node, A.Scripted) else node
@@ -921,6 +993,8 @@ class ModelChecker:
 
     def product(self, nodes, node, scope) -> T:
         """A juxtaposition: apply functions to the factor after them, multiply the rest left to right."""
+        for left, right in zip(nodes, nodes[1:]):
+            self.refuse_indexing(left, right)
         out = []
         i = 0
         while i < len(nodes):
@@ -980,7 +1054,8 @@ class ModelChecker:
             param = self.expr(script, scope)
             if param.ty.shape or param.deps:
                 self.err("the dropout rate must be a scalar hyperparameter or number", script.span)
-            param = param
+            if param.op == "hyper":  # its domain, for up-front checks of --hyper values (metadata "range")
+                self.values_by_key(param.get("name")).info.setdefault("range", [0.0, 1.0])
         elif script is not None:
             self.err(f"'{name}' takes no subscript", script.span)
         return self.mk("fn", [arg], arg.ty, span, name=name, param=param)
@@ -1129,7 +1204,7 @@ class ModelChecker:
         inner = scope.with_(nodes=scope.nodes + (u,), reduction=(u, center) if direction == "in" else (center, u))
         if direction == "out":
             inner.reduction = (center, u)
-        body = self.expr(node.operand, inner)
+        body = self.no_func(self.expr(node.operand, inner))
         if self_loop and body.edge_input:
             self.err("an edge input is used on the self loop of \\mathcal{N}(v) \\cup \\{v\\}", node.span,
                      "the self loop (v, v) is not an edge of the graph; sum over \\mathcal{N}(v) alone")
@@ -1138,9 +1213,10 @@ class ModelChecker:
             self.err(f"index {extra[0]} is not bound here", node.operand.span)
         self.uses_graph = True
         deps = (body.deps - {u}) | {center}
+        # a reduction consumes its edges: the result is a node value, defined on a self loop too
         t = T("nbreduce", (body,), Ty(body.ty.shape, body.ty.fam), frozenset(deps), node.span,
               {"reduce": node.op, "var": u, "center": center, "dir": direction, "self_loop": self_loop},
-              body.edge_input)
+              body.edge_input and scope.edge is not None)
         return t
 
     def nb_softmax(self, script: A.Membership, arg_node, scope, span) -> T:
@@ -1152,7 +1228,7 @@ class ModelChecker:
         if scope.edge is None or scope.edge != (u, center):
             self.err(f"softmax_{{{u}}} over neighbours gives an edge value: define it as a value indexed by "
                      f"({u}, {center})", span, f"e.g. \\alpha_{{{u}{center}}} \\gets \\mathrm{{softmax}}_{{...}}(...)")
-        body = self.expr(arg_node, scope)
+        body = self.no_func(self.expr(arg_node, scope))
         if self_loop and body.edge_input:
             self.err("an edge input is used on the self loop of \\mathcal{N}(v) \\cup \\{v\\}", span,
                      "the self loop (v, v) is not an edge of the graph")
@@ -1226,11 +1302,34 @@ def _command_hint(name: str) -> str | None:
     return f"did you mean \\{close[0]}?" if close else None
 
 
+# names the generated module binds at its top level (imports, and the inlined operators of --standalone)
+MODULE_NAMES = {"torch", "nn", "F", "ops", "Graph", "numbers", "gspmm", "gsddmm", "edge_softmax", "gat_aggregate",
+                "check_hyper", "check_input"}
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why `name` cannot be the Python class of a model (None when it can)."""
+    import builtins
+
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        return "is not a valid class name"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is a Python keyword"
+    if name in MODULE_NAMES or hasattr(builtins, name):
+        return "would shadow a name the generated module uses"
+    return None
+
+
 def check(program: A.Program) -> TProgram:
     """Check every model of a program; raise one `KokoyiError` listing every mistake found."""
     col = Collector(program.source, program.path)
     models, seen = [], {}
     for m in program.models:
+        problem = model_name_problem(m.name)
+        if problem is not None:
+            col.error(f"model name '{m.name}' {problem}", m.name_span,
+                      "a model name is a letter followed by letters, digits or _, e.g. GCN or Model_2")
+            continue
         if m.name in seen:
             col.error(f"redefinition of model '{m.name}'", m.name_span)
             continue

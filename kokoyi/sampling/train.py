@@ -110,8 +110,11 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
                   lr: float = 0.01, weight_decay: float = 5e-4, seed: int = 0, device="cpu",
                   hypers: dict | None = None, progress: bool = True, patience: int | None = None,
                   num_workers: int = 0, prefetch: int = 2, eval_every: int = 1,
-                  num_layers: int | None = None, history: bool = False) -> SampledTrainResult:
-    """Train `model` (class or instance) on `dataset` with mini-batches from `sampler` (module doc)."""
+                  num_layers: int | None = None, history: bool = False, every: int | None = None, log=None,
+                  stream=None, run: int | None = None) -> SampledTrainResult:
+    """Train `model` (class or instance) on `dataset` with mini-batches from `sampler` (module doc).
+    `every`, `log`, `stream`, `run`: epoch lines and the log file, as for `kokoyi.train.train`; with
+    `progress`, a bar per epoch over its batches shows the loss, ms per batch, sampled edges/s and memory."""
     if not isinstance(dataset, Dataset):
         raise TrainError(f"train_sampled: dataset must be a kokoyi.datasets.Dataset, got {type(dataset).__name__}")
     if not isinstance(epochs, int) or epochs < 1:
@@ -161,59 +164,74 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
 
     from tqdm import tqdm
 
+    from kokoyi.report import EpochLog, Reporter
+
     name = type(module).__name__
-    for epoch in range(epochs):
-        module.train()
-        bar = tqdm(total=len(loader), desc=f"{name} epoch {epoch + 1}/{epochs}", file=sys.stderr,
-                   disable=not progress, leave=False)
-        t_epoch = time.perf_counter()
-        edges = 0
-        loss_sum = rows_sum = 0.0
-        wait = 0.0
-        it = iter(loader)
-        while True:
-            t0 = time.perf_counter()
-            batch = next(it, None)
-            t1 = time.perf_counter()
-            if batch is None:
+    try:
+        reporter = Reporter(f"train {name}", epochs, every=every if every is not None else (None if progress else 0),
+                            progress=False, log=log, stream=stream, run=run)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
+    seconds: list[float] = []
+    try:
+        for number in reporter.epochs():
+            epoch = number - 1
+            module.train()
+            bar = tqdm(total=len(loader), desc=f"{name} epoch {number}/{epochs}", file=sys.stderr,
+                       disable=not progress, leave=False)
+            t_epoch = time.perf_counter()
+            edges = 0
+            loss_sum = rows_sum = 0.0
+            wait = 0.0
+            it = iter(loader)
+            while True:
+                t0 = time.perf_counter()
+                batch = next(it, None)
+                t1 = time.perf_counter()
+                if batch is None:
+                    break
+                wait += t1 - t0
+                batch = batch.to(dev)
+                opt.zero_grad(set_to_none=True)
+                loss, n = batch_loss(module, batch, x, y, train_mask, store, depth)
+                loss.backward()
+                opt.step()
+                dt = time.perf_counter() - t0
+                batch_times.append(dt)
+                edges += batch.num_sampled_edges
+                loss_value = loss.item()
+                loss_sum += loss_value * max(n, 1)
+                rows_sum += max(n, 1)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.3f}", ms=f"{1000 * dt:.0f}",
+                                edges_s=f"{edges / (time.perf_counter() - t_epoch):.3g}",
+                                mem=f"{peak_memory_mb(dev):.0f}MB", refresh=False)
+            bar.close()
+            secs = time.perf_counter() - t_epoch
+            wait_total += wait
+            train_total += secs
+            row = {"loss": loss_sum / max(rows_sum, 1), "s_per_epoch": secs, "edges_per_s": edges / secs}
+            if eval_every and ((epoch + 1) % eval_every == 0 or epoch == epochs - 1):
+                row.update(evaluate(module, full_graph, x, y, masks))
+            else:
+                row.update(val_loss=float("nan"), train_acc=float("nan"), val_acc=float("nan"),
+                           test_acc=float("nan"))
+            for k in keys:
+                hist[k].append(row[k])
+            improved = False
+            if row["val_acc"] == row["val_acc"]:  # not nan
+                key = (row["val_acc"], -row["val_loss"])
+                if best["key"] is None or key > best["key"]:
+                    improved = True
+                    best.update(key=key, epoch=epoch, state=copy.deepcopy(module.state_dict()))
+            seconds.append(time.perf_counter() - t_epoch)
+            reporter.epoch(EpochLog(number, row["loss"], row["val_loss"], row["train_acc"], row["val_acc"],
+                                    row["test_acc"], seconds[-1]), best=improved,
+                           best_val=hist["val_acc"][best["epoch"]] if best["epoch"] >= 0 else None)
+            if patience is not None and best["epoch"] >= 0 and epoch - best["epoch"] >= patience:
                 break
-            wait += t1 - t0
-            batch = batch.to(dev)
-            opt.zero_grad(set_to_none=True)
-            loss, n = batch_loss(module, batch, x, y, train_mask, store, depth)
-            loss.backward()
-            opt.step()
-            dt = time.perf_counter() - t0
-            batch_times.append(dt)
-            edges += batch.num_sampled_edges
-            loss_value = loss.item()
-            loss_sum += loss_value * max(n, 1)
-            rows_sum += max(n, 1)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3f}", ms=f"{1000 * dt:.0f}",
-                            edges_s=f"{edges / (time.perf_counter() - t_epoch):.3g}",
-                            mem=f"{peak_memory_mb(dev):.0f}MB", refresh=False)
-        bar.close()
-        secs = time.perf_counter() - t_epoch
-        wait_total += wait
-        train_total += secs
-        row = {"loss": loss_sum / max(rows_sum, 1), "s_per_epoch": secs, "edges_per_s": edges / secs}
-        if eval_every and ((epoch + 1) % eval_every == 0 or epoch == epochs - 1):
-            row.update(evaluate(module, full_graph, x, y, masks))
-        else:
-            row.update(val_loss=float("nan"), train_acc=float("nan"), val_acc=float("nan"),
-                       test_acc=float("nan"))
-        for k in keys:
-            hist[k].append(row[k])
-        if row["val_acc"] == row["val_acc"]:  # not nan
-            key = (row["val_acc"], -row["val_loss"])
-            if best["key"] is None or key > best["key"]:
-                best.update(key=key, epoch=epoch, state=copy.deepcopy(module.state_dict()))
-        if progress:
-            print(f"epoch {epoch + 1}: loss {row['loss']:.4f}, val {row['val_acc']:.4f}, {secs:.2f} s, "
-                  f"{row['edges_per_s']:.3g} edges/s, peak {peak_memory_mb(dev):.0f} MB", file=sys.stderr)
-        if patience is not None and best["epoch"] >= 0 and epoch - best["epoch"] >= patience:
-            break
+    finally:
+        reporter.close()
     if best["state"] is not None:
         module.load_state_dict(best["state"])
     e = best["epoch"] if best["epoch"] >= 0 else len(hist["loss"]) - 1
@@ -223,6 +241,11 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
              "edges_per_s": statistics.median(hist["edges_per_s"]),
              "wait_share": wait_total / train_total if train_total else 0.0,
              "peak_mem_mb": peak_memory_mb(dev)}
+    if reporter.every:
+        print(f"mini-batch ({stats['sampler']}, batch {batch_size}): {stats['batches']} batches, "
+              f"{stats['s_per_batch']:.4f} s per batch (median), {stats['s_per_epoch']:.2f} s per epoch, "
+              f"{stats['edges_per_s']:.3g} sampled edges/s, {100 * stats['wait_share']:.0f}% waiting for the "
+              f"sampler, peak memory {stats['peak_mem_mb']:.0f} MB", file=stream or sys.stdout)
     if store is not None:
         st = store.staleness()
         stats["history"] = True
@@ -230,7 +253,7 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
         stats["staleness_max"] = max((v.max for v in st.values()), default=0)
     return SampledTrainResult(test_acc=hist["test_acc"][e], val_acc=hist["val_acc"][e], best_epoch=e,
                               epochs=len(hist["loss"]), seconds=time.perf_counter() - start, history=hist,
-                              hypers=used, model=module, stats=stats)
+                              hypers=used, model=module, epoch_seconds=seconds, stats=stats)
 
 
 @torch.no_grad()
