@@ -2,7 +2,8 @@
 
 Exit status: 0 success, 1 diagnostics about the source (printed to stderr, compiler style),
 2 usage mistakes, unreadable files and training/dataset configuration errors (one clean line),
-3 an internal error (a bug of kokoyi: one line asking for a report; the traceback with KOKOYI_DEBUG=1).
+3 an internal error (a bug of kokoyi: one line asking for a report; the traceback with KOKOYI_DEBUG=1),
+4 `check --verify` found a model that disagrees with the reference interpreter.
 """
 from __future__ import annotations
 
@@ -148,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Parse, check and lower FILEs; print diagnostics to stderr. "
                        "Exit 0 when all are fine, 1 on diagnostics, 2 when a file cannot be read.")
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--verify", action="store_true",
+                   help="also run each model and the reference interpreter on small random graphs and inputs "
+                   "(float64) and print the largest difference per output and gradient; exit 4 when they "
+                   "disagree beyond |a - b| <= 1e-9 + 1e-7 |b|")
+    p.add_argument("--seed", type=int, default=0, help="seed of --verify's graphs, sizes and inputs (default 0)")
     p = sub.add_parser("compile", help="print or write the generated PyTorch module",
                        description="Generate the PyTorch module of FILE (to stdout, or to -o OUT.py).")
     p.add_argument("file", metavar="FILE")
@@ -233,7 +239,18 @@ def cmd_check(args) -> int:
             status = max(status, 1)
         else:
             print(f"{path}: ok")
+            if getattr(args, "verify", False):
+                status = max(status, _verify(path, args.seed))
     return status
+
+
+def _verify(path: str, seed: int) -> int:
+    """`kokoyi check --verify`: 0 when every model agrees with the reference interpreter, else 4."""
+    from kokoyi.differential import verify
+
+    report = verify(_read(path), path=path, seed=seed)
+    print(report)
+    return 0 if report.ok else 4
 
 
 def cmd_compile(args) -> int:
@@ -552,7 +569,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return int(e.code or 0)
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that left (`| head`) shows here, not at interpreter exit
+        return status
     except KokoyiError as e:
         print(e.render(), file=sys.stderr)
         return 1

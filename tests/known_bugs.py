@@ -85,7 +85,7 @@ def _value_not_varying(p):
             if d.value.dom in ("node", "edge") and not d.expr.deps:
                 return True
     for t in all_nodes(p):
-        if t.op == "nbreduce" and t.attrs["var"] not in t.args[0].deps:
+        if t.op in ("nbreduce", "nbsoftmax") and t.attrs["var"] not in t.args[0].deps:
             return True
     return False
 
@@ -124,9 +124,27 @@ def _unused_definition(p):
     return False
 
 
-def _featreduce_per_edge(p):
-    return any(t.op == "featreduce" and {"u", "v"} <= set(t.deps) | {"u"} and len(t.deps) >= 2
+def _sum_or_difference(a: T) -> bool:
+    if a.op == "concat":
+        return any(_sum_or_difference(x) for x in a.args)
+    return a.op == "bin" and a.attrs["name"] in ("add", "sub")
+
+
+def _dot_of_difference(p):
+    return any(t.op == "matmul" and t.attrs["kind"] == "dot" and any(_sum_or_difference(a) for a in t.args)
                for t in all_nodes(p))
+
+
+def _uses_graph(p):
+    return any(m.uses_graph for m in p.models)
+
+
+def _constant_plain_output(p):
+    for m in p.models:
+        returned = {v.key for v, _ in m.returns if v.dom == "plain"}
+        if any(d.value.key in returned and _is_constant(d.expr) for d in m.defs):
+            return True
+    return False
 
 
 KNOWN_BUGS = [
@@ -150,12 +168,19 @@ KNOWN_BUGS = [
              "a head family read with another letter raises a ValueError", _head_read_with_other_letter),
     KnownBug("unused-definition-empty-if", "an unused definition leaves an empty `if:` (IndentationError)",
              _unused_definition, lambda r: r.category == "traceback:compile" and "indented block" in r.detail),
+    KnownBug("sddmm-backward-one-operand",
+             "`s_{uv} \\gets x_u \\cdot (x_v W)` ...: backward fails in g-SDDMM when one operand needs no gradient",
+             _uses_graph, lambda r: r.category == "backward" and "NoneType" in r.detail),
     # ---- found by the reference interpreter, not in issue 7's list
-    KnownBug("featreduce-per-edge-refused",
-             "NEW: `\\sum_u \\sum(\\min(x_u, x_v))` (a feature reduction of a per-edge value) is refused "
-             "after checking: 'cannot compile model: cannot evaluate featreduce per edge'",
-             _featreduce_per_edge, lambda r: r.category == "refused-after-check" and "featreduce" in r.detail,
-             found_by_interp=True),
+    KnownBug("dot-template-parentheses",
+             "NEW (same root as the first bullet, another template): the self-loop value of an edge score "
+             "`b^\\top (x_v W - \\tanh(x_u A^{k}))` prints `(self.b * e_dst[:, None] - e_src).sum(-1)`: "
+             "silent wrong numbers in a sum over N(v) \\cup \\{v\\}",
+             _dot_of_difference, lambda r: r.category.startswith("disagree"), found_by_interp=True),
+    KnownBug("constant-plain-output",
+             "NEW: a returned plain definition that is a number (`\\iota \\gets 0.5`) is returned as a Python "
+             "float, not a tensor", _constant_plain_output,
+             lambda r: "not a tensor" in r.detail, found_by_interp=True),
 ]
 
 
@@ -164,3 +189,47 @@ def explain(result) -> list[str]:
     if result.category == "agree" or result.program is None:
         return []
     return [b.name for b in KNOWN_BUGS if b.program(result.program) and b.outcome(result)]
+
+
+# ------------------------------------------------------------------ one reproducer per entry
+REPRO_HEADER = r"""\begin{model}{M}
+  \hyper d, h, K, L \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param W \in \mathbb{R}^{d \times h} \\
+  \param U \in \mathbb{R}^{h \times h} \\
+  \param b \in \mathbb{R}^{h} \\
+  \param A^{k} \in \mathbb{R}^{d \times h}, \quad k = 1, \dots, K \\
+%s
+\end{model}
+"""
+HELPER = r"""\begin{model}{LN}
+  \hyper m \\
+  \input z \in \mathbb{R}^{m} \\
+  o \gets z - \mathrm{mean}(z) \\
+  \return o \\
+\end{model}
+"""
+REPRODUCERS = {
+    "parenthesised-matrix-expression": r"y_v \gets x_v W (U U)^\top \\ \return y",
+    "power-of-power": r"y_v \gets (x_v^2)^3 \\ \return y",
+    "target-factor-of-empty-sum": r"y_v \gets \sum_{u \in \mathcal{N}(v)} \frac{x_u}{\sqrt{|\mathcal{N}(v)|}} \\ \return y",
+    "definition-named-like-loop-letter": r"l_v \gets 2 x_v \\ r^{(0)}_v \gets x_v \\ r^{(l)}_v \gets "
+    r"\sum_{u \in \mathcal{N}(v)} r^{(l-1)}_u + l_v, \quad l = 1, \dots, L \\ \return r^{(L)}",
+    "value-not-depending-on-node": r"y_v \gets \tanh(b) \\ \return y",
+    "row-wise-submodel-reduction": HELPER + REPRO_HEADER.replace(r"\\" + "\n%s", r"\\" + "\n  \\param \\phi \\sim "
+                                                                 r"\mathrm{LN}(h) \\" + "\n%s")
+    % r"y_v \gets \phi(x_v W) \\ \return y",
+    "function-of-constant": r"y_v \gets \sqrt{2} x_v \\ \return y",
+    "head-family-other-letter": r"s^{k}_v \gets x_v A^{k} \\ y_v \gets \sum_{j=1}^{K} s^{j}_v \\ \return y",
+    "unused-definition-empty-if": r"q_v \gets \sum_{u \in \mathcal{N}(v)} x_u W \\ y_v \gets x_v \\ \return y",
+    "sddmm-backward-one-operand": r"y_v \gets \max_{u \in \mathcal{N}(v)} \log\left((|\mathcal{N}(v)| + 1) "
+    r"\exp(\tanh(x_u W))\right) \\ \return y",
+    "dot-template-parentheses": r"e^{k}_{uv} \gets b^\top (x_v W - \tanh(x_u A^{k})) \\ y_v \gets \sum_{k=1}^{K} "
+    r"\sum_{u \in \mathcal{N}(v) \cup \{v\}} e^{k}_{uv} x_u \\ \return y",
+    "constant-plain-output": r"\iota \gets 0.5 \\ y_v \gets x_v \\ \return y, \iota",
+}
+
+
+def reproducer(name: str) -> str:
+    body = REPRODUCERS[name]
+    return body if body.lstrip().startswith(r"\begin") else REPRO_HEADER % ("  " + body)

@@ -426,3 +426,11 @@ def test_explain_hop_depth_of_recurrences(body, depth):
     source = src(r"h^{(0)}_v \gets x_v \\ " + body + r" \return h^{(L)} \\", hypers=r"\hyper d, L \\")
     assert kokoyi.explain(source).splitlines()[0] == f"model M (hop depth {depth})"
     assert kokoyi.compile_model(source, "M").__kokoyi__["depth"] == depth
+
+
+def test_constant_power_tower_is_folded_not_left_to_python_integers():
+    """`x_v^2^2^2^2^2^2` became `x ** 2 ** 2 ** ...`, an integer tower the module computed forever; braced
+    towers are folded in floating point at compile time and refused when they have no finite value."""
+    assert "no finite real value" in diag(src(r"y_v \gets x_v^{2^{2^{2^{2^{2^2}}}}} \\ \return y \\"))
+    g, x = graph(), x_of()
+    close(build(src(r"y_v \gets x_v^{2^{1^{2}}} + \frac{1}{4} x_v \\ \return y \\"), d=3)(g, x), x ** 2 + x / 4)

@@ -95,6 +95,12 @@ def test_cli_train_outputs_log_plot_json_runs(tmp_path, capsys):
     assert Image.open(plot).text["Description"] == "kokoyi training curve: epochs=5"
 
 
+def test_an_early_stop_still_prints_its_last_epoch(GCN, data, capsys):
+    r = train(GCN, data, epochs=500, patience=2, lr=0.5, every=100, hypers={"d_h": 4}, progress=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert r.epochs < 100 and [int(ln.split()[1]) for ln in lines] == [1, r.epochs]
+
+
 def test_cli_human_output_runs_mean_std(capsys):
     assert main(["train", str(GCN_FILE), "--epochs", "3", "--runs", "3", "--no-progress", "--every", "0"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
@@ -169,6 +175,10 @@ def test_predict_writes_one_prediction_per_node(saved, data, tmp_path):
     assert main(["predict", str(saved), "-o", str(tmp_path / "p.npz")]) == 0
     with np.load(tmp_path / "p.npz") as z:
         assert z["prediction"].tolist() == want.tolist() and z["logits"].shape == (data.num_nodes, 7)
+    # own data without labels or masks: a graph and features are enough to predict
+    np.savez(tmp_path / "unlabelled.npz", edge_index=data.edge_index.numpy(), x=data.x.numpy())
+    assert main(["predict", str(saved), "--data", str(tmp_path / "unlabelled.npz"), "-o", str(tmp_path / "u.npy")]) == 0
+    assert np.load(tmp_path / "u.npy").tolist() == want.tolist()
 
 
 def test_eval_and_predict_errors(saved, tmp_path, capsys):
@@ -361,13 +371,14 @@ def test_bad_output_names_refused_before_training(capsys):
     assert "--plot c.gif: the file name must end in .png" in capsys.readouterr().err
 
 
-def test_no_broken_pipe_when_the_reader_leaves():
-    p = subprocess.Popen([sys.executable, "-m", "kokoyi", "compile", "--standalone", str(ROOT / "examples" / "gat.kky")],
+@pytest.mark.parametrize("command", [["compile", "--standalone"], ["render"]])  # long and short output
+def test_no_broken_pipe_when_the_reader_leaves(command):
+    p = subprocess.Popen([sys.executable, "-m", "kokoyi", *command, str(ROOT / "examples" / "gat.kky")],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     p.stdout.close()  # like `| head` that has already left
     err = p.stderr.read().decode()
     p.wait(timeout=120)
-    assert "Traceback" not in err and "BrokenPipeError" not in err and p.returncode == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err and p.returncode == 141, err
 
 
 def test_check_compile_render_never_import_torch():

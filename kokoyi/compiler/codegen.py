@@ -82,8 +82,8 @@ TEMPLATES = {
     "squeeze_last": "{0}.squeeze(-1)",
     "dst_rows": "{0}[: graph.num_dst]",
     "where": "torch.where({0}, {1}, {2})",
-    "maximum": "torch.maximum({0}, torch.as_tensor({1}))",
-    "minimum": "torch.minimum({0}, torch.as_tensor({1}))",
+    "maximum": "torch.maximum(torch.as_tensor({0}), torch.as_tensor({1}))",
+    "minimum": "torch.minimum(torch.as_tensor({0}), torch.as_tensor({1}))",
     "edge_output": "graph.edge_output({0})",
     "list_of": "[None] * ({0})",
     "ones_like_deg": "torch.ones_like({0})",
@@ -439,6 +439,10 @@ def node_degrees(graph, direction="in"):
 def exchange(history, key, x, blocks, k):
     return x
 
+
+def node_rows(graph, table):
+    return table
+
 '''
 
 
@@ -456,7 +460,8 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         parts.append(STANDALONE_BLOCKS)
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
                      "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
-                     "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange)\n")
+                     "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
+                     "node_rows=node_rows)\n")
     else:
         parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

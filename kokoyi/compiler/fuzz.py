@@ -112,7 +112,7 @@ class Generator:
             choices += [self.linear, self.submodel]
         if shape == "s":
             choices += [self.scalar_of_vector]
-        if shape in ("d", "h"):
+        if shape in ("d", "h") and self.chance(0.3):
             choices.append(self.vector_softmax)
         return self.pick(choices)(ctx, shape, budget - 1)
 
@@ -150,7 +150,7 @@ class Generator:
             return (rf"\abs{{{self.expr(ctx, shape, budget)[0]}}}" if self.chance(0.5)
                     else rf"\left|{self.expr(ctx, shape, budget)[0]}\right|"), 2
         fn = self.pick(UNARY)
-        self.feat("fn:" + fn.split("{")[0].split("_")[0].lstrip("\\").replace("mathrm", ""))
+        self.feat("fn:" + fn.replace(r"\mathrm{", "").lstrip("\\").split("}")[0].split("_")[0])
         return rf"{fn}\left({self.expr(ctx, shape, budget)[0]}\right)", 2
 
     @staticmethod

@@ -283,7 +283,8 @@ class ModelLowering:
             return Val(st.py, Lay(None, (t.attrs["head"],), v.ty.shape), "plain")
         if "index" in t.attrs:
             py = call("getitem", py, self.index_py(t.attrs["index"]))
-        if "row" in t.attrs:
+        if "row" in t.attrs:  # a parameter with one row per node of the graph (`E_v`)
+            py = call("attr", "self", key, row=True) if py.op == "attr" else py
             return Val(py, Lay("N", (), t.ty.shape), "n")
         return Val(py, Lay(None, (), t.ty.shape), "plain")
 
@@ -443,7 +444,9 @@ class ModelLowering:
                 if a.lay.fam:
                     raise LowerError("a product mixing two family indices is not supported")
                 return Val(call("einsum", "...d,kdh->...kh", a.py, b.py), lay, side)
-        if kind == "mm" and a.lay.rows is None and b.lay.rows is None and not a.lay.fam and not b.lay.fam:
+        if kind == "mm" and a.lay.rows is None and b.lay.rows is None and (
+                not a.lay.fam or not b.lay.fam or a.lay.fam == b.lay.fam):
+            # plain matrices; a family's members are stacked on a leading axis, which matmul batches over
             return Val(call("matmul", a.py, b.py), lay, "plain")
         raise LowerError(f"unsupported product ({kind}) of these operands")
 
@@ -1046,6 +1049,11 @@ class ModelLowering:
     def e_norm(self, t):
         a = self.as_edge_if_node(self.edge(t.args[0]))
         return Val(call("norm", a.py), Lay(a.lay.rows, a.lay.fam, ()), a.side)
+
+    def e_featreduce(self, t):  # a reduction over the feature axis of a per-edge value
+        a = self.as_edge_if_node(self.edge(t.args[0]))
+        return Val(call("featreduce", a.py, reduce=t.attrs["reduce"]), Lay(a.lay.rows, a.lay.fam, t.ty.shape),
+                   a.side)
 
     def e_dense(self, t):
         self.fam_sizes.setdefault(t.attrs["var"], t.attrs["size"])

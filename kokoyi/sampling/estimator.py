@@ -31,7 +31,8 @@ from kokoyi.graph import Graph
 from kokoyi.kernels import ops as _k
 from kokoyi.sampling.block import Block
 
-__all__ = ["gspmm", "edge_softmax", "gat_aggregate", "hops", "node_degrees", "exchange", "full_graph_only"]
+__all__ = ["gspmm", "edge_softmax", "gat_aggregate", "hops", "node_degrees", "node_rows", "exchange",
+           "full_graph_only"]
 
 
 def _weight(graph, like: torch.Tensor) -> Optional[torch.Tensor]:
@@ -154,6 +155,14 @@ def full_graph_only(graph, model: str, reason: str) -> None:
     if not isinstance(graph, Graph):
         raise TypeError(f"model {model} runs on a full kokoyi.Graph only ({reason}); got "
                         f"{type(graph).__name__}")
+
+
+def node_rows(block, table: torch.Tensor) -> torch.Tensor:
+    """A parameter with one row per node of the full graph (`E_v`), read at block 0's sources: the rows
+    of their global ids (a full graph: the whole table)."""
+    if isinstance(block, Block):
+        return table[block.src_ids]
+    return table if block.num_src == table.shape[0] else table[: block.num_src]
 
 
 def node_degrees(block, direction: str = "in") -> torch.Tensor:
