@@ -199,6 +199,8 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=1, help="full-graph evaluation every N epochs (default 1)")
     p.add_argument("--history", action="store_true", help="historical embeddings (GNNAutoScale): one sampled hop "
                    "per batch whatever the depth; use with --sampler neighbor:K")
+    p.add_argument("--eval-mode", choices=["full", "layerwise"], default="full", help="evaluation: one full-graph "
+                   "forward, or exact layer-wise inference in batches of --batch-size nodes (default full)")
 
 
 def sampled_trainer(args):
@@ -219,7 +221,8 @@ def sampled_trainer(args):
             raise CliError(f"--{name.replace('_', '-')} must be {'positive' if name == 'batch_size' else '>= 0'}, "
                            f"got {value}")
     return functools.partial(train_sampled, sampler=spec, batch_size=args.batch_size,
-                             num_workers=args.num_workers, eval_every=args.eval_every, history=args.history)
+                             num_workers=args.num_workers, eval_every=args.eval_every, history=args.history,
+                             eval_mode=args.eval_mode)
 
 
 # --------------------------------------------------------------------------- commands

@@ -137,6 +137,16 @@ def test_history_training_on_cora(cora):
         train_sampled(sage, cora, "neighbor:10,5", epochs=1, history=True, progress=False)
 
 
+def test_layerwise_evaluation_gives_the_full_graph_accuracies(small):
+    from kokoyi.sampling.train import evaluate
+    d, g = small
+    model = build(EXAMPLES["gcn"], **HYPERS["gcn"])
+    masks = {"train": d.train_mask, "val": d.val_mask, "test": d.test_mask}
+    x = d.x.double()
+    full, layerwise = evaluate(model, g, x, d.y, masks), evaluate(model, g, x, d.y, masks, batch_size=37)
+    assert full == pytest.approx(layerwise, rel=1e-9)
+
+
 def test_asgcn_training_updates_the_proposal(small):
     from kokoyi.sampling.train import train_sampled
     d, _ = small

@@ -17,7 +17,9 @@ batches that held it); the cost per batch is then linear in L. As in GNNAutoScal
 cover every node (the loss still reads only the training rows), so that every stored row is refreshed
 once per epoch. Its staleness is reported in `stats`.
 After every ``eval_every`` epochs the model is evaluated on the full graph (eval mode, no gradients,
-``model(graph, x)``), and the epoch of best validation accuracy is selected as in `kokoyi.train.train`.
+``model(graph, x)``, or with ``eval_mode="layerwise"`` `kokoyi.sampling.layerwise_inference` over
+full-neighbour one-hop blocks of ``batch_size`` nodes, which never holds more than one layer of the
+whole graph), and the epoch of best validation accuracy is selected as in `kokoyi.train.train`.
 
 Reported per epoch (`TrainResult.history`) and in `stats`: seconds per batch (median), seconds per
 epoch, sampled edges per second (block edges of the epoch / training time of the epoch), the share of
@@ -111,7 +113,7 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
                   hypers: dict | None = None, progress: bool = True, patience: int | None = None,
                   num_workers: int = 0, prefetch: int = 2, eval_every: int = 1,
                   num_layers: int | None = None, history: bool = False, every: int | None = None, log=None,
-                  stream=None, run: int | None = None) -> SampledTrainResult:
+                  stream=None, run: int | None = None, eval_mode: str = "full") -> SampledTrainResult:
     """Train `model` (class or instance) on `dataset` with mini-batches from `sampler` (module doc).
     `every`, `log`, `stream`, `run`: epoch lines and the log file, as for `kokoyi.train.train`; with
     `progress`, a bar per epoch over its batches shows the loss, ms per batch, sampled edges/s and memory."""
@@ -125,6 +127,8 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
         spec = parse_sampler(sampler) if isinstance(sampler, str) else sampler
     except ValueError as e:
         raise TrainError(str(e)) from None
+    if eval_mode not in ("full", "layerwise"):
+        raise TrainError(f"train_sampled: eval_mode must be 'full' or 'layerwise', got {eval_mode!r}")
     if history and (spec.name not in ("neighbor", "neighbor-replace", "full") or len(spec.args) > 1):
         raise TrainError(f"history training samples one hop: use --sampler neighbor:K (one fanout), not {spec}")
     dev = torch.device(device)
@@ -212,7 +216,8 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
             train_total += secs
             row = {"loss": loss_sum / max(rows_sum, 1), "s_per_epoch": secs, "edges_per_s": edges / secs}
             if eval_every and ((epoch + 1) % eval_every == 0 or epoch == epochs - 1):
-                row.update(evaluate(module, full_graph, x, y, masks))
+                row.update(evaluate(module, full_graph, x, y, masks,
+                                    batch_size=batch_size if eval_mode == "layerwise" else None))
             else:
                 row.update(val_loss=float("nan"), train_acc=float("nan"), val_acc=float("nan"),
                            test_acc=float("nan"))
@@ -257,10 +262,16 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
 
 
 @torch.no_grad()
-def evaluate(module, graph, x, y, masks) -> dict:
-    """Full-graph forward in eval mode: validation loss and accuracy on each mask."""
+def evaluate(module, graph, x, y, masks, batch_size: int | None = None) -> dict:
+    """Full-graph forward in eval mode (layer-wise in batches of `batch_size` nodes when given):
+    validation loss and accuracy on each mask."""
     module.eval()
-    logits = _first(module(graph, x))
+    if batch_size is None:
+        logits = _first(module(graph, x))
+    else:
+        from kokoyi.sampling.exact import layerwise_inference
+
+        logits = _first(layerwise_inference(module, graph, x, batch_size=batch_size))
     module.train()
     pred = logits.argmax(1)
     acc = {f"{k}_acc": float((pred[m] == y[m]).float().mean()) if bool(m.any()) else float("nan")
