@@ -56,6 +56,8 @@ def main(argv=None):
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--json", default=None)
+    p.add_argument("--epochs", type=int, default=None, help="override the sampled runs' epochs")
+    p.add_argument("--full-epochs", type=int, default=None, help="override the full-batch epochs")
     args = p.parse_args(argv)
     out = Path(args.json) if args.json else None
     results = json.loads(out.read_text()) if out and out.exists() else []
@@ -72,15 +74,16 @@ def main(argv=None):
                         continue
                     t = time.perf_counter()
                     if sname == "full-batch":
-                        r = train(model, data, epochs=FULL_EPOCHS[ds], seed=seed, hypers=hypers, progress=False)
+                        r = train(model, data, epochs=args.full_epochs or FULL_EPOCHS[ds], seed=seed, hypers=hypers, progress=False)
                         extra = {}
                     else:
                         bs = cfg["history_batch_size" if sname == "history" else "batch_size"]
                         r = train_sampled(model, data, cfg["samplers"][sname], batch_size=bs,
-                                          epochs=cfg["epochs"], seed=seed, hypers=hypers, progress=False,
+                                          epochs=args.epochs or cfg["epochs"], seed=seed, hypers=hypers, progress=False,
                                           history=sname == "history")
                         extra = {k: r.stats[k] for k in ("s_per_batch", "edges_per_s")}
                     row = {"dataset": ds, "model": mname, "sampler": sname, "seed": seed, "test_acc": r.test_acc,
+                           "epochs": r.epochs,
                            "val_acc": r.val_acc, "seconds": time.perf_counter() - t, **extra}
                     results.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
