@@ -7,3 +7,17 @@ estimator weights (see `docs/language.md`, "Sampled blocks"). Runtime code: no c
 from kokoyi.sampling.block import Block
 
 __all__ = ["Block"]
+
+# samplers and loaders (runtime only: torch, numpy, pymetis)
+from kokoyi.sampling.batch import Batch  # noqa: E402
+from kokoyi.sampling.cluster import ClusterSampler  # noqa: E402
+from kokoyi.sampling.layerwise import AdaptiveSampler, FastGCNSampler, LadiesSampler  # noqa: E402
+from kokoyi.sampling.loader import (ASGCNLoader, ClusterLoader, FastGCNLoader, LadiesLoader,  # noqa: E402
+                                    Loader, NeighborLoader, NodeLoader, SaintLoader, SubgraphLoader)
+from kokoyi.sampling.neighbor import FullNeighborSampler, NeighborSampler  # noqa: E402
+from kokoyi.sampling.saint import SaintSampler  # noqa: E402
+
+__all__ += ["ASGCNLoader", "AdaptiveSampler", "Batch", "ClusterLoader", "ClusterSampler", "FastGCNLoader",
+            "FastGCNSampler", "FullNeighborSampler", "LadiesLoader", "LadiesSampler", "Loader",
+            "NeighborLoader", "NeighborSampler", "NodeLoader", "SaintLoader", "SaintSampler",
+            "SubgraphLoader"]
