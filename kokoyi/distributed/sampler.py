@@ -18,8 +18,9 @@ sources are its targets followed by the new neighbours in increasing id order, s
 `src_ids` is a prefix of block 0's: one collective pull of (in-degree, out-degree) for block 0's
 sources gives every block its full-graph degrees.
 
-Randomness: the draws for a batch come from generators seeded by (seed, epoch, batch, rank, layer), so
-a run is reproducible whatever the timing of the ranks. `fanout = -1` keeps every neighbour (exact
+Randomness: the draws for a batch come from generators seeded by (seed, epoch, batch, rank, layer)
+(`kokoyi.sampling._rng`), so a run is reproducible whatever the timing of the ranks. The per-node draw
+is `kokoyi.sampling`'s (Floyd subsets; with `replace=True`, k independent draws). `fanout = -1` keeps every neighbour (exact
 full-neighbour blocks, used for evaluation).
 """
 from __future__ import annotations
@@ -28,42 +29,26 @@ import numpy as np
 import torch
 
 from kokoyi.distributed.store import ShardedTable
+from kokoyi.sampling._csr import sample_neighbors
+from kokoyi.sampling._rng import generator
+from kokoyi.sampling.block import Block
 
 
-def generator(*words: int) -> torch.Generator:
-    """A CPU generator determined by the integers `words` only (SeedSequence-mixed)."""
-    state = np.random.SeedSequence([int(w) & 0xFFFFFFFF for w in words]).generate_state(2, np.uint32)
-    g = torch.Generator()
-    g.manual_seed((int(state[0]) << 31) ^ int(state[1]))
-    return g
+class _LocalCSR:
+    """A partition's in-edge CSR in the shape `kokoyi.sampling._csr.sample_neighbors` reads:
+    the in-neighbours (global ids) of local row i are ``src[indptr[i]:indptr[i+1]]``."""
+
+    def __init__(self, indptr: torch.Tensor, indices: torch.Tensor):
+        self.indptr, self.src = indptr, indices
 
 
-def sample_csr(indptr: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor, fanout: int,
-               gen: torch.Generator):
-    """Sample up to `fanout` in-neighbours (without replacement) of each local row in `rows`.
-
-    Returns (counts (R,), degrees (R,), nbrs (sum counts,)): the neighbours of rows[i] are
-    nbrs[cum[i]:cum[i+1]], in CSR order when all are kept."""
-    lo, hi = indptr[rows], indptr[rows + 1]
-    deg = hi - lo
-    if rows.numel() == 0:
-        return deg, deg, indices[:0]
-    seg = torch.repeat_interleave(torch.arange(rows.numel()), deg)
-    pos = torch.arange(int(deg.sum())) - torch.repeat_interleave(torch.cumsum(deg, 0) - deg, deg)
-    edge = lo[seg] + pos
-    if fanout < 0:
-        return deg, deg, indices[edge]
-    keep_all = deg <= fanout
-    # sort key within a row: CSR position for rows kept whole, a uniform for sampled rows
-    u = torch.rand(edge.numel(), generator=gen, dtype=torch.float64)
-    frac = torch.where(keep_all[seg], pos.to(torch.float64) / deg[seg].clamp(min=1).to(torch.float64), u)
-    order = torch.argsort(seg.to(torch.float64) * 2.0 + frac, stable=True)
-    ranked_seg = seg[order]
-    rank = torch.arange(order.numel()) - torch.repeat_interleave(torch.cumsum(deg, 0) - deg, deg)
-    kept = order[rank < fanout]
-    counts = torch.minimum(deg, torch.full_like(deg, fanout))
-    del ranked_seg
-    return counts, deg, indices[edge[kept]]
+def sample_local(csr: _LocalCSR, rows: torch.Tensor, fanout: int, gen: torch.Generator, replace: bool):
+    """(counts (R,), degrees (R,), nbrs): up to `fanout` in-neighbours of local rows `rows`, grouped
+    by row in `rows` order (`kokoyi.sampling`'s sampler, so the same estimator as on one machine)."""
+    row, eid, _ = sample_neighbors(csr, rows, fanout, gen, replace)
+    deg = csr.indptr[rows + 1] - csr.indptr[rows]
+    counts = torch.bincount(row, minlength=rows.numel()) if rows.numel() else deg
+    return counts, deg, csr.src[eid]
 
 
 class DistNeighborSampler:
@@ -71,12 +56,14 @@ class DistNeighborSampler:
 
     `degrees`: a `ShardedTable` of (in_degree, out_degree) rows, int64 (see `degree_table`)."""
 
-    def __init__(self, partition, fanouts, degrees: ShardedTable, seed: int = 0, group=None):
+    def __init__(self, partition, fanouts, degrees: ShardedTable, seed: int = 0, group=None,
+                 replace: bool = False):
         self.fanouts = [int(f) for f in fanouts]
         if not self.fanouts or any(f == 0 or f < -1 for f in self.fanouts):
             raise ValueError(f"fanouts must be positive ints (or -1 for all neighbours), got {fanouts!r}")
-        self.indptr = torch.as_tensor(np.asarray(partition.indptr), dtype=torch.int64)
-        self.indices = torch.as_tensor(np.asarray(partition.indices), dtype=torch.int64)
+        self.csr = _LocalCSR(torch.as_tensor(np.asarray(partition.indptr), dtype=torch.int64),
+                             torch.as_tensor(np.asarray(partition.indices), dtype=torch.int64))
+        self.replace = bool(replace)
         self.degrees = degrees
         self.seed = int(seed)
         self.group = group
@@ -90,13 +77,15 @@ class DistNeighborSampler:
         local = table.is_local(nodes)
         counts = torch.zeros(nodes.numel(), dtype=torch.int64)
         degs = torch.zeros(nodes.numel(), dtype=torch.int64)
-        lc, ld, ln = sample_csr(self.indptr, self.indices, nodes[local] - self.start, fanout,
-                                generator(*key, self.rank, 0))
+        seed, epoch, batch, layer = key
+        stream = (self.rank * 64 + layer) * 2
+        lc, ld, ln = sample_local(self.csr, nodes[local] - self.start, fanout,
+                                  generator(seed, epoch, batch, stream), self.replace)
         # remote targets: route to owners, who sample with their own CSR
         remote_ids = nodes[~local]
         order, send, recv, served = table._route(remote_ids)
-        sc, sd, sn = sample_csr(self.indptr, self.indices, served - self.start, fanout,
-                                generator(*key, self.rank, 1))
+        sc, sd, sn = sample_local(self.csr, served - self.start, fanout,
+                                  generator(seed, epoch, batch, stream + 1), self.replace)
         got = table._exchange_rows(torch.stack([sc, sd], 1), recv.tolist(), send.tolist())
         # neighbour lists: the splits follow from the counts each side already knows
         served_split = [int(c.sum()) for c in torch.split(sc, recv.tolist())]
@@ -125,8 +114,6 @@ class DistNeighborSampler:
     def sample(self, seeds: torch.Tensor, epoch: int, batch: int):
         """Blocks for `seeds` (global ids owned by this rank): a list, block 0 on the input side.
         Collective: every rank calls it once per batch."""
-        from kokoyi.distributed.blocks import make_block
-
         layers = []
         dst = seeds.to(torch.int64)
         for layer, fanout in enumerate(reversed(self.fanouts)):
@@ -146,7 +133,7 @@ class DistNeighborSampler:
         blocks = []
         for local_src, seg, src_ids, num_dst, weight in reversed(layers):
             n = src_ids.numel()
-            blocks.append(make_block(local_src, seg, n, num_dst, src_ids, edge_weight=weight,
+            blocks.append(Block.create(local_src, seg, n, num_dst, src_ids, edge_weight=weight,
                                      in_degrees=deg[:n, 0].to(torch.float32),
                                      out_degrees=deg[:n, 1].to(torch.float32)))
         return blocks, input_nodes
