@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(p)
     p.add_argument("--json", action="store_true", help="end stdout with one JSON object of the results")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    from kokoyi.distributed.cli import add_partition_parser, add_train_options
+    add_train_options(p)
+    add_partition_parser(sub)
     return parser
 
 
@@ -214,6 +217,12 @@ def cmd_train(args) -> int:
     model = pick_model(models, args.model or from_file.model, args.file)
     meta = getattr(model, "__kokoyi__", {})
     opts = merge_train_options(args, from_file, {hyper_key(h["name"]) for h in meta.get("hypers", [])})
+    if args.nproc is not None or args.partitions is not None:
+        from kokoyi.distributed.cli import DistCliError, cmd_train_distributed
+        try:
+            return cmd_train_distributed(args, opts, source, meta.get("name", model.__name__))
+        except (DistCliError, TrainError) as e:
+            raise CliError(str(e)) from None
     try:
         data = load_dataset(opts["dataset"], data_dir=opts["data_dir"], seed=opts["seed"])
         result = train(model, data, epochs=opts["epochs"], lr=opts["lr"],
@@ -234,7 +243,17 @@ def cmd_train(args) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "compile": cmd_compile, "render": cmd_render, "train": cmd_train}
+def cmd_partition(args) -> int:
+    from kokoyi.distributed.cli import DistCliError, cmd_partition as run
+
+    try:
+        return run(args)
+    except DistCliError as e:
+        raise CliError(str(e)) from None
+
+
+COMMANDS = {"check": cmd_check, "compile": cmd_compile, "render": cmd_render, "train": cmd_train,
+            "partition": cmd_partition}
 
 
 def main(argv: list[str] | None = None) -> int:
