@@ -240,10 +240,10 @@ class SaintLoader(SubgraphLoader):
 
     def __init__(self, graph, kind: str, budget: int, num_layers: int = 2, *, walk_length: int = 2,
                  train_nodes=None, num_batches: Optional[int] = None, coverage: float = 20.0,
-                 seed: int = 0, **kw):
+                 max_presample: int = 1000, seed: int = 0, **kw):
         graph = as_graph(graph)
         num_train = None if train_nodes is None else as_seeds(train_nodes, graph.num_src).numel()
         sampler = SaintSampler(graph, kind, budget, walk_length, seed=seed, num_train=num_train,
-                               coverage=coverage)
+                               coverage=coverage, max_presample=max_presample)
         n = sampler.num_batches(graph.num_src) if num_batches is None else num_batches
         super().__init__(graph, sampler, num_layers, n, seed=seed, **kw)
