@@ -70,6 +70,7 @@ class DistNeighborSampler:
         self.rank = degrees.rank
         self.start, self.stop = degrees.start, degrees.stop
         self.sampled_edges = 0
+        self.bytes_received = 0  # structure from other ranks: requested ids, (count, degree), neighbours
 
     def _sample(self, nodes: torch.Tensor, fanout: int, key: tuple):
         """(counts, degrees, nbrs) for global `nodes` (owned or not); collective."""
@@ -91,6 +92,9 @@ class DistNeighborSampler:
         served_split = [int(c.sum()) for c in torch.split(sc, recv.tolist())]
         back_split = [int(c.sum()) for c in torch.split(got[:, 0], send.tolist())]
         rn = table._exchange_rows(sn, served_split, back_split)
+        me = self.rank
+        self.bytes_received += (int(send.sum() - send[me]) * 16 + (sum(back_split) - back_split[me]) * 8
+                                + int(recv.sum() - recv[me]) * 8)
         # assemble per node, in `nodes` order
         rc = torch.empty(remote_ids.numel(), dtype=torch.int64)
         rd = torch.empty_like(rc)

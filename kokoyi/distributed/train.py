@@ -67,6 +67,8 @@ class DistConfig:
     prefetch: bool = True
     verify: bool = True             # check partition checksums when loading
     record_params: bool = False     # hash the parameters after every step (tests)
+    max_batches: int | None = None  # cap on steps per epoch (throughput benchmarks)
+    evaluate: bool = True           # exact validation/test accuracy after every epoch
 
 
 @dataclass
@@ -82,6 +84,8 @@ class DistResult:
     world: int
     seeds_per_second: float
     sampled_edges: int
+    structure_bytes: int = 0     # bytes of remote neighbourhoods received by the sampler
+    steps: int = 0
     param_hashes: list = field(default_factory=list)  # after every step (record_params)
     final_hash: str = ""                              # parameters after the last epoch run
     model: nn.Module | None = field(default=None, repr=False)
@@ -230,14 +234,15 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
         history, best, first = ck["history"], ck["best"], ck["epoch"] + 1
     hashes = []
     n_train = shard.ids["train"].numel()
-    num_batches = _max_over_ranks(math.ceil(n_train / cfg.batch_size))
-    seeds_done = 0
+    full_batches = _max_over_ranks(math.ceil(n_train / cfg.batch_size))
+    num_batches = full_batches if cfg.max_batches is None else min(full_batches, cfg.max_batches)
+    seeds_done = steps = 0
     train_time = 0.0
     last = first - 1
     for epoch in range(first, cfg.epochs):
         gen = generator(cfg.seed, epoch, SHUFFLE_BATCH, rank)
         perm = shard.ids["train"][torch.randperm(n_train, generator=gen)]
-        batches = _even_batches(perm, num_batches)
+        batches = _even_batches(perm, full_batches)[:num_batches]
         sizes = torch.tensor([len(b) for b in batches], dtype=torch.int64)
         dist.all_reduce(sizes)  # n_b: seeds of step b over all ranks
         model.train()
@@ -255,15 +260,18 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
             loss.backward()
             opt.step()
             loss_sum += torch.tensor([float(total.detach()), seeds.numel()], dtype=torch.float64)
+            steps += 1
             if cfg.record_params:
                 hashes.append(param_hash(model))
         train_time += time.perf_counter() - t0
         seeds_done += int(sizes.sum())
         dist.all_reduce(loss_sum)
-        row = {"loss": loss_sum[0].item() / max(loss_sum[1].item(), 1.0), **evaluate(model, shard, epoch)}
+        scores = evaluate(model, shard, epoch) if cfg.evaluate else \
+            {"val_acc": float("nan"), "val_loss": float("nan"), "test_acc": float("nan")}
+        row = {"loss": loss_sum[0].item() / max(loss_sum[1].item(), 1.0), **scores}
         for k in history:
             history[k].append(row[k])
-        key = (row["val_acc"], -row["val_loss"])
+        key = (row["val_acc"], -row["val_loss"]) if cfg.evaluate else (epoch, 0.0)
         if best["key"] is None or key > tuple(best["key"]):
             best.update(key=key, epoch=epoch, state=copy.deepcopy(model.state_dict()))
         if rank == 0 and cfg.checkpoint:
@@ -284,7 +292,8 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
         best_epoch=e, epochs=last + 1, seconds=time.perf_counter() - start, history=history,
         fetch=shard.features.stats.as_dict(), rank=rank, world=world,
         seeds_per_second=seeds_done / train_time if train_time else float("nan"),
-        sampled_edges=shard.train_sampler.sampled_edges, param_hashes=hashes, final_hash=final_hash,
+        sampled_edges=shard.train_sampler.sampled_edges, structure_bytes=shard.train_sampler.bytes_received,
+        steps=steps, param_hashes=hashes, final_hash=final_hash,
         model=model)
     dist.destroy_process_group(data_group)
     return result
