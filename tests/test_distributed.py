@@ -117,7 +117,37 @@ def test_partition_cli(tmp_path):
 
 # --------------------------------------------------------------------------- store and sampling
 
-def _store_worker(rank, world, folder, out):
+def _history_block(r, step, offsets, n):
+    """A one-hop block whose targets are 5 nodes owned by rank r and sources 7 more nodes anywhere."""
+    from kokoyi.sampling.block import Block
+    gen = torch.Generator().manual_seed(100 * step + r)
+    own = offsets[r] + torch.randperm(int(offsets[r + 1] - offsets[r]), generator=gen)[:5]
+    rest = torch.randperm(n, generator=gen)
+    rest = rest[~torch.isin(rest, own)][:7]
+    src_ids = torch.cat([own, rest])
+    return Block.create(torch.arange(12), torch.arange(12) % 5, 12, 5, src_ids)
+
+
+def _check_history(rank, world, p, n):
+    """DistHistory.exchange = a single History replaying every rank's pushes in rank order."""
+    from kokoyi.distributed.history import DistHistory
+    from kokoyi.sampling.history import History
+
+    dist_h, oracle = DistHistory(p.offsets), History(n)
+    offsets = torch.as_tensor(p.offsets)
+    for step in range(3):
+        blocks = [_history_block(r, step, offsets, n) for r in range(world)]
+        fresh = [torch.full((5, 3), float(10 * step + r)) + torch.arange(5.0)[:, None] for r in range(world)]
+        got = dist_h.exchange("h", fresh[rank], blocks[rank])
+        for r in range(world):
+            oracle.push("h", blocks[r].dst_ids, fresh[r])
+        want = torch.cat([fresh[rank], oracle.pull("h", blocks[rank].src_ids[5:])])
+        assert torch.equal(got, want), (step, got, want)
+    st = dist_h.staleness()["h"]
+    assert st.pulled == 7 and 0 <= st.never <= 7
+
+
+def _store_worker(rank, world, folder, out, has_history):
     from kokoyi.distributed.sampler import DistNeighborSampler, degree_table
     from kokoyi.distributed.store import FeatureStore, ShardedTable, hot_halo
 
@@ -164,6 +194,8 @@ def _store_worker(rank, world, folder, out):
         assert torch.allclose(b.weight, (deg[b.dst.long()] / cnt[b.dst.long()]).float())
     again, _ = DistNeighborSampler(p, [3, 2], degree_table(p), seed=5).sample(seeds, 1, 0)
     assert all(torch.equal(a.src_ids, b.src_ids) and torch.equal(a.src, b.src) for a, b in zip(blocks, again))
+    if has_history:
+        _check_history(rank, world, p, g.num_nodes)
     with open(f"{out}/store-{rank}.json", "w") as f:
         json.dump({"held": store.nbytes, "full": x_full.nbytes, "hit_rate": store.stats.hit_rate}, f)
 
@@ -171,7 +203,12 @@ def _store_worker(rank, world, folder, out):
 def test_store_and_sampler_two_ranks(tmp_path):
     g = open_graph("synthetic")
     partition_graph(g, 2, tmp_path / "p", method="metis")
-    spawn(_store_worker, 2, str(tmp_path / "p"), str(tmp_path))
+    try:
+        import kokoyi.sampling.history  # noqa: F401  (merged from the `blocks` branch)
+        has_history = True
+    except ImportError:
+        has_history = False
+    spawn(_store_worker, 2, str(tmp_path / "p"), str(tmp_path), has_history)
     for r in range(2):
         rep = json.loads((tmp_path / f"store-{r}.json").read_text())
         assert rep["held"] < 0.6 * rep["full"]  # ~1/P of the rows, plus 100 cached rows
