@@ -55,11 +55,19 @@ def build(model: str, num_features: int, num_classes: int, hidden: int):
     return module
 
 
+def peak_rss_kb() -> float:
+    """VmHWM of this process (ru_maxrss would include the parent's pages at fork: it survives exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return float(line.split()[1])
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 def _rank(rank, world, job):
     torch.set_num_threads(1)
     model = build(job["model"], job["num_features"], job["num_classes"], job["hidden"])
     r = train_rank(model, DistConfig(**job["config"]))
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = peak_rss_kb()
     from kokoyi.distributed.partition import load_partition
     held = load_partition(job["config"]["partitions"], rank, verify=False, mmap=True).x.nbytes
     with open(Path(job["out"]) / f"rank-{rank}.json", "w") as f:
