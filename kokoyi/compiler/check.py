@@ -595,19 +595,22 @@ class ModelChecker:
     def _shape_eq(self, a, b):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
 
-    def expr_depth(self, t: T, v: Value):
+    def expr_depth(self, t: T, v: Value, top: bool = True):
         if t.op == "nbreduce":  # a softmax normalises over the same in-edges: no extra hop
-            return _dmax([self.expr_depth(a, v) for a in t.args]) + 1
+            d = _dmax([self.expr_depth(a, v, False) for a in t.args]) + 1
+            if top and v.family is not None and v.family.mode == "loop" and self._self_ref(t, v.key):
+                return self.depth.get(v.key, 0) + (v.family.hi - v.family.lo + 1) * d
+            return d
         if t.op == "ref":
             key = t.attrs["key"]
             d = self.depth.get(key, 0)
             if key == v.key and v.family is not None and v.family.mode == "loop":
                 return 0
             return d
-        ds = [self.expr_depth(a, v) for a in t.args]
+        ds = [self.expr_depth(a, v, False) for a in t.args]
         d = _dmax(ds) if ds else 0
-        if v.family is not None and v.family.mode == "loop" and self._self_ref(t, v.key):
-            base = self.depth.get(v.key, 0)
+        if top and v.family is not None and v.family.mode == "loop" and self._self_ref(t, v.key):
+            base = self.depth.get(v.key, 0)  # a recurrence: d hops per layer, L layers on the base case
             return base + (v.family.hi - v.family.lo + 1) * d if d else base
         return d
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import sympy as sp
 
+from kokoyi.compiler import blocks as blocks_pass
 from kokoyi.compiler.ir import Assign, Comment, LModel, Loop, LProgram, Py
 
 INDENT = "    "
@@ -75,6 +76,9 @@ class Printer:
 
     def expr(self, py: Py):
         op, args, at = py.op, py.args, py.attrs
+        rule = blocks_pass.print_rule(self, py)  # ops that run on one block of a mini-batch
+        if rule is not None:
+            return rule
         if op == "var":
             return args[0], 9
         if op == "const":
@@ -145,6 +149,8 @@ class Printer:
         raise ValueError(f"no print rule for {op}")
 
     def rows(self, py: Py) -> str:
+        if blocks_pass.rows_size(self, py) is not None:
+            return blocks_pass.rows_size(self, py)
         return "graph.num_edges" if py.attrs["rows"] == "E" else "graph.num_dst"
 
 
@@ -238,22 +244,45 @@ def generate_model(m: LModel) -> str:
             rb += _init_code(p, pinit)
     out += [INDENT * 2 + b for b in (rb or ["pass"])]
     out.append("")
+    if getattr(m, "blocks", None) and m.blocks.get("supported"):
+        out.append(INDENT + "def hop_depth(self) -> int:")
+        out.append(INDENT * 2 + '"""How many blocks forward takes: the hop depth of the output."""')
+        out.append(INDENT * 2 + f"return {pr.dim(tm.depth)}")
+        out.append("")
     # forward
     args = (["graph: Graph"] if tm.uses_graph else []) + [f"{i.key}: torch.Tensor" for i in tm.inputs]
+    on_blocks = bool(getattr(m, "blocks", None) and m.blocks.get("supported"))
+    if on_blocks:
+        args.append("history=None")
     out.append(INDENT + f"def forward(self, {', '.join(args)}):")
     fb = []
+    gname = "graph"
+    if on_blocks:
+        fb += blocks_header(tm, pr)
+        gname = "blocks[0]"
+    elif getattr(m, "blocks", None):
+        fb.append(f"ops.full_graph_only(graph, {tm.name!r}, {m.blocks['reason']!r})")
     for i in tm.inputs:
         shape = "(" + "".join(pr.dim(d) + ", " for d in i.ty.shape).rstrip(", ") + ("," if len(i.ty.shape) == 1 else "") + ")"
-        where = "graph" if tm.uses_graph else "None"
+        where = gname if tm.uses_graph else "None"
         fb.append(f"# {i.latex}")
         fb.append(f'{i.key} = ops.check_input({where}, "{i.key}", {i.key}, "{i.dom}", {shape})')
         if i.dom == "edge":
-            fb.append(f"{i.key} = graph.edge_data({i.key})  # the user's edge order -> the graph's")
+            fb.append(f"{i.key} = {gname}.edge_data({i.key})  # the user's edge order -> the graph's")
     fb += body_lines(m.body, pr)
     outs = [pr(o) for o in m.outputs]
     fb.append("return " + (", ".join(outs) if outs else "None"))
     out += [INDENT * 2 + b for b in fb]
     return "\n".join(out) + "\n"
+
+
+def blocks_header(tm, pr: Printer) -> list[str]:
+    """The forward's first lines on a model that runs on blocks (kokoyi/compiler/blocks.py)."""
+    depth = pr.dim(tm.depth)
+    edge = any(i.dom == "edge" for i in tm.inputs)
+    return [f"# one graph per hop: the full graph {depth} times, or the {depth} sampled blocks of a mini-batch",
+            "# (block 0 reads the inputs; with `history`, one block repeated and stale rows for its other sources)",
+            f"blocks = ops.hops(graph, self.hop_depth(), history{', edge_inputs=True' if edge else ''})"]
 
 
 def body_lines(stmts, pr: Printer) -> list[str]:
@@ -305,6 +334,7 @@ def metadata(m: LModel) -> dict:
                      "family": list(v.ty.fam)} for v, _t in tm.returns],
         "depth": str(tm.depth),
         "uses_graph": tm.uses_graph,
+        "blocks": getattr(m, "blocks", None),
     }
 
 
@@ -318,6 +348,25 @@ import torch.nn.functional as F
 '''
 
 
+STANDALONE_BLOCKS = '''
+
+def hops(graph, depth, history=None, edge_inputs=False):
+    """A standalone module runs on one full graph (sampled blocks need kokoyi.sampling)."""
+    if history is not None or isinstance(graph, (list, tuple)):
+        raise TypeError("this standalone module runs on a full graph only; use kokoyi for sampled blocks")
+    return [graph] * max(int(depth), 1)
+
+
+def node_degrees(graph, direction="in"):
+    return graph.in_degrees() if direction == "in" else graph.out_degrees()
+
+
+def exchange(history, key, x, blocks, k):
+    return x
+
+'''
+
+
 def generate(program: LProgram, standalone: bool = False) -> str:
     m_hypers.clear()
     for m in program.models:
@@ -328,9 +377,10 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         inline = (Path(__file__).resolve().parent.parent / "kernels" / "inline.py").read_text()
         parts.append("\n# ---- kokoyi's PyTorch operators, inlined (this file needs torch alone) ----\n")
         parts.append(_strip_module_doc(inline))
+        parts.append(STANDALONE_BLOCKS)
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
                      "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
-                     "check_hyper=check_hyper)\n")
+                     "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange)\n")
     else:
         parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

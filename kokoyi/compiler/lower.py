@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from kokoyi.compiler import blocks as blocks_pass
 from kokoyi.compiler.check import N_NODES, same
 from kokoyi.compiler.ir import (Assign, Comment, LModel, Loop, LProgram, PlanEntry, Py, T, TModel, TProgram,
                                 Ty, Value)
@@ -657,7 +658,7 @@ class ModelLowering:
             selfv = self.on_self_loop(body) if t.attrs["self_loop"] else None
         if selfv is not None:
             lay = out.lay
-            deg = call("unsqueeze_idx", call("graph_method", "in_degrees"),
+            deg = call("unsqueeze_idx", call("graph_method", "in_degrees", sampled=True),
                        idx=(":",) + (None,) * (len(lay.fam) + len(lay.shape)))
             ext = "maximum" if red == "max" else "minimum"
             sv = self.align(selfv, lay)
@@ -683,7 +684,7 @@ class ModelLowering:
         out = self.emit(f"{self.current}_agg", call("gspmm_out", const(sparse_red), S.py), lay)
         op = f"g-SpMM copy_u/{sparse_red} on the reversed graph"
         if sl:
-            deg = call("unsqueeze_idx", call("graph_method", "out_degrees"),
+            deg = call("unsqueeze_idx", call("graph_method", "out_degrees", sampled=True),
                        idx=(":",) + (None,) * (len(lay.fam) + len(lay.shape)))
             if red in ("sum", "mean"):
                 out = self.emit(f"{self.current}_agg", call("add", out.py, S.py), lay)
@@ -1133,6 +1134,7 @@ def lower(program: TProgram) -> LProgram:
         ml._edge_ctx = ("u", "v")
         try:
             models.append(ml.run())
+            blocks_pass.apply(ml, models[-1])
         except LowerError as e:
             if not col.diagnostics:
                 col.error(f"cannot compile model '{tm.name}': {e}", tm.span)
