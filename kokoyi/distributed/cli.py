@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 DEFAULT_FANOUTS = [10, 10]
 PARTITION_METHODS = ("contiguous", "metis", "random")  # = sorted(partition.METHODS), without numpy
@@ -95,17 +96,36 @@ class _Shape:
         self.num_classes = manifest["num_classes"]
 
 
+def models_from_code(code: str, path: str) -> dict:
+    """The model classes of generated module source `code` (the compiler's output, as `kokoyi.compile`
+    executes it), registered under the same module name, so that ranks need no compiler and pickles
+    made in the parent resolve."""
+    import hashlib
+    import types
+
+    digest = hashlib.sha1(code.encode()).hexdigest()[:12]
+    stem = "".join(c if c.isalnum() else "_" for c in Path(path).stem)
+    name = f"kokoyi.generated.{stem}_{digest}"
+    module = sys.modules.get(name)
+    if module is None:
+        module = types.ModuleType(name)
+        module.__file__ = f"<kokoyi:{path}>"
+        module.__kokoyi_source__ = code
+        exec(compile(code, module.__file__, "exec"), module.__dict__)  # generated code only
+        sys.modules[name] = module
+    return dict(module.__dict__["__kokoyi_models__"])
+
+
 def _rank_main(rank, world, job: dict) -> None:
-    """One rank of `kokoyi train --nproc`: compile, build, train; rank 0 reports."""
+    """One rank of `kokoyi train --nproc`: build the model from the generated code, train; rank 0
+    reports."""
     import torch
 
-    import kokoyi
     from kokoyi.distributed.partition import read_manifest
     from kokoyi.distributed.train import DistConfig, train_rank
     from kokoyi.train import build_model
 
-    models = kokoyi.compile(job["source"], path=job["path"])
-    cls = models[job["model"]]
+    cls = models_from_code(job["code"], job["path"])[job["model"]]
     torch.manual_seed(job["config"]["seed"])
     module, hypers = build_model(cls, _Shape(read_manifest(job["config"]["partitions"])), job["hypers"])
     cfg = DistConfig(**job["config"])
@@ -152,7 +172,8 @@ def cmd_train_distributed(args, opts: dict, source: bytes, model_name: str) -> i
         if m["parts"] != nproc:
             raise DistCliError(f"{folder} holds {m['parts']} partitions but {nproc} processes were asked "
                                "for; partition into exactly that many")
-        job = {"source": source, "path": args.file, "model": model_name, "hypers": opts["hypers"],
+        from kokoyi.api import to_python
+        job = {"code": to_python(source, path=args.file), "path": args.file, "model": model_name, "hypers": opts["hypers"],
                "json": bool(args.json),
                "config": {"partitions": str(folder), "fanouts": parse_sampler(args.sampler),
                           "batch_size": args.batch_size or 512, "epochs": opts["epochs"], "lr": opts["lr"],
