@@ -220,7 +220,8 @@ def cmd_train(args) -> int:
     if args.nproc is not None or args.partitions is not None:
         from kokoyi.distributed.cli import DistCliError, cmd_train_distributed
         try:
-            return cmd_train_distributed(args, opts, source, meta.get("name", model.__name__))
+            code = getattr(sys.modules.get(model.__module__), "__kokoyi_source__", None)
+            return cmd_train_distributed(args, opts, source, meta.get("name", model.__name__), code)
         except (DistCliError, TrainError) as e:
             raise CliError(str(e)) from None
     try:

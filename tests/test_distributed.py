@@ -6,6 +6,7 @@ Each multi-process test spawns once and checks several things inside the ranks (
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,9 @@ from torch import nn
 from kokoyi.distributed.launch import spawn
 from kokoyi.distributed.partition import (METHODS, PartitionError, load_partition, open_graph,
                                           partition_graph, read_manifest)
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +151,27 @@ def _check_history(rank, world, p, n):
     assert st.pulled == 7 and 0 <= st.never <= 7
 
 
-def _store_worker(rank, world, folder, out, has_history):
+def _check_compiled(p, world, folder, store, codes):
+    """Compiled SAGE and GCN on distributed full-neighbour blocks = the full-graph forward at the seeds."""
+    import kokoyi
+    from kokoyi.distributed.cli import models_from_code
+    from kokoyi.distributed.sampler import DistNeighborSampler, degree_table
+
+    g = open_graph("synthetic")
+    order, new = _new_ids(folder, world)
+    full = kokoyi.Graph.from_edge_index(torch.from_numpy(new[g.edge_index]), num_nodes=g.num_nodes)
+    seeds = torch.arange(p.start, p.start + 40)
+    blocks, inputs = DistNeighborSampler(p, [-1, -1], degree_table(p)).sample(seeds, 0, 0)
+    x_in = store.pull(inputs)
+    for name, code in codes.items():
+        torch.manual_seed(0)
+        model = models_from_code(code, f"{name.lower()}.kky")[name](d_in=32, d_h=16, C=7).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(model(blocks, x_in), model(full, torch.from_numpy(g.x[order]))[seeds],
+                                       rtol=1e-5, atol=1e-6)
+
+
+def _store_worker(rank, world, folder, out, has_history, codes):
     from kokoyi.distributed.sampler import DistNeighborSampler, degree_table
     from kokoyi.distributed.store import FeatureStore, ShardedTable, hot_halo
 
@@ -196,8 +220,15 @@ def _store_worker(rank, world, folder, out, has_history):
     assert all(torch.equal(a.src_ids, b.src_ids) and torch.equal(a.src, b.src) for a, b in zip(blocks, again))
     if has_history:
         _check_history(rank, world, p, g.num_nodes)
+    _check_compiled(p, world, folder, store, codes)
     with open(f"{out}/store-{rank}.json", "w") as f:
         json.dump({"held": store.nbytes, "full": x_full.nbytes, "hit_rate": store.stats.hit_rate}, f)
+
+
+def _example_codes() -> dict:
+    from kokoyi.api import to_python
+    return {name.upper(): to_python((ROOT / "examples" / f"{name}.kky").read_bytes(), path=f"{name}.kky")
+            for name in ("sage", "gcn")}
 
 
 def test_store_and_sampler_two_ranks(tmp_path):
@@ -208,7 +239,7 @@ def test_store_and_sampler_two_ranks(tmp_path):
         has_history = True
     except ImportError:
         has_history = False
-    spawn(_store_worker, 2, str(tmp_path / "p"), str(tmp_path), has_history)
+    spawn(_store_worker, 2, str(tmp_path / "p"), str(tmp_path), has_history, _example_codes())
     for r in range(2):
         rep = json.loads((tmp_path / f"store-{r}.json").read_text())
         assert rep["held"] < 0.6 * rep["full"]  # ~1/P of the rows, plus 100 cached rows
@@ -266,3 +297,36 @@ def test_ddp_identical_params_and_bitwise_resume(tmp_path):
     model = BlockSAGE()
     model.load_state_dict(ck["model"])
     assert ck["epoch"] == 2
+
+
+def test_cli_nproc_and_torchrun_agree(tmp_path, capfd):
+    """`kokoyi train --nproc 2` (spawned) and torchrun with 2 processes train the same parameters."""
+    import os
+    import subprocess
+    import sys
+
+    from kokoyi.cli import main
+
+    parts = tmp_path / "p"
+    assert main(["partition", "synthetic", "--parts", "2", "--out", str(parts)]) == 0
+    common = ["train", str(ROOT / "examples" / "sage.kky"), "--partitions", str(parts), "--epochs", "1",
+              "--sampler", "neighbor:4,4", "--batch-size", "40", "--hyper", "d_h=8", "--json"]
+    capfd.readouterr()
+    assert main(common[:1] + common[1:] + ["--nproc", "2"]) == 0
+    spawned = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert spawned["nproc"] == 2 and spawned["steps"] == 2 and 0 <= spawned["test_acc"] <= 1
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+                          "--master-addr", "127.0.0.1", "--master-port", str(_port()), "-m", "kokoyi", *common],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    launched = json.loads(run.stdout.strip().splitlines()[-1])
+    assert launched["final_hash"] == spawned["final_hash"]
+    # a partition folder with the wrong number of parts is a clean error
+    assert main(common[:1] + common[1:] + ["--nproc", "3"]) == 2
+    assert "holds 2 partitions but 3 processes" in capfd.readouterr().err
+
+
+def _port():
+    from kokoyi.distributed.launch import free_port
+    return free_port()

@@ -142,8 +142,9 @@ def _rank_main(rank, world, job: dict) -> None:
         sys.stdout.flush()
 
 
-def cmd_train_distributed(args, opts: dict, source: bytes, model_name: str) -> int:
-    """`kokoyi train --nproc N` (or under torchrun); `opts` are the merged training options."""
+def cmd_train_distributed(args, opts: dict, source: bytes, model_name: str, code: str | None = None) -> int:
+    """`kokoyi train --nproc N` (or under torchrun); `opts` are the merged training options, `code` the
+    generated module of `source` when the caller has it already."""
     from kokoyi.distributed.launch import init_process_group, spawn
     from kokoyi.distributed.partition import PartitionError, open_graph, partition_graph, read_manifest
 
@@ -172,8 +173,10 @@ def cmd_train_distributed(args, opts: dict, source: bytes, model_name: str) -> i
         if m["parts"] != nproc:
             raise DistCliError(f"{folder} holds {m['parts']} partitions but {nproc} processes were asked "
                                "for; partition into exactly that many")
-        from kokoyi.api import to_python
-        job = {"code": to_python(source, path=args.file), "path": args.file, "model": model_name, "hypers": opts["hypers"],
+        if code is None:
+            from kokoyi.api import to_python
+            code = to_python(source, path=args.file)
+        job = {"code": code, "path": args.file, "model": model_name, "hypers": opts["hypers"],
                "json": bool(args.json),
                "config": {"partitions": str(folder), "fanouts": parse_sampler(args.sampler),
                           "batch_size": args.batch_size or 512, "epochs": opts["epochs"], "lr": opts["lr"],
