@@ -152,9 +152,11 @@ def _check_history(rank, world, p, n):
 
 
 def _check_compiled(p, world, folder, store, codes):
-    """Compiled SAGE and GCN on distributed full-neighbour blocks = the full-graph forward at the seeds."""
+    """Compiled SAGE and GCN on distributed full-neighbour blocks = the full-graph forward at the seeds;
+    with sharded historical embeddings, after L refresh passes, too."""
     import kokoyi
     from kokoyi.distributed.cli import models_from_code
+    from kokoyi.distributed.history import DistHistory
     from kokoyi.distributed.sampler import DistNeighborSampler, degree_table
 
     g = open_graph("synthetic")
@@ -163,15 +165,27 @@ def _check_compiled(p, world, folder, store, codes):
     seeds = torch.arange(p.start, p.start + 40)
     blocks, inputs = DistNeighborSampler(p, [-1, -1], degree_table(p)).sample(seeds, 0, 0)
     x_in = store.pull(inputs)
+    x_full = torch.from_numpy(g.x[order])
     for name, code in codes.items():
         torch.manual_seed(0)
         model = models_from_code(code, f"{name.lower()}.kky")[name](d_in=32, d_h=16, C=7).eval()
         with torch.no_grad():
-            torch.testing.assert_close(model(blocks, x_in), model(full, torch.from_numpy(g.x[order]))[seeds],
-                                       rtol=1e-5, atol=1e-6)
+            ref = model(full, x_full)
+            torch.testing.assert_close(model(blocks, x_in), ref[seeds], rtol=1e-5, atol=1e-6)
+            # sharded history: L passes of one-hop full blocks over every rank's nodes = the full forward
+            L = model.hop_depth()
+            hist = DistHistory(p.offsets)
+            one_hop = DistNeighborSampler(p, [-1], degree_table(p))
+            own = torch.arange(p.start, p.start + p.num_local)
+            outs = torch.zeros(p.num_local, 7)
+            for _ in range(L):
+                for b, ids in enumerate(torch.tensor_split(own, 4)):
+                    blk, inp = one_hop.sample(ids, 0, b)
+                    outs[ids - p.start] = model(blk * L, store.pull(inp), history=hist)
+            torch.testing.assert_close(outs, ref[own], rtol=1e-5, atol=1e-5)
 
 
-def _store_worker(rank, world, folder, out, has_history, codes):
+def _store_worker(rank, world, folder, out, codes):
     from kokoyi.distributed.sampler import DistNeighborSampler, degree_table
     from kokoyi.distributed.store import FeatureStore, ShardedTable, hot_halo
 
@@ -218,8 +232,7 @@ def _store_worker(rank, world, folder, out, has_history, codes):
         assert torch.allclose(b.weight, (deg[b.dst.long()] / cnt[b.dst.long()]).float())
     again, _ = DistNeighborSampler(p, [3, 2], degree_table(p), seed=5).sample(seeds, 1, 0)
     assert all(torch.equal(a.src_ids, b.src_ids) and torch.equal(a.src, b.src) for a, b in zip(blocks, again))
-    if has_history:
-        _check_history(rank, world, p, g.num_nodes)
+    _check_history(rank, world, p, g.num_nodes)
     _check_compiled(p, world, folder, store, codes)
     with open(f"{out}/store-{rank}.json", "w") as f:
         json.dump({"held": store.nbytes, "full": x_full.nbytes, "hit_rate": store.stats.hit_rate}, f)
@@ -234,12 +247,7 @@ def _example_codes() -> dict:
 def test_store_and_sampler_two_ranks(tmp_path):
     g = open_graph("synthetic")
     partition_graph(g, 2, tmp_path / "p", method="metis")
-    try:
-        import kokoyi.sampling.history  # noqa: F401  (merged from the `blocks` branch)
-        has_history = True
-    except ImportError:
-        has_history = False
-    spawn(_store_worker, 2, str(tmp_path / "p"), str(tmp_path), has_history, _example_codes())
+    spawn(_store_worker, 2, str(tmp_path / "p"), str(tmp_path), _example_codes())
     for r in range(2):
         rep = json.loads((tmp_path / f"store-{r}.json").read_text())
         assert rep["held"] < 0.6 * rep["full"]  # ~1/P of the rows, plus 100 cached rows

@@ -56,6 +56,7 @@ def add_train_options(p) -> None:
     add("--cache-size", type=int, default=1024, help="hot remote feature rows cached per process")
     add("--checkpoint", metavar="FILE", help="with --nproc: rank 0 writes a checkpoint after every epoch")
     add("--resume", action="store_true", help="continue from --checkpoint when it exists")
+    add("--history", action="store_true", help="historical embeddings (one one-hop block per batch)")
 
 
 def cmd_partition(args) -> int:
@@ -182,7 +183,7 @@ def cmd_train_distributed(args, opts: dict, source: bytes, model_name: str, code
                           "batch_size": args.batch_size or 512, "epochs": opts["epochs"], "lr": opts["lr"],
                           "weight_decay": opts["weight_decay"], "seed": opts["seed"],
                           "cache_size": args.cache_size, "checkpoint": args.checkpoint,
-                          "resume": bool(args.resume)}}
+                          "resume": bool(args.resume), "history": bool(getattr(args, "history", False))}}
         if under_torchrun:
             rank, world = init_process_group("cpu")
             _rank_main(rank, world, job)

@@ -15,6 +15,10 @@ step b uses `torch.manual_seed(mix(seed, e, b, r))`; sampling uses generators ke
 a run is a function of (seed, P, partitions) only, and a run resumed from the checkpoint of epoch k
 repeats the uninterrupted run bitwise on CPU.
 
+With `history=True` (GNNAutoScale) a step samples ONE one-hop block (fanout `fanouts[-1]`) and runs
+every layer on it, `model([b] * L, x, history=h)`, with `h` a `DistHistory` sharded like the features
+(its exchanges run on a third process group, inside the forward).
+
 Fetching overlaps compute: a prefetch thread samples batch b+1 and pulls its input rows while the main
 thread trains on batch b. The thread's collectives run on their own process group (`data_group`), so
 they never interleave with DDP's all-reduces on the default group.
@@ -69,6 +73,8 @@ class DistConfig:
     record_params: bool = False     # hash the parameters after every step (tests)
     max_batches: int | None = None  # cap on steps per epoch (throughput benchmarks)
     evaluate: bool = True           # exact validation/test accuracy after every epoch
+    history: bool = False           # historical embeddings: one one-hop block (fanouts[-1]) per step,
+                                    # every layer on it, other layers' rows from a sharded DistHistory
 
 
 @dataclass
@@ -88,6 +94,7 @@ class DistResult:
     steps: int = 0
     param_hashes: list = field(default_factory=list)  # after every step (record_params)
     final_hash: str = ""                              # parameters after the last epoch run
+    staleness: dict = field(default_factory=dict)     # history mode: last exchange per key
     model: nn.Module | None = field(default=None, repr=False)
 
     def summary(self) -> dict:
@@ -110,7 +117,7 @@ def param_hash(module: nn.Module) -> str:
 class _Shard:
     """This rank's partition, feature store, degree table and sampler."""
 
-    def __init__(self, cfg: DistConfig, rank: int, group):
+    def __init__(self, cfg: DistConfig, rank: int, group, depth: int):
         self.part = load_partition(cfg.partitions, rank, verify=cfg.verify)
         p = self.part
         x = torch.from_numpy(np.ascontiguousarray(p.x))
@@ -121,8 +128,9 @@ class _Shard:
         self.ids = {k: torch.from_numpy(np.flatnonzero(np.asarray(p.masks[f"{k}_mask"]))) + p.start
                     for k in ("train", "val", "test")}
         self.cfg = cfg
-        self.train_sampler = DistNeighborSampler(p, cfg.fanouts, self.degrees, cfg.seed, group)
-        self.full_sampler = DistNeighborSampler(p, [-1] * len(cfg.fanouts), self.degrees, cfg.seed, group)
+        fanouts = cfg.fanouts[-1:] if cfg.history else cfg.fanouts
+        self.train_sampler = DistNeighborSampler(p, fanouts, self.degrees, cfg.seed, group)
+        self.full_sampler = DistNeighborSampler(p, [-1] * depth, self.degrees, cfg.seed, group)
 
     def labels(self, seeds: torch.Tensor) -> torch.Tensor:
         return self.y[seeds - self.part.start]
@@ -172,8 +180,8 @@ class _Prefetcher:
             self.thread.join()
 
 
-def _logits(model, blocks, x):
-    out = model(blocks, x)
+def _logits(model, blocks, x, kw=None):
+    out = model(blocks, x, **(kw or {}))
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
@@ -219,9 +227,16 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
     rank, world = dist.get_rank(), dist.get_world_size()
     data_group = dist.new_group(backend="gloo")
     start = time.perf_counter()
-    shard = _Shard(cfg, rank, data_group)
+    depth = model.hop_depth() if cfg.history and hasattr(model, "hop_depth") else len(cfg.fanouts)
+    shard = _Shard(cfg, rank, data_group, depth)
     torch.manual_seed(cfg.seed)
     ddp = DDP(model)  # broadcasts rank 0's parameters
+    embeddings = forward_kw = None
+    if cfg.history:
+        from kokoyi.distributed.history import DistHistory
+        history_group = dist.new_group(backend="gloo")
+        embeddings = DistHistory(shard.part.offsets, history_group)
+        forward_kw = {"history": embeddings}
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     history = {k: [] for k in ("loss", "val_loss", "val_acc", "test_acc")}
@@ -253,7 +268,7 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
         for b, (blocks, x, seeds) in enumerate(feed):
             torch.manual_seed(step_seed(cfg.seed, epoch, b, rank))
             opt.zero_grad(set_to_none=True)
-            logits = _logits(ddp, blocks, x)
+            logits = _logits(ddp, blocks * depth if cfg.history else blocks, x, forward_kw)
             y = shard.labels(seeds)
             total = F.cross_entropy(logits, y, reduction="sum")
             loss = total * (world / max(int(sizes[b]), 1))
@@ -296,4 +311,7 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
         steps=steps, param_hashes=hashes, final_hash=final_hash,
         model=model)
     dist.destroy_process_group(data_group)
+    if cfg.history:
+        result.staleness = {str(k): vars(v) for k, v in embeddings.staleness().items()}
+        dist.destroy_process_group(history_group)
     return result
