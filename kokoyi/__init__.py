@@ -1,11 +1,18 @@
 """kokoyi: GNN models written as LaTeX math, compiled to readable, fast PyTorch.
 
-`import kokoyi` stays light: the compiler (lark, sympy) is imported on first use of
-`compile`, `load`, `to_python`, `explain` or `render`.
+`import kokoyi` stays light: nothing heavy is imported until used. The compiler (lark, sympy) is
+imported on first use of `compile`, `load`, `to_python`, `explain` or `render`; torch on first use of
+`Graph`, `ops`, `load_model` or `save_model` (so `kokoyi check` never imports torch).
 """
-from kokoyi.graph import Graph
-
 __version__ = "0.1.0"
+
+# name -> (module, attribute): resolved on first access by `__getattr__`
+_LAZY = {
+    "Graph": ("kokoyi.graph", "Graph"),
+    "load_model": ("kokoyi.checkpoint", "load_model"),
+    "save_model": ("kokoyi.checkpoint", "save_model"),
+    "load_data": ("kokoyi.datasets.files", "load_data"),
+}
 
 _API = {"compile", "compile_model", "load", "to_python", "explain", "render", "KokoyiError"}
 
@@ -20,6 +27,10 @@ def __getattr__(name):
     if name == "ops":
         import kokoyi.ops as ops
         return ops
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'kokoyi' has no attribute {name!r}")
 
 
@@ -33,4 +44,4 @@ def unload_ipython_extension(ipython):  # `%unload_ext kokoyi`
     _unload(ipython)
 
 
-__all__ = ["Graph", *sorted(_API), "ops"]
+__all__ = ["Graph", *sorted(_API), "ops", "load_model", "save_model", "load_data"]

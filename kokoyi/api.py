@@ -87,6 +87,12 @@ def compile(source: str | bytes, *, path: str = "<string>", standalone: bool = F
         module.__kokoyi_source__ = code
         exec(builtins_compile(code, module.__file__, "exec"), module.__dict__)  # generated code only
         sys.modules[mod_name] = module  # so that models pickle (torch.save) by reference
+        # the kokoyi source travels with pickled models, which a fresh process recompiles
+        module.__kokoyi_kky__ = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
+        module.__kokoyi_path__ = str(path)
+        from kokoyi.checkpoint import make_picklable
+
+        make_picklable(module)
     return dict(module.__dict__["__kokoyi_models__"])
 
 

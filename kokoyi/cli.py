@@ -1,4 +1,4 @@
-"""The `kokoyi` command: check, compile, render and train `.kky` files.
+"""The `kokoyi` command: check, compile, render, train, eval and predict.
 
 Exit status: 0 success, 1 diagnostics about the source (printed to stderr, compiler style),
 2 usage mistakes, unreadable files and training/dataset configuration errors (one clean line).
@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import sys
 from pathlib import Path
 
+from kokoyi import __version__
 from kokoyi.diagnostics import KokoyiError
 
 TRAIN_LINE = re.compile(r"^\s*%\s*kokoyi-train:(.*)$", re.M)
@@ -57,7 +59,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     """Options a `% kokoyi-train:` line may set too. Defaults are None so that "not given" is visible;
     the real defaults are TRAIN_DEFAULTS."""
     p.add_argument("--model", help="model to train (default: see above)")
-    p.add_argument("--dataset", choices=["synthetic", "cora", "citeseer", "pubmed"],
+    p.add_argument("--dataset", choices=["synthetic", "cora", "citeseer", "pubmed"], type=str.lower,
                    help="dataset (default: synthetic, embedded, no download)")
     p.add_argument("--data-dir", help="folder with the Planetoid raw files (default: $KOKOYI_DATA, "
                    "then the cache $KOKOYI_CACHE or ~/.cache/kokoyi, downloading when missing)")
@@ -88,9 +90,54 @@ and those with a default in the file need no --hyper.
 """
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _natural(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    """What `kokoyi train` shows and writes (command line only, not `% kokoyi-train:` lines)."""
+    p.add_argument("--data", metavar="PATH", help="your own graph instead of --dataset: a .npz (edge_index, x, "
+                   "y, train/val/test_mask), a folder with edges.csv, features.csv|.npy and labels.csv, or a "
+                   "saved PyG Data (.pt); see the how-to in docs/")
+    p.add_argument("--every", type=_natural, metavar="N", help="print an epoch line every N epochs "
+                   "(default: about ten lines; 0: none)")
+    p.add_argument("--log", metavar="FILE", help="write every epoch to FILE (.csv or .jsonl)")
+    p.add_argument("--plot", metavar="FILE", help="save the training curve (loss and accuracies per epoch) "
+                   "to FILE (.png, .pdf or .svg; needs matplotlib)")
+    p.add_argument("--runs", type=_positive, default=1, metavar="K", help="train K times with seeds SEED.."
+                   "SEED+K-1 and report mean ± std (the data stay those of SEED)")
+    p.add_argument("--threads", type=_positive, metavar="N", help="torch CPU threads (default: torch's)")
+    p.add_argument("--save", metavar="DIR", help="save the trained model to the folder DIR (source, "
+                   "hyperparameters, weights, dataset and split, metrics); with --runs, the run of best "
+                   "validation accuracy")
+
+
+def _add_eval_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("dir", metavar="DIR", help="a folder written by kokoyi train --save DIR")
+    p.add_argument("--dataset", choices=["synthetic", "cora", "citeseer", "pubmed"], type=str.lower,
+                   help=f"{what} on this dataset (default: the one the model was trained on)")
+    p.add_argument("--data", metavar="PATH", help=f"{what} on your own graph (.npz, CSV folder or PyG .pt)")
+    p.add_argument("--data-dir", help="folder with the Planetoid raw files (as for train)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device (default cpu)")
+    p.add_argument("--threads", type=_positive, metavar="N", help="torch CPU threads (default: torch's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kokoyi", description="GNN models written as LaTeX math, "
                                      "compiled to PyTorch.")
+    parser.add_argument("--version", action="version", version=f"kokoyi {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("check", help="parse and check files; report diagnostics",
                        description="Parse, check and lower FILEs; print diagnostics to stderr. "
@@ -110,11 +157,26 @@ def build_parser() -> argparse.ArgumentParser:
                        description=TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", metavar="FILE")
     _add_train_options(p)
-    p.add_argument("--json", action="store_true", help="end stdout with one JSON object of the results")
+    _add_output_options(p)
+    p.add_argument("--json", action="store_true", help="end stdout with one JSON object of the results "
+                   "(with the history of every epoch); epoch lines then go to stderr")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     from kokoyi.distributed.cli import add_partition_parser, add_train_options
     add_train_options(p)
     add_partition_parser(sub)
+    p = sub.add_parser("eval", help="evaluate a saved model (kokoyi train --save DIR)",
+                       description="Load the model saved in DIR and print its accuracy on the train, "
+                       "validation and test nodes (the saved split when the data are those it was "
+                       "trained on, else the data's own masks).")
+    _add_eval_options(p, "evaluate")
+    p.add_argument("--json", action="store_true", help="print one JSON object of the results")
+    p = sub.add_parser("predict", help="predict node classes with a saved model",
+                       description="Load the model saved in DIR, run it on the graph of --data (or "
+                       "--dataset) and write one prediction per node to -o OUT: .csv (node, prediction, "
+                       "probability), .npy (the predictions), .npz (prediction, probabilities, logits) "
+                       "or .pt (a dict of those tensors).")
+    _add_eval_options(p, "predict")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the predictions file")
     return parser
 
 
@@ -194,22 +256,104 @@ def merge_train_options(cli: argparse.Namespace, from_file: argparse.Namespace,
 
 
 def pick_model(models: dict, name: str | None, path: str):
-    """--model NAME, else the model named like the file (case-insensitive), else the last one."""
+    """--model NAME (case-insensitive, - read as _), else the model named like the file
+    (case-insensitive), else the last one."""
     if not models:
         raise CliError(f"{path} defines no model")
     if name is not None:
-        if name not in models:
+        if name in models:
+            return models[name]
+        folded = [m for m in models if m.lower() == name.lower().replace("-", "_")]
+        if len(folded) != 1:
             raise CliError(f"{path} has no model {name!r}; its models: {', '.join(models)}")
-        return models[name]
-    stem = Path(path).stem.lower()
+        return models[folded[0]]
+    stem = Path(path).stem.lower().replace("-", "_")
     named = [m for m in models if m.lower() == stem]
     return models[named[0] if named else list(models)[-1]]
 
 
+def _threads(n) -> None:
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _load_data(dataset: str | None, data: str | None, data_dir, seed: int, labels: bool = True):
+    """--data PATH (own files) or --dataset NAME; DatasetError for problems with the files."""
+    from kokoyi.datasets import DatasetError, load_dataset
+    from kokoyi.datasets.files import load_data
+
+    if data is not None:
+        return load_data(data, labels=labels)
+    try:
+        return load_dataset(dataset, data_dir=data_dir, seed=seed)
+    except DatasetError as e:
+        raise CliError(f"--data-dir {data_dir}: {e}" if data_dir is not None else str(e)) from None
+
+
+def _check_output_paths(args) -> None:
+    """Refuse bad --log / --plot / --save names before any training."""
+    from kokoyi.report import LOG_SUFFIXES
+
+    if args.log and Path(args.log).suffix.lower() not in LOG_SUFFIXES:
+        raise CliError(f"--log {args.log}: the file name must end in .csv or .jsonl")
+    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise CliError(f"--plot {args.plot}: the file name must end in .png, .pdf or .svg")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CliError("--plot needs matplotlib: pip install matplotlib") from None
+    if args.save and Path(args.save).exists() and not Path(args.save).is_dir():
+        raise CliError(f"--save {args.save}: exists and is not a folder")
+
+
+def _selected_run(results) -> int:
+    """The run of best validation accuracy (the first of equals)."""
+    return max(range(len(results)), key=lambda k: (results[k].val_acc, -k))
+
+
+def train_summary(results, seeds, name, data, opts) -> dict:
+    """The JSON object of `kokoyi train --json`: one run's numbers (+ history), or with several runs
+    the means, standard deviations and every run. Epochs are counted from 1."""
+    from kokoyi.report import mean_std, rounded
+
+    def one(r, seed):
+        return {**r.summary(), "seed": seed, "history": [rec.row() for rec in r.records()]}
+
+    base = {"model": name, "dataset": data.name, "lr": opts["lr"], "weight_decay": opts["weight_decay"],
+            "seed": opts["seed"], "device": opts["device"]}
+    if len(results) == 1:
+        return rounded({**one(results[0], seeds[0]), **base})
+    out = {**base, "runs": len(results), "seeds": seeds, "selected_run": _selected_run(results) + 1,
+           "hypers": dict(results[0].hypers)}
+    for key in ("test_acc", "val_acc", "train_acc", "seconds"):
+        out[key], out[f"{key}_std"] = mean_std(r.summary()[key] for r in results)
+    out["per_run"] = [one(r, s) for r, s in zip(results, seeds)]
+    return rounded(out)
+
+
+def summary_line(results, seeds, name, data) -> str:
+    from kokoyi.report import mean_std
+
+    r = results[0]
+    hypers = ", ".join(f"{k}={v}" for k, v in r.hypers.items())
+    if len(results) == 1:
+        return (f"{name} on {data.name} ({hypers}): test accuracy {r.test_acc:.4f} "
+                f"(validation {r.val_acc:.4f} at epoch {r.best_epoch + 1} of {r.epochs}), {r.seconds:.1f} s")
+    (tm, ts), (vm, vs) = mean_std(x.test_acc for x in results), mean_std(x.val_acc for x in results)
+    secs = sum(x.seconds for x in results)
+    return (f"{name} on {data.name} ({hypers}): test accuracy {tm:.4f} ± {ts:.4f} (validation {vm:.4f} ± "
+            f"{vs:.4f}) over {len(results)} runs, seeds {seeds[0]}..{seeds[-1]}, {secs:.1f} s")
+
+
 def cmd_train(args) -> int:
     import kokoyi
-    from kokoyi.datasets import DatasetError, load_dataset
-    from kokoyi.train import TrainError, hyper_key, train
+    from kokoyi.checkpoint import CheckpointError, save_model
+    from kokoyi.datasets import DatasetError
+    from kokoyi.report import LogWriter, auto_every
+    from kokoyi.train import TrainError, hyper_key, infer_hypers, train
 
     source = _read(args.file)
     from_file = file_train_options(source, args.file)
@@ -224,23 +368,51 @@ def cmd_train(args) -> int:
             return cmd_train_distributed(args, opts, source, meta.get("name", model.__name__), code)
         except (DistCliError, TrainError) as e:
             raise CliError(str(e)) from None
+    _check_output_paths(args)
+    _threads(args.threads)
+    stream = sys.stderr if args.json else sys.stdout
+    every = args.every if args.every is not None else auto_every(opts["epochs"])
+    seeds = [opts["seed"] + k for k in range(args.runs)]
+    log = None
     try:
-        data = load_dataset(opts["dataset"], data_dir=opts["data_dir"], seed=opts["seed"])
-        result = train(model, data, epochs=opts["epochs"], lr=opts["lr"],
-                       weight_decay=opts["weight_decay"], seed=opts["seed"], device=opts["device"],
-                       hypers=opts["hypers"], progress=not args.no_progress, patience=opts["patience"])
-    except (DatasetError, TrainError) as e:
+        data = _load_data(opts["dataset"], args.data, opts["data_dir"], opts["seed"])
+        if meta:
+            infer_hypers(meta, data, opts["hypers"])  # every --hyper checked before training
+        log = LogWriter(args.log) if args.log else None
+        results = [train(model, data, epochs=opts["epochs"], lr=opts["lr"], weight_decay=opts["weight_decay"],
+                         seed=seed, device=opts["device"], hypers=opts["hypers"],
+                         progress=not args.no_progress, patience=opts["patience"], every=every, log=log,
+                         stream=stream, run=k + 1 if args.runs > 1 else None)
+                   for k, seed in enumerate(seeds)]
+    except (DatasetError, TrainError, ValueError) as e:
         raise CliError(str(e)) from None
+    finally:
+        if log is not None:
+            log.close()
     name = meta.get("name", model.__name__)
-    summary = {**result.summary(), "model": name, "dataset": data.name, "lr": opts["lr"],
-               "weight_decay": opts["weight_decay"], "seed": opts["seed"], "device": opts["device"]}
+    pick = _selected_run(results)
+    best = results[pick]
+    if args.plot:
+        try:
+            best.plot(args.plot, title=f"{name} on {data.name}" + (f", run {pick + 1}" if args.runs > 1 else ""))
+        except ValueError as e:
+            raise CliError(str(e)) from None
+    if args.save:
+        metrics = {k: v for k, v in best.summary().items() if k != "hypers"}
+        train_opts = {k: opts[k] for k in ("epochs", "lr", "weight_decay", "patience", "device")}
+        train_opts["seed"] = seeds[pick]
+        try:
+            save_model(args.save, best.model, source=source.decode("utf-8", "replace"), dataset=data,
+                       metrics=metrics, train_options=train_opts, seed=opts["seed"],
+                       data_path=str(Path(args.data).resolve()) if args.data else None)
+        except CheckpointError as e:
+            raise CliError(str(e)) from None
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(train_summary(results, seeds, name, data, opts)))
     else:
-        hypers = ", ".join(f"{k}={v}" for k, v in result.hypers.items())
-        print(f"{name} on {data.name} ({hypers}): test accuracy {result.test_acc:.4f} "
-              f"(validation {result.val_acc:.4f} at epoch {result.best_epoch + 1} of {result.epochs}), "
-              f"{result.seconds:.1f} s")
+        print(summary_line(results, seeds, name, data))
+        if args.save:
+            print(f"saved to {args.save} (kokoyi eval {shlex.quote(args.save)})")
     return 0
 
 
@@ -253,8 +425,99 @@ def cmd_partition(args) -> int:
         raise CliError(str(e)) from None
 
 
+def _eval_data(args, info: dict, labels: bool):
+    """The data a saved model is evaluated / run on: --data, --dataset, else the recorded dataset."""
+    saved = info.get("dataset") or {}
+    if args.data is None and args.dataset is None:
+        if saved.get("data"):
+            return _load_data(None, saved["data"], None, 0, labels), True
+        if not saved.get("name"):
+            raise CliError(f"{args.dir} records no dataset; pass --dataset NAME or --data PATH")
+        return _load_data(saved["name"], None, args.data_dir, saved.get("seed") or 0, labels), True
+    same = args.data is None and args.dataset == saved.get("name")
+    return _load_data(args.dataset, args.data, args.data_dir, saved.get("seed") or 0, labels), same
+
+
+def _run_saved(args, labels: bool):
+    """(model, checkpoint info, data, logits) for eval / predict."""
+    import dataclasses
+
+    from kokoyi.checkpoint import CheckpointError, load_model, saved_split
+    from kokoyi.datasets import DatasetError
+    from kokoyi.train import TrainError, evaluate_logits
+
+    _threads(args.threads)
+    try:
+        model = load_model(args.dir, device=args.device)
+        info = model.kokoyi_checkpoint
+        data, same = _eval_data(args, info, labels)
+        if same:
+            masks = saved_split(args.dir, data.num_nodes)
+            if masks is not None:
+                data = dataclasses.replace(data, **masks)
+        logits = evaluate_logits(model, data, device=args.device)
+    except (CheckpointError, DatasetError, TrainError) as e:
+        raise CliError(str(e)) from None
+    except (TypeError, ValueError) as e:  # the model refuses the data (feature width, ...)
+        where = args.data or args.dataset or "the saved dataset"
+        raise CliError(f"{where}: the saved model {info['model']} cannot run on it: {e}") from None
+    return model, info, data, logits
+
+
+def cmd_eval(args) -> int:
+    from kokoyi.report import rounded
+    from kokoyi.train import accuracies
+
+    model, info, data, logits = _run_saved(args, labels=True)
+    acc = accuracies(logits, data)
+    saved = (info.get("metrics") or {}).get("test_acc")
+    out = {"model": info["model"], "dataset": data.name, **acc, "saved_test_acc": saved}
+    if args.json:
+        print(json.dumps(rounded(out)))
+    else:
+        note = f" (saved: {saved:.4f})" if isinstance(saved, float) else ""
+        print(f"{info['model']} on {data.name}: test accuracy {acc['test_acc']:.4f}{note}, "
+              f"validation {acc['val_acc']:.4f}, train {acc['train_acc']:.4f}")
+    return 0
+
+
+def write_predictions(path: str, logits) -> None:
+    """Predictions by suffix: .csv (node,prediction,probability), .npy, .npz, .pt."""
+    import numpy as np
+    import torch
+
+    prob = torch.softmax(logits.float(), dim=1)
+    pred = prob.argmax(dim=1)
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix == ".csv":
+            conf = prob.max(dim=1).values
+            lines = ["node,prediction,probability"] + [f"{i},{int(c)},{float(q):.6f}"
+                                                        for i, (c, q) in enumerate(zip(pred, conf))]
+            Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        elif suffix == ".npy":
+            np.save(path, pred.numpy())
+        elif suffix == ".npz":
+            np.savez(path, prediction=pred.numpy(), probabilities=prob.numpy(), logits=logits.numpy())
+        elif suffix == ".pt":
+            torch.save({"prediction": pred, "probabilities": prob, "logits": logits}, path)
+        else:
+            raise CliError(f"-o {path}: the file name must end in .csv, .npy, .npz or .pt")
+    except OSError as e:
+        raise CliError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def cmd_predict(args) -> int:
+    if Path(args.output).suffix.lower() not in (".csv", ".npy", ".npz", ".pt"):
+        raise CliError(f"-o {args.output}: the file name must end in .csv, .npy, .npz or .pt")
+    model, info, data, logits = _run_saved(args, labels=False)
+    write_predictions(args.output, logits.detach().cpu())
+    print(f"{info['model']}: {logits.shape[0]} predictions ({logits.shape[1]} classes) written to {args.output}")
+    return 0
+
+
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "render": cmd_render, "train": cmd_train,
-            "partition": cmd_partition}
+            "eval": cmd_eval, "predict": cmd_predict, "partition": cmd_partition}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,6 +538,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kokoyi: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `kokoyi ... | head`: the reader left; stop quietly, as cat does
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

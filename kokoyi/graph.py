@@ -149,6 +149,20 @@ class Graph:
         edge_index = torch.tensor(pairs, dtype=idtype).reshape(-1, 2).t().contiguous()
         return cls.from_edge_index(edge_index, num_nodes=len(index))
 
+    @classmethod
+    def from_pyg(cls, data) -> "Graph":
+        """A full graph from a PyTorch Geometric ``Data`` (its ``edge_index`` and ``num_nodes``);
+        see :mod:`kokoyi.interop`. PyG itself is not imported."""
+        from kokoyi.interop import graph_from_pyg
+        return graph_from_pyg(data)
+
+    @classmethod
+    def from_dgl(cls, g) -> "Graph":
+        """A full graph from a homogeneous ``dgl.DGLGraph`` (``g.edges()``, ``g.num_nodes()``);
+        see :mod:`kokoyi.interop`. DGL itself is not imported."""
+        from kokoyi.interop import graph_from_dgl
+        return graph_from_dgl(g)
+
     @staticmethod
     def _range(edge_index: torch.Tensor):
         if edge_index.shape[1] == 0:

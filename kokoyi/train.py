@@ -7,7 +7,9 @@ returns several). Training minimises the cross-entropy on the training nodes wit
 
 After every epoch the model is evaluated (eval mode, no gradients) on all nodes. The reported test
 accuracy is the one at the *selected* epoch: the highest validation accuracy, ties broken by the lower
-validation loss (then the earlier epoch). `patience=k` stops after k epochs without a better selected
+validation loss (then the earlier epoch). Every epoch is reported through `kokoyi.report.Reporter`
+(progress bar, a line every few epochs, an optional CSV/JSONL log); epochs are numbered from 1 in
+everything shown or written, and `TrainResult.best_epoch` is the 0-based index into `history`. `patience=k` stops after k epochs without a better selected
 epoch. The model ends with the weights of the selected epoch.
 
 Hyperparameters come from the class's `__kokoyi__` metadata (see `kokoyi.api`): an input whose shape
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -37,8 +38,9 @@ class TrainError(ValueError):
 
 @dataclass
 class TrainResult:
-    """The outcome of `train`. `best_epoch` is 0-based; `history[k][e]` is metric k after epoch e;
-    keys: loss (training loss), val_loss, train_acc, val_acc, test_acc."""
+    """The outcome of `train`. `best_epoch` is the 0-based index of the selected epoch (shown everywhere
+    as epoch `best_epoch + 1`); `history[k][e]` is metric k after epoch e + 1; keys: loss (training
+    loss), val_loss, train_acc, val_acc, test_acc. `epoch_seconds[e]`: wall time of epoch e + 1."""
 
     test_acc: float
     val_acc: float
@@ -48,11 +50,26 @@ class TrainResult:
     history: dict[str, list[float]]
     hypers: dict = field(default_factory=dict)
     model: nn.Module | None = field(default=None, repr=False)
+    epoch_seconds: list[float] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict:
-        """The JSON-friendly numbers (no history, no model)."""
-        return {"test_acc": self.test_acc, "val_acc": self.val_acc, "best_epoch": self.best_epoch,
+        """The JSON-friendly numbers (no history, no model); `best_epoch` counted from 1."""
+        return {"test_acc": self.test_acc, "val_acc": self.val_acc, "best_epoch": self.best_epoch + 1,
+                "train_acc": self.history["train_acc"][self.best_epoch],
                 "epochs": self.epochs, "seconds": self.seconds, "hypers": dict(self.hypers)}
+
+    def records(self, run: int | None = None):
+        """The history as `kokoyi.report.EpochLog` records (epochs from 1)."""
+        from kokoyi.report import history_rows
+
+        return history_rows(self.history, self.epoch_seconds or None, run)
+
+    def plot(self, path=None, title: str | None = None):
+        """The training curve (loss and accuracies per epoch) as a matplotlib Figure, saved to `path`
+        when given; in a notebook the returned figure shows inline."""
+        from kokoyi.report import plot_history
+
+        return plot_history(self.history, path, title=title, best_epoch=self.best_epoch + 1)
 
 
 # --------------------------------------------------------------------------- hyperparameters
@@ -70,6 +87,10 @@ def coerce_hyper(spec: dict, value):
         num = float(value)
     except (TypeError, ValueError):
         raise TrainError(f"hyperparameter {name}: expected a number, got {value!r}") from None
+    lo, hi = spec.get("range") or (None, None)
+    if lo is not None and not lo <= num <= hi:  # e.g. a dropout rate (metadata "range")
+        raise TrainError(f"hyperparameter {name}: expected a value in [{lo:g}, {hi:g}] (it is a dropout "
+                         f"probability), got {value!r}")
     if kind == "real":
         return num
     if not num.is_integer() or num < (1 if kind == "dim" else 0):
@@ -113,12 +134,19 @@ def infer_hypers(meta: dict, dataset: Dataset, hypers: dict | None = None) -> di
     for shape, value, why in ((x_in.get("shape"), dataset.num_features, "the feature width"),
                               (out.get("shape"), dataset.num_classes, "the number of classes")):
         name = _bare_hyper(shape, set(specs))
-        if name is None or name in given:
+        if name is not None and name in given:
+            if coerce_hyper(specs[name], given[name]) != value:
+                raise TrainError(f"hyperparameter {name}={given[name]} disagrees with the data: {name} is "
+                                 f"{why} of {dataset.name} ({value}); drop it (it is read from the data)")
+            continue
+        if name is None:
             continue
         if name in inferred and inferred[name][0] != value:
             raise TrainError(f"hyperparameter {name} would be both {inferred[name][1]} "
-                             f"({inferred[name][0]}) and {why} ({value}); pass it explicitly")
+                             f"({inferred[name][0]}) and {why} ({value}); train() needs them equal")
         inferred[name] = (value, why)
+    if "num_nodes" in specs and "num_nodes" not in given:  # a model with a parameter per node (|V| x d)
+        inferred.setdefault("num_nodes", (dataset.num_nodes, "the number of nodes"))
     result = {n: s["default"] for n, s in specs.items() if s.get("default") is not None}
     result.update({n: v for n, (v, _) in inferred.items()})
     result.update(given)
@@ -191,12 +219,36 @@ def _check_args(epochs, lr, weight_decay, patience) -> None:
         raise TrainError(f"train: patience must be None or a positive int, got {patience!r}")
 
 
+def as_dataset(dataset) -> Dataset:
+    """A `kokoyi.datasets.Dataset`, or a PyG `Data` (converted by `kokoyi.interop.dataset_from_pyg`)."""
+    if isinstance(dataset, Dataset):
+        return dataset
+    if type(dataset).__module__.startswith("torch_geometric"):
+        from kokoyi.interop import dataset_from_pyg
+
+        try:
+            return dataset_from_pyg(dataset)
+        except ValueError as e:
+            raise TrainError(str(e)) from None
+    raise TrainError(f"train: dataset must be a kokoyi.datasets.Dataset or a torch_geometric Data, "
+                     f"got {type(dataset).__name__}")
+
+
 def train(model, dataset: Dataset, epochs: int = 200, lr: float = 0.01, weight_decay: float = 5e-4,
           seed: int = 0, device="cpu", hypers: dict | None = None, progress: bool = True,
-          patience: int | None = None) -> TrainResult:
-    """Train `model` (a class or an instance) on `dataset`; see the module docstring."""
-    if not isinstance(dataset, Dataset):
-        raise TrainError(f"train: dataset must be a kokoyi.datasets.Dataset, got {type(dataset).__name__}")
+          patience: int | None = None, *, every: int | None = None, log=None, stream=None,
+          run: int | None = None) -> TrainResult:
+    """Train `model` (a class or an instance) on `dataset` (a `Dataset` or a PyG `Data`); see the
+    module docstring.
+
+    Output: with `progress`, a progress bar (a widget in notebooks) and an epoch line every `every`
+    epochs (None: about ten lines; 0: none) on `stream` (default stdout); `log` is a `.csv` or
+    `.jsonl` path (or a `kokoyi.report.LogWriter`) that receives every epoch; `run` tags lines and
+    log rows when several runs share one log.
+    """
+    from kokoyi.report import EpochLog, Reporter
+
+    dataset = as_dataset(dataset)
     _check_args(epochs, lr, weight_decay, patience)
     dev = _device(device)
     start = time.perf_counter()
@@ -212,21 +264,40 @@ def train(model, dataset: Dataset, epochs: int = 200, lr: float = 0.01, weight_d
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     hist: dict[str, list[float]] = {k: [] for k in ("loss", "val_loss", "train_acc", "val_acc", "test_acc")}
     best = {"key": None, "epoch": -1, "state": None}
+    seconds: list[float] = []
+    try:
+        reporter = Reporter(f"train {type(module).__name__}", epochs,
+                            every=every if every is not None else (None if progress else 0),
+                            progress=progress, log=log, stream=stream, run=run)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
+    try:
+        _loop(module, graph, x, y, masks, opt, dataset.num_classes, hist, best, seconds, reporter, patience)
+    finally:
+        reporter.close()
+    module.load_state_dict(best["state"])
+    e = best["epoch"]
+    return TrainResult(test_acc=hist["test_acc"][e], val_acc=hist["val_acc"][e], best_epoch=e,
+                       epochs=len(hist["loss"]), seconds=time.perf_counter() - start, history=hist,
+                       hypers=used, model=module, epoch_seconds=seconds)
 
-    from tqdm import tqdm  # plain text on stderr, also in notebooks (no widget dependency)
 
-    bar = tqdm(range(epochs), desc=f"train {type(module).__name__}", file=sys.stderr,
-               disable=not progress, leave=False)
-    for epoch in bar:
+def _loop(module, graph, x, y, masks, opt, num_classes, hist, best, seconds, reporter, patience) -> None:
+    """The epochs of `train`: a step on the training nodes, then an evaluation of every node."""
+    from kokoyi.report import EpochLog
+
+    for number in reporter.epochs():
+        epoch = number - 1
+        tick = time.perf_counter()
         module.train()
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(_logits(module, graph, x, dataset.num_classes)[masks["train"]],
+        loss = F.cross_entropy(_logits(module, graph, x, num_classes)[masks["train"]],
                                y[masks["train"]])
         loss.backward()
         opt.step()
         module.eval()
         with torch.no_grad():
-            logits = _logits(module, graph, x, dataset.num_classes)
+            logits = _logits(module, graph, x, num_classes)
             val_loss = float(F.cross_entropy(logits[masks["val"]], y[masks["val"]]))
             pred = logits.argmax(dim=1)
         row = {"loss": loss.item(), "val_loss": val_loss,
@@ -234,15 +305,38 @@ def train(model, dataset: Dataset, epochs: int = 200, lr: float = 0.01, weight_d
         for k, v in row.items():
             hist[k].append(v)
         key = (row["val_acc"], -val_loss)
-        if best["key"] is None or key > best["key"]:
+        improved = best["key"] is None or key > best["key"]
+        if improved:
             best.update(key=key, epoch=epoch, state=copy.deepcopy(module.state_dict()))
-        bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row['val_acc']:.3f}",
-                        best=f"{hist['val_acc'][best['epoch']]:.3f}", refresh=False)
+        seconds.append(time.perf_counter() - tick)
+        reporter.epoch(EpochLog(number, **row, seconds=seconds[-1]), best=improved,
+                       best_val=hist["val_acc"][best["epoch"]])
         if patience is not None and epoch - best["epoch"] >= patience:
             break
-    bar.close()
-    module.load_state_dict(best["state"])
-    e = best["epoch"]
-    return TrainResult(test_acc=hist["test_acc"][e], val_acc=hist["val_acc"][e], best_epoch=e,
-                       epochs=len(hist["loss"]), seconds=time.perf_counter() - start, history=hist,
-                       hypers=used, model=module)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def evaluate_logits(model: nn.Module, dataset, device="cpu") -> torch.Tensor:
+    """`model(graph, x)` on every node of `dataset` (a `Dataset` or a PyG `Data`), eval mode, no
+    gradients: the logits `(N, C)` (the first output when the model returns several), on the CPU."""
+    dataset = as_dataset(dataset)
+    dev = _device(device)
+    model = model.to(dev).eval()
+    with torch.no_grad():
+        out = model(dataset.graph().to(dev), dataset.x.to(dev))
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != dataset.num_nodes:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise TrainError(f"the model's output should be logits of shape ({dataset.num_nodes}, C), got {got}")
+    return out.cpu()
+
+
+def accuracies(logits: torch.Tensor, dataset: Dataset) -> dict[str, float]:
+    """{train_acc, val_acc, test_acc} of `logits` (as `train` measures them; NaN for an empty mask)."""
+    if logits.shape[1] != dataset.num_classes:
+        raise TrainError(f"the model predicts {logits.shape[1]} classes but {dataset.name} has "
+                         f"{dataset.num_classes}")
+    pred = logits.argmax(dim=1)
+    return {f"{k}_acc": _accuracy(pred, dataset.y, getattr(dataset, f"{k}_mask")) for k in ("train", "val", "test")}

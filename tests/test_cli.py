@@ -188,9 +188,10 @@ def test_train_missing_hyper_exit_2(tmp_path, capsys):
 
 def test_train_human_summary(two, capsys):
     assert main(["train", str(two), "--no-progress", "--epochs", "2"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("Mean on synthetic (d_in=32, d_h=3, C=7): test accuracy ")
-    assert "of 2)" in out
+    out = capsys.readouterr().out.splitlines()
+    assert [ln.split()[:2] for ln in out[:2]] == [["epoch", "1"], ["epoch", "2"]]  # kept on screen
+    assert out[-1].startswith("Mean on synthetic (d_in=32, d_h=3, C=7): test accuracy ")
+    assert "of 2)" in out[-1]
 
 
 def test_train_bad_file_line_exit_2(tmp_path, capsys):
@@ -217,9 +218,17 @@ def test_train_dataset_error_exit_2(two, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(importlib.import_module("kokoyi.datasets.planetoid"), "URL",
                         (tmp_path / "offline").as_uri())
     monkeypatch.setenv("KOKOYI_CACHE", str(tmp_path / "cache"))
-    argv = ["train", str(two), "--dataset", "pubmed", "--data-dir", str(tmp_path), "--no-progress"]
+    monkeypatch.delenv("KOKOYI_DATA", raising=False)
+    argv = ["train", str(two), "--dataset", "pubmed", "--no-progress"]
     assert main(argv) == 2
-    assert "kokoyi: cannot download ind.pubmed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "kokoyi: cannot download ind.pubmed" in err and "--data-dir DIR" in err
+    # a folder named with --data-dir that lacks the files: named, with what it must hold, no download
+    assert main(argv + ["--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kokoyi: --data-dir {tmp_path}: the Planetoid files ind.pubmed.* were not found")
+    assert f"{tmp_path / 'ind.pubmed.x'} is missing (and 7 more)" in err
+    assert "must hold ind.pubmed.x, ind.pubmed.y, ind.pubmed.tx" in err and "Traceback" not in err
 
 
 def test_pick_model_rules():

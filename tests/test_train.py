@@ -108,7 +108,18 @@ def test_one_hyper_for_both_width_and_classes_conflicts(data):
                      outputs=[{"name": "o", "domain": "node", "shape": ["d"]}])
     with pytest.raises(TrainError, match=r"d would be both the feature width \(32\) and the number of classes \(7\)"):
         infer_hypers(meta, data)
-    assert infer_hypers(meta, data, {"d": 32}) == {"d": 32}
+    with pytest.raises(TrainError, match=r"d=32 disagrees with the data: d is the number of classes of synthetic \(7\)"):
+        infer_hypers(meta, data, {"d": 32})
+
+
+def test_hyper_values_are_checked_against_their_domain(data):
+    with pytest.raises(TrainError, match=r"d_in=100 disagrees with the data: d_in is the feature width of synthetic \(32\)"):
+        infer_hypers(TinyGCN.__kokoyi__, data, {"d_in": "100"})
+    meta = _gcn_meta()
+    meta["hypers"][3]["range"] = [0.0, 1.0]
+    with pytest.raises(TrainError, match=r"hyperparameter p: expected a value in \[0, 1\] \(it is a dropout probability\), got '1.5'"):
+        infer_hypers(meta, data, {"p": "1.5"})
+    assert infer_hypers(meta, data, {"p": "1"})["p"] == 1.0
 
 
 def test_non_bare_shapes_are_not_inferred(data):
@@ -200,7 +211,7 @@ def test_wrong_logit_shape_is_explained(data):
         __kokoyi__ = _gcn_meta(outputs=[{"name": "o", "domain": "node", "shape": ["d_h"]}])
 
     with pytest.raises(TrainError, match=r"logits of shape \(2000, 7\) \(nodes, classes\), got \(2000, 16\)"):
-        train(Wrong, data, epochs=2, progress=False, hypers={"C": 16, "d_h": 16})
+        train(Wrong, data, epochs=2, progress=False, hypers={"C": 16})  # meta: d_h = 7 classes; the module gives C
 
 
 @pytest.mark.parametrize("kwargs, msg", [
@@ -221,10 +232,13 @@ def test_cuda_without_gpu_is_a_clear_error(data):
         train(TinyGCN, data, epochs=1, device="cuda", progress=False)
 
 
-def test_progress_bar_goes_to_stderr(data, capsys):
-    train(TinyGCN, data, epochs=3, progress=True)
+def test_progress_bar_goes_to_stderr_epoch_lines_to_stdout(data, capsys):
+    r = train(TinyGCN, data, epochs=3, progress=True)
     out, err = capsys.readouterr()
-    assert out == "" and "train TinyGCN" in err
+    assert "train TinyGCN" in err and "epoch" not in err
+    lines = out.splitlines()
+    assert [ln.split()[1] for ln in lines] == ["1", "2", "3"]  # epochs counted from 1, all kept
+    assert f"loss {r.history['loss'][0]:.4f}" in lines[0]
 
 
 def test_history_is_finite(data):

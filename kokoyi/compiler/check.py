@@ -25,6 +25,7 @@ NODE_LETTERS = ("u", "v", "w")
 RESERVED = {"graph", "self", "torch", "ops", "F", "nn", "forward", "training", "math", "Graph", "Tensor",
             "super", "list", "range", "float", "int", "tuple"}
 N_NODES = sp.Symbol("N", positive=True, integer=True)  # |V|
+NUM_NODES = "num_nodes"  # the constructor argument that gives |V| when a declaration's shape needs it
 
 
 class CheckError(Exception):
@@ -125,6 +126,7 @@ class ModelChecker:
         self.depth: dict[str, object] = {}
         self.hypers, self.inputs, self.params = [], [], []
         self.uses_graph = False
+        self.uses_num_nodes = False  # |V| sizes a declaration: the constructor takes `num_nodes`
 
     # ------------------------------------------------------------------ helpers
     def err(self, msg, span, hint=None):
@@ -210,6 +212,7 @@ class ModelChecker:
             return self.dim(node.body)
         if isinstance(node, A.Abs) and isinstance(node.operand, A.Sym) and node.operand.kind == "cal" \
                 and node.operand.name == "V":
+            self.uses_num_nodes = True
             return N_NODES
         if isinstance(node, A.BinOp) and node.op in ("juxt", "times", "cdot", "*", "+", "-", "/"):
             a, b = self.dim(node.left), self.dim(node.right)
@@ -326,6 +329,10 @@ class ModelChecker:
                                v.span, f"define {v.key}^{{(0)}} (e.g. the input features)")
         if not self.returns and not any(isinstance(s, A.Return) for s in self.m.stmts):
             self.col.error(f"model '{self.m.name}' returns nothing", self.m.name_span, "add \\return NAME \\\\")
+        if self.uses_num_nodes and NUM_NODES not in self.values:
+            # |V| in a declaration (`E \in R^{|V| x d}`): the number of nodes is a constructor argument
+            self.hypers.append(Value(NUM_NODES, "hyper", "plain", Ty(), self.m.name_span, "|\\mathcal{V}|",
+                                     info={"kind": "dim", "default": None, "symbol": str(N_NODES)}))
         depth = max((self.depth.get(v.key, 0) for v, _ in self.returns), key=_depth_key, default=0)
         return TModel(self.m.name, self.latex(self.m), self.hypers, self.inputs, self.params, self.defs,
                       self.returns, self.values, self.uses_graph, depth, self.m.span)
@@ -352,13 +359,19 @@ class ModelChecker:
         self.syms[key] = sp.Symbol(key, positive=True, integer=kind != "real") if kind != "real" else sp.Symbol(key)
         self.hypers.append(v)
 
+    def values_by_key(self, key: str) -> Value:
+        return next(h for h in self.hypers if h.key == key)
+
     def literal(self, node) -> float:
         if isinstance(node, A.Num):
             return node.value
         if isinstance(node, A.Neg):
             return -self.literal(node.operand)
         if isinstance(node, A.Frac):
-            return self.literal(node.num) / self.literal(node.den)
+            num, den = self.literal(node.num), self.literal(node.den)
+            if den == 0:
+                self.err("division by zero", node.den.span)
+            return num / den
         if isinstance(node, A.Group):
             return self.literal(node.body)
         self.err("expected a number", node.span)
@@ -464,6 +477,9 @@ class ModelChecker:
                 self.err(f"model '{name}' must take one plain input and use no graph operator to be applied "
                          "node-wise", node.span)
             shape_in = tuple(_subst(s, subs) for s in ins[0].ty.shape)
+            if not target.returns:
+                self.err(f"model '{name}' returns nothing, so it cannot be applied", node.span,
+                         f"add \\return NAME \\\\ to model '{name}'")
             out = target.returns[0][0]
             shape_out = tuple(_subst(s, subs) for s in out.ty.shape)
         v = self.declare(Value(py_name(key), "submodel", "plain", Ty(shape_out), st.span, self.latex(st), info={
@@ -557,7 +573,7 @@ class ModelChecker:
                     read = self.family_of(v.info["range"], fam.letter, st, "vector")
                     fam.lo, fam.hi = read.lo, read.hi
                 scope.heads[fam.letter] = fam
-        expr = self.expr(st.expr, scope)
+        expr = self.no_func(self.expr(st.expr, scope))
         if v.family is not None and v.family.mode == "vector":
             fam = scope.heads[v.family.letter]
             if fam.hi is None:
@@ -635,7 +651,20 @@ class ModelChecker:
             self.err(f"'{self.latex(node)}' is not allowed in an expression", node.span)
         return method(node, scope)
 
+    def no_func(self, t: T) -> T:
+        """A function name where a value is needed (`\\mathrm{ReLU} \\odot x_v`) is refused."""
+        if t.op == "func":
+            name = t.attrs.get("key") or t.attrs["name"]
+            self.err(f"'{self.latex_at(t.span)}' is a function, not a value", t.span,
+                     f"apply it to an argument: {self.latex_at(t.span)}(x_v)" if name else None)
+        return t
+
+    def latex_at(self, span) -> str:
+        return " ".join(self.src[span.start:span.end].split())
+
     def mk(self, op, args, ty, span, **attrs) -> T:
+        for a in args:
+            self.no_func(a)
         deps = frozenset().union(*(a.deps for a in args)) if args else frozenset()
         edge_input = any(a.edge_input for a in args)
         return T(op, tuple(args), ty, deps, span, attrs, edge_input)
@@ -776,7 +805,15 @@ class ModelChecker:
         if v.family is not None and sup is not None:
             fam = v.family
             fl = self.family_letter(sup)
-            if fam.mode == "vector" or (v.kind == "param" and fl in scope.heads):
+            member = self.paren_number(sup)
+            if member is not None and v.kind == "param" and fam.mode == "vector":
+                # `W^{(1)}` of a family `W^{(l)}, l = 1..L`: one member, by its number
+                idx = sp.Integer(member) if isinstance(member, int) else None
+                if idx is None or (fam.lo is not None and ((idx - fam.lo).is_negative or (fam.hi - idx).is_negative)):
+                    self.err(f"'{v.key}' has no member {member}: its index runs over {fam.lo}..{fam.hi}", sup.span)
+                attrs["index"] = idx - fam.lo
+                fl = None
+            elif fam.mode == "vector" or (v.kind == "param" and fl in scope.heads):
                 if fl is None or fl not in scope.heads and fl not in scope.loops:
                     if fl is not None and fl not in scope.heads:
                         self.err(f"the family index '{fl}' is not bound here", sup.span,
@@ -980,7 +1017,8 @@ class ModelChecker:
             param = self.expr(script, scope)
             if param.ty.shape or param.deps:
                 self.err("the dropout rate must be a scalar hyperparameter or number", script.span)
-            param = param
+            if param.op == "hyper":  # its domain, for up-front checks of --hyper values (metadata "range")
+                self.values_by_key(param.get("name")).info.setdefault("range", [0.0, 1.0])
         elif script is not None:
             self.err(f"'{name}' takes no subscript", script.span)
         return self.mk("fn", [arg], arg.ty, span, name=name, param=param)
@@ -1129,7 +1167,7 @@ class ModelChecker:
         inner = scope.with_(nodes=scope.nodes + (u,), reduction=(u, center) if direction == "in" else (center, u))
         if direction == "out":
             inner.reduction = (center, u)
-        body = self.expr(node.operand, inner)
+        body = self.no_func(self.expr(node.operand, inner))
         if self_loop and body.edge_input:
             self.err("an edge input is used on the self loop of \\mathcal{N}(v) \\cup \\{v\\}", node.span,
                      "the self loop (v, v) is not an edge of the graph; sum over \\mathcal{N}(v) alone")
@@ -1138,9 +1176,10 @@ class ModelChecker:
             self.err(f"index {extra[0]} is not bound here", node.operand.span)
         self.uses_graph = True
         deps = (body.deps - {u}) | {center}
+        # a reduction consumes its edges: the result is a node value, defined on a self loop too
         t = T("nbreduce", (body,), Ty(body.ty.shape, body.ty.fam), frozenset(deps), node.span,
               {"reduce": node.op, "var": u, "center": center, "dir": direction, "self_loop": self_loop},
-              body.edge_input)
+              body.edge_input and scope.edge is not None)
         return t
 
     def nb_softmax(self, script: A.Membership, arg_node, scope, span) -> T:
@@ -1152,7 +1191,7 @@ class ModelChecker:
         if scope.edge is None or scope.edge != (u, center):
             self.err(f"softmax_{{{u}}} over neighbours gives an edge value: define it as a value indexed by "
                      f"({u}, {center})", span, f"e.g. \\alpha_{{{u}{center}}} \\gets \\mathrm{{softmax}}_{{...}}(...)")
-        body = self.expr(arg_node, scope)
+        body = self.no_func(self.expr(arg_node, scope))
         if self_loop and body.edge_input:
             self.err("an edge input is used on the self loop of \\mathcal{N}(v) \\cup \\{v\\}", span,
                      "the self loop (v, v) is not an edge of the graph")
@@ -1226,13 +1265,40 @@ def _command_hint(name: str) -> str | None:
     return f"did you mean \\{close[0]}?" if close else None
 
 
+# names the generated module binds at its top level (imports, and the inlined operators of --standalone)
+MODULE_NAMES = {"torch", "nn", "F", "ops", "Graph", "numbers", "gspmm", "gsddmm", "edge_softmax", "gat_aggregate",
+                "check_hyper", "check_input"}
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why `name` cannot be the Python class of a model (None when it can)."""
+    import builtins
+
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        return "is not a valid class name"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is a Python keyword"
+    if name in MODULE_NAMES or hasattr(builtins, name):
+        return "would shadow a name the generated module uses"
+    return None
+
+
 def check(program: A.Program) -> TProgram:
     """Check every model of a program; raise one `KokoyiError` listing every mistake found."""
     col = Collector(program.source, program.path)
     models, seen = [], {}
     for m in program.models:
+        problem = model_name_problem(m.name)
+        if problem is not None:
+            col.error(f"model name '{m.name}' {problem}", m.name_span,
+                      "a model name is a letter followed by letters, digits or _, e.g. GCN or Model_2")
+            continue
         if m.name in seen:
             col.error(f"redefinition of model '{m.name}'", m.name_span)
+            continue
+        if not m.name.isidentifier() or keyword.iskeyword(m.name):  # it names the Python class
+            col.error(f"model name '{m.name}' cannot name a Python class", m.name_span,
+                      "use letters, digits, _ and - (a - becomes _), starting with a letter")
             continue
         try:
             tm = ModelChecker(m, program, col, seen).run()

@@ -6,6 +6,7 @@ each line of math sits, as a comment, above the code it became.
 """
 from __future__ import annotations
 
+import ast
 import textwrap
 from pathlib import Path
 
@@ -15,6 +16,46 @@ from kokoyi.compiler import blocks as blocks_pass
 from kokoyi.compiler.ir import Assign, Comment, LModel, Loop, LProgram, Py
 
 INDENT = "    "
+
+
+# ------------------------------------------------------------------ user text -> generated code
+def quote(text: str, *, doc: bool = False) -> str:
+    """The one way a string from a user's source, file name or data enters generated code: a Python
+    literal whose value is exactly `text` (nothing in it can end the literal and run as code).
+
+    `doc=True` prefers the readable raw docstring `r\"\"\"...\"\"\"` (LaTeX keeps its single backslashes) when
+    that form provably round-trips, and falls back to `repr` otherwise (quotes, NUL, control characters)."""
+    text = str(text)
+    if doc:
+        lit = 'r"""' + text + '"""'
+        raw_safe = ('"""' not in text and not text.endswith(("\\", '"'))
+                    and text.replace("\n", "").isprintable())
+        if raw_safe and _literal_value(lit) == text:
+            return lit
+    lit = repr(text)
+    if lit.startswith("'") and '"' not in text:  # no quote character inside: the double quotes of the house style
+        lit = '"' + lit[1:-1] + '"'
+    if _literal_value(lit) != text:  # cannot happen with repr; checked because the guarantee matters
+        raise ValueError(f"cannot quote {text!r}")
+    return lit
+
+
+def _literal_value(lit: str):
+    """The value of `lit` if it is exactly one string literal, else None (never evaluates code)."""
+    try:
+        tree = ast.parse(lit, mode="eval")
+    except (SyntaxError, ValueError):
+        return None
+    if isinstance(tree.body, ast.Constant) and isinstance(tree.body.value, str):
+        return tree.body.value
+    return None
+
+
+def comment(text: str) -> str:
+    """User text as the body of one `#` comment line: line breaks become spaces and other characters
+    that are not printable (NUL, form feed, line separators) their escapes."""
+    text = " ".join(str(text).splitlines())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 # ------------------------------------------------------------------ the print table
 # op -> format; {0}, {1} are the printed arguments, {name} attributes.
@@ -48,12 +89,17 @@ TEMPLATES = {
     "ones_like_deg": "torch.ones_like({0})",
     "gat_aggregate": "ops.gat_aggregate(graph, {0}, {1}, {2}, negative_slope={3}, self_loop={4})",
 }
+# the precedence each argument of a template needs (an argument followed by `.x`/`[..]` must be an atom;
+# the operands of `*` inside "dot" must bind at least as tightly as `*`); unlisted arguments sit inside
+# a call's parentheses and need none
+TEMPLATE_PREC = {"mT": (9,), "getitem": (9,), "squeeze_last": (9,), "dst_rows": (9,), "dot": (2, 3)}
 
 
 class Printer:
-    def __init__(self, in_forward: bool = True, dtype: str = "torch.get_default_dtype()"):
+    def __init__(self, in_forward: bool = True, dtype: str = "torch.get_default_dtype()", aliases=None):
         self.in_forward = in_forward
         self.dtype = dtype  # degrees and other graph-made tensors follow the inputs' dtype
+        self.aliases = aliases or {}  # sympy symbol name -> hyperparameter name (`N` -> `num_nodes`)
 
     def dim(self, e, loop_vars=None) -> str:
         e = sp.sympify(e)
@@ -61,8 +107,11 @@ class Printer:
         mapping = {}
         for s in e.free_symbols:
             name = str(s)
-            if name in loop_vars:
+            if name in loop_vars:  # a recurrence's letter: the loop variable's Python name
+                if loop_vars[name] != name:
+                    mapping[s] = sp.Symbol(loop_vars[name])
                 continue
+            name = self.aliases.get(name, name)
             mapping[s] = sp.Symbol(f"self.{name}" if self.in_forward else name)
         text = sp.sstr(e.subs(mapping) if mapping else e)
         return text
@@ -73,6 +122,25 @@ class Printer:
     def wrap(self, py: Py, prec: int) -> str:
         text, p = self.expr(py)
         return f"({text})" if p < prec else text
+
+    @staticmethod
+    def is_number(py) -> bool:
+        """A Python number at run time (constants, hyperparameters and arithmetic of them), not a tensor."""
+        if not isinstance(py, Py):
+            return False
+        if py.op == "const":
+            return isinstance(py.args[0], (int, float))
+        if py.op in ("sympy",) or (py.op == "attr" and py.attrs.get("number")):
+            return True
+        if py.op in INFIX or (py.op == "fn" and py.attrs.get("name") == "neg"):
+            return all(Printer.is_number(a) for a in py.args)
+        return False
+
+    def tensor_arg(self, py: Py) -> str:
+        """The argument of a torch function: a Python number becomes a 0-d tensor of the inputs' dtype."""
+        if self.is_number(py):
+            return f"torch.as_tensor({self(py)}, dtype={self.dtype})"
+        return self(py)
 
     def expr(self, py: Py):
         op, args, at = py.op, py.args, py.attrs
@@ -85,26 +153,27 @@ class Printer:
             v = args[0]
             if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
                 v = int(v) if not isinstance(args[0], float) else float(v)
-            text = repr(v) if not isinstance(v, str) else f'"{v}"'
+            text = repr(v) if not isinstance(v, str) else quote(v)
             return text, (9 if not (isinstance(v, (int, float)) and v < 0) else 3)
         if op == "sympy":
             text = self.dim(args[0], at.get("loop_vars"))
             return text, (9 if sp.sympify(args[0]).is_Atom else 1)
         if op in INFIX:
             sym, prec = INFIX[op]
-            left = self.wrap(args[0], prec)
+            # left-associative operators wrap an equal-precedence right operand; `**` is right-associative
+            left = self.wrap(args[0], prec + 1 if op == "pow" else prec)
             right = self.wrap(args[1], prec + 1 if op != "pow" else prec)
             if op == "pow" and args[1].op == "const" and args[1].args[0] == 0.5:
-                return f"torch.sqrt({self(args[0])})", 9
+                return f"torch.sqrt({self.tensor_arg(args[0])})", 9
             if op == "pow" and args[1].op == "const" and args[1].args[0] == -0.5:
-                return f"torch.rsqrt({self(args[0])})", 9
+                return f"torch.rsqrt({self.tensor_arg(args[0])})", 9
             if op == "pow" and args[1].op == "const" and args[1].args[0] == -1:
-                return f"torch.reciprocal({self(args[0])})", 9
+                return f"torch.reciprocal({self.tensor_arg(args[0])})", 9
             return f"{left} {sym} {right}", prec
         if op == "fn":
             name = at["name"]
             p = self(at["param"]) if at.get("param") is not None else None
-            inner = self.wrap(args[0], 3) if name == "neg" else self(args[0])
+            inner = self.wrap(args[0], 3) if name == "neg" else self.tensor_arg(args[0])
             return FUNCTION[name].format(inner, p=p), (3 if name == "neg" else 9)
         if op == "unsqueeze_idx":
             idx = ", ".join(":" if i == ":" else "None" for i in at["idx"])
@@ -142,7 +211,9 @@ class Printer:
         if op == "attr":
             return f"{args[0]}.{args[1]}", 9
         if op in TEMPLATES:
-            printed = [self(a) if isinstance(a, Py) else str(a) for a in args]
+            need = TEMPLATE_PREC.get(op, ())
+            printed = [(self.wrap(a, need[i]) if i < len(need) else self(a)) if isinstance(a, Py) else str(a)
+                       for i, a in enumerate(args)]
             kw = {f"a{i}": a for i, a in enumerate(args)}
             kw["dtype"] = self.dtype
             return TEMPLATES[op].format(*printed, **kw), 9
@@ -155,10 +226,6 @@ class Printer:
 
 
 # ------------------------------------------------------------------ module
-def _doc(latex: str) -> str:
-    return latex.replace('"""', '\\"\\"\\"')
-
-
 def _init_code(p, pr: Printer) -> list[str]:
     init = p.info["init"]
     target = f"self.{p.key}"
@@ -187,11 +254,12 @@ def _init_code(p, pr: Printer) -> list[str]:
 def generate_model(m: LModel) -> str:
     tm = m.typed
     floats = [i.key for i in tm.inputs if i.dom in ("node", "edge")]
-    pr = Printer(in_forward=True, dtype=f"{floats[0]}.dtype" if floats else "torch.get_default_dtype()")
-    pinit = Printer(in_forward=False)
+    aliases = {h.info["symbol"]: h.key for h in tm.hypers if h.info.get("symbol")}
+    pr = Printer(in_forward=True, dtype=f"{floats[0]}.dtype" if floats else "torch.get_default_dtype()",
+                 aliases=aliases)
+    pinit = Printer(in_forward=False, aliases=aliases)
     out = [f"class {tm.name}(nn.Module):"]
-    out.append(INDENT + 'r"""' + _doc(tm.latex))
-    out.append(INDENT + '"""')
+    out.append(INDENT + quote(tm.latex + "\n" + INDENT, doc=True))
     out.append("")
     # constructor
     sig = []
@@ -202,10 +270,10 @@ def generate_model(m: LModel) -> str:
     out.append(INDENT + f"def __init__(self{', *, ' + ', '.join(sig) if sig else ''}):")
     body = ["super().__init__()"]
     for h in tm.hypers:
-        body.append(f"# {h.latex}")
-        body.append(f'self.{h.key} = ops.check_hyper("{h.key}", {h.key}, "{h.info["kind"]}")')
+        body.append(f"# {comment(h.latex)}")
+        body.append(f'self.{h.key} = ops.check_hyper({quote(h.key)}, {h.key}, {quote(h.info["kind"])})')
     for p in tm.params:
-        body.append(f"# {p.latex}")
+        body.append(f"# {comment(p.latex)}")
         if p.kind == "submodel":
             dims = [pinit.dim(d) for d in p.info["dims"]]
             dims = [f"self.{d}" if d in {h.key for h in tm.hypers} else d for d in dims]
@@ -265,8 +333,8 @@ def generate_model(m: LModel) -> str:
     for i in tm.inputs:
         shape = "(" + "".join(pr.dim(d) + ", " for d in i.ty.shape).rstrip(", ") + ("," if len(i.ty.shape) == 1 else "") + ")"
         where = gname if tm.uses_graph else "None"
-        fb.append(f"# {i.latex}")
-        fb.append(f'{i.key} = ops.check_input({where}, "{i.key}", {i.key}, "{i.dom}", {shape})')
+        fb.append(f"# {comment(i.latex)}")
+        fb.append(f'{i.key} = ops.check_input({where}, {quote(i.key)}, {i.key}, {quote(i.dom)}, {shape})')
         if i.dom == "edge":
             fb.append(f"{i.key} = {gname}.edge_data({i.key})  # the user's edge order -> the graph's")
     fb += body_lines(m.body, pr)
@@ -290,11 +358,11 @@ def body_lines(stmts, pr: Printer) -> list[str]:
     for s in stmts:
         if isinstance(s, Comment):
             lines.append("")
-            lines += ["# " + ln for ln in textwrap.wrap(s.text, 100, break_long_words=False,
+            lines += ["# " + ln for ln in textwrap.wrap(comment(s.text), 100, break_long_words=False,
                                                          break_on_hyphens=False) or [""]]
         elif isinstance(s, Assign):
             if s.comment:
-                lines.append(f"# {s.comment}")
+                lines.append(f"# {comment(s.comment)}")
             target = s.target if isinstance(s.target, str) else pr(s.target)
             lines.append(f"{target} = {pr(s.expr)}")
         elif isinstance(s, Loop):
@@ -304,7 +372,7 @@ def body_lines(stmts, pr: Printer) -> list[str]:
             lines += [INDENT + ln for ln in body_lines(s.body, pr)]
         elif isinstance(s, Py) and s.op == "if":
             cond, then_b, else_b = s.args
-            lines.append(f"# {s.attrs['comment']}")
+            lines.append(f"# {comment(s.attrs['comment'])}")
             lines.append(f"if {pr(cond)}:")
             lines += [INDENT + ln for ln in body_lines(then_b, pr)]
             lines.append("else:")
@@ -324,7 +392,8 @@ def metadata(m: LModel) -> dict:
     return {
         "name": tm.name,
         "latex": tm.latex,
-        "hypers": [{"name": h.key, "kind": h.info["kind"], "default": h.info.get("default")} for h in tm.hypers],
+        "hypers": [{"name": h.key, "kind": h.info["kind"], "default": h.info.get("default"),
+                    **({"range": h.info["range"]} if "range" in h.info else {})} for h in tm.hypers],
         "inputs": [{"name": i.key, "domain": i.dom, "shape": shape(i.ty)} for i in tm.inputs],
         "params": [{"name": p.key, "shape": shape(p.ty),
                     "family": str(p.family.hi - p.family.lo + 1) if p.family else None,
@@ -332,16 +401,19 @@ def metadata(m: LModel) -> dict:
         "outputs": [{"name": v.key, "domain": v.dom,
                      "shape": ([str(sp.sympify(1) * 0 + 0)] and []) + shape(v.ty),
                      "family": list(v.ty.fam)} for v, _t in tm.returns],
+        "defs": [{"name": d.value.key, "domain": d.value.dom, "shape": shape(d.value.ty),
+                  "family": list(d.value.ty.fam)} for d in tm.defs if d.family_index in (None, 0)],
         "depth": str(tm.depth),
         "uses_graph": tm.uses_graph,
         "blocks": getattr(m, "blocks", None),
     }
 
 
-HEADER = '''"""Generated by kokoyi from {path}: edit the .kky source, not this file.
+HEADER_DOC = """Generated by kokoyi from {path}: edit the .kky source, not this file.
 
 Models: {names}
 """
+HEADER = '''{doc}
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -372,7 +444,8 @@ def generate(program: LProgram, standalone: bool = False) -> str:
     for m in program.models:
         m_hypers[m.typed.name] = m.typed.hypers
     names = ", ".join(m.typed.name for m in program.models)
-    parts = [HEADER.format(path=Path(program.path).name if program.path else "<string>", names=names)]
+    doc = HEADER_DOC.format(path=Path(program.path).name if program.path else "<string>", names=names)
+    parts = [HEADER.format(doc=quote(doc, doc=True))]
     if standalone:
         inline = (Path(__file__).resolve().parent.parent / "kernels" / "inline.py").read_text()
         parts.append("\n# ---- kokoyi's PyTorch operators, inlined (this file needs torch alone) ----\n")
@@ -385,7 +458,7 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:
         parts.append("\n\n" + generate_model(m))
-    table = ", ".join(f'"{m.typed.name}": {m.typed.name}' for m in program.models)
+    table = ", ".join(f'{quote(m.typed.name)}: {m.typed.name}' for m in program.models)
     parts.append(f"\n\n__kokoyi_models__ = {{{table}}}\n")
     for m in program.models:
         parts.append(f"{m.typed.name}.__kokoyi__ = {metadata(m)!r}\n")

@@ -134,13 +134,14 @@ class ModelLowering:
                                               f"{v.key}^{{(0..{fam.hi})}}: one entry per layer"))
                 if d.recurrence:
                     lv = fam.letter
-                    self.loop_vars[lv] = lv
-                    loop = Loop(lv, self.dim_py(fam.lo), call("add", self.dim_py(fam.hi), const(1)), [])
+                    self.loop_vars[lv] = self.fresh(lv)  # `l_1` when a definition is already named `l`
+                    loop = Loop(self.loop_vars[lv], self.dim_py(fam.lo), call("add", self.dim_py(fam.hi), const(1)),
+                                [])
                     self.target.append(Comment(d.latex))
                     self.target.append(loop)
                     saved, self.target = self.target, loop.body
                     val = self.lower_def(d)
-                    self.target.append(Assign(call("getitem", var(v.key), var(lv)), val.py))
+                    self.target.append(Assign(call("getitem", var(v.key), var(self.loop_vars[lv])), val.py))
                     self.target = saved
                     del self.loop_vars[lv]
                 else:
@@ -199,8 +200,18 @@ class ModelLowering:
             val = self.edge(d.expr)
             return self.as_edge(val, v.key)
         if v.dom == "node":
-            return self.node(d.expr)
+            return self.per_node(self.node(d.expr))
         return self.node(d.expr)
+
+    def per_node(self, val: Val) -> Val:
+        """A node value whose expression does not depend on the node (`y_v <- tanh(b)`) has a row per node."""
+        if val.lay.rows is not None:
+            return val
+        lay = Lay("N", val.lay.fam, val.lay.shape)
+        if not val.lay.shape and not val.lay.fam:  # a number or a 0-d tensor
+            ones = call("ones_like_deg", call("graph_method", "in_degrees"))
+            return self.emit(f"{self.current}_rows", call("mul", ones, val.py), lay)
+        return self.emit(f"{self.current}_rows", self.expand_to(val, lay), lay)
 
     # ------------------------------------------------------------------ helpers
     def dim_py(self, e) -> Py:
@@ -257,7 +268,7 @@ class ModelLowering:
         return Val(const(t.attrs["value"]), Lay(None, (), ()), "plain")
 
     def n_hyper(self, t, sl):
-        return Val(call("attr", "self", t.attrs["name"]), Lay(None, (), ()), "plain")
+        return Val(call("attr", "self", t.attrs["name"], number=True), Lay(None, (), ()), "plain")
 
     def n_param(self, t, sl):
         key = t.attrs["key"]
@@ -293,7 +304,14 @@ class ModelLowering:
             return Val(py, lay, "n" if lay.rows else "plain")
         if base is None:
             raise LowerError(f"{key} is not computed yet")
-        return base
+        return self.relabel(base, t)
+
+    @staticmethod
+    def relabel(val: Val, t: T) -> Val:
+        """A head family read with another letter (`s^{j}` of `s^{k}`): its axis takes the reader's letter."""
+        if val.lay.fam and len(t.ty.fam) == len(val.lay.fam) and t.ty.fam != val.lay.fam:
+            return Val(val.py, Lay(val.lay.rows, t.ty.fam, val.lay.shape), val.side)
+        return val
 
     def self_loop_value(self, v: Value, t: T) -> Val:
         """An edge value on the self loop (v, v): its definition evaluated node-wise."""
@@ -488,13 +506,14 @@ class ModelLowering:
             order = "before"  # attention: the fused op runs on the projected features
 
         D = self.product_of(dst + cst, f"{name}_dst") if (dst or cst) else None
+        if D is not None and D.lay.rows and not t.attrs["self_loop"]:
+            D = self.nonempty_only(D, name)
 
         def reduce_with(S_val: Val | None, tag: str) -> Val:
             out = self.spmm(red, S_val, E, t, ops_used)
             if D is not None:
-                out = self.emit(f"{name}_agg", call("mul", self.align(out, self.join(out, D, out.lay.shape)),
-                                                    self.align(D, self.join(out, D, out.lay.shape))),
-                                self.join(out, D, out.lay.shape))
+                lay = self.join(out, D, _bshape(out.lay.shape, D.lay.shape))  # `sum_u b`: (N,) deg times (d,) b
+                out = self.emit(f"{name}_agg", call("mul", self.align(out, lay), self.align(D, lay)), lay)
             return out
 
         if W is None:
@@ -519,6 +538,15 @@ class ModelLowering:
         self.plan.append(PlanEntry(f"{name}: {what}", " + ".join(dict.fromkeys(ops_used)) or "node-wise",
                                    []))
         return out
+
+    def nonempty_only(self, D: Val, name: str) -> Val:
+        """A target factor pulled out of a sum over N(v) applies where N(v) is not empty: an empty sum is 0
+        whatever its summand, so `D(v) * 0` must not become `inf * 0 = nan` (`1/sqrt(|N(v)|)` at in-degree 0)."""
+        deg = call("graph_method", "in_degrees")
+        extra = len(D.lay.fam) + len(D.lay.shape)
+        if extra:
+            deg = call("unsqueeze_idx", deg, idx=(":",) + (None,) * extra)
+        return self.emit(f"{name}_dst", call("where", call("gt", deg, const(0)), D.py, const(0.0)), D.lay)
 
     def apply_linear_order(self, order, S, W: Val, reduce_with, linear: T, src_vec=(), src_scal=()) -> Val:
         if order == "before":
@@ -902,7 +930,7 @@ class ModelLowering:
         if self.diag:
             sv = self.self_loop_value(self.tm.values[key], t)
             return Val(sv.py, sv.lay, "n")
-        val = self.env[key]
+        val = self.relabel(self.env[key], t)
         return Val(val.py, val.lay, "e")
 
     def e_fn(self, t):
@@ -1073,6 +1101,8 @@ def _drop_dead(stmts: list, live: set) -> list:
             cond, then_b, else_b = st.args
             then_b[:] = _drop_dead(then_b, set(live))
             else_b[:] = _drop_dead(else_b, set(live))
+            if not _assigned_names(then_b) and not _assigned_names(else_b):
+                continue  # nobody reads what either branch computes: no empty `if:` is left behind
             for s2 in then_b + else_b:
                 if isinstance(s2, Assign):
                     live |= _names(s2.expr)

@@ -159,7 +159,8 @@ def _download_one(fname: str, dest: Path, url: str) -> None:
         os.replace(tmp, dest / fname)
     except OSError as e:
         raise DatasetError(f"cannot download {fname} from {url}: {e}. Download the Planetoid raw "
-                           f"files by hand into a folder and pass data_dir= (or set $KOKOYI_DATA)") from e
+                           f"files by hand into a folder and pass it as data_dir= (kokoyi train: "
+                           f"--data-dir DIR) or set $KOKOYI_DATA") from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -169,11 +170,20 @@ def raw_dir(name: str, data_dir=None, *, download: bool = True, url: str | None 
     """The folder holding all raw files of `name`: `data_dir` (or `$KOKOYI_DATA`, also their `raw/`
     and `planetoid/raw/` subfolders), else the cache (`$KOKOYI_CACHE` or ~/.cache/kokoyi, then
     `planetoid/`), downloading the missing files into the cache from `url` (default `URL`).
-    Downloads are checked against `SHA256`; files already on disk are used as they are."""
+    Downloads are checked against `SHA256`; files already on disk are used as they are. An explicit
+    `data_dir` whose files are not found (and not in the cache) is an error naming what it lacks."""
     for d in _candidate_dirs(data_dir) + [_cache_dir()]:
         if _has_all(d, name):
             return d
     cache = _cache_dir()
+    if data_dir is not None:  # the user named a folder: say what it lacks rather than download elsewhere
+        base = Path(data_dir).expanduser()
+        missing = [f"ind.{name}.{ext}" for ext in EXTS if not (base / f"ind.{name}.{ext}").is_file()]
+        raise DatasetError(f"the Planetoid files ind.{name}.* were not found in {base} (nor in its raw/ or "
+                           f"planetoid/raw/): {base / missing[0]} is missing"
+                           f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; the folder must "
+                           f"hold {', '.join(f'ind.{name}.{e}' for e in EXTS)} (the files of "
+                           f"github.com/kimiyoung/planetoid, folder data/)")
     if not download:
         looked = ", ".join(str(d) for d in _candidate_dirs(data_dir) + [cache])
         raise DatasetError(f"the Planetoid files ind.{name}.* were not found in {looked}")

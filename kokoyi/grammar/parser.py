@@ -18,6 +18,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from kokoyi.diagnostics import Diagnostic, KokoyiError, Span
 from kokoyi.grammar import ast as A
 
+MAX_NUMBER = 2 ** 53  # integers above this are not exact in float64: refused (no layer needs one)
 MAX_DEPTH = 64  # brackets nested deeper than this are refused (the paper that needs it does not exist)
 MAX_BYTES = 1 << 20
 
@@ -26,6 +27,14 @@ _OPERAND_END = {"LETTER", "ALPHANUM", "DIGIT", "NUMBER", "CMD", "TOP", "PRIME", 
                 "RBAR", "RNORM", "RBRACE_ESC", "CAL", "BB"}
 _BARS = {"BAR": ("LBAR", "RBAR"), "DBAR": ("LNORM", "RNORM")}
 _FORCED = {"\\lvert": "LBAR", "\\rvert": "RBAR"}
+
+
+class Refused(Exception):
+    """A token or tree the grammar accepts but the language refuses; carries its diagnostic."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
 
 
 class BarPairer:
@@ -38,6 +47,9 @@ class BarPairer:
         prev = None
         after_script = False
         for tok in stream:
+            if after_script and tok.type == "NUMBER" and not tok.value[0].isdigit():  # `x_.5`
+                raise Refused(Diagnostic(f"a script of more than one character needs braces: {{{tok.value}}}",
+                                         _tok_span("", tok)))
             if after_script and tok.type in ("ALPHANUM", "NUMBER") and len(tok.value) > 1:
                 head, rest = tok.value[0], tok.value[1:]
                 yield self._piece(tok, "LETTER" if head.isalpha() else "DIGIT", head, 0)
@@ -114,7 +126,10 @@ class ToAst(Transformer):
     @v_args(meta=True)
     def model(self, meta, items):
         _, name, body, _ = items
-        return A.Model(self._span(meta), name[0], name[1], body)
+        # the name as written, not its kept tokens (`_` is kept: `my_model` is not `mymodel`);
+        # `My-GCN` names the class My_GCN (a Python identifier)
+        text = "".join(self.text[name[1].start:name[1].end].split()).replace("-", "_")
+        return A.Model(self._span(meta), text, name[1], body)
 
     def body(self, items):
         return [s for s in items if s is not None]
@@ -240,9 +255,10 @@ class ToAst(Transformer):
                 node.primes += 1
                 continue
             slot = "sub" if kind == "sub" else "sup"
-            if getattr(node, slot) is not None or (slot == "sup" and node.primes and False):
-                # `x_u_v` or a second superscript: nest, as LaTeX would complain; the checker reports it
-                node = A.Scripted(node.span.join(span), node)
+            if getattr(node, slot) is not None:  # `x_u_v`, `x^2^2`: TeX's "Double subscript/superscript"
+                what = "subscript" if slot == "sub" else "superscript"
+                example = "{x^{2}}^{2}" if slot == "sup" else "x_{uv}"
+                raise Refused(Diagnostic(f"double {what}", span, f"group it, as TeX requires: {example}"))
             setattr(node, slot, arg)
         return node
 
@@ -288,7 +304,11 @@ class ToAst(Transformer):
         span = self._t(tok)
         t, v = tok.type, str(tok)
         if t in ("NUMBER", "DIGIT"):
-            return A.Num(span, float(v) if "." in v else int(v), v)
+            value = float(v) if "." in v else int(v)
+            if abs(value) > MAX_NUMBER:
+                raise Refused(Diagnostic(f"number too large: {v[:20]}{'...' if len(v) > 20 else ''}", span,
+                                         f"numbers are at most 2^53 = {MAX_NUMBER}"))
+            return A.Num(span, value, v)
         if t == "LETTER":
             return A.Sym(span, v, "letter")
         if t == "ALPHANUM":
@@ -391,10 +411,23 @@ class ToAst(Transformer):
 
 
 def _split_times(node):
-    """`d_{in} \\times d_h` -> [d_in, d_h] (a space's dimensions)."""
-    if isinstance(node, A.BinOp) and node.op == "times":
-        return _split_times(node.left) + _split_times(node.right)
-    return [node]
+    """`d_{in} \\times d_h` -> [d_in, d_h] (a space's dimensions). `\\times` and juxtaposition share one
+    left-associative level, so `d \\times K h` is `(d \\times K) h`: the chain is flattened and cut at
+    each `\\times`, giving [d, K h]."""
+    chain = []  # (operator joining this factor to the previous one, factor), left to right
+    while isinstance(node, A.BinOp) and node.op in ("times", "juxt"):
+        chain.append((node.op, node.right))
+        node = node.left
+    chain.append((None, node))
+    chain.reverse()
+    dims = []
+    for i, (_, factor) in enumerate(chain):
+        joined_by = chain[i][0] if i else None
+        if i and joined_by == "juxt":
+            dims[-1] = A.BinOp(dims[-1].span.join(factor.span), "juxt", dims[-1], factor)
+        else:
+            dims.append(factor)
+    return dims
 
 
 # ------------------------------------------------------------------ errors
@@ -496,10 +529,16 @@ def parse(source: str | bytes, path: str = "<string>") -> A.Program:
         models = ToAst(text).transform(tree)
     except UnexpectedInput as e:
         raise KokoyiError([_syntax_diagnostic(text, e)], text, path) from None
+    except Refused as e:
+        raise KokoyiError([e.diagnostic], text, path) from None
     except (RecursionError, VisitError) as e:
         inner = e.orig_exc if isinstance(e, VisitError) else e
         if isinstance(inner, KokoyiError):
             raise inner from None
+        if isinstance(inner, Refused):
+            raise KokoyiError([inner.diagnostic], text, path) from None
+        if not isinstance(inner, RecursionError):
+            raise inner  # an internal error: not dressed up as a diagnostic about the source
         raise KokoyiError([Diagnostic("expression too deeply nested to compile", Span(0, 0, 1, 1),
                                       "split it into several definitions")], text, path) from None
     finally:

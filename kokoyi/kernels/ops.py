@@ -269,6 +269,9 @@ def _spmm_grad_e_sum(gt, op, g, u, e):
 def _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e):
     """max/min: only the winning edge arg[v, f] of each (v, f) gets g[v, f]."""
     nf = grad.dim() - 1
+    if gt[1].shape[0] == 0:  # no edges: every reduction was empty (0), nothing receives a gradient
+        gu = grad.new_zeros((gt[3].shape[0] - 1,) + tuple(grad.shape[1:])) if need_u else None
+        return gu, (torch.zeros_like(e) if need_e and e is not None else None)
     g = torch.where(arg >= 0, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
     win = arg.clamp(min=0)
     gu = ge = None
@@ -384,30 +387,32 @@ def _node_product_grad(gt, grad, factor, target, factor_target):
     return _spmm_fwd(gt, "mul", "sum", factor, grad)[0]  # target v: factor[src_k] * g_k
 
 
-def _expand_features(g, like):
-    """Broadcast g (n, *Fg) up to the feature shape it shares with `like` (for dot's summed axis)."""
-    feats = torch_ops.broadcast_shape(tuple(g.shape[1:]), tuple(like.shape[1:]))
+def _expand_features(g, like_shape):
+    """Broadcast g (n, *Fg) up to the feature shape it shares with a tensor of shape `like_shape` (for dot's
+    summed axis). A shape, not the tensor: an operand that needs no gradient is not saved for backward."""
+    feats = torch_ops.broadcast_shape(tuple(g.shape[1:]), tuple(like_shape[1:]))
     return g.expand((g.shape[0],) + feats)
 
 
-def _sddmm_backward_nodes(gt, op, grad, lhs, rhs, lhs_target, rhs_target, need_x, need_y):
-    """mul / dot / div with both operands on nodes (targets u or v)."""
+def _sddmm_backward_nodes(gt, op, grad, lhs, rhs, lhs_target, rhs_target, need_x, need_y, shapes):
+    """mul / dot / div with both operands on nodes (targets u or v); `shapes` of (lhs, rhs)."""
     gl = gr = None
     if need_x:
         factor = rhs if op != "div" else torch.reciprocal(rhs)
-        gl = _expand_features(_node_product_grad(gt, grad, factor, lhs_target, rhs_target), lhs)
+        gl = _expand_features(_node_product_grad(gt, grad, factor, lhs_target, rhs_target), shapes[0])
     if need_y:
         gr = _node_product_grad(gt, grad, lhs, rhs_target, lhs_target)
         if op == "div":  # d(x/y)/dy = -x / y^2 and y is constant over the node's edges
             nf = max(gr.dim(), rhs.dim()) - 1
             gr = -gr / _feature_view(rhs * rhs, nf)
-        gr = _expand_features(gr, rhs)
+        gr = _expand_features(gr, shapes[1])
     return gl, gr
 
 
-def _sddmm_backward(gt, op, grad, lhs, rhs, lhs_target, rhs_target, need_x, need_y):
+def _sddmm_backward(gt, op, grad, lhs, rhs, lhs_target, rhs_target, need_x, need_y, shapes=None):
     if op in ("mul", "dot", "div") and lhs_target != "e" and rhs_target != "e":
-        return _sddmm_backward_nodes(gt, op, grad, lhs, rhs, lhs_target, rhs_target, need_x, need_y)
+        shapes = shapes or (lhs.shape, rhs.shape)
+        return _sddmm_backward_nodes(gt, op, grad, lhs, rhs, lhs_target, rhs_target, need_x, need_y, shapes)
     x, y = _pick(gt, lhs, lhs_target), _pick(gt, rhs, rhs_target)
     nf = max(t.dim() - 1 for t in (grad, x, y) if t is not None)
     x = None if x is None else _feature_view(x, nf)
@@ -449,7 +454,7 @@ def _gsddmm_setup(ctx, inputs, output):
 
 def _gsddmm_grad(ctx, grad):
     *gt, lhs, rhs = ctx.saved_tensors
-    gl, gr = _sddmm_backward(tuple(gt), ctx.op, grad, lhs, rhs, *ctx.targets, *ctx.need)
+    gl, gr = _sddmm_backward(tuple(gt), ctx.op, grad, lhs, rhs, *ctx.targets, *ctx.need, shapes=ctx.shapes)
     gl = None if gl is None else _sum_to_shape(gl, ctx.shapes[0])
     gr = None if gr is None else _sum_to_shape(gr, ctx.shapes[1])
     return None, None, None, None, None, None, None, gl, gr, None, None

@@ -28,6 +28,10 @@ def check_hyper(name: str, value, kind: str):
 
 def check_input(graph, name: str, x, domain: str, shape: tuple):
     """Validate a forward input: a tensor with one row per node/edge of `graph` and feature `shape`."""
+    if graph is not None and not hasattr(graph, "num_src"):  # PyG habits: model(x, edge_index)
+        got = f"a tensor of shape {tuple(graph.shape)}" if isinstance(graph, torch.Tensor) else type(graph).__name__
+        raise TypeError(f"the first argument must be a kokoyi.Graph, got {got}: call the model as "
+                        f"model(graph, {name}) with graph = kokoyi.Graph.from_edge_index(edge_index)")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"input {name!r} must be a torch.Tensor, got {type(x).__name__}")
     if not (x.is_floating_point() or x.is_complex()):

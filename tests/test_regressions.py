@@ -1,0 +1,312 @@
+"""Issue 7, section 2: one regression test per listed wrong answer, crash, traceback or escape.
+
+Each test failed on the code before its fix. References are dense PyTorch (A[v, u] = number of edges
+u -> v) on a small graph with a source-only node (0), an isolated node (4) and a multi-edge.
+"""
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import kokoyi
+from kokoyi.diagnostics import KokoyiError
+
+ROOT = Path(__file__).resolve().parent.parent
+EDGES = torch.tensor([[0, 1, 2, 0, 3, 3], [1, 2, 1, 2, 1, 1]])  # 0 and 3 have no in-edges, 4 no edge at all
+N = 5
+
+
+def dense():
+    A = torch.zeros(N, N, dtype=torch.float64)
+    A.index_put_((EDGES[1], EDGES[0]), torch.ones(EDGES.shape[1], dtype=torch.float64), accumulate=True)
+    return A
+
+
+def graph():
+    return kokoyi.Graph.from_edge_index(EDGES, N)
+
+
+def src(body: str, hypers: str = r"\hyper d \\", inputs: str = r"\input x_v \in \mathbb{R}^{d} \\",
+        name: str = "M") -> str:
+    return f"\\begin{{model}}{{{name}}}\n{hypers}\n{inputs}\n{body}\n\\end{{model}}\n"
+
+
+def build(source: str, name: str = "M", **hypers):
+    torch.manual_seed(0)
+    m = kokoyi.compile_model(source, name)(**hypers).double()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn_like(p))
+    return m.eval()
+
+
+def close(a, b):
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def x_of(d=3, seed=1):
+    return torch.randn(N, d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+def diag(source: str) -> str:
+    """The diagnostic a source gets (it must be a KokoyiError, never another exception)."""
+    with pytest.raises(KokoyiError) as e:
+        kokoyi.to_python(source)
+    return str(e.value)
+
+
+# ---------------------------------------------------------------- silent wrong numbers
+def test_codegen_parenthesises_template_operands():
+    """`x_v (A B)^T` and `(A - B) x_v` printed as `x @ A @ B.mT` and `x @ A - B.mT`."""
+    g, x = graph(), x_of()
+    m = build(src(r"\param A \in \mathbb{R}^{d \times d} \\ \param B \in \mathbb{R}^{d \times d} \\"
+                  r" y_v \gets x_v (A B)^\top \\ z_v \gets (A - B) x_v \\ \return y, z \\"), d=3)
+    y, z = m(g, x)
+    close(y, x @ (m.A @ m.B).T)
+    close(z, x @ (m.A - m.B).T)
+
+
+def test_power_of_power_is_parenthesised():
+    """`(x_v^2)^3` printed as `x ** 2 ** 3` (x^8)."""
+    g, x = graph(), x_of()
+    m = build(src(r"y_v \gets (x_v^2)^3 \\ \return y \\"), d=3)
+    close(m(g, x), x ** 6)
+
+
+def test_empty_neighbourhood_with_pulled_out_target_factor_is_zero():
+    """`sum_u x_u / sqrt(|N(v)|)` gave NaN at a node without in-edges (inf * 0)."""
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(r"\param W \in \mathbb{R}^{d \times d} \\"
+                  r" y_v \gets \sum_{u \in \mathcal{N}(v)} \frac{x_u}{\sqrt{|\mathcal{N}(v)|}} \\"
+                  r" z_v \gets \sum_{u \in \mathcal{N}(v)} \frac{x_u W}{|\mathcal{N}(v)| \, |\mathcal{N}(v)|} \\"
+                  r" \return y, z \\"), d=3)
+    deg = A.sum(1)
+    safe = torch.where(deg > 0, deg, torch.ones_like(deg))
+    y, z = m(g, x)
+    close(y, torch.where(deg[:, None] > 0, (A @ x) / safe.sqrt()[:, None], 0.0))
+    close(z, torch.where(deg[:, None] > 0, (A @ x @ m.W) / (safe ** 2)[:, None], 0.0))
+
+
+def test_definition_named_like_the_loop_letter_is_not_overwritten():
+    """`l_v <- 2 x_v` beside `l = 1, ..., L`: the generated `for l in range(...)` overwrote it."""
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(r"l_v \gets 2 x_v \\ h^{(0)}_v \gets x_v \\"
+                  r" h^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u + l_v, \quad l = 1, \dots, L \\"
+                  r" \return h^{(L)} \\", hypers=r"\hyper d, L \\"), d=3, L=2)
+    h = x
+    for _ in range(2):
+        h = A @ h + 2 * x
+    close(m(g, x), h)
+
+
+def test_node_value_that_does_not_depend_on_the_node_has_a_row_per_node():
+    """`y_v <- tanh(b)` returned (d,), `sum_u b` crashed (or had the wrong shape when N == d)."""
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(r"\param b \in \mathbb{R}^{d} \\ \param c \in \mathbb{R} \\ y_v \gets \tanh(b) \\"
+                  r" z_v \gets \sum_{u \in \mathcal{N}(v)} b \\ w_v \gets 2 \\ s_v \gets c \\ \return y, z, w, s \\"),
+              d=N)  # N == d: a wrong broadcast would not even fail
+    y, z, w, s = m(g, x_of(N))
+    close(y, torch.tanh(m.b).expand(N, N))
+    close(z, A.sum(1)[:, None] * m.b)
+    close(w, torch.full((N,), 2.0, dtype=torch.float64))
+    close(s, m.c.expand(N))
+
+
+@pytest.mark.parametrize("body, ref", [
+    (r"y_v \gets \frac{x_v}{\sqrt{d}} \\", lambda x, A: x / 3 ** 0.5),
+    (r"y_v \gets \log(1 + \theta) x_v \\", lambda x, A: math.log(1.5) * x),
+    (r"y_v \gets \sum_{u \in \mathcal{N}(v)} \frac{x_u}{2} \\", lambda x, A: A @ x / 2),
+    (r"y_v \gets \sqrt{2} x_v \\", lambda x, A: 2 ** 0.5 * x),
+    (r"y_v \gets \mathrm{ReLU}(-\theta) + \exp(d) x_v \\", lambda x, A: math.exp(3) * x),
+])
+def test_functions_of_constant_or_hyperparameter_expressions(body, ref):
+    """`\\sqrt{d}`, `\\log(1 + \\theta)`, `x_u / 2`, `\\sqrt{2}`: `torch.sqrt(<python number>)` raised."""
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(body + r" \return y \\", hypers=r"\hyper d \\ \hyper \theta \in \mathbb{R} = 0.5 \\"), d=3)
+    close(m(g, x), ref(x, A))
+
+
+def test_param_sized_by_the_number_of_nodes():
+    """`\\param E \\in \\mathbb{R}^{|\\mathcal{V}| \\times d}` raised `NameError: N`."""
+    g, x = graph(), x_of()
+    source = src(r"\param E \in \mathbb{R}^{|\mathcal{V}| \times d} \\ y_v \gets x_v + E_v \\ \return y \\")
+    m = build(source, d=3, num_nodes=N)
+    assert tuple(m.E.shape) == (N, 3)
+    close(m(g, x), x + m.E)
+    assert [h["name"] for h in m.__kokoyi__["hypers"]] == ["d", "num_nodes"]
+
+
+@pytest.mark.parametrize("op", ["mul", "dot", "div"])
+@pytest.mark.parametrize("need", [(True, False), (False, True)])
+def test_gsddmm_backward_when_one_operand_needs_no_gradient(op, need):
+    """`s_uv <- x_u . (x_v W)`: g-SDDMM's backward read the operand that was not saved (no gradient)."""
+    g = graph()
+    gen = torch.Generator().manual_seed(2)
+    lhs = torch.randn(N, 3, dtype=torch.float64, generator=gen).requires_grad_(need[0])
+    rhs = (torch.rand(N, 3, dtype=torch.float64, generator=gen) + 0.5).requires_grad_(need[1])
+    out = kokoyi.ops.gsddmm(g, op, lhs, rhs, "u", "v")
+    a, b = lhs[g.src.long()], rhs[g.dst.long()]
+    ref = {"mul": a * b, "dot": (a * b).sum(-1, keepdim=True), "div": a / b}[op]
+    w = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
+    got = torch.autograd.grad((out * w).sum(), [t for t in (lhs, rhs) if t.requires_grad])
+    want = torch.autograd.grad((ref * w).sum(), [t for t in (lhs, rhs) if t.requires_grad])
+    close(got[0], want[0])
+
+
+def test_compiled_edge_score_with_a_parameter_only_on_one_side_trains():
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(r"\param W \in \mathbb{R}^{d \times d} \\ s_{uv} \gets x_u \cdot (x_v W) \\"
+                  r" y_v \gets \sum_{u \in \mathcal{N}(v)} s_{uv} x_u \\ \return y \\"), d=3)
+    m(g, x).sum().backward()
+    W = m.W.detach().clone().requires_grad_(True)
+    S = (x @ W) @ x.T  # S[v, u] = x_u . (x_v W)
+    ((A * S) @ x).sum().backward()
+    close(m.W.grad, W.grad)
+
+
+def test_head_family_read_with_another_letter():
+    """`\\sum_{j=1}^{H} s^{j}_v` of a family defined as `s^{k}` raised a ValueError."""
+    g, x = graph(), x_of()
+    m = build(src(r"\param W^{k} \in \mathbb{R}^{d \times d}, \quad k = 1, \dots, H \\ s^{k}_v \gets x_v W^{k} \\"
+                  r" y_v \gets \sum_{j=1}^{H} s^{j}_v \\ z_v \gets \Vert_{j=1}^{H} s^{j}_v \\ \return y, z \\",
+                  hypers=r"\hyper d, H \\"), d=3, H=2)
+    y, z = m(g, x)
+    close(y, x @ m.W[0] + x @ m.W[1])
+    close(z, torch.cat([x @ m.W[0], x @ m.W[1]], -1))
+
+
+def test_dimension_product_after_times():
+    """`\\mathbb{R}^{d \\times K h}` became one axis `d K h` (while `K h \\times d` worked)."""
+    g, x = graph(), x_of()
+    m = build(src(r"\param W \in \mathbb{R}^{d \times K h} \\ \param V \in \mathbb{R}^{K h \times d \times 2} \\"
+                  r" y_v \gets x_v W \\ \return y \\", hypers=r"\hyper d, K, h \\"), d=3, K=2, h=2)
+    assert tuple(m.W.shape) == (3, 4) and tuple(m.V.shape) == (4, 3, 2)
+    close(m(g, x), x @ m.W)
+
+
+def test_numbered_member_of_a_parameter_family():
+    """`W^{(1)}` of a family `W^{(l)}, l = 1..L` was refused although the docs show it."""
+    g, x = graph(), x_of()
+    m = build(src(r"\param W^{(l)} \in \mathbb{R}^{d \times d}, \quad l = 1, \dots, L \\"
+                  r" y_v \gets x_v W^{(1)} + x_v W^{(2)} \\ \return y \\", hypers=r"\hyper d, L \\"), d=3, L=2)
+    close(m(g, x), x @ m.W[0] + x @ m.W[1])
+    assert "no member 3" in diag(src(r"\param W^{(l)} \in \mathbb{R}^{d \times d}, \quad l = 1, \dots, 2 \\"
+                                     r" y_v \gets x_v W^{(3)} \\ \return y \\"))
+
+
+def test_unused_definition_leaves_no_empty_if():
+    """An unused sum whose linear map side is decided at run time left `if ...:` with no body."""
+    g, x = graph(), x_of()
+    m = build(src(r"\param W \in \mathbb{R}^{d \times e} \\ z_v \gets \sum_{u \in \mathcal{N}(v)} x_u W \\"
+                  r" y_v \gets x_v \\ \return y \\", hypers=r"\hyper d, e \\"), d=3, e=4)
+    close(m(g, x), x)
+
+
+# ---------------------------------------------------------------- invalid or shadowing Python
+@pytest.mark.parametrize("name", [r"\foo", "class", "1x", "_", "nn", "ops", "F", "torch", "super"])
+def test_model_names_that_are_not_python_class_names(name):
+    """Model names `\\foo`, `class`, `1x`, `_`, `nn`, `ops`, `F`, `torch` gave invalid or shadowing Python."""
+    text = diag(src(r"y_v \gets x_v \\ \return y \\", name=name))
+    assert f"model name '{name}'" in text and ":1:15: error:" in text
+
+
+def test_model_name_with_a_dash_names_a_python_class():
+    """`My-GCN` (issue 12: names with `-` are kept) becomes the class `My_GCN`, not a diagnostic."""
+    assert list(kokoyi.compile(src(r"y_v \gets x_v \\ \return y \\", name="a-b"))) == ["a_b"]
+
+
+def test_model_name_keeps_its_underscore():
+    """`\\begin{model}{my_model}` was silently renamed `mymodel`."""
+    assert list(kokoyi.compile(src(r"y_v \gets x_v \\ \return y \\", name="my_model"))) == ["my_model"]
+
+
+def test_nul_and_control_characters_in_a_comment():
+    """A NUL byte inside a `%` comment made the generated module unparsable (it lands in the docstring)."""
+    source = src("% a comment with \x00 a NUL, \x0c a form feed and \u2028 a line separator\n"
+                 r"y_v \gets 2 x_v \\ \return y \\")
+    g, x = graph(), x_of()
+    m = build(source, d=3)
+    close(m(g, x), 2 * x)
+    assert "\x00" in m.__doc__ and "\x00" not in kokoyi.to_python(source)
+
+
+# ---------------------------------------------------------------- security: one quoting function
+EVIL_FILE = 'a""" if __import__("os").system("touch PWNED") else """b.kky'
+TRICKY = ['"""', "'''", "\\", '\\"""', '\n', '\r', '\x00', "\\\n", '" + __import__("os").system("touch PWNED") + "']
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_quote_round_trips_every_string(text):
+    from kokoyi.compiler.codegen import comment, quote
+    import ast
+    for doc in (False, True):
+        lit = quote("x" + text + "y" + text, doc=doc)
+        assert ast.literal_eval(lit) == "x" + text + "y" + text
+    assert "\n" not in comment(text) and "\x00" not in comment(text) and "\r" not in comment(text)
+
+
+def test_file_name_cannot_run_code(tmp_path):
+    """The `.kky` file name was pasted into the module docstring unescaped: this name ran a command under
+    `kokoyi train`, `kokoyi.load` and when a `-o` module was imported."""
+    source = (ROOT / "examples" / "gcn.kky").read_text()
+    # a comment with quotes, backslashes and a NUL lands in the class docstring as well
+    source = source.replace(r"\begin{model}", '% """ + __import__("os").system("touch PWNED") + """ \\\x00\n'
+                            r"\begin{model}", 1)
+    evil = tmp_path / EVIL_FILE
+    evil.write_text(source)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / "gen.py"
+    r = subprocess.run([sys.executable, "-m", "kokoyi", "compile", EVIL_FILE, "-o", str(out)], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-c", "import gen"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-c", f"import kokoyi; kokoyi.load({str(evil)!r})"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "kokoyi", "train", EVIL_FILE, "--epochs", "1", "--no-progress"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "PWNED").exists()
+    assert EVIL_FILE in out.read_text()  # the name is there, quoted
+
+
+# ---------------------------------------------------------------- front-end tracebacks -> diagnostics
+SUBMODEL_WITHOUT_RETURN = r"""\begin{model}{S}
+\hyper d \\ \input z \in \mathbb{R}^{d} \\ y \gets z \\
+\end{model}
+\begin{model}{M}
+\hyper d \\ \input x_v \in \mathbb{R}^{d} \\ \param f \sim S(d) \\ y_v \gets f(x_v) \\ \return y \\
+\end{model}"""
+
+
+@pytest.mark.parametrize("source, message", [
+    (src(r"y_v \gets x_v \\ \return y \\", hypers=r"\hyper d \\ \hyper a \in \mathbb{R} = \frac{1}{0} \\"),
+     ":2:48: error: division by zero"),
+    (src(r"y_v \gets " + "9" * 400 + r" x_v \\ \return y \\"), ":4:11: error: number too large"),
+    (src(r"y_v \gets " + "9" * 400 + r".5 x_v \\ \return y \\"), ":4:11: error: number too large"),
+    (src(r"\param W \in \mathbb{R}^{d \times " + "9" * 400 + r"} \\ y_v \gets x_v \\ \return y \\"),
+     ":4:35: error: number too large"),
+    (src(r"y_v \gets \mathrm{ReLU} \odot x_v \\ \return y \\"), r"error: '\mathrm{ReLU}' is a function, not a value"),
+    (src(r"y_v \gets \tanh \\ \return y \\"), r"error: '\tanh' is a function, not a value"),
+    (SUBMODEL_WITHOUT_RETURN, "error: model 'S' returns nothing"),
+    (src(r"y_v \gets x_.5 \\ \return y \\"), ":4:13: error: a script of more than one character needs braces"),
+])
+def test_front_end_tracebacks_are_diagnostics(source, message):
+    """`\\frac{1}{0}` in a default, 400-digit numbers, `\\mathrm{ReLU} \\odot x_v`, a submodel with no
+    `\\return` raised Python exceptions; `x_.5` was called "too deeply nested"."""
+    assert message in diag(source)
+
+
+@pytest.mark.parametrize("expr", [r"x_v^2^2^2^2^2^2", r"x_v^2^2", r"x_v_u"])
+def test_double_script_is_an_error(expr):
+    """`x_v^2^2^2^2^2^2` hung (and `x_v_u` silently read `x_v`): TeX calls a double script an error."""
+    t = time.perf_counter()
+    text = diag(src(rf"y_v \gets {expr} \\ \return y \\"))
+    assert ("double superscript" in text or "double subscript" in text) and time.perf_counter() - t < 5
