@@ -55,6 +55,13 @@ def build(model: str, num_features: int, num_classes: int, hidden: int):
     return module
 
 
+def current_rss_kb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return float(line.split()[1])
+    return float("nan")
+
+
 def peak_rss_kb() -> float:
     """VmHWM of this process (ru_maxrss would include the parent's pages at fork: it survives exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -66,12 +73,13 @@ def peak_rss_kb() -> float:
 def _rank(rank, world, job):
     torch.set_num_threads(1)
     model = build(job["model"], job["num_features"], job["num_classes"], job["hidden"])
+    base_kb = current_rss_kb()  # torch, kokoyi and the model: before any graph data
     r = train_rank(model, DistConfig(**job["config"]))
     peak_kb = peak_rss_kb()
     from kokoyi.distributed.partition import load_partition
     held = load_partition(job["config"]["partitions"], rank, verify=False, mmap=True).x.nbytes
     with open(Path(job["out"]) / f"rank-{rank}.json", "w") as f:
-        json.dump({**r.summary(), "peak_rss_mb": peak_kb / 1024, "feature_mb": held / 2**20,
+        json.dump({**r.summary(), "peak_rss_mb": peak_kb / 1024, "base_rss_mb": base_kb / 1024, "feature_mb": held / 2**20,
                    "history": r.history}, f)
 
 
@@ -104,8 +112,8 @@ def cmd_throughput(a):
           f"(generated in {time.perf_counter() - t:.0f} s); {machine()}; fanouts {a.fanouts}, "
           f"batch {a.batch_size} seeds per rank, {a.batches} batches per rank, 1 thread per rank")
     print("| procs | seeds/s (all ranks) | feature KB recv/batch/rank | structure KB recv/batch/rank | "
-          "cache hit rate | feature MB held/rank | peak RSS MB/rank (max) | partition s |")
-    print("|---|---|---|---|---|---|---|---|")
+          "cache hit rate | feature MB held/rank | peak RSS MB/rank (max) | of which before data | partition s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     rows = []
     with tempfile.TemporaryDirectory(prefix="kokoyi-bench-", dir=a.workdir) as tmp:
         for p in a.procs:
@@ -120,10 +128,11 @@ def cmd_throughput(a):
             hit = sum(r["fetch"]["cache_hits"] for r in ranks) / rem if rem else float("nan")
             row = {"procs": p, "seeds_per_s": seeds, "feature_kb_per_batch": fb, "structure_kb_per_batch": sb,
                    "hit_rate": hit, "feature_mb": max(r["feature_mb"] for r in ranks),
-                   "peak_rss_mb": max(r["peak_rss_mb"] for r in ranks), "partition_s": t_part}
+                   "peak_rss_mb": max(r["peak_rss_mb"] for r in ranks),
+                   "base_rss_mb": max(r["base_rss_mb"] for r in ranks), "partition_s": t_part}
             rows.append(row)
             print(f"| {p} | {seeds:.0f} | {fb:.0f} | {sb:.0f} | {hit:.2f} | {row['feature_mb']:.0f} | "
-                  f"{row['peak_rss_mb']:.0f} | {t_part:.1f} |", flush=True)
+                  f"{row['peak_rss_mb']:.0f} | {row['base_rss_mb']:.0f} | {t_part:.1f} |", flush=True)
     return rows
 
 
