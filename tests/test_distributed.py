@@ -338,3 +338,15 @@ def test_cli_nproc_and_torchrun_agree(tmp_path, capfd):
 def _port():
     from kokoyi.distributed.launch import free_port
     return free_port()
+
+
+def test_config_errors(graph, tmp_path):
+    from kokoyi.distributed.train import DistConfig, check_config
+
+    partition_graph(graph, 2, tmp_path, method="random")
+    with pytest.raises(ValueError, match="holds 2 partitions but the process group has 3 ranks"):
+        check_config(DistConfig(str(tmp_path)), 3)
+    with pytest.raises(ValueError, match="fanouts must be positive"):
+        check_config(DistConfig(str(tmp_path), fanouts=[5, 0]), 2)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        check_config(DistConfig(str(tmp_path), batch_size=0), 2)

@@ -114,6 +114,23 @@ def param_hash(module: nn.Module) -> str:
     return h.hexdigest()
 
 
+def check_config(cfg: DistConfig, world: int) -> None:
+    """Clear messages for a mis-configured run, before any collective."""
+    from kokoyi.distributed.partition import read_manifest
+
+    for name in ("batch_size", "epochs"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"DistConfig.{name} must be a positive int, got {v!r}")
+    if not cfg.fanouts or any(isinstance(f, bool) or not isinstance(f, int) or (f < 1 and f != -1)
+                              for f in cfg.fanouts):
+        raise ValueError(f"DistConfig.fanouts must be positive ints (or -1: all), got {cfg.fanouts!r}")
+    parts = read_manifest(cfg.partitions)["parts"]
+    if parts != world:
+        raise ValueError(f"{cfg.partitions} holds {parts} partitions but the process group has {world} "
+                         "ranks; run exactly one process per partition")
+
+
 class _Shard:
     """This rank's partition, feature store, degree table and sampler."""
 
@@ -225,6 +242,7 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     rank, world = dist.get_rank(), dist.get_world_size()
+    check_config(cfg, world)
     data_group = dist.new_group(backend="gloo")
     start = time.perf_counter()
     depth = model.hop_depth() if cfg.history and hasattr(model, "hop_depth") else len(cfg.fanouts)
