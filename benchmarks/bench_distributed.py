@@ -145,7 +145,7 @@ def cmd_accuracy(a):
         ds = load_dataset(a.dataset, data_dir=a.data_dir, seed=0)
     g = _from_dataset(ds)
     print(f"# accuracy: {a.dataset} {g.num_nodes} nodes, {g.num_edges} edges; model {a.model} (hidden "
-          f"{a.hidden}); fanouts {a.fanouts}, batch {a.batch_size} per rank, {a.epochs} epochs, seeds "
+          f"{a.hidden}); fanouts {a.fanouts}, global batch {a.batch_size} (split over the ranks), {a.epochs} epochs, seeds "
           f"{a.seeds}; {machine()}")
     print("| procs | test acc (mean over seeds) | per seed | s per run |")
     print("|---|---|---|---|")
