@@ -33,7 +33,7 @@ ATTENTION_MAX = r"""\begin{model}{AttMax}
   \hyper d \\
   \input x_v \in \mathbb{R}^{d} \\
   \param a \in \mathbb{R}^{2 d} \\
-  e_{uv} \gets \mathrm{LeakyReLU}_{0.2}\left( a^\top [x_u \Vert x_v] \right) \\
+  e_{uv} \gets ACT\left( a^\top [x_u \Vert x_v] \right) \\
   \alpha_{uv} \gets \mathrm{softmax}_{u \in \mathcal{N}(v)}\left( e_{uv} \right) \\
   h_v \gets \sum_{u \in \mathcal{N}(v)} \alpha_{uv} x_u \\
   m_v \gets \max_{u \in \mathcal{N}(v)} x_u \\
@@ -157,12 +157,17 @@ def _run_one(m, graph, seeds, x, gen):
     return m([b], x[b.src_ids])
 
 
-def test_softmax_and_max_run_over_the_sample_and_degrees_are_full():
+@pytest.mark.parametrize("act", ["leaky", "tanh"])  # the fused attention op, and its composition
+def test_softmax_and_max_run_over_the_sample_and_degrees_are_full(act):
     """On a sampled block: softmax normalises over the sampled neighbours (w cancels for uniform
     sampling), max runs over them, and |N(v)| reads the full degree."""
     graph = random_graph(seed=7)
     x = torch.randn(graph.num_src, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
-    m = build(ATTENTION_MAX, "AttMax", d=3)
+    act_tex = {"leaky": r"\mathrm{LeakyReLU}_{0.2}", "tanh": r"\tanh"}[act]
+    act_fn = {"leaky": lambda s: torch.nn.functional.leaky_relu(s, 0.2), "tanh": torch.tanh}[act]
+    m = build(ATTENTION_MAX.replace("ACT", act_tex), "AttMax", d=3)
+    code = kokoyi.to_python(ATTENTION_MAX.replace("ACT", act_tex))
+    assert ("ops.gat_aggregate(" in code) == (act == "leaky")
     seeds = torch.arange(0, 30, 3)
     b = uniform_block(graph, seeds, 2, torch.Generator().manual_seed(9))
     assert b.weight.max() > 1  # some targets lost neighbours
@@ -175,7 +180,7 @@ def test_softmax_and_max_run_over_the_sample_and_degrees_are_full():
         if nb.numel() == 0:
             torch.testing.assert_close(out[i], torch.zeros(3, dtype=torch.float64))
             continue
-        s = torch.nn.functional.leaky_relu(xs[nb] @ a[:d] + xs[i] @ a[d:], 0.2)
+        s = act_fn(xs[nb] @ a[:d] + xs[i] @ a[d:])
         ref = (torch.softmax(s, 0)[:, None] * xs[nb]).sum(0) + xs[nb].max(0).values
         torch.testing.assert_close(out[i], ref, rtol=1e-12, atol=1e-12)
     deg = build(r"""\begin{model}{D}
@@ -191,7 +196,7 @@ def test_softmax_and_max_run_over_the_sample_and_degrees_are_full():
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["gcn", "sage", "deep"])
+@pytest.mark.parametrize("name", ["gcn", "gat", "sage", "gin", "deep"])
 def test_history_refreshed_for_every_node_equals_full_forward(name):
     _, src, model_name, hypers = next(c for c in CASES if c[0] == name)
     graph = random_graph(seed=11)
@@ -224,3 +229,93 @@ def test_layerwise_inference_equals_full_forward(name):
     x = torch.randn(graph.num_src, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(15))
     torch.testing.assert_close(layerwise_inference(m, graph, x, batch_size=7), m(graph, x),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_max_with_self_loop_on_a_target_whose_sample_is_empty():
+    """The self-loop max tests the SAMPLED neighbourhood for emptiness (the full degree is 2 here)."""
+    m = build(r"""\begin{model}{M}
+  \hyper d \\
+  \input x_v \in \mathbb{R}^{d} \\
+  h_v \gets \max_{u \in \mathcal{N}(v) \cup \{v\}} x_u \\
+  \return h \\
+\end{model}""", "M", d=2)
+    # targets 0, 1; only target 1 kept a sampled neighbour (source 2)
+    b = Block.create(torch.tensor([2]), torch.tensor([1]), 3, 2, torch.tensor([5, 6, 7]),
+                     edge_weight=torch.tensor([2.0]), in_degrees=torch.tensor([2.0, 2.0, 1.0]))
+    x = -torch.rand(3, 2, dtype=torch.float64) - 1  # all negative: a 0 from an empty max would win
+    out = m([b], x)
+    torch.testing.assert_close(out[0], x[0])
+    torch.testing.assert_close(out[1], torch.maximum(x[1], x[2]))
+
+
+def test_explain_and_metadata_say_how_blocks_are_used():
+    plan = kokoyi.explain(EXAMPLES["gcn"])
+    assert "forward(blocks, ...) takes 2 block(s)" in plan
+    assert "h_v: g-SpMM copy_u/sum on block 0" in plan and "o_v: g-SpMM copy_u/sum on block 1" in plan
+    meta = kokoyi.compile_model(EXAMPLES["gcn"], "GCN").__kokoyi__["blocks"]
+    assert meta["supported"] and meta["boundaries"] == ["h"]
+    assert meta["levels"]["h_agg"] == "D_1" and meta["levels"]["o"] == "D_2" and meta["levels"]["d_tilde"] == "S_0"
+    deep = kokoyi.explain(RECURRENT)
+    assert "on block l - 1" in deep and "takes L block(s)" in deep
+
+
+def test_a_model_off_blocks_says_why():
+    src = r"""\begin{model}{M}
+  \hyper d \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \mathrm{blocks}_v \gets \sum_{u \in \mathcal{N}(v)} x_u \\
+  \return \mathrm{blocks} \\
+\end{model}"""
+    m = build(src, "M", d=2)
+    graph = random_graph()
+    x = torch.randn(graph.num_src, 2, dtype=torch.float64)
+    assert m(graph, x).shape == (graph.num_src, 2)
+    with pytest.raises(TypeError, match="runs on a full kokoyi.Graph only .*named 'blocks'"):
+        m(full_blocks(graph, torch.tensor([0]), 1), x)
+    assert "mini-batch blocks: not supported" in kokoyi.explain(src)
+
+
+def _doc_models():
+    from test_docs import MODELS
+    out = []
+    for block in MODELS:
+        for name, cls in kokoyi.compile(block.text).items():
+            if cls.__kokoyi__["uses_graph"]:
+                out.append((f"{block.id}:{name}", cls))
+    return out
+
+
+DOC_MODELS = _doc_models()
+
+
+@pytest.mark.parametrize("cls", [c for _i, c in DOC_MODELS], ids=[i for i, _c in DOC_MODELS])
+def test_every_documented_model_on_full_neighbour_blocks_equals_the_full_graph(cls):
+    """Every model of docs/language.md that reads the graph: on blocks, the seeds' rows of the full
+    forward (node outputs), or a named refusal for the models that need the full graph."""
+    meta = cls.__kokoyi__
+    graph = random_graph()
+    hy = {h["name"]: (graph.num_src if h["name"] == "num_nodes" else 3) for h in meta["hypers"]
+          if h["default"] is None}
+    torch.manual_seed(0)
+    m = cls(**hy).double().eval()
+    if not meta["blocks"]["supported"]:
+        assert "N}_{out}" in meta["blocks"]["reason"]
+        return
+    if any(i["domain"] == "edge" for i in meta["inputs"]):
+        pytest.skip("edge inputs run on one graph")
+    sizes = {k: getattr(m, k) for k in hy}
+
+    def dims(shape):
+        return [sizes[s] if s in sizes else int(s) for s in shape]
+    gen = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(graph.num_src if i["domain"] == "node" else 1, *dims(i["shape"]), dtype=torch.float64,
+                          generator=gen) for i in meta["inputs"]]
+    inputs = [t if i["domain"] == "node" else t[0] for t, i in zip(inputs, meta["inputs"])]
+    seeds = torch.tensor([3, 17, 0, 78, 25, 9, 79])
+    blocks = full_blocks(graph, seeds, max(m.hop_depth(), 1))
+    full = m(graph, *inputs)
+    got = m(blocks, *[t[blocks[0].src_ids] if i["domain"] == "node" else t for t, i in zip(inputs, meta["inputs"])])
+    full, got = (full, got) if isinstance(full, tuple) else ((full,), (got,))
+    for o, f, g in zip(meta["outputs"], full, got):
+        if o["domain"] == "node":
+            torch.testing.assert_close(g, f[seeds], rtol=1e-12, atol=1e-12, equal_nan=True)

@@ -45,6 +45,9 @@ class Lv:
 
 
 PLAIN = Lv(0, "plain")
+# ops that act on each row alone: restricting their result is restricting their operands
+ROWWISE = {"add", "sub", "mul", "div", "pow", "matmul", "cat", "dot", "norm", "featreduce", "submodel",
+           "einsum", "maximum", "minimum"}
 S0 = Lv(sp.Integer(0), "s")
 
 
@@ -91,6 +94,9 @@ class Levels:
         self.loop_vars: dict[str, str] = {}
         self.out: list = []
         self.exchanged: dict = {}
+        self.lv_of: dict = {}
+        self.what = "?"
+        self.keep: list = []
         self.boundaries: list[str] = []
         self.levels: dict[str, str] = {}
         self.uses: list[str] = []  # explain lines: reduction -> block
@@ -138,9 +144,8 @@ class Levels:
             k = nodes[0].k
             for n in nodes[1:]:
                 k = self.kmax(k, n.k)
-            side = "d" if any(n.side == "d" and _eq(n.k, k) for n in nodes) or \
-                any(n.side == "d" for n in nodes) else "s"
-            return Lv(k, side)
+            # S_j and D_k meet on D_max(j,k): a target set is inside every set of a lower level
+            return Lv(k, "d" if any(n.side == "d" for n in nodes) else "s")
         polys = [lv for lv in lvs if isinstance(lv, Poly)]
         if polys:
             merged = Poly(polys[0].kind)
@@ -175,7 +180,28 @@ class Levels:
             have = Lv(have.k, "s")
             if _eq(have.k, want.k):
                 return py
+        return self.push(py, want)
+
+    def slice_py(self, py: Py, want: Lv) -> Py:
         return Py("rows_to", (py,), {"lv": want, "k": self.dim(want.k if want.side == "s" else want.k - 1)})
+
+    def push(self, py: Py, want: Lv) -> Py:
+        """Restrict a row-wise expression to the rows of `want` by restricting its operands, so that
+        ``(x W)[: n]`` is computed as ``x[: n] W`` (only the rows that are used)."""
+        lv = self.lv_of.get(id(py))
+        if not isinstance(lv, Lv) or lv.side not in ("s", "d"):
+            return py
+        if lv.side == want.side and _eq(lv.k, want.k):
+            return py
+        rowwise = py.op in ROWWISE or (py.op == "fn" and py.attrs.get("name") != "dropout") or \
+            (py.op == "unsqueeze_idx" and py.attrs["idx"][:1] == (":",))
+        if not rowwise or py.op == "var" or (lv.side == "d" and want.side == "s"):
+            return self.slice_py(py, want)
+        args = tuple(self.push(a, want) if isinstance(a, Py) else a for a in py.args)
+        attrs = {k: (self.push(v, want) if isinstance(v, Py) else v) for k, v in py.attrs.items()}
+        out = Py(py.op, args, attrs)
+        self.lv_of[id(out)] = want
+        return out
 
     def exchange(self, py: Py, have: Lv, key_hint: str) -> Py:
         """A D_k value read as a source of block k: the history's stale rows join the fresh ones."""
@@ -199,7 +225,7 @@ class Levels:
         self.out = []
         self.statements(body)
         new_outputs = []
-        want = Lv(self.L, "d") if not _eq(self.L, 0) else S0
+        want = Lv(self.L, "d") if not _eq(self.L, 0) else Lv(sp.Integer(1), "d")  # depth 0: block 0's targets
         for py in outputs:
             if py.op == "edge_output":
                 inner, lv = self.expr(py.args[0])
@@ -215,6 +241,7 @@ class Levels:
         for s in body:
             if isinstance(s, Comment):
                 self.out.append(s)
+                self.what = s.text.split("\\gets")[0].strip() if "\\gets" in s.text else self.what
             elif isinstance(s, Assign):
                 self.assign(s)
             elif isinstance(s, Loop):
@@ -255,7 +282,8 @@ class Levels:
         self.levels[key] = repr(lv)
         if key in self.user_nodes:
             self.boundary(key, s.target, lv, key)
-            if not self.loop_vars and isinstance(lv, Lv) and lv.side == "d" and self.maybe_ge(self.L - 1, lv.k) is not False:
+            exchanged = isinstance(lv, Lv) and lv.side == "d" and self.maybe_ge(self.L - 1, lv.k) is not False
+            if not self.loop_vars and exchanged:
                 info["base"] = (idx_e, Lv(lv.k, "s"))
 
     def boundary(self, name: str, target: Py, lv, key: str):
@@ -303,6 +331,7 @@ class Levels:
         for _attempt in range(3):
             saved = (self.out, dict(self.env), {k: dict(v) for k, v in self.lists.items()}, dict(self.exchanged),
                      list(self.boundaries))
+            n_uses = len(self.uses)
             for key in lists:
                 self.lists[key]["c"] = steps[key]
             self.out = []
@@ -331,6 +360,7 @@ class Levels:
                     self.lists[key]["done"] = True
                 return
             steps = new_steps
+            del self.uses[n_uses:]
             self.out, self.env, self.lists, self.exchanged, self.boundaries = saved
             self.lists = {k: dict(v) for k, v in self.lists.items()}
         raise BlockError("the recurrence's hop depth per layer is not constant")
@@ -358,9 +388,11 @@ class Levels:
             return py, PLAIN
         op = py.op
         fn = getattr(self, "x_" + op, None)
-        if fn is not None:
-            return fn(py)
-        return self.generic(py)
+        p, lv = fn(py) if fn is not None else self.generic(py)
+        if isinstance(p, Py):
+            self.lv_of[id(p)] = lv
+            self.keep.append(p)  # ids stay unique while the pass runs
+        return p, lv
 
     def generic(self, py: Py):
         parts = [self.expr(a) if isinstance(a, Py) else (a, None) for a in py.args]
@@ -392,6 +424,8 @@ class Levels:
     x_sympy = x_const
 
     def x_attr(self, py):
+        if py.attrs.get("row"):  # a parameter with one row per node: the rows of block 0's sources
+            return Py("node_rows", (py,), {}), S0
         return py, PLAIN
 
     def x_getitem(self, py):
@@ -442,7 +476,7 @@ class Levels:
                 args.append(self.to(p, lv, want[role], key_hint="src"))
         attrs = dict(py.attrs)
         attrs["block"] = self.dim(b)
-        self.uses.append(f"{what} on block {b}")
+        self.uses.append(f"{self.what}: {what} on block {b}")
         return Py(py.op, tuple(args), attrs), b
 
     def _known_ge1(self, k) -> bool:
@@ -458,8 +492,8 @@ class Levels:
         return p, Lv(b + 1, "d")
 
     def x_gspmm_out(self, py):
-        p, b = self.sparse(py, [None, "u"], "g-SpMM over out-neighbours")
-        return p, Lv(b + 1, "d")
+        raise BlockError("a reduction over \\mathcal{N}_{out}(v) needs the full graph (a sampled block holds "
+                         "in-edges of its targets only)")
 
     def x_gsddmm(self, py):
         op = py.args[0].args[0]
@@ -522,6 +556,8 @@ def print_rule(pr, py: Py):
             rest = ", ".join(":" if i == ":" else "None" for i in inner.attrs["idx"][1:])
             return f"{pr.wrap(inner.args[0], 9)}[: {size}{', ' + rest if rest else ''}]", 9
         return f"{pr.wrap(inner, 9)}[: {size}]", 9
+    if op == "node_rows":
+        return f"ops.node_rows(blocks[0], {pr(args[0])})", 9
     if op == "node_degrees":
         return f'ops.node_degrees(blocks[0], "{"in" if args[0] == "in_degrees" else "out"}").to({pr.dtype})', 9
     if op == "sampled_degrees":
@@ -529,7 +565,8 @@ def print_rule(pr, py: Py):
         block = "blocks[0]" if lv is None else _b(pr, at, "size_k")
         return f"{block}.{args[0]}().to({pr.dtype})", 9
     if op == "exchange":
-        key = f'"{at["key"]}"'
+        from kokoyi.compiler.codegen import quote  # the one quoting function (codegen imports this module)
+        key = quote(at["key"])
         if at.get("loop"):
             key = f"({key}, {', '.join(at['loop'])})"
         return f"ops.exchange(history, {key}, {pr(args[0])}, blocks, {pr(at['k'])})", 9
@@ -559,3 +596,19 @@ def rows_size(pr, py: Py):
         return None
     attr = {"e": "num_edges", "s": "num_src", "d": "num_dst"}[lv.side]
     return f"{_b(pr, py.attrs, 'size_k')}.{attr}"
+
+
+def explain_lines(lm) -> list[str]:
+    """What `--explain` says about mini-batch blocks."""
+    info = getattr(lm, "blocks", None)
+    if not info:
+        return []
+    if not info.get("supported"):
+        return [f"  mini-batch blocks: not supported ({info['reason']}); forward takes a full graph"]
+    depth = info["depth"]
+    lines = [f"  mini-batch blocks: forward(blocks, ...) takes {depth} block(s), block 0 reading the inputs; "
+             "a full graph is every block"]
+    lines += [f"      {u}" for u in info["uses"]]
+    if info["boundaries"]:
+        lines.append("      layer boundaries (exchanged with history=): " + ", ".join(info["boundaries"]))
+    return lines

@@ -82,8 +82,8 @@ TEMPLATES = {
     "squeeze_last": "{0}.squeeze(-1)",
     "dst_rows": "{0}[: graph.num_dst]",
     "where": "torch.where({0}, {1}, {2})",
-    "maximum": "torch.maximum({0}, torch.as_tensor({1}))",
-    "minimum": "torch.minimum({0}, torch.as_tensor({1}))",
+    "maximum": "torch.maximum(torch.as_tensor({0}), torch.as_tensor({1}))",
+    "minimum": "torch.minimum(torch.as_tensor({0}), torch.as_tensor({1}))",
     "edge_output": "graph.edge_output({0})",
     "list_of": "[None] * ({0})",
     "ones_like_deg": "torch.ones_like({0})",
@@ -198,7 +198,10 @@ class Printer:
             fn = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}[at["reduce"]]
             return f"{self.wrap(args[0], 9)}.{fn}(-1)", 9
         if op == "submodel":
-            return f"self.{at['key']}({self(args[0])})", 9
+            fn = f"self.{at['key']}"
+            for _ in range(at.get("lead", 0)):  # one call per row (and per head): the model sees one vector
+                fn = f'torch.vmap({fn}, randomness="different")'
+            return f"{fn}({self(args[0])})", 9
         if op == "slice_feat":
             lo = self(at["lo"]) if at.get("lo") is not None else ""
             hi = self(at["hi"]) if at.get("hi") is not None else ""
@@ -271,7 +274,8 @@ def generate_model(m: LModel) -> str:
     body = ["super().__init__()"]
     for h in tm.hypers:
         body.append(f"# {comment(h.latex)}")
-        body.append(f'self.{h.key} = ops.check_hyper({quote(h.key)}, {h.key}, {quote(h.info["kind"])})')
+        bounds = f", ({float(h.info['range'][0])!r}, {float(h.info['range'][1])!r})" if h.info.get("range") else ""
+        body.append(f'self.{h.key} = ops.check_hyper({quote(h.key)}, {h.key}, {quote(h.info["kind"])}{bounds})')
     for p in tm.params:
         body.append(f"# {comment(p.latex)}")
         if p.kind == "submodel":
@@ -329,7 +333,7 @@ def generate_model(m: LModel) -> str:
         fb += blocks_header(tm, pr)
         gname = "blocks[0]"
     elif getattr(m, "blocks", None):
-        fb.append(f"ops.full_graph_only(graph, {tm.name!r}, {m.blocks['reason']!r})")
+        fb.append(f"ops.full_graph_only(graph, {quote(tm.name)}, {quote(m.blocks['reason'])})")
     for i in tm.inputs:
         shape = "(" + "".join(pr.dim(d) + ", " for d in i.ty.shape).rstrip(", ") + ("," if len(i.ty.shape) == 1 else "") + ")"
         where = gname if tm.uses_graph else "None"
@@ -348,7 +352,7 @@ def blocks_header(tm, pr: Printer) -> list[str]:
     """The forward's first lines on a model that runs on blocks (kokoyi/compiler/blocks.py)."""
     depth = pr.dim(tm.depth)
     edge = any(i.dom == "edge" for i in tm.inputs)
-    return [f"# one graph per hop: the full graph {depth} times, or the {depth} sampled blocks of a mini-batch",
+    return [f"# one graph per hop ({depth}): the full graph each time, or the sampled blocks of a mini-batch",
             "# (block 0 reads the inputs; with `history`, one block repeated and stale rows for its other sources)",
             f"blocks = ops.hops(graph, self.hop_depth(), history{', edge_inputs=True' if edge else ''})"]
 
@@ -436,6 +440,10 @@ def node_degrees(graph, direction="in"):
 def exchange(history, key, x, blocks, k):
     return x
 
+
+def node_rows(graph, table):
+    return table
+
 '''
 
 
@@ -453,7 +461,8 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         parts.append(STANDALONE_BLOCKS)
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
                      "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
-                     "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange)\n")
+                     "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
+                     "node_rows=node_rows)\n")
     else:
         parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

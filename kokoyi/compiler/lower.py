@@ -84,6 +84,7 @@ class ModelLowering:
         self.diag = False  # evaluating an edge expression on the self loop (v, v): u and v coincide
         self.assigned: dict[str, Py] = {}  # name -> the expression assigned to it
         self.fuse_gat = True
+        self.nesting: dict[int, int] = {}  # id(Py) -> operators nested in it (see `shallow`)
 
     # ------------------------------------------------------------------ emission
     def fresh(self, base: str) -> str:
@@ -282,7 +283,8 @@ class ModelLowering:
             return Val(st.py, Lay(None, (t.attrs["head"],), v.ty.shape), "plain")
         if "index" in t.attrs:
             py = call("getitem", py, self.index_py(t.attrs["index"]))
-        if "row" in t.attrs:
+        if "row" in t.attrs:  # a parameter with one row per node of the graph (`E_v`)
+            py = call("attr", "self", key, row=True) if py.op == "attr" else py
             return Val(py, Lay("N", (), t.ty.shape), "n")
         return Val(py, Lay(None, (), t.ty.shape), "plain")
 
@@ -365,7 +367,17 @@ class ModelLowering:
         a, b = self.node(t.args[0], sl), self.node(t.args[1], sl)
         return self.combine(t.attrs["name"], a, b, t.ty.shape)
 
+    MAX_NESTING = 64  # operators in one expression of the generated code before a statement is cut
+
+    def shallow(self, val: Val) -> Val:
+        """Cut a long chain (a flat sum of thousands of terms) into statements of at most MAX_NESTING nested
+        operators, evaluated in the same order, so the module compiles under Python's nesting limits."""
+        if _nesting(val.py, self.nesting) <= self.MAX_NESTING:
+            return val
+        return self.emit(f"{self.current}_part", val.py, val.lay, side=val.side)
+
     def combine(self, name, a: Val, b: Val, shape) -> Val:
+        a, b = self.shallow(a), self.shallow(b)
         lay = self.join(a, b, shape)
         side = "n" if lay.rows else "plain"
         return Val(call(name, self.align(a, lay), self.align(b, lay)), lay, side)
@@ -432,13 +444,24 @@ class ModelLowering:
                 if a.lay.fam:
                     raise LowerError("a product mixing two family indices is not supported")
                 return Val(call("einsum", "...d,kdh->...kh", a.py, b.py), lay, side)
-        if kind == "mm" and a.lay.rows is None and b.lay.rows is None and not a.lay.fam and not b.lay.fam:
+        if kind == "mm" and a.lay.rows is None and b.lay.rows is None and (
+                not a.lay.fam or not b.lay.fam or a.lay.fam == b.lay.fam):
+            # plain matrices; a family's members are stacked on a leading axis, which matmul batches over
             return Val(call("matmul", a.py, b.py), lay, "plain")
         raise LowerError(f"unsupported product ({kind}) of these operands")
 
     def n_call(self, t, sl):
         a = self.node(t.args[0], sl)
-        return Val(call("submodel", a.py, key=t.attrs["key"]), Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
+        return Val(call("submodel", a.py, key=t.attrs["key"], lead=self.vmapped(t, a)),
+                   Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
+
+    def vmapped(self, t: T, a: Val) -> int:
+        """How many leading axes (rows, family axes) a model of the file is mapped over with torch.vmap: it is
+        written for one feature vector (`\\mathrm{mean}(z)` reduces all of z), so it runs once per row.
+        The built-in Linear and MLP take batches as they are."""
+        if self.tm.values[t.attrs["key"]].info.get("kind") != "model":
+            return 0
+        return (1 if a.lay.rows else 0) + len(a.lay.fam)
 
     def n_expand_fam(self, t, sl):
         a = self.node(t.args[0], sl)
@@ -959,7 +982,7 @@ class ModelLowering:
             pb = self.align(b, Lay("N", lay.fam, b.lay.shape if len(b.lay.shape) == len(shape) else shape))
             return self.emit(f"{self.current}_edge", call("gsddmm", const(name), pa, pb, const(a.side),
                                                           const(b.side)), lay, side="e")
-        a, b = self.as_edge_if_node(a), self.as_edge_if_node(b)
+        a, b = self.shallow(self.as_edge_if_node(a)), self.shallow(self.as_edge_if_node(b))
         lay = self.join(a, b, shape)
         return Val(call(name, self.align(a, lay), self.align(b, lay)), lay, "e" if lay.rows else "plain")
 
@@ -1027,6 +1050,11 @@ class ModelLowering:
         a = self.as_edge_if_node(self.edge(t.args[0]))
         return Val(call("norm", a.py), Lay(a.lay.rows, a.lay.fam, ()), a.side)
 
+    def e_featreduce(self, t):  # a reduction over the feature axis of a per-edge value
+        a = self.as_edge_if_node(self.edge(t.args[0]))
+        return Val(call("featreduce", a.py, reduce=t.attrs["reduce"]), Lay(a.lay.rows, a.lay.fam, t.ty.shape),
+                   a.side)
+
     def e_dense(self, t):
         self.fam_sizes.setdefault(t.attrs["var"], t.attrs["size"])
         return self.dense(t, self.as_edge_if_node(self.edge(t.args[0])))
@@ -1039,7 +1067,8 @@ class ModelLowering:
 
     def e_call(self, t):
         a = self.as_edge_if_node(self.edge(t.args[0]))
-        return Val(call("submodel", a.py, key=t.attrs["key"]), Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
+        return Val(call("submodel", a.py, key=t.attrs["key"], lead=self.vmapped(t, a)),
+                   Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
 
     def softmax(self, t: T, v: Value) -> Val:
         self._edge_ctx = (t.attrs["var"], t.attrs["center"])
@@ -1082,16 +1111,39 @@ def _targets(stmt) -> set:
     return set()
 
 
+def _stored(stmt) -> set:
+    """The names an assignment writes: `a, b = ...`, or the list `h` of `h[l] = ...`."""
+    t = stmt.target
+    if isinstance(t, Py) and t.op == "getitem" and isinstance(t.args[0], Py) and t.args[0].op == "var":
+        return {t.args[0].args[0]}
+    return _targets(stmt)
+
+
+def _stored_in(stmts) -> set:
+    out = set()
+    for st in stmts:
+        if isinstance(st, Assign):
+            out |= _stored(st)
+        elif isinstance(st, Loop):
+            out |= _stored_in(st.body)
+        elif isinstance(st, Py) and st.op == "if":
+            out |= _stored_in(st.args[1]) | _stored_in(st.args[2])
+    return out
+
+
 def _drop_dead(stmts: list, live: set) -> list:
-    """Remove assignments nobody reads (walking backwards); loops, branches and h[l] stores stay."""
+    """Remove assignments nobody reads (walking backwards), and layer loops and `h[l]` stores of a family
+    nobody reads (an unused recurrence is not computed, and asks for no block)."""
     out = []
     for st in reversed(stmts):
         if isinstance(st, Assign):
-            names = _targets(st)
+            names = _stored(st)
             if names and not (names & live):
                 continue
             live |= _names(st.expr) | _names(st.target if isinstance(st.target, Py) else None)
         elif isinstance(st, Loop):
+            if not (_stored_in(st.body) & live):
+                continue
             st.body = _drop_dead(st.body, live | _assigned_names(st.body))
             for s2 in st.body:
                 if isinstance(s2, Assign):
@@ -1133,6 +1185,17 @@ def _assigned_names(stmts) -> set:
 def _pow(t: T, p: float) -> T:
     c = T("const", (), Ty(), frozenset(), t.span, {"value": p})
     return T("bin", (t, c), t.ty, t.deps, t.span, {"name": "pow"}, t.edge_input)
+
+
+def _nesting(py, memo: dict) -> int:
+    """How many operators are nested in an IR expression (memoised by identity: linear over a chain)."""
+    if not isinstance(py, Py):
+        return 0
+    got = memo.get(id(py))
+    if got is None:
+        got = 1 + max((_nesting(a, memo) for a in py.args), default=0)
+        memo[id(py)] = got
+    return got
 
 
 def _key(py):
@@ -1208,5 +1271,6 @@ def explain_plan(program: LProgram) -> str:
             lines.append(f"  largest intermediate: {fmt_dims(dims)} ({name})")
         per_edge = [fmt_dims(d) for _n, d in edge_feats]
         lines.append("  per-edge tensors: " + (", ".join(dict.fromkeys(per_edge)) if per_edge else "none"))
+        lines += blocks_pass.explain_lines(m)
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
