@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(with the history of every epoch); epoch lines then go to stderr")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _add_sampling_options(p)
+    from kokoyi.distributed.cli import add_partition_parser, add_train_options
+    add_train_options(p)
+    add_partition_parser(sub)
     p = sub.add_parser("eval", help="evaluate a saved model (kokoyi train --save DIR)",
                        description="Load the model saved in DIR and print its accuracy on the train, "
                        "validation and test nodes (the saved split when the data are those it was "
@@ -424,6 +427,13 @@ def cmd_train(args) -> int:
     model = pick_model(models, args.model or from_file.model, args.file)
     meta = getattr(model, "__kokoyi__", {})
     opts = merge_train_options(args, from_file, {hyper_key(h["name"]) for h in meta.get("hypers", [])})
+    if args.nproc is not None or args.partitions is not None:
+        from kokoyi.distributed.cli import DistCliError, cmd_train_distributed
+        try:
+            code = getattr(sys.modules.get(model.__module__), "__kokoyi_source__", None)
+            return cmd_train_distributed(args, opts, source, meta.get("name", model.__name__), code)
+        except (DistCliError, TrainError) as e:
+            raise CliError(str(e)) from None
     _check_output_paths(args)
     _threads(args.threads)
     stream = sys.stderr if args.json else sys.stdout
@@ -473,6 +483,15 @@ def cmd_train(args) -> int:
         if args.save:
             print(f"saved to {args.save} (kokoyi eval {shlex.quote(args.save)})")
     return 0
+
+
+def cmd_partition(args) -> int:
+    from kokoyi.distributed.cli import DistCliError, cmd_partition as run
+
+    try:
+        return run(args)
+    except DistCliError as e:
+        raise CliError(str(e)) from None
 
 
 def _eval_data(args, info: dict, labels: bool):
@@ -571,7 +590,7 @@ def cmd_predict(args) -> int:
 
 
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "render": cmd_render, "train": cmd_train,
-            "eval": cmd_eval, "predict": cmd_predict}
+            "eval": cmd_eval, "predict": cmd_predict, "partition": cmd_partition}
 
 
 def main(argv: list[str] | None = None) -> int:
