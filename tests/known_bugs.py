@@ -223,13 +223,13 @@ ALL_BUGS = [
              "'u must have shape (N, ...)', 't must have one row per edge', 'scores must be a torch.Tensor "
              "with E rows', and NaN gradients for `\\sum_u z / \\sqrt{|N(v)|}` with a plain z",
              _not_varying,
-             lambda r: r.category in ("forward", "backward") or r.category.startswith("disagree")),
+             lambda r: r.category in ("forward", "backward") or r.category.startswith("disagree"), fixed=True),
     KnownBug("constant-expression-variants",
              "variants of 'functions of hyperparameter-only or constant expressions emit torch.sqrt(<python "
              "number>)': `\\mathrm{dropout}_{0.5}(\\theta)`, `\\prod_{k=1}^{K} 2` (prints `2.expand`: "
              "SyntaxError), `\\max_{k=1}^{K} \\theta` ('float' object has no attribute 'expand')",
              _constant_subexpression,
-             lambda r: r.category in ("forward", "traceback:compile") or r.category.startswith("disagree")),
+             lambda r: r.category in ("forward", "traceback:compile") or r.category.startswith("disagree"), fixed=True),
     # ---- found by the reference interpreter, not in issue 7's list
     KnownBug("target-factor-gradient-nan",
              "variant of '`\\sum_{u} \\frac{x_u}{\\sqrt{|N(v)|}}` gives NaN on a node with no in-edges': the "
@@ -246,11 +246,11 @@ ALL_BUGS = [
              "NEW (on main after the forward(blocks) merge): an edge value reading a node value made by a "
              "neighbour sum (`y_v <- \\sum_u x_u`, `g_{uv} <- y_u \\cdot c`, `\\return g`): 'IndexError: list "
              "index out of range'", _edge_reads_reduced_node_value,
-             lambda r: r.category == "forward" and "list index out of range" in r.detail, found_by_interp=True),
+             lambda r: r.category == "forward" and "list index out of range" in r.detail, found_by_interp=True, fixed=True),
     KnownBug("constant-plain-output",
              "NEW: a returned plain definition that is a number (`\\iota \\gets 0.5`) is returned as a Python "
              "float, not a tensor", _constant_plain_output,
-             lambda r: "not a tensor" in r.detail, found_by_interp=True),
+             lambda r: "not a tensor" in r.detail, found_by_interp=True, fixed=True),
 ]
 KNOWN_BUGS = [b for b in ALL_BUGS if not b.fixed]  # still open: xfail
 FIXED_BUGS = [b for b in ALL_BUGS if b.fixed]  # fixed on main: their reproducers must agree
