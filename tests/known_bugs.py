@@ -177,6 +177,19 @@ def _constant_subexpression(p):
     return any(_is_constant(t) and t.op not in ("const", "hyper") for t in all_nodes(p))
 
 
+def _reads_definition_in_recurrence(p):
+    for m in p.models:
+        plain_defs = {d.value.key for d in m.defs if not d.recurrence and d.value.family is None}
+        for d in m.defs:
+            if d.recurrence and any(n.op == "ref" and n.attrs["key"] in plain_defs for n in nodes(d.expr)):
+                return True
+    return False
+
+
+def _submodel_call(p):
+    return any(t.op == "call" for t in all_nodes(p))
+
+
 def _constant_plain_output(p):
     for m in p.models:
         returned = {v.key for v, _ in m.returns if v.dom == "plain"}
@@ -247,6 +260,17 @@ ALL_BUGS = [
              "neighbour sum (`y_v <- \\sum_u x_u`, `g_{uv} <- y_u \\cdot c`, `\\return g`): 'IndexError: list "
              "index out of range'", _edge_reads_reduced_node_value,
              lambda r: r.category == "forward" and "list index out of range" in r.detail, found_by_interp=True, fixed=True),
+    KnownBug("recurrence-drops-a-definition",
+             "NEW (on main, 20:20): a recurrence that reads another definition in a neighbour sum and also "
+             "its previous layer at the target (`r^{(l)}_v <- \\sum_u \\mu_u (x_u W) + r^{(l-1)}_v`) falls back "
+             "to full_graph_only ('cannot order the hop levels 1 and l - 1') and the fallback forward never "
+             "assigns `mu`: 'NameError: name 'mu' is not defined'", _reads_definition_in_recurrence,
+             lambda r: r.category == "forward" and "NameError" in r.detail, found_by_interp=True),
+    KnownBug("row-wise-submodel-on-zero-rows",
+             "NEW (on main, 20:20): a file's submodel applied per edge on a graph without edges "
+             "(`\\sum_u \\phi((x_u \\cdot c) (x_v W))`, \\phi = z - mean(z) + q) fails: 'IndexError: select(): index 0 "
+             "out of range for tensor of size [0]' (the row-wise application of zero rows)", _submodel_call,
+             lambda r: r.category in ("forward", "backward") and "select()" in r.detail, found_by_interp=True),
     KnownBug("constant-plain-output",
              "NEW: a returned plain definition that is a number (`\\iota \\gets 0.5`) is returned as a Python "
              "float, not a tensor", _constant_plain_output,
@@ -309,6 +333,14 @@ REPRODUCERS = {
     r"g_{uv} \gets y_u \cdot b \\ \return g",
     "unreturned-recurrence-blocks": r"r^{(0)}_v \gets x_v W \\ r^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} "
     r"r^{(l-1)}_u U, \quad l = 1, \dots, L \\ y_v \gets \sum_{u \in \mathcal{N}(v)} x_u \\ \return y",
+    "recurrence-drops-a-definition": r"\param c \in \mathbb{R}^{d} \\ \mu_v \gets x_v \cdot c \\ r^{(0)}_v \gets x_v W "
+    r"\\ r^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} \mu_u (x_u W) + r^{(l-1)}_v, \quad l = 1, \dots, L \\ "
+    r"\return r^{(L)}",
+    "row-wise-submodel-on-zero-rows": HELPER.replace("o \\gets z - \\mathrm{mean}(z)", "\\param q \\in \\mathbb{R}^{m} \\\\\n  "
+                                                     "o \\gets z - \\mathrm{mean}(z) + q")
+    + REPRO_HEADER.replace(r"\\" + "\n%s", r"\\" + "\n  \\param \\phi \\sim \\mathrm{LN}(h) \\\\\n"
+                           "  \\param c \\in \\mathbb{R}^{d} \\\\\n%s")
+    % r"y_v \gets \sum_{u \in \mathcal{N}(v)} \phi((x_u \cdot c) (x_v W)) \\ \return y",
     "constant-plain-output": r"\iota \gets 0.5 \\ y_v \gets x_v \\ \return y, \iota",
 }
 
