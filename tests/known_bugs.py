@@ -10,6 +10,7 @@ Entries marked `found_by_interp` are not in issue 7's list: the reference interp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from kokoyi.compiler.ir import T
@@ -186,6 +187,10 @@ def _reads_definition_in_recurrence(p):
     return False
 
 
+def _has_recurrence(p):
+    return any(d.recurrence for m in p.models for d in m.defs)
+
+
 def _submodel_call(p):
     return any(t.op == "call" for t in all_nodes(p))
 
@@ -271,6 +276,12 @@ ALL_BUGS = [
              "(`\\sum_u \\phi((x_u \\cdot c) (x_v W))`, \\phi = z - mean(z) + q) fails: 'IndexError: select(): index 0 "
              "out of range for tensor of size [0]' (the row-wise application of zero rows)", _submodel_call,
              lambda r: r.category in ("forward", "backward") and "select()" in r.detail, found_by_interp=True),
+    KnownBug("recurrence-blocks-index",
+             "NEW (on main, 20:30; fuzz seeds 1855 and 4092, not minimised further): a layer recurrence that "
+             "reads a node value made by a max over N(v) \\cup {v} at the target, returned beside other "
+             "outputs, indexes a missing block with L = 1 on a graph without edges: 'IndexError: list index "
+             "out of range' (tests/known_bug_recurrence_blocks.kky)", _has_recurrence,
+             lambda r: r.category == "forward" and "list index out of range" in r.detail, found_by_interp=True),
     KnownBug("constant-plain-output",
              "NEW: a returned plain definition that is a number (`\\iota \\gets 0.5`) is returned as a Python "
              "float, not a tensor", _constant_plain_output,
@@ -341,6 +352,7 @@ REPRODUCERS = {
     + REPRO_HEADER.replace(r"\\" + "\n%s", r"\\" + "\n  \\param \\phi \\sim \\mathrm{LN}(h) \\\\\n"
                            "  \\param c \\in \\mathbb{R}^{d} \\\\\n%s")
     % r"y_v \gets \sum_{u \in \mathcal{N}(v)} \phi((x_u \cdot c) (x_v W)) \\ \return y",
+    "recurrence-blocks-index": (Path(__file__).parent / "known_bug_recurrence_blocks.kky").read_text(),
     "constant-plain-output": r"\iota \gets 0.5 \\ y_v \gets x_v \\ \return y, \iota",
 }
 
