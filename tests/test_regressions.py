@@ -584,3 +584,19 @@ def test_an_unused_recurrence_deeper_than_the_output_is_not_computed():
     assert "for l in" not in kokoyi.to_python(text)
     report = kokoyi.verify(text)
     assert report.ok, str(report)
+
+
+def test_linear_map_after_a_target_vector_factor_follows_the_sum():
+    """Found by the differential fuzzer (seed 729): in `\\sum_u \\frac{(x_v \\odot x_u) W}{\\sqrt{|N(v)|}}` the map
+    W was applied to x_u before the sum and x_v multiplied afterwards: a shape error, or with a square W
+    the silent wrong number x_v * (x_u W)."""
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(r"\param W \in \mathbb{R}^{d \times d} \\ \param V \in \mathbb{R}^{d \times 2} \\"
+                  r" y_v \gets \sum_{u \in \mathcal{N}(v)} (x_v \odot x_u) W \\"
+                  r" z_v \gets \sum_{u \in \mathcal{N}(v)} \frac{(x_v \odot x_u) V}{\sqrt{|\mathcal{N}(v)|}} \\"
+                  r" \return y, z \\"), d=3)
+    y, z = m(g, x)
+    deg = A.sum(1)
+    close(y, (x * (A @ x)) @ m.W)
+    scale = torch.where(deg > 0, deg.clamp(min=1).rsqrt(), torch.zeros(()))
+    close(z, scale[:, None] * ((x * (A @ x)) @ m.V))
