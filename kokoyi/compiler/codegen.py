@@ -349,7 +349,7 @@ def generate_model(m: LModel) -> str:
     fb = []
     gname = "graph"
     if on_blocks:
-        fb += blocks_header(tm, pr)
+        fb += blocks_header(tm, pr, m.blocks)
         gname = "blocks[0]"
     elif getattr(m, "blocks", None):
         fb.append(f"ops.full_graph_only(graph, {quote(tm.name)}, {quote(m.blocks['reason'])})")
@@ -367,13 +367,14 @@ def generate_model(m: LModel) -> str:
     return "\n".join(out) + "\n"
 
 
-def blocks_header(tm, pr: Printer) -> list[str]:
+def blocks_header(tm, pr: Printer, tm_blocks: dict) -> list[str]:
     """The forward's first lines on a model that runs on blocks (kokoyi/compiler/blocks.py)."""
     depth = pr.dim(tm.depth)
     edge = any(i.dom == "edge" for i in tm.inputs)
     return [f"# one graph per hop ({depth}): the full graph each time, or the sampled blocks of a mini-batch",
             "# (block 0 reads the inputs; with `history`, one block repeated and stale rows for its other sources)",
-            f"blocks = ops.hops(graph, self.hop_depth(), history{', edge_inputs=True' if edge else ''})"]
+            f"blocks = ops.hops(graph, self.hop_depth(), history{', edge_inputs=True' if edge else ''}"
+            f"{'' if tm_blocks.get('control_variate', True) else ', control_variate=False'})"]
 
 
 def body_lines(stmts, pr: Printer) -> list[str]:
@@ -483,7 +484,7 @@ def generate(program: LProgram, standalone: bool = False) -> str:
                      "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
                      "node_rows=node_rows)\n")
     else:
-        parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
+        parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:
         parts.append("\n\n" + generate_model(m))
     table = ", ".join(f'{quote(m.typed.name)}: {m.typed.name}' for m in program.models)

@@ -74,8 +74,8 @@ class ModelLowering:
         self.intermediates: list[tuple] = []
         self.names: set[str] = set(tm.values) | {"graph", "self", "torch", "ops", "F", "nn"}
         self.env: dict[str, Val] = {}
-        self.self_loop_env: dict[str, Val] = {}
-        self.stacked: dict[str, Val] = {}
+        self.self_loop_env: dict = {}  # key, or (key, id of an `if` branch) -> the value on the self loop
+        self.stacked: dict[str, Val] = {}  # a head family's members stacked once, at the top of the body
         self.fam_sizes: dict[str, sp.Expr] = {}
         self.loop_vars: dict[str, str] = {}
         self.target = self.body
@@ -328,8 +328,11 @@ class ModelLowering:
 
     def self_loop_value(self, v: Value, t: T) -> Val:
         """An edge value on the self loop (v, v): its definition evaluated node-wise."""
-        if v.key in self.self_loop_env:
-            return self.self_loop_env[v.key]
+        # a value computed inside one branch of a run-time `if` exists in that branch only
+        block = id(self.target) if self.target is not self.body else 0
+        for k in ((v.key, block), v.key):
+            if k in self.self_loop_env:
+                return self.self_loop_env[k]
         if v.kind == "input":
             raise LowerError(f"edge input {v.key} on a self loop")
         d = next(d for d in self.tm.defs if d.value.key == v.key)
@@ -339,7 +342,7 @@ class ModelLowering:
             raise LowerError("softmax self loop")
         val = self.per_node(self.on_self_loop(d.expr))  # a constant edge value is a row per node too
         val = self.emit(f"{v.key}_self", val.py, val.lay)
-        self.self_loop_env[v.key] = val
+        self.self_loop_env[(v.key, block) if block else v.key] = val
         return val
 
     def on_self_loop(self, t: T) -> Val:
