@@ -539,7 +539,10 @@ class ModelLowering:
         S = None
         if src and not (W is not None and vec_side == "src"):
             S = self.product_of(src, f"{name}_src")
-        order = self.linear_order(W, S) if (W is not None and vec_side == "src") else "after"
+        # `((x_v * x_u) W)`: a vector factor of the target or the edge multiplies the features W acts on, so
+        # the map can only follow the reduction (projecting first would mix x_v with x_u W)
+        vec_elsewhere = any(f.ty.shape for f in dst + cst + edge)
+        order = self.linear_order(W, S) if (W is not None and vec_side == "src" and not vec_elsewhere) else "after"
         if W is not None and vec_side == "src" and E is not None and red == "sum" and self.fuse_gat \
                 and self.gat_pattern(E, t.attrs["self_loop"]) is not None:
             order = "before"  # attention: the fused op runs on the projected features
