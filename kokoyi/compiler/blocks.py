@@ -8,9 +8,13 @@ Node values live on node sets; with ``S_k`` the sources of block k and ``D_k`` t
     S_k  =  sources of block k                        (= D_k on sampled blocks; with historical
                                                         embeddings D_k plus stale out-of-batch rows)
 
-Targets are a prefix of the sources, so ``S_j ⊇ S_k``, ``S_j ⊇ D_k`` and ``D_j ⊇ D_k`` for j <= k: a value
-moves to a later set by slicing its rows (``x[: blocks[k].num_src]``, ``x[: blocks[k-1].num_dst]``); the
-only move that is not a slice is ``D_k -> S_k``, the exchange with the history (the identity without one).
+Targets are a prefix of the sources, so ``S_j ⊇ D_k`` and ``D_j ⊇ D_k`` for j < k: a value moves to a
+later set by slicing its rows (``x[: blocks[k - 1].num_dst]``). ``D_k -> S_k`` is the exchange with the
+history (the identity without one). ``S_j -> S_k`` is a slice on plain and GNNAutoScale blocks but not on
+VR-GCN's control-variate blocks (stale copies follow the fresh sources), so quantities of the graph alone
+(degrees, node tables) are recomputed on block k's sources (``ops.node_degrees(blocks[k], "in")``) and
+any other such read marks the model ``control_variate: False``. An edge value of block j read on block
+k > j is recomputed there from its definition.
 
 The pass walks the lowered statements once, gives every value its set (a `Lv`: level k, side s/d; edge
 values their block), picks each sparse operator's block (the latest level among its operands), slices
