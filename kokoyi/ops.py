@@ -12,5 +12,6 @@ __all__ = list(_kernel_all) + ["check_hyper", "check_input"]
 # (kokoyi/sampling/estimator.py); on a plain Graph they are the kernels' operators above.
 from kokoyi.sampling.estimator import (edge_softmax, exchange, full_graph_only, gat_aggregate, gspmm,  # noqa: E402,F811
                                        hops, node_degrees, node_rows)
+from kokoyi.sampling.estimator import check_edge_input, edge_rows  # noqa: E402
 
-__all__ += ["hops", "node_degrees", "node_rows", "exchange", "full_graph_only"]
+__all__ += ["hops", "node_degrees", "node_rows", "exchange", "full_graph_only", "edge_rows", "check_edge_input"]
