@@ -357,8 +357,11 @@ def generate_model(m: LModel) -> str:
         shape = "(" + "".join(pr.dim(d) + ", " for d in i.ty.shape).rstrip(", ") + ("," if len(i.ty.shape) == 1 else "") + ")"
         where = gname if tm.uses_graph else "None"
         fb.append(f"# {comment(i.latex)}")
-        fb.append(f'{i.key} = ops.check_input({where}, {quote(i.key)}, {i.key}, {quote(i.dom)}, {shape})')
-        if i.dom == "edge":
+        if on_blocks and i.dom == "edge":  # one row per edge of the full graph; blocks gather theirs
+            fb.append(f'{i.key} = ops.check_edge_input(blocks, {quote(i.key)}, {i.key}, {shape})')
+        else:
+            fb.append(f'{i.key} = ops.check_input({where}, {quote(i.key)}, {i.key}, {quote(i.dom)}, {shape})')
+        if i.dom == "edge" and not on_blocks:  # (on blocks: ops.edge_rows where a block reads it)
             fb.append(f"{i.key} = {gname}.edge_data({i.key})  # the user's edge order -> the graph's")
     fb += body_lines(m.body, pr)
     outs = [pr(o) for o in m.outputs]
@@ -464,6 +467,14 @@ def exchange(history, key, x, blocks, k):
 def node_rows(graph, table):
     return table
 
+
+def edge_rows(graph, e):
+    return graph.edge_data(e)
+
+
+def check_edge_input(blocks, name, e, shape):
+    return check_input(blocks[0], name, e, "edge", shape)
+
 '''
 
 
@@ -482,7 +493,7 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
                      "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
                      "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
-                     "node_rows=node_rows)\n")
+                     "node_rows=node_rows, edge_rows=edge_rows, check_edge_input=check_edge_input)\n")
     else:
         parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:
