@@ -5,11 +5,12 @@ which carries the global ids of its nodes, the full graph's degrees and the samp
 estimator weights (see `docs/language.md`, "Sampled blocks"). Runtime code: no compiler import.
 """
 from kokoyi.sampling.block import Block
+from kokoyi.sampling.control_variate import control_variate_blocks
 from kokoyi.sampling.exact import full_block, full_blocks, layerwise_inference
 from kokoyi.sampling.history import History, WithHistory, with_history
 
 __all__ = ["Block", "History", "WithHistory", "with_history", "full_block", "full_blocks",
-           "layerwise_inference"]
+           "layerwise_inference", "control_variate_blocks"]
 
 # samplers and loaders (runtime only: torch, numpy, pymetis)
 from kokoyi.sampling.batch import Batch  # noqa: E402
@@ -24,3 +25,6 @@ __all__ += ["ASGCNLoader", "AdaptiveSampler", "Batch", "ClusterLoader", "Cluster
             "FastGCNSampler", "FullNeighborSampler", "LadiesLoader", "LadiesSampler", "Loader",
             "NeighborLoader", "NeighborSampler", "NodeLoader", "SaintLoader", "SaintSampler",
             "SubgraphLoader"]
+from kokoyi.sampling.spec import KINDS as SAMPLERS, make_loader, parse_sampler  # noqa: E402
+
+__all__ += ["SAMPLERS", "make_loader", "parse_sampler"]

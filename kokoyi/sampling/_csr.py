@@ -38,15 +38,14 @@ def floyd_subsets(size: torch.Tensor, k: int, gen: torch.Generator) -> torch.Ten
         for j = size-k .. size-1:  t ~ U{0..j};  S <- S + {j if t in S else t}
     """
     n = size.numel()
-    out = torch.empty((n, k), dtype=torch.int64)
+    out = torch.empty((k, n), dtype=torch.int64)  # one row per step: contiguous comparisons
     for i in range(k):
         j = size - k + i
         t = randint_below(j + 1, gen)
         if i:
-            taken = (out[:, :i] == t[:, None]).any(dim=1)
-            t = torch.where(taken, j, t)
-        out[:, i] = t
-    return out
+            t = torch.where((out[:i] == t).any(dim=0), j, t)
+        out[i] = t
+    return out.t()
 
 
 def sample_neighbors(graph, dst_ids: torch.Tensor, fanout: int, gen: torch.Generator,
@@ -71,27 +70,25 @@ def sample_neighbors(graph, dst_ids: torch.Tensor, fanout: int, gen: torch.Gener
         w = (deg[row].to(torch.float32) / fanout)
         return row, start[row] + off, w
     small = deg <= fanout
-    rs, os_ = segment_arange(torch.where(small, deg, torch.zeros_like(deg)))
-    big = torch.nonzero(~small).flatten()
-    ob = floyd_subsets(deg[big], fanout, gen).flatten()
-    rb = big.repeat_interleave(fanout)
-    row = torch.cat([rs, rb])
-    off = torch.cat([os_, ob])
-    w = torch.where(small[row], torch.ones((), dtype=torch.float32),
-                    deg[row].to(torch.float32) / fanout)
-    order = torch.argsort(row, stable=True)
-    row, off, w = row[order], off[order], w[order]
+    row, pos = segment_arange(torch.where(small, deg, torch.full_like(deg, fanout)))
+    # a k-subset for every row (of max(d, k) items; rows with d <= k then take 0..d-1 instead)
+    picks = floyd_subsets(torch.clamp(deg, min=fanout), fanout, gen).reshape(-1)
+    in_small = small[row]
+    off = torch.where(in_small, pos, picks[row * fanout + pos])
+    w = torch.where(in_small, torch.ones((), dtype=torch.float32), deg[row].to(torch.float32) / fanout)
     return row, start[row] + off, w
 
 
 def relabel(dst_ids: torch.Tensor, src_global: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Local numbering of a block: ``src_ids`` = dst_ids followed by the other sources (ascending global
     id), and the local id of every entry of `src_global`."""
-    mark = torch.full((num_nodes,), -1, dtype=torch.int64)
     nd = dst_ids.numel()
+    flag = torch.zeros(num_nodes, dtype=torch.bool)    # O(N + E) instead of sorting the E sources
+    flag[src_global] = True
+    flag[dst_ids] = False
+    new = torch.nonzero(flag).flatten()
+    mark = torch.empty(num_nodes, dtype=torch.int64)   # only read at ids written just below
     mark[dst_ids] = torch.arange(nd, dtype=torch.int64)
-    cand = torch.unique(src_global)
-    new = cand[mark[cand] < 0]
     mark[new] = torch.arange(nd, nd + new.numel(), dtype=torch.int64)
     return torch.cat([dst_ids, new]), mark[src_global]
 
@@ -100,7 +97,9 @@ def make_block(graph, src_local, dst_local, src_ids, num_dst, weight):
     """A `Block` with full-graph degrees of its source nodes."""
     from kokoyi.sampling.block import Block
 
-    return Block.create(src_local, dst_local, int(src_ids.numel()), int(num_dst), src_ids,
+    # local ids fit in int32 (faster sorts, half the memory); a block's index tensors share one dtype
+    idx = torch.int32 if src_ids.numel() < 2**31 - 1 else torch.int64
+    return Block.create(src_local.to(idx), dst_local.to(idx), int(src_ids.numel()), int(num_dst), src_ids,
                         edge_weight=weight, in_degrees=full_in_degrees(graph)[src_ids],
                         out_degrees=full_out_degrees(graph)[src_ids])
 

@@ -9,7 +9,8 @@ sources, and keep every edge u -> v (v in V_k) whose source was drawn, with the 
 so that E[sum_{kept} w_uv f(u, v)] = sum_{u in N(v)} f(u, v) for every target (unbiased whatever q is,
 as long as q > 0 on N(V_k)). The proposals, with Â = D~^{-1/2}(A+I)D~^{-1/2}, d~ = in-degree + 1:
 
-    FastGCN  q(u) ∝ ||Â[:, u]||^2 over all nodes (layer-independent);
+    FastGCN  q(u) ∝ ||Â[:, u]||^2 over all nodes (layer-independent; draws without an edge into V_k
+             are wasted, which is FastGCN's known weakness on small batches);
     LADIES   q(u) ∝ sum_{v in V_k} Â_vu^2 over N(V_k) (layer-dependent: only neighbours of the layer);
     AS-GCN   q(u) ∝ (sum_{v in V_k} Â_vu) * g(x_u), g(x) = softplus(x W_g + b_g) + 1e-3 learned by
              minimising the estimator's variance on the input layer (`AdaptiveSampler.variance_loss`).
@@ -44,7 +45,10 @@ def draw(prob: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
 
 class LayerwiseSampler:
     """Base of the layer-wise samplers: subclasses give ``proposal(graph, dst, row, eid, cand, inv)``,
-    the unnormalised q over the candidate sources `cand` (unique sources of the in-edges of `dst`)."""
+    the unnormalised q over the candidate sources `cand` (unique sources of the in-edges of `dst`).
+    With ``global_proposal`` the draws are over all nodes instead (FastGCN)."""
+
+    global_proposal = False
 
     def __init__(self, layer_sizes: Sequence[int]):
         self.layer_sizes = _check_sizes(layer_sizes)
@@ -70,9 +74,15 @@ class LayerwiseSampler:
         if cand.numel() == 0:
             z = torch.zeros(0, dtype=torch.int64)
             return z, z, torch.zeros(0), None, cand, inv, z
-        q = self.proposal(graph, dst, row, eid, cand, inv).to(torch.float64)
-        q = q / q.sum()
-        counts = draw(q, n, gen)
+        if self.global_proposal:  # FastGCN: draws from every node; those without an edge here are lost
+            q_all = self.norm_sq(graph)[1]
+            q_all = q_all / q_all.sum()
+            counts = draw(q_all, n, gen)[cand]
+            q = q_all[cand]
+        else:
+            q = self.proposal(graph, dst, row, eid, cand, inv).to(torch.float64)
+            q = q / q.sum()
+            counts = draw(q, n, gen)
         keep = counts[inv] > 0
         w = (counts[inv][keep].to(torch.float64) / (n * q[inv][keep])).to(torch.float32)
         return row[keep], eid[keep], w, q, cand, inv, counts
@@ -89,10 +99,10 @@ class LayerwiseSampler:
 
 
 class FastGCNSampler(LayerwiseSampler):
-    """FastGCN: q(u) ∝ ||Â[:, u]||^2, the same for every layer."""
+    """FastGCN: q(u) ∝ ||Â[:, u]||^2 over all nodes, the same for every layer (draws that land on a node
+    with no edge into the layer's targets are lost, as in the paper)."""
 
-    def proposal(self, graph, dst, row, eid, cand, inv):
-        return self.norm_sq(graph)[1][cand]
+    global_proposal = True
 
 
 class LadiesSampler(LayerwiseSampler):

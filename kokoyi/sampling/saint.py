@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from kokoyi.sampling._csr import gcn_norm_sq, induced_edges, make_block
-from kokoyi.sampling._rng import PRESAMPLE_EPOCH, generator, rand, randint_below
+from kokoyi.sampling._rng import PRESAMPLE_EPOCH, generator, randint_below
 from kokoyi.sampling.layerwise import draw
 
 KINDS = ("node", "edge", "rw")
