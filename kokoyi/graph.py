@@ -178,6 +178,33 @@ class Graph:
         g._in_deg = g._out_deg = g._inv_eid = g._rev = None
         return g
 
+    @classmethod
+    def batch(cls, graphs) -> "Graph":
+        """One block-diagonal graph of full graphs (see :mod:`kokoyi.batch`), with a graph id per node."""
+        from kokoyi.batch import batch_graphs
+        return batch_graphs(graphs, cls)
+
+    def set_graph_ids(self, node_graph: torch.Tensor, num_graphs: int) -> "Graph":
+        """Declare which graph of a batch each node belongs to (sorted ids in 0..num_graphs-1)."""
+        from kokoyi.batch import check_graph_ids
+        self._num_graphs = _check_count(num_graphs, "num_graphs")
+        self._node_graph = check_graph_ids(node_graph, self._num_graphs, self.num_src).to(self.device)
+        return self
+
+    @property
+    def num_graphs(self) -> int:
+        """Number of graphs in a batch (1 for a graph that was not batched)."""
+        return getattr(self, "_num_graphs", None) or 1
+
+    @property
+    def node_graph(self) -> torch.Tensor:
+        """(num_src,) int64: the graph id of each node (all 0 for a graph that was not batched)."""
+        ids = getattr(self, "_node_graph", None)
+        if ids is None:
+            ids = torch.zeros(self.num_src, dtype=torch.int64, device=self.device)
+            self._node_graph = ids
+        return ids
+
     # ------------------------------------------------------------------ properties
     @property
     def num_edges(self) -> int:

@@ -7,3 +7,6 @@ from kokoyi.kernels.ops import __all__ as _kernel_all
 from kokoyi.kernels.validate import check_hyper, check_input
 
 __all__ = list(_kernel_all) + ["check_hyper", "check_input"]
+from kokoyi.kernels.readout import broadcast_graph, graph_softmax, readout  # noqa: E402
+
+__all__ += ["readout", "broadcast_graph", "graph_softmax"]

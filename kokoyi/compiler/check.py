@@ -20,6 +20,7 @@ import sympy as sp
 from kokoyi.diagnostics import Collector
 from kokoyi.grammar import ast as A
 from kokoyi.compiler.ir import Family, T, TDef, TModel, TProgram, Ty, Value
+from kokoyi.compiler.readout import GRAPH, ReadoutChecks
 
 NODE_LETTERS = ("u", "v", "w")
 RESERVED = {"graph", "self", "torch", "ops", "F", "nn", "forward", "training", "math", "Graph", "Tensor",
@@ -116,7 +117,7 @@ class Scope:
         return Scope(**d)
 
 
-class ModelChecker:
+class ModelChecker(ReadoutChecks):
     def __init__(self, model: A.Model, program: A.Program, col: Collector, model_names: dict):
         self.m, self.src, self.col, self.model_names = model, program.source, col, model_names
         self.values: dict[str, Value] = {}
@@ -584,7 +585,9 @@ class ModelChecker:
                 expr = T("expand_fam", (expr,), Ty(expr.ty.shape, (fam.letter,) + expr.ty.fam), expr.deps,
                          expr.span, {"letter": fam.letter, "size": fam.hi - fam.lo + 1})
         allowed = set(letters or ())
-        extra = set(expr.deps) - allowed - {"e"}
+        if v.dom == "plain" and GRAPH in expr.deps:
+            v.dom = "graph"  # a readout (or a value made from one): one row per graph
+        extra = set(expr.deps) - allowed - {"e", GRAPH}
         if extra:
             self.err(f"index {', '.join(sorted(extra))} is not bound in the definition of '{self.latex(st.target)}'",
                      st.expr.span, "bind it with a sum, e.g. \\sum_{u \\in \\mathcal{N}(v)}")
@@ -884,6 +887,8 @@ class ModelChecker:
         op = "param" if v.kind == "param" else "ref"
         edge_input = (v.kind == "input" and v.dom == "edge") or v.info.get("edge_input", False)
         t = T(op, (), Ty(v.ty.shape, fam_letters), frozenset(deps), node.span, attrs, edge_input)
+        if v.dom == "graph":
+            t = self.at_graph(t, scope)
         if v.kind == "input" and v.dom == "edge":
             self.uses_graph = True
         return self.apply_sup(t, sup, node, scope) if sup is not None else t
@@ -986,6 +991,8 @@ class ModelChecker:
             if not self._shape_eq(arg.ty.shape, want):
                 self.err(f"shape mismatch: '{v.key}' takes {fmt_shape(want)}, given {fmt_shape(arg.ty.shape)}", span)
             return self.mk("call", [arg], Ty(v.ty.shape, arg.ty.fam), span, key=v.key)
+        if name == "softmax" and isinstance(script, A.Membership) and self.is_vertex_set(script.set):
+            return self.graph_softmax(script, arg_node, scope, span)
         if name == "softmax" and isinstance(script, A.Membership):
             return self.nb_softmax(script, arg_node, scope, span)
         if name == "deg":
@@ -1141,6 +1148,8 @@ class ModelChecker:
         return center, direction, self_loop
 
     def x_BigOp(self, node, scope):
+        if isinstance(node.sub, A.Membership) and self.is_vertex_set(node.sub.set):
+            return self.readout(node, scope)
         if isinstance(node.sub, A.Membership):
             return self.nb_reduce(node, scope)
         if isinstance(node.sub, A.Binding):

@@ -86,6 +86,10 @@ TEMPLATES = {
     "edge_output": "graph.edge_output({0})",
     "list_of": "[None] * ({0})",
     "ones_like_deg": "torch.ones_like({0})",
+    "readout": "ops.readout(graph, {0}, {1})",
+    "broadcast_graph": "ops.broadcast_graph(graph, {0})",
+    "graph_softmax": "ops.graph_softmax(graph, {0})",
+    "ones_nodes": "torch.ones(graph.num_src, dtype={dtype}, device=graph.device)",
     "gat_aggregate": "ops.gat_aggregate(graph, {0}, {1}, {2}, negative_slope={3}, self_loop={4})",
 }
 # the precedence each argument of a template needs (an argument followed by `.x`/`[..]` must be an atom;
@@ -216,6 +220,8 @@ class Printer:
         raise ValueError(f"no print rule for {op}")
 
     def rows(self, py: Py) -> str:
+        if py.attrs["rows"] == "G":
+            return "graph.num_graphs"
         return "graph.num_edges" if py.attrs["rows"] == "E" else "graph.num_dst"
 
 

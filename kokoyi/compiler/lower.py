@@ -29,6 +29,7 @@ from kokoyi.compiler.check import N_NODES, same
 from kokoyi.compiler.ir import (Assign, Comment, LModel, Loop, LProgram, PlanEntry, Py, T, TModel, TProgram,
                                 Ty, Value)
 from kokoyi.diagnostics import Collector
+from kokoyi.compiler.readout_lower import G_GRAPHS, ReadoutLowering
 
 E_EDGES = sp.Symbol("E", positive=True, integer=True)
 
@@ -65,7 +66,7 @@ class LowerError(Exception):
     pass
 
 
-class ModelLowering:
+class ModelLowering(ReadoutLowering):
     def __init__(self, tm: TModel, col: Collector):
         self.tm, self.col = tm, col
         self.body: list = []
@@ -109,7 +110,7 @@ class ModelLowering:
         return val
 
     def layout_dims(self, lay: Lay) -> tuple:
-        rows = {"N": (N_NODES,), "E": (E_EDGES,), None: ()}[lay.rows]
+        rows = {"N": (N_NODES,), "E": (E_EDGES,), "G": (G_GRAPHS,), None: ()}[lay.rows]
         return rows + tuple(self.fam_sizes.get(f, sp.Symbol(f.upper())) for f in lay.fam) + tuple(lay.shape)
 
     # ------------------------------------------------------------------ model
