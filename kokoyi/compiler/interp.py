@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from kokoyi.compiler.ir import T, TModel, TProgram, Value
+from kokoyi.compiler.readout_interp import GRAPH_ID, ReadoutInterp
 
 SELF = -1  # the edge id of the self loop (v, v) of `N(v) ∪ {v}`: not an edge of the graph
 EDGE = "#edge"  # the env key holding the current edge id
@@ -52,6 +53,8 @@ class GraphLists:
     dst: list
     in_edges: list  # in_edges[v] = [e, ...] edge ids into v, in user order
     out_edges: list
+    node_graph: list | None = None  # graph id of each node of a batch (None: one graph)
+    num_graphs: int = 1
 
     @classmethod
     def from_edge_index(cls, edge_index, num_nodes: int) -> "GraphLists":
@@ -130,7 +133,7 @@ def _reduce_list(reduce: str, items: list, shape) -> torch.Tensor:
             "prod": lambda: stacked.prod(0)}[reduce]()
 
 
-class ModelInterpreter:
+class ModelInterpreter(ReadoutInterp):
     """Evaluates one typed model on one graph with the weights of one compiled module."""
 
     def __init__(self, model: TModel, program: TProgram, module: torch.nn.Module, graph: GraphLists | None):
@@ -205,6 +208,8 @@ class ModelInterpreter:
 
     def evaluate_def(self, v: Value, expr: T, env: dict):
         letters = v.info.get("letters") or ()
+        if v.dom == "graph":
+            return self.graph_rows(expr, env)
         if v.dom == "plain":
             return self.eval(expr, dict(env))
         g = self.g
@@ -258,6 +263,8 @@ class ModelInterpreter:
             return obj[env[t.attrs["row"]]]
         if v.dom == "node":
             return obj[env[t.attrs["at"]]]
+        if v.dom == "graph":
+            return obj[env[GRAPH_ID]]
         if v.dom == "edge":
             a, b = t.attrs["at"]
             eid = env[EDGE]
@@ -378,7 +385,7 @@ class ModelInterpreter:
 
 
 def interpret(program: TProgram, name: str, module: torch.nn.Module, edge_index=None, num_nodes: int | None = None,
-              inputs=()) -> tuple:
+              inputs=(), node_graph=None, num_graphs: int | None = None) -> tuple:
     """Evaluate model `name` of a checked `program` on the graph `edge_index` ((2, E), row 0 sources, row 1
     targets, user order) with the weights and hyperparameters of `module`; returns the outputs as a tuple."""
     model = next((m for m in program.models if m.name == name), None)
@@ -388,4 +395,7 @@ def interpret(program: TProgram, name: str, module: torch.nn.Module, edge_index=
     if edge_index is not None:
         graph = GraphLists.from_edge_index(edge_index, int(num_nodes if num_nodes is not None else
                                                            (int(edge_index.max()) + 1 if edge_index.numel() else 0)))
+    if node_graph is not None and graph is not None:  # a batch of graphs (kokoyi.Graph.batch)
+        graph.node_graph = [int(b) for b in node_graph]
+        graph.num_graphs = num_graphs if num_graphs is not None else max(graph.node_graph, default=-1) + 1
     return ModelInterpreter(model, program, module, graph).run(list(inputs))

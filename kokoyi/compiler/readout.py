@@ -89,4 +89,4 @@ class ReadoutChecks:
         if body.edge_input or "e" in body.deps or set(body.deps) - {x}:
             self.err(f"the scores of a softmax over \\mathcal{{V}} are node values of {x}", arg_node.span)
         self.uses_graph = True
-        return T("graph_softmax", (body,), body.ty, frozenset({scope.center}), span, {"var": x})
+        return T("graph_softmax", (body,), body.ty, frozenset({scope.center}), span, {"var": x, "at": scope.center})
