@@ -10,3 +10,6 @@ __all__ = list(_kernel_all) + ["check_hyper", "check_input"]
 from kokoyi.kernels.readout import broadcast_graph, graph_softmax, readout  # noqa: E402
 
 __all__ += ["readout", "broadcast_graph", "graph_softmax"]
+from kokoyi.kernels.norms import GraphNorm  # noqa: E402
+
+__all__ += ["GraphNorm"]

@@ -21,6 +21,8 @@ from kokoyi.diagnostics import Collector
 from kokoyi.grammar import ast as A
 from kokoyi.compiler.ir import Family, T, TDef, TModel, TProgram, Ty, Value
 from kokoyi.compiler.readout import GRAPH, ReadoutChecks
+from kokoyi.compiler.builtins import NORMS
+from kokoyi.compiler.norms import NormChecks
 
 NODE_LETTERS = ("u", "v", "w")
 RESERVED = {"graph", "self", "torch", "ops", "F", "nn", "forward", "training", "math", "Graph", "Tensor",
@@ -51,6 +53,8 @@ GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "et
          "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi",
          "Omega", "ell"}
 BUILTIN_SUBMODELS = {"Linear": 2, "MLP": 3}
+BUILTIN_SUBMODELS.update({name: 1 for name in NORMS})  # \mathrm{LayerNorm}(d), ... (builtins.py)
+FUNCTIONS.update({name: (b.op, None) for name, b in NORMS.items()})  # inline \mathrm{LayerNorm}(h_v)
 
 
 def py_name(key: str) -> str:
@@ -117,7 +121,7 @@ class Scope:
         return Scope(**d)
 
 
-class ModelChecker(ReadoutChecks):
+class ModelChecker(ReadoutChecks, NormChecks):
     def __init__(self, model: A.Model, program: A.Program, col: Collector, model_names: dict):
         self.m, self.src, self.col, self.model_names = model, program.source, col, model_names
         self.values: dict[str, Value] = {}
@@ -963,6 +967,7 @@ class ModelChecker(ReadoutChecks):
         out = []
         i = 0
         while i < len(nodes):
+            self.unknown_function(nodes, i)
             t = self.expr(nodes[i], scope)
             if t.op == "func":
                 if i + 1 >= len(nodes):
@@ -985,6 +990,8 @@ class ModelChecker(ReadoutChecks):
         if arg is None and name not in ("softmax", "deg", "maximum", "minimum") or (
                 name == "softmax" and not isinstance(script, A.Membership)):
             arg = self.expr(arg_node, scope)
+        if self.is_norm(f):
+            return self.norm_call(f, arg, span, scope)
         if name == "call":
             v = f.attrs["value"]
             want = v.info["shape_in"]

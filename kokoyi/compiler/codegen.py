@@ -13,6 +13,7 @@ from pathlib import Path
 import sympy as sp
 
 from kokoyi.compiler.ir import Assign, Comment, LModel, Loop, LProgram, Py
+from kokoyi.compiler.builtins import NORMS
 
 INDENT = "    "
 
@@ -87,6 +88,8 @@ TEMPLATES = {
     "list_of": "[None] * ({0})",
     "ones_like_deg": "torch.ones_like({0})",
     "readout": "ops.readout(graph, {0}, {1})",
+    "builtin_call": "{0}({1})",
+    "builtin_call_graph": "{0}({1}, graph)",
     "broadcast_graph": "ops.broadcast_graph(graph, {0})",
     "graph_softmax": "ops.graph_softmax(graph, {0})",
     "ones_nodes": "torch.ones(graph.num_src, dtype={dtype}, device=graph.device)",
@@ -277,6 +280,9 @@ def generate_model(m: LModel) -> str:
         if p.kind == "submodel":
             dims = [pinit.dim(d) for d in p.info["dims"]]
             dims = [f"self.{d}" if d in {h.key for h in tm.hypers} else d for d in dims]
+            if p.info["model"] in NORMS:  # the builtin table (builtins.py)
+                body.append(f"self.{p.key} = {NORMS[p.info['model']].ctor.format(dims[0])}")
+                continue
             if p.info["kind"] == "builtin":
                 if p.info["model"] == "Linear":
                     body.append(f"self.{p.key} = nn.Linear({dims[0]}, {dims[1]})")

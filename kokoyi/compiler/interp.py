@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from kokoyi.compiler.ir import T, TModel, TProgram, Value
 from kokoyi.compiler.readout_interp import GRAPH_ID, ReadoutInterp
+from kokoyi.compiler.norms import NormInterp
 
 SELF = -1  # the edge id of the self loop (v, v) of `N(v) ∪ {v}`: not an edge of the graph
 EDGE = "#edge"  # the env key holding the current edge id
@@ -133,7 +134,7 @@ def _reduce_list(reduce: str, items: list, shape) -> torch.Tensor:
             "prod": lambda: stacked.prod(0)}[reduce]()
 
 
-class ModelInterpreter(ReadoutInterp):
+class ModelInterpreter(ReadoutInterp, NormInterp):
     """Evaluates one typed model on one graph with the weights of one compiled module."""
 
     def __init__(self, model: TModel, program: TProgram, module: torch.nn.Module, graph: GraphLists | None):

@@ -30,6 +30,7 @@ from kokoyi.compiler.ir import (Assign, Comment, LModel, Loop, LProgram, PlanEnt
                                 Ty, Value)
 from kokoyi.diagnostics import Collector
 from kokoyi.compiler.readout_lower import G_GRAPHS, ReadoutLowering
+from kokoyi.compiler.norms import NormLowering
 
 E_EDGES = sp.Symbol("E", positive=True, integer=True)
 
@@ -66,7 +67,7 @@ class LowerError(Exception):
     pass
 
 
-class ModelLowering(ReadoutLowering):
+class ModelLowering(ReadoutLowering, NormLowering):
     def __init__(self, tm: TModel, col: Collector):
         self.tm, self.col = tm, col
         self.body: list = []
