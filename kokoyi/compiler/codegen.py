@@ -413,9 +413,11 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         inline = (Path(__file__).resolve().parent.parent / "kernels" / "inline.py").read_text()
         parts.append("\n# ---- kokoyi's PyTorch operators, inlined (this file needs torch alone) ----\n")
         parts.append(_strip_module_doc(inline))
+        parts.append(_standalone_extras())
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
                      "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
-                     "check_hyper=check_hyper)\n")
+                     "check_hyper=check_hyper, readout=readout, broadcast_graph=broadcast_graph, "
+                     "graph_softmax=graph_softmax, GraphNorm=GraphNorm)\n")
     else:
         parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:
@@ -425,6 +427,16 @@ def generate(program: LProgram, standalone: bool = False) -> str:
     for m in program.models:
         parts.append(f"{m.typed.name}.__kokoyi__ = {metadata(m)!r}\n")
     return "".join(parts)
+
+
+def _standalone_extras() -> str:
+    """Readouts and GraphNorm (kernels/readout.py, kernels/norms.py: torch only) for --standalone files."""
+    out = []
+    for name in ("readout.py", "norms.py"):
+        text = (Path(__file__).resolve().parent.parent / "kernels" / name).read_text()
+        out.append("\n".join(ln for ln in _strip_module_doc(text).splitlines()
+                             if not ln.startswith(("from __future__", "from kokoyi", "__all__"))))
+    return "\n\n".join(out) + "\n\n"
 
 
 def _strip_module_doc(text: str) -> str:

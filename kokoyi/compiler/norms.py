@@ -65,7 +65,7 @@ class NormChecks:
         node = nodes[i]
         if i + 1 >= len(nodes) or not (isinstance(nodes[i + 1], A.Group) and nodes[i + 1].kind == "("):
             return
-        if not (isinstance(node, A.Sym) and node.kind in ("word", "command") and len(node.name) > 1) \
+        if not (isinstance(node, A.Sym) and node.kind == "word" and len(node.name) > 1) \
                 or node.name in GREEK:
             return
         key = self.base_key(node)

@@ -21,8 +21,17 @@ __all__ = ["readout", "broadcast_graph", "graph_softmax", "READOUTS"]
 READOUTS = ("sum", "mean", "max", "min")
 
 
+def _node_graph(graph) -> torch.Tensor:
+    ids = getattr(graph, "node_graph", None)  # a graph class without batches (the --standalone one): one graph
+    return ids if ids is not None else torch.zeros(graph.num_src, dtype=torch.int64, device=graph.src.device)
+
+
+def _num_graphs(graph) -> int:
+    return int(getattr(graph, "num_graphs", 1))
+
+
 def _ids(graph, x: torch.Tensor, what: str) -> torch.Tensor:
-    ids = graph.node_graph
+    ids = _node_graph(graph)
     if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] != ids.shape[0]:
         got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{what}: x must have one row per node ({ids.shape[0]}, ...), got {got}")
@@ -34,7 +43,7 @@ def readout(graph, reduce: str, x: torch.Tensor) -> torch.Tensor:
     if reduce not in READOUTS:
         raise ValueError(f"readout: reduce must be one of {', '.join(READOUTS)}, got {reduce!r}")
     ids = _ids(graph, x, "readout")
-    B = graph.num_graphs
+    B = _num_graphs(graph)
     out = x.new_zeros((B,) + tuple(x.shape[1:]))
     if reduce in ("sum", "mean"):
         out = out.index_add(0, ids, x)
@@ -48,10 +57,10 @@ def readout(graph, reduce: str, x: torch.Tensor) -> torch.Tensor:
 
 def broadcast_graph(graph, g: torch.Tensor) -> torch.Tensor:
     """A graph-level tensor (num_graphs, *F) read at every node: (num_nodes, *F)."""
-    if not isinstance(g, torch.Tensor) or g.dim() == 0 or g.shape[0] != graph.num_graphs:
+    if not isinstance(g, torch.Tensor) or g.dim() == 0 or g.shape[0] != _num_graphs(graph):
         got = f"shape {tuple(g.shape)}" if isinstance(g, torch.Tensor) else type(g).__name__
-        raise ValueError(f"broadcast_graph: g must have one row per graph ({graph.num_graphs}, ...), got {got}")
-    return g[graph.node_graph.to(g.device)]
+        raise ValueError(f"broadcast_graph: g must have one row per graph ({_num_graphs(graph)}, ...), got {got}")
+    return g[_node_graph(graph).to(g.device)]
 
 
 def graph_softmax(graph, s: torch.Tensor) -> torch.Tensor:
