@@ -208,11 +208,16 @@ def test_unused_definition_leaves_no_empty_if():
 
 
 # ---------------------------------------------------------------- invalid or shadowing Python
-@pytest.mark.parametrize("name", [r"\foo", "class", "1x", "_", "nn", "ops", "F", "torch", "super", "a-b"])
+@pytest.mark.parametrize("name", [r"\foo", "class", "1x", "_", "nn", "ops", "F", "torch", "super"])
 def test_model_names_that_are_not_python_class_names(name):
     """Model names `\\foo`, `class`, `1x`, `_`, `nn`, `ops`, `F`, `torch` gave invalid or shadowing Python."""
     text = diag(src(r"y_v \gets x_v \\ \return y \\", name=name))
     assert f"model name '{name}'" in text and ":1:15: error:" in text
+
+
+def test_model_name_with_a_dash_names_a_python_class():
+    """`My-GCN` (issue 12: names with `-` are kept) becomes the class `My_GCN`, not a diagnostic."""
+    assert list(kokoyi.compile(src(r"y_v \gets x_v \\ \return y \\", name="a-b"))) == ["a_b"]
 
 
 def test_model_name_keeps_its_underscore():
