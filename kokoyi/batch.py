@@ -61,3 +61,66 @@ def check_graph_ids(node_graph, num_graphs: int, num_nodes: int) -> torch.Tensor
         if bool((node_graph[1:] < node_graph[:-1]).any()):
             raise ValueError("node_graph must be sorted: the nodes of each graph are one contiguous range")
     return node_graph.to(torch.int64)
+
+
+def check_edge_types(etype, num_relations: int, num_edges: int) -> torch.Tensor:
+    """Validate a per-edge relation id vector: (E,) integers in 0..num_relations-1."""
+    if not isinstance(etype, torch.Tensor) or etype.dim() != 1 or etype.dtype.is_floating_point \
+            or etype.dtype == torch.bool:
+        got = f"shape {tuple(etype.shape)} and dtype {etype.dtype}" if isinstance(etype, torch.Tensor) \
+            else type(etype).__name__
+        raise ValueError(f"etype must be a 1-D integer tensor with one relation id per edge, got {got}")
+    if etype.shape[0] != num_edges:
+        raise ValueError(f"etype must have one entry per edge ({num_edges},), got shape {tuple(etype.shape)}")
+    if num_edges and (int(etype.min()) < 0 or int(etype.max()) >= num_relations):
+        raise ValueError(f"etype must hold relation ids in 0..{num_relations - 1}, got values in "
+                         f"{int(etype.min())}..{int(etype.max())}")
+    return etype.to(torch.int64)
+
+
+def hetero_graph(edges: dict, num_nodes, cls):
+    """`Graph.hetero`: node types laid out one after another, one relation id per dict entry."""
+    if not isinstance(edges, dict) or not edges:
+        raise ValueError("Graph.hetero: edges must be a non-empty dict {(src_type, relation, dst_type): edge_index}")
+    types: list = []
+    for key in edges:
+        if not (isinstance(key, tuple) and len(key) == 3 and all(isinstance(k, str) for k in key)):
+            raise ValueError(f"Graph.hetero: each key must be a (src_type, relation, dst_type) tuple of strings, "
+                             f"got {key!r}")
+        for t in (key[0], key[2]):
+            if t not in types:
+                types.append(t)
+    counts = {}
+    for t in types:
+        if num_nodes is not None and t in num_nodes:
+            counts[t] = int(num_nodes[t])
+        else:
+            hi = -1
+            for (s, _r, d), ei in edges.items():
+                ei = torch.as_tensor(ei)
+                if ei.numel():
+                    if s == t:
+                        hi = max(hi, int(ei[0].max()))
+                    if d == t:
+                        hi = max(hi, int(ei[1].max()))
+            counts[t] = hi + 1
+    offset, total = {}, 0
+    for t in types:
+        offset[t] = total
+        total += counts[t]
+    parts, ets = [], []
+    for r, ((s, _rel, d), ei) in enumerate(edges.items()):
+        ei = torch.as_tensor(ei).to(torch.int64)
+        if ei.dim() != 2 or ei.shape[0] != 2:
+            raise ValueError(f"Graph.hetero: edges[{(s, _rel, d)!r}] must have shape (2, E), got {tuple(ei.shape)}")
+        if ei.numel() and (int(ei[0].max()) >= counts[s] or int(ei[1].max()) >= counts[d] or int(ei.min()) < 0):
+            raise ValueError(f"Graph.hetero: edges[{(s, _rel, d)!r}] refers to nodes outside 0..{counts[s] - 1} "
+                             f"({s}) or 0..{counts[d] - 1} ({d})")
+        parts.append(torch.stack([ei[0] + offset[s], ei[1] + offset[d]]))
+        ets.append(torch.full((ei.shape[1],), r, dtype=torch.int64))
+    g = cls.from_edge_index(torch.cat(parts, 1), num_nodes=total)
+    g.set_edge_types(torch.cat(ets), len(edges))
+    g.relations = list(edges)
+    g.node_offset = offset
+    g.node_counts = counts
+    return g

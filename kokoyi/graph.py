@@ -191,6 +191,21 @@ class Graph:
         self._node_graph = check_graph_ids(node_graph, self._num_graphs, self.num_src).to(self.device)
         return self
 
+    def set_edge_types(self, etype, num_relations: int) -> "Graph":
+        """Give each edge (user order, like ``edge_index``) a relation id in 0..num_relations-1 (R-GCN)."""
+        from kokoyi.batch import check_edge_types
+        self.num_relations = _check_count(num_relations, "num_relations")
+        self.etype = self.edge_data(check_edge_types(etype, self.num_relations, self.num_edges).to(self.device))
+        return self
+
+    @classmethod
+    def hetero(cls, edges: dict, num_nodes: dict | None = None) -> "Graph":
+        """A graph with typed nodes and edges from ``{(src_type, relation, dst_type): edge_index}``: node
+        types are numbered one after another (``graph.node_offset[type]``), relations in the dict's order
+        (``graph.relations``); see :mod:`kokoyi.batch`."""
+        from kokoyi.batch import hetero_graph
+        return hetero_graph(edges, num_nodes, cls)
+
     @property
     def num_graphs(self) -> int:
         """Number of graphs in a batch (1 for a graph that was not batched)."""

@@ -13,3 +13,6 @@ __all__ += ["readout", "broadcast_graph", "graph_softmax"]
 from kokoyi.kernels.norms import GraphNorm  # noqa: E402
 
 __all__ += ["GraphNorm"]
+from kokoyi.kernels.relations import rel_gspmm, rel_in_degrees  # noqa: E402
+
+__all__ += ["rel_gspmm", "rel_in_degrees"]

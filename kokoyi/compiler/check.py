@@ -23,6 +23,7 @@ from kokoyi.compiler.ir import Family, T, TDef, TModel, TProgram, Ty, Value
 from kokoyi.compiler.readout import GRAPH, ReadoutChecks
 from kokoyi.compiler.builtins import NORMS
 from kokoyi.compiler.norms import NormChecks
+from kokoyi.compiler.relations import RelationChecks, is_rel_family, rel_letter
 
 NODE_LETTERS = ("u", "v", "w")
 RESERVED = {"graph", "self", "torch", "ops", "F", "nn", "forward", "training", "math", "Graph", "Tensor",
@@ -121,7 +122,7 @@ class Scope:
         return Scope(**d)
 
 
-class ModelChecker(ReadoutChecks, NormChecks):
+class ModelChecker(ReadoutChecks, NormChecks, RelationChecks):
     def __init__(self, model: A.Model, program: A.Program, col: Collector, model_names: dict):
         self.m, self.src, self.col, self.model_names = model, program.source, col, model_names
         self.values: dict[str, Value] = {}
@@ -219,6 +220,8 @@ class ModelChecker(ReadoutChecks, NormChecks):
                 and node.operand.name == "V":
             self.uses_num_nodes = True
             return N_NODES
+        if isinstance(node, A.Abs) and self.is_relation_set(node.operand):
+            return self.ensure_relations()  # |\mathcal{R}|
         if isinstance(node, A.BinOp) and node.op in ("juxt", "times", "cdot", "*", "+", "-", "/"):
             a, b = self.dim(node.left), self.dim(node.right)
             return {"+": a + b, "-": a - b, "/": a / b}.get(node.op, a * b)
@@ -297,8 +300,8 @@ class ModelChecker(ReadoutChecks, NormChecks):
         if rng is None:
             return None
         var = self.family_letter(rng.var)
-        if rng.set is not None:
-            self.err("relation families (r \\in \\mathcal{R}) are stage 2 and not supported yet", rng.span)
+        if rng.set is not None:  # r \in \mathcal{R}: one member per relation (relations.py)
+            return self.relation_family(rng, letter, node)
         if letter is not None and var != letter:
             self.err(f"the family index is '{letter}' but the range binds '{var}'", rng.span)
         lo, hi = self.dim(rng.lo), self.dim(rng.hi)
@@ -698,7 +701,8 @@ class ModelChecker(ReadoutChecks, NormChecks):
         if setinfo is not None and not node.norm:
             center, direction, self_loop = setinfo
             self.uses_graph = True
-            return T("deg", (), Ty(), frozenset({center}), node.span,
+            return T("deg", (), Ty((), (rel_letter(direction),) if rel_letter(direction) else ()), frozenset({center}),
+                     node.span,
                      {"at": center, "dir": direction, "self_loop": self_loop})
         a = self.expr(inner, scope)
         if node.norm or a.ty.shape:
@@ -790,6 +794,10 @@ class ModelChecker(ReadoutChecks, NormChecks):
     def use(self, v: Value, sub, sup, node, scope: Scope) -> T:
         """A reference to a declared value with the leftover subscript (index) and superscript."""
         attrs = {"key": v.key}
+        if v.kind == "param" and is_rel_family(v.family) and isinstance(sup, A.Sym) and sup.name in ("top", "T"):
+            return self.apply_sup(self.use(v, sub, None, node, scope), sup, node, scope)  # W_r^\top
+        if v.kind == "param" and is_rel_family(v.family) and sup is None:  # W_r: the member of relation r
+            sup = A.Sym(node.span, v.family.letter, "letter")
         if v.kind == "hyper":
             if sub is not None:
                 self.err(f"hyperparameter '{v.key}' takes no index", sub.span)
@@ -1134,9 +1142,9 @@ class ModelChecker(ReadoutChecks, NormChecks):
                         t = self.text_of(sub)
                         if t not in ("in", "out"):
                             if t is not None and t.isalpha() and len(t) == 1:
-                                self.err("relation-typed neighbourhoods N_r(v) are stage 2, not supported yet",
-                                         sub.span)
-                            self.err("\\mathcal{N}_{in} or \\mathcal{N}_{out}", sub.span)
+                                t = self.relation_neighbours(t, sub, scope)  # N_r(v) (relations.py)
+                            else:
+                                self.err("\\mathcal{N}_{in} or \\mathcal{N}_{out}", sub.span)
                         d = t
                     if center is not None and c != center:
                         self.err(f"{{{center}}} is not the centre node {c}", p.span)
@@ -1157,8 +1165,10 @@ class ModelChecker(ReadoutChecks, NormChecks):
     def x_BigOp(self, node, scope):
         if isinstance(node.sub, A.Membership) and self.is_vertex_set(node.sub.set):
             return self.readout(node, scope)
+        if isinstance(node.sub, A.Membership) and self.is_relation_set(node.sub.set):
+            return self.relation_sum(node, scope)
         if isinstance(node.sub, A.Membership):
-            return self.nb_reduce(node, scope)
+            return self.with_relation_axis(self.nb_reduce(node, scope))
         if isinstance(node.sub, A.Binding):
             return self.dense_reduce(node, scope)
         self.err(f"cannot read the range of this \\{node.op}", node.span,
@@ -1177,7 +1187,7 @@ class ModelChecker(ReadoutChecks, NormChecks):
         center, direction, self_loop = self.neighbour_set(node.sub.set, scope)
         if u == center or u in scope.nodes:
             self.err(f"'{u}' is already bound", node.sub.var.span, "use another letter (u, w)")
-        inner = scope.with_(nodes=scope.nodes + (u,), reduction=(u, center) if direction == "in" else (center, u))
+        inner = scope.with_(nodes=scope.nodes + (u,), reduction=(u, center) if direction != "out" else (center, u))
         if direction == "out":
             inner.reduction = (center, u)
         body = self.no_func(self.expr(node.operand, inner))

@@ -89,6 +89,8 @@ TEMPLATES = {
     "ones_like_deg": "torch.ones_like({0})",
     "readout": "ops.readout(graph, {0}, {1})",
     "builtin_call": "{0}({1})",
+    "rel_gspmm": "ops.rel_gspmm(graph, {0}, {1}, x_rel={2}, scale_rel={3}, mean={4}, fused={5})",
+    "rel_degrees": "ops.rel_in_degrees(graph).to({dtype})",
     "builtin_call_graph": "{0}({1}, graph)",
     "broadcast_graph": "ops.broadcast_graph(graph, {0})",
     "graph_softmax": "ops.graph_softmax(graph, {0})",

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from kokoyi.compiler.ir import T, TModel, TProgram, Value
 from kokoyi.compiler.readout_interp import GRAPH_ID, ReadoutInterp
 from kokoyi.compiler.norms import NormInterp
+from kokoyi.compiler.relations import RelationInterp
 
 SELF = -1  # the edge id of the self loop (v, v) of `N(v) ∪ {v}`: not an edge of the graph
 EDGE = "#edge"  # the env key holding the current edge id
@@ -55,6 +56,7 @@ class GraphLists:
     in_edges: list  # in_edges[v] = [e, ...] edge ids into v, in user order
     out_edges: list
     node_graph: list | None = None  # graph id of each node of a batch (None: one graph)
+    etype: list | None = None  # relation id of each edge, user order (None: no relations)
     num_graphs: int = 1
 
     @classmethod
@@ -134,7 +136,7 @@ def _reduce_list(reduce: str, items: list, shape) -> torch.Tensor:
             "prod": lambda: stacked.prod(0)}[reduce]()
 
 
-class ModelInterpreter(ReadoutInterp, NormInterp):
+class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp):
     """Evaluates one typed model on one graph with the weights of one compiled module."""
 
     def __init__(self, model: TModel, program: TProgram, module: torch.nn.Module, graph: GraphLists | None):
@@ -338,7 +340,7 @@ class ModelInterpreter(ReadoutInterp, NormInterp):
         return [(g.src[e], e) for e in g.in_edges[center]]
 
     def e_deg(self, t, env):
-        n = len(self.neighbour_edges(env[t.attrs["at"]], t.attrs["dir"]))
+        n = len(self.rel_filter(self.neighbour_edges(env[t.attrs["at"]], t.attrs["dir"]), t.attrs["dir"], env))
         return _scalar(n + (1 if t.attrs["self_loop"] else 0))
 
     def e_nbreduce(self, t, env):
@@ -346,7 +348,7 @@ class ModelInterpreter(ReadoutInterp, NormInterp):
 
     def nb_reduce(self, t, env, reduce):
         var, center = t.attrs["var"], env[t.attrs["center"]]
-        terms = [(u, e) for u, e in self.neighbour_edges(center, t.attrs["dir"])]
+        terms = self.rel_filter([(u, e) for u, e in self.neighbour_edges(center, t.attrs["dir"])], t.attrs["dir"], env)
         if t.attrs["self_loop"]:
             terms.append((center, SELF))
         items = [self.eval(t.args[0], {**env, var: u, EDGE: e}) for u, e in terms]
@@ -386,7 +388,7 @@ class ModelInterpreter(ReadoutInterp, NormInterp):
 
 
 def interpret(program: TProgram, name: str, module: torch.nn.Module, edge_index=None, num_nodes: int | None = None,
-              inputs=(), node_graph=None, num_graphs: int | None = None) -> tuple:
+              inputs=(), node_graph=None, num_graphs: int | None = None, etype=None) -> tuple:
     """Evaluate model `name` of a checked `program` on the graph `edge_index` ((2, E), row 0 sources, row 1
     targets, user order) with the weights and hyperparameters of `module`; returns the outputs as a tuple."""
     model = next((m for m in program.models if m.name == name), None)
@@ -396,6 +398,8 @@ def interpret(program: TProgram, name: str, module: torch.nn.Module, edge_index=
     if edge_index is not None:
         graph = GraphLists.from_edge_index(edge_index, int(num_nodes if num_nodes is not None else
                                                            (int(edge_index.max()) + 1 if edge_index.numel() else 0)))
+    if etype is not None and graph is not None:  # relations (R-GCN)
+        graph.etype = [int(r) for r in etype]
     if node_graph is not None and graph is not None:  # a batch of graphs (kokoyi.Graph.batch)
         graph.node_graph = [int(b) for b in node_graph]
         graph.num_graphs = num_graphs if num_graphs is not None else max(graph.node_graph, default=-1) + 1

@@ -31,6 +31,7 @@ from kokoyi.compiler.ir import (Assign, Comment, LModel, Loop, LProgram, PlanEnt
 from kokoyi.diagnostics import Collector
 from kokoyi.compiler.readout_lower import G_GRAPHS, ReadoutLowering
 from kokoyi.compiler.norms import NormLowering
+from kokoyi.compiler.relations import RelationLowering, rel_letter
 
 E_EDGES = sp.Symbol("E", positive=True, integer=True)
 
@@ -67,7 +68,7 @@ class LowerError(Exception):
     pass
 
 
-class ModelLowering(ReadoutLowering, NormLowering):
+class ModelLowering(ReadoutLowering, NormLowering, RelationLowering):
     def __init__(self, tm: TModel, col: Collector):
         self.tm, self.col = tm, col
         self.body: list = []
@@ -342,6 +343,8 @@ class ModelLowering(ReadoutLowering, NormLowering):
                    "n" if val.lay.rows else "plain")
 
     def n_deg(self, t, sl):
+        if rel_letter(t.attrs["dir"]):
+            return self.rel_degree(t)
         method = "in_degrees" if t.attrs["dir"] == "in" else "out_degrees"
         py = call("graph_method", method)
         if t.attrs["self_loop"]:
@@ -450,6 +453,9 @@ class ModelLowering(ReadoutLowering, NormLowering):
 
     def n_dense(self, t, sl):
         k = t.attrs["var"]
+        inner = self.rel_mean_pattern(t.args[0]) if t.attrs["reduce"] == "sum" else None
+        if inner is not None and rel_letter(inner.attrs["dir"]) == k:
+            return self.rel_reduce(inner, fused=True)  # \sum_r \sum_{u in N_r(v)}: one pass over the edges
         self.fam_sizes.setdefault(k, t.attrs["size"])
         a = self.node(t.args[0], sl)
         return self.dense(t, a)
@@ -468,6 +474,8 @@ class ModelLowering(ReadoutLowering, NormLowering):
     def n_nbreduce(self, t: T, sl) -> Val:
         if sl:
             raise LowerError("nested neighbour reduction")
+        if rel_letter(t.attrs["dir"]):
+            return self.rel_reduce(t)
         body = t.args[0]
         red, u, v = t.attrs["reduce"], t.attrs["var"], t.attrs["center"]
         if t.attrs["dir"] == "out":
