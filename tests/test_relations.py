@@ -118,7 +118,7 @@ def _error(body):
 
 @pytest.mark.parametrize("body,message", [
     (r"  h_v \gets \sum_{u \in \mathcal{N}_r(v)} x_u \\ \return h", "'r' is not a relation bound here"),
-    (r"  h_v \gets x_v W_r \\ \return h", "the family index 'r' is not bound here"),
+    (r"  h_v \gets x_v W_r \\ \return h", "the relation 'r' is not bound here"),
     (r"  \param A_s \in \mathbb{R}^{d}, \quad s \in \mathcal{S} \\ h_v \gets x_v \\ \return h",
      "not '\\mathcal{S}'"),
     (r"  h_v \gets \sum_{r \in \mathcal{R}} \max_{u \in \mathcal{N}_r(v)} x_u W_r \\ \return h",

@@ -797,6 +797,9 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks):
         if v.kind == "param" and is_rel_family(v.family) and isinstance(sup, A.Sym) and sup.name in ("top", "T"):
             return self.apply_sup(self.use(v, sub, None, node, scope), sup, node, scope)  # W_r^\top
         if v.kind == "param" and is_rel_family(v.family) and sup is None:  # W_r: the member of relation r
+            if v.family.letter not in scope.heads:
+                self.err(f"'{v.key}' has one member per relation: the relation '{v.family.letter}' is not bound here",
+                         node.span, f"bind it with \\sum_{{{v.family.letter} \\in \\mathcal{{R}}}}")
             sup = A.Sym(node.span, v.family.letter, "letter")
         if v.kind == "hyper":
             if sub is not None:
