@@ -105,8 +105,9 @@ def compile_model(source: str | bytes, name: str, *, path: str = "<string>") -> 
 
 def load(path: str | os.PathLike) -> dict[str, type]:
     """Compile a `.kky` file."""
-    p = Path(path)
-    return compile(p.read_bytes(), path=str(path))
+    from kokoyi.grammar.parser import read_source
+
+    return compile(read_source(Path(path)), path=str(path))
 
 
 builtins_compile = __builtins__["compile"] if isinstance(__builtins__, dict) else __builtins__.compile

@@ -1,7 +1,8 @@
 """The `kokoyi` command: check, compile, render, train, eval and predict.
 
 Exit status: 0 success, 1 diagnostics about the source (printed to stderr, compiler style),
-2 usage mistakes, unreadable files and training/dataset configuration errors (one clean line).
+2 usage mistakes, unreadable files and training/dataset configuration errors (one clean line),
+3 an internal error (a bug of kokoyi: one line asking for a report; the traceback with KOKOYI_DEBUG=1).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import re
 import shlex
 import sys
+import traceback
 from pathlib import Path
 
 from kokoyi import __version__
@@ -28,8 +30,10 @@ class CliError(Exception):
 # --------------------------------------------------------------------------- helpers
 
 def _read(path: str) -> bytes:
+    from kokoyi.grammar.parser import read_source
+
     try:
-        return Path(path).read_bytes()
+        return read_source(path)  # at most the size limit + 1 bytes: `kokoyi check /dev/zero` stops
     except OSError as e:
         raise CliError(f"cannot read {path}: {e.strerror or e}") from None
 
@@ -531,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `kokoyi ... | head`: the reader left; stop quietly, as cat does
         _silence_stdout()
         return 141
+    except Exception as e:  # noqa: BLE001 - a bug of kokoyi must not look like a diagnostic (exit 1)
+        return internal_error(e)
 
 
 def _silence_stdout() -> None:
@@ -540,6 +546,16 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+def internal_error(e: BaseException) -> int:
+    """One line for an internal error (exit 3); the traceback only with KOKOYI_DEBUG=1."""
+    if os.environ.get("KOKOYI_DEBUG", "") not in ("", "0"):
+        traceback.print_exception(e, file=sys.stderr)
+    first = (str(e).splitlines() or [""])[0][:300]
+    print(f"kokoyi: internal error ({type(e).__name__}: {first}); this is a bug of kokoyi, please report it "
+          "(set KOKOYI_DEBUG=1 to see the traceback)", file=sys.stderr)
+    return 3
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Errors are collected (several per run) and raised together as one `KokoyiError`.
 """
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -70,8 +71,23 @@ def py_name(key: str) -> str:
 
 
 def same(a, b) -> bool:
+    """a == b for every value of the hyperparameters. Equal trees and numbers are decided at once;
+    sympy's `simplify` (slow: it once made a flat sum of 2,000 terms take minutes) only for the rest."""
     try:
-        return sp.simplify(sp.sympify(a) - sp.sympify(b)) == 0
+        a, b = sp.sympify(a), sp.sympify(b)
+    except (TypeError, ValueError, sp.SympifyError):
+        return False
+    if a == b:
+        return True
+    if a.is_number and b.is_number:
+        return bool(sp.simplify(a - b) == 0)
+    return _same_symbolic(a, b)
+
+
+@functools.lru_cache(maxsize=4096)
+def _same_symbolic(a, b) -> bool:
+    try:
+        return sp.simplify(a - b) == 0
     except (TypeError, ValueError):
         return False
 
@@ -622,23 +638,31 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
 
     def expr_depth(self, t: T, v: Value):
-        if t.op == "nbreduce":  # a softmax normalises over the same in-edges: no extra hop
-            return _dmax([self.expr_depth(a, v) for a in t.args]) + 1
+        """Hops (nested neighbour reductions) from the inputs to the value of `t`. For a layer recurrence
+        h^{(l)} = f(h^{(l-1)}, g) with s hops per layer from h^{(l-1)}, o hops to the other values it reads,
+        and n layers over a base case of depth b: depth(h^{(hi)}) = max(b + n s, o + (n - 1) s)."""
+        step, other = self._hops(t, v)
+        if step is None or v.family is None or v.family.mode != "loop":
+            return other
+        n = v.family.hi - v.family.lo + 1
+        base = self.depth.get(v.key, 0)
+        return _dmax([base + n * step, other + (n - 1) * step]) if step else _dmax([base, other])
+
+    def _hops(self, t: T, v: Value):
+        """(hops from the recurrence's own previous layer to `t`, or None if `t` does not read it;
+        largest depth `t` reaches through every other value)."""
         if t.op == "ref":
             key = t.attrs["key"]
-            d = self.depth.get(key, 0)
             if key == v.key and v.family is not None and v.family.mode == "loop":
-                return 0
-            return d
-        ds = [self.expr_depth(a, v) for a in t.args]
-        d = _dmax(ds) if ds else 0
-        if v.family is not None and v.family.mode == "loop" and self._self_ref(t, v.key):
-            base = self.depth.get(v.key, 0)
-            return base + (v.family.hi - v.family.lo + 1) * d if d else base
-        return d
-
-    def _self_ref(self, t: T, key) -> bool:
-        return (t.op == "ref" and t.attrs["key"] == key) or any(self._self_ref(a, key) for a in t.args)
+                return 0, 0
+            return None, self.depth.get(key, 0)
+        parts = [self._hops(a, v) for a in t.args]
+        steps = [p[0] for p in parts if p[0] is not None]
+        step = _dmax(steps) if steps else None
+        other = _dmax([p[1] for p in parts]) if parts else 0
+        if t.op == "nbreduce":  # a softmax normalises over the same in-edges: no extra hop
+            return (None if step is None else step + 1), other + 1
+        return step, other
 
     def ret(self, st: A.Return):
         for node in st.values:
@@ -962,6 +986,20 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks):
             return self.factors(node.left) + self.factors(node.right)
         return [node]
 
+    def refuse_indexing(self, left, right):
+        """`x_v[1]` is not a product with 1: component selection is not part of the language (brackets group,
+        as in `[x_u W \\Vert x_v W]`), so a bracket holding a lone number or index letter is refused."""
+        if not (isinstance(right, A.Group) and right.kind == "["):
+            return
+        body = right.body
+        lone = isinstance(body, A.Num) or (isinstance(body, A.Sym) and body.kind == "letter"
+                                            and py_name(body.name) not in self.values) \
+            or (isinstance(body, A.Neg) and isinstance(body.operand, A.Num))
+        if lone:
+            self.err(f"'{self.latex(left)}{self.latex(right)}' looks like indexing, which kokoyi does not do",
+                     right.span, f"brackets only group: for the product write {self.latex(body)} {self.latex(left)}; "
+                     "to use one feature, multiply by a parameter vector")
+
     def is_callable(self, node) -> bool:
         """A function name or a submodel (decided before typing, to re-associate products)."""
         base = node.base if isinstance(node, A.Scripted) else node
@@ -975,6 +1013,8 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks):
 
     def product(self, nodes, node, scope) -> T:
         """A juxtaposition: apply functions to the factor after them, multiply the rest left to right."""
+        for left, right in zip(nodes, nodes[1:]):
+            self.refuse_indexing(left, right)
         out = []
         i = 0
         while i < len(nodes):
@@ -1321,10 +1361,6 @@ def check(program: A.Program) -> TProgram:
             continue
         if m.name in seen:
             col.error(f"redefinition of model '{m.name}'", m.name_span)
-            continue
-        if not m.name.isidentifier() or keyword.iskeyword(m.name):  # it names the Python class
-            col.error(f"model name '{m.name}' cannot name a Python class", m.name_span,
-                      "use letters, digits, _ and - (a - becomes _), starting with a letter")
             continue
         try:
             tm = ModelChecker(m, program, col, seen).run()

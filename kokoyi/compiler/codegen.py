@@ -12,6 +12,7 @@ from pathlib import Path
 
 import sympy as sp
 
+from kokoyi.compiler import blocks as blocks_pass
 from kokoyi.compiler.ir import Assign, Comment, LModel, Loop, LProgram, Py
 from kokoyi.compiler.builtins import NORMS
 
@@ -152,6 +153,9 @@ class Printer:
 
     def expr(self, py: Py):
         op, args, at = py.op, py.args, py.attrs
+        rule = blocks_pass.print_rule(self, py)  # ops that run on one block of a mini-batch
+        if rule is not None:
+            return rule
         if op == "var":
             return args[0], 9
         if op == "const":
@@ -203,7 +207,10 @@ class Printer:
             fn = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}[at["reduce"]]
             return f"{self.wrap(args[0], 9)}.{fn}(-1)", 9
         if op == "submodel":
-            return f"self.{at['key']}({self(args[0])})", 9
+            fn = f"self.{at['key']}"
+            for _ in range(at.get("lead", 0)):  # one call per row (and per head): the model sees one vector
+                fn = f'torch.vmap({fn}, randomness="different")'
+            return f"{fn}({self(args[0])})", 9
         if op == "slice_feat":
             lo = self(at["lo"]) if at.get("lo") is not None else ""
             hi = self(at["hi"]) if at.get("hi") is not None else ""
@@ -227,6 +234,8 @@ class Printer:
     def rows(self, py: Py) -> str:
         if py.attrs["rows"] == "G":
             return "graph.num_graphs"
+        if blocks_pass.rows_size(self, py) is not None:
+            return blocks_pass.rows_size(self, py)
         return "graph.num_edges" if py.attrs["rows"] == "E" else "graph.num_dst"
 
 
@@ -320,22 +329,45 @@ def generate_model(m: LModel) -> str:
             rb += _init_code(p, pinit)
     out += [INDENT * 2 + b for b in (rb or ["pass"])]
     out.append("")
+    if getattr(m, "blocks", None) and m.blocks.get("supported"):
+        out.append(INDENT + "def hop_depth(self) -> int:")
+        out.append(INDENT * 2 + '"""How many blocks forward takes: the hop depth of the output."""')
+        out.append(INDENT * 2 + f"return {pr.dim(tm.depth)}")
+        out.append("")
     # forward
     args = (["graph: Graph"] if tm.uses_graph else []) + [f"{i.key}: torch.Tensor" for i in tm.inputs]
+    on_blocks = bool(getattr(m, "blocks", None) and m.blocks.get("supported"))
+    if on_blocks:
+        args.append("history=None")
     out.append(INDENT + f"def forward(self, {', '.join(args)}):")
     fb = []
+    gname = "graph"
+    if on_blocks:
+        fb += blocks_header(tm, pr)
+        gname = "blocks[0]"
+    elif getattr(m, "blocks", None):
+        fb.append(f"ops.full_graph_only(graph, {quote(tm.name)}, {quote(m.blocks['reason'])})")
     for i in tm.inputs:
         shape = "(" + "".join(pr.dim(d) + ", " for d in i.ty.shape).rstrip(", ") + ("," if len(i.ty.shape) == 1 else "") + ")"
-        where = "graph" if tm.uses_graph else "None"
+        where = gname if tm.uses_graph else "None"
         fb.append(f"# {comment(i.latex)}")
         fb.append(f'{i.key} = ops.check_input({where}, {quote(i.key)}, {i.key}, {quote(i.dom)}, {shape})')
         if i.dom == "edge":
-            fb.append(f"{i.key} = graph.edge_data({i.key})  # the user's edge order -> the graph's")
+            fb.append(f"{i.key} = {gname}.edge_data({i.key})  # the user's edge order -> the graph's")
     fb += body_lines(m.body, pr)
     outs = [pr(o) for o in m.outputs]
     fb.append("return " + (", ".join(outs) if outs else "None"))
     out += [INDENT * 2 + b for b in fb]
     return "\n".join(out) + "\n"
+
+
+def blocks_header(tm, pr: Printer) -> list[str]:
+    """The forward's first lines on a model that runs on blocks (kokoyi/compiler/blocks.py)."""
+    depth = pr.dim(tm.depth)
+    edge = any(i.dom == "edge" for i in tm.inputs)
+    return [f"# one graph per hop ({depth}): the full graph each time, or the sampled blocks of a mini-batch",
+            "# (block 0 reads the inputs; with `history`, one block repeated and stale rows for its other sources)",
+            f"blocks = ops.hops(graph, self.hop_depth(), history{', edge_inputs=True' if edge else ''})"]
 
 
 def body_lines(stmts, pr: Printer) -> list[str]:
@@ -390,6 +422,7 @@ def metadata(m: LModel) -> dict:
                   "family": list(d.value.ty.fam)} for d in tm.defs if d.family_index in (None, 0)],
         "depth": str(tm.depth),
         "uses_graph": tm.uses_graph,
+        "blocks": getattr(m, "blocks", None),
     }
 
 
@@ -404,6 +437,25 @@ import torch.nn.functional as F
 '''
 
 
+STANDALONE_BLOCKS = '''
+
+def hops(graph, depth, history=None, edge_inputs=False):
+    """A standalone module runs on one full graph (sampled blocks need kokoyi.sampling)."""
+    if history is not None or isinstance(graph, (list, tuple)):
+        raise TypeError("this standalone module runs on a full graph only; use kokoyi for sampled blocks")
+    return [graph] * max(int(depth), 1)
+
+
+def node_degrees(graph, direction="in"):
+    return graph.in_degrees() if direction == "in" else graph.out_degrees()
+
+
+def exchange(history, key, x, blocks, k):
+    return x
+
+'''
+
+
 def generate(program: LProgram, standalone: bool = False) -> str:
     m_hypers.clear()
     for m in program.models:
@@ -415,11 +467,13 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         inline = (Path(__file__).resolve().parent.parent / "kernels" / "inline.py").read_text()
         parts.append("\n# ---- kokoyi's PyTorch operators, inlined (this file needs torch alone) ----\n")
         parts.append(_strip_module_doc(inline))
+        parts.append(STANDALONE_BLOCKS)
         parts.append(_standalone_extras())
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
                      "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
-                     "check_hyper=check_hyper, readout=readout, broadcast_graph=broadcast_graph, "
-                     "graph_softmax=graph_softmax, GraphNorm=GraphNorm)\n")
+                     "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
+                     "readout=readout, broadcast_graph=broadcast_graph, graph_softmax=graph_softmax, "
+                     "GraphNorm=GraphNorm)\n")
     else:
         parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

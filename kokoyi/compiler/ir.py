@@ -139,6 +139,7 @@ class LModel:
     outputs: list[Py]
     plan: list[PlanEntry]
     intermediates: list[tuple]
+    blocks: dict | None = None  # hop levels for mini-batch blocks (kokoyi/compiler/blocks.py)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from kokoyi.compiler import blocks as blocks_pass
 from kokoyi.compiler.check import N_NODES, same
 from kokoyi.compiler.ir import (Assign, Comment, LModel, Loop, LProgram, PlanEntry, Py, T, TModel, TProgram,
                                 Ty, Value)
@@ -86,6 +87,7 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering):
         self.diag = False  # evaluating an edge expression on the self loop (v, v): u and v coincide
         self.assigned: dict[str, Py] = {}  # name -> the expression assigned to it
         self.fuse_gat = True
+        self.nesting: dict[int, int] = {}  # id(Py) -> operators nested in it (see `shallow`)
 
     # ------------------------------------------------------------------ emission
     def fresh(self, base: str) -> str:
@@ -369,7 +371,17 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering):
         a, b = self.node(t.args[0], sl), self.node(t.args[1], sl)
         return self.combine(t.attrs["name"], a, b, t.ty.shape)
 
+    MAX_NESTING = 64  # operators in one expression of the generated code before a statement is cut
+
+    def shallow(self, val: Val) -> Val:
+        """Cut a long chain (a flat sum of thousands of terms) into statements of at most MAX_NESTING nested
+        operators, evaluated in the same order, so the module compiles under Python's nesting limits."""
+        if _nesting(val.py, self.nesting) <= self.MAX_NESTING:
+            return val
+        return self.emit(f"{self.current}_part", val.py, val.lay, side=val.side)
+
     def combine(self, name, a: Val, b: Val, shape) -> Val:
+        a, b = self.shallow(a), self.shallow(b)
         lay = self.join(a, b, shape)
         side = "n" if lay.rows else "plain"
         return Val(call(name, self.align(a, lay), self.align(b, lay)), lay, side)
@@ -442,7 +454,16 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering):
 
     def n_call(self, t, sl):
         a = self.node(t.args[0], sl)
-        return Val(call("submodel", a.py, key=t.attrs["key"]), Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
+        return Val(call("submodel", a.py, key=t.attrs["key"], lead=self.vmapped(t, a)),
+                   Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
+
+    def vmapped(self, t: T, a: Val) -> int:
+        """How many leading axes (rows, family axes) a model of the file is mapped over with torch.vmap: it is
+        written for one feature vector (`\\mathrm{mean}(z)` reduces all of z), so it runs once per row.
+        The built-in Linear and MLP take batches as they are."""
+        if self.tm.values[t.attrs["key"]].info.get("kind") != "model":
+            return 0
+        return (1 if a.lay.rows else 0) + len(a.lay.fam)
 
     def n_expand_fam(self, t, sl):
         a = self.node(t.args[0], sl)
@@ -695,7 +716,7 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering):
             selfv = self.on_self_loop(body) if t.attrs["self_loop"] else None
         if selfv is not None:
             lay = out.lay
-            deg = call("unsqueeze_idx", call("graph_method", "in_degrees"),
+            deg = call("unsqueeze_idx", call("graph_method", "in_degrees", sampled=True),
                        idx=(":",) + (None,) * (len(lay.fam) + len(lay.shape)))
             ext = "maximum" if red == "max" else "minimum"
             sv = self.align(selfv, lay)
@@ -721,7 +742,7 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering):
         out = self.emit(f"{self.current}_agg", call("gspmm_out", const(sparse_red), S.py), lay)
         op = f"g-SpMM copy_u/{sparse_red} on the reversed graph"
         if sl:
-            deg = call("unsqueeze_idx", call("graph_method", "out_degrees"),
+            deg = call("unsqueeze_idx", call("graph_method", "out_degrees", sampled=True),
                        idx=(":",) + (None,) * (len(lay.fam) + len(lay.shape)))
             if red in ("sum", "mean"):
                 out = self.emit(f"{self.current}_agg", call("add", out.py, S.py), lay)
@@ -968,7 +989,7 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering):
             pb = self.align(b, Lay("N", lay.fam, b.lay.shape if len(b.lay.shape) == len(shape) else shape))
             return self.emit(f"{self.current}_edge", call("gsddmm", const(name), pa, pb, const(a.side),
                                                           const(b.side)), lay, side="e")
-        a, b = self.as_edge_if_node(a), self.as_edge_if_node(b)
+        a, b = self.shallow(self.as_edge_if_node(a)), self.shallow(self.as_edge_if_node(b))
         lay = self.join(a, b, shape)
         return Val(call(name, self.align(a, lay), self.align(b, lay)), lay, "e" if lay.rows else "plain")
 
@@ -1048,7 +1069,8 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering):
 
     def e_call(self, t):
         a = self.as_edge_if_node(self.edge(t.args[0]))
-        return Val(call("submodel", a.py, key=t.attrs["key"]), Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
+        return Val(call("submodel", a.py, key=t.attrs["key"], lead=self.vmapped(t, a)),
+                   Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
 
     def softmax(self, t: T, v: Value) -> Val:
         self._edge_ctx = (t.attrs["var"], t.attrs["center"])
@@ -1144,6 +1166,17 @@ def _pow(t: T, p: float) -> T:
     return T("bin", (t, c), t.ty, t.deps, t.span, {"name": "pow"}, t.edge_input)
 
 
+def _nesting(py, memo: dict) -> int:
+    """How many operators are nested in an IR expression (memoised by identity: linear over a chain)."""
+    if not isinstance(py, Py):
+        return 0
+    got = memo.get(id(py))
+    if got is None:
+        got = 1 + max((_nesting(a, memo) for a in py.args), default=0)
+        memo[id(py)] = got
+    return got
+
+
 def _key(py):
     if isinstance(py, Py):
         return (py.op, tuple(_key(a) for a in py.args), tuple(sorted((k, _key(v)) for k, v in py.attrs.items())))
@@ -1173,6 +1206,7 @@ def lower(program: TProgram) -> LProgram:
         ml._edge_ctx = ("u", "v")
         try:
             models.append(ml.run())
+            blocks_pass.apply(ml, models[-1])
         except LowerError as e:
             if not col.diagnostics:
                 col.error(f"cannot compile model '{tm.name}': {e}", tm.span)
@@ -1216,5 +1250,6 @@ def explain_plan(program: LProgram) -> str:
             lines.append(f"  largest intermediate: {fmt_dims(dims)} ({name})")
         per_edge = [fmt_dims(d) for _n, d in edge_feats]
         lines.append("  per-edge tensors: " + (", ".join(dict.fromkeys(per_edge)) if per_edge else "none"))
+        lines += blocks_pass.explain_lines(m)
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

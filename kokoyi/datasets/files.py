@@ -185,7 +185,7 @@ def _pyg(path: Path, labels: bool) -> Dataset:
             _fail(path, "holds a PyG Data, which needs torch_geometric installed to read; or save "
                         "data.to_dict() instead (a plain dict of tensors)")
         unsupported = text.split("Unsupported global:")[-1].split(" was not")[0].strip() \
-            if "Unsupported global:" in text else None
+            .removeprefix("GLOBAL ") if "Unsupported global:" in text else None
         why = f"it holds {unsupported}, which is not plain data" if unsupported else \
             (text.strip().splitlines() or [type(e).__name__])[0]
         _fail(path, f"cannot read as a saved PyG Data or dict of tensors (torch.load with weights_only=True): {why}")

@@ -478,12 +478,19 @@ def _syntax_diagnostic(text: str, err: UnexpectedInput) -> Diagnostic:
     return Diagnostic(str(err).splitlines()[0], Span(0, 0, 1, 1))
 
 
+def read_source(path) -> bytes:
+    """The bytes of a source file, reading at most MAX_BYTES + 1 of them (`/dev/zero` stops at the limit;
+    `decode` then reports the file as too large). OSError propagates to the caller."""
+    with open(path, "rb") as f:
+        return f.read(MAX_BYTES + 1)
+
+
 def decode(source: str | bytes, path: str) -> str:
     if isinstance(source, str):
         return source
     if len(source) > MAX_BYTES:
-        raise KokoyiError([Diagnostic(f"file is too large ({len(source)} bytes; the limit is {MAX_BYTES})")],
-                          "", path)
+        size = f"{len(source)} bytes" if len(source) > MAX_BYTES + 1 else "more bytes"  # read_source stops at +1
+        raise KokoyiError([Diagnostic(f"file is too large ({size}; the limit is {MAX_BYTES})")], "", path)
     try:
         return source.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -140,6 +140,10 @@ def check_hyper(name, value, kind):
 
 
 def check_input(graph, name, x, domain, shape):
+    if graph is not None and not hasattr(graph, "num_src"):  # PyG habits: model(x, edge_index)
+        got = f"a tensor of shape {tuple(graph.shape)}" if isinstance(graph, torch.Tensor) else type(graph).__name__
+        raise TypeError(f"the first argument must be a Graph, got {got}: call the model as "
+                        f"model(graph, {name}) with graph = Graph.from_edge_index(edge_index)")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"input {name!r} must be a torch.Tensor, got {type(x).__name__}")
     feats = tuple(int(d) for d in shape)

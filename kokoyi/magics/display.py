@@ -9,7 +9,11 @@ Both are IPython display objects returning a MIME bundle, so every front end get
     input   x      |V| × d_in      per node
     param   W      d_in × d_h      family of L
     param   f      → d_h           submodel MLP
+    local   h      |V| × d_h       per node
+    local   alpha  |E|             per edge, for each k
     output  o      |V| × C         per node
+
+`local` rows are the intermediate definitions (`__kokoyi__["defs"]`), outputs excepted.
 """
 from __future__ import annotations
 
@@ -52,6 +56,8 @@ def _hyper_row(h: dict) -> tuple[str, str, str, str]:
     note = h.get("kind", "dim")
     if h.get("default") is not None:
         note += f" = {h['default']}"
+    if h.get("range"):
+        note += f" in [{h['range'][0]:g}, {h['range'][1]:g}]"
     return ("hyper", h["name"], "", note)
 
 
@@ -59,7 +65,10 @@ def _value_row(role: str):
     def row(v: dict) -> tuple[str, str, str, str]:
         domain = v.get("domain", "plain")
         shape = shape_text(v.get("shape", []), domain)
-        return (role, v["name"], shape, _DOMAIN_NOTE.get(domain, domain))
+        note = _DOMAIN_NOTE.get(domain, domain)
+        if role == "local" and v.get("family"):  # a vectorised family: one value per head letter
+            note += ", for each " + ", ".join(v["family"])
+        return (role, v["name"], shape, note)
     return row
 
 
@@ -75,14 +84,18 @@ _SECTIONS = {  # __kokoyi__ key -> row builder, in table order
     "hypers": _hyper_row,
     "inputs": _value_row("input"),
     "params": _param_row,
+    "defs": _value_row("local"),
     "outputs": _value_row("output"),
 }
 _HEADER = ("role", "name", "shape", "note")
 
 
 def shape_rows(info: dict) -> list[tuple[str, str, str, str]]:
-    """One `(role, name, shape, note)` row per hyperparameter, input, parameter and output."""
-    return [build(item) for key, build in _SECTIONS.items() for item in info.get(key, [])]
+    """One `(role, name, shape, note)` row per hyperparameter, input, parameter, intermediate
+    definition and output."""
+    outputs = {o["name"] for o in info.get("outputs", [])}
+    return [build(item) for key, build in _SECTIONS.items() for item in info.get(key, [])
+            if not (key == "defs" and item["name"] in outputs)]
 
 
 def _html_cell(column: str, text: str) -> str:

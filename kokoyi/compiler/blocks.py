@@ -1,0 +1,610 @@
+"""Hop levels: the pass that makes a lowered model run on sampled blocks (spec sections 9 and 10).
+
+A model of hop depth L takes ``L`` bipartite blocks (a full graph is every block being the graph).
+Node values live on node sets; with ``S_k`` the sources of block k and ``D_k`` the targets of block k-1:
+
+    S_0  =  the nodes whose inputs are given         (x, degrees and anything node-wise of them)
+    D_k  =  targets of block k-1                      (a reduction on block k-1 lands here)
+    S_k  =  sources of block k                        (= D_k on sampled blocks; with historical
+                                                        embeddings D_k plus stale out-of-batch rows)
+
+Targets are a prefix of the sources, so ``S_j ⊇ S_k``, ``S_j ⊇ D_k`` and ``D_j ⊇ D_k`` for j <= k: a value
+moves to a later set by slicing its rows (``x[: blocks[k].num_src]``, ``x[: blocks[k-1].num_dst]``); the
+only move that is not a slice is ``D_k -> S_k``, the exchange with the history (the identity without one).
+
+The pass walks the lowered statements once, gives every value its set (a `Lv`: level k, side s/d; edge
+values their block), picks each sparse operator's block (the latest level among its operands), slices
+operands that live on an earlier set, and exchanges the model's node definitions of depth 1..L-1 (the
+layer boundaries) with the history. Levels are sympy expressions, affine in the loop variable inside a
+layer recurrence (`h^{(l)}` of depth ``a + c l``), so the generated loop indexes ``blocks[l - 1]``.
+Nothing here changes what a full graph computes: every slice of a full graph is the whole tensor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from kokoyi.compiler.ir import Assign, Comment, Loop, Py
+
+
+class BlockError(Exception):
+    """The model cannot run on sampled blocks (it still runs on a full graph)."""
+
+
+@dataclass(frozen=True)
+class Lv:
+    """Where a value lives: node rows of set S_k / D_k (`side` "s" / "d"), edge rows of block k
+    (`side` "e"), or no rows (`side` "plain")."""
+
+    k: object = 0
+    side: str = "plain"
+
+    def __repr__(self):
+        return {"s": f"S_{self.k}", "d": f"D_{self.k}", "e": f"E_{self.k}", "plain": "plain"}[self.side]
+
+
+PLAIN = Lv(0, "plain")
+# ops that act on each row alone: restricting their result is restricting their operands
+ROWWISE = {"add", "sub", "mul", "div", "pow", "matmul", "cat", "dot", "norm", "featreduce", "submodel",
+           "einsum", "maximum", "minimum"}
+S0 = Lv(sp.Integer(0), "s")
+
+
+@dataclass
+class Poly:
+    """A value whose rows follow its use (the sampled in-degree of a target, `rows_of`): `slots` are
+    the Py nodes that get the level once a join fixes it."""
+
+    kind: str  # "n" (node rows) or "e" (edge rows)
+    slots: list = field(default_factory=list)
+
+
+def _norm(e):
+    e = sp.sympify(e)
+    return e.xreplace({s: sp.Symbol(s.name, integer=True) for s in e.free_symbols})
+
+
+def _index(idx: Py):
+    """The sympy value of a layer index (`h[l]`, `h[l - 1]`), or None."""
+    if idx.op == "sympy":
+        return _norm(idx.args[0])
+    if idx.op == "var":
+        return sp.Symbol(idx.args[0], integer=True)
+    if idx.op == "const" and isinstance(idx.args[0], int):
+        return sp.Integer(idx.args[0])
+    return None
+
+
+def _eq(a, b) -> bool:
+    return sp.simplify(_norm(a) - _norm(b)) == 0
+
+
+class Levels:
+    """The pass over one lowered model; see the module docstring."""
+
+    def __init__(self, ml, depth, fresh, loop_lo: dict | None = None):
+        self.ml = ml
+        self.tm = ml.tm
+        self.L = _norm(depth)
+        self.fresh = fresh
+        self.env: dict[str, object] = {}  # name -> Lv | Poly | ("list", key)
+        self.lists: dict[str, dict] = {}  # recurrence list -> {"base": (index, Lv), "a", "c", "i0"}
+        self.loop_lo: dict[str, object] = dict(loop_lo or {})
+        self.loop_vars: dict[str, str] = {}
+        self.out: list = []
+        self.exchanged: dict = {}
+        self.lv_of: dict = {}
+        self.what = "?"
+        self.keep: list = []
+        self.boundaries: list[str] = []
+        self.levels: dict[str, str] = {}
+        self.uses: list[str] = []  # explain lines: reduction -> block
+        user = {v.key for v in self.tm.values.values() if v.kind == "def" and v.dom == "node"}
+        self.user_nodes = user
+        for inp in self.tm.inputs:
+            self.env[inp.key] = {"node": S0, "edge": Poly("e"), "plain": PLAIN}[inp.dom]
+
+    # ------------------------------------------------------------------ level algebra
+    def ge(self, a, b) -> bool:
+        """a >= b for every value of the loop variables (>= their lower bound) and hypers (>= 1)."""
+        d = _norm(sp.sympify(a) - sp.sympify(b))
+        subs = {}
+        for s in d.free_symbols:
+            lo = self.loop_lo.get(s.name, 1)
+            subs[s] = sp.sympify(lo) + sp.Symbol(f"_t_{s.name}", integer=True, nonnegative=True)
+        d = sp.expand(d.xreplace(subs))
+        if d.is_nonnegative:
+            return True
+        if d.is_negative or d.is_nonpositive:
+            return False
+        raise BlockError(f"cannot order the hop levels {a} and {b}")
+
+    def maybe_ge(self, a, b):
+        try:
+            return self.ge(a, b)
+        except BlockError:
+            return None
+
+    def kmax(self, a, b):
+        return a if self.ge(a, b) else b
+
+    def join(self, lvs) -> object:
+        nodes = [lv for lv in lvs if isinstance(lv, Lv) and lv.side in ("s", "d")]
+        edges = [lv for lv in lvs if isinstance(lv, Lv) and lv.side == "e"]
+        if nodes and edges:
+            raise BlockError("an expression mixes node and edge rows")
+        if edges:
+            k = edges[0].k
+            for e in edges[1:]:
+                if not _eq(e.k, k):
+                    raise BlockError("an expression mixes the edges of two blocks")
+            return Lv(k, "e")
+        if nodes:
+            k = nodes[0].k
+            for n in nodes[1:]:
+                k = self.kmax(k, n.k)
+            side = "d" if any(n.side == "d" and _eq(n.k, k) for n in nodes) or \
+                any(n.side == "d" for n in nodes) else "s"
+            return Lv(k, side)
+        polys = [lv for lv in lvs if isinstance(lv, Poly)]
+        if polys:
+            merged = Poly(polys[0].kind)
+            for p in polys:
+                merged.slots += p.slots
+            return merged
+        return PLAIN
+
+    # ------------------------------------------------------------------ code for sizes
+    def dim(self, k) -> Py:
+        return Py("sympy", (sp.sympify(k),), {"loop_vars": dict(self.loop_vars)})
+
+    def to(self, py: Py, have, want: Lv, key_hint: str = "x") -> Py:
+        """`py` (living on `have`) read on the node set `want`: as is, sliced, or exchanged then sliced."""
+        if isinstance(have, Poly):
+            for slot in have.slots:
+                slot.attrs["lv"] = want
+                slot.attrs["size_k"] = self.dim(want.k - 1 if want.side == "d" else want.k)
+            return py
+        if not isinstance(have, Lv) or have.side in ("plain",):
+            return py
+        if have.side == "e" or want.side == "e":
+            if have.side != want.side or not _eq(have.k, want.k):
+                raise BlockError("an edge value is read on another block's edges")
+            return py
+        if have.side == want.side and _eq(have.k, want.k):
+            return py
+        if not self.ge(want.k, have.k):
+            raise BlockError(f"a value of set {have} is needed on the earlier set {want}")
+        if have.side == "d" and want.side == "s":
+            py = self.exchange(py, have, key_hint)
+            have = Lv(have.k, "s")
+            if _eq(have.k, want.k):
+                return py
+        return self.push(py, want)
+
+    def slice_py(self, py: Py, want: Lv) -> Py:
+        return Py("rows_to", (py,), {"lv": want, "k": self.dim(want.k if want.side == "s" else want.k - 1)})
+
+    def push(self, py: Py, want: Lv) -> Py:
+        """Restrict a row-wise expression to the rows of `want` by restricting its operands, so that
+        ``(x W)[: n]`` is computed as ``x[: n] W`` (only the rows that are used)."""
+        lv = self.lv_of.get(id(py))
+        if not isinstance(lv, Lv) or lv.side not in ("s", "d"):
+            return py
+        if lv.side == want.side and _eq(lv.k, want.k):
+            return py
+        rowwise = py.op in ROWWISE or (py.op == "fn" and py.attrs.get("name") != "dropout") or \
+            (py.op == "unsqueeze_idx" and py.attrs["idx"][:1] == (":",))
+        if not rowwise or py.op == "var" or (lv.side == "d" and want.side == "s"):
+            return self.slice_py(py, want)
+        args = tuple(self.push(a, want) if isinstance(a, Py) else a for a in py.args)
+        attrs = {k: (self.push(v, want) if isinstance(v, Py) else v) for k, v in py.attrs.items()}
+        out = Py(py.op, args, attrs)
+        self.lv_of[id(out)] = want
+        return out
+
+    def exchange(self, py: Py, have: Lv, key_hint: str) -> Py:
+        """A D_k value read as a source of block k: the history's stale rows join the fresh ones."""
+        memo = (id(py) if py.op != "var" else py.args[0], str(have.k))
+        if memo in self.exchanged:
+            return self.exchanged[memo]
+        if py.op != "var":
+            name = self.fresh(f"{key_hint}_fresh")
+            self.out.append(Assign(name, py))
+            py = Py("var", (name,))
+        name = self.fresh(f"{py.args[0]}_all")
+        self.out.append(Assign(name, self.exchange_py(py, py.args[0], have.k)))
+        self.exchanged[memo] = Py("var", (name,))
+        return self.exchanged[memo]
+
+    def exchange_py(self, py: Py, key: str, k) -> Py:
+        return Py("exchange", (py,), {"key": key, "k": self.dim(k), "loop": tuple(self.loop_vars)})
+
+    # ------------------------------------------------------------------ statements
+    def run(self, body, outputs):
+        self.out = []
+        self.statements(body)
+        new_outputs = []
+        want = Lv(self.L, "d") if not _eq(self.L, 0) else S0
+        for py in outputs:
+            if py.op == "edge_output":
+                inner, lv = self.expr(py.args[0])
+                new_outputs.append(Py("edge_output", (inner,), {"lv": lv, "size_k": self.dim(getattr(lv, "k", 0))}))
+                continue
+            p, lv = self.expr(py)
+            if isinstance(lv, Lv) and lv.side in ("s", "d") and not self.ge(self.L, lv.k):
+                raise BlockError(f"an output has level {lv} beyond the model's depth {self.L}")
+            new_outputs.append(self.to(p, lv, want) if isinstance(lv, (Lv, Poly)) else p)
+        return self.out, new_outputs
+
+    def statements(self, body):
+        for s in body:
+            if isinstance(s, Comment):
+                self.out.append(s)
+                self.what = s.text.split("\\gets")[0].strip() if "\\gets" in s.text else self.what
+            elif isinstance(s, Assign):
+                self.assign(s)
+            elif isinstance(s, Loop):
+                self.loop(s)
+            elif isinstance(s, Py) and s.op == "if":
+                self.branch(s)
+            else:
+                raise BlockError(f"unknown statement {type(s).__name__}")
+
+    def assign(self, s: Assign):
+        if isinstance(s.expr, Py) and s.expr.op == "list_of":
+            self.env[s.target] = ("list", s.target)
+            self.lists.setdefault(s.target, {})
+            self.out.append(s)
+            return
+        py, lv = self.expr(s.expr)
+        if isinstance(s.target, str) and isinstance(lv, tuple) and lv[0] == "pair":  # softmax + self loop
+            first, second = (t.strip() for t in s.target.split(","))
+            self.out.append(Assign(s.target, py, s.comment, s.layout))
+            self.env[first], self.env[second] = Lv(lv[1], "e"), Lv(lv[1] + 1, "d")
+            return
+        if isinstance(s.target, str):
+            self.out.append(Assign(s.target, py, s.comment, s.layout))
+            self.env[s.target] = lv
+            self.levels[s.target] = repr(lv)
+            if s.target in self.user_nodes:
+                self.boundary(s.target, Py("var", (s.target,)), lv, s.target)
+            return
+        # a layer of a recurrence: h[idx] = ...
+        base, idx = s.target.args
+        key = base.args[0]
+        self.out.append(Assign(s.target, py, s.comment, s.layout))
+        info = self.lists.setdefault(key, {})
+        idx_e = _index(idx)
+        info.setdefault("assigned", []).append((idx_e, lv))
+        if not self.loop_vars:
+            info["base"] = (idx_e, lv)
+        self.levels[key] = repr(lv)
+        if key in self.user_nodes:
+            self.boundary(key, s.target, lv, key)
+            if not self.loop_vars and isinstance(lv, Lv) and lv.side == "d" and self.maybe_ge(self.L - 1, lv.k) is not False:
+                info["base"] = (idx_e, Lv(lv.k, "s"))
+
+    def boundary(self, name: str, target: Py, lv, key: str):
+        """A model definition of depth 1..L-1: exchange it with the history (identity without one)."""
+        if not (isinstance(lv, Lv) and lv.side == "d"):
+            return
+        if not self.loop_vars and self.maybe_ge(self.L - 1, lv.k) is False:
+            return  # the output's own depth: nothing reads it as a source
+        # (inside a recurrence, or when the depth is a hyperparameter, ops.exchange is the identity at
+        # run time for the last level)
+        if key not in self.boundaries:
+            self.boundaries.append(key)
+        self.out.append(Assign(target, self.exchange_py(target, key, lv.k),
+                               "historical embeddings: stale rows of the sources outside the batch"))
+        if isinstance(target, str) or target.op == "var":
+            self.env[name] = Lv(lv.k, "s")
+
+    def branch(self, s: Py):
+        cond, then_b, else_b = s.args
+        outer = self.out
+        env0 = dict(self.env)
+        self.out = []
+        self.statements(then_b)
+        then_out, env_then = self.out, dict(self.env)
+        self.env = dict(env0)
+        self.out = []
+        self.statements(else_b)
+        else_out = self.out
+        for k, v in env_then.items():
+            if k in self.env and isinstance(v, Lv) and isinstance(self.env[k], Lv) and repr(v) != repr(self.env[k]):
+                raise BlockError(f"the two linear-map orders give {k} different levels")
+            self.env.setdefault(k, v)
+        self.out = outer
+        c, _ = self.expr(cond)
+        self.out.append(Py("if", (c, then_out, else_out), s.attrs))
+
+    def loop(self, s: Loop):
+        """A layer recurrence: levels of h[i] are a + c (i - i0); c is found by running the body twice."""
+        lv_var = s.var
+        lo = s.lo.args[0] if s.lo.op == "sympy" else 1
+        self.loop_lo[lv_var] = lo
+        lists = [a.target.args[0].args[0] for a in s.body
+                 if isinstance(a, Assign) and not isinstance(a.target, str)]
+        steps = {key: sp.Integer(0) for key in lists}
+        for _attempt in range(3):
+            saved = (self.out, dict(self.env), {k: dict(v) for k, v in self.lists.items()}, dict(self.exchanged),
+                     list(self.boundaries))
+            n_uses = len(self.uses)
+            for key in lists:
+                self.lists[key]["c"] = steps[key]
+            self.out = []
+            self.loop_vars[lv_var] = lv_var
+            self.statements(s.body)
+            del self.loop_vars[lv_var]
+            body_out = self.out
+            l_sym = sp.Symbol(lv_var, integer=True)
+            new_steps = {}
+            for key in lists:
+                info = self.lists[key]
+                i0, base = info["base"]
+                got = [(i, lv) for i, lv in info.get("assigned", []) if i is not None and i.free_symbols]
+                if not got or not isinstance(base, Lv) or base.side not in ("s", "d"):
+                    new_steps[key] = steps[key]
+                    continue
+                idx, lv = got[-1]
+                if not isinstance(lv, Lv) or lv.side not in ("s", "d"):
+                    raise BlockError(f"a layer of {key} is not a node value")
+                prev = _norm(base.k) + steps[key] * (idx - 1 - i0)  # h[l-1] under the hypothesis
+                new_steps[key] = sp.simplify(_norm(lv.k) - prev)
+            if all(_eq(new_steps[k], steps[k]) for k in lists):
+                self.out = saved[0]
+                self.out.append(Loop(s.var, s.lo, s.hi, body_out))
+                for key in lists:
+                    self.lists[key]["done"] = True
+                return
+            steps = new_steps
+            del self.uses[n_uses:]
+            self.out, self.env, self.lists, self.exchanged, self.boundaries = saved
+            self.lists = {k: dict(v) for k, v in self.lists.items()}
+        raise BlockError("the recurrence's hop depth per layer is not constant")
+
+    def element(self, key: str, idx: Py):
+        info = self.lists.get(key, {})
+        if "base" not in info:
+            raise BlockError(f"{key} is read before its first layer")
+        i0, base = info["base"]
+        idx_e = _index(idx)
+        if idx_e is None:
+            raise BlockError(f"{key} is indexed by a non-affine expression")
+        if _eq(idx_e, i0) or not isinstance(base, Lv) or base.side not in ("s", "d"):
+            return base
+        c = info.get("c", 0)
+        k = sp.expand(_norm(base.k) + c * (idx_e - i0))
+        if _eq(c, 0):
+            return base
+        side = "s" if self.loop_vars else "d"
+        return Lv(k, side)
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, py: Py):
+        if not isinstance(py, Py):
+            return py, PLAIN
+        op = py.op
+        fn = getattr(self, "x_" + op, None)
+        p, lv = fn(py) if fn is not None else self.generic(py)
+        if isinstance(p, Py):
+            self.lv_of[id(p)] = lv
+            self.keep.append(p)  # ids stay unique while the pass runs
+        return p, lv
+
+    def generic(self, py: Py):
+        parts = [self.expr(a) if isinstance(a, Py) else (a, None) for a in py.args]
+        attrs = dict(py.attrs)
+        extra = {}
+        for name, value in py.attrs.items():
+            if isinstance(value, Py) and name != "k":
+                extra[name] = self.expr(value)
+        lvs = [lv for _p, lv in parts if lv is not None] + [lv for _p, lv in extra.values()]
+        lv = self.join(lvs)
+        args = tuple(self.to(p, l, lv) if l is not None and isinstance(lv, Lv) and lv.side in ("s", "d", "e")
+                     else p for p, l in parts)
+        for name, (p, l) in extra.items():
+            attrs[name] = self.to(p, l, lv) if isinstance(lv, Lv) and lv.side in ("s", "d", "e") else p
+        return Py(py.op, args, attrs), lv
+
+    def x_var(self, py):
+        name = py.args[0]
+        lv = self.env.get(name)
+        if lv is None:
+            return py, PLAIN  # a loop variable or a name of the constructor
+        if isinstance(lv, tuple):
+            return py, lv
+        return py, lv
+
+    def x_const(self, py):
+        return py, PLAIN
+
+    x_sympy = x_const
+
+    def x_attr(self, py):
+        return py, PLAIN
+
+    def x_getitem(self, py):
+        base, idx = py.args
+        if base.op == "var" and isinstance(self.env.get(base.args[0]), tuple):
+            return py, self.element(base.args[0], idx)
+        b, lv = self.expr(base)
+        return Py("getitem", (b, idx), py.attrs), lv
+
+    def x_graph_method(self, py):
+        if py.attrs.get("sampled"):
+            p = Py("sampled_degrees", py.args, dict(py.attrs))
+            return p, Poly("n", [p])
+        return Py("node_degrees", py.args, dict(py.attrs)), S0
+
+    def x_rows_of(self, py):
+        p = Py("rows_of", py.args, dict(py.attrs))
+        return p, Poly("e" if py.attrs.get("rows") == "E" else "n", [p])
+
+    def x_dst_rows(self, py):
+        return self.expr(py.args[0])  # the target-side read: the join with the reduction slices it
+
+    def source_block(self, lvs):
+        k = sp.Integer(0)
+        for lv in lvs:
+            if isinstance(lv, Lv) and lv.side in ("s", "d"):
+                k = self.kmax(k, lv.k)
+            elif isinstance(lv, Lv) and lv.side == "e":
+                k = self.kmax(k, lv.k)
+        return k
+
+    def sparse(self, py, roles, what):
+        """roles: per argument "u" (sources of block b), "v" (targets), "e" (edges) or None."""
+        parts = [self.expr(a) if isinstance(a, Py) else (a, None) for a in py.args]
+        cands = []
+        for (p, lv), role in zip(parts, roles):
+            if role in ("u", "e"):
+                cands.append(lv)
+            elif role == "v" and isinstance(lv, Lv) and lv.side in ("s", "d") and self._known_ge1(lv.k):
+                cands.append(Lv(lv.k - 1, "s"))
+        b = self.source_block(cands)
+        want = {"u": Lv(b, "s"), "v": Lv(b + 1, "d"), "e": Lv(b, "e")}
+        args = []
+        for (p, lv), role in zip(parts, roles):
+            if role is None or lv is None or p is None or (isinstance(p, Py) and p.op == "const"):
+                args.append(p)
+            else:
+                args.append(self.to(p, lv, want[role], key_hint="src"))
+        attrs = dict(py.attrs)
+        attrs["block"] = self.dim(b)
+        self.uses.append(f"{self.what}: {what} on block {b}")
+        return Py(py.op, tuple(args), attrs), b
+
+    def _known_ge1(self, k) -> bool:
+        try:
+            return self.ge(k, 1)
+        except BlockError:
+            return False
+
+    def x_gspmm(self, py):
+        op = py.args[0].args[0]
+        roles = [None, None, "u" if op != "copy_e" else None, "e" if op != "copy_u" else None]
+        p, b = self.sparse(py, roles, f"g-SpMM {op}/{py.args[1].args[0]}")
+        return p, Lv(b + 1, "d")
+
+    def x_gspmm_out(self, py):
+        p, b = self.sparse(py, [None, "u"], "g-SpMM over out-neighbours")
+        return p, Lv(b + 1, "d")
+
+    def x_gsddmm(self, py):
+        op = py.args[0].args[0]
+        lt, rt = py.args[3].args[0], py.args[4].args[0]
+        roles = [None, lt if op != "copy_rhs" else None, rt if op != "copy_lhs" else None, None, None]
+        p, b = self.sparse(py, roles, f"g-SDDMM {op}")
+        return p, Lv(b, "e")
+
+    def x_edge_softmax(self, py):
+        roles = ["e", "v"][: len(py.args)]
+        p, b = self.sparse(py, roles, "edge softmax")
+        return p, Lv(b, "e") if len(py.args) == 1 else ("pair", b)
+
+    def x_gat_aggregate(self, py):
+        p, b = self.sparse(py, ["u", "v", "u", None, None], "fused attention")
+        return p, Lv(b + 1, "d")
+
+    def x_edge_output(self, py):
+        inner, lv = self.expr(py.args[0])
+        return Py("edge_output", (inner,), {"lv": lv, "size_k": self.dim(getattr(lv, "k", 0))}), lv
+
+
+# ---------------------------------------------------------------------- driver and print rules
+RESERVED = ("blocks", "history")
+
+
+def apply(ml, lm) -> None:
+    """Run the pass on a lowered model; on success its body reads `blocks`, else `lm.blocks` says why
+    the model runs on a full graph only (its code is then the full-graph code)."""
+    tm = lm.typed
+    if not tm.uses_graph:
+        lm.blocks = None
+        return
+    try:
+        for name in RESERVED:
+            if name in tm.values:
+                raise BlockError(f"a value is named {name!r}, the name of the block list")
+        lv = Levels(ml, tm.depth, ml.fresh)
+        body, outputs = lv.run(lm.body, lm.outputs)
+    except BlockError as e:
+        lm.blocks = {"supported": False, "reason": str(e)}
+        return
+    lm.body, lm.outputs = body, outputs
+    lm.blocks = {"supported": True, "depth": str(tm.depth), "levels": lv.levels, "boundaries": lv.boundaries,
+                 "uses": list(dict.fromkeys(lv.uses))}
+
+
+def _b(pr, attrs, key="block") -> str:
+    k = attrs[key]
+    return f"blocks[{pr(k)}]"
+
+
+def print_rule(pr, py: Py):
+    """How the block-aware ops print (`None`: not one of them); called by codegen's Printer."""
+    op, args, at = py.op, py.args, py.attrs
+    if op == "rows_to":
+        lv, inner = at["lv"], args[0]
+        size = f"{_b(pr, at, 'k')}.{'num_src' if lv.side == 's' else 'num_dst'}"
+        if inner.op == "unsqueeze_idx" and inner.attrs["idx"] and inner.attrs["idx"][0] == ":":
+            rest = ", ".join(":" if i == ":" else "None" for i in inner.attrs["idx"][1:])
+            return f"{pr.wrap(inner.args[0], 9)}[: {size}{', ' + rest if rest else ''}]", 9
+        return f"{pr.wrap(inner, 9)}[: {size}]", 9
+    if op == "node_degrees":
+        return f'ops.node_degrees(blocks[0], "{"in" if args[0] == "in_degrees" else "out"}").to({pr.dtype})', 9
+    if op == "sampled_degrees":
+        lv = at.get("lv")
+        block = "blocks[0]" if lv is None else _b(pr, at, "size_k")
+        return f"{block}.{args[0]}().to({pr.dtype})", 9
+    if op == "exchange":
+        from kokoyi.compiler.codegen import quote  # the one quoting function (codegen imports this module)
+        key = quote(at["key"])
+        if at.get("loop"):
+            key = f"({key}, {', '.join(at['loop'])})"
+        return f"ops.exchange(history, {key}, {pr(args[0])}, blocks, {pr(at['k'])})", 9
+    if op == "edge_output" and "lv" in at and isinstance(at["lv"], Lv) and at["lv"].side == "e":
+        return f"{_b(pr, at, 'size_k')}.edge_output({pr(args[0])})", 9
+    if "block" not in at:
+        return None
+    g = _b(pr, at)
+    if op == "gspmm":
+        return f"ops.gspmm({g}, {', '.join(pr(a) for a in args)})", 9
+    if op == "gsddmm":
+        return f"ops.gsddmm({g}, {', '.join(pr(a) for a in args)})", 9
+    if op == "edge_softmax":
+        return f"ops.edge_softmax({g}, {', '.join(pr(a) for a in args)})", 9
+    if op == "gspmm_out":
+        return f'ops.gspmm({g}.reverse(), "copy_u", {pr(args[0])}, {pr(args[1])}, None)', 9
+    if op == "gat_aggregate":
+        a = [pr(x) for x in args]
+        return f"ops.gat_aggregate({g}, {a[0]}, {a[1]}, {a[2]}, negative_slope={a[3]}, self_loop={a[4]})", 9
+    return None
+
+
+def rows_size(pr, py: Py):
+    """`rows_of` (the row count of an expanded plain value) on blocks; None when not resolved."""
+    lv = py.attrs.get("lv")
+    if not isinstance(lv, Lv):
+        return None
+    attr = {"e": "num_edges", "s": "num_src", "d": "num_dst"}[lv.side]
+    return f"{_b(pr, py.attrs, 'size_k')}.{attr}"
+
+
+def explain_lines(lm) -> list[str]:
+    """What `--explain` says about mini-batch blocks."""
+    info = getattr(lm, "blocks", None)
+    if not info:
+        return []
+    if not info.get("supported"):
+        return [f"  mini-batch blocks: not supported ({info['reason']}); forward takes a full graph"]
+    depth = info["depth"]
+    lines = [f"  mini-batch blocks: forward(blocks, ...) takes {depth} block(s), block 0 reading the inputs; "
+             "a full graph is every block"]
+    lines += [f"      {u}" for u in info["uses"]]
+    if info["boundaries"]:
+        lines.append("      layer boundaries (exchanged with history=): " + ", ".join(info["boundaries"]))
+    return lines

@@ -1,0 +1,12 @@
+"""`kokoyi.sampling`: mini-batch training on sampled blocks.
+
+A `Block` is a bipartite `kokoyi.Graph` whose target nodes are the first `num_dst` source nodes and
+which carries the global ids of its nodes, the full graph's degrees and the sampler's per-edge
+estimator weights (see `docs/language.md`, "Sampled blocks"). Runtime code: no compiler import.
+"""
+from kokoyi.sampling.block import Block
+from kokoyi.sampling.exact import full_block, full_blocks, layerwise_inference
+from kokoyi.sampling.history import History, WithHistory, with_history
+
+__all__ = ["Block", "History", "WithHistory", "with_history", "full_block", "full_blocks",
+           "layerwise_inference"]

@@ -1,0 +1,169 @@
+"""The estimator semantics of the sparse operators on a sampled `Block` (spec section 10).
+
+A model's math is about the full graph; on a block each operator computes the sampler's estimate of
+the full-graph quantity. With ``w_uv`` the block's per-edge weight (1 when the block has none),
+``deg(v)`` the FULL in-degree and the sums running over the sampled in-edges of v:
+
+    sum_{u in N(v)} m_uv          ->  sum_u w_uv m_uv                       (unbiased)
+    mean_{u in N(v)} m_uv         ->  (sum_u w_uv m_uv) / deg(v)           (GraphSAGE's sample mean
+                                                                            for uniform sampling)
+    max / min                     ->  over the sampled neighbours, unweighted
+    softmax_{u in N(v)} s_uv      ->  exp(s_uv) / Z_v,  Z_v = sum_u w_uv exp(s_uv) (+ exp(s_vv) for
+                                      a self loop, which is exact)
+
+so that ``sum_u alpha_uv f_u`` on a block is the self-normalised estimate
+``sum_u w_uv exp(s_uv) f_u / Z_v``: for uniform neighbour sampling (w_uv = deg(v)/k, the same for every
+sampled u of v) that is exactly the softmax over the sample that DGL and PyG compute. On a plain
+`kokoyi.Graph` (or a Block without weights whose degrees are its own) every function here is the
+plain operator of `kokoyi.kernels.ops`.
+
+`hops` and `node_degrees` give generated modules one graph per hop and full-graph degrees, whether
+they are called with a full graph or with a list of blocks.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from kokoyi.graph import Graph
+from kokoyi.kernels import ops as _k
+from kokoyi.sampling.block import Block
+
+__all__ = ["gspmm", "edge_softmax", "gat_aggregate", "hops", "node_degrees", "exchange", "full_graph_only"]
+
+
+def _weight(graph, like: torch.Tensor) -> Optional[torch.Tensor]:
+    """The block's edge weights shaped to broadcast against the edge tensor `like` (E, ...)."""
+    w = getattr(graph, "weight", None)
+    if w is None:
+        return None
+    return w.to(like.dtype).reshape((-1,) + (1,) * (like.dim() - 1))
+
+
+def _weighted_sum(graph, op, u, e, w):
+    """``sum_{sampled u} w_uv (u op e)``."""
+    def wv(x):
+        return w.to(x.dtype).reshape((-1,) + (1,) * (x.dim() - 1))
+    if op == "copy_u":
+        return _k.gspmm(graph, "mul", "sum", u, wv(u))
+    if op == "copy_e":
+        return _k.gspmm(graph, "copy_e", "sum", None, e * wv(e))
+    if op == "mul":
+        return _k.gspmm(graph, "mul", "sum", u, e * wv(e))
+    if op == "div":
+        return _k.gspmm(graph, "div", "sum", u, e / wv(e))
+    msg = _k.gsddmm(graph, op, u, e, "u", "e")  # add, sub: the message per edge
+    return _k.gspmm(graph, "copy_e", "sum", None, msg * wv(msg))
+
+
+def gspmm(graph, op: str, reduce: str, u: Optional[torch.Tensor], e: Optional[torch.Tensor]):
+    """`kokoyi.ops.gspmm` with the estimator semantics on a `Block` (module docstring)."""
+    if not isinstance(graph, Block) or reduce in ("max", "min"):
+        return _k.gspmm(graph, op, reduce, u, e)
+    w = graph.weight
+    if w is None:
+        out = _k.gspmm(graph, op, "sum", u, e)
+    else:
+        out = _weighted_sum(graph, op, u if op != "copy_e" else None, e if op != "copy_u" else None, w)
+    if reduce == "mean":
+        deg = graph.full_in_degrees()[: graph.num_dst].clamp(min=1).to(out.dtype)
+        out = out / deg.reshape((-1,) + (1,) * (out.dim() - 1))
+    return out
+
+
+def edge_softmax(graph, scores: torch.Tensor, self_scores: Optional[torch.Tensor] = None):
+    """`kokoyi.ops.edge_softmax` normalised by the estimated partition function on a weighted block."""
+    w = _weight(graph, scores) if isinstance(scores, torch.Tensor) else None
+    if w is None:
+        return _k.edge_softmax(graph, scores, self_scores)
+    res = _k.edge_softmax(graph, scores + torch.log(w), self_scores)
+    if self_scores is None:
+        return res / w
+    return res[0] / w, res[1]
+
+
+def gat_aggregate(graph, s_src: torch.Tensor, t_dst: torch.Tensor, feat: torch.Tensor,
+                  negative_slope: float = 0.2, self_loop: bool = False) -> torch.Tensor:
+    """`kokoyi.ops.gat_aggregate`; on a weighted block the composition with the weighted softmax:
+    ``sum_u w_uv alpha_uv feat_u = sum_u softmax_u(score_uv + log w_uv) feat_u``."""
+    if getattr(graph, "weight", None) is None:
+        return _k.gat_aggregate(graph, s_src, t_dst, feat, negative_slope=negative_slope, self_loop=self_loop)
+    t_dst = t_dst[: graph.num_dst]
+    scores = F.leaky_relu(_k.gsddmm(graph, "add", s_src, t_dst, "u", "v"), negative_slope)
+    logw = torch.log(_weight(graph, scores))
+    if self_loop:
+        self_scores = F.leaky_relu(s_src[: graph.num_dst] + t_dst, negative_slope)
+        a, a_self = _k.edge_softmax(graph, scores + logw, self_scores)
+        return _k.gspmm(graph, "mul", "sum", feat, a[..., None]) + a_self[..., None] * feat[: graph.num_dst]
+    a = _k.edge_softmax(graph, scores + logw)
+    return _k.gspmm(graph, "mul", "sum", feat, a[..., None])
+
+
+# ---------------------------------------------------------------------- what generated modules call
+def hops(graph, depth: int, history=None, edge_inputs: bool = False) -> list:
+    """One graph per hop: the list of blocks a generated forward indexes (``blocks[k]`` runs the
+    reductions of depth k+1).
+
+    ``graph`` is a full `kokoyi.Graph` (every hop runs on it) or a list of ``depth`` blocks (block 0 is
+    the input side; block k's targets are block k+1's sources). With ``history`` (a `History`) the
+    model runs on ONE one-hop block, given alone or repeated ``depth`` times.
+    """
+    depth = int(depth)
+    if history is not None:
+        one = graph[0] if isinstance(graph, (list, tuple)) and graph else graph
+        if isinstance(graph, (list, tuple)) and any(b is not one for b in graph):
+            raise ValueError("with history=, the model runs on one one-hop block: pass that block (or the "
+                             "same block repeated), not a list of distinct blocks")
+        if not isinstance(one, Block):
+            raise TypeError(f"with history=, graph must be a kokoyi.sampling.Block (its src_ids address "
+                            f"the history), got {type(one).__name__}")
+        return [one] * max(depth, 1)
+    if isinstance(graph, Graph):
+        return [graph] * max(depth, 1)
+    if not isinstance(graph, (list, tuple)) or not all(isinstance(b, Graph) for b in graph):
+        raise TypeError(f"graph must be a kokoyi.Graph or a list of {depth} sampled blocks "
+                        f"(kokoyi.sampling.Block), got {type(graph).__name__}")
+    blocks = list(graph)
+    if len(blocks) != max(depth, 1):
+        raise ValueError(f"this model has hop depth {depth}, so it takes {max(depth, 1)} blocks "
+                         f"(one per neighbour reduction on the way to the output), got {len(blocks)}")
+    for k in range(1, len(blocks)):
+        if blocks[k].num_src != blocks[k - 1].num_dst:
+            raise ValueError(f"block {k} has {blocks[k].num_src} source nodes but block {k - 1} has "
+                             f"{blocks[k - 1].num_dst} target nodes; block k's targets must be block "
+                             f"k+1's sources")
+    if edge_inputs and len(blocks) > 1 and any(b is not blocks[0] for b in blocks):
+        raise ValueError("this model takes an edge input, so it runs on one graph: a full graph or one "
+                         "block repeated; distinct sampled blocks carry distinct edges")
+    return blocks
+
+
+def exchange(history, key, x: torch.Tensor, blocks: list, k) -> torch.Tensor:
+    """A layer-boundary value computed on the targets of block k-1, read as the sources of block k:
+    without a history the same rows (a block's targets are the next block's sources); with one, the
+    fresh rows are pushed and the stale rows of block k's other sources pulled (`History.exchange`)."""
+    if history is None or int(k) >= len(blocks):
+        return x
+    return history.exchange(key, x, blocks[int(k)])
+
+
+def full_graph_only(graph, model: str, reason: str) -> None:
+    """Raise when a model the compiler could not put on blocks is called with a list of blocks."""
+    if not isinstance(graph, Graph):
+        raise TypeError(f"model {model} runs on a full kokoyi.Graph only ({reason}); got "
+                        f"{type(graph).__name__}")
+
+
+def node_degrees(block, direction: str = "in") -> torch.Tensor:
+    """Float32 (num_src,): the full graph's in- or out-degree of each source node of `block` (a full
+    graph: its degrees)."""
+    if isinstance(block, Block):
+        return block.full_in_degrees() if direction == "in" else block.full_out_degrees()
+    if direction == "out":
+        return block.out_degrees()
+    deg = block.in_degrees()
+    if block.num_src == block.num_dst:
+        return deg
+    return torch.cat([deg, deg.new_zeros(block.num_src - block.num_dst)])

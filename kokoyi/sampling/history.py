@@ -1,0 +1,136 @@
+"""Historical embeddings (ScalableGCN / GNNAutoScale): every layer of a deep model on ONE one-hop block.
+
+A model of depth L run with a `History` on a one-hop block ``b`` (targets: the batch; sources: the
+batch and its sampled in-neighbours) computes layer k's boundary value ``h`` on the batch only; before
+layer k+1 reads ``h`` at its sources, `exchange` pushes the fresh batch rows into the store and pulls the
+other sources' rows from it (their values from the last batch that contained them, detached):
+
+    h_src = [ h_fresh ; H[b.src_ids[num_dst:]] ],    H[b.dst_ids] <- h_fresh
+
+so each batch costs one hop of sampling and L layers of one-hop work, whatever L. Staleness: the number
+of `exchange` calls of a key since a pulled row was last pushed (rows never pushed read as zeros and
+are counted apart). The store lives on `device` (default CPU; ``pin_memory=True`` pins it for
+asynchronous copies to CUDA).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["History", "WithHistory", "with_history"]
+
+
+@dataclass
+class Staleness:
+    """Staleness of the rows pulled by the last exchange of one key."""
+
+    pulled: int  # rows pulled
+    never: int  # of which never pushed (read as zeros)
+    mean: float  # mean age of the others, in exchanges of this key
+    max: int
+
+
+class History:
+    """Per-key node stores of shape ``(num_nodes, *F)``, allocated on the first push of a key."""
+
+    def __init__(self, num_nodes: int, device="cpu", pin_memory: bool = False):
+        if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
+            raise ValueError(f"num_nodes must be a positive int, got {num_nodes!r}")
+        self.num_nodes = num_nodes
+        self.device = torch.device(device)
+        self.pin_memory = pin_memory
+        self.store: dict = {}
+        self.pushed_at: dict = {}  # key -> (num_nodes,) int64 clock of the last push, -1 never
+        self.clock: dict = {}
+        self.last: dict = {}  # key -> Staleness of the last exchange
+
+    def _alloc(self, key, like: torch.Tensor):
+        shape = (self.num_nodes,) + tuple(like.shape[1:])
+        t = torch.zeros(shape, dtype=like.dtype, device=self.device)
+        if self.pin_memory and self.device.type == "cpu" and torch.cuda.is_available():
+            t = t.pin_memory()
+        self.store[key] = t
+        self.pushed_at[key] = torch.full((self.num_nodes,), -1, dtype=torch.int64, device=self.device)
+        self.clock[key] = 0
+
+    def _check_ids(self, ids, name):
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a 1-D integer tensor of global node ids")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_nodes):
+            raise ValueError(f"{name} holds ids outside 0..{self.num_nodes - 1} (the history's num_nodes)")
+
+    def push(self, key, ids: torch.Tensor, rows: torch.Tensor) -> None:
+        """Store ``rows`` (detached) as the latest value of ``key`` for the nodes ``ids``."""
+        self._check_ids(ids, "ids")
+        if not isinstance(rows, torch.Tensor) or rows.dim() == 0 or rows.shape[0] != ids.numel():
+            raise ValueError(f"rows for {key!r} must have one row per id ({ids.numel()}), got "
+                             f"{tuple(getattr(rows, 'shape', ()))}")
+        if key not in self.store:
+            self._alloc(key, rows)
+        elif self.store[key].shape[1:] != rows.shape[1:]:
+            raise ValueError(f"rows for {key!r} have features {tuple(rows.shape[1:])}, the history holds "
+                             f"{tuple(self.store[key].shape[1:])}")
+        ids_d = ids.to(self.device)
+        self.store[key][ids_d] = rows.detach().to(self.device, self.store[key].dtype, non_blocking=True)
+        self.pushed_at[key][ids_d] = self.clock[key]
+
+    def pull(self, key, ids: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+        """The stored rows of ``key`` for ``ids`` (zeros for never pushed rows), on ``like``'s device."""
+        self._check_ids(ids, "ids")
+        if key not in self.store:
+            if like is None:
+                raise KeyError(f"nothing was pushed for {key!r}")
+            self._alloc(key, like)
+        ids_d = ids.to(self.device)
+        rows = self.store[key][ids_d]
+        if like is not None:
+            rows = rows.to(like.device, like.dtype, non_blocking=True)
+        return rows
+
+    def exchange(self, key, fresh: torch.Tensor, block) -> torch.Tensor:
+        """Push ``fresh`` (one row per target of ``block``), return one row per source of ``block``:
+        the fresh rows, then the stored rows of the other sources."""
+        nd = block.num_dst
+        if not isinstance(fresh, torch.Tensor) or fresh.dim() == 0 or fresh.shape[0] != nd:
+            raise ValueError(f"history exchange of {key!r}: expected one fresh row per target node of the "
+                             f"block ({nd}), got shape {tuple(getattr(fresh, 'shape', ()))}")
+        if key not in self.store:
+            self._alloc(key, fresh)
+        self.clock[key] += 1
+        self.push(key, block.dst_ids, fresh)
+        others = block.src_ids[nd:]
+        stale = self.pull(key, others, like=fresh)
+        age = self.clock[key] - self.pushed_at[key][others.to(self.device)]
+        never = age > self.clock[key]
+        seen = age[~never]
+        self.last[key] = Staleness(int(others.numel()), int(never.sum()),
+                                   float(seen.float().mean()) if seen.numel() else 0.0,
+                                   int(seen.max()) if seen.numel() else 0)
+        return torch.cat([fresh, stale])
+
+    def staleness(self) -> dict:
+        """``{key: Staleness}`` of the last exchange of every key."""
+        return dict(self.last)
+
+    def __repr__(self):
+        keys = ", ".join(f"{k!r}: {tuple(v.shape)}" for k, v in self.store.items())
+        return f"History(num_nodes={self.num_nodes}, device={self.device}, {{{keys}}})"
+
+
+class WithHistory(nn.Module):
+    """``model`` called on one one-hop block with historical embeddings: ``WithHistory(m, h)(b, x)``
+    is ``m(b, x, history=h)``."""
+
+    def __init__(self, model: nn.Module, history: History):
+        super().__init__()
+        self.model = model
+        self.history = history
+
+    def forward(self, block, *inputs):
+        return self.model(block, *inputs, history=self.history)
+
+
+def with_history(model: nn.Module, history: History) -> WithHistory:
+    return WithHistory(model, history)
