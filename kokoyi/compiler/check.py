@@ -24,6 +24,7 @@ from kokoyi.compiler.ir import Family, T, TDef, TModel, TProgram, Ty, Value
 from kokoyi.compiler.readout import GRAPH, ReadoutChecks
 from kokoyi.compiler.builtins import NORMS
 from kokoyi.compiler.norms import NormChecks
+from kokoyi.compiler.cases import CaseChecks
 from kokoyi.compiler.relations import RelationChecks, is_rel_family, rel_letter
 
 NODE_LETTERS = ("u", "v", "w")
@@ -138,7 +139,7 @@ class Scope:
         return Scope(**d)
 
 
-class ModelChecker(ReadoutChecks, NormChecks, RelationChecks):
+class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks):
     def __init__(self, model: A.Model, program: A.Program, col: Collector, model_names: dict):
         self.m, self.src, self.col, self.model_names = model, program.source, col, model_names
         self.values: dict[str, Value] = {}
@@ -812,6 +813,10 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks):
             self.err(f"the index '{sym.name}' is not a value", node.span)
         if sym.kind == "command" and sym.name not in GREEK:
             self.err(f"unknown command \\{sym.name}", sym.span, _command_hint(sym.name))
+        if sym.kind == "letter" and sym.name == "I" and primes == 0 and not sym.accent:  # the identity (cases.py)
+            eye = self.identity(sym, sub, sup, node, scope)
+            if eye is not None:
+                return eye
         self.err(f"undefined name '{self.latex(node)}'", node.span,
                  "declare it with \\hyper, \\input or \\param, or define it with \\gets")
 
@@ -1102,6 +1107,7 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks):
         self.err(f"\\{node.name}(...) takes one or two arguments", node.span)
 
     def binary(self, name, a: T, b: T, node) -> T:
+        a, b = self.resolve_eye(a, b, node)  # a bare I takes the size of the other side (cases.py)
         shape = broadcast(a.ty.shape, b.ty.shape)
         if shape is None:
             sym = {"add": "+", "sub": "-", "mul": "\\odot", "div": "/", "pow": "^"}.get(name, name)
@@ -1112,6 +1118,14 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks):
         return self.mk("bin", [a, b], Ty(shape, merge_fam(a.ty.fam, b.ty.fam)), node.span, name=name)
 
     def multiply(self, a: T, b: T, node, explicit: bool) -> T:
+        if "eye" in (a.op, b.op) and a.ty.shape and b.ty.shape:  # I x = x, x I = x
+            a, b = self.resolve_eye(a, b, node)
+            if "eye" not in (a.op, b.op):
+                return self.multiply(a, b, node, explicit)
+            other, eye = (b, a) if a.op == "eye" else (a, b)
+            if not self._shape_eq(other.ty.shape[-1:] if eye is b else other.ty.shape[:1], eye.ty.shape[:1]):
+                self.err(f"shape mismatch: {fmt_shape(a.ty.shape)} times {fmt_shape(b.ty.shape)}", node.span)
+            return other
         sa, sb = a.ty.shape, b.ty.shape
         fam = merge_fam(a.ty.fam, b.ty.fam)
         if not sa or not sb:

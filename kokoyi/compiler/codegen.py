@@ -62,6 +62,7 @@ def comment(text: str) -> str:
 # op -> format; {0}, {1} are the printed arguments, {name} attributes.
 INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "matmul": ("@", 2),
          "pow": ("**", 4), "le": ("<=", 0), "gt": (">", 0)}
+INFIX.update({"lt": ("<", 0), "ge": (">=", 0), "eq": ("==", 0), "ne": ("!=", 0)})  # conditions (cases.py)
 FUNCTION = {
     "relu": "torch.relu({0})", "sigmoid": "torch.sigmoid({0})", "tanh": "torch.tanh({0})",
     "exp": "torch.exp({0})", "log": "torch.log({0})", "softplus": "F.softplus({0})", "gelu": "F.gelu({0})",
@@ -90,6 +91,7 @@ TEMPLATES = {
     "ones_like_deg": "torch.ones_like({0})",
     "readout": "ops.readout(graph, {0}, {1})",
     "builtin_call": "{0}({1})",
+    "eye": "torch.eye({0}, dtype={dtype})",
     "rel_gspmm": "ops.rel_gspmm(graph, {0}, {1}, x_rel={2}, scale_rel={3}, mean={4}, fused={5})",
     "rel_degrees": "ops.rel_in_degrees(graph).to({dtype})",
     "builtin_call_graph": "{0}({1}, graph)",

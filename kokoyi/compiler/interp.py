@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from kokoyi.compiler.ir import T, TModel, TProgram, Value
 from kokoyi.compiler.readout_interp import GRAPH_ID, ReadoutInterp
 from kokoyi.compiler.norms import NormInterp
+from kokoyi.compiler.cases import CaseInterp
 from kokoyi.compiler.relations import RelationInterp
 
 SELF = -1  # the edge id of the self loop (v, v) of `N(v) ∪ {v}`: not an edge of the graph
@@ -136,7 +137,7 @@ def _reduce_list(reduce: str, items: list, shape) -> torch.Tensor:
             "prod": lambda: stacked.prod(0)}[reduce]()
 
 
-class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp):
+class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp):
     """Evaluates one typed model on one graph with the weights of one compiled module."""
 
     def __init__(self, model: TModel, program: TProgram, module: torch.nn.Module, graph: GraphLists | None):

@@ -32,6 +32,7 @@ from kokoyi.compiler.ir import (Assign, Comment, LModel, Loop, LProgram, PlanEnt
 from kokoyi.diagnostics import Collector
 from kokoyi.compiler.readout_lower import G_GRAPHS, ReadoutLowering
 from kokoyi.compiler.norms import NormLowering
+from kokoyi.compiler.cases import CaseLowering
 from kokoyi.compiler.relations import RelationLowering, rel_letter
 
 E_EDGES = sp.Symbol("E", positive=True, integer=True)
@@ -69,7 +70,7 @@ class LowerError(Exception):
     pass
 
 
-class ModelLowering(ReadoutLowering, NormLowering, RelationLowering):
+class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowering):
     def __init__(self, tm: TModel, col: Collector):
         self.tm, self.col = tm, col
         self.body: list = []
