@@ -25,6 +25,7 @@ from kokoyi.compiler.readout import GRAPH, ReadoutChecks
 from kokoyi.compiler.builtins import NORMS
 from kokoyi.compiler.norms import NormChecks
 from kokoyi.compiler.cases import CaseChecks
+from kokoyi.compiler.layers import LayerChecks
 from kokoyi.compiler.relations import RelationChecks, is_rel_family, rel_letter
 
 NODE_LETTERS = ("u", "v", "w")
@@ -139,7 +140,7 @@ class Scope:
         return Scope(**d)
 
 
-class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks):
+class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerChecks):
     def __init__(self, model: A.Model, program: A.Program, col: Collector, model_names: dict):
         self.m, self.src, self.col, self.model_names = model, program.source, col, model_names
         self.values: dict[str, Value] = {}
@@ -871,6 +872,8 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks):
                 else:
                     attrs["index"] = sp.Symbol(fl) - fam.lo if v.kind == "param" else sp.Symbol(fl)
                     attrs["loop"] = fl
+            elif v.kind == "def" and fam.mode == "loop" and fl is not None and fl in scope.heads:
+                fam_letters = self.layer_member_stack(v, fl, scope, sup, attrs)  # \Vert_l h^{(l)} (layers.py)
             else:
                 idx = self.index_expr(sup, scope)
                 attrs["index"] = idx - fam.lo if v.kind == "param" else idx

@@ -92,6 +92,7 @@ TEMPLATES = {
     "readout": "ops.readout(graph, {0}, {1})",
     "builtin_call": "{0}({1})",
     "eye": "torch.eye({0}, dtype={dtype})",
+    "stack_members": "torch.stack({0}[{1}:{2} + 1], dim={3})",
     "rel_gspmm": "ops.rel_gspmm(graph, {0}, {1}, x_rel={2}, scale_rel={3}, mean={4}, fused={5})",
     "rel_degrees": "ops.rel_in_degrees(graph).to({dtype})",
     "builtin_call_graph": "{0}({1}, graph)",

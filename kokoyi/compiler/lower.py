@@ -33,6 +33,7 @@ from kokoyi.diagnostics import Collector
 from kokoyi.compiler.readout_lower import G_GRAPHS, ReadoutLowering
 from kokoyi.compiler.norms import NormLowering
 from kokoyi.compiler.cases import CaseLowering
+from kokoyi.compiler.layers import LayerLowering
 from kokoyi.compiler.relations import RelationLowering, rel_letter
 
 E_EDGES = sp.Symbol("E", positive=True, integer=True)
@@ -70,7 +71,7 @@ class LowerError(Exception):
     pass
 
 
-class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowering):
+class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowering, LayerLowering):
     def __init__(self, tm: TModel, col: Collector):
         self.tm, self.col = tm, col
         self.body: list = []
@@ -293,6 +294,8 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
 
     def n_ref(self, t, sl):
         key = t.attrs["key"]
+        if "stack" in t.attrs:  # members of a layer family on a family axis (layers.py)
+            return self.stack_members(t)
         v = self.tm.values[key]
         if v.dom == "edge":
             if t.attrs.get("whole"):
