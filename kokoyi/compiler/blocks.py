@@ -343,7 +343,7 @@ class Levels:
             new_steps = {}
             for key in lists:
                 info = self.lists[key]
-                i0, base = info["base"]
+                i0, base = info.get("base", (None, None))  # a layer block's member without a base case
                 got = [(i, lv) for i, lv in info.get("assigned", []) if i is not None and i.free_symbols]
                 if not got or not isinstance(base, Lv) or base.side not in ("s", "d"):
                     new_steps[key] = steps[key]
@@ -367,7 +367,11 @@ class Levels:
 
     def element(self, key: str, idx: Py):
         info = self.lists.get(key, {})
-        if "base" not in info:
+        if "base" not in info:  # a layer block's member (no base case): the layer assigned in this iteration
+            idx_e = _index(idx)
+            for i, lv in reversed(info.get("assigned", [])):
+                if idx_e is not None and i is not None and _eq(i, idx_e):
+                    return lv
             raise BlockError(f"{key} is read before its first layer")
         i0, base = info["base"]
         idx_e = _index(idx)

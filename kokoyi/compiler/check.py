@@ -350,7 +350,7 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerC
                 continue
         for v in self.values.values():
             if v.kind == "def" and v.family is not None and v.family.mode == "loop" and 0 not in v.info.get(
-                    "members", ()):
+                    "members", ()) and not v.info.get("block"):
                 self.col.error(f"recurrence '{v.key}' has no base case",
                                v.span, f"define {v.key}^{{(0)}} (e.g. the input features)")
         if not self.returns and not any(isinstance(s, A.Return) for s in self.m.stmts):
@@ -537,10 +537,12 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerC
             # the range's dimensions are read in define(), once the hyperparameters are declared; a family
             # with a range is a layer recurrence when it reads itself, else a vectorised (head) family
             recur = fl is None or (st.family is not None and self._mentions(st.expr, key))
-            fam = Family(fl or "?", None, None, "loop" if recur else "vector")
+            block = st.family is not None and not self.reads_own_member(st.expr, key) \
+                and self.reads_layer_family(st.expr, fl, key)  # a layer block without self-reference (layers.py)
+            fam = Family(fl or "?", None, None, "loop" if recur or block else "vector")
             v = self.declare(Value(key, "def", dom, Ty(), st.span, self.latex(st), fam, info={
                 "letters": letters, "members": {(member if member is not None else "family"): st},
-                "range": st.family}), st)
+                "range": st.family, "block": block}), st)
             return v
         self.declare(Value(key, "def", dom, Ty(), st.span, self.latex(st), info={"letters": letters}), st)
 
@@ -631,6 +633,8 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerC
         v.ty = Ty(expr.ty.shape, (v.family.letter,) if v.family and v.family.mode == "vector" else ())
         v.edge_input = getattr(v, "edge_input", False) or expr.edge_input
         v.info["edge_input"] = v.info.get("edge_input", False) or expr.edge_input
+        if v.info.get("block"):
+            v.info["block_expr"] = expr
         self.depth[v.key] = self.expr_depth(expr, v)
         self.checked.add(v.key)
         self.uses_graph = self.uses_graph or v.dom != "plain"
@@ -657,6 +661,10 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerC
             key = t.attrs["key"]
             if key == v.key and v.family is not None and v.family.mode == "loop":
                 return 0, 0
+            member = self.values.get(key)
+            if member is not None and member.info.get("block_expr") is not None and v.family is not None \
+                    and v.family.mode == "loop" and member is not v:  # a layer block's member (layers.py)
+                return self._hops(member.info["block_expr"], v)
             return None, self.depth.get(key, 0)
         parts = [self._hops(a, v) for a in t.args]
         steps = [p[0] for p in parts if p[0] is not None]

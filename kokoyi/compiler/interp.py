@@ -37,6 +37,7 @@ from kokoyi.compiler.ir import T, TModel, TProgram, Value
 from kokoyi.compiler.readout_interp import GRAPH_ID, ReadoutInterp
 from kokoyi.compiler.norms import NormInterp
 from kokoyi.compiler.cases import CaseInterp
+from kokoyi.compiler.layers import LayerInterp
 from kokoyi.compiler.relations import RelationInterp
 
 SELF = -1  # the edge id of the self loop (v, v) of `N(v) ∪ {v}`: not an edge of the graph
@@ -137,7 +138,7 @@ def _reduce_list(reduce: str, items: list, shape) -> torch.Tensor:
             "prod": lambda: stacked.prod(0)}[reduce]()
 
 
-class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp):
+class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, LayerInterp):
     """Evaluates one typed model on one graph with the weights of one compiled module."""
 
     def __init__(self, model: TModel, program: TProgram, module: torch.nn.Module, graph: GraphLists | None):
@@ -181,8 +182,11 @@ class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp):
                 continue
             obj = getattr(self.module, p.key)
             self.store[p.key] = list(obj) if p.family is not None else obj
-        for d in m.defs:
-            self.define(d)
+        for group in self.layer_blocks(m.defs):  # defs sharing one loop over l run layer by layer (layers.py)
+            if len(group) == 1:
+                self.define(group[0])
+            else:
+                self.define_block(group)
         outs = []
         for v, t in m.returns:
             outs.append(self.whole(v, t))

@@ -136,15 +136,22 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
             if fam is not None and fam.mode == "loop":
                 if v.key not in loops_done:
                     loops_done.add(v.key)
-                    self.target.append(Assign(v.key, call("list_of", call("add", self.dim_py(fam.hi), const(1))),
-                                              f"{v.key}^{{(0..{fam.hi})}}: one entry per layer"))
+                    alloc = Assign(v.key, call("list_of", call("add", self.dim_py(fam.hi), const(1))),
+                                   f"{v.key}^{{(0..{fam.hi})}}: one entry per layer")
+                    if d.recurrence and self.joins_block(fam):  # allocate before the block's loop (layers.py)
+                        self.target.insert(len(self.target) - 1, alloc)
+                    else:
+                        self.target.append(alloc)
                 if d.recurrence:
                     lv = fam.letter
-                    self.loop_vars[lv] = self.fresh(lv)  # `l_1` when a definition is already named `l`
-                    loop = Loop(self.loop_vars[lv], self.dim_py(fam.lo), call("add", self.dim_py(fam.hi), const(1)),
-                                [])
-                    self.target.append(Comment(d.latex))
-                    self.target.append(loop)
+                    loop = self.block_loop(lv, fam, d)  # a layer block: the previous loop over the same range
+                    if loop is None:
+                        self.loop_vars[lv] = self.fresh(lv)  # `l_1` when a definition is already named `l`
+                        loop = Loop(self.loop_vars[lv], self.dim_py(fam.lo), call("add", self.dim_py(fam.hi),
+                                                                                     const(1)), [])
+                        self.target.append(Comment(d.latex))
+                        self.target.append(loop)
+                        self._block_loop = (lv, str(fam.lo), str(fam.hi), loop)
                     saved, self.target = self.target, loop.body
                     val = self.lower_def(d)
                     self.target.append(Assign(call("getitem", var(v.key), var(self.loop_vars[lv])), val.py))
