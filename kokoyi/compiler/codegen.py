@@ -476,7 +476,7 @@ def generate(program: LProgram, standalone: bool = False) -> str:
                      "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
                      "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
                      "readout=readout, broadcast_graph=broadcast_graph, graph_softmax=graph_softmax, "
-                     "GraphNorm=GraphNorm)\n")
+                     "GraphNorm=GraphNorm, rel_gspmm=rel_gspmm, rel_in_degrees=rel_in_degrees)\n")
     else:
         parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:
@@ -491,7 +491,7 @@ def generate(program: LProgram, standalone: bool = False) -> str:
 def _standalone_extras() -> str:
     """Readouts and GraphNorm (kernels/readout.py, kernels/norms.py: torch only) for --standalone files."""
     out = []
-    for name in ("readout.py", "norms.py"):
+    for name in ("readout.py", "norms.py", "relations.py"):
         text = (Path(__file__).resolve().parent.parent / "kernels" / name).read_text()
         out.append("\n".join(ln for ln in _strip_module_doc(text).splitlines()
                              if not ln.startswith(("from __future__", "from kokoyi", "__all__"))))
