@@ -1286,9 +1286,9 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerC
         if self_loop and body.edge_input:
             self.err("an edge input is used on the self loop of \\mathcal{N}(v) \\cup \\{v\\}", span,
                      "the self loop (v, v) is not an edge of the graph")
-        if body.ty.shape:
-            self.err(f"softmax over neighbours normalises scalar scores; this is {fmt_shape(body.ty.shape)}",
-                     arg_node.span)
+        if len(body.ty.shape) > 1:  # a vector of scores is normalised per channel (GENConv)
+            self.err(f"softmax over neighbours normalises a score or a vector of scores; this is "
+                     f"{fmt_shape(body.ty.shape)}", arg_node.span)
         self.uses_graph = True
         return T("nbsoftmax", (body,), body.ty, body.deps | {u, center}, span,
                  {"var": u, "center": center, "dir": direction, "self_loop": self_loop}, body.edge_input)
