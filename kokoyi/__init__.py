@@ -14,7 +14,7 @@ _LAZY = {
     "load_data": ("kokoyi.datasets.files", "load_data"),
 }
 
-_API = {"compile", "compile_model", "load", "to_python", "explain", "render", "KokoyiError"}
+_API = {"compile", "compile_model", "load", "to_python", "explain", "render", "KokoyiError", "verify"}
 
 
 def __getattr__(name):

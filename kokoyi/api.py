@@ -110,4 +110,13 @@ def load(path: str | os.PathLike) -> dict[str, type]:
     return compile(read_source(Path(path)), path=str(path))
 
 
+def verify(source: str | bytes, *, path: str = "<string>", seed: int = 0, **options):
+    """Compile every model of `source` and compare it with the reference interpreter
+    (`kokoyi.compiler.interp`) on small seeded graphs and inputs, forward and gradients, in float64.
+    Returns a `kokoyi.differential.VerifyReport`: `.ok`, and `str(report)` the largest differences."""
+    from kokoyi.differential import verify as _verify
+
+    return _verify(source, path=path, seed=seed, **options)
+
+
 builtins_compile = __builtins__["compile"] if isinstance(__builtins__, dict) else __builtins__.compile

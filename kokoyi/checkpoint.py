@@ -158,7 +158,11 @@ def load_model(directory, device="cpu"):
     models = kokoyi_compile((folder / SOURCE).read_bytes(), path=str(folder / SOURCE))
     if info["model"] not in models:
         raise CheckpointError(f"{folder / SOURCE} has no model {info['model']!r} (models: {', '.join(models)})")
-    model = models[info["model"]](**info["hypers"])
+    try:
+        model = models[info["model"]](**dict(info["hypers"]))
+    except (TypeError, ValueError) as e:  # a hand-edited checkpoint.json
+        raise CheckpointError(f"{folder / INFO}: the hyperparameters {info['hypers']} do not fit model "
+                              f"{info['model']}: {e}") from None
     try:
         state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

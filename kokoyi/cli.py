@@ -2,7 +2,8 @@
 
 Exit status: 0 success, 1 diagnostics about the source (printed to stderr, compiler style),
 2 usage mistakes, unreadable files and training/dataset configuration errors (one clean line),
-3 an internal error (a bug of kokoyi: one line asking for a report; the traceback with KOKOYI_DEBUG=1).
+3 an internal error (a bug of kokoyi: one line asking for a report; the traceback with KOKOYI_DEBUG=1),
+4 `check --verify` found a model that disagrees with the reference interpreter.
 """
 from __future__ import annotations
 
@@ -138,7 +139,8 @@ def _add_eval_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--data", metavar="PATH", help=f"{what} on your own graph (.npz, CSV folder or PyG .pt)")
     p.add_argument("--data-dir", help="folder with the Planetoid raw files (as for train)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device (default cpu)")
-    p.add_argument("--threads", type=_positive, metavar="N", help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=_positive, metavar="N", help="torch CPU threads (default: as many "
+                   "as in training, so that float sums, hence accuracies, are reproduced exactly)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Parse, check and lower FILEs; print diagnostics to stderr. "
                        "Exit 0 when all are fine, 1 on diagnostics, 2 when a file cannot be read.")
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--verify", action="store_true",
+                   help="also run each model and the reference interpreter on small random graphs and inputs "
+                   "(float64) and print the largest difference per output and gradient; exit 4 when they "
+                   "disagree beyond |a - b| <= 1e-9 + 1e-7 |b|")
+    p.add_argument("--seed", type=int, default=0, help="seed of --verify's graphs, sizes and inputs (default 0)")
     p = sub.add_parser("compile", help="print or write the generated PyTorch module",
                        description="Generate the PyTorch module of FILE (to stdout, or to -o OUT.py).")
     p.add_argument("file", metavar="FILE")
@@ -201,7 +208,18 @@ def cmd_check(args) -> int:
             status = max(status, 1)
         else:
             print(f"{path}: ok")
+            if getattr(args, "verify", False):
+                status = max(status, _verify(path, args.seed))
     return status
+
+
+def _verify(path: str, seed: int) -> int:
+    """`kokoyi check --verify`: 0 when every model agrees with the reference interpreter, else 4."""
+    from kokoyi.differential import verify
+
+    report = verify(_read(path), path=path, seed=seed)
+    print(report)
+    return 0 if report.ok else 4
 
 
 def cmd_compile(args) -> int:
@@ -300,6 +318,8 @@ def _check_output_paths(args) -> None:
     """Refuse bad --log / --plot / --save names before any training."""
     from kokoyi.report import LOG_SUFFIXES
 
+    if getattr(args, "data", None) and getattr(args, "dataset", None):
+        raise CliError("give --data PATH (your own graph) or --dataset NAME, not both")
     if args.log and Path(args.log).suffix.lower() not in LOG_SUFFIXES:
         raise CliError(f"--log {args.log}: the file name must end in .csv or .jsonl")
     if args.plot and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
@@ -404,6 +424,9 @@ def cmd_train(args) -> int:
         metrics = {k: v for k, v in best.summary().items() if k != "hypers"}
         train_opts = {k: opts[k] for k in ("epochs", "lr", "weight_decay", "patience", "device")}
         train_opts["seed"] = seeds[pick]
+        import torch
+
+        train_opts["threads"] = torch.get_num_threads()  # eval uses as many: same float sums, same accuracy
         try:
             save_model(args.save, best.model, source=source.decode("utf-8", "replace"), dataset=data,
                        metrics=metrics, train_options=train_opts, seed=opts["seed"],
@@ -422,6 +445,8 @@ def cmd_train(args) -> int:
 def _eval_data(args, info: dict, labels: bool):
     """The data a saved model is evaluated / run on: --data, --dataset, else the recorded dataset."""
     saved = info.get("dataset") or {}
+    if args.data is not None and args.dataset is not None:
+        raise CliError("give --data PATH (your own graph) or --dataset NAME, not both")
     if args.data is None and args.dataset is None:
         if saved.get("data"):
             return _load_data(None, saved["data"], None, 0, labels), True
@@ -440,10 +465,12 @@ def _run_saved(args, labels: bool):
     from kokoyi.datasets import DatasetError
     from kokoyi.train import TrainError, evaluate_logits
 
-    _threads(args.threads)
+    info = {"model": "?"}
     try:
         model = load_model(args.dir, device=args.device)
         info = model.kokoyi_checkpoint
+        saved_threads = (info.get("train") or {}).get("threads")
+        _threads(args.threads or (saved_threads if isinstance(saved_threads, int) and saved_threads > 0 else None))
         data, same = _eval_data(args, info, labels)
         if same:
             masks = saved_split(args.dir, data.num_nodes)
@@ -522,7 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return int(e.code or 0)
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that left (`| head`) shows here, not at interpreter exit
+        return status
     except KokoyiError as e:
         print(e.render(), file=sys.stderr)
         return 1

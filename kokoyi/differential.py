@@ -288,7 +288,8 @@ def verify(source: str | bytes, *, path: str = "<string>", seed: int = 0, graphs
     with _compiling(source, path):
         program = _front(source, path)
     classes = compile_source(source, path=path)
-    graphs = graphs if graphs is not None else GRAPHS
+    if graphs is None:  # the zoo, and one random multigraph drawn with the seed
+        graphs = dict(GRAPHS, random=random_graph(random.Random(seed)))
     comparisons = []
     for i, m in enumerate(program.models):
         for j, (gname, (ei, n)) in enumerate(graphs.items()):
@@ -300,6 +301,22 @@ def verify(source: str | bytes, *, path: str = "<string>", seed: int = 0, graphs
 
 
 # ------------------------------------------------------------------ fuzzing
+def classes_of(typed) -> dict:
+    """The model classes of an already checked program (what `kokoyi.compile` does after checking), in a
+    throwaway module namespace: fuzzing checks each program once and keeps no module in sys.modules."""
+    import types
+
+    from kokoyi.api import _compiling, builtins_compile
+    from kokoyi.compiler.codegen import generate as generate_code
+    from kokoyi.compiler.lower import lower
+
+    with _compiling(typed.source, typed.path):
+        code = generate_code(lower(typed))
+    module = types.ModuleType("kokoyi.generated.fuzz")
+    exec(builtins_compile(code, "<kokoyi:fuzz>", "exec"), module.__dict__)  # generated code only
+    return dict(module.__dict__["__kokoyi_models__"])
+
+
 @dataclass
 class FuzzResult:
     seed: int
@@ -316,7 +333,7 @@ class FuzzResult:
 def fuzz_one(seed: int, graphs: dict | None = None, grads: bool = True) -> FuzzResult:
     """Generate program `seed`, compile it and compare it with the interpreter on each graph of `graphs`
     (default: one graph of `GRAPHS`, chosen by the seed); the first graph that disagrees decides."""
-    from kokoyi.api import _compiling, _front, compile as compile_source
+    from kokoyi.api import _compiling, _front
     from kokoyi.compiler.fuzz import generate
     from kokoyi.diagnostics import KokoyiError
 
@@ -332,7 +349,7 @@ def fuzz_one(seed: int, graphs: dict | None = None, grads: bool = True) -> FuzzR
     except Exception as e:  # noqa: BLE001 - a compiler traceback is what fuzzing looks for
         return FuzzResult(seed, "traceback:compile", f"{type(e).__name__}: {e}", prog.source, prog.features)
     try:
-        classes = compile_source(prog.source, path="fuzz.kky")
+        classes = classes_of(typed)
     except KokoyiError as e:  # the checker accepted it: a refusal by the lowering is a finding
         return FuzzResult(seed, "refused-after-check", str(e).splitlines()[0], prog.source, prog.features, None,
                           typed)

@@ -11,9 +11,9 @@ __all__ = list(_kernel_all) + ["check_hyper", "check_input"]
 # On a sampled Block the reductions compute the sampler's estimate of the full-graph quantity
 # (kokoyi/sampling/estimator.py); on a plain Graph they are the kernels' operators above.
 from kokoyi.sampling.estimator import (edge_softmax, exchange, full_graph_only, gat_aggregate, gspmm,  # noqa: E402,F811
-                                       hops, node_degrees)
+                                       hops, node_degrees, node_rows)
 
-__all__ += ["hops", "node_degrees", "exchange", "full_graph_only"]
+__all__ += ["hops", "node_degrees", "node_rows", "exchange", "full_graph_only"]
 from kokoyi.kernels.readout import broadcast_graph, graph_softmax, readout  # noqa: E402
 
 __all__ += ["readout", "broadcast_graph", "graph_softmax"]

@@ -172,6 +172,10 @@ class Reporter:
                             file=None if in_notebook() else sys.stderr)
         return iter(range(1, self.total + 1))
 
+    def _printed(self, epoch: int) -> bool:
+        """Whether epoch `epoch` gets a line: the first, every `every`-th and the last."""
+        return bool(self.every) and (epoch % self.every == 0 or epoch == self.total or epoch == 1)
+
     def _print(self, text: str) -> None:
         stream = self.stream or sys.stdout
         if self.bar is not None and not in_notebook():
@@ -185,7 +189,7 @@ class Reporter:
         self.records.append(rec)
         if self.log is not None:
             self.log.write(rec)
-        if self.every and (rec.epoch % self.every == 0 or rec.epoch == self.total or rec.epoch == 1):
+        if self.every and self._printed(rec.epoch):
             self._print(epoch_line(rec, best))
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{rec.loss:.3f}", val=f"{rec.val_acc:.3f}",
@@ -193,6 +197,9 @@ class Reporter:
             self.bar.update(1)
 
     def close(self) -> None:
+        last = self.records[-1] if self.records else None
+        if self.every and last is not None and not self._printed(last.epoch):  # stopped early (patience)
+            self._print(epoch_line(last))
         if self.bar is not None:
             self.bar.close()
             self.bar = None

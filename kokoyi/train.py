@@ -47,7 +47,7 @@ class TrainResult:
     best_epoch: int
     epochs: int
     seconds: float
-    history: dict[str, list[float]]
+    history: dict[str, list[float]] = field(repr=False)
     hypers: dict = field(default_factory=dict)
     model: nn.Module | None = field(default=None, repr=False)
     epoch_seconds: list[float] = field(default_factory=list, repr=False)
@@ -57,6 +57,10 @@ class TrainResult:
         return {"test_acc": self.test_acc, "val_acc": self.val_acc, "best_epoch": self.best_epoch + 1,
                 "train_acc": self.history["train_acc"][self.best_epoch],
                 "epochs": self.epochs, "seconds": self.seconds, "hypers": dict(self.hypers)}
+
+    def __repr__(self) -> str:
+        return (f"TrainResult(test_acc={self.test_acc:.4f}, val_acc={self.val_acc:.4f}, "
+                f"best epoch {self.best_epoch + 1} of {self.epochs}, hypers={self.hypers}, {self.seconds:.1f} s)")
 
     def records(self, run: int | None = None):
         """The history as `kokoyi.report.EpochLog` records (epochs from 1)."""
@@ -335,7 +339,7 @@ def evaluate_logits(model: nn.Module, dataset, device="cpu") -> torch.Tensor:
 
 def accuracies(logits: torch.Tensor, dataset: Dataset) -> dict[str, float]:
     """{train_acc, val_acc, test_acc} of `logits` (as `train` measures them; NaN for an empty mask)."""
-    if logits.shape[1] != dataset.num_classes:
+    if logits.shape[1] < dataset.num_classes:  # fewer labels in the data than classes is fine
         raise TrainError(f"the model predicts {logits.shape[1]} classes but {dataset.name} has "
                          f"{dataset.num_classes}")
     pred = logits.argmax(dim=1)

@@ -196,7 +196,7 @@ def test_softmax_and_max_run_over_the_sample_and_degrees_are_full(act):
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["gcn", "sage", "deep"])
+@pytest.mark.parametrize("name", ["gcn", "gat", "sage", "gin", "deep"])
 def test_history_refreshed_for_every_node_equals_full_forward(name):
     _, src, model_name, hypers = next(c for c in CASES if c[0] == name)
     graph = random_graph(seed=11)
@@ -273,3 +273,49 @@ def test_a_model_off_blocks_says_why():
     with pytest.raises(TypeError, match="runs on a full kokoyi.Graph only .*named 'blocks'"):
         m(full_blocks(graph, torch.tensor([0]), 1), x)
     assert "mini-batch blocks: not supported" in kokoyi.explain(src)
+
+
+def _doc_models():
+    from test_docs import MODELS
+    out = []
+    for block in MODELS:
+        for name, cls in kokoyi.compile(block.text).items():
+            if cls.__kokoyi__["uses_graph"]:
+                out.append((f"{block.id}:{name}", cls))
+    return out
+
+
+DOC_MODELS = _doc_models()
+
+
+@pytest.mark.parametrize("cls", [c for _i, c in DOC_MODELS], ids=[i for i, _c in DOC_MODELS])
+def test_every_documented_model_on_full_neighbour_blocks_equals_the_full_graph(cls):
+    """Every model of docs/language.md that reads the graph: on blocks, the seeds' rows of the full
+    forward (node outputs), or a named refusal for the models that need the full graph."""
+    meta = cls.__kokoyi__
+    graph = random_graph()
+    hy = {h["name"]: (graph.num_src if h["name"] == "num_nodes" else 3) for h in meta["hypers"]
+          if h["default"] is None}
+    torch.manual_seed(0)
+    m = cls(**hy).double().eval()
+    if not meta["blocks"]["supported"]:
+        assert "N}_{out}" in meta["blocks"]["reason"]
+        return
+    if any(i["domain"] == "edge" for i in meta["inputs"]):
+        pytest.skip("edge inputs run on one graph")
+    sizes = {k: getattr(m, k) for k in hy}
+
+    def dims(shape):
+        return [sizes[s] if s in sizes else int(s) for s in shape]
+    gen = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(graph.num_src if i["domain"] == "node" else 1, *dims(i["shape"]), dtype=torch.float64,
+                          generator=gen) for i in meta["inputs"]]
+    inputs = [t if i["domain"] == "node" else t[0] for t, i in zip(inputs, meta["inputs"])]
+    seeds = torch.tensor([3, 17, 0, 78, 25, 9, 79])
+    blocks = full_blocks(graph, seeds, max(m.hop_depth(), 1))
+    full = m(graph, *inputs)
+    got = m(blocks, *[t[blocks[0].src_ids] if i["domain"] == "node" else t for t, i in zip(inputs, meta["inputs"])])
+    full, got = (full, got) if isinstance(full, tuple) else ((full,), (got,))
+    for o, f, g in zip(meta["outputs"], full, got):
+        if o["domain"] == "node":
+            torch.testing.assert_close(g, f[seeds], rtol=1e-12, atol=1e-12, equal_nan=True)

@@ -426,3 +426,31 @@ def test_explain_hop_depth_of_recurrences(body, depth):
     source = src(r"h^{(0)}_v \gets x_v \\ " + body + r" \return h^{(L)} \\", hypers=r"\hyper d, L \\")
     assert kokoyi.explain(source).splitlines()[0] == f"model M (hop depth {depth})"
     assert kokoyi.compile_model(source, "M").__kokoyi__["depth"] == depth
+
+
+def test_constant_power_tower_is_folded_not_left_to_python_integers():
+    """`x_v^2^2^2^2^2^2` became `x ** 2 ** 2 ** ...`, an integer tower the module computed forever; braced
+    towers are folded in floating point at compile time and refused when they have no finite value."""
+    assert "no finite real value" in diag(src(r"y_v \gets x_v^{2^{2^{2^{2^{2^2}}}}} \\ \return y \\"))
+    g, x = graph(), x_of()
+    close(build(src(r"y_v \gets x_v^{2^{1^{2}}} + \frac{1}{4} x_v \\ \return y \\"), d=3)(g, x), x ** 2 + x / 4)
+
+
+def test_an_unused_recurrence_deeper_than_the_output_is_not_computed():
+    """Found by the differential fuzzer (seed 9) after blocks landed: a layer recurrence nobody returns
+    still ran, and asked for more blocks than the output's hop depth (IndexError on a full graph)."""
+    text = r"""\begin{model}{M}
+  \hyper d, h, L \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param W \in \mathbb{R}^{d \times h} \\
+  \param c \in \mathbb{R}^{d} \\
+  \param B^{(l)} \in \mathbb{R}^{h \times h}, \quad l = 1, \dots, L \\
+  r^{(0)}_v \gets \sum_{u \in \mathcal{N}(v)} x_u W \\
+  r^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} r^{(l-1)}_u B^{(l)}, \quad l = 1, \dots, L \\
+  \mu_v \gets \frac{1}{|\mathcal{N}(v)|} \sum_{u \in \mathcal{N}(v)} x_u \cdot c \\
+  \return \mu \\
+\end{model}
+"""
+    assert "for l in" not in kokoyi.to_python(text)
+    report = kokoyi.verify(text)
+    assert report.ok, str(report)

@@ -78,7 +78,13 @@ def test_cli_train_outputs_log_plot_json_runs(tmp_path, capsys):
     log, plot = tmp_path / "h.jsonl", tmp_path / "c.png"
     argv = ["train", str(GCN_FILE), "--epochs", "5", "--hyper", "d_h=8", "--runs", "2", "--threads", "1",
             "--log", str(log), "--plot", str(plot), "--json", "--no-progress", "--every", "1", "--seed", "3"]
-    assert main(argv) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(argv) == 0
+        assert torch.get_num_threads() == 1  # --threads 1
+    finally:
+        torch.set_num_threads(threads)
     out, err = capsys.readouterr()
     r = json.loads(out)  # stdout is the JSON alone; epoch lines went to stderr
     assert [ln.split()[:4] for ln in err.splitlines()][:2] == [["run", "1", "epoch", "1"], ["run", "1", "epoch", "2"]]
@@ -93,6 +99,12 @@ def test_cli_train_outputs_log_plot_json_runs(tmp_path, capsys):
     rows = read_log(log)
     assert [(row["run"], row["epoch"]) for row in rows] == [(k, e) for k in (1, 2) for e in range(1, 6)]
     assert Image.open(plot).text["Description"] == "kokoyi training curve: epochs=5"
+
+
+def test_an_early_stop_still_prints_its_last_epoch(GCN, data, capsys):
+    r = train(GCN, data, epochs=500, patience=2, lr=0.5, every=100, hypers={"d_h": 4}, progress=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert r.epochs < 100 and [int(ln.split()[1]) for ln in lines] == [1, r.epochs]
 
 
 def test_cli_human_output_runs_mean_std(capsys):
@@ -118,6 +130,7 @@ def test_checkpoint_folder_holds_everything(saved):
     assert info["model"] == "GCN" and info["hypers"] == {"d_in": 32, "d_h": 16, "C": 7, "p": 0.5}
     assert info["dataset"]["name"] == "synthetic" and info["kokoyi_version"] == kokoyi.__version__
     assert {"test_acc", "val_acc", "train_acc", "best_epoch", "epochs"} <= set(info["metrics"])
+    assert info["train"]["epochs"] == 20 and info["train"]["threads"] >= 1  # eval reuses the thread count
     assert (saved / "model.kky").read_text() == GCN_FILE.read_text()
 
 
@@ -169,6 +182,10 @@ def test_predict_writes_one_prediction_per_node(saved, data, tmp_path):
     assert main(["predict", str(saved), "-o", str(tmp_path / "p.npz")]) == 0
     with np.load(tmp_path / "p.npz") as z:
         assert z["prediction"].tolist() == want.tolist() and z["logits"].shape == (data.num_nodes, 7)
+    # own data without labels or masks: a graph and features are enough to predict
+    np.savez(tmp_path / "unlabelled.npz", edge_index=data.edge_index.numpy(), x=data.x.numpy())
+    assert main(["predict", str(saved), "--data", str(tmp_path / "unlabelled.npz"), "-o", str(tmp_path / "u.npy")]) == 0
+    assert np.load(tmp_path / "u.npy").tolist() == want.tolist()
 
 
 def test_eval_and_predict_errors(saved, tmp_path, capsys):
@@ -178,6 +195,18 @@ def test_eval_and_predict_errors(saved, tmp_path, capsys):
     (tmp_path / "half" / "model.kky").write_text("x")
     assert main(["eval", str(tmp_path / "half")]) == 2
     assert "lacks checkpoint.json, state_dict.pt" in capsys.readouterr().err
+    import shutil
+
+    shutil.copytree(saved, tmp_path / "edited")
+    info = json.loads((tmp_path / "edited" / "checkpoint.json").read_text())
+    info["hypers"]["d_h"] = 0
+    (tmp_path / "edited" / "checkpoint.json").write_text(json.dumps(info))
+    assert main(["eval", str(tmp_path / "edited")]) == 2
+    assert "checkpoint.json: the hyperparameters" in capsys.readouterr().err
+    info["hypers"]["d_h"] = 8  # fits the model, not the saved weights
+    (tmp_path / "edited" / "checkpoint.json").write_text(json.dumps(info))
+    assert main(["eval", str(tmp_path / "edited")]) == 2
+    assert "cannot load the weights" in capsys.readouterr().err
     assert main(["predict", str(saved), "-o", str(tmp_path / "p.txt")]) == 2
     assert "-o " in capsys.readouterr().err
     np.savez(tmp_path / "wide.npz", edge_index=np.array([[0], [1]]), x=np.ones((3, 5), np.float32))
@@ -251,6 +280,13 @@ def test_bad_csv_folder_and_other_files(tmp_path, capsys):
     (tmp_path / "g" / "labels.csv").write_text("0,train\n1,maybe\n")
     with pytest.raises(DatasetError, match=r"labels.csv: line 2: split must be train, val, test or empty, got 'maybe'"):
         load_data(tmp_path / "g")
+    (tmp_path / "g" / "labels.csv").write_text("0,train\n1,val\n2,test\n,\n,\n0,\n")  # unlabelled nodes
+    d = load_data(tmp_path / "g")
+    assert d.y.tolist() == [0, 1, 2, 0, 0, 0] and d.train_mask.tolist() == [True] + [False] * 5
+    (tmp_path / "g" / "labels.csv").write_text(",train\n1,val\n2,test\n,\n,\n0,\n")
+    with pytest.raises(DatasetError, match=r"labels.csv: line 1: expected an integer label, got ''"):
+        load_data(tmp_path / "g")
+
     (tmp_path / "g" / "labels.csv").write_text("0,train\n1,val\n")
     with pytest.raises(DatasetError, match=r"labels.csv: array 'y' must be \(6,\) integer labels .* got shape \(2,\)"):
         load_data(tmp_path / "g")
@@ -321,6 +357,13 @@ def test_pyg_calling_habits_are_explained(GCN, data, order):
     assert "model(graph, x) with graph = kokoyi.Graph.from_edge_index(edge_index)" in msg
 
 
+def test_a_pyg_data_as_the_graph_is_explained(GCN, data):
+    pyg = pytest.importorskip("torch_geometric.data")
+    model = GCN(d_in=32, d_h=8, C=7)
+    with pytest.raises(TypeError, match=r"got a PyG Data: call the model as model\(kokoyi.Graph.from_pyg\(data\), data.x\)"):
+        model(pyg.Data(x=data.x, edge_index=data.edge_index), data.x)
+
+
 # --------------------------------------------------------------------------- 5. CLI errors
 
 @pytest.mark.parametrize("hyper, message", [
@@ -354,6 +397,13 @@ def test_model_names_keep_underscores(tmp_path, capsys):
     assert "error: model name '2GCN'" in capsys.readouterr().err
 
 
+def test_data_and_dataset_together_are_refused(saved, capsys):
+    assert main(["train", str(GCN_FILE), "--data", "g.npz", "--dataset", "cora"]) == 2
+    assert capsys.readouterr().err.strip() == "kokoyi: give --data PATH (your own graph) or --dataset NAME, not both"
+    assert main(["eval", str(saved), "--data", "g.npz", "--dataset", "cora"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
 def test_bad_output_names_refused_before_training(capsys):
     assert main(["train", str(GCN_FILE), "--log", "run.txt"]) == 2
     assert capsys.readouterr().err.strip() == "kokoyi: --log run.txt: the file name must end in .csv or .jsonl"
@@ -361,13 +411,14 @@ def test_bad_output_names_refused_before_training(capsys):
     assert "--plot c.gif: the file name must end in .png" in capsys.readouterr().err
 
 
-def test_no_broken_pipe_when_the_reader_leaves():
-    p = subprocess.Popen([sys.executable, "-m", "kokoyi", "compile", "--standalone", str(ROOT / "examples" / "gat.kky")],
+@pytest.mark.parametrize("command", [["compile", "--standalone"], ["render"]])  # long and short output
+def test_no_broken_pipe_when_the_reader_leaves(command):
+    p = subprocess.Popen([sys.executable, "-m", "kokoyi", *command, str(ROOT / "examples" / "gat.kky")],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     p.stdout.close()  # like `| head` that has already left
     err = p.stderr.read().decode()
     p.wait(timeout=120)
-    assert "Traceback" not in err and "BrokenPipeError" not in err and p.returncode == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err and p.returncode == 141, err
 
 
 def test_check_compile_render_never_import_torch():
@@ -415,3 +466,21 @@ def test_standalone_module_explains_the_calling_convention_too(data):
                                         r"call the model as model\(graph, x\) with graph = Graph.from_edge_index"):
         model(data.x, data.edge_index)
     assert model(ns["Graph"].from_edge_index(data.edge_index, num_nodes=2000), data.x).shape == (2000, 7)
+
+
+@pytest.mark.parametrize("standalone", [False, True])
+def test_constructor_refuses_a_dropout_rate_outside_0_1(standalone):
+    ns: dict = {}
+    if standalone:
+        exec(compile(kokoyi.to_python(GCN_FILE.read_text(), path="gcn.kky", standalone=True), "gcn_sa", "exec"), ns)
+    GCN = ns["GCN"] if standalone else kokoyi.load(GCN_FILE)["GCN"]
+    with pytest.raises(ValueError, match=r"hyperparameter 'p' must be in \[0, 1\]"):
+        GCN(d_in=4, d_h=4, C=2, p=1.5)
+    assert GCN(d_in=4, d_h=4, C=2, p=1.0).p == 1.0
+
+
+def test_train_result_repr_is_short_and_counts_epochs_from_1(GCN, data):
+    r = train(GCN, data, epochs=4, progress=False, hypers={"d_h": 4})
+    text = repr(r)
+    assert text.startswith(f"TrainResult(test_acc={r.test_acc:.4f}, val_acc={r.val_acc:.4f}, "
+                           f"best epoch {r.best_epoch + 1} of 4") and "loss" not in text

@@ -144,9 +144,8 @@ class Levels:
             k = nodes[0].k
             for n in nodes[1:]:
                 k = self.kmax(k, n.k)
-            side = "d" if any(n.side == "d" and _eq(n.k, k) for n in nodes) or \
-                any(n.side == "d" for n in nodes) else "s"
-            return Lv(k, side)
+            # S_j and D_k meet on D_max(j,k): a target set is inside every set of a lower level
+            return Lv(k, "d" if any(n.side == "d" for n in nodes) else "s")
         polys = [lv for lv in lvs if isinstance(lv, Poly)]
         if polys:
             merged = Poly(polys[0].kind)
@@ -226,7 +225,7 @@ class Levels:
         self.out = []
         self.statements(body)
         new_outputs = []
-        want = Lv(self.L, "d") if not _eq(self.L, 0) else S0
+        want = Lv(self.L, "d") if not _eq(self.L, 0) else Lv(sp.Integer(1), "d")  # depth 0: block 0's targets
         for py in outputs:
             if py.op == "edge_output":
                 inner, lv = self.expr(py.args[0])
@@ -283,7 +282,8 @@ class Levels:
         self.levels[key] = repr(lv)
         if key in self.user_nodes:
             self.boundary(key, s.target, lv, key)
-            if not self.loop_vars and isinstance(lv, Lv) and lv.side == "d" and self.maybe_ge(self.L - 1, lv.k) is not False:
+            exchanged = isinstance(lv, Lv) and lv.side == "d" and self.maybe_ge(self.L - 1, lv.k) is not False
+            if not self.loop_vars and exchanged:
                 info["base"] = (idx_e, Lv(lv.k, "s"))
 
     def boundary(self, name: str, target: Py, lv, key: str):
@@ -428,6 +428,8 @@ class Levels:
     x_sympy = x_const
 
     def x_attr(self, py):
+        if py.attrs.get("row"):  # a parameter with one row per node: the rows of block 0's sources
+            return Py("node_rows", (py,), {}), S0
         return py, PLAIN
 
     def x_getitem(self, py):
@@ -494,8 +496,8 @@ class Levels:
         return p, Lv(b + 1, "d")
 
     def x_gspmm_out(self, py):
-        p, b = self.sparse(py, [None, "u"], "g-SpMM over out-neighbours")
-        return p, Lv(b + 1, "d")
+        raise BlockError("a reduction over \\mathcal{N}_{out}(v) needs the full graph (a sampled block holds "
+                         "in-edges of its targets only)")
 
     def x_gsddmm(self, py):
         op = py.args[0].args[0]
@@ -558,6 +560,8 @@ def print_rule(pr, py: Py):
             rest = ", ".join(":" if i == ":" else "None" for i in inner.attrs["idx"][1:])
             return f"{pr.wrap(inner.args[0], 9)}[: {size}{', ' + rest if rest else ''}]", 9
         return f"{pr.wrap(inner, 9)}[: {size}]", 9
+    if op == "node_rows":
+        return f"ops.node_rows(blocks[0], {pr(args[0])})", 9
     if op == "node_degrees":
         return f'ops.node_degrees(blocks[0], "{"in" if args[0] == "in_degrees" else "out"}").to({pr.dtype})', 9
     if op == "sampled_degrees":

@@ -1126,7 +1126,25 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerC
                      "elementwise operands must have equal (or broadcastable) shapes")
         if name == "pow" and b.ty.shape:
             self.err("an exponent must be a scalar", b.span)
+        if a.op == "const" and b.op == "const" and name in _FOLD:
+            return self.fold(name, a, b, node)
         return self.mk("bin", [a, b], Ty(shape, merge_fam(a.ty.fam, b.ty.fam)), node.span, name=name)
+
+    def fold(self, name, a: T, b: T, node) -> T:
+        """Arithmetic of two numbers, done here in floating point: `2^{2^{2^{2^{2^2}}}}` must not become a
+        Python integer tower that the generated module computes forever."""
+        x, y = float(a.attrs["value"]), float(b.attrs["value"])
+        if name == "div" and y == 0:
+            self.err("division by zero", node.span)
+        try:
+            value = _FOLD[name](x, y)
+        except (OverflowError, ZeroDivisionError):
+            value = float("inf")
+        if isinstance(value, complex) or value != value or abs(value) == float("inf"):
+            self.err("this constant expression has no finite real value", node.span)
+        if value.is_integer() and abs(value) <= 2 ** 53 and all(isinstance(t.attrs["value"], int) for t in (a, b)):
+            value = int(value)
+        return T("const", (), Ty(), frozenset(), node.span, {"value": value})
 
     def multiply(self, a: T, b: T, node, explicit: bool) -> T:
         if "eye" in (a.op, b.op) and a.ty.shape and b.ty.shape:  # I x = x, x I = x
@@ -1323,6 +1341,10 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerC
 
     def x_Tuple(self, node, scope):
         self.err("a tuple is not a value here", node.span)
+
+
+_FOLD = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
+         "div": lambda x, y: x / y, "pow": lambda x, y: x ** y}
 
 
 def _subst(expr, by_name: dict):

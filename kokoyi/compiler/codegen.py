@@ -84,8 +84,8 @@ TEMPLATES = {
     "squeeze_last": "{0}.squeeze(-1)",
     "dst_rows": "{0}[: graph.num_dst]",
     "where": "torch.where({0}, {1}, {2})",
-    "maximum": "torch.maximum({0}, torch.as_tensor({1}))",
-    "minimum": "torch.minimum({0}, torch.as_tensor({1}))",
+    "maximum": "torch.maximum(torch.as_tensor({0}), torch.as_tensor({1}))",
+    "minimum": "torch.minimum(torch.as_tensor({0}), torch.as_tensor({1}))",
     "edge_output": "graph.edge_output({0})",
     "list_of": "[None] * ({0})",
     "ones_like_deg": "torch.ones_like({0})",
@@ -288,7 +288,8 @@ def generate_model(m: LModel) -> str:
     body = ["super().__init__()"]
     for h in tm.hypers:
         body.append(f"# {comment(h.latex)}")
-        body.append(f'self.{h.key} = ops.check_hyper({quote(h.key)}, {h.key}, {quote(h.info["kind"])})')
+        bounds = f", ({float(h.info['range'][0])!r}, {float(h.info['range'][1])!r})" if h.info.get("range") else ""
+        body.append(f'self.{h.key} = ops.check_hyper({quote(h.key)}, {h.key}, {quote(h.info["kind"])}{bounds})')
     for p in tm.params:
         body.append(f"# {comment(p.latex)}")
         if p.kind == "submodel":
@@ -456,6 +457,10 @@ def node_degrees(graph, direction="in"):
 def exchange(history, key, x, blocks, k):
     return x
 
+
+def node_rows(graph, table):
+    return table
+
 '''
 
 
@@ -475,8 +480,9 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
                      "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
                      "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
-                     "readout=readout, broadcast_graph=broadcast_graph, graph_softmax=graph_softmax, "
-                     "GraphNorm=GraphNorm, rel_gspmm=rel_gspmm, rel_in_degrees=rel_in_degrees)\n")
+                     "node_rows=node_rows, readout=readout, broadcast_graph=broadcast_graph, "
+                     "graph_softmax=graph_softmax, GraphNorm=GraphNorm, rel_gspmm=rel_gspmm, "
+                     "rel_in_degrees=rel_in_degrees)\n")
     else:
         parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

@@ -112,13 +112,19 @@ class Generator:
             choices += [self.linear, self.submodel]
         if shape == "s":
             choices += [self.scalar_of_vector]
-        if shape in ("d", "h"):
+        if shape in ("d", "h") and self.chance(0.3):
             choices.append(self.vector_softmax)
         return self.pick(choices)(ctx, shape, budget - 1)
 
     def operand(self, ctx, shape, budget, need=2):
         text, prec = self.expr(ctx, shape, budget)
         return self.paren(text, prec, need)
+
+    @staticmethod
+    def pow_base(text: str) -> str:
+        """A base that carries a superscript already (`r^{(L)}_v`) is parenthesised: TeX (and kokoyi)
+        call `r^{(L)}_v^3` a double superscript."""
+        return rf"\left({text}\right)" if "^" in text else text
 
     def unary(self, ctx, shape, budget):
         r = self.rng.random()
@@ -137,20 +143,20 @@ class Generator:
         if r < 0.48:
             self.feat("pow")
             p = self.pick(["2", "3", "{2}"])
-            return f"{self.operand(ctx, shape, budget)}^{p}", 2
+            return f"{self.pow_base(self.operand(ctx, shape, budget))}^{p}", 2
         if r < 0.53:
             self.feat("pow-fraction")
             p = self.pick(["{-1/2}", "{1/2}", "{-1}"])
             return f"{self.paren_always(self.positive(ctx, shape, budget))}^{p}", 2
         if r < 0.56:
             self.feat("pow-of-pow")  # issue 7: `(x_v^2)^3` printed as x ** 2 ** 3
-            return rf"\left({self.operand(ctx, shape, budget)}^2\right)^3", 2
+            return rf"\left({self.pow_base(self.operand(ctx, shape, budget))}^2\right)^3", 2
         if r < 0.6:
             self.feat("fn:abs")
             return (rf"\abs{{{self.expr(ctx, shape, budget)[0]}}}" if self.chance(0.5)
                     else rf"\left|{self.expr(ctx, shape, budget)[0]}\right|"), 2
         fn = self.pick(UNARY)
-        self.feat("fn:" + fn.split("{")[0].split("_")[0].lstrip("\\").replace("mathrm", ""))
+        self.feat("fn:" + fn.replace(r"\mathrm{", "").lstrip("\\").split("}")[0].split("_")[0])
         return rf"{fn}\left({self.expr(ctx, shape, budget)[0]}\right)", 2
 
     @staticmethod
@@ -170,7 +176,7 @@ class Generator:
             inner = self.expr(ctx, shape, budget)[0]
             return rf"{fn}\left(\tanh\left({inner}\right)\right)" if fn == r"\exp" else rf"{fn}\left({inner}\right) + 1"
         if r < 0.8:
-            return rf"1 + {self.operand(ctx, shape, budget)}^2"
+            return rf"1 + {self.pow_base(self.operand(ctx, shape, budget))}^2"
         return rf"2 + \sigma\left({self.expr(ctx, shape, budget)[0]}\right)"
 
     def ones(self, ctx, shape, budget) -> str:

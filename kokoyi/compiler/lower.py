@@ -295,7 +295,8 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
             return Val(st.py, Lay(None, (t.attrs["head"],), v.ty.shape), "plain")
         if "index" in t.attrs:
             py = call("getitem", py, self.index_py(t.attrs["index"]))
-        if "row" in t.attrs:
+        if "row" in t.attrs:  # a parameter with one row per node of the graph (`E_v`)
+            py = call("attr", "self", key, row=True) if py.op == "attr" else py
             return Val(py, Lay("N", (), t.ty.shape), "n")
         return Val(py, Lay(None, (), t.ty.shape), "plain")
 
@@ -459,7 +460,9 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
                 if a.lay.fam:
                     raise LowerError("a product mixing two family indices is not supported")
                 return Val(call("einsum", "...d,kdh->...kh", a.py, b.py), lay, side)
-        if kind == "mm" and a.lay.rows is None and b.lay.rows is None and not a.lay.fam and not b.lay.fam:
+        if kind == "mm" and a.lay.rows is None and b.lay.rows is None and (
+                not a.lay.fam or not b.lay.fam or a.lay.fam == b.lay.fam):
+            # plain matrices; a family's members are stacked on a leading axis, which matmul batches over
             return Val(call("matmul", a.py, b.py), lay, "plain")
         raise LowerError(f"unsupported product ({kind}) of these operands")
 
@@ -1068,6 +1071,11 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
         a = self.as_edge_if_node(self.edge(t.args[0]))
         return Val(call("norm", a.py), Lay(a.lay.rows, a.lay.fam, ()), a.side)
 
+    def e_featreduce(self, t):  # a reduction over the feature axis of a per-edge value
+        a = self.as_edge_if_node(self.edge(t.args[0]))
+        return Val(call("featreduce", a.py, reduce=t.attrs["reduce"]), Lay(a.lay.rows, a.lay.fam, t.ty.shape),
+                   a.side)
+
     def e_dense(self, t):
         self.fam_sizes.setdefault(t.attrs["var"], t.attrs["size"])
         return self.dense(t, self.as_edge_if_node(self.edge(t.args[0])))
@@ -1124,16 +1132,39 @@ def _targets(stmt) -> set:
     return set()
 
 
+def _stored(stmt) -> set:
+    """The names an assignment writes: `a, b = ...`, or the list `h` of `h[l] = ...`."""
+    t = stmt.target
+    if isinstance(t, Py) and t.op == "getitem" and isinstance(t.args[0], Py) and t.args[0].op == "var":
+        return {t.args[0].args[0]}
+    return _targets(stmt)
+
+
+def _stored_in(stmts) -> set:
+    out = set()
+    for st in stmts:
+        if isinstance(st, Assign):
+            out |= _stored(st)
+        elif isinstance(st, Loop):
+            out |= _stored_in(st.body)
+        elif isinstance(st, Py) and st.op == "if":
+            out |= _stored_in(st.args[1]) | _stored_in(st.args[2])
+    return out
+
+
 def _drop_dead(stmts: list, live: set) -> list:
-    """Remove assignments nobody reads (walking backwards); loops, branches and h[l] stores stay."""
+    """Remove assignments nobody reads (walking backwards), and layer loops and `h[l]` stores of a family
+    nobody reads (an unused recurrence is not computed, and asks for no block)."""
     out = []
     for st in reversed(stmts):
         if isinstance(st, Assign):
-            names = _targets(st)
+            names = _stored(st)
             if names and not (names & live):
                 continue
             live |= _names(st.expr) | _names(st.target if isinstance(st.target, Py) else None)
         elif isinstance(st, Loop):
+            if not (_stored_in(st.body) & live):
+                continue
             st.body = _drop_dead(st.body, live | _assigned_names(st.body))
             for s2 in st.body:
                 if isinstance(s2, Assign):

@@ -7,8 +7,8 @@ Three formats, chosen by the path:
   (N,) booleans. Optional: `num_classes` (a scalar; default max(y) + 1).
 * a folder (or its `edges.csv`) holding `edges.csv` (two integer columns, source and target, one
   edge per line), `features.csv` or `features.npy` (N rows of F numbers) and `labels.csv` (one line
-  per node: `label,split` with split one of train, val, test or empty). A first line that is not
-  numbers is a header and is skipped.
+  per node: `label,split` with split one of train, val, test or empty; an unlabelled node outside
+  the split may leave its label empty). A first line that is not numbers is a header and is skipped.
 * `data.pt`: a PyTorch Geometric `Data` saved with `torch.save(data, "data.pt")` (x, y, edge_index
   and the three masks), read with `torch.load(weights_only=True)`: no code in the file is run.
 
@@ -130,19 +130,22 @@ def _labels(path: Path):
         lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     except (OSError, UnicodeDecodeError) as e:
         _fail(path, f"cannot read: {e}")
-    if lines and not lines[0].split(",")[0].strip().lstrip("-").isdigit():
+    first = lines[0].split(",")[0].strip() if lines else ""
+    if lines and first and not first.lstrip("-").isdigit():
         lines = lines[1:]
     y = np.zeros(len(lines), dtype=np.int64)
     masks = {m: np.zeros(len(lines), dtype=bool) for m in MASKS}
     for i, line in enumerate(lines):
         cells = [c.strip() for c in line.split(",")]
+        split = cells[1].lower() if len(cells) > 1 else ""
+        if split not in SPLITS:
+            _fail(path, f"line {i + 1}: split must be train, val, test or empty, got {cells[1]!r}")
+        if not cells[0] and not split:  # an unlabelled node outside the split
+            continue
         try:
             y[i] = int(cells[0])
         except ValueError:
             _fail(path, f"line {i + 1}: expected an integer label, got {cells[0]!r}")
-        split = cells[1].lower() if len(cells) > 1 else ""
-        if split not in SPLITS:
-            _fail(path, f"line {i + 1}: split must be train, val, test or empty, got {cells[1]!r}")
         if SPLITS[split]:
             masks[SPLITS[split]][i] = True
     return y, masks

@@ -128,7 +128,7 @@ def gat_aggregate(graph, s_src, t_dst, feat, negative_slope=0.2, self_loop=False
     return gspmm(graph, "mul", "sum", feat, alpha[..., None]) + feat[: graph.num_dst] * alpha_self[..., None]
 
 
-def check_hyper(name, value, kind):
+def check_hyper(name, value, kind, bounds=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"hyperparameter {name!r} must be a number, got {value!r}")
     if kind in ("dim", "nat"):
@@ -136,6 +136,8 @@ def check_hyper(name, value, kind):
             raise ValueError(f"hyperparameter {name!r} must be a {'positive' if kind == 'dim' else 'non-negative'} "
                              f"integer, got {value!r}")
         return int(value)
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"hyperparameter {name!r} must be in [{bounds[0]:g}, {bounds[1]:g}], got {value!r}")
     return float(value)
 
 

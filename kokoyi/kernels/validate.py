@@ -12,8 +12,9 @@ import torch
 _KINDS = {"dim": "a positive integer (a dimension)", "nat": "a non-negative integer", "real": "a real number"}
 
 
-def check_hyper(name: str, value, kind: str):
-    """Validate a hyperparameter given to a model's constructor; returns it as int or float."""
+def check_hyper(name: str, value, kind: str, bounds: tuple | None = None):
+    """Validate a hyperparameter given to a model's constructor; returns it as int or float.
+    `bounds` (lo, hi): the closed interval a real hyperparameter must lie in (a dropout rate's [0, 1])."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"hyperparameter {name!r} must be {_KINDS[kind]}, got {type(value).__name__} {value!r}")
     if kind in ("dim", "nat"):
@@ -23,6 +24,9 @@ def check_hyper(name: str, value, kind: str):
         if value < (1 if kind == "dim" else 0):
             raise ValueError(f"hyperparameter {name!r} must be {_KINDS[kind]}, got {value}")
         return value
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"hyperparameter {name!r} must be in [{bounds[0]:g}, {bounds[1]:g}] (it is a dropout "
+                         f"probability), got {value!r}")
     return float(value)
 
 

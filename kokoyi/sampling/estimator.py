@@ -31,7 +31,8 @@ from kokoyi.graph import Graph
 from kokoyi.kernels import ops as _k
 from kokoyi.sampling.block import Block
 
-__all__ = ["gspmm", "edge_softmax", "gat_aggregate", "hops", "node_degrees", "exchange", "full_graph_only"]
+__all__ = ["gspmm", "edge_softmax", "gat_aggregate", "hops", "node_degrees", "node_rows", "exchange",
+           "full_graph_only"]
 
 
 def _weight(graph, like: torch.Tensor) -> Optional[torch.Tensor]:
@@ -122,6 +123,12 @@ def hops(graph, depth: int, history=None, edge_inputs: bool = False) -> list:
         return [one] * max(depth, 1)
     if isinstance(graph, Graph):
         return [graph] * max(depth, 1)
+    if type(graph).__module__.startswith("torch_geometric"):  # PyG habits: model(data)
+        raise TypeError(f"the first argument must be a kokoyi.Graph, got a PyG {type(graph).__name__}: call the "
+                        f"model as model(kokoyi.Graph.from_pyg(data), data.x)")
+    if hasattr(graph, "shape") and hasattr(graph, "dtype"):  # PyG habits: model(x, edge_index)
+        raise TypeError(f"the first argument must be a kokoyi.Graph, got a tensor of shape {tuple(graph.shape)}: "
+                        f"call the model as model(graph, x) with graph = kokoyi.Graph.from_edge_index(edge_index)")
     if not isinstance(graph, (list, tuple)) or not all(isinstance(b, Graph) for b in graph):
         raise TypeError(f"graph must be a kokoyi.Graph or a list of {depth} sampled blocks "
                         f"(kokoyi.sampling.Block), got {type(graph).__name__}")
@@ -154,6 +161,14 @@ def full_graph_only(graph, model: str, reason: str) -> None:
     if not isinstance(graph, Graph):
         raise TypeError(f"model {model} runs on a full kokoyi.Graph only ({reason}); got "
                         f"{type(graph).__name__}")
+
+
+def node_rows(block, table: torch.Tensor) -> torch.Tensor:
+    """A parameter with one row per node of the full graph (`E_v`), read at block 0's sources: the rows
+    of their global ids (a full graph: the whole table)."""
+    if isinstance(block, Block):
+        return table[block.src_ids]
+    return table if block.num_src == table.shape[0] else table[: block.num_src]
 
 
 def node_degrees(block, direction: str = "in") -> torch.Tensor:

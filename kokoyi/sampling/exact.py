@@ -3,10 +3,11 @@
 `full_block(graph, dst_ids)` is the one-hop block of every in-edge of the given target nodes (weights
 1, full-graph degrees): on it a model computes exactly what the full graph computes for those targets.
 `full_blocks(graph, seeds, L)` stacks L of them (block L-1's targets are the seeds).
-`layerwise_inference(model, graph, x, batch_size)` computes a model's output for every node, one depth
-at a time, in batches of targets, so that no more than one depth's values of all nodes are held at
-once (issue 8 item 5): it runs the model with its history on one full-neighbour block per batch, after
-the previous depths' values of every node are in the history (see `History`).
+`layerwise_inference(model, graph, x, batch_size)` computes a model's output for every node in batches
+of targets (issue 8 item 5): it runs the model with a `History` on one full-neighbour ONE-hop block per
+batch; pass p over the nodes makes the depth-p layer boundaries exact for every node, so after L passes
+the output is exact. Only one batch's messages and edge tensors exist at a time, no multi-hop
+neighbourhood is built, and the history holds one (num_nodes, F) table per layer boundary.
 """
 from __future__ import annotations
 
@@ -70,13 +71,12 @@ def full_blocks(graph: Graph, seeds: torch.Tensor, depth: int) -> list:
 
 @torch.no_grad()
 def layerwise_inference(model, graph: Graph, *inputs, batch_size: int = 1024, history=None):
-    """The model's output for every node of `graph`, computed depth by depth over full-neighbour
-    one-hop blocks of `batch_size` targets: exactly the full-graph forward (in eval mode), holding one
-    depth of node values at a time (plus the history's layer-boundary values).
+    """The model's output for every node of `graph` (eval mode), equal to ``model(graph, *inputs)``,
+    computed over full-neighbour one-hop blocks of `batch_size` targets.
 
-    Each pass over all nodes pushes one more depth's exact values into the history; after ``L``
-    passes the output is exact. Costs ``L`` passes of the whole graph's one-hop blocks, each the work of
-    one layer, instead of the exponential neighbourhood of a multi-hop block.
+    Each pass over all nodes pushes one more depth's exact values into the history; after ``L`` passes
+    the output is exact. Costs ``L`` passes of the graph's one-hop blocks (each recomputing the lower
+    layers), never the exponential neighbourhood of a multi-hop block.
     """
     from kokoyi.sampling.history import History
 
