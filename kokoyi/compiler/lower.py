@@ -1054,6 +1054,13 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
             return self.emit(f"{self.current}_edge", call("squeeze_last", call("gsddmm", const("dot"), A_.py, B_.py,
                                                                                const(A_.side), const(B_.side))),
                              Lay("E", (), ()), side="e")
+        if {A_.side, B_.side} == {"u", "v"} and kind == "dot" and A_.lay.fam and A_.lay.fam == B_.lay.fam \
+                and A_.lay.rows and B_.lay.rows and not self.diag:  # multi-head: one g-SDDMM dot, (E, K)
+            self.plan.append(PlanEntry(f"{self.current}: inner product of a source and a target vector per "
+                                       f"{', '.join(A_.lay.fam)}", "g-SDDMM dot (multi-head)", []))
+            return self.emit(f"{self.current}_edge", call("squeeze_last", call("gsddmm", const("dot"), A_.py, B_.py,
+                                                                               const(A_.side), const(B_.side))),
+                             Lay("E", A_.lay.fam, ()), side="e")
         A_, B_ = self.as_edge_if_node(A_), self.as_edge_if_node(B_)
         return self.matmul(t, A_, B_)
 
