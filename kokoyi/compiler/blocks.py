@@ -495,6 +495,27 @@ class Levels:
         p, b = self.sparse(py, roles, f"g-SpMM {op}/{py.args[1].args[0]}")
         return p, Lv(b + 1, "d")
 
+    # graph-level values, GraphNorm and relations (issue 11; lang2): they read whole graphs
+    def _whole_graph(self, what):
+        raise BlockError(f"{what} needs the full graph (a sampled block holds part of each graph)")
+
+    def x_readout(self, py):
+        self._whole_graph("a readout over \\mathcal{V}")
+
+    def x_broadcast_graph(self, py):
+        self._whole_graph("a graph-level value read at the nodes")
+
+    def x_graph_softmax(self, py):
+        self._whole_graph("a softmax over the nodes of a graph")
+
+    def x_builtin_call_graph(self, py):
+        self._whole_graph("GraphNorm")
+
+    def x_rel_gspmm(self, py):
+        self._whole_graph("a sum over \\mathcal{N}_r(v) (relations on sampled blocks are not supported yet)")
+
+    x_rel_degrees = x_rel_gspmm
+
     def x_gspmm_out(self, py):
         raise BlockError("a reduction over \\mathcal{N}_{out}(v) needs the full graph (a sampled block holds "
                          "in-edges of its targets only)")
