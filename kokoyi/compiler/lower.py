@@ -34,6 +34,7 @@ from kokoyi.compiler.readout_lower import G_GRAPHS, ReadoutLowering
 from kokoyi.compiler.norms import NormLowering
 from kokoyi.compiler.cases import CaseLowering
 from kokoyi.compiler.layers import LayerLowering
+from kokoyi.compiler.fusion import FusionLowering
 from kokoyi.compiler.relations import RelationLowering, rel_letter
 
 E_EDGES = sp.Symbol("E", positive=True, integer=True)
@@ -71,7 +72,8 @@ class LowerError(Exception):
     pass
 
 
-class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowering, LayerLowering):
+class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowering, LayerLowering,
+                    FusionLowering):
     def __init__(self, tm: TModel, col: Collector):
         self.tm, self.col = tm, col
         self.body: list = []
@@ -511,6 +513,9 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
             raise LowerError("nested neighbour reduction")
         if rel_letter(t.attrs["dir"]):
             return self.rel_reduce(t)
+        split = self.linear_split(t)  # \sum_u (a_u - b_v) = \sum_u a_u - |N(v)| b_v (fusion.py)
+        if split is not None:
+            return split
         body = t.args[0]
         red, u, v = t.attrs["reduce"], t.attrs["var"], t.attrs["center"]
         if t.attrs["dir"] == "out":
