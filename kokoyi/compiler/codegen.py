@@ -482,7 +482,7 @@ def generate(program: LProgram, standalone: bool = False) -> str:
                      "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
                      "node_rows=node_rows, readout=readout, broadcast_graph=broadcast_graph, "
                      "graph_softmax=graph_softmax, GraphNorm=GraphNorm, rel_gspmm=rel_gspmm, "
-                     "rel_in_degrees=rel_in_degrees)\n")
+                     "rel_in_degrees=rel_in_degrees, full_graph_only=full_graph_only)\n")
     else:
         parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:
@@ -501,6 +501,8 @@ def _standalone_extras() -> str:
         text = (Path(__file__).resolve().parent.parent / "kernels" / name).read_text()
         out.append("\n".join(ln for ln in _strip_module_doc(text).splitlines()
                              if not ln.startswith(("from __future__", "from kokoyi", "__all__"))))
+    out.append("def full_graph_only(graph, model, reason):\n    if isinstance(graph, (list, tuple)):\n"
+               "        raise TypeError(f\"model {model} runs on a full graph only ({reason})\")\n")
     return "\n\n".join(out) + "\n\n"
 
 

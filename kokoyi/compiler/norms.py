@@ -6,9 +6,6 @@ for GraphNorm).
 """
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from kokoyi.compiler.builtins import BY_OP, NORMS
 from kokoyi.grammar import ast as A
 from kokoyi.compiler.ir import T, Ty, Value
@@ -104,6 +101,9 @@ class NormInterp:
     """Mixed into `interp.ModelInterpreter`: one row at a time; across-row statistics from all the rows."""
 
     def e_norm_call(self, t, env):
+        import torch
+        import torch.nn.functional as F
+
         from kokoyi.compiler.interp import InterpError
         x = self.eval(t.args[0], env)
         layer = getattr(self.module, t.attrs["key"])
