@@ -13,15 +13,15 @@ FILM = r"""
   \hyper d_{in}, d \\
   \input x_v \in \mathbb{R}^{d_{in}} \\
   \param W \in \mathbb{R}^{d_{in} \times d} \\
-  \param F \in \mathbb{R}^{d_{in} \times 2 d} \\
+  \param U \in \mathbb{R}^{d_{in} \times 2 d} \\
   \param b \in \mathbb{R}^{2 d} \\
   \param W_s \in \mathbb{R}^{d_{in} \times d} \\
-  \param F_s \in \mathbb{R}^{d_{in} \times 2 d} \\
+  \param U_s \in \mathbb{R}^{d_{in} \times 2 d} \\
   \param b_s \in \mathbb{R}^{2 d} \\
-  f_v \gets x_v F + b \\
-  g_v \gets x_v F_s + b_s \\
-  h_v \gets \mathrm{ReLU}\big( g_v[d:2 d] \odot x_v W_s + g_v[0:d] \big)
-      + \frac{1}{|\mathcal{N}(v)|} \sum_{u \in \mathcal{N}(v)} \mathrm{ReLU}\big( f_v[d:] \odot x_u W + f_v[:d] \big) \\
+  f_v \gets x_v U + b \\
+  g_v \gets x_v U_s + b_s \\
+  h_v \gets \mathrm{ReLU}\big( g_v[d:2 d] \odot (x_v W_s) + g_v[0:d] \big)
+      + \frac{1}{|\mathcal{N}(v)|} \sum_{u \in \mathcal{N}(v)} \mathrm{ReLU}\big( f_v[d:] \odot (x_u W) + f_v[:d] \big) \\
   \return h \\
 \end{model}
 """
@@ -34,14 +34,12 @@ def test_film_with_slices_matches_pyg():
     m = kokoyi.compile_model(FILM, "FiLM")(d_in=4, d=3).double()
     conv = pyg.FiLMConv(4, 3, num_relations=1, act=torch.nn.ReLU(), aggr="mean").double()
     with torch.no_grad():
-        for p in (m.b, m.b_s):
-            p.normal_()
+        m.b.normal_()  # PyG's film_skip has no bias: b_s stays 0
         conv.lins[0].weight.copy_(m.W.T)
-        conv.films[0].weight.copy_(m.F.T)
+        conv.films[0].weight.copy_(m.U.T)
         conv.films[0].bias.copy_(m.b)
         conv.lin_skip.weight.copy_(m.W_s.T)
-        conv.film_skip.weight.copy_(m.F_s.T)
-        conv.film_skip.bias.copy_(m.b_s)
+        conv.film_skip.weight.copy_(m.U_s.T)
         if getattr(conv.lin_skip, "bias", None) is not None:
             conv.lin_skip.bias.zero_()
     g = kokoyi.Graph.from_edge_index(ei, n)

@@ -26,6 +26,7 @@ from kokoyi.compiler.builtins import NORMS
 from kokoyi.compiler.norms import NormChecks
 from kokoyi.compiler.cases import CaseChecks
 from kokoyi.compiler.layers import LayerChecks
+from kokoyi.compiler.slices import SliceChecks
 from kokoyi.compiler.relations import RelationChecks, is_rel_family, rel_letter
 
 NODE_LETTERS = ("u", "v", "w")
@@ -140,7 +141,7 @@ class Scope:
         return Scope(**d)
 
 
-class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerChecks):
+class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerChecks, SliceChecks):
     def __init__(self, model: A.Model, program: A.Program, col: Collector, model_names: dict):
         self.m, self.src, self.col, self.model_names = model, program.source, col, model_names
         self.values: dict[str, Value] = {}
@@ -1036,6 +1037,9 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerC
         while i < len(nodes):
             self.unknown_function(nodes, i)
             t = self.expr(nodes[i], scope)
+            while i + 1 < len(nodes) and isinstance(nodes[i + 1], A.Slice) and t.op != "func":
+                t = self.slice_value(t, nodes[i + 1])  # x_v[a:b] (slices.py)
+                i += 1
             if t.op == "func":
                 if i + 1 >= len(nodes):
                     self.err(f"'{self.latex(nodes[i])}' needs an argument", nodes[i].span)

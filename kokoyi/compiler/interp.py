@@ -38,6 +38,7 @@ from kokoyi.compiler.readout_interp import GRAPH_ID, ReadoutInterp
 from kokoyi.compiler.norms import NormInterp
 from kokoyi.compiler.cases import CaseInterp
 from kokoyi.compiler.layers import LayerInterp
+from kokoyi.compiler.slices import SliceInterp
 from kokoyi.compiler.relations import RelationInterp
 
 SELF = -1  # the edge id of the self loop (v, v) of `N(v) ∪ {v}`: not an edge of the graph
@@ -138,7 +139,7 @@ def _reduce_list(reduce: str, items: list, shape) -> torch.Tensor:
             "prod": lambda: stacked.prod(0)}[reduce]()
 
 
-class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, LayerInterp):
+class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, LayerInterp, SliceInterp):
     """Evaluates one typed model on one graph with the weights of one compiled module."""
 
     def __init__(self, model: TModel, program: TProgram, module: torch.nn.Module, graph: GraphLists | None):

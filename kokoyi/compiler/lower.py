@@ -35,6 +35,7 @@ from kokoyi.compiler.norms import NormLowering
 from kokoyi.compiler.cases import CaseLowering
 from kokoyi.compiler.layers import LayerLowering
 from kokoyi.compiler.fusion import FusionLowering
+from kokoyi.compiler.slices import SliceLowering
 from kokoyi.compiler.relations import RelationLowering, rel_letter
 
 E_EDGES = sp.Symbol("E", positive=True, integer=True)
@@ -73,7 +74,7 @@ class LowerError(Exception):
 
 
 class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowering, LayerLowering,
-                    FusionLowering):
+                    FusionLowering, SliceLowering):
     def __init__(self, tm: TModel, col: Collector):
         self.tm, self.col = tm, col
         self.body: list = []

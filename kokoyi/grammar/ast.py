@@ -79,6 +79,14 @@ class Compare(Node):
 
 
 @dataclass
+class Slice(Node):
+    """`[a:b]` after a vector: features a..b-1 (either end may be None)."""
+
+    lo: Node | None
+    hi: Node | None
+
+
+@dataclass
 class Cases(Node):
     """`\\begin{cases} a & \\text{if } c \\\\ b & \\text{otherwise} \\end{cases}`: rows (value, condition or None)."""
 

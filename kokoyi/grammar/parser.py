@@ -436,6 +436,11 @@ class ToAst(Transformer):
         return A.Compare(self._span(meta), "eq", items[0], items[1])
 
     @v_args(meta=True)
+    def slice(self, meta, items):
+        lo, _colon, hi = items
+        return A.Slice(self._span(meta), lo, hi)
+
+    @v_args(meta=True)
     def indicator(self, meta, items):
         return A.Indicator(self._span(meta), items[-1])
 
