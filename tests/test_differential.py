@@ -168,6 +168,7 @@ def test_known_bug_still_reproduces(bug):
     """Strict xfail: once the fix is merged this passes, the xfail turns into a failure, and the entry
     (and its reproducer) must be removed from tests/known_bugs.py."""
     src = reproducer(bug.name)
+    check(parse(src))  # the reproducer itself is a valid program (a diagnostic here is a broken test)
     try:
         report = verify(src)
     except Exception as e:  # noqa: BLE001 - a compiler traceback is the bug

@@ -436,6 +436,136 @@ def test_constant_power_tower_is_folded_not_left_to_python_integers():
     close(build(src(r"y_v \gets x_v^{2^{1^{2}}} + \frac{1}{4} x_v \\ \return y \\"), d=3)(g, x), x ** 2 + x / 4)
 
 
+def test_feature_reduction_of_a_per_edge_value():
+    """Found by the reference interpreter (tests/known_bugs.py): `\\sum_u \\sum(\\min(x_u, x_v))` was
+    refused after checking ('cannot evaluate featreduce per edge')."""
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(r"y_v \gets \sum_{u \in \mathcal{N}(v)} \sum(\min(x_u, x_v)) \\"
+                  r" z_v \gets \max_{u \in \mathcal{N}(v)} \mathrm{mean}(x_u \odot x_v) \\ \return y, z \\"), d=3)
+    y, z = m(g, x)
+    pair_min = torch.minimum(x[None, :, :], x[:, None, :]).sum(-1)  # [v, u]
+    close(y, (A * pair_min).sum(1))
+    pair = (x[:, None, :] * x[None, :, :]).mean(-1)
+    masked = torch.where(A > 0, pair, torch.tensor(-float("inf"), dtype=torch.float64)).amax(1)
+    close(z, torch.where(A.sum(1) > 0, masked, torch.zeros(())))
+
+
+def test_powers_are_split_or_merged_only_where_that_holds():
+    """Found while fixing section 2 (not in issue 7's list): inside a neighbour sum `(s_u^2)^{1/2}` became
+    s_u (not |s_u|) and `\\sqrt{s_u s_v}` became `\\sqrt{s_u} \\sqrt{s_v}` (NaN when both are negative). The
+    rewrites now need nonnegative bases (degrees) or integer exponents; GCN's normalisation still splits."""
+    g, A = graph(), dense()
+    source = src(r"\input s_v \in \mathbb{R} \\ y_v \gets \sum_{u \in \mathcal{N}(v)} (s_u^2)^{0.5} x_u \\"
+                 r" z_v \gets \sum_{u \in \mathcal{N}(v)} \sqrt{s_u s_v} x_u \\"
+                 r" w_v \gets \sum_{u \in \mathcal{N}(v)} \frac{x_u}{\sqrt{(|\mathcal{N}(u)| + 1) (|\mathcal{N}(v)| + 1)}}"
+                 r" \\ \return y, z, w \\")
+    x, s = x_of(), -torch.rand(N, dtype=torch.float64) - 0.5
+    y, z, w = build(source, d=3)(g, x, s)
+    close(y, A @ (s.abs()[:, None] * x))
+    close(z, (A * (s[:, None] * s[None, :]).sqrt()) @ x)
+    deg = A.sum(1) + 1
+    close(w, (A / (deg[:, None] * deg[None, :]).sqrt()) @ x)
+    code = kokoyi.to_python(source)
+    assert "w_src = x * torch.rsqrt(" in code and "w_edge" not in code  # separated: no per-edge term
+
+
+# ---------------------------------------------------------------- found by the interpreter's fuzzer after merging
+def test_values_that_do_not_read_the_neighbour_or_the_edge():
+    """`\\max_u b`, `\\sum_{u \\in N_out(v)} \\epsilon`, `eta_uv <- b`, a softmax of a constant, `mean_u \\theta`
+    on an empty neighbourhood, and `\\max(\\theta, x_v)` crashed or gave a number at isolated nodes."""
+    g, x, A = graph(), x_of(), dense()
+    source = src(r"\hyper \theta \in \mathbb{R} = 0.5 \\ \param b \in \mathbb{R}^{d} \\"
+                 r" p_v \gets \max_{u \in \mathcal{N}(v)} b \\ q_v \gets \sum_{u \in \mathcal{N}_{out}(v)} \theta \\"
+                 r" r_v \gets \min_{u \in \mathcal{N}_{out}(v) \cup \{v\}} b \\ \eta_{uv} \gets b \\"
+                 r" \alpha_{uv} \gets \mathrm{softmax}_{u \in \mathcal{N}(v) \cup \{v\}}(\theta) \\"
+                 r" s_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \alpha_{uv} x_u \\"
+                 r" m_v \gets \frac{1}{|\mathcal{N}(v)|} \sum_{u \in \mathcal{N}(v)} \theta \\"
+                 r" t_v \gets \max(\theta, x_v) \\ \return p, q, r, \eta, s, m, t \\")
+    m = build(source, d=3)
+    p, q, r, eta, s, mean, t = m(g, x)
+    has_in = (A.sum(1) > 0).double()[:, None]
+    close(p, has_in * m.b)
+    close(q, 0.5 * A.sum(0))
+    close(r, m.b.expand(N, 3))
+    close(eta, m.b.expand(EDGES.shape[1], 3))
+    close(s, ((A + torch.eye(N, dtype=torch.float64)) @ x) / (A.sum(1) + 1)[:, None])
+    close(mean, 0.5 * has_in[:, 0])
+    close(t, torch.clamp(x, min=0.5))
+
+
+def test_unread_recurrence_is_dropped():
+    """A layer recurrence nobody returns stayed in the module and indexed hops the model does not have."""
+    g, x = graph(), x_of()
+    m = build(src(r"h^{(0)}_v \gets x_v \\ h^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u, \quad l = 1, \dots, L"
+                  r" \\ y_v \gets 2 x_v \\ \return y \\", hypers=r"\hyper d, L \\"), d=3, L=2)
+    close(m(graph(), x), 2 * x)
+    close(m(kokoyi.Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.long), N), x), 2 * x)
+
+
+def test_gradient_through_a_target_factor_of_an_empty_sum_is_finite():
+    """`\\sum_u \\frac{c \\, x_u}{\\sqrt{|N(v)|}}`: the masked product `rsqrt(0) * c` still sent `0 * inf`
+    into the gradient of c."""
+    g, x, A = graph(), x_of(), dense()
+    m = build(src(r"\param c \in \mathbb{R}^{d} \\"
+                  r" y_v \gets \sum_{u \in \mathcal{N}(v)} \frac{c \odot x_u}{\sqrt{|\mathcal{N}(v)|}} \\ \return y \\"),
+              d=3)
+    m(g, x).sum().backward()
+    deg = A.sum(1)
+    scale = torch.where(deg > 0, deg.clamp(min=1).rsqrt(), torch.zeros(()))
+    close(m.c.grad, (scale[:, None] * (A @ x)).sum(0))
+
+
+def test_constant_edge_value_on_a_self_loop_and_constant_outputs_are_tensors():
+    """`kappa_uv <- 2` read on the self loop was the Python int 2 (`F.softplus(2)` failed); `mean_k 0.5`
+    expanded a float; a returned plain constant was a float, not a tensor."""
+    g, x, A = graph(), x_of(), dense()
+    source = src(r"\hyper K \\ \kappa_{uv} \gets 2 \\ \iota \gets 0.5 \\"
+                 r" y_v \gets \min_{u \in \mathcal{N}(v) \cup \{v\}} \frac{x_v}{\mathrm{softplus}(\kappa_{uv})} \\"
+                 r" \alpha_{uv} \gets \mathrm{softmax}_{u \in \mathcal{N}(v) \cup \{v\}}(\mathrm{mean}_{k=1}^{K} 0.5) \\"
+                 r" s_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \alpha_{uv} x_u \\ \return y, \iota, s \\",
+                 hypers=r"\hyper d \\")
+    y, iota, s = build(source, d=3, K=2)(g, x)
+    close(y, x / torch.nn.functional.softplus(torch.tensor(2.0, dtype=torch.float64)))
+    assert isinstance(iota, torch.Tensor) and float(iota) == 0.5
+    close(s, ((A + torch.eye(N, dtype=torch.float64)) @ x) / (A.sum(1) + 1)[:, None])
+
+
+def test_stacked_head_parameters_first_read_inside_an_unread_loop():
+    """`A_stacked` was first emitted inside a recurrence's loop; with the loop dropped (or not run) a later
+    reader raised NameError."""
+    g, x, A = graph(), x_of(), dense()
+    source = src(r"\param A^{k} \in \mathbb{R}^{d \times d}, \quad k = 1, \dots, K \\ h^{(0)}_v \gets x_v \\"
+                 r" h^{(l)}_v \gets \max_{k=1}^{K} (x_v A^{k}) + \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u, \quad l = 1,"
+                 r" \dots, L \\ q_v \gets \sum_{k=1}^{K} x_v A^{k} \\ \return q \\", hypers=r"\hyper d, K, L \\")
+    m = build(source, d=3, K=2, L=2)
+    close(m(g, x), x @ m.A[0] + x @ m.A[1])
+
+
+def test_head_family_map_followed_by_a_shared_map_in_a_sum():
+    """`\\sum_u (x_u A^k) U` merged A^k and U into one matrix product the lowering could not emit
+    ('unsupported product (mm)'), after the checker had accepted it."""
+    g, x, A = graph(), x_of(), dense()
+    source = src(r"\param A^{k} \in \mathbb{R}^{d \times d}, \quad k = 1, \dots, K \\ \param U \in \mathbb{R}^{d \times d}"
+                 r" \\ q^{k}_v \gets \sum_{u \in \mathcal{N}(v)} (x_u A^{k}) U \\ y_v \gets \Vert_{k=1}^{K} q^{k}_v \\"
+                 r" \return y \\", hypers=r"\hyper d, K \\")
+    m = build(source, d=3, K=2)
+    close(m(g, x), torch.cat([A @ x @ m.A[0] @ m.U, A @ x @ m.A[1] @ m.U], -1))
+
+
+def test_symbolic_hop_depth_in_generated_code_and_unread_base_case():
+    """A hop depth max(2, L) was printed as sympy's `Max(2, self.L)` (NameError); the base case `r[0] = ...`
+    of a recurrence nobody reads stayed behind its dropped loop and indexed a hop the model lacks."""
+    g, x, A = graph(), x_of(), dense()
+    source = src(r"r^{(0)}_v \gets x_v \\ r^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} r^{(l-1)}_u, \quad l = 1, \dots, L"
+                 r" \\ q_v \gets \sum_{u \in \mathcal{N}(v)} x_u \\ p_v \gets \sum_{u \in \mathcal{N}(v)} q_u \\"
+                 r" g_v \gets r^{(L)}_v + p_v \\ s^{(0)}_v \gets \sum_{u \in \mathcal{N}(v)} x_u \\"
+                 r" s^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} s^{(l-1)}_u, \quad l = 1, \dots, L \\ \return g \\",
+                 hypers=r"\hyper d, L \\")
+    m = build(source, d=3, L=1)
+    assert m.__kokoyi__["depth"] == "Max(2, L)"
+    close(m(g, x), A @ x + A @ A @ x)
+
+
 def test_an_unused_recurrence_deeper_than_the_output_is_not_computed():
     """Found by the differential fuzzer (seed 9) after blocks landed: a layer recurrence nobody returns
     still ran, and asked for more blocks than the output's hop depth (IndexError on a full graph)."""

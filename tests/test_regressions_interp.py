@@ -90,3 +90,27 @@ def test_feature_reduction_of_a_per_edge_value():
   \return y, z, e \\
 \end{model}"""
     agrees(src)
+
+
+def test_values_made_in_one_branch_of_the_linear_order_if_are_not_read_in_the_other():
+    """With symbolic sizes the module chooses at run time where the linear map goes (`if self.h <=
+    self.d:`). A self-loop edge value (`e_self`) or a stacked head family (`a_stacked`) first computed in the
+    `then` branch was reused in the `else` branch: 'UnboundLocalError: cannot access local variable
+    'e_self'' whenever h > d."""
+    src = r"""\begin{model}{M}
+  \hyper d, h, K \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param W \in \mathbb{R}^{d \times h} \\
+  \param U \in \mathbb{R}^{h \times h} \\
+  \param b \in \mathbb{R}^{h} \\
+  \param c \in \mathbb{R}^{d} \\
+  \param A^{k} \in \mathbb{R}^{d \times h}, \quad k = 1, \dots, K \\
+  \param a^{k} \in \mathbb{R}^{2 h}, \quad k = 1, \dots, K \\
+  e_{uv} \gets (x_v \cdot c) + (x_u \cdot c) \\
+  y_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} e_{uv} (x_u W) \\
+  q^{k}_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \left((a^{k})^\top [x_u W \Vert b]\right) \odot (x_u W U) + x_v A^{k} \\
+  z_v \gets \Vert_{k=1}^{K} q^{k}_v \\
+  \return y, z \\
+\end{model}"""
+    for d, h in ((2, 3), (3, 2)):  # both branches
+        agrees(src, hypers={"M": {"d": d, "h": h, "K": 2}})

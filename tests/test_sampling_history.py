@@ -33,7 +33,7 @@ def test_exchange_pushes_fresh_rows_and_pulls_stale_ones_with_their_age():
 def test_history_errors_name_the_argument():
     h = History(4)
     with pytest.raises(ValueError, match="one fresh row per target node of the block \\(2\\)"):
-        h.exchange("h", torch.zeros(3, 1), _block([0, 1], [2]))
+        h.exchange("h", torch.zeros(1, 1), _block([0, 1], [2]))
     with pytest.raises(ValueError, match="outside 0..3"):
         h.push("h", torch.tensor([7]), torch.zeros(1, 1))
     with pytest.raises(ValueError, match="num_nodes must be a positive int"):

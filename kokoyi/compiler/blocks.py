@@ -95,6 +95,12 @@ class Levels:
         self.out: list = []
         self.exchanged: dict = {}
         self.lv_of: dict = {}
+        self.graph_defs: dict[str, Py] = {}  # name -> its (rewritten) expression, for graph quantities
+        self.remat: dict = {}  # (name, level) -> the name of the quantity recomputed on that block
+        self.remat_names: dict = {}
+        self.orig: dict = {}  # edge value name -> (assignment target, its lowered expression)
+        self.force = None  # while an edge value is recomputed on a later block: that block
+        self.deep_reads = False  # some source reads a value of an earlier block's sources (not VR-safe)
         self.what = "?"
         self.keep: list = []
         self.boundaries: list[str] = []
@@ -134,11 +140,10 @@ class Levels:
         edges = [lv for lv in lvs if isinstance(lv, Lv) and lv.side == "e"]
         if nodes and edges:
             raise BlockError("an expression mixes node and edge rows")
-        if edges:
+        if edges:  # the latest block: edge values of earlier blocks are recomputed on its edges
             k = edges[0].k
             for e in edges[1:]:
-                if not _eq(e.k, k):
-                    raise BlockError("an expression mixes the edges of two blocks")
+                k = self.kmax(k, e.k)
             return Lv(k, "e")
         if nodes:
             k = nodes[0].k
@@ -168,9 +173,11 @@ class Levels:
         if not isinstance(have, Lv) or have.side in ("plain",):
             return py
         if have.side == "e" or want.side == "e":
-            if have.side != want.side or not _eq(have.k, want.k):
-                raise BlockError("an edge value is read on another block's edges")
-            return py
+            if have.side == want.side and _eq(have.k, want.k):
+                return py
+            if have.side == want.side and self.ge(want.k, have.k):
+                return self.edge_relevel(py, want.k)
+            raise BlockError("an edge value is read on another block's edges")
         if have.side == want.side and _eq(have.k, want.k):
             return py
         if not self.ge(want.k, have.k):
@@ -181,6 +188,92 @@ class Levels:
             if _eq(have.k, want.k):
                 return py
         return self.push(py, want)
+
+    # ------------------------------------------------------------------ edge values on a later block
+    def edge_relevel(self, py: Py, k) -> Py:
+        """An edge expression of an earlier block rebuilt on block k's edges from its named edge values."""
+        lv = self.lv_of.get(id(py))
+        if not isinstance(py, Py) or not (isinstance(lv, Lv) and lv.side == "e") or _eq(lv.k, k):
+            return py
+        if py.op == "var" and py.args[0] in self.orig:
+            return self.edge_at(py.args[0], k)
+        if py.op == "var" or "block" in py.attrs:
+            raise BlockError("an edge value is read on another block's edges")
+        out = Py(py.op, tuple(self.edge_relevel(a, k) if isinstance(a, Py) else a for a in py.args),
+                 {n: (self.edge_relevel(v, k) if isinstance(v, Py) else v) for n, v in py.attrs.items()})
+        self.lv_of[id(out)] = Lv(k, "e")
+        self.keep.append(out)
+        return out
+
+    def edge_at(self, name: str, k) -> Py:
+        """The edge value `name` (defined on an earlier block) evaluated again on block k's edges: its
+        definition analysed with every sparse op of it placed on block k at least."""
+        memo = (name, str(_norm(k)))
+        if memo not in self.remat:
+            target, expr = self.orig[name]
+            saved, self.force = self.force, k
+            try:
+                py, lv = self.expr(expr)
+            finally:
+                self.force = saved
+            k_n = _norm(k)
+            names = [t.strip() for t in target.split(",")]
+            new = [self.remat_names.setdefault((n, str(k_n)), self.fresh(
+                f"{n}_{k_n}" if k_n.is_Integer else f"{n}_k")) for n in names]
+            self.out.append(Assign(", ".join(new), py, f"{', '.join(names)} on the edges of block {k_n}"))
+            if len(names) == 2:  # a softmax with a self loop: (edge part, self-loop part)
+                self.remat[(names[0], memo[1])] = Py("var", (new[0],))
+                self.remat[(names[1], memo[1])] = Py("var", (new[1],))
+                self.env[new[0]], self.env[new[1]] = Lv(k, "e"), Lv(k + 1, "d")
+            else:
+                self.remat[memo] = Py("var", (new[0],))
+                self.env[new[0]] = lv
+            for n, nn in zip(names, new):
+                self.orig[nn] = self.orig[n]
+        return self.remat[memo]
+
+    # ------------------------------------------------------------------ graph quantities per block
+    def is_graph(self, py: Py) -> bool:
+        """A quantity of the graph alone (degrees, node tables, parameters, constants): computable on any
+        block's sources, so it is recomputed there rather than sliced from block 0's."""
+        if not isinstance(py, Py):
+            return True
+        if py.op == "var":
+            return py.args[0] in self.graph_defs
+        if py.op in ("const", "sympy", "attr", "node_degrees", "node_rows"):
+            return True
+        if py.op in ("rows_to", "exchange", "sampled_degrees", "rows_of") or "block" in py.attrs or \
+                (py.op == "fn" and py.attrs.get("name") == "dropout"):
+            return False
+        return all(self.is_graph(a) for a in py.args) and \
+            all(self.is_graph(v) for v in py.attrs.values() if isinstance(v, Py))
+
+    def relevel(self, py: Py, k) -> Py:
+        """The graph quantity `py` computed on the sources of block k (S_k)."""
+        if not isinstance(py, Py) or py.op in ("const", "sympy", "attr"):
+            return py
+        if py.op == "var":
+            name = py.args[0]
+            memo = (name, str(_norm(k)))
+            if memo not in self.remat:
+                k_n = _norm(k)
+                if memo not in self.remat_names:  # one name per (quantity, block), reused across branches
+                    self.remat_names[memo] = self.fresh(f"{name}_{k_n}" if k_n.is_Integer else f"{name}_k")
+                new = self.remat_names[memo]
+                expr = self.relevel(self.graph_defs[name], k)
+                self.out.append(Assign(new, expr, f"{name} on the sources of block {k_n}"))
+                self.remat[memo] = Py("var", (new,))
+                self.env[new] = Lv(k, "s")
+                self.graph_defs[new] = expr
+            out = self.remat[memo]
+        elif py.op in ("node_degrees", "node_rows"):
+            out = Py(py.op, py.args, {**py.attrs, "blk": self.dim(k)})
+        else:
+            out = Py(py.op, tuple(self.relevel(a, k) if isinstance(a, Py) else a for a in py.args),
+                     {n: (self.relevel(v, k) if isinstance(v, Py) else v) for n, v in py.attrs.items()})
+        self.lv_of[id(out)] = Lv(k, "s")
+        self.keep.append(out)
+        return out
 
     def slice_py(self, py: Py, want: Lv) -> Py:
         return Py("rows_to", (py,), {"lv": want, "k": self.dim(want.k if want.side == "s" else want.k - 1)})
@@ -195,6 +288,10 @@ class Levels:
             return py
         rowwise = py.op in ROWWISE or (py.op == "fn" and py.attrs.get("name") != "dropout") or \
             (py.op == "unsqueeze_idx" and py.attrs["idx"][:1] == (":",))
+        if lv.side == "s" and want.side == "s":  # S_j -> S_k, k > j: not a prefix for every kind of block
+            if self.is_graph(py):
+                return self.relevel(py, want.k)  # degrees (and node tables) of block k's own sources
+            self.deep_reads = True
         if not rowwise or py.op == "var" or (lv.side == "d" and want.side == "s"):
             return self.slice_py(py, want)
         args = tuple(self.push(a, want) if isinstance(a, Py) else a for a in py.args)
@@ -260,12 +357,17 @@ class Levels:
         py, lv = self.expr(s.expr)
         if isinstance(s.target, str) and isinstance(lv, tuple) and lv[0] == "pair":  # softmax + self loop
             first, second = (t.strip() for t in s.target.split(","))
+            self.orig[first] = self.orig[second] = (s.target, s.expr)
             self.out.append(Assign(s.target, py, s.comment, s.layout))
             self.env[first], self.env[second] = Lv(lv[1], "e"), Lv(lv[1] + 1, "d")
             return
         if isinstance(s.target, str):
             self.out.append(Assign(s.target, py, s.comment, s.layout))
             self.env[s.target] = lv
+            if isinstance(lv, Lv) and lv.side == "e":
+                self.orig[s.target] = (s.target, s.expr)
+            if isinstance(lv, Lv) and lv.side == "s" and _eq(lv.k, 0) and self.is_graph(py):
+                self.graph_defs[s.target] = py
             self.levels[s.target] = repr(lv)
             if s.target in self.user_nodes:
                 self.boundary(s.target, Py("var", (s.target,)), lv, s.target)
@@ -305,13 +407,16 @@ class Levels:
         cond, then_b, else_b = s.args
         outer = self.out
         env0 = dict(self.env)
+        memos = (dict(self.remat), dict(self.exchanged))  # names made in a branch stay in it
         self.out = []
         self.statements(then_b)
         then_out, env_then = self.out, dict(self.env)
         self.env = dict(env0)
+        self.remat, self.exchanged = dict(memos[0]), dict(memos[1])
         self.out = []
         self.statements(else_b)
         else_out = self.out
+        self.remat, self.exchanged = memos
         for k, v in env_then.items():
             if k in self.env and isinstance(v, Lv) and isinstance(self.env[k], Lv) and repr(v) != repr(self.env[k]):
                 raise BlockError(f"the two linear-map orders give {k} different levels")
@@ -332,6 +437,7 @@ class Levels:
             saved = (self.out, dict(self.env), {k: dict(v) for k, v in self.lists.items()}, dict(self.exchanged),
                      list(self.boundaries))
             n_uses = len(self.uses)
+            saved_memo = (dict(self.remat), dict(self.exchanged))
             for key in lists:
                 self.lists[key]["c"] = steps[key]
             self.out = []
@@ -354,6 +460,7 @@ class Levels:
                 prev = _norm(base.k) + steps[key] * (idx - 1 - i0)  # h[l-1] under the hypothesis
                 new_steps[key] = sp.simplify(_norm(lv.k) - prev)
             if all(_eq(new_steps[k], steps[k]) for k in lists):
+                self.remat, self.exchanged = saved_memo  # names made in the body stay in it
                 self.out = saved[0]
                 self.out.append(Loop(s.var, s.lo, s.hi, body_out))
                 for key in lists:
@@ -362,6 +469,7 @@ class Levels:
             steps = new_steps
             del self.uses[n_uses:]
             self.out, self.env, self.lists, self.exchanged, self.boundaries = saved
+            self.remat = dict(saved_memo[0])
             self.lists = {k: dict(v) for k, v in self.lists.items()}
         raise BlockError("the recurrence's hop depth per layer is not constant")
 
@@ -446,7 +554,7 @@ class Levels:
         return Py("node_degrees", py.args, dict(py.attrs)), S0
 
     def x_rows_of(self, py):
-        p = Py("rows_of", py.args, dict(py.attrs))
+        p = Py("rows_of", py.args, {**py.attrs, "on_blocks": True})
         return p, Poly("e" if py.attrs.get("rows") == "E" else "n", [p])
 
     def x_dst_rows(self, py):
@@ -471,6 +579,10 @@ class Levels:
             elif role == "v" and isinstance(lv, Lv) and lv.side in ("s", "d") and self._known_ge1(lv.k):
                 cands.append(Lv(lv.k - 1, "s"))
         b = self.source_block(cands)
+        if self.force is not None:
+            b = self.kmax(b, self.force)
+        if self.maybe_ge(b, sp.Max(self.L, 1)) is True:  # past the last block (hops gives max(L, 1))
+            raise BlockError(f"{what} would run on block {b} of {self.L}")
         want = {"u": Lv(b, "s"), "v": Lv(b + 1, "d"), "e": Lv(b, "e")}
         args = []
         for (p, lv), role in zip(parts, roles):
@@ -563,7 +675,7 @@ def apply(ml, lm) -> None:
         return
     lm.body, lm.outputs = body, outputs
     lm.blocks = {"supported": True, "depth": str(tm.depth), "levels": lv.levels, "boundaries": lv.boundaries,
-                 "uses": list(dict.fromkeys(lv.uses))}
+                 "uses": list(dict.fromkeys(lv.uses)), "control_variate": not lv.deep_reads}
 
 
 def _b(pr, attrs, key="block") -> str:
@@ -574,6 +686,8 @@ def _b(pr, attrs, key="block") -> str:
 def print_rule(pr, py: Py):
     """How the block-aware ops print (`None`: not one of them); called by codegen's Printer."""
     op, args, at = py.op, py.args, py.attrs
+    if op == "unsqueeze_idx" and args[0].op == "rows_to" and at["idx"][:1] == (":",):  # x[: n][:, None]
+        return print_rule(pr, Py("rows_to", (Py("unsqueeze_idx", args[0].args, at),), args[0].attrs))
     if op == "rows_to":
         lv, inner = at["lv"], args[0]
         size = f"{_b(pr, at, 'k')}.{'num_src' if lv.side == 's' else 'num_dst'}"
@@ -582,9 +696,10 @@ def print_rule(pr, py: Py):
             return f"{pr.wrap(inner.args[0], 9)}[: {size}{', ' + rest if rest else ''}]", 9
         return f"{pr.wrap(inner, 9)}[: {size}]", 9
     if op == "node_rows":
-        return f"ops.node_rows(blocks[0], {pr(args[0])})", 9
+        return f"ops.node_rows({_b(pr, at, 'blk') if 'blk' in at else 'blocks[0]'}, {pr(args[0])})", 9
     if op == "node_degrees":
-        return f'ops.node_degrees(blocks[0], "{"in" if args[0] == "in_degrees" else "out"}").to({pr.dtype})', 9
+        g = _b(pr, at, "blk") if "blk" in at else "blocks[0]"
+        return f'ops.node_degrees({g}, "{"in" if args[0] == "in_degrees" else "out"}").to({pr.dtype})', 9
     if op == "sampled_degrees":
         lv = at.get("lv")
         block = "blocks[0]" if lv is None else _b(pr, at, "size_k")
@@ -595,8 +710,10 @@ def print_rule(pr, py: Py):
         if at.get("loop"):
             key = f"({key}, {', '.join(at['loop'])})"
         return f"ops.exchange(history, {key}, {pr(args[0])}, blocks, {pr(at['k'])})", 9
-    if op == "edge_output" and "lv" in at and isinstance(at["lv"], Lv) and at["lv"].side == "e":
-        return f"{_b(pr, at, 'size_k')}.edge_output({pr(args[0])})", 9
+    if op == "edge_output" and "lv" in at:  # an edge input's own edges: every block is the same graph
+        lv = at["lv"]
+        g = _b(pr, at, "size_k") if isinstance(lv, Lv) and lv.side == "e" else "blocks[0]"
+        return f"{g}.edge_output({pr(args[0])})", 9
     if "block" not in at:
         return None
     g = _b(pr, at)
@@ -617,8 +734,10 @@ def print_rule(pr, py: Py):
 def rows_size(pr, py: Py):
     """`rows_of` (the row count of an expanded plain value) on blocks; None when not resolved."""
     lv = py.attrs.get("lv")
-    if not isinstance(lv, Lv):
+    if not py.attrs.get("on_blocks"):  # a model kept on the full graph
         return None
+    if not isinstance(lv, Lv):  # rows of an edge input only (one graph for every block)
+        return "blocks[0].num_edges" if py.attrs.get("rows") == "E" else "blocks[0].num_src"
     attr = {"e": "num_edges", "s": "num_src", "d": "num_dst"}[lv.side]
     return f"{_b(pr, py.attrs, 'size_k')}.{attr}"
 

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import sympy as sp
+from sympy.printing.str import StrPrinter
 
 from kokoyi.compiler import blocks as blocks_pass
 from kokoyi.compiler.ir import Assign, Comment, LModel, Loop, LProgram, Py
@@ -99,12 +100,23 @@ TEMPLATES = {
     "broadcast_graph": "ops.broadcast_graph(graph, {0})",
     "graph_softmax": "ops.graph_softmax(graph, {0})",
     "ones_nodes": "torch.ones(graph.num_src, dtype={dtype}, device=graph.device)",
+    "as_tensor": "torch.as_tensor({0}, dtype={dtype})",
     "gat_aggregate": "ops.gat_aggregate(graph, {0}, {1}, {2}, negative_slope={3}, self_loop={4})",
 }
 # the precedence each argument of a template needs (an argument followed by `.x`/`[..]` must be an atom;
 # the operands of `*` inside "dot" must bind at least as tightly as `*`); unlisted arguments sit inside
 # a call's parentheses and need none
 TEMPLATE_PREC = {"mT": (9,), "getitem": (9,), "squeeze_last": (9,), "dst_rows": (9,), "dot": (2, 3)}
+
+
+class _DimPrinter(StrPrinter):
+    """sympy's str form, with `Max`/`Min` (a hop depth such as max(2, L)) as Python's builtins."""
+
+    def _print_Max(self, e):
+        return "max(" + ", ".join(self._print(a) for a in e.args) + ")"
+
+    def _print_Min(self, e):
+        return "min(" + ", ".join(self._print(a) for a in e.args) + ")"
 
 
 class Printer:
@@ -125,7 +137,7 @@ class Printer:
                 continue
             name = self.aliases.get(name, name)
             mapping[s] = sp.Symbol(f"self.{name}" if self.in_forward else name)
-        text = sp.sstr(e.subs(mapping) if mapping else e)
+        text = _DimPrinter().doprint(e.subs(mapping) if mapping else e)
         return text
 
     def __call__(self, py: Py) -> str:
@@ -198,7 +210,9 @@ class Printer:
             return f'torch.einsum("{args[0]}", {self(args[1])}, {self(args[2])})', 9
         if op == "expand_lead":
             sizes = [self.rows(a) if a.op == "rows_of" else self(a) for a in args[1:]]
-            return f"{self.wrap(args[0], 9)}.expand({', '.join(sizes + ['-1'] * at['feat'])})", 9
+            head = f"torch.as_tensor({self(args[0])}, dtype={self.dtype})" if self.is_number(args[0]) else \
+                self.wrap(args[0], 9)
+            return f"{head}.expand({', '.join(sizes + ['-1'] * at['feat'])})", 9
         if op == "concat_axis":
             return f"{self.wrap(args[0], 9)}.movedim({at['axis']}, -2).flatten(-2)", 9
         if op == "reduce_axis":
@@ -225,6 +239,11 @@ class Printer:
             return f"ops.gspmm(graph.reverse(), \"copy_u\", {self(args[0])}, {self(args[1])}, None)", 9
         if op == "attr":
             return f"{args[0]}.{args[1]}", 9
+        if op in ("maximum", "minimum"):  # \max(\theta, x): a number never comes first in torch.maximum
+            a, b = args
+            if self.is_number(a) and not self.is_number(b):
+                a, b = b, a
+            return f"torch.{op}({self.tensor_arg(a)}, torch.as_tensor({self(b)}))", 9
         if op in TEMPLATES:
             need = TEMPLATE_PREC.get(op, ())
             printed = [(self.wrap(a, need[i]) if i < len(need) else self(a)) if isinstance(a, Py) else str(a)
@@ -347,7 +366,7 @@ def generate_model(m: LModel) -> str:
     fb = []
     gname = "graph"
     if on_blocks:
-        fb += blocks_header(tm, pr)
+        fb += blocks_header(tm, pr, m.blocks)
         gname = "blocks[0]"
     elif getattr(m, "blocks", None):
         fb.append(f"ops.full_graph_only(graph, {quote(tm.name)}, {quote(m.blocks['reason'])})")
@@ -365,13 +384,14 @@ def generate_model(m: LModel) -> str:
     return "\n".join(out) + "\n"
 
 
-def blocks_header(tm, pr: Printer) -> list[str]:
+def blocks_header(tm, pr: Printer, tm_blocks: dict) -> list[str]:
     """The forward's first lines on a model that runs on blocks (kokoyi/compiler/blocks.py)."""
     depth = pr.dim(tm.depth)
     edge = any(i.dom == "edge" for i in tm.inputs)
     return [f"# one graph per hop ({depth}): the full graph each time, or the sampled blocks of a mini-batch",
             "# (block 0 reads the inputs; with `history`, one block repeated and stale rows for its other sources)",
-            f"blocks = ops.hops(graph, self.hop_depth(), history{', edge_inputs=True' if edge else ''})"]
+            f"blocks = ops.hops(graph, self.hop_depth(), history{', edge_inputs=True' if edge else ''}"
+            f"{'' if tm_blocks.get('control_variate', True) else ', control_variate=False'})"]
 
 
 def body_lines(stmts, pr: Printer) -> list[str]:

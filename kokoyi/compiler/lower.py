@@ -82,8 +82,8 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
         self.intermediates: list[tuple] = []
         self.names: set[str] = set(tm.values) | {"graph", "self", "torch", "ops", "F", "nn"}
         self.env: dict[str, Val] = {}
-        self.self_loop_env: dict[str, Val] = {}
-        self.stacked: dict[str, Val] = {}
+        self.self_loop_env: dict = {}  # key, or (key, id of an `if` branch) -> the value on the self loop
+        self.stacked: dict[str, Val] = {}  # a head family's members stacked once, at the top of the body
         self.fam_sizes: dict[str, sp.Expr] = {}
         self.loop_vars: dict[str, str] = {}
         self.target = self.body
@@ -213,11 +213,20 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
         if v.dom == "edge":
             if d.expr.op == "nbsoftmax":
                 return self.softmax(d.expr, v)
-            val = self.edge(d.expr)
-            return self.as_edge(val, v.key)
+            return self.as_edge(self.per_edge(self.edge(d.expr)), v.key)
         if v.dom == "node":
             return self.per_node(self.node(d.expr))
-        return self.node(d.expr)
+        val = self.node(d.expr)
+        if not val.lay.shape and not val.lay.fam and all(n.op in ("const", "hyper", "fn", "bin") for n in _walk(d.expr)):
+            val = Val(call("as_tensor", val.py), val.lay, val.side)  # `iota <- 0.5`: a value is a tensor
+        return val
+
+    def per_edge(self, val: Val) -> Val:
+        """An edge value that does not depend on the edge (`eta_uv <- b`): gathered from a row per target."""
+        if val.lay.rows is not None or val.side in ("u", "v"):
+            return val
+        val = self.per_node(val)
+        return Val(val.py, val.lay, "v")
 
     def per_node(self, val: Val) -> Val:
         """A node value whose expression does not depend on the node (`y_v <- tanh(b)`) has a row per node."""
@@ -291,9 +300,11 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
         v = self.tm.values[key]
         py = call("attr", "self", key)
         if "head" in t.attrs:
-            if key not in self.stacked:
-                self.stacked[key] = self.emit(f"{key}_stacked", call("stack", py), Lay(None, (t.attrs["head"],),
-                                                                                        v.ty.shape), side="plain")
+            if key not in self.stacked:  # first statement of the body: first read may be inside a loop or branch
+                lay = Lay(None, (t.attrs["head"],), v.ty.shape)
+                name = self.fresh(f"{key}_stacked")
+                self.body.insert(0, Assign(name, call("stack", py), None, self.layout_dims(lay)))
+                self.stacked[key] = Val(var(name), lay, "plain")
             st = self.stacked[key]
             return Val(st.py, Lay(None, (t.attrs["head"],), v.ty.shape), "plain")
         if "index" in t.attrs:
@@ -334,8 +345,11 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
 
     def self_loop_value(self, v: Value, t: T) -> Val:
         """An edge value on the self loop (v, v): its definition evaluated node-wise."""
-        if v.key in self.self_loop_env:
-            return self.self_loop_env[v.key]
+        # a value computed inside one branch of a run-time `if` exists in that branch only
+        block = id(self.target) if self.target is not self.body else 0
+        for k in ((v.key, block), v.key):
+            if k in self.self_loop_env:
+                return self.self_loop_env[k]
         if v.kind == "input":
             raise LowerError(f"edge input {v.key} on a self loop")
         d = next(d for d in self.tm.defs if d.value.key == v.key)
@@ -343,9 +357,9 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
             self.col.error(f"'{v.key}' is a softmax over \\mathcal{{N}}(v) only, so it has no value on the self "
                            "loop", t.span, "normalise over \\mathcal{N}(v) \\cup \\{v\\} as well")
             raise LowerError("softmax self loop")
-        val = self.on_self_loop(d.expr)
+        val = self.per_node(self.on_self_loop(d.expr))  # a constant edge value is a row per node too
         val = self.emit(f"{v.key}_self", val.py, val.lay)
-        self.self_loop_env[v.key] = val
+        self.self_loop_env[(v.key, block) if block else v.key] = val
         return val
 
     def on_self_loop(self, t: T) -> Val:
@@ -519,6 +533,8 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
             return split
         body = t.args[0]
         red, u, v = t.attrs["reduce"], t.attrs["var"], t.attrs["center"]
+        if (t.attrs["dir"] == "out" or red in ("max", "min")) and u not in body.deps and not self.reads_edge(body):
+            return self.reduce_constant(t)
         if t.attrs["dir"] == "out":
             return self.reduce_out(t)
         if red in ("max", "min"):
@@ -555,9 +571,11 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
                 and self.gat_pattern(E, t.attrs["self_loop"]) is not None:
             order = "before"  # attention: the fused op runs on the projected features
 
-        D = self.product_of(dst + cst, f"{name}_dst") if (dst or cst) else None
-        if D is not None and D.lay.rows and not t.attrs["self_loop"]:
-            D = self.nonempty_only(D, name)
+        if dst and not t.attrs["self_loop"]:  # each target factor masked where N(v) is empty (finite gradients)
+            vals = [self.nonempty_only(self.node(f), name) for f in dst] + [self.node(f) for f in cst]
+            D = self.fold_mul(vals, f"{name}_dst")
+        else:
+            D = self.product_of(dst + cst, f"{name}_dst") if (dst or cst) else None
 
         def reduce_with(S_val: Val | None, tag: str) -> Val:
             out = self.spmm(red, S_val, E, t, ops_used)
@@ -688,8 +706,10 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
             deg = call("graph_method", "in_degrees")
             if self_loop:
                 deg = call("add", deg, const(1))
-            if red == "mean":
-                return Val(call("ones_like_deg", deg), Lay("N", (), ()), "n")
+            if red == "mean":  # the mean of a constant: 1 where N(v) is not empty, 0 where it is
+                if self_loop:
+                    return Val(call("ones_like_deg", deg), Lay("N", (), ()), "n")
+                return Val(call("minimum", deg, const(1)), Lay("N", (), ()), "n")
             return self.emit(f"{name}_deg", deg, Lay("N", (), ()))
         sparse_red = "sum" if (red == "mean" and self_loop) else red
         out = self.emit(f"{name}_agg", call("gspmm", const(op), const(sparse_red), *args), lay)
@@ -716,6 +736,23 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
         edge = [f for f in factors if not (f.deps <= {u} or f.deps <= {v}) or self.reads_edge(f)]
         vals = [self.on_self_loop(f) for f in edge]
         return self.fold_mul(vals, f"{self.current}_self")
+
+    def reduce_constant(self, t: T) -> Val:
+        """A reduction whose summand does not read the neighbour: sum = |N| b; mean, max and min = b where
+        the neighbourhood is not empty and 0 where it is (an empty reduction is 0, as everywhere)."""
+        name = self.current
+        deg = call("graph_method", "in_degrees" if t.attrs["dir"] == "in" else "out_degrees")
+        if t.attrs["self_loop"]:
+            deg = call("add", deg, const(1))
+        B = self.per_node(self.node(t.args[0]))
+        cnt = self.align(Val(deg, Lay("N", (), ()), "n"), B.lay)
+        if t.attrs["reduce"] == "sum":
+            out = self.emit(f"{name}_agg", call("mul", cnt, B.py), B.lay)
+        else:
+            out = self.emit(f"{name}_agg", call("where", call("gt", cnt, const(0)), B.py, const(0.0)), B.lay)
+        self.plan.append(PlanEntry(f"{name}: {self.describe(t)}", "degree (the summand does not read the neighbour)",
+                                   []))
+        return out
 
     def reduce_extreme(self, t: T) -> Val:
         body = t.args[0]
@@ -827,6 +864,8 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
             f = vec[0]
             i = factors.index(f)
             W = f.args[1]
+            if linear is not None and (W.ty.fam or linear.ty.fam):
+                break  # (x A^k) U: a head family's map and a shared one are not merged into one matrix
             if linear is not None:
                 W = T("matmul", (W, linear), Ty((W.ty.shape[0], linear.ty.shape[1]), W.ty.fam), frozenset(), W.span,
                       {"kind": "mm"})
@@ -856,23 +895,54 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
         return self.pow_factors(t)
 
     def pow_factors(self, t: T) -> list[T]:
-        """(a b)^p -> a^p b^p for scalar a, b (degrees are positive); (a^p)^q -> a^{pq}."""
+        """(a b)^p -> a^p b^p and (a^p)^q -> a^{pq}, where these hold: for nonnegative a, b (degrees and
+        what is built from them), or integer exponents. `(s_u^2)^{1/2}` is |s_u|, not s_u, and
+        `\\sqrt{s_u s_v}` is not `\\sqrt{s_u} \\sqrt{s_v}` when both are negative."""
         if t.op == "bin" and t.attrs["name"] == "pow" and t.args[1].op == "const":
             inner = t.args[0]
             if inner.op == "fn" and inner.attrs["name"] == "sqrt" and not inner.ty.shape:
                 inner = _pow(inner.args[0], 0.5)
             if inner.op == "bin" and inner.attrs["name"] == "pow" and inner.args[1].op == "const":
-                t = _pow(inner.args[0], inner.args[1].attrs["value"] * t.args[1].attrs["value"])
+                p, q = inner.args[1].attrs["value"], t.args[1].attrs["value"]
+                if self.nonneg(inner.args[0]) or (_integer(p) and _integer(q)):
+                    t = _pow(inner.args[0], p * q)
         if t.op == "bin" and t.attrs["name"] == "pow" and not t.ty.shape and t.args[1].op == "const":
             inner = self.mul_factors(t.args[0])
-            if len(inner) > 1:
-                p = t.args[1].attrs["value"]
+            p = t.args[1].attrs["value"]
+            if len(inner) > 1 and (_integer(p) or all(self.nonneg(f) for f in inner)):
                 return [g for f in inner for g in self.pow_factors(_pow(f, p))]
         if t.op == "fn" and t.attrs["name"] == "sqrt" and not t.ty.shape:
             inner = self.mul_factors(t.args[0])
-            if len(inner) > 1:
+            if len(inner) > 1 and all(self.nonneg(f) for f in inner):
                 return [g for f in inner for g in self.pow_factors(_pow(f, 0.5))]
         return [t]
+
+    def nonneg(self, t: T) -> bool:
+        """`t` is >= 0 for every input (degrees, positive dimensions, exp, squares, ...): the condition under
+        which powers of products and of powers may be split and merged."""
+        if t.op == "deg":
+            return True
+        if t.op == "const":
+            return t.attrs["value"] >= 0
+        if t.op == "hyper":
+            return t.attrs.get("kind") in ("dim", "nat")
+        if t.op == "ref":
+            v = self.tm.values.get(t.attrs["key"])
+            d = next((d for d in self.tm.defs if v is not None and d.value is v and not d.recurrence), None)
+            return d is not None and self.nonneg(d.expr)
+        if t.op == "fn":
+            name = t.attrs["name"]
+            if name in ("exp", "sigmoid", "softplus", "relu", "abs", "sqrt", "softmax"):
+                return True
+            return name in ("dropout",) and self.nonneg(t.args[0])
+        if t.op == "bin":
+            a, b = t.args
+            name = t.attrs["name"]
+            if name in ("add", "mul", "div"):
+                return self.nonneg(a) and self.nonneg(b)
+            if name == "pow":
+                return self.nonneg(a) or (b.op == "const" and _integer(b.attrs["value"]) and b.attrs["value"] % 2 == 0)
+        return False
 
     def separate(self, f: T, u: str, v: str) -> list[T]:
         """A scalar of both endpoints -> factors of one endpoint each, when sympy can separate it."""
@@ -890,15 +960,16 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
                 return sp.exp(to_sym(t.args[0]))
             if t.op == "fn" and t.attrs["name"] == "neg":
                 return -to_sym(t.args[0])
-            if len(t.deps) <= 1:
-                s = sp.Symbol(f"a{len(atoms)}_{''.join(sorted(t.deps)) or 'c'}", positive=True)
+            if len(t.deps) <= 1:  # an atom is positive (sympy may then split its powers) only if it is
+                s = sp.Symbol(f"a{len(atoms)}_{''.join(sorted(t.deps)) or 'c'}",
+                              **({"positive": True} if self.nonneg(t) else {"real": True}))
                 atoms[s] = t
                 return s
             raise ValueError("inseparable")
 
         try:
             expr = to_sym(f)
-            sep = sp.separatevars(sp.powsimp(expr, force=True), force=True)
+            sep = sp.separatevars(sp.powsimp(expr), force=False)  # no forced positivity (see `nonneg`)
         except (ValueError, TypeError):
             return [f]
         parts = sep.args if isinstance(sep, sp.Mul) else (sep,)
@@ -1106,10 +1177,10 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
 
     def softmax(self, t: T, v: Value) -> Val:
         self._edge_ctx = (t.attrs["var"], t.attrs["center"])
-        scores = self.as_edge(self.edge(t.args[0]), f"{v.key}_score")
+        scores = self.as_edge(self.per_edge(self.edge(t.args[0])), f"{v.key}_score")
         lay = scores.lay
         if t.attrs["self_loop"]:
-            selfs = self.on_self_loop(t.args[0])
+            selfs = self.per_node(self.on_self_loop(t.args[0]))
             selfs = self.emit(f"{v.key}_score_self", selfs.py, selfs.lay)
             pair = self.fresh(f"{v.key}_self")
             self.assigned[v.key] = call("edge_softmax", scores.py, selfs.py)
@@ -1219,6 +1290,16 @@ def _assigned_names(stmts) -> set:
 def _pow(t: T, p: float) -> T:
     c = T("const", (), Ty(), frozenset(), t.span, {"value": p})
     return T("bin", (t, c), t.ty, t.deps, t.span, {"name": "pow"}, t.edge_input)
+
+
+def _walk(t: T):
+    yield t
+    for a in t.args:
+        yield from _walk(a)
+
+
+def _integer(x) -> bool:
+    return float(x).is_integer()
 
 
 def _nesting(py, memo: dict) -> int:

@@ -5,8 +5,9 @@ which carries the global ids of its nodes, the full graph's degrees and the samp
 estimator weights (see `docs/language.md`, "Sampled blocks"). Runtime code: no compiler import.
 """
 from kokoyi.sampling.block import Block
+from kokoyi.sampling.control_variate import control_variate_blocks
 from kokoyi.sampling.exact import full_block, full_blocks, layerwise_inference
 from kokoyi.sampling.history import History, WithHistory, with_history
 
 __all__ = ["Block", "History", "WithHistory", "with_history", "full_block", "full_blocks",
-           "layerwise_inference"]
+           "layerwise_inference", "control_variate_blocks"]

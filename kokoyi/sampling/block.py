@@ -68,6 +68,8 @@ class Block(Graph):
             if not w.dtype.is_floating_point:
                 w = w.to(torch.get_default_dtype())
             block.weight = w[block.eid.long()]  # internal (target-sorted) edge order
+        block.has_negative_weights = bool(edge_weight is not None and edge_weight.numel()
+                                          and bool((edge_weight < 0).any()))
         block._full_in = None if in_degrees is None else _vector(
             in_degrees, "in_degrees", num_src, "full-graph in-degree of each source node", torch.float32)
         block._full_out = None if out_degrees is None else _vector(

@@ -59,9 +59,17 @@ def _weighted_sum(graph, op, u, e, w):
     return _k.gspmm(graph, "copy_e", "sum", None, msg * wv(msg))
 
 
+def _no_negative_weights(graph, what: str):
+    if getattr(graph, "has_negative_weights", False):
+        raise ValueError(f"{what} on a control-variate block (negative edge weights): the control variate "
+                         "applies to sums and means only")
+
+
 def gspmm(graph, op: str, reduce: str, u: Optional[torch.Tensor], e: Optional[torch.Tensor]):
     """`kokoyi.ops.gspmm` with the estimator semantics on a `Block` (module docstring)."""
     if not isinstance(graph, Block) or reduce in ("max", "min"):
+        if reduce in ("max", "min"):
+            _no_negative_weights(graph, f"{reduce} over neighbours")
         return _k.gspmm(graph, op, reduce, u, e)
     w = graph.weight
     if w is None:
@@ -79,6 +87,7 @@ def edge_softmax(graph, scores: torch.Tensor, self_scores: Optional[torch.Tensor
     w = _weight(graph, scores) if isinstance(scores, torch.Tensor) else None
     if w is None:
         return _k.edge_softmax(graph, scores, self_scores)
+    _no_negative_weights(graph, "a softmax over neighbours")
     res = _k.edge_softmax(graph, scores + torch.log(w), self_scores)
     if self_scores is None:
         return res / w
@@ -91,6 +100,7 @@ def gat_aggregate(graph, s_src: torch.Tensor, t_dst: torch.Tensor, feat: torch.T
     ``sum_u w_uv alpha_uv feat_u = sum_u softmax_u(score_uv + log w_uv) feat_u``."""
     if getattr(graph, "weight", None) is None:
         return _k.gat_aggregate(graph, s_src, t_dst, feat, negative_slope=negative_slope, self_loop=self_loop)
+    _no_negative_weights(graph, "attention")
     t_dst = t_dst[: graph.num_dst]
     scores = F.leaky_relu(_k.gsddmm(graph, "add", s_src, t_dst, "u", "v"), negative_slope)
     logw = torch.log(_weight(graph, scores))
@@ -103,32 +113,36 @@ def gat_aggregate(graph, s_src: torch.Tensor, t_dst: torch.Tensor, feat: torch.T
 
 
 # ---------------------------------------------------------------------- what generated modules call
-def hops(graph, depth: int, history=None, edge_inputs: bool = False) -> list:
+def hops(graph, depth: int, history=None, edge_inputs: bool = False, control_variate: bool = True) -> list:
     """One graph per hop: the list of blocks a generated forward indexes (``blocks[k]`` runs the
     reductions of depth k+1).
 
     ``graph`` is a full `kokoyi.Graph` (every hop runs on it) or a list of ``depth`` blocks (block 0 is
-    the input side; block k's targets are block k+1's sources). With ``history`` (a `History`) the
-    model runs on ONE one-hop block, given alone or repeated ``depth`` times.
+    the input side; block k's targets are block k+1's sources). With ``history`` (a `History`) either
+    ONE one-hop block, given alone or repeated ``depth`` times (GNNAutoScale), or ``depth`` distinct
+    control-variate blocks (VR-GCN, `kokoyi.sampling.control_variate_blocks`): block k's first sources
+    are block k-1's targets, the others read the history. ``control_variate=False`` (written by the
+    compiler) marks a model whose sources read values of an earlier block's sources, which
+    control-variate blocks do not have.
     """
     depth = int(depth)
     if history is not None:
-        one = graph[0] if isinstance(graph, (list, tuple)) and graph else graph
-        if isinstance(graph, (list, tuple)) and any(b is not one for b in graph):
-            raise ValueError("with history=, the model runs on one one-hop block: pass that block (or the "
-                             "same block repeated), not a list of distinct blocks")
-        if not isinstance(one, Block):
-            raise TypeError(f"with history=, graph must be a kokoyi.sampling.Block (its src_ids address "
-                            f"the history), got {type(one).__name__}")
-        return [one] * max(depth, 1)
-    if isinstance(graph, Graph):
-        return [graph] * max(depth, 1)
+        listed = isinstance(graph, (list, tuple))
+        one = graph[0] if listed and graph else graph
+        if not all(isinstance(b, Block) for b in (graph if listed else [graph])):
+            raise TypeError(f"with history=, graph must be a kokoyi.sampling.Block or a list of them (their "
+                            f"src_ids address the history), got {type(one).__name__}")
+        if not listed or all(b is one for b in graph):
+            return [one] * max(depth, 1)
+        return _control_variate_blocks(list(graph), depth, control_variate)
     if type(graph).__module__.startswith("torch_geometric"):  # PyG habits: model(data)
         raise TypeError(f"the first argument must be a kokoyi.Graph, got a PyG {type(graph).__name__}: call the "
                         f"model as model(kokoyi.Graph.from_pyg(data), data.x)")
     if hasattr(graph, "shape") and hasattr(graph, "dtype"):  # PyG habits: model(x, edge_index)
         raise TypeError(f"the first argument must be a kokoyi.Graph, got a tensor of shape {tuple(graph.shape)}: "
                         f"call the model as model(graph, x) with graph = kokoyi.Graph.from_edge_index(edge_index)")
+    if not isinstance(graph, (list, tuple)):  # a graph; anything else gets check_input's message
+        return [graph] * max(depth, 1)
     if not isinstance(graph, (list, tuple)) or not all(isinstance(b, Graph) for b in graph):
         raise TypeError(f"graph must be a kokoyi.Graph or a list of {depth} sampled blocks "
                         f"(kokoyi.sampling.Block), got {type(graph).__name__}")
@@ -144,6 +158,20 @@ def hops(graph, depth: int, history=None, edge_inputs: bool = False) -> list:
     if edge_inputs and len(blocks) > 1 and any(b is not blocks[0] for b in blocks):
         raise ValueError("this model takes an edge input, so it runs on one graph: a full graph or one "
                          "block repeated; distinct sampled blocks carry distinct edges")
+    return blocks
+
+
+def _control_variate_blocks(blocks: list, depth: int, allowed: bool) -> list:
+    if not allowed:
+        raise ValueError("this model reads, at the sources of a later block, values computed on an earlier "
+                         "block's sources (e.g. an input); control-variate blocks do not have them. Use "
+                         "one block repeated (history=) or plain blocks")
+    if len(blocks) != max(depth, 1):
+        raise ValueError(f"this model has hop depth {depth}, so it takes {max(depth, 1)} blocks, got {len(blocks)}")
+    for k in range(1, len(blocks)):
+        n = blocks[k - 1].num_dst
+        if blocks[k].num_src < n or not torch.equal(blocks[k].src_ids[:n], blocks[k - 1].dst_ids):
+            raise ValueError(f"block {k}'s first sources must be block {k - 1}'s {n} targets, in order")
     return blocks
 
 

@@ -90,19 +90,21 @@ class History:
         return rows
 
     def exchange(self, key, fresh: torch.Tensor, block) -> torch.Tensor:
-        """Push ``fresh`` (one row per target of ``block``), return one row per source of ``block``:
-        the fresh rows, then the stored rows of the other sources."""
-        nd = block.num_dst
-        if not isinstance(fresh, torch.Tensor) or fresh.dim() == 0 or fresh.shape[0] != nd:
+        """One row per source of ``block``: the ``n = len(fresh)`` fresh rows (the first n sources: the
+        block's targets, or with control-variate blocks the previous block's targets), then the stored
+        rows of the other sources. The stored rows are read before the fresh ones are written, so a
+        source listed twice (a control-variate block's stale copy) reads the value from before this batch."""
+        n = fresh.shape[0] if isinstance(fresh, torch.Tensor) and fresh.dim() else -1
+        if not block.num_dst <= n <= block.num_src:
             raise ValueError(f"history exchange of {key!r}: expected one fresh row per target node of the "
-                             f"block ({nd}), got shape {tuple(getattr(fresh, 'shape', ()))}")
+                             f"block ({block.num_dst}), got shape {tuple(getattr(fresh, 'shape', ()))}")
         if key not in self.store:
             self._alloc(key, fresh)
-        self.clock[key] += 1
-        self.push(key, block.dst_ids, fresh)
-        others = block.src_ids[nd:]
+        others = block.src_ids[n:]
         stale = self.pull(key, others, like=fresh)
-        age = self.clock[key] - self.pushed_at[key][others.to(self.device)]
+        age = self.clock[key] + 1 - self.pushed_at[key][others.to(self.device)]
+        self.clock[key] += 1
+        self.push(key, block.src_ids[:n], fresh)
         never = age > self.clock[key]
         seen = age[~never]
         self.last[key] = Staleness(int(others.numel()), int(never.sum()),
