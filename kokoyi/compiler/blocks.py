@@ -608,8 +608,8 @@ class Levels:
         return p, Lv(b + 1, "d")
 
     # graph-level values, GraphNorm and relations (issue 11; lang2): they read whole graphs
-    def _whole_graph(self, what):
-        raise BlockError(f"{what} needs the full graph (a sampled block holds part of each graph)")
+    def _whole_graph(self, what, why="a sampled block holds part of each graph"):
+        raise BlockError(f"{what} needs the full graph ({why})")
 
     def x_readout(self, py):
         self._whole_graph("a readout over \\mathcal{V}")
@@ -627,6 +627,9 @@ class Levels:
         self._whole_graph("a sum over \\mathcal{N}_r(v) (relations on sampled blocks are not supported yet)")
 
     x_rel_degrees = x_rel_gspmm
+
+    def x_stack_members(self, py):
+        self._whole_graph("a reduction over the layers of a recurrence", "its layers have different hop depths")
 
     def x_gspmm_out(self, py):
         raise BlockError("a reduction over \\mathcal{N}_{out}(v) needs the full graph (a sampled block holds "
