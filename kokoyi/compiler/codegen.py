@@ -504,7 +504,7 @@ def generate(program: LProgram, standalone: bool = False) -> str:
                      "graph_softmax=graph_softmax, GraphNorm=GraphNorm, rel_gspmm=rel_gspmm, "
                      "rel_in_degrees=rel_in_degrees, full_graph_only=full_graph_only)\n")
     else:
-        parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
+        parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:
         parts.append("\n\n" + generate_model(m))
     table = ", ".join(f'{quote(m.typed.name)}: {m.typed.name}' for m in program.models)
