@@ -299,7 +299,7 @@ def test_every_documented_model_on_full_neighbour_blocks_equals_the_full_graph(c
     torch.manual_seed(0)
     m = cls(**hy).double().eval()
     if not meta["blocks"]["supported"]:
-        assert "N}_{out}" in meta["blocks"]["reason"]
+        assert "N}_{out}" in meta["blocks"]["reason"] or "needs the full graph" in meta["blocks"]["reason"]
         return
     if any(i["domain"] == "edge" for i in meta["inputs"]):
         pytest.skip("edge inputs run on one graph")

@@ -527,7 +527,7 @@ class Levels:
             new_steps = {}
             for key in lists:
                 info = self.lists[key]
-                i0, base = info["base"]
+                i0, base = info.get("base", (None, None))  # a layer block's member without a base case
                 got = [(i, lv) for i, lv in info.get("assigned", []) if i is not None and i.free_symbols]
                 if not got or not isinstance(base, Lv) or base.side not in ("s", "d"):
                     new_steps[key] = steps[key]
@@ -555,7 +555,11 @@ class Levels:
 
     def element(self, key: str, idx: Py):
         info = self.lists.get(key, {})
-        if "base" not in info:
+        if "base" not in info:  # a layer block's member (no base case): the layer assigned in this iteration
+            idx_e = _index(idx)
+            for i, lv in reversed(info.get("assigned", [])):
+                if idx_e is not None and i is not None and _eq(i, idx_e):
+                    return lv
             raise BlockError(f"{key} is read before its first layer")
         i0, base = info["base"]
         idx_e = _index(idx)
@@ -688,6 +692,30 @@ class Levels:
         roles = [None, None, "u" if op != "copy_e" else None, "e" if op != "copy_u" else None]
         p, b = self.sparse(py, roles, f"g-SpMM {op}/{py.args[1].args[0]}")
         return p, Lv(b + 1, "d")
+
+    # graph-level values, GraphNorm and relations (issue 11; lang2): they read whole graphs
+    def _whole_graph(self, what, why="a sampled block holds part of each graph"):
+        raise BlockError(f"{what} needs the full graph ({why})")
+
+    def x_readout(self, py):
+        self._whole_graph("a readout over \\mathcal{V}")
+
+    def x_broadcast_graph(self, py):
+        self._whole_graph("a graph-level value read at the nodes")
+
+    def x_graph_softmax(self, py):
+        self._whole_graph("a softmax over the nodes of a graph")
+
+    def x_builtin_call_graph(self, py):
+        self._whole_graph("GraphNorm")
+
+    def x_rel_gspmm(self, py):
+        self._whole_graph("a sum over \\mathcal{N}_r(v) (relations on sampled blocks are not supported yet)")
+
+    x_rel_degrees = x_rel_gspmm
+
+    def x_stack_members(self, py):
+        self._whole_graph("a reduction over the layers of a recurrence", "its layers have different hop depths")
 
     def x_gspmm_out(self, py):
         raise BlockError("a reduction over \\mathcal{N}_{out}(v) needs the full graph (a sampled block holds "
