@@ -281,7 +281,8 @@ ALL_BUGS = [
              "reads a node value made by a max over N(v) \\cup {v} at the target, returned beside other "
              "outputs, indexes a missing block with L = 1 on a graph without edges: 'IndexError: list index "
              "out of range' (tests/known_bug_recurrence_blocks.kky)", _has_recurrence,
-             lambda r: r.category == "forward" and "list index out of range" in r.detail, found_by_interp=True),
+             lambda r: r.category == "forward" and "list index out of range" in r.detail, found_by_interp=True,
+             fixed=True),
     KnownBug("constant-plain-output",
              "NEW: a returned plain definition that is a number (`\\iota \\gets 0.5`) is returned as a Python "
              "float, not a tensor", _constant_plain_output,

@@ -573,10 +573,6 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
         if W is not None and vec_side == "src" and E is not None and red == "sum" and self.fuse_gat \
                 and self.gat_pattern(E, t.attrs["self_loop"]) is not None:
             order = "before"  # attention: the fused op runs on the projected features
-        if W is not None and vec_side == "src" and any(f.ty.shape for f in dst + cst + edge):
-            # a vector factor of the target / edge multiplies the features W maps (`(x_v \odot x_u) W`):
-            # it must meet them before the projection, so W goes after the sparse op
-            order = "after"
 
         if dst and not t.attrs["self_loop"]:  # each target factor masked where N(v) is empty (finite gradients)
             vals = [self.nonempty_only(self.node(f), name) for f in dst] + [self.node(f) for f in cst]
