@@ -213,3 +213,13 @@ def test_lowered_validator_rejects():
     assert "undeclared attribute 'block2'" in ops_spec.check_py(
         Py("mT", (Py("var", ("x",)),), {"block2": 1}))[0]
     assert "missing attribute 'idx'" in ops_spec.check_py(Py("unsqueeze_idx", (Py("var", ("x",)),)))[0]
+
+
+def test_the_source_scan_sees_a_new_op_and_attribute(tmp_path):
+    """The static scan is not vacuous: an op or an attribute added in the sources' style is found."""
+    src = tmp_path / "new.py"
+    src.write_text('x = T("frob", (), ty, deps, span, {"weight": 1})\n'
+                   'y = self.mk("bin", [a, b], ty, span, name="add", fused=True)\n'
+                   'z = call("gspmm", a, b, c, d, block=k)\n', encoding="utf-8")
+    assert _literal_ops(src) == [("T", "frob", {"weight"}), ("T", "bin", {"name", "fused"}),
+                                 ("Py", "gspmm", {"block"})]
