@@ -64,7 +64,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     """Options a `% kokoyi-train:` line may set too. Defaults are None so that "not given" is visible;
     the real defaults are TRAIN_DEFAULTS."""
     p.add_argument("--model", help="model to train (default: see above)")
-    p.add_argument("--dataset", choices=["synthetic", "cora", "citeseer", "pubmed"], type=str.lower,
+    p.add_argument("--dataset", choices=["synthetic", "cora", "citeseer", "pubmed",
+                                         "facebook", "dcsbm", "reddit-like"], type=str.lower,
                    help="dataset (default: synthetic, embedded, no download)")
     p.add_argument("--data-dir", help="folder with the Planetoid raw files (default: $KOKOYI_DATA, "
                    "then the cache $KOKOYI_CACHE or ~/.cache/kokoyi, downloading when missing)")
@@ -172,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="end stdout with one JSON object of the results "
                    "(with the history of every epoch); epoch lines then go to stderr")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_sampling_options(p)
+    from kokoyi.distributed.cli import add_partition_parser, add_train_options
+    add_train_options(p)
+    add_partition_parser(sub)
     p = sub.add_parser("eval", help="evaluate a saved model (kokoyi train --save DIR)",
                        description="Load the model saved in DIR and print its accuracy on the train, "
                        "validation and test nodes (the saved split when the data are those it was "
@@ -186,6 +191,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_options(p, "predict")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the predictions file")
     return parser
+
+
+def _add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """Mini-batch training on sampled blocks (kokoyi.sampling; see docs/sampling.md)."""
+    p.add_argument("--sampler", metavar="NAME:ARGS", help="train on sampled mini-batches: neighbor:15,10, "
+                   "cluster:1500,20, saint-node:6000, saint-edge:4000, saint-rw:3000,2, fastgcn:400, ladies:512, "
+                   "asgcn:256, full (default: full-batch)")
+    p.add_argument("--batch-size", type=int, default=1024, help="seeds per mini-batch (default 1024)")
+    p.add_argument("--num-workers", type=int, default=0, help="sampler processes (default 0: a prefetch thread)")
+    p.add_argument("--eval-every", type=int, default=1, help="full-graph evaluation every N epochs (default 1)")
+    p.add_argument("--history", action="store_true", help="historical embeddings (GNNAutoScale): one sampled hop "
+                   "per batch whatever the depth; use with --sampler neighbor:K")
+    p.add_argument("--eval-mode", choices=["full", "layerwise"], default="full", help="evaluation: one full-graph "
+                   "forward, or exact layer-wise inference in batches of --batch-size nodes (default full)")
+
+
+def sampled_trainer(args):
+    """`kokoyi.sampling.train.train_sampled` with the sampler options of `args` bound: it takes the
+    arguments of `kokoyi.train.train` (its result's summary adds the mini-batch figures)."""
+    import functools
+
+    from kokoyi.sampling.spec import parse_sampler
+    from kokoyi.sampling.train import train_sampled
+
+    try:
+        spec = parse_sampler(args.sampler)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    for name in ("batch_size", "num_workers", "eval_every"):
+        value = getattr(args, name)
+        if value < (1 if name == "batch_size" else 0):
+            raise CliError(f"--{name.replace('_', '-')} must be {'positive' if name == 'batch_size' else '>= 0'}, "
+                           f"got {value}")
+    return functools.partial(train_sampled, sampler=spec, batch_size=args.batch_size,
+                             num_workers=args.num_workers, eval_every=args.eval_every, history=args.history,
+                             eval_mode=args.eval_mode)
 
 
 # --------------------------------------------------------------------------- commands
@@ -375,6 +416,10 @@ def cmd_train(args) -> int:
     from kokoyi.datasets import DatasetError
     from kokoyi.report import LogWriter, auto_every
     from kokoyi.train import TrainError, hyper_key, infer_hypers, train
+    if getattr(args, "history", False) and not getattr(args, "sampler", None):
+        args.sampler = "neighbor:10"
+    if getattr(args, "sampler", None):  # mini-batch training on sampled blocks: same call, other loop
+        train = sampled_trainer(args)
 
     source = _read(args.file)
     from_file = file_train_options(source, args.file)
@@ -382,6 +427,13 @@ def cmd_train(args) -> int:
     model = pick_model(models, args.model or from_file.model, args.file)
     meta = getattr(model, "__kokoyi__", {})
     opts = merge_train_options(args, from_file, {hyper_key(h["name"]) for h in meta.get("hypers", [])})
+    if args.nproc is not None or args.partitions is not None:
+        from kokoyi.distributed.cli import DistCliError, cmd_train_distributed
+        try:
+            code = getattr(sys.modules.get(model.__module__), "__kokoyi_source__", None)
+            return cmd_train_distributed(args, opts, source, meta.get("name", model.__name__), code)
+        except (DistCliError, TrainError) as e:
+            raise CliError(str(e)) from None
     _check_output_paths(args)
     _threads(args.threads)
     stream = sys.stderr if args.json else sys.stdout
@@ -431,6 +483,15 @@ def cmd_train(args) -> int:
         if args.save:
             print(f"saved to {args.save} (kokoyi eval {shlex.quote(args.save)})")
     return 0
+
+
+def cmd_partition(args) -> int:
+    from kokoyi.distributed.cli import DistCliError, cmd_partition as run
+
+    try:
+        return run(args)
+    except DistCliError as e:
+        raise CliError(str(e)) from None
 
 
 def _eval_data(args, info: dict, labels: bool):
@@ -529,7 +590,7 @@ def cmd_predict(args) -> int:
 
 
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "render": cmd_render, "train": cmd_train,
-            "eval": cmd_eval, "predict": cmd_predict}
+            "eval": cmd_eval, "predict": cmd_predict, "partition": cmd_partition}
 
 
 def main(argv: list[str] | None = None) -> int:

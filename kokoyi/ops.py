@@ -1,16 +1,116 @@
-"""`kokoyi.ops`: the sparse operators and boundary checks that generated modules call.
+"""`kokoyi.ops`: the sparse operators (g-SpMM, g-SDDMM, edge softmax, fused GAT attention) as a
+public API, and the boundary checks that generated modules call.
 
-The operator table lives in kokoyi/kernels/ops.py; this module is the stable import path.
+Edge tensors here are in the **user's edge order**: row i belongs to edge i of the edge list the
+graph was built from (`Graph.from_edge_index(edge_index)`: edge i is edge_index[:, i]), the
+convention of DGL and PyG, so edge weights stay aligned with their edge_index. Internally a graph
+keeps its edges sorted by target (CSR); these functions permute edge inputs into that order
+(`graph.edge_data`) and edge outputs back (`graph.edge_output`), which costs one gather per edge
+tensor unless the edge list was already sorted by target (then nothing is moved).
+
+Generated modules work in the internal CSR order throughout (they convert a model's edge inputs
+and outputs once, at the boundary): they call the operator table kokoyi/kernels/ops.py through
+`_internal` (`from kokoyi.ops import _internal as ops`).
 """
-from kokoyi.kernels.ops import *  # noqa: F401,F403
-from kokoyi.kernels.ops import __all__ as _kernel_all
+from __future__ import annotations
+
+import types
+from typing import Optional
+
+import torch
+from torch.utils.weak import WeakIdKeyDictionary
+
+from kokoyi.kernels import ops as _table
+from kokoyi.kernels.ops import SDDMM_OPS, SDDMM_TARGETS, SPMM_OPS, SPMM_REDUCES, backend_name
 from kokoyi.kernels.validate import check_hyper, check_input
-
-__all__ = list(_kernel_all) + ["check_hyper", "check_input"]
-
 # On a sampled Block the reductions compute the sampler's estimate of the full-graph quantity
-# (kokoyi/sampling/estimator.py); on a plain Graph they are the kernels' operators above.
-from kokoyi.sampling.estimator import (edge_softmax, exchange, full_graph_only, gat_aggregate, gspmm,  # noqa: E402,F811
-                                       hops, node_degrees, node_rows)
+# (kokoyi/sampling/estimator.py); on a plain Graph they are the kernels' operators.
+from kokoyi.sampling import estimator as _estimator
+from kokoyi.sampling.estimator import (exchange, full_graph_only, gat_aggregate, hops, node_degrees,
+                                       node_rows)
 
-__all__ += ["hops", "node_degrees", "node_rows", "exchange", "full_graph_only"]
+__all__ = ["gspmm", "gsddmm", "edge_softmax", "gat_aggregate", "SPMM_OPS", "SPMM_REDUCES",
+           "SDDMM_OPS", "SDDMM_TARGETS", "backend_name", "check_hyper", "check_input",
+           "hops", "node_degrees", "node_rows", "exchange", "full_graph_only"]
+
+# What generated modules call, in internal (CSR-by-target) edge order: the operator table, with
+# the estimator versions of the reductions (Blocks) and the boundary checks.
+_internal = types.SimpleNamespace(**{
+    **{name: getattr(_table, name) for name in _table.__all__},
+    **{name: getattr(_estimator, name) for name in _estimator.__all__},
+    "check_hyper": check_hyper, "check_input": check_input})
+
+_SORTED = WeakIdKeyDictionary()  # graph.eid tensor -> (its _version, eid == arange(E))
+
+
+def _identity_order(graph) -> bool:
+    """True when the user's edge list was already sorted by target (eid = 0..E-1): no permutation."""
+    if torch.compiler.is_compiling():
+        return False
+    eid = graph.eid
+    hit = _SORTED.get(eid)
+    if hit is None or hit[0] != eid._version:
+        ids = torch.arange(eid.shape[0], dtype=eid.dtype, device=eid.device)
+        hit = (eid._version, bool(torch.equal(eid, ids)))
+        _SORTED[eid] = hit
+    return hit[1]
+
+
+def _is_edge_tensor(graph, t) -> bool:
+    return isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == graph.num_edges
+
+
+def _to_internal(graph, t):
+    """User order -> internal order; anything that is not an (E, ...) tensor passes through
+    untouched so the operator's own check names the argument."""
+    if not _is_edge_tensor(graph, t) or _identity_order(graph):
+        return t
+    return graph.edge_data(t)
+
+
+def _to_user(graph, t):
+    if _identity_order(graph):
+        return t
+    return graph.edge_output(t)
+
+
+def gspmm(graph, op: str, reduce: str, u: Optional[torch.Tensor], e: Optional[torch.Tensor]):
+    """Generalised sparse-dense matmul: ``out[v] = reduce_{i: dst_i = v} (u[src_i] op e[i])`` over
+    the edges i of the user's edge list.
+
+    op: copy_u (ignores e), copy_e (ignores u), add, sub, mul, div. reduce: sum, mean, max, min.
+    u: (num_src, *Fu); e: (E, *Fe), row i for edge i of the user's edge list. Returns
+    (num_dst, *F) with F = broadcast(Fu, Fe); a target without in-edges gets 0.
+    """
+    _table._check_graph(graph)
+    return _estimator.gspmm(graph, op, reduce, u, None if op == "copy_u" else _to_internal(graph, e))
+
+
+def gsddmm(graph, op: str, lhs: Optional[torch.Tensor], rhs: Optional[torch.Tensor],
+           lhs_target: str = "u", rhs_target: str = "v"):
+    """Generalised sampled dense-dense matmul: ``out[i] = x(i) op y(i)`` per edge i of the user's
+    edge list, where x(i) = lhs[src_i] / lhs[i] / lhs[dst_i] for lhs_target u / e / v (rhs alike).
+
+    op: add, sub, mul, div, dot (sums the last feature axis, kept as size 1), copy_lhs, copy_rhs.
+    Returns (E, *F), row i for edge i of the user's edge list.
+    """
+    _table._check_graph(graph)
+    lhs = _to_internal(graph, lhs) if lhs_target == "e" else lhs
+    rhs = _to_internal(graph, rhs) if rhs_target == "e" else rhs
+    return _to_user(graph, _table.gsddmm(graph, op, lhs, rhs, lhs_target, rhs_target))
+
+
+def edge_softmax(graph, scores: torch.Tensor, self_scores: Optional[torch.Tensor] = None):
+    """Softmax of edge scores (E, *F), row i for edge i of the user's edge list, over the in-edges
+    of each target, per feature column: ``alpha[i] = exp(s[i]) / sum_{j: dst_j = dst_i} exp(s[j])``
+    (computed stably; a +inf score takes its group's mass, shared equally among the +inf scores;
+    a group whose scores are all -inf gets alpha = 0; gradients stay finite).
+
+    With ``self_scores`` (num_dst, *F) each target also has a self loop scored self_scores[v] that
+    joins the normalisation; the result is then ``(edge_alpha, self_alpha)``.
+    """
+    _table._check_graph(graph)
+    out = _estimator.edge_softmax(graph, _to_internal(graph, scores), self_scores)
+    if self_scores is None:
+        return _to_user(graph, out)
+    return _to_user(graph, out[0]), out[1]

@@ -22,7 +22,7 @@ def test_example_code_py_compiles(path, tmp_path):
         py_compile.compile(str(out), doraise=True)
         text = out.read_text()
         imports = {ln.split()[1] for ln in text.splitlines() if ln.startswith(("import ", "from "))}
-        allowed = {"torch", "torch.nn.functional", "numbers", "types"} | (set() if standalone else {"kokoyi", "kokoyi.graph"})
+        allowed = {"torch", "torch.nn.functional", "numbers", "types"} | (set() if standalone else {"kokoyi", "kokoyi.ops", "kokoyi.graph"})
         assert imports <= allowed, imports
 
 

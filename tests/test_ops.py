@@ -3,7 +3,7 @@ gradcheck, broadcasting, awkward graphs, index dtypes, low precision, validation
 import pytest
 import torch
 
-import kokoyi.ops as ops
+from kokoyi.kernels import ops  # the operator table, internal (CSR) edge order, like the reference
 from kokoyi import Graph
 from kokoyi.kernels import _reference as ref
 from kokoyi.kernels import ops as kops
@@ -284,7 +284,11 @@ def test_integer_features_rejected():
 def test_backend_dispatch(monkeypatch):
     x = torch.randn(3)
     monkeypatch.delenv("KOKOYI_BACKEND", raising=False)
-    assert ops.backend_name("spmm", x) == "torch"
+    assert ops.backend_name("spmm", x) == ("numba" if kops._module("numba") else "torch")
+    assert ops.backend_name("spmm", x.to(torch.int64).to(torch.float16)) == ops.backend_name("spmm", x)
+    monkeypatch.setenv("KOKOYI_BACKEND", "numba")
+    if kops._module("numba"):
+        assert ops.backend_name("gat_aggregate", x) == "numba"
     monkeypatch.setenv("KOKOYI_BACKEND", "torch")
     assert ops.backend_name("spmm", x) == "torch"
     monkeypatch.setenv("KOKOYI_BACKEND", "cuda")

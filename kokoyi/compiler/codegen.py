@@ -481,7 +481,7 @@ def generate(program: LProgram, standalone: bool = False) -> str:
                      "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
                      "node_rows=node_rows)\n")
     else:
-        parts.append("from kokoyi import ops\nfrom kokoyi.graph import Graph\n")
+        parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:
         parts.append("\n\n" + generate_model(m))
     table = ", ".join(f'{quote(m.typed.name)}: {m.typed.name}' for m in program.models)

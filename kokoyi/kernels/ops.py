@@ -31,9 +31,11 @@ with no gradient wanted, the public functions call the primitive directly (no cu
 overhead).
 
 Backends: the forward passes are *primitives* (`spmm`, `sddmm`, `edge_softmax`, see the docstring of
-kokoyi/kernels/torch_ops.py) looked up per call in `_BACKENDS`. `KOKOYI_BACKEND=torch|triton`
+kokoyi/kernels/torch_ops.py) looked up per call in `_BACKENDS`. `KOKOYI_BACKEND=torch|triton|numba`
 forces one; by default CUDA tensors of fp32/fp16/bf16 use triton when `kokoyi.kernels.triton`
-imports and provides the primitive, everything else (CPU, float64) uses torch.
+imports and provides the primitive, CPU tensors use the compiled numba kernels
+(kokoyi/kernels/numba_cpu/) when numba imports, everything else uses torch (the fallback and the
+test reference).
 """
 from __future__ import annotations
 
@@ -63,8 +65,16 @@ def _load_triton():
         return None
 
 
-_BACKENDS = {"torch": lambda: torch_ops, "triton": _load_triton}
+def _load_numba():
+    try:
+        return importlib.import_module("kokoyi.kernels.numba_cpu")
+    except Exception:  # numba missing or broken: the torch path serves everything
+        return None
+
+
+_BACKENDS = {"torch": lambda: torch_ops, "triton": _load_triton, "numba": _load_numba}
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # float64 stays on torch
+_NUMBA_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)  # CPU tensors
 _LOADED: dict = {}
 
 
@@ -90,14 +100,27 @@ def backend_name(primitive: str, x: torch.Tensor) -> str:
         if forced == "triton" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
             raise RuntimeError("KOKOYI_BACKEND=triton needs CUDA tensors (or TRITON_INTERPRET=1), "
                                f"got a tensor on {x.device}")
+        if forced == "numba" and x.device.type != "cpu":
+            raise RuntimeError(f"KOKOYI_BACKEND=numba needs CPU tensors, got a tensor on {x.device}")
         return forced
     if x.is_cuda and x.dtype in _TRITON_DTYPES and _has(_module("triton"), primitive):
         return "triton"
+    if x.device.type == "cpu" and x.dtype in _NUMBA_DTYPES and _has(_module("numba"), primitive):
+        return "numba"
     return "torch"
 
 
 def _primitive(name: str, x: torch.Tensor):
     return getattr(_module(backend_name(name, x)), name)
+
+
+def _helper_primitive(name: str, x: torch.Tensor):
+    """A backward helper (e.g. arg_scatter) that a backend may provide; torch_ops serves it
+    when the chosen backend does not, even under KOKOYI_BACKEND."""
+    try:
+        return _primitive(name, x)
+    except RuntimeError:
+        return getattr(torch_ops, name)
 
 
 # ============================================================================ shape helpers
@@ -213,6 +236,17 @@ def _fake_edge_softmax(scores, self_scores):
     return scores.new_empty(scores.shape), scores.new_empty(self_scores.shape if self_scores is not None else (0,))
 
 
+@torch.library.custom_op("kokoyi::arg_scatter", mutates_args=())
+def _arg_scatter_prim(src: Tensor, arg: Tensor, values: Tensor, num_src: int) -> Tensor:
+    """Primitive max/min source gradient: out[src[arg[v, f]], f] += values[v, f] where arg >= 0."""
+    return _helper_primitive("arg_scatter", values)(src, arg, values, num_src)
+
+
+@_arg_scatter_prim.register_fake
+def _(src, arg, values, num_src):
+    return values.new_empty((num_src,) + tuple(values.shape[1:]))
+
+
 # ---- calls used by the backward passes (graph tensors gt = (indptr, src, dst, rev_indptr,
 # rev_dst, rev_perm); num_dst = len(indptr) - 1, num_src = len(rev_indptr) - 1)
 def _spmm_fwd(gt, op, reduce, u, e):
@@ -260,10 +294,32 @@ def _spmm_grad_e_sum(gt, op, g, u, e):
         return _sddmm_fwd(gt, "copy_rhs", None, g, "u", "v")
     if op == "sub":
         return -_sddmm_fwd(gt, "copy_rhs", None, g, "u", "v")
+    dots = _edge_scalar_dot(gt, u, g, e)
+    if dots is not None:  # e constant along the trailing axes: one g-SDDMM dot, no (E, *F) tensor
+        return dots if op == "mul" else -dots / _feature_view(e * e, dots.dim() - 1)
     ug = _sddmm_fwd(gt, "mul", u, g, "u", "v")
     if op == "mul":
         return ug
     return -ug / _feature_view(e * e, ug.dim() - 1)  # div: d(u/e)/de = -u/e^2
+
+
+def _edge_scalar_dot(gt, u, g, e):
+    """dL/de_k for u_mul_e-sum when e is constant along F's trailing axes (a per-edge scalar or one
+    per head): sum over those axes of u[src_k] * g[dst_k], as a g-SDDMM dot over the flattened
+    trailing axes, shaped like e padded to F's rank. None when u broadcasts or e has no such form."""
+    shape = tuple(g.shape[1:])
+    if u is None or e is None or tuple(u.shape[1:]) != shape or not shape:
+        return None
+    fe = (1,) * (len(shape) - (e.dim() - 1)) + tuple(e.shape[1:])
+    lead = 0
+    while lead < len(shape) and fe[lead] == shape[lead] and fe[lead] != 1:
+        lead += 1
+    if lead == len(shape) or any(d != 1 for d in fe[lead:]) or any(d == 1 for d in fe[:lead]):
+        return None
+    head = shape[:lead]
+    dots = _sddmm_fwd(gt, "dot", u.reshape((u.shape[0],) + head + (-1,)),
+                      g.reshape((g.shape[0],) + head + (-1,)), "u", "v")
+    return dots.reshape((dots.shape[0],) + fe)
 
 
 def _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e):
@@ -272,18 +328,16 @@ def _spmm_grads_extreme(gt, op, grad, arg, u, e, need_u, need_e):
     if gt[1].shape[0] == 0:  # no edges: every reduction was empty (0), nothing receives a gradient
         gu = grad.new_zeros((gt[3].shape[0] - 1,) + tuple(grad.shape[1:])) if need_u else None
         return gu, (torch.zeros_like(e) if need_e and e is not None else None)
-    g = torch.where(arg >= 0, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
-    win = arg.clamp(min=0)
     gu = ge = None
     if need_u:  # scatter straight onto the winning sources: no (E, *F) temporary
         if op in ("mul", "div"):
+            g = torch.where(arg >= 0, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+            win = arg.clamp(min=0)
             e_win = _feature_view(e, nf).expand((e.shape[0],) + tuple(grad.shape[1:])).gather(0, win)
             g_u = g * e_win if op == "mul" else g / e_win
         else:
-            g_u = g
-        sources = gt[1].index_select(0, win.reshape(-1)).reshape(win.shape).to(torch.int64)
-        num_src = gt[3].shape[0] - 1
-        gu = g_u.new_zeros((num_src,) + tuple(grad.shape[1:])).scatter_add_(0, sources, g_u)
+            g_u = grad  # arg_scatter skips the (v, f) without a winner (arg = -1)
+        gu = torch.ops.kokoyi.arg_scatter(gt[1], arg, g_u.contiguous(), gt[3].shape[0] - 1)
     if need_e:
         edge_g = _spmm_edge_grad_extreme(grad, arg, gt[1].shape[0])
         if op in ("copy_e", "add"):
@@ -467,6 +521,8 @@ _gsddmm_op.register_autograd(_gsddmm_grad, setup_context=_gsddmm_setup)
 def _edge_softmax_backward(gt, grad, grad_self, alpha, self_alpha):
     """ds_k = alpha_k (g_k - S_v), dself_v = self_alpha_v (gself_v - S_v),
     S_v = sum_{k in in(v)} g_k alpha_k + gself_v self_alpha_v."""
+    if self_alpha is None and _has(_module(backend_name("edge_softmax", alpha)), "edge_softmax_backward"):
+        return torch.ops.kokoyi.edge_softmax_backward(gt[0], grad.contiguous(), alpha), None
     weighted = grad * alpha
     total = _spmm_fwd(gt, "copy_e", "sum", None, weighted)[0]
     if self_alpha is not None:
@@ -474,6 +530,17 @@ def _edge_softmax_backward(gt, grad, grad_self, alpha, self_alpha):
     ds = weighted - alpha * _sddmm_fwd(gt, "copy_rhs", None, total, "u", "v")
     dself = None if self_alpha is None else self_alpha * (grad_self - total)
     return ds, dself
+
+
+@torch.library.custom_op("kokoyi::edge_softmax_backward", mutates_args=())
+def _edge_softmax_backward_prim(indptr: Tensor, grad: Tensor, alpha: Tensor) -> Tensor:
+    """Primitive fused edge softmax backward (no self loops): ds_k = alpha_k (g_k - S_v)."""
+    return _primitive("edge_softmax_backward", alpha)(indptr, grad, alpha)
+
+
+@_edge_softmax_backward_prim.register_fake
+def _(indptr, grad, alpha):
+    return torch.empty_like(alpha)
 
 
 @torch.library.custom_op("kokoyi::edge_softmax", mutates_args=())

@@ -22,6 +22,8 @@ implements forward passes only and never needs to support autograd):
         alpha_k = exp(s_k - m_v) / (sum_{j in in(v)} exp(s_j - m_v) [+ exp(self_v - m_v)]) with
         v = dst[k] and m_v the max over the same set; self_scores (num_dst, *F) adds one self loop
         per target and then self_alpha (num_dst, *F) is returned too.
+        Infinite scores give a finite answer on every backend (see softmax_weight): the +inf
+        scores of a group share its mass equally, a group whose scores are all -inf gets 0.
 
     gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False)
         -> (out, (row_max, row_sum)) and gat_aggregate_backward(...): the fused GAT attention,
@@ -238,6 +240,15 @@ def spmm(indptr: torch.Tensor, src: torch.Tensor, num_dst: int, op: str, reduce:
     return out.to(dtype), arg
 
 
+def arg_scatter(src: torch.Tensor, arg: torch.Tensor, values: torch.Tensor, num_src: int):
+    """The source gradient of a max/min g-SpMM: out[src[arg[v, f]], f] += values[v, f] for every
+    (v, f) with arg[v, f] >= 0 (a backward helper, not part of the forward interface)."""
+    win = arg.clamp(min=0)
+    values = torch.where(arg >= 0, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    sources = src.index_select(0, win.reshape(-1)).reshape(win.shape).to(torch.int64)
+    return values.new_zeros((num_src,) + tuple(values.shape[1:])).scatter_add_(0, sources, values)
+
+
 # ---------------------------------------------------------------------------- sddmm
 def _pick(x, target, src, dst):
     if target == "u":
@@ -279,15 +290,28 @@ def edge_softmax(indptr: torch.Tensor, dst: torch.Tensor, scores: torch.Tensor,
         peak.scatter_reduce_(0, index, s, "amax", include_self=False)
     else:
         peak = self_scores.to(work).clone().scatter_reduce_(0, index, s, "amax", include_self=True)
-    ex = torch.exp(s - peak.gather(0, index))
+    ex = softmax_weight(s, peak.gather(0, index))
     denom = segment_sum(indptr, ex)
     if self_scores is not None:
-        self_ex = torch.exp(self_scores.to(work) - peak)
+        self_ex = softmax_weight(self_scores.to(work), peak)
         denom = denom + self_ex
+    denom = torch.where(denom == 0, torch.ones((), dtype=work), denom)  # all -inf: 0 / 1
     alpha = ex / denom.gather(0, index)
     if self_scores is None:
         return alpha.to(dtype)
     return alpha.to(dtype), (self_ex / denom).to(dtype)
+
+
+def softmax_weight(z: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """exp(z - m) for scores z and their group max m, with the finite conventions shared by every
+    backend: where m = +inf the +inf scores get weight 1 and the others 0 (the +inf entries share
+    the mass equally), where m = -inf (every score of the group is -inf) all weights are 0 (the
+    group's alpha is then 0, not 0/0); NaN propagates."""
+    w = torch.exp(z - m)
+    infinite = torch.isinf(m)
+    if bool(infinite.any()):
+        w = torch.where(infinite, ((z == m) & (m > 0)).to(w.dtype), w)
+    return w
 
 
 # ---------------------------------------------------------------------------- fused GAT attention
@@ -354,10 +378,10 @@ def gat_aggregate(indptr: torch.Tensor, src: torch.Tensor, s_src: torch.Tensor,
     dst, _, z = _gat_scores(indptr, src, s, t, negative_slope)
     z_self = _gat_self_scores(s, t, negative_slope)[1] if self_loop else None
     row_max = _gat_row_max(indptr, z, z_self)
-    p = torch.exp(z - row_max.index_select(0, dst))
+    p = softmax_weight(z, row_max.index_select(0, dst))
     row_sum = segment_sum(indptr, p)
     if self_loop:
-        p_self = torch.exp(z_self - row_max)
+        p_self = softmax_weight(z_self, row_max)
         row_sum = row_sum + p_self
     inv = torch.where(row_sum > 0, torch.reciprocal(row_sum), torch.zeros_like(row_sum))
     out = _gat_aggregate_rows(indptr, src, x, p * inv.index_select(0, dst))
@@ -401,7 +425,7 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
     num_dst, num_src = t.shape[0], s.shape[0]
     dst, pre, z = _gat_scores(indptr, src, s, t, negative_slope)
     inv = torch.where(row_sum > 0, torch.reciprocal(row_sum), torch.zeros_like(row_sum))
-    alpha = torch.exp(z - row_max.index_select(0, dst)) * inv.index_select(0, dst)
+    alpha = softmax_weight(z, row_max.index_select(0, dst)) * inv.index_select(0, dst)
     delta = (g * o).sum(-1)
     dz = _leaky_backward(alpha * (_gat_edge_dots(src, dst, x, g) - delta.index_select(0, dst)),
                          pre, negative_slope)
@@ -422,6 +446,6 @@ def _gat_self_loop_grads(s, t, x, g, delta, row_max, inv, negative_slope):
     """The self loop v -> v of each target: (dz_self, alpha_self), both (num_dst, H)."""
     num_dst = t.shape[0]
     pre_self, z_self = _gat_self_scores(s, t, negative_slope)
-    a_self = torch.exp(z_self - row_max) * inv
+    a_self = softmax_weight(z_self, row_max) * inv
     dz_self = _leaky_backward(a_self * ((g * x[:num_dst]).sum(-1) - delta), pre_self, negative_slope)
     return dz_self, a_self

@@ -29,6 +29,7 @@ import triton
 import triton.language as tl
 
 from ._common import check_device, check_float, check_index, edge_block, feature_block
+from .softmax import finite_weight
 
 
 @triton.jit
@@ -49,8 +50,8 @@ def _gat_forward_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, out_ptr, m_
     t = tl.load(t_ptr + v * H + h).to(tl.float32)
     if SELF_LOOP:
         m = _leaky(tl.load(s_ptr + v * H + h).to(tl.float32) + t, slope)
-        l = tl.full((), 1.0, tl.float32)
-        acc = tl.load(feat_ptr + (v * H + h) * D + d, mask=dmask, other=0.0).to(tl.float32)
+        l = finite_weight(m, m)  # 1, or 0 for a -inf self score
+        acc = l * tl.load(feat_ptr + (v * H + h) * D + d, mask=dmask, other=0.0).to(tl.float32)
     else:
         m = tl.full((), float("-inf"), tl.float32)
         l = tl.full((), 0.0, tl.float32)
@@ -62,8 +63,8 @@ def _gat_forward_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, out_ptr, m_
         z = _leaky(tl.load(s_ptr + u * H + h, mask=kmask, other=0.0).to(tl.float32) + t, slope)
         z = tl.where(kmask, z, float("-inf"))
         m_new = tl.maximum(m, tl.max(z, axis=0))
-        scale = tl.exp(m - m_new)
-        p = tl.exp(z - m_new)
+        scale = finite_weight(m, m_new)
+        p = finite_weight(z, m_new)
         x = tl.load(feat_ptr + (u[:, None] * H + h) * D + d[None, :],
                     mask=kmask[:, None] & dmask[None, :], other=0.0).to(tl.float32)
         acc = acc * scale + tl.sum(p[:, None] * x, axis=0)
@@ -102,7 +103,7 @@ def _gat_backward_dst_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, out_pt
     grad_t = tl.full((), 0.0, tl.float32)
     if SELF_LOOP:
         pre_self = tl.load(s_ptr + vh).to(tl.float32) + t
-        a_self = tl.exp(_leaky(pre_self, slope) - m) * inv_l
+        a_self = finite_weight(_leaky(pre_self, slope), m) * inv_l
         dz_self = a_self * (self_dot - delta) * tl.where(pre_self > 0, 1.0, slope)
         tl.store(dz_self_ptr + vh, dz_self)
         grad_t += dz_self
@@ -111,7 +112,7 @@ def _gat_backward_dst_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, out_pt
         kmask = k < end
         u = tl.load(src_ptr + k, mask=kmask, other=0).to(tl.int64)
         pre = tl.load(s_ptr + u * H + h, mask=kmask, other=0.0).to(tl.float32) + t
-        a = tl.exp(_leaky(pre, slope) - m) * inv_l
+        a = finite_weight(_leaky(pre, slope), m) * inv_l
         dots = tl.zeros((BLOCK_E,), tl.float32)
         for d0 in range(0, D, BLOCK_D):
             d = d0 + tl.arange(0, BLOCK_D)
@@ -145,8 +146,9 @@ def _gat_backward_src_kernel(rev_indptr_ptr, rev_dst_ptr, rev_perm_ptr, s_ptr, t
     grad_s = tl.full((), 0.0, tl.float32)
     if SELF_LOOP:
         if u < num_dst:
-            a_self = tl.exp(_leaky(s + tl.load(t_ptr + uh).to(tl.float32), slope)
-                            - tl.load(m_ptr + uh)) / tl.load(l_ptr + uh)
+            l_u = tl.load(l_ptr + uh)
+            a_self = finite_weight(_leaky(s + tl.load(t_ptr + uh).to(tl.float32), slope),
+                                   tl.load(m_ptr + uh)) / tl.where(l_u == 0.0, 1.0, l_u)
             acc += a_self * tl.load(g_ptr + uh * D + d, mask=dmask, other=0.0).to(tl.float32)
             grad_s += tl.load(dz_self_ptr + uh)
     for chunk in range(start, end, BLOCK_E):
@@ -157,7 +159,7 @@ def _gat_backward_src_kernel(rev_indptr_ptr, rev_dst_ptr, rev_perm_ptr, s_ptr, t
         pre = s + tl.load(t_ptr + vh, mask=jmask, other=0.0).to(tl.float32)
         m = tl.load(m_ptr + vh, mask=jmask, other=0.0)
         l_v = tl.load(l_ptr + vh, mask=jmask, other=1.0)
-        a = tl.where(jmask, tl.exp(_leaky(pre, slope) - m) / l_v, 0.0)
+        a = tl.where(jmask, finite_weight(_leaky(pre, slope), m) / tl.where(l_v == 0.0, 1.0, l_v), 0.0)
         g = tl.load(g_ptr + vh[:, None] * D + d[None, :], mask=jmask[:, None] & dmask[None, :],
                     other=0.0).to(tl.float32)
         acc += tl.sum(a[:, None] * g, axis=0)

@@ -22,12 +22,22 @@ from ._common import (check_device, check_float, check_index, edge_block, featur
 
 
 @triton.jit
+def finite_weight(z, m):
+    """exp(z - m) with the finite conventions of torch_ops.softmax_weight: where m = +inf the +inf
+    scores weigh 1 and the rest 0, where m = -inf everything weighs 0; NaN propagates."""
+    inf_m = tl.abs(m) == float("inf")
+    w = tl.exp(z - tl.where(inf_m, 0.0, m))
+    top = tl.where(z == float("inf"), 1.0, 0.0)
+    return tl.where(inf_m, tl.where(m > 0, top, 0.0), w)
+
+
+@triton.jit
 def online_update(m, s, x, valid):
     """Fold a (BLOCK_E, BLOCK_F) chunk x (valid lanes only) into the running max m and sum s."""
     xm = tl.where(valid, x, float("-inf"))
     m_new = tl.maximum(m, tl.max(xm, axis=0))
-    safe = tl.where(m_new == float("-inf"), 0.0, m_new)       # rows that only saw -inf so far
-    s = s * tl.exp(m - safe) + tl.sum(tl.where(valid, tl.exp(xm - safe[None, :]), 0.0), axis=0)
+    s = s * finite_weight(m, m_new) + tl.sum(tl.where(valid, finite_weight(xm, m_new[None, :]), 0.0),
+                                             axis=0)
     return m_new, s
 
 
@@ -46,7 +56,7 @@ def _edge_softmax_kernel(indptr_ptr, x_ptr, self_ptr, alpha_ptr, self_alpha_ptr,
         orow = row.to(tl.int64) * F
         if HAS_SELF:
             m = tl.load(self_ptr + orow + f, mask=rmask, other=0.0).to(tl.float32)
-            s = tl.full((BLOCK_F,), 1.0, tl.float32)
+            s = finite_weight(m, m)                     # 1, or 0 for a -inf self score
         else:
             m = tl.full((BLOCK_F,), float("-inf"), tl.float32)
             s = tl.zeros((BLOCK_F,), tl.float32)
@@ -55,20 +65,19 @@ def _edge_softmax_kernel(indptr_ptr, x_ptr, self_ptr, alpha_ptr, self_alpha_ptr,
             valid = (k < end)[:, None] & fmask[None, :]
             x = tl.load(x_ptr + k[:, None] * F + f[None, :], mask=valid, other=0.0).to(tl.float32)
             m, s = online_update(m, s, x, valid)
-        m = tl.where(m == float("-inf"), 0.0, m)    # lanes that saw no finite score
-        s = tl.where(s == 0.0, 1.0, s)              # ... give alpha 0 instead of 0 / 0
+        s = tl.where(s == 0.0, 1.0, s)              # all -inf: alpha 0 instead of 0 / 0
         for chunk in range(start, end, BLOCK_E):
             k = chunk + tl.arange(0, BLOCK_E)
             valid = (k < end)[:, None] & fmask[None, :]
             x = tl.load(x_ptr + k[:, None] * F + f[None, :], mask=valid,
                         other=float("-inf")).to(tl.float32)
-            a = tl.exp(x - m[None, :]) / s[None, :]
+            a = finite_weight(x, m[None, :]) / s[None, :]
             tl.store(alpha_ptr + k[:, None] * F + f[None, :], a.to(alpha_ptr.dtype.element_ty),
                      mask=valid)
         if HAS_SELF:
             y = tl.load(self_ptr + orow + f, mask=rmask, other=0.0).to(tl.float32)
             tl.store(self_alpha_ptr + orow + f,
-                     (tl.exp(y - m) / s).to(self_alpha_ptr.dtype.element_ty), mask=rmask)
+                     (finite_weight(y, m) / s).to(self_alpha_ptr.dtype.element_ty), mask=rmask)
 
 
 def edge_softmax(indptr, dst, scores, self_scores=None):

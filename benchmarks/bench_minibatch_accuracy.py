@@ -1,0 +1,116 @@
+"""Accuracy of every sampler against full-batch training (issue 8 target: within 1 point, mean of 3 seeds).
+
+    python benchmarks/bench_minibatch_accuracy.py [--datasets cora citeseer facebook] [--models gcn sage]
+        [--samplers full-batch neighbor ...] [--seeds 0 1 2] [--json OUT] [--data-dir ../shared/data]
+
+For each dataset, model (examples/gcn.kky, examples/sage.kky with their own hyperparameters) and sampler:
+train with `kokoyi.sampling.train.train_sampled` (full-batch: `kokoyi.train.train`), select the epoch of
+best validation accuracy, report the test accuracy at that epoch, the mean over the seeds.
+Results are appended to --json as they come (a long run can be stopped and read).
+
+Sampler settings per dataset size (Planetoid: 140/120 training nodes; Facebook: 13,482):
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import kokoyi  # noqa: E402
+from kokoyi.datasets import facebook, planetoid  # noqa: E402
+from kokoyi.sampling.train import train_sampled  # noqa: E402
+from kokoyi.train import train  # noqa: E402
+
+SMALL = {"batch_size": 32, "history_batch_size": 256, "epochs": 50, "samplers": {
+    "neighbor": "neighbor:10,10", "fastgcn": "fastgcn:400", "ladies": "ladies:256", "asgcn": "asgcn:256",
+    "cluster": "cluster:40,4", "saint-node": "saint-node:800", "saint-edge": "saint-edge:400",
+    "saint-rw": "saint-rw:300,2", "history": "neighbor:10"}}
+LARGE = {"batch_size": 512, "history_batch_size": 2048, "epochs": 20, "samplers": {
+    "neighbor": "neighbor:15,10", "fastgcn": "fastgcn:2000", "ladies": "ladies:1024", "asgcn": "asgcn:1024",
+    "cluster": "cluster:200,10", "saint-node": "saint-node:6000", "saint-edge": "saint-edge:4000",
+    "saint-rw": "saint-rw:3000,2", "history": "neighbor:10"}}
+SETTINGS = {"cora": SMALL, "citeseer": SMALL, "facebook": LARGE}
+__doc__ += "".join(f"\n    {k}: batch {v['batch_size']} (history: {v['history_batch_size']}, over all nodes), "
+                   f"{v['epochs']} epochs, " +
+                   ", ".join(f"{a}={b}" for a, b in v["samplers"].items()) for k, v in SETTINGS.items())
+FULL_EPOCHS = {"cora": 200, "citeseer": 200, "facebook": 200}
+
+
+def load(name, data_dir):
+    if name == "facebook":
+        return facebook(Path(data_dir))
+    return planetoid(name, Path(data_dir) / "planetoid" / "raw", download=False)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", nargs="+", default=["cora", "citeseer", "facebook"])
+    p.add_argument("--models", nargs="+", default=["gcn", "sage"])
+    p.add_argument("--samplers", nargs="+", default=["full-batch", *SMALL["samplers"]])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--json", default=None)
+    p.add_argument("--epochs", type=int, default=None, help="override the sampled runs' epochs")
+    p.add_argument("--full-epochs", type=int, default=None, help="override the full-batch epochs")
+    args = p.parse_args(argv)
+    out = Path(args.json) if args.json else None
+    results = json.loads(out.read_text()) if out and out.exists() else []
+    done = {(r["dataset"], r["model"], r["sampler"], r["seed"]) for r in results}
+    for ds in args.datasets:
+        data = load(ds, args.data_dir)
+        cfg = SETTINGS[ds]
+        for mname in args.models:
+            model = next(iter(kokoyi.load(ROOT / "examples" / f"{mname}.kky").values()))
+            hypers = {"d_h": 16 if mname == "gcn" else 64}
+            for sname in args.samplers:
+                for seed in args.seeds:
+                    if (ds, mname, sname, seed) in done:
+                        continue
+                    t = time.perf_counter()
+                    if sname == "full-batch":
+                        r = train(model, data, epochs=args.full_epochs or FULL_EPOCHS[ds], seed=seed, hypers=hypers, progress=False)
+                        extra = {}
+                    else:
+                        bs = cfg["history_batch_size" if sname == "history" else "batch_size"]
+                        r = train_sampled(model, data, cfg["samplers"][sname], batch_size=bs,
+                                          epochs=args.epochs or cfg["epochs"], seed=seed, hypers=hypers, progress=False,
+                                          history=sname == "history")
+                        extra = {k: r.stats[k] for k in ("s_per_batch", "edges_per_s")}
+                    row = {"dataset": ds, "model": mname, "sampler": sname, "seed": seed, "test_acc": r.test_acc,
+                           "epochs": r.epochs,
+                           "val_acc": r.val_acc, "seconds": time.perf_counter() - t, **extra}
+                    results.append(row)
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+                    if out:
+                        out.write_text(json.dumps(results, indent=0))
+    print(table(results))
+
+
+def table(results) -> str:
+    keys = sorted({(r["dataset"], r["model"]) for r in results}, key=lambda k: (["cora", "citeseer", "facebook"].index(k[0]), k[1]))
+    samplers = list(dict.fromkeys(r["sampler"] for r in results))
+    lines = ["| sampler | " + " | ".join(f"{d} {m.upper()}" for d, m in keys) + " |",
+             "|---|" + "---|" * len(keys)]
+    for s in samplers:
+        cells = []
+        for d, m in keys:
+            accs = [r["test_acc"] for r in results if (r["dataset"], r["model"], r["sampler"]) == (d, m, s)]
+            full = [r["test_acc"] for r in results if (r["dataset"], r["model"], r["sampler"]) == (d, m, "full-batch")]
+            if not accs:
+                cells.append("")
+                continue
+            mean = 100 * statistics.mean(accs)
+            diff = f" ({mean - 100 * statistics.mean(full):+.1f})" if full and s != "full-batch" else ""
+            cells.append(f"{mean:.1f}{diff} n={len(accs)}")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""numba (CPU) forward primitives behind ``kokoyi.ops`` (issue 10); the `numba` row of the backend
+table in kokoyi/kernels/ops.py. Same interface as kokoyi/kernels/torch_ops.py (whose docstring is
+the contract) and kokoyi/kernels/triton/:
+
+    spmm(indptr, src, num_dst, op, reduce, u, e) -> (out, arg)                      spmm.py
+    sddmm(src, dst, op, lhs, rhs, lhs_target, rhs_target) -> (E, *F)               sddmm.py
+    edge_softmax(indptr, dst, scores, self_scores=None) -> alpha | (alpha, self_alpha)   softmax.py
+    gat_aggregate(...) -> (out, (row_max, row_sum)); gat_aggregate_backward(...)   gat.py
+
+Design (measured in benchmarks/bench_dgl.py and BENCHMARKS.md):
+* `@njit(parallel=True, cache=True)` loops over the CSR by target: one output row per iteration,
+  accumulated in place edge by edge, so results are bit-identical for any thread count; rows are
+  grouped in chunks holding about equal numbers of edges (power-law hubs do not serialise a
+  thread); the innermost loop runs over contiguous features and vectorises.
+* fp16/bf16 inputs are widened to fp32 on the host (fp32 accumulation), the result cast back;
+  fp32 and fp64 run natively; int32 and int64 indices both compile (one specialisation each).
+* Threads: torch.get_num_threads() (capped by numba's pool), one thread below ~16k
+  edge-features of work. numba's workqueue threading layer is selected (unless
+  NUMBA_THREADING_LAYER is set): its workers sleep instead of spinning at an OpenMP barrier, the
+  stall seen on a loaded machine; a lock serialises launches (the layer is not re-entrant).
+* Backward passes are ops.py's: g-SpMM/g-SDDMM forward kernels on the reversed CSR.
+* First use compiles each kernel (seconds); numba caches the machine code on disk, so later
+  processes load it in milliseconds (NUMBA_CACHE_DIR chooses the place).
+"""
+from .gat import gat_aggregate, gat_aggregate_backward
+from .sddmm import sddmm
+from .softmax import edge_softmax, edge_softmax_backward
+from .spmm import arg_scatter, spmm
+
+__all__ = ["arg_scatter", "spmm", "sddmm", "edge_softmax", "edge_softmax_backward", "gat_aggregate", "gat_aggregate_backward"]

@@ -1,0 +1,187 @@
+"""The compiled numba CPU primitives (kokoyi/kernels/numba_cpu) against the torch primitives
+(torch_ops, themselves checked against the loop reference in test_ops.py): every op x reduce x
+broadcast pattern on the edge-case zoo and a random graph large enough for the threaded path,
+int32/int64 indices, fp16/bf16 (fp32 accumulation), and bit-identical results for 1 and 2 threads.
+test_ops.py runs the whole operator table (forward and autograd) on the default backend, which on
+CPU is this one."""
+import pytest
+import torch
+
+from kokoyi import Graph
+from kokoyi.kernels import ops as kops
+from kokoyi.kernels import torch_ops
+
+from edge_case_graphs import GRAPHS
+
+nb = kops._module("numba")
+pytestmark = pytest.mark.skipif(nb is None, reason="numba is not installed")
+
+SPMM_SHAPES = [((4,), (4,)), ((4,), (1,)), ((2, 3), (2, 1)), ((3,), ()), ((2, 1), (2, 3)),
+               ((2, 1, 3), (4, 1)), ((1,), (5,))]
+SDDMM_SHAPES = [((4,), (4,)), ((2, 3), (2, 1)), ((2, 1), (2, 3)), ((3,), (2, 3))]
+
+
+def _random_graph(idtype=torch.int64, n=300, e=3000):
+    g = torch.Generator().manual_seed(5)
+    # a power-law-ish target distribution: a few hubs and many small rows
+    dst = (torch.rand(e, generator=g) ** 3 * n).long()
+    src = torch.randint(0, n, (e,), generator=g)
+    return Graph.from_edge_index(torch.stack([src, dst]).to(idtype), num_nodes=n)
+
+
+def _graphs():
+    out = [(name, GRAPHS[name]()) for name in sorted(GRAPHS)]
+    return out + [("random", _random_graph()), ("random32", _random_graph(torch.int32))]
+
+
+GRAPH_LIST = _graphs()
+
+
+def _spmm_inputs(g, op, fu, fe, dtype=torch.float64):
+    u = torch.randn(g.num_src, *fu, dtype=dtype)
+    e = (torch.rand(g.num_edges, *fe, dtype=dtype) + 0.5)
+    return (None if op == "copy_e" else u), (None if op == "copy_u" else e)
+
+
+@pytest.mark.parametrize("gname, g", GRAPH_LIST, ids=[n for n, _ in GRAPH_LIST])
+def test_spmm_matches_torch(gname, g):
+    torch.manual_seed(0)
+    for op in ("copy_u", "copy_e", "add", "sub", "mul", "div"):
+        for fu, fe in SPMM_SHAPES:
+            u, e = _spmm_inputs(g, op, fu, fe)
+            for reduce in ("sum", "mean", "max", "min"):
+                got, arg = nb.spmm(g.indptr, g.src, g.num_dst, op, reduce, u, e)
+                want, want_arg = torch_ops.spmm(g.indptr, g.src, g.num_dst, op, reduce, u, e)
+                torch.testing.assert_close(got, want, msg=f"{op}-{reduce} {fu} {fe}")
+                if reduce in ("max", "min"):
+                    assert torch.equal(arg, want_arg), f"{op}-{reduce} {fu} {fe}"
+
+
+@pytest.mark.parametrize("gname, g", GRAPH_LIST, ids=[n for n, _ in GRAPH_LIST])
+def test_sddmm_and_softmax_match_torch(gname, g):
+    torch.manual_seed(1)
+    rows = {"u": g.num_src, "e": g.num_edges, "v": g.num_dst}
+    for op in ("add", "sub", "mul", "div", "dot"):
+        for fx, fy in SDDMM_SHAPES:
+            for tx in "uev":
+                for ty in "uev":
+                    x = torch.randn(rows[tx], *fx, dtype=torch.float64)
+                    y = torch.rand(rows[ty], *fy, dtype=torch.float64) + 0.5
+                    got = nb.sddmm(g.src, g.dst, op, x, y, tx, ty)
+                    want = torch_ops.sddmm(g.src, g.dst, op, x, y, tx, ty)
+                    torch.testing.assert_close(got, want, msg=f"{op} {tx}{ty} {fx} {fy}")
+    for feats in [(), (3,), (2, 2)]:
+        s = torch.randn(g.num_edges, *feats, dtype=torch.float64)
+        self_s = torch.randn(g.num_dst, *feats, dtype=torch.float64)
+        torch.testing.assert_close(nb.edge_softmax(g.indptr, g.dst, s),
+                                   torch_ops.edge_softmax(g.indptr, g.dst, s))
+        torch.testing.assert_close(nb.edge_softmax(g.indptr, g.dst, s, self_s),
+                                   torch_ops.edge_softmax(g.indptr, g.dst, s, self_s))
+
+
+@pytest.mark.parametrize("self_loop", [False, True])
+@pytest.mark.parametrize("gname, g", GRAPH_LIST, ids=[n for n, _ in GRAPH_LIST])
+def test_gat_matches_torch(gname, g, self_loop):
+    if self_loop and g.num_dst > g.num_src:
+        pytest.skip("self loops need targets to be a prefix of the sources")
+    torch.manual_seed(2)
+    heads, width = 2, 5
+    s = torch.randn(g.num_src, heads, dtype=torch.float64)
+    t = torch.randn(g.num_dst, heads, dtype=torch.float64)
+    x = torch.randn(g.num_src, heads, width, dtype=torch.float64)
+    args = (g.indptr, g.src, s, t, x, 0.2, self_loop)
+    out, stats = nb.gat_aggregate(*args)
+    want, want_stats = torch_ops.gat_aggregate(*args)
+    torch.testing.assert_close(out, want)
+    torch.testing.assert_close(stats, want_stats)
+    grad = torch.randn_like(out)
+    back = (g.indptr, g.src, g.rev_indptr, g.rev_dst, g.rev_perm, s, t, x, out, stats, grad, 0.2,
+            self_loop)
+    for got, ref in zip(nb.gat_aggregate_backward(*back), torch_ops.gat_aggregate_backward(*back)):
+        torch.testing.assert_close(got, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_accumulates_in_fp32(dtype):
+    g = _random_graph()
+    torch.manual_seed(3)
+    u = torch.randn(g.num_src, 8).to(dtype)
+    w = (torch.rand(g.num_edges, 1) + 0.5).to(dtype)
+    for op, e in (("copy_u", None), ("mul", w)):
+        for reduce in ("sum", "mean", "max"):
+            got, _ = nb.spmm(g.indptr, g.src, g.num_dst, op, reduce, u, e)
+            assert got.dtype == dtype
+            want, _ = torch_ops.spmm(g.indptr, g.src, g.num_dst, op, reduce, u.double(),
+                                     None if e is None else e.double())
+            # one rounding of an fp32 sum to dtype, not a sum of dtype roundings
+            torch.testing.assert_close(got.double(), want, atol=1e-4, rtol=torch.finfo(dtype).eps)
+    dots = nb.sddmm(g.src, g.dst, "dot", u, u, "u", "v")
+    want = torch_ops.sddmm(g.src, g.dst, "dot", u.double(), u.double(), "u", "v")
+    assert dots.dtype == dtype
+    torch.testing.assert_close(dots.double(), want, atol=1e-5, rtol=torch.finfo(dtype).eps)
+    s = torch.randn(g.num_edges, 2).to(dtype)
+    alpha = nb.edge_softmax(g.indptr, g.dst, s)
+    torch.testing.assert_close(alpha.double(), torch_ops.edge_softmax(g.indptr, g.dst, s.double()),
+                               atol=1e-5, rtol=torch.finfo(dtype).eps)
+
+
+def test_results_do_not_depend_on_threads(monkeypatch):
+    g = _random_graph(n=2000, e=40000)
+    torch.manual_seed(4)
+    u = torch.randn(g.num_src, 16)
+    w = torch.rand(g.num_edges, 1)
+    s = torch.randn(g.num_edges, 4)
+    feat = torch.randn(g.num_src, 4, 4)
+    old = torch.get_num_threads()
+    results = []
+    from kokoyi.kernels.numba_cpu import _common
+    monkeypatch.setattr(_common, "_oversubscribed", lambda: False)
+    monkeypatch.setattr(_common, "SERIAL_WORK", 1 << 10)
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append([nb.spmm(g.indptr, g.src, g.num_dst, "mul", "sum", u, w)[0],
+                            nb.spmm(g.indptr, g.src, g.num_dst, "copy_u", "max", u, None)[1],
+                            nb.sddmm(g.src, g.dst, "dot", u, u, "u", "v"),
+                            nb.edge_softmax(g.indptr, g.dst, s),
+                            nb.gat_aggregate(g.indptr, g.src, s, s, feat, 0.2, True)[0]])
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_threaded_path_is_taken_for_big_work(monkeypatch):
+    from kokoyi.kernels.numba_cpu import _common
+    g = _random_graph(n=2000, e=40000)
+    old = torch.get_num_threads()
+    monkeypatch.setattr(_common, "_oversubscribed", lambda: False)
+    try:
+        torch.set_num_threads(2)
+        assert _common.threads_for(_common.SERIAL_WORK) == min(2, _common.numba.config.NUMBA_NUM_THREADS)
+        monkeypatch.setattr(_common, "_oversubscribed", lambda: True)
+        assert _common.threads_for(_common.SERIAL_WORK) == 1
+        bounds = _common.row_bounds(g.indptr.numpy(), 2)
+        assert bounds[0] == 0 and bounds[-1] == g.num_dst and len(bounds) > 2
+        assert (bounds[1:] > bounds[:-1]).all()
+    finally:
+        torch.set_num_threads(old)
+    assert _common.threads_for(100) == 1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_arg_scatter_matches_torch(threads, monkeypatch):
+    g = _random_graph(n=500, e=20000)
+    torch.manual_seed(6)
+    u = torch.randn(g.num_src, 40, dtype=torch.float64)
+    _, arg = torch_ops.spmm(g.indptr, g.src, g.num_dst, "copy_u", "max", u, None)
+    values = torch.randn(arg.shape, dtype=torch.float64)
+    old = torch.get_num_threads()
+    from kokoyi.kernels.numba_cpu import _common
+    monkeypatch.setattr(_common, "_oversubscribed", lambda: False)
+    try:
+        torch.set_num_threads(threads)
+        got = nb.arg_scatter(g.src, arg, values, g.num_src)
+    finally:
+        torch.set_num_threads(old)
+    torch.testing.assert_close(got, torch_ops.arg_scatter(g.src, arg, values, g.num_src))

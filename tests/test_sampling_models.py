@@ -1,0 +1,236 @@
+"""Compiled models on the blocks of `kokoyi.sampling`'s samplers, the mini-batch training loop, the CLI
+flags and the datasets of issue 8 (Facebook, the degree-corrected SBM)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import kokoyi
+from kokoyi import sampling as S
+from kokoyi.cli import main
+from kokoyi.datasets import Dataset, DatasetError, dcsbm
+from kokoyi.sampling._rng import generator
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+EXAMPLES = {n: (ROOT / "examples" / f"{n}.kky").read_text() for n in ("gcn", "gat", "sage", "gin")}
+HYPERS = {"gcn": dict(d_in=6, d_h=5, C=3), "gat": dict(d_in=6, d_h=3, K=2, C=3),
+          "sage": dict(d_in=6, d_h=5, C=3), "gin": dict(d_in=6, d_h=5, C=3)}
+
+LINEAR = r"""\begin{model}{Lin}
+  \hyper d, C \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param W \in \mathbb{R}^{d \times C} \\
+  \param U \in \mathbb{R}^{d \times C} \\
+  \tilde{d}_v \gets |\mathcal{N}(v)| + 1 \\
+  o_v \gets \sum_{u \in \mathcal{N}(v)} \frac{x_u W}{\sqrt{\tilde{d}_u \tilde{d}_v}} + \frac{1}{|\mathcal{N}(v)|} \sum_{u \in \mathcal{N}(v)} x_u U + x_v W \\
+  \return o \\
+\end{model}"""
+
+
+@pytest.fixture(scope="module")
+def small():
+    d = dcsbm(300, 1200, num_classes=3, num_features=6, seed=1)
+    return d, d.graph()
+
+
+def build(src, name=None, **hypers):
+    torch.manual_seed(0)
+    models = kokoyi.compile(src)
+    return (models[name] if name else list(models.values())[0])(**hypers).double().eval()
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_fanouts_above_every_degree_give_the_full_forward(small, name):
+    """The contract: every neighbour sampled -> the block forward is the full forward on the seeds."""
+    d, g = small
+    model = build(EXAMPLES[name], **HYPERS[name])
+    x = d.x.double()
+    full = model(g, x)
+    seeds = torch.arange(0, 300, 7)
+    big = int(g.in_degrees().max()) + 1
+    for sampler in (S.NeighborSampler([big, big]), S.FullNeighborSampler(2)):
+        blocks = sampler.sample(g, seeds, generator(0, 0, 0))
+        out = model(blocks, x[blocks[0].src_ids])
+        assert torch.allclose(out, full[seeds], rtol=0, atol=1e-12)
+    batch = S.ClusterLoader(g, 1, 1, num_layers=2).batch(0, 0)  # one part: the whole graph
+    assert torch.allclose(model(batch.blocks, x[batch.input_nodes]), full[batch.seeds], rtol=0, atol=1e-12)
+
+
+SAMPLED = {
+    "neighbor": lambda g: (lambda i: S.Batch(S.NeighborSampler([3]).sample(g, torch.arange(0, 300, 10),
+                                                                           generator(0, 0, i)), None, None)),
+    "fastgcn": lambda g: (lambda i: S.Batch(S.FastGCNSampler([60]).sample(g, torch.arange(0, 300, 10),
+                                                                          generator(0, 0, i)), None, None)),
+    "ladies": lambda g: (lambda i: S.Batch(S.LadiesSampler([30]).sample(g, torch.arange(0, 300, 10),
+                                                                        generator(0, 0, i)), None, None)),
+    "cluster": lambda g: (lambda i, L=S.ClusterLoader(g, 12, 4, num_layers=1): L.batch(i % 3, i // 3)),
+    "saint-rw": lambda g: (lambda i, L=S.SaintLoader(g, "rw", 60, num_layers=1, coverage=300,
+                                                      max_presample=3000): L.batch(i, 0)),
+}
+
+
+@pytest.mark.parametrize("name", SAMPLED)
+def test_mean_of_sampled_model_outputs_is_the_full_output(small, name):
+    """A compiled model linear in its neighbour sums (a GCN sum, a SAGE mean, a self term): over 600
+    batches the mean output of each node present is within 4.5 standard errors of the full output
+    (GraphSAINT: + 5 % for its pre-sampled probabilities)."""
+    d, g = small
+    model = build(LINEAR, d=6, C=2)
+    x = d.x.double()
+    with torch.no_grad():
+        full = model(g, x)
+        tot = torch.zeros_like(full)
+        sq = torch.zeros_like(full)
+        cnt = torch.zeros(300, dtype=torch.float64)
+        batches = SAMPLED[name](g)
+        for i in range(600):
+            b = batches(i)
+            out = model(b.blocks, x[b.blocks[0].src_ids])
+            ids = b.blocks[-1].dst_ids
+            tot[ids] += out
+            sq[ids] += out ** 2
+            cnt[ids] += 1
+    seen = cnt > 40
+    assert int(seen.sum()) >= 25
+    c = cnt[seen][:, None]
+    mean = tot[seen] / c
+    se = ((sq[seen] / c - mean ** 2).clamp(min=0) / c).sqrt()
+    slack = 0.05 if name.startswith("saint") else 0.0
+    err = (mean - full[seen]).abs()
+    assert bool((err <= 4.5 * se + slack * full[seen].abs() + 1e-9).all()), float((err / (se + 1e-12)).max())
+
+
+# ------------------------------------------------------------------ training
+
+@pytest.fixture(scope="module")
+def cora(planetoid_dir):
+    from kokoyi.datasets import planetoid
+    return planetoid("cora", planetoid_dir / "raw", download=False)
+
+
+@pytest.mark.parametrize("sampler", ["neighbor:10,5", "saint-rw:300,2"])
+def test_minibatch_sage_on_cora_reaches_a_sane_accuracy(cora, sampler):
+    from kokoyi.sampling.train import train_sampled
+    sage = kokoyi.compile(EXAMPLES["sage"])["SAGE"]
+    r = train_sampled(sage, cora, sampler, batch_size=32, epochs=12, hypers={"d_h": 32}, progress=False,
+                      eval_every=3)
+    assert r.test_acc > 0.72, r.test_acc  # full-batch SAGE: ~0.80
+    assert r.stats["batches"] > 12 and r.stats["s_per_batch"] > 0 and r.stats["edges_per_s"] > 0
+    assert r.stats["peak_mem_mb"] > 0 and r.summary()["sampler"] == sampler
+    assert len(r.history["s_per_epoch"]) == 12
+
+
+def test_history_training_on_cora(cora):
+    """GNNAutoScale-style: one sampled hop per batch, the second layer's other sources from the history."""
+    from kokoyi.sampling.train import train_sampled
+    sage = kokoyi.compile(EXAMPLES["sage"])["SAGE"]
+    r = train_sampled(sage, cora, "neighbor:10", batch_size=512, epochs=10, hypers={"d_h": 32}, progress=False,
+                      eval_every=2, history=True)
+    assert r.test_acc > 0.72, r.test_acc
+    assert r.stats["history"] and r.stats["batches"] == 10 * 6 and r.stats["staleness_max"] >= 1
+    with pytest.raises(kokoyi.train.TrainError, match="one hop"):
+        train_sampled(sage, cora, "neighbor:10,5", epochs=1, history=True, progress=False)
+
+
+def test_layerwise_evaluation_gives_the_full_graph_accuracies(small):
+    from kokoyi.sampling.train import evaluate
+    d, g = small
+    model = build(EXAMPLES["gcn"], **HYPERS["gcn"])
+    masks = {"train": d.train_mask, "val": d.val_mask, "test": d.test_mask}
+    x = d.x.double()
+    full, layerwise = evaluate(model, g, x, d.y, masks), evaluate(model, g, x, d.y, masks, batch_size=37)
+    assert full == pytest.approx(layerwise, rel=1e-9)
+
+
+def test_asgcn_training_updates_the_proposal(small):
+    from kokoyi.sampling.train import train_sampled
+    d, _ = small
+    gcn = kokoyi.compile(EXAMPLES["gcn"])["GCN"]
+    r = train_sampled(gcn, d, "asgcn:40", batch_size=64, epochs=2, hypers={"d_h": 8}, progress=False,
+                      eval_every=0, seed=0)
+    assert r.stats["batches"] == 2 * ((int(d.train_mask.sum()) + 63) // 64)
+    assert r.test_acc != r.test_acc  # never evaluated: nan, and no model selection happened
+
+
+def test_cli_sampler_flags_and_json(tmp_path, capsys):
+    args = ["train", str(ROOT / "examples" / "gcn.kky"), "--sampler", "cluster:20,5", "--epochs", "2",
+            "--no-progress", "--json", "--batch-size", "64"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["sampler"] == "cluster:20,5" and out["epochs"] == 2 and out["model"] == "GCN"
+    for key in ("s_per_batch", "s_per_epoch", "edges_per_s", "peak_mem_mb", "wait_share"):
+        assert out[key] >= 0
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("bogus:3", "unknown sampler 'bogus'; choose one of neighbor"),
+    ("neighbor:15,x", "expected integers after ':'"),
+    ("neighbor:15,10,5", "3 fanouts given for a model of 2 layers"),
+    ("cluster:10", "expected cluster:PARTS,PARTS_PER_BATCH"),
+    ("saint-node:0", "must be positive"),
+])
+def test_cli_bad_sampler_is_one_line(spec, message, capsys):
+    assert main(["train", str(ROOT / "examples" / "gcn.kky"), "--sampler", spec, "--epochs", "1",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("kokoyi: ") and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ datasets
+
+def test_dcsbm_is_seeded_symmetric_heavy_tailed_and_homophilous():
+    a = dcsbm(4000, 20000, num_classes=4, num_features=8, homophily=0.7, seed=3)
+    b = dcsbm(4000, 20000, num_classes=4, num_features=8, homophily=0.7, seed=3)
+    assert torch.equal(a.edge_index, b.edge_index) and torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    s, t = a.edge_index
+    assert bool((s != t).all())
+    key = s * 4000 + t
+    assert torch.equal(torch.sort(key).values, torch.sort(t * 4000 + s).values)  # both directions
+    assert torch.unique(key).numel() == key.numel()
+    deg = torch.bincount(t, minlength=4000).float()
+    assert 40000 >= a.num_edges > 0.95 * 40000 and deg.max() > 8 * deg.mean()
+    same = float((a.y[s] == a.y[t]).float().mean())
+    assert abs(same - (0.7 + 0.3 / 4)) < 0.03
+    assert int(a.train_mask.sum()) == int(0.66 * 4000) and not bool((a.train_mask & a.test_mask).any())
+
+
+@pytest.fixture(scope="module")
+def facebook_dir():
+    if not (DATA / "facebook" / "facebook_edges.csv").exists():
+        pytest.skip("../shared/data/facebook is not beside the checkout")
+    return DATA / "facebook"
+
+
+def test_facebook_loads_with_a_seeded_stratified_split(facebook_dir):
+    from kokoyi.datasets import facebook
+    d = facebook(facebook_dir.parent)
+    assert isinstance(d, Dataset) and d.num_nodes == 22470 and d.num_classes == 4 and d.num_features == 4714
+    assert d.num_edges == 341646  # 171,002 undirected edges, 179 of them self loops (dropped), both directions
+    assert torch.bincount(d.y).tolist() == [5768, 6880, 3327, 6495]
+    n_train = int(d.train_mask.sum())
+    assert abs(n_train - 0.6 * 22470) < 5 and not bool((d.train_mask & d.val_mask).any())
+    assert bool((d.train_mask | d.val_mask | d.test_mask).all())
+    assert torch.allclose(d.x.sum(1), torch.ones(22470))
+    from kokoyi.datasets.facebook import stratified_split
+    again, other = (stratified_split(d.y.numpy(), 4, seed) for seed in (0, 1))
+    assert sorted(again["train_mask"].tolist()) == torch.nonzero(d.train_mask).flatten().tolist()
+    assert sorted(other["train_mask"].tolist()) != sorted(again["train_mask"].tolist())
+
+
+def test_facebook_tampered_or_missing_files_are_named(tmp_path, facebook_dir):
+    from kokoyi.datasets import facebook
+    for f in facebook_dir.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    target = tmp_path / "facebook_target.csv"
+    target.chmod(0o644)
+    target.write_bytes(target.read_bytes().replace(b"tvshow", b"tvshoW", 1))
+    with pytest.raises(DatasetError, match="facebook_target.csv: checksum mismatch"):
+        facebook(tmp_path)
+    target.unlink()
+    with pytest.raises(DatasetError, match="were not found in"):
+        facebook(tmp_path)
