@@ -5,7 +5,7 @@ Models: GAT
 import torch
 from torch import nn
 import torch.nn.functional as F
-from kokoyi import ops
+from kokoyi.ops import _internal as ops
 from kokoyi.graph import Graph
 
 
