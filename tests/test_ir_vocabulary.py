@@ -64,6 +64,9 @@ def test_examples_and_docs_are_in_the_vocabulary(name, source):
     _validate(name, source)
 
 
+NOT_FUZZED: set = set()  # typed ops kokoyi.compiler.fuzz does not write (a new construct: add it here or to fuzz)
+
+
 def test_fuzzed_programs_are_in_the_vocabulary():
     seen_t, seen_py = set(), set()
     for seed in range(FUZZ_N):
@@ -73,8 +76,10 @@ def test_fuzzed_programs_are_in_the_vocabulary():
                 seen_t |= {t.op for t in ops_spec.walk(d.expr)}
         for m in lowered.models:
             seen_py |= {p.op for p in ops_spec.walk_py([m.body, m.outputs])}
-    # the fuzzer reaches the whole typed vocabulary (so this test means something for each op)
-    assert seen_t == {op for op, s in T_OPS.items() if not s.transient}
+    # the fuzzer reaches the whole typed vocabulary (so this test means something for each op), except
+    # the ops it does not generate yet (the examples, docs models and stage tables cover those)
+    declared = {op for op, s in T_OPS.items() if not s.transient}
+    assert seen_t <= declared and declared - seen_t == NOT_FUZZED
     assert len(seen_py) >= 40
 
 
