@@ -1,6 +1,7 @@
 """Differential fuzzing: N random programs, each compiled and compared with the reference interpreter.
 
     python benchmarks/fuzz_differential.py [-n 10000] [--start 0] [--out /tmp/fuzz.jsonl] [--all-graphs]
+    python benchmarks/fuzz_differential.py --seeds-from /tmp/fuzz.jsonl   # rerun the failures only
 
 Program `seed` (kokoyi.compiler.fuzz.generate) runs on two graphs: one of kokoyi.differential.GRAPHS
 (isolated nodes and a source-only node / multi-edges and a self-loop edge / a hub / no edges, rotating
@@ -43,6 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="/tmp/kokoyi-fuzz.jsonl", help="failures, one JSON object per line")
     ap.add_argument("--all-graphs", action="store_true", help="every graph of GRAPHS plus the random one")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each failure's program")
+    ap.add_argument("--seeds-from", metavar="JSONL", help="rerun the programs of an earlier --out file")
     args = ap.parse_args(argv)
 
     import torch
@@ -58,11 +60,17 @@ def main(argv=None) -> int:
     new: list = []
     t0 = time.time()
     with open(args.out, "w") as out:
-        for i, seed in enumerate(range(args.start, args.start + args.n)):
+        seeds = range(args.start, args.start + args.n)
+        sources: dict = {}
+        if args.seeds_from:  # the same programs again (the generator may have changed since)
+            sources = {r["seed"]: r["source"] for r in map(json.loads, open(args.seeds_from))}
+            seeds = list(sources)
+            args.n, args.start = len(seeds), min(seeds, default=0)
+        for i, seed in enumerate(seeds):
             rg = random_graph(random.Random(seed))
             graphs = dict(GRAPHS) if args.all_graphs else {names[seed % len(names)]: GRAPHS[names[seed % len(names)]]}
             graphs["random"] = rg
-            r = fuzz_one(seed, graphs)
+            r = fuzz_one(seed, graphs, source=sources.get(seed))
             features.update(r.features)
             known = explain(r)
             if r.category == "agree":
@@ -80,7 +88,8 @@ def main(argv=None) -> int:
                 print(f"{i + 1} programs, {time.time() - t0:.0f} s, agree {counts['agree']}, "
                       f"new failures {len(new)}", flush=True)
     dt = time.time() - t0
-    print(f"\n{args.n} programs (seeds {args.start}..{args.start + args.n - 1}), {dt:.0f} s, "
+    which = f"the seeds of {args.seeds_from}" if args.seeds_from else f"seeds {args.start}..{args.start + args.n - 1}"
+    print(f"\n{args.n} programs ({which}), {dt:.0f} s, "
           f"torch threads 1")
     print(f"  agree: {counts['agree']}")
     for key in sorted(k for k in counts if k != "agree"):

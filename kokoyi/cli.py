@@ -78,6 +78,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    "epoch (default: run all epochs)")
     p.add_argument("--hyper", action="append", type=_hyper_pair, default=[], metavar="NAME=VALUE",
                    help="a model hyperparameter, e.g. --hyper d_h=16 (repeatable)")
+    p.add_argument("--task", choices=["node", "graph"], type=str.lower, help="node classification (default) or "
+                   "graph classification with k-fold cross-validation on --data TU_FOLDER")
+    p.add_argument("--folds", type=_positive, help="--task graph: number of cross-validation folds (default 10)")
 
 
 TRAIN_HELP = """\
@@ -427,6 +430,12 @@ def cmd_train(args) -> int:
     model = pick_model(models, args.model or from_file.model, args.file)
     meta = getattr(model, "__kokoyi__", {})
     opts = merge_train_options(args, from_file, {hyper_key(h["name"]) for h in meta.get("hypers", [])})
+    if (args.task or from_file.task) == "graph":  # graph classification, k-fold CV (kokoyi/train_graph.py)
+        from kokoyi.train_graph import cmd_train_graph
+        try:
+            return cmd_train_graph(args, model, opts, from_file)
+        except (TrainError, ValueError) as e:
+            raise CliError(str(e)) from None
     if args.nproc is not None or args.partitions is not None:
         from kokoyi.distributed.cli import DistCliError, cmd_train_distributed
         try:

@@ -189,6 +189,8 @@ def compare_model(program, cls, name: str, edge_index, num_nodes: int, graph_nam
     meta = cls.__kokoyi__
     rng = random.Random(seed)
     hypers = dict(hypers) if hypers is not None else choose_hypers(meta, rng)
+    if "num_nodes" in hypers:  # |V| sizes a parameter (E_v): the graph's node count
+        hypers["num_nodes"] = int(num_nodes)
     cmp = Comparison(name, graph_name, hypers)
     gen = torch.Generator().manual_seed(seed)
     try:
@@ -202,13 +204,17 @@ def compare_model(program, cls, name: str, edge_index, num_nodes: int, graph_nam
     leaf_names = [f"input {i['name']}" for i in meta["inputs"]] + [n for n, _ in module.named_parameters()]
     try:
         graph = Graph.from_edge_index(edge_index, num_nodes)
+        etype = None
+        if "num_relations" in hypers:  # a relational model (R-GCN): random relation ids per edge
+            etype = torch.randint(0, int(hypers["num_relations"]), (edge_index.shape[1],), generator=gen)
+            graph.set_edge_types(etype, int(hypers["num_relations"]))
         got = module(graph, *inputs) if meta.get("uses_graph", True) else module(*inputs)
         got = got if isinstance(got, tuple) else (got,)
     except Exception as e:  # noqa: BLE001
         cmp.error, cmp.stage = f"the compiled forward failed: {type(e).__name__}: {e}", "forward"
         return cmp
     try:
-        want = interpret(program, name, module, edge_index, num_nodes, inputs)
+        want = interpret(program, name, module, edge_index, num_nodes, inputs, etype=etype)
     except InterpError as e:
         cmp.error, cmp.stage = f"the interpreter cannot run this program: {e}", "interpreter"
         return cmp
@@ -330,14 +336,18 @@ class FuzzResult:
     program: object = None  # the typed program, when it checked
 
 
-def fuzz_one(seed: int, graphs: dict | None = None, grads: bool = True) -> FuzzResult:
-    """Generate program `seed`, compile it and compare it with the interpreter on each graph of `graphs`
-    (default: one graph of `GRAPHS`, chosen by the seed); the first graph that disagrees decides."""
+def fuzz_one(seed: int, graphs: dict | None = None, grads: bool = True, source: str | None = None) -> FuzzResult:
+    """Generate program `seed` (or take `source`, a program written earlier with that seed), compile it and
+    compare it with the interpreter on each graph of `graphs` (default: one graph of `GRAPHS`, chosen by
+    the seed); the first graph that disagrees decides."""
     from kokoyi.api import _compiling, _front
     from kokoyi.compiler.fuzz import generate
     from kokoyi.diagnostics import KokoyiError
 
     prog = generate(seed)
+    if source is not None:
+        from kokoyi.compiler.fuzz import Program
+        prog = Program(source, "Fuzz", set())
     if graphs is None:
         names = sorted(GRAPHS)
         graphs = {names[seed % len(names)]: GRAPHS[names[seed % len(names)]]}

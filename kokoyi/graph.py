@@ -178,6 +178,48 @@ class Graph:
         g._in_deg = g._out_deg = g._inv_eid = g._rev = None
         return g
 
+    @classmethod
+    def batch(cls, graphs) -> "Graph":
+        """One block-diagonal graph of full graphs (see :mod:`kokoyi.batch`), with a graph id per node."""
+        from kokoyi.batch import batch_graphs
+        return batch_graphs(graphs, cls)
+
+    def set_graph_ids(self, node_graph: torch.Tensor, num_graphs: int) -> "Graph":
+        """Declare which graph of a batch each node belongs to (sorted ids in 0..num_graphs-1)."""
+        from kokoyi.batch import check_graph_ids
+        self._num_graphs = _check_count(num_graphs, "num_graphs")
+        self._node_graph = check_graph_ids(node_graph, self._num_graphs, self.num_src).to(self.device)
+        return self
+
+    def set_edge_types(self, etype, num_relations: int) -> "Graph":
+        """Give each edge (user order, like ``edge_index``) a relation id in 0..num_relations-1 (R-GCN)."""
+        from kokoyi.batch import check_edge_types
+        self.num_relations = _check_count(num_relations, "num_relations")
+        self.etype = self.edge_data(check_edge_types(etype, self.num_relations, self.num_edges).to(self.device))
+        return self
+
+    @classmethod
+    def hetero(cls, edges: dict, num_nodes: dict | None = None) -> "Graph":
+        """A graph with typed nodes and edges from ``{(src_type, relation, dst_type): edge_index}``: node
+        types are numbered one after another (``graph.node_offset[type]``), relations in the dict's order
+        (``graph.relations``); see :mod:`kokoyi.batch`."""
+        from kokoyi.batch import hetero_graph
+        return hetero_graph(edges, num_nodes, cls)
+
+    @property
+    def num_graphs(self) -> int:
+        """Number of graphs in a batch (1 for a graph that was not batched)."""
+        return getattr(self, "_num_graphs", None) or 1
+
+    @property
+    def node_graph(self) -> torch.Tensor:
+        """(num_src,) int64: the graph id of each node (all 0 for a graph that was not batched)."""
+        ids = getattr(self, "_node_graph", None)
+        if ids is None:
+            ids = torch.zeros(self.num_src, dtype=torch.int64, device=self.device)
+            self._node_graph = ids
+        return ids
+
     # ------------------------------------------------------------------ properties
     @property
     def num_edges(self) -> int:

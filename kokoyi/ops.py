@@ -114,3 +114,13 @@ def edge_softmax(graph, scores: torch.Tensor, self_scores: Optional[torch.Tensor
     if self_scores is None:
         return _to_user(graph, out)
     return _to_user(graph, out[0]), out[1]
+
+# Graph-level readouts, GraphNorm and relation-typed sums (language stage 2; node tensors only, so the
+# public functions and the generated modules' `_internal` ones are the same)
+from kokoyi.kernels.norms import GraphNorm  # noqa: E402
+from kokoyi.kernels.readout import broadcast_graph, graph_softmax, readout  # noqa: E402
+from kokoyi.kernels.relations import rel_gspmm, rel_in_degrees  # noqa: E402
+
+__all__ += ["readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees"]
+for _name in ("readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees"):
+    setattr(_internal, _name, globals()[_name])

@@ -322,7 +322,7 @@ def test_dataset_validates_fields():
 
 
 def test_load_dataset_registry():
-    assert set(DATASETS) == {"synthetic", "cora", "citeseer", "pubmed"}
+    assert {"synthetic", "cora", "citeseer", "pubmed", "facebook", "dcsbm", "reddit-like"} <= set(DATASETS)
     assert torch.equal(load_dataset("Synthetic", seed=2).x, synthetic(2).x)
     with pytest.raises(ValueError, match="unknown dataset 'ogbn'.*synthetic, cora"):
         load_dataset("ogbn")

@@ -114,3 +114,25 @@ def test_values_made_in_one_branch_of_the_linear_order_if_are_not_read_in_the_ot
 \end{model}"""
     for d, h in ((2, 3), (3, 2)):  # both branches
         agrees(src, hypers={"M": {"d": d, "h": h, "K": 2}})
+
+
+def test_gradient_through_the_target_factor_of_a_sum_with_empty_neighbourhoods():
+    """`\\sum_u \\frac{\\epsilon x_u}{\\sqrt{|N(v)|}}`: the factor pulled out of the sum was masked with
+    torch.where on nodes without in-edges, but computed as inf there, so the gradient of epsilon was
+    inf * 0 = NaN. The masked factor now reads the degree as at least 1."""
+    src = model(r"\param \epsilon \in \mathbb{R} \\ y_v \gets \sum_{u \in \mathcal{N}(v)} "
+                r"\frac{\epsilon x_u}{\sqrt{|\mathcal{N}(v)|}} + \sum_{u \in \mathcal{N}(v)} "
+                r"\frac{(x_u \cdot c) c}{|\mathcal{N}(v)|^2} \\ \return y")
+    agrees(src)
+
+
+def test_vector_target_factor_meets_the_features_before_the_projection():
+    """`\\sum_u (x_v \\odot x_u) W`: the target factor x_v was pulled out of the sum and multiplied after
+    the projection when W narrows the features: `(\\sum_u x_u W) * x_v`, a crash when h != d and silently
+    wrong numbers when h == d."""
+    src = model(r"\param W \in \mathbb{R}^{d \times h} \\ \param V \in \mathbb{R}^{d \times h} \\ "
+                r"q_v \gets \sum_{u \in \mathcal{N}(v)} (x_v \odot x_u) W + \sum_{u \in \mathcal{N}(v) \cup \{v\}} "
+                r"\frac{(x_v \odot x_u \odot c) V}{\sqrt{|\mathcal{N}(v)| + 1}} \\ \return q").replace(
+        r"\hyper d \\", r"\hyper d, h \\")
+    for d, h in ((3, 3), (3, 2), (2, 3)):
+        agrees(src, hypers={"M": {"d": d, "h": h, "theta": 0.5}})

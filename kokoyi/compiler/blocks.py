@@ -8,9 +8,13 @@ Node values live on node sets; with ``S_k`` the sources of block k and ``D_k`` t
     S_k  =  sources of block k                        (= D_k on sampled blocks; with historical
                                                         embeddings D_k plus stale out-of-batch rows)
 
-Targets are a prefix of the sources, so ``S_j ⊇ S_k``, ``S_j ⊇ D_k`` and ``D_j ⊇ D_k`` for j <= k: a value
-moves to a later set by slicing its rows (``x[: blocks[k].num_src]``, ``x[: blocks[k-1].num_dst]``); the
-only move that is not a slice is ``D_k -> S_k``, the exchange with the history (the identity without one).
+Targets are a prefix of the sources, so ``S_j ⊇ D_k`` and ``D_j ⊇ D_k`` for j < k: a value moves to a
+later set by slicing its rows (``x[: blocks[k - 1].num_dst]``). ``D_k -> S_k`` is the exchange with the
+history (the identity without one). ``S_j -> S_k`` is a slice on plain and GNNAutoScale blocks but not on
+VR-GCN's control-variate blocks (stale copies follow the fresh sources), so quantities of the graph alone
+(degrees, node tables) are recomputed on block k's sources (``ops.node_degrees(blocks[k], "in")``) and
+any other such read marks the model ``control_variate: False``. An edge value of block j read on block
+k > j is recomputed there from its definition.
 
 The pass walks the lowered statements once, gives every value its set (a `Lv`: level k, side s/d; edge
 values their block), picks each sparse operator's block (the latest level among its operands), slices
@@ -110,6 +114,9 @@ class Levels:
         self.user_nodes = user
         for inp in self.tm.inputs:
             self.env[inp.key] = {"node": S0, "edge": Poly("e"), "plain": PLAIN}[inp.dom]
+        self.edge_inputs = {inp.key for inp in self.tm.inputs if inp.dom == "edge"}
+        self.edge_input_memo: dict = {}
+        self.edge_input_of: dict = {}  # name of an edge input gathered for a block -> the input
 
     # ------------------------------------------------------------------ level algebra
     def ge(self, a, b) -> bool:
@@ -166,7 +173,16 @@ class Levels:
     def to(self, py: Py, have, want: Lv, key_hint: str = "x") -> Py:
         """`py` (living on `have`) read on the node set `want`: as is, sliced, or exchanged then sliced."""
         if isinstance(have, Poly):
+            self.settle(py, want)
             for slot in have.slots:
+                self.lv_of[id(slot)] = want  # the slot's rows are now those of `want`
+                if slot.op == "edge_rows":  # becomes the edge input gathered for block k, once per block
+                    slot.args, slot.attrs, slot.op = (self.edge_input_at(slot.args[0].args[0], want.k),), {}, "var"
+                    slot.args = slot.args[0].args
+                    continue
+                if slot.op == "poly_var":  # a value whose rows follow the use, computed on `want`
+                    slot.args, slot.attrs, slot.op = self.poly_at(slot.args[0], want).args, {}, "var"
+                    continue
                 slot.attrs["lv"] = want
                 slot.attrs["size_k"] = self.dim(want.k - 1 if want.side == "d" else want.k)
             return py
@@ -189,6 +205,34 @@ class Levels:
                 return py
         return self.push(py, want)
 
+    def poly_at(self, name: str, want: Lv) -> Py:
+        """A definition whose rows follow its use, computed on the rows of `want` (once per set)."""
+        memo = (name, repr(Lv(_norm(want.k), want.side)))
+        if memo not in self.remat:
+            _target, expr = self.orig[name]
+            py, lv = self.expr(expr)
+            py = self.to(py, lv, want) if isinstance(lv, Poly) else py
+            k_n = _norm(want.k)
+            tag = f"{k_n}" if k_n.is_Integer else "k"
+            new = self.remat_names.setdefault(memo, self.fresh(f"{name}_{want.side}{tag}"))
+            self.out.append(Assign(new, py, f"{name} on {repr(Lv(k_n, want.side))}"))
+            self.remat[memo] = Py("var", (new,))
+            self.env[new] = want
+        return self.remat[memo]
+
+    def edge_input_at(self, name: str, k) -> Py:
+        """The edge input `name` (the full graph's edges, user order) on block k's edges."""
+        memo = (name, str(_norm(k)))
+        if memo not in self.edge_input_memo:
+            k_n = _norm(k)
+            new = self.remat_names.setdefault(memo, self.fresh(f"{name}_{k_n}" if k_n.is_Integer else f"{name}_k"))
+            self.out.append(Assign(new, Py("edge_rows", (Py("var", (name,)),), {"blk": self.dim(k)}),
+                                   f"{name} on the edges of block {k_n}"))
+            self.edge_input_memo[memo] = Py("var", (new,))
+            self.edge_input_of[new] = name
+            self.env[new] = Lv(k, "e")
+        return self.edge_input_memo[memo]
+
     # ------------------------------------------------------------------ edge values on a later block
     def edge_relevel(self, py: Py, k) -> Py:
         """An edge expression of an earlier block rebuilt on block k's edges from its named edge values."""
@@ -197,6 +241,8 @@ class Levels:
             return py
         if py.op == "var" and py.args[0] in self.orig:
             return self.edge_at(py.args[0], k)
+        if py.op == "var" and py.args[0] in self.edge_input_of:
+            return self.edge_input_at(self.edge_input_of[py.args[0]], k)
         if py.op == "var" or "block" in py.attrs:
             raise BlockError("an edge value is read on another block's edges")
         out = Py(py.op, tuple(self.edge_relevel(a, k) if isinstance(a, Py) else a for a in py.args),
@@ -214,6 +260,10 @@ class Levels:
             saved, self.force = self.force, k
             try:
                 py, lv = self.expr(expr)
+                if isinstance(lv, Poly):
+                    py, lv = self.to(py, lv, Lv(k, "e")), Lv(k, "e")
+                elif isinstance(lv, Lv) and lv.side == "e" and not _eq(lv.k, k):  # named parts of block j
+                    py, lv = self.edge_relevel(py, k), Lv(k, "e")
             finally:
                 self.force = saved
             k_n = _norm(k)
@@ -275,13 +325,27 @@ class Levels:
         self.keep.append(out)
         return out
 
+    def settle(self, py, want: Lv):
+        """Every node of `py` whose rows followed its use now has the rows of `want`."""
+        if isinstance(py, Py) and isinstance(self.lv_of.get(id(py)), Poly):
+            self.lv_of[id(py)] = want
+            for a in list(py.args) + list(py.attrs.values()):
+                self.settle(a, want)
+
     def slice_py(self, py: Py, want: Lv) -> Py:
-        return Py("rows_to", (py,), {"lv": want, "k": self.dim(want.k if want.side == "s" else want.k - 1)})
+        if py.op == "rows_to":  # x[: m][: n] is x[: n]
+            py = py.args[0]
+        out = Py("rows_to", (py,), {"lv": want, "k": self.dim(want.k if want.side == "s" else want.k - 1)})
+        self.lv_of[id(out)] = want
+        self.keep.append(out)
+        return out
 
     def push(self, py: Py, want: Lv) -> Py:
         """Restrict a row-wise expression to the rows of `want` by restricting its operands, so that
         ``(x W)[: n]`` is computed as ``x[: n] W`` (only the rows that are used)."""
         lv = self.lv_of.get(id(py))
+        if lv is None and isinstance(py, Py) and py.op not in ("const", "sympy", "attr"):
+            raise BlockError(f"internal: no node set for {py.op}")  # never slice-free by accident
         if not isinstance(lv, Lv) or lv.side not in ("s", "d"):
             return py
         if lv.side == want.side and _eq(lv.k, want.k):
@@ -312,6 +376,8 @@ class Levels:
         name = self.fresh(f"{py.args[0]}_all")
         self.out.append(Assign(name, self.exchange_py(py, py.args[0], have.k)))
         self.exchanged[memo] = Py("var", (name,))
+        self.lv_of[id(self.exchanged[memo])] = Lv(have.k, "s")
+        self.keep.append(self.exchanged[memo])
         return self.exchanged[memo]
 
     def exchange_py(self, py: Py, key: str, k) -> Py:
@@ -326,6 +392,8 @@ class Levels:
         for py in outputs:
             if py.op == "edge_output":
                 inner, lv = self.expr(py.args[0])
+                if isinstance(lv, Poly):  # an edge output of edge inputs alone: on block 0's edges
+                    inner, lv = self.to(inner, lv, Lv(sp.Integer(0), "e")), Lv(sp.Integer(0), "e")
                 new_outputs.append(Py("edge_output", (inner,), {"lv": lv, "size_k": self.dim(getattr(lv, "k", 0))}))
                 continue
             p, lv = self.expr(py)
@@ -360,6 +428,12 @@ class Levels:
             self.orig[first] = self.orig[second] = (s.target, s.expr)
             self.out.append(Assign(s.target, py, s.comment, s.layout))
             self.env[first], self.env[second] = Lv(lv[1], "e"), Lv(lv[1] + 1, "d")
+            return
+        if isinstance(s.target, str) and isinstance(lv, Poly) and "," not in s.target:
+            # rows that follow the use (edge inputs alone, a parameter expanded over the nodes): computed
+            # where each use needs them, once per node set
+            self.orig[s.target] = (s.target, s.expr)
+            self.env[s.target] = ("polyvar", s.target, lv.kind)
             return
         if isinstance(s.target, str):
             self.out.append(Assign(s.target, py, s.comment, s.layout))
@@ -408,15 +482,18 @@ class Levels:
         outer = self.out
         env0 = dict(self.env)
         memos = (dict(self.remat), dict(self.exchanged))  # names made in a branch stay in it
+        edge_memo = dict(self.edge_input_memo)
         self.out = []
         self.statements(then_b)
         then_out, env_then = self.out, dict(self.env)
         self.env = dict(env0)
         self.remat, self.exchanged = dict(memos[0]), dict(memos[1])
+        self.edge_input_memo = dict(edge_memo)
         self.out = []
         self.statements(else_b)
         else_out = self.out
         self.remat, self.exchanged = memos
+        self.edge_input_memo = edge_memo
         for k, v in env_then.items():
             if k in self.env and isinstance(v, Lv) and isinstance(self.env[k], Lv) and repr(v) != repr(self.env[k]):
                 raise BlockError(f"the two linear-map orders give {k} different levels")
@@ -438,6 +515,7 @@ class Levels:
                      list(self.boundaries))
             n_uses = len(self.uses)
             saved_memo = (dict(self.remat), dict(self.exchanged))
+            saved_edge_memo = dict(self.edge_input_memo)
             for key in lists:
                 self.lists[key]["c"] = steps[key]
             self.out = []
@@ -449,7 +527,7 @@ class Levels:
             new_steps = {}
             for key in lists:
                 info = self.lists[key]
-                i0, base = info["base"]
+                i0, base = info.get("base", (None, None))  # a layer block's member without a base case
                 got = [(i, lv) for i, lv in info.get("assigned", []) if i is not None and i.free_symbols]
                 if not got or not isinstance(base, Lv) or base.side not in ("s", "d"):
                     new_steps[key] = steps[key]
@@ -461,6 +539,7 @@ class Levels:
                 new_steps[key] = sp.simplify(_norm(lv.k) - prev)
             if all(_eq(new_steps[k], steps[k]) for k in lists):
                 self.remat, self.exchanged = saved_memo  # names made in the body stay in it
+                self.edge_input_memo = saved_edge_memo
                 self.out = saved[0]
                 self.out.append(Loop(s.var, s.lo, s.hi, body_out))
                 for key in lists:
@@ -470,12 +549,17 @@ class Levels:
             del self.uses[n_uses:]
             self.out, self.env, self.lists, self.exchanged, self.boundaries = saved
             self.remat = dict(saved_memo[0])
+            self.edge_input_memo = dict(saved_edge_memo)
             self.lists = {k: dict(v) for k, v in self.lists.items()}
         raise BlockError("the recurrence's hop depth per layer is not constant")
 
     def element(self, key: str, idx: Py):
         info = self.lists.get(key, {})
-        if "base" not in info:
+        if "base" not in info:  # a layer block's member (no base case): the layer assigned in this iteration
+            idx_e = _index(idx)
+            for i, lv in reversed(info.get("assigned", [])):
+                if idx_e is not None and i is not None and _eq(i, idx_e):
+                    return lv
             raise BlockError(f"{key} is read before its first layer")
         i0, base = info["base"]
         idx_e = _index(idx)
@@ -519,7 +603,13 @@ class Levels:
 
     def x_var(self, py):
         name = py.args[0]
+        if name in self.edge_inputs:  # the edge input's rows of the block that reads it
+            slot = Py("edge_rows", (py,), {})
+            return slot, Poly("e", [slot])
         lv = self.env.get(name)
+        if isinstance(lv, tuple) and lv[0] == "polyvar":
+            slot = Py("poly_var", (name,), {})
+            return slot, Poly(lv[2], [slot])
         if lv is None:
             return py, PLAIN  # a loop variable or a name of the constructor
         if isinstance(lv, tuple):
@@ -538,7 +628,7 @@ class Levels:
 
     def x_getitem(self, py):
         base, idx = py.args
-        if base.op == "var" and isinstance(self.env.get(base.args[0]), tuple):
+        if base.op == "var" and isinstance(self.env.get(base.args[0]), tuple) and self.env[base.args[0]][0] == "list":
             return py, self.element(base.args[0], idx)
         b, lv = self.expr(base)
         return Py("getitem", (b, idx), py.attrs), lv
@@ -602,6 +692,30 @@ class Levels:
         roles = [None, None, "u" if op != "copy_e" else None, "e" if op != "copy_u" else None]
         p, b = self.sparse(py, roles, f"g-SpMM {op}/{py.args[1].args[0]}")
         return p, Lv(b + 1, "d")
+
+    # graph-level values, GraphNorm and relations (issue 11; lang2): they read whole graphs
+    def _whole_graph(self, what, why="a sampled block holds part of each graph"):
+        raise BlockError(f"{what} needs the full graph ({why})")
+
+    def x_readout(self, py):
+        self._whole_graph("a readout over \\mathcal{V}")
+
+    def x_broadcast_graph(self, py):
+        self._whole_graph("a graph-level value read at the nodes")
+
+    def x_graph_softmax(self, py):
+        self._whole_graph("a softmax over the nodes of a graph")
+
+    def x_builtin_call_graph(self, py):
+        self._whole_graph("GraphNorm")
+
+    def x_rel_gspmm(self, py):
+        self._whole_graph("a sum over \\mathcal{N}_r(v) (relations on sampled blocks are not supported yet)")
+
+    x_rel_degrees = x_rel_gspmm
+
+    def x_stack_members(self, py):
+        self._whole_graph("a reduction over the layers of a recurrence", "its layers have different hop depths")
 
     def x_gspmm_out(self, py):
         raise BlockError("a reduction over \\mathcal{N}_{out}(v) needs the full graph (a sampled block holds "
@@ -670,6 +784,8 @@ def print_rule(pr, py: Py):
             rest = ", ".join(":" if i == ":" else "None" for i in inner.attrs["idx"][1:])
             return f"{pr.wrap(inner.args[0], 9)}[: {size}{', ' + rest if rest else ''}]", 9
         return f"{pr.wrap(inner, 9)}[: {size}]", 9
+    if op == "edge_rows":
+        return f"ops.edge_rows({_b(pr, at, 'blk') if 'blk' in at else 'blocks[0]'}, {pr(args[0])})", 9
     if op == "node_rows":
         return f"ops.node_rows({_b(pr, at, 'blk') if 'blk' in at else 'blocks[0]'}, {pr(args[0])})", 9
     if op == "node_degrees":

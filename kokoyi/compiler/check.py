@@ -21,6 +21,13 @@ import sympy as sp
 from kokoyi.diagnostics import Collector
 from kokoyi.grammar import ast as A
 from kokoyi.compiler.ir import Family, T, TDef, TModel, TProgram, Ty, Value
+from kokoyi.compiler.readout import GRAPH, ReadoutChecks
+from kokoyi.compiler.builtins import NORMS
+from kokoyi.compiler.norms import NormChecks
+from kokoyi.compiler.cases import CaseChecks
+from kokoyi.compiler.layers import LayerChecks
+from kokoyi.compiler.slices import SliceChecks
+from kokoyi.compiler.relations import RelationChecks, is_rel_family, rel_letter
 
 NODE_LETTERS = ("u", "v", "w")
 RESERVED = {"graph", "self", "torch", "ops", "F", "nn", "forward", "training", "math", "Graph", "Tensor",
@@ -51,6 +58,8 @@ GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "et
          "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi",
          "Omega", "ell"}
 BUILTIN_SUBMODELS = {"Linear": 2, "MLP": 3}
+BUILTIN_SUBMODELS.update({name: 1 for name in NORMS})  # \mathrm{LayerNorm}(d), ... (builtins.py)
+FUNCTIONS.update({name: (b.op, None) for name, b in NORMS.items()})  # inline \mathrm{LayerNorm}(h_v)
 
 
 def py_name(key: str) -> str:
@@ -132,7 +141,7 @@ class Scope:
         return Scope(**d)
 
 
-class ModelChecker:
+class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerChecks, SliceChecks):
     def __init__(self, model: A.Model, program: A.Program, col: Collector, model_names: dict):
         self.m, self.src, self.col, self.model_names = model, program.source, col, model_names
         self.values: dict[str, Value] = {}
@@ -230,6 +239,8 @@ class ModelChecker:
                 and node.operand.name == "V":
             self.uses_num_nodes = True
             return N_NODES
+        if isinstance(node, A.Abs) and self.is_relation_set(node.operand):
+            return self.ensure_relations()  # |\mathcal{R}|
         if isinstance(node, A.BinOp) and node.op in ("juxt", "times", "cdot", "*", "+", "-", "/"):
             a, b = self.dim(node.left), self.dim(node.right)
             return {"+": a + b, "-": a - b, "/": a / b}.get(node.op, a * b)
@@ -308,8 +319,8 @@ class ModelChecker:
         if rng is None:
             return None
         var = self.family_letter(rng.var)
-        if rng.set is not None:
-            self.err("relation families (r \\in \\mathcal{R}) are stage 2 and not supported yet", rng.span)
+        if rng.set is not None:  # r \in \mathcal{R}: one member per relation (relations.py)
+            return self.relation_family(rng, letter, node)
         if letter is not None and var != letter:
             self.err(f"the family index is '{letter}' but the range binds '{var}'", rng.span)
         lo, hi = self.dim(rng.lo), self.dim(rng.hi)
@@ -340,7 +351,7 @@ class ModelChecker:
                 continue
         for v in self.values.values():
             if v.kind == "def" and v.family is not None and v.family.mode == "loop" and 0 not in v.info.get(
-                    "members", ()):
+                    "members", ()) and not v.info.get("block"):
                 self.col.error(f"recurrence '{v.key}' has no base case",
                                v.span, f"define {v.key}^{{(0)}} (e.g. the input features)")
         if not self.returns and not any(isinstance(s, A.Return) for s in self.m.stmts):
@@ -527,10 +538,12 @@ class ModelChecker:
             # the range's dimensions are read in define(), once the hyperparameters are declared; a family
             # with a range is a layer recurrence when it reads itself, else a vectorised (head) family
             recur = fl is None or (st.family is not None and self._mentions(st.expr, key))
-            fam = Family(fl or "?", None, None, "loop" if recur else "vector")
+            block = st.family is not None and not self.reads_own_member(st.expr, key) \
+                and self.reads_layer_family(st.expr, fl, key)  # a layer block without self-reference (layers.py)
+            fam = Family(fl or "?", None, None, "loop" if recur or block else "vector")
             v = self.declare(Value(key, "def", dom, Ty(), st.span, self.latex(st), fam, info={
                 "letters": letters, "members": {(member if member is not None else "family"): st},
-                "range": st.family}), st)
+                "range": st.family, "block": block}), st)
             return v
         self.declare(Value(key, "def", dom, Ty(), st.span, self.latex(st), info={"letters": letters}), st)
 
@@ -600,7 +613,9 @@ class ModelChecker:
                 expr = T("expand_fam", (expr,), Ty(expr.ty.shape, (fam.letter,) + expr.ty.fam), expr.deps,
                          expr.span, {"letter": fam.letter, "size": fam.hi - fam.lo + 1})
         allowed = set(letters or ())
-        extra = set(expr.deps) - allowed - {"e"}
+        if v.dom == "plain" and GRAPH in expr.deps:
+            v.dom = "graph"  # a readout (or a value made from one): one row per graph
+        extra = set(expr.deps) - allowed - {"e", GRAPH}
         if extra:
             self.err(f"index {', '.join(sorted(extra))} is not bound in the definition of '{self.latex(st.target)}'",
                      st.expr.span, "bind it with a sum, e.g. \\sum_{u \\in \\mathcal{N}(v)}")
@@ -619,6 +634,8 @@ class ModelChecker:
         v.ty = Ty(expr.ty.shape, (v.family.letter,) if v.family and v.family.mode == "vector" else ())
         v.edge_input = getattr(v, "edge_input", False) or expr.edge_input
         v.info["edge_input"] = v.info.get("edge_input", False) or expr.edge_input
+        if v.info.get("block"):
+            v.info["block_expr"] = expr
         self.depth[v.key] = self.expr_depth(expr, v)
         self.checked.add(v.key)
         self.uses_graph = self.uses_graph or v.dom != "plain"
@@ -645,6 +662,10 @@ class ModelChecker:
             key = t.attrs["key"]
             if key == v.key and v.family is not None and v.family.mode == "loop":
                 return 0, 0
+            member = self.values.get(key)
+            if member is not None and member.info.get("block_expr") is not None and v.family is not None \
+                    and v.family.mode == "loop" and member is not v:  # a layer block's member (layers.py)
+                return self._hops(member.info["block_expr"], v)
             return None, self.depth.get(key, 0)
         parts = [self._hops(a, v) for a in t.args]
         steps = [p[0] for p in parts if p[0] is not None]
@@ -715,7 +736,8 @@ class ModelChecker:
         if setinfo is not None and not node.norm:
             center, direction, self_loop = setinfo
             self.uses_graph = True
-            return T("deg", (), Ty(), frozenset({center}), node.span,
+            return T("deg", (), Ty((), (rel_letter(direction),) if rel_letter(direction) else ()), frozenset({center}),
+                     node.span,
                      {"at": center, "dir": direction, "self_loop": self_loop})
         a = self.expr(inner, scope)
         if node.norm or a.ty.shape:
@@ -801,12 +823,23 @@ class ModelChecker:
             self.err(f"the index '{sym.name}' is not a value", node.span)
         if sym.kind == "command" and sym.name not in GREEK:
             self.err(f"unknown command \\{sym.name}", sym.span, _command_hint(sym.name))
+        if sym.kind == "letter" and sym.name == "I" and primes == 0 and not sym.accent:  # the identity (cases.py)
+            eye = self.identity(sym, sub, sup, node, scope)
+            if eye is not None:
+                return eye
         self.err(f"undefined name '{self.latex(node)}'", node.span,
                  "declare it with \\hyper, \\input or \\param, or define it with \\gets")
 
     def use(self, v: Value, sub, sup, node, scope: Scope) -> T:
         """A reference to a declared value with the leftover subscript (index) and superscript."""
         attrs = {"key": v.key}
+        if v.kind == "param" and is_rel_family(v.family) and isinstance(sup, A.Sym) and sup.name in ("top", "T"):
+            return self.apply_sup(self.use(v, sub, None, node, scope), sup, node, scope)  # W_r^\top
+        if v.kind == "param" and is_rel_family(v.family) and sup is None:  # W_r: the member of relation r
+            if v.family.letter not in scope.heads:
+                self.err(f"'{v.key}' has one member per relation: the relation '{v.family.letter}' is not bound here",
+                         node.span, f"bind it with \\sum_{{{v.family.letter} \\in \\mathcal{{R}}}}")
+            sup = A.Sym(node.span, v.family.letter, "letter")
         if v.kind == "hyper":
             if sub is not None:
                 self.err(f"hyperparameter '{v.key}' takes no index", sub.span)
@@ -848,6 +881,8 @@ class ModelChecker:
                 else:
                     attrs["index"] = sp.Symbol(fl) - fam.lo if v.kind == "param" else sp.Symbol(fl)
                     attrs["loop"] = fl
+            elif v.kind == "def" and fam.mode == "loop" and fl is not None and fl in scope.heads:
+                fam_letters = self.layer_member_stack(v, fl, scope, sup, attrs)  # \Vert_l h^{(l)} (layers.py)
             else:
                 idx = self.index_expr(sup, scope)
                 attrs["index"] = idx - fam.lo if v.kind == "param" else idx
@@ -908,6 +943,8 @@ class ModelChecker:
         op = "param" if v.kind == "param" else "ref"
         edge_input = (v.kind == "input" and v.dom == "edge") or v.info.get("edge_input", False)
         t = T(op, (), Ty(v.ty.shape, fam_letters), frozenset(deps), node.span, attrs, edge_input)
+        if v.dom == "graph":
+            t = self.at_graph(t, scope)
         if v.kind == "input" and v.dom == "edge":
             self.uses_graph = True
         return self.apply_sup(t, sup, node, scope) if sup is not None else t
@@ -998,7 +1035,11 @@ class ModelChecker:
         out = []
         i = 0
         while i < len(nodes):
+            self.unknown_function(nodes, i)
             t = self.expr(nodes[i], scope)
+            while i + 1 < len(nodes) and isinstance(nodes[i + 1], A.Slice) and t.op != "func":
+                t = self.slice_value(t, nodes[i + 1])  # x_v[a:b] (slices.py)
+                i += 1
             if t.op == "func":
                 if i + 1 >= len(nodes):
                     self.err(f"'{self.latex(nodes[i])}' needs an argument", nodes[i].span)
@@ -1020,12 +1061,16 @@ class ModelChecker:
         if arg is None and name not in ("softmax", "deg", "maximum", "minimum") or (
                 name == "softmax" and not isinstance(script, A.Membership)):
             arg = self.expr(arg_node, scope)
+        if self.is_norm(f):
+            return self.norm_call(f, arg, span, scope)
         if name == "call":
             v = f.attrs["value"]
             want = v.info["shape_in"]
             if not self._shape_eq(arg.ty.shape, want):
                 self.err(f"shape mismatch: '{v.key}' takes {fmt_shape(want)}, given {fmt_shape(arg.ty.shape)}", span)
             return self.mk("call", [arg], Ty(v.ty.shape, arg.ty.fam), span, key=v.key)
+        if name == "softmax" and isinstance(script, A.Membership) and self.is_vertex_set(script.set):
+            return self.graph_softmax(script, arg_node, scope, span)
         if name == "softmax" and isinstance(script, A.Membership):
             return self.nb_softmax(script, arg_node, scope, span)
         if name == "deg":
@@ -1077,6 +1122,7 @@ class ModelChecker:
         self.err(f"\\{node.name}(...) takes one or two arguments", node.span)
 
     def binary(self, name, a: T, b: T, node) -> T:
+        a, b = self.resolve_eye(a, b, node)  # a bare I takes the size of the other side (cases.py)
         shape = broadcast(a.ty.shape, b.ty.shape)
         if shape is None:
             sym = {"add": "+", "sub": "-", "mul": "\\odot", "div": "/", "pow": "^"}.get(name, name)
@@ -1105,6 +1151,14 @@ class ModelChecker:
         return T("const", (), Ty(), frozenset(), node.span, {"value": value})
 
     def multiply(self, a: T, b: T, node, explicit: bool) -> T:
+        if "eye" in (a.op, b.op) and a.ty.shape and b.ty.shape:  # I x = x, x I = x
+            a, b = self.resolve_eye(a, b, node)
+            if "eye" not in (a.op, b.op):
+                return self.multiply(a, b, node, explicit)
+            other, eye = (b, a) if a.op == "eye" else (a, b)
+            if not self._shape_eq(other.ty.shape[-1:] if eye is b else other.ty.shape[:1], eye.ty.shape[:1]):
+                self.err(f"shape mismatch: {fmt_shape(a.ty.shape)} times {fmt_shape(b.ty.shape)}", node.span)
+            return other
         sa, sb = a.ty.shape, b.ty.shape
         fam = merge_fam(a.ty.fam, b.ty.fam)
         if not sa or not sb:
@@ -1178,9 +1232,9 @@ class ModelChecker:
                         t = self.text_of(sub)
                         if t not in ("in", "out"):
                             if t is not None and t.isalpha() and len(t) == 1:
-                                self.err("relation-typed neighbourhoods N_r(v) are stage 2, not supported yet",
-                                         sub.span)
-                            self.err("\\mathcal{N}_{in} or \\mathcal{N}_{out}", sub.span)
+                                t = self.relation_neighbours(t, sub, scope)  # N_r(v) (relations.py)
+                            else:
+                                self.err("\\mathcal{N}_{in} or \\mathcal{N}_{out}", sub.span)
                         d = t
                     if center is not None and c != center:
                         self.err(f"{{{center}}} is not the centre node {c}", p.span)
@@ -1199,8 +1253,12 @@ class ModelChecker:
         return center, direction, self_loop
 
     def x_BigOp(self, node, scope):
+        if isinstance(node.sub, A.Membership) and self.is_vertex_set(node.sub.set):
+            return self.readout(node, scope)
+        if isinstance(node.sub, A.Membership) and self.is_relation_set(node.sub.set):
+            return self.relation_sum(node, scope)
         if isinstance(node.sub, A.Membership):
-            return self.nb_reduce(node, scope)
+            return self.with_relation_axis(self.nb_reduce(node, scope))
         if isinstance(node.sub, A.Binding):
             return self.dense_reduce(node, scope)
         self.err(f"cannot read the range of this \\{node.op}", node.span,
@@ -1219,7 +1277,7 @@ class ModelChecker:
         center, direction, self_loop = self.neighbour_set(node.sub.set, scope)
         if u == center or u in scope.nodes:
             self.err(f"'{u}' is already bound", node.sub.var.span, "use another letter (u, w)")
-        inner = scope.with_(nodes=scope.nodes + (u,), reduction=(u, center) if direction == "in" else (center, u))
+        inner = scope.with_(nodes=scope.nodes + (u,), reduction=(u, center) if direction != "out" else (center, u))
         if direction == "out":
             inner.reduction = (center, u)
         body = self.no_func(self.expr(node.operand, inner))
@@ -1250,9 +1308,9 @@ class ModelChecker:
         if self_loop and body.edge_input:
             self.err("an edge input is used on the self loop of \\mathcal{N}(v) \\cup \\{v\\}", span,
                      "the self loop (v, v) is not an edge of the graph")
-        if body.ty.shape:
-            self.err(f"softmax over neighbours normalises scalar scores; this is {fmt_shape(body.ty.shape)}",
-                     arg_node.span)
+        if len(body.ty.shape) > 1:  # a vector of scores is normalised per channel (GENConv)
+            self.err(f"softmax over neighbours normalises a score or a vector of scores; this is "
+                     f"{fmt_shape(body.ty.shape)}", arg_node.span)
         self.uses_graph = True
         return T("nbsoftmax", (body,), body.ty, body.deps | {u, center}, span,
                  {"var": u, "center": center, "dir": direction, "self_loop": self_loop}, body.edge_input)

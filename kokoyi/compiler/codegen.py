@@ -15,6 +15,7 @@ from sympy.printing.str import StrPrinter
 
 from kokoyi.compiler import blocks as blocks_pass
 from kokoyi.compiler.ir import Assign, Comment, LModel, Loop, LProgram, Py
+from kokoyi.compiler.builtins import NORMS
 
 INDENT = "    "
 
@@ -62,6 +63,7 @@ def comment(text: str) -> str:
 # op -> format; {0}, {1} are the printed arguments, {name} attributes.
 INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "matmul": ("@", 2),
          "pow": ("**", 4), "le": ("<=", 0), "gt": (">", 0)}
+INFIX.update({"lt": ("<", 0), "ge": (">=", 0), "eq": ("==", 0), "ne": ("!=", 0)})  # conditions (cases.py)
 FUNCTION = {
     "relu": "torch.relu({0})", "sigmoid": "torch.sigmoid({0})", "tanh": "torch.tanh({0})",
     "exp": "torch.exp({0})", "log": "torch.log({0})", "softplus": "F.softplus({0})", "gelu": "F.gelu({0})",
@@ -85,6 +87,16 @@ TEMPLATES = {
     "edge_output": "graph.edge_output({0})",
     "list_of": "[None] * ({0})",
     "ones_like_deg": "torch.ones_like({0})",
+    "readout": "ops.readout(graph, {0}, {1})",
+    "builtin_call": "{0}({1})",
+    "eye": "torch.eye({0}, dtype={dtype})",
+    "stack_members": "torch.stack({0}[{1}:{2} + 1], dim={3})",
+    "rel_gspmm": "ops.rel_gspmm(graph, {0}, {1}, x_rel={2}, scale_rel={3}, mean={4}, fused={5})",
+    "rel_degrees": "ops.rel_in_degrees(graph).to({dtype})",
+    "builtin_call_graph": "{0}({1}, graph)",
+    "broadcast_graph": "ops.broadcast_graph(graph, {0})",
+    "graph_softmax": "ops.graph_softmax(graph, {0})",
+    "ones_nodes": "torch.ones(graph.num_src, dtype={dtype}, device=graph.device)",
     "as_tensor": "torch.as_tensor({0}, dtype={dtype})",
     "gat_aggregate": "ops.gat_aggregate(graph, {0}, {1}, {2}, negative_slope={3}, self_loop={4})",
 }
@@ -239,6 +251,8 @@ class Printer:
         raise ValueError(f"no print rule for {op}")
 
     def rows(self, py: Py) -> str:
+        if py.attrs["rows"] == "G":
+            return "graph.num_graphs"
         if blocks_pass.rows_size(self, py) is not None:
             return blocks_pass.rows_size(self, py)
         return "graph.num_edges" if py.attrs["rows"] == "E" else "graph.num_dst"
@@ -297,6 +311,9 @@ def generate_model(m: LModel) -> str:
         if p.kind == "submodel":
             dims = [pinit.dim(d) for d in p.info["dims"]]
             dims = [f"self.{d}" if d in {h.key for h in tm.hypers} else d for d in dims]
+            if p.info["model"] in NORMS:  # the builtin table (builtins.py)
+                body.append(f"self.{p.key} = {NORMS[p.info['model']].ctor.format(dims[0])}")
+                continue
             if p.info["kind"] == "builtin":
                 if p.info["model"] == "Linear":
                     body.append(f"self.{p.key} = nn.Linear({dims[0]}, {dims[1]})")
@@ -354,8 +371,11 @@ def generate_model(m: LModel) -> str:
         shape = "(" + "".join(pr.dim(d) + ", " for d in i.ty.shape).rstrip(", ") + ("," if len(i.ty.shape) == 1 else "") + ")"
         where = gname if tm.uses_graph else "None"
         fb.append(f"# {comment(i.latex)}")
-        fb.append(f'{i.key} = ops.check_input({where}, {quote(i.key)}, {i.key}, {quote(i.dom)}, {shape})')
-        if i.dom == "edge":
+        if on_blocks and i.dom == "edge":  # one row per edge of the full graph; blocks gather theirs
+            fb.append(f'{i.key} = ops.check_edge_input(blocks, {quote(i.key)}, {i.key}, {shape})')
+        else:
+            fb.append(f'{i.key} = ops.check_input({where}, {quote(i.key)}, {i.key}, {quote(i.dom)}, {shape})')
+        if i.dom == "edge" and not on_blocks:  # (on blocks: ops.edge_rows where a block reads it)
             fb.append(f"{i.key} = {gname}.edge_data({i.key})  # the user's edge order -> the graph's")
     fb += body_lines(m.body, pr)
     outs = [pr(o) for o in m.outputs]
@@ -461,6 +481,14 @@ def exchange(history, key, x, blocks, k):
 def node_rows(graph, table):
     return table
 
+
+def edge_rows(graph, e):
+    return graph.edge_data(e)
+
+
+def check_edge_input(blocks, name, e, shape):
+    return check_input(blocks[0], name, e, "edge", shape)
+
 '''
 
 
@@ -476,10 +504,14 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         parts.append("\n# ---- kokoyi's PyTorch operators, inlined (this file needs torch alone) ----\n")
         parts.append(_strip_module_doc(inline))
         parts.append(STANDALONE_BLOCKS)
+        parts.append(_standalone_extras())
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
                      "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
                      "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
-                     "node_rows=node_rows)\n")
+                     "node_rows=node_rows, edge_rows=edge_rows, check_edge_input=check_edge_input, "
+                     "readout=readout, broadcast_graph=broadcast_graph, "
+                     "graph_softmax=graph_softmax, GraphNorm=GraphNorm, rel_gspmm=rel_gspmm, "
+                     "rel_in_degrees=rel_in_degrees, full_graph_only=full_graph_only)\n")
     else:
         parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:
@@ -489,6 +521,18 @@ def generate(program: LProgram, standalone: bool = False) -> str:
     for m in program.models:
         parts.append(f"{m.typed.name}.__kokoyi__ = {metadata(m)!r}\n")
     return "".join(parts)
+
+
+def _standalone_extras() -> str:
+    """Readouts and GraphNorm (kernels/readout.py, kernels/norms.py: torch only) for --standalone files."""
+    out = []
+    for name in ("readout.py", "norms.py", "relations.py"):
+        text = (Path(__file__).resolve().parent.parent / "kernels" / name).read_text()
+        out.append("\n".join(ln for ln in _strip_module_doc(text).splitlines()
+                             if not ln.startswith(("from __future__", "from kokoyi", "__all__"))))
+    out.append("def full_graph_only(graph, model, reason):\n    if isinstance(graph, (list, tuple)):\n"
+               "        raise TypeError(f\"model {model} runs on a full graph only ({reason})\")\n")
+    return "\n\n".join(out) + "\n\n"
 
 
 def _strip_module_doc(text: str) -> str:

@@ -133,7 +133,8 @@ class Generator:
             return rf"\left(-{self.operand(ctx, shape, budget, 1)}\right)", 2
         if r < 0.22:
             self.feat("log")
-            return rf"\log{self.paren_always(self.positive(ctx, shape, budget))}", 2
+            log = self.pick([r"\log", r"\log", r"\ln"])
+            return log + self.paren_always(self.positive(ctx, shape, budget)), 2
         if r < 0.32:
             self.feat("sqrt")
             return rf"\sqrt{{{self.positive(ctx, shape, budget)}}}", 2
@@ -212,7 +213,7 @@ class Generator:
             den_shape = shape if self.chance(0.3) else "s"
             return rf"\frac{{{self.expr(ctx, shape, budget)[0]}}}{{{self.positive(ctx, den_shape, budget)}}}", 2
         self.feat("max-min-elementwise")
-        fn = self.pick([r"\max", r"\min"])
+        fn = self.pick([r"\max", r"\min", r"\max", r"\min", r"\maximum", r"\minimum"])
         other = self.expr(ctx, shape, budget)[0] if self.chance(0.7) else "0"
         return rf"{fn}\left({self.expr(ctx, shape, budget)[0]}, {other}\right)", 2
 
@@ -448,8 +449,9 @@ class Generator:
                 shape = self.pick(["s", "s", "h"])
                 ctx = Ctx("edge", center="v", other="u", pair=("u", "v"), edge_ok=True, self_loop=False)
                 text = self.expr(ctx, shape, budget)[0]
+                # no value on a self loop: an edge input, or an edge value without one (a softmax over N(v))
                 tainted = "w_{" in text or r"\omega_{" in text or any(
-                    p.tainted and p.latex + "_{" in text for p in self.pool)
+                    (p.tainted or p.softmax_self is False) and p.latex + "_{" in text for p in self.pool)
                 lines.append(rf"{name}_{{uv}} \gets {text}")
                 self.pool.append(Val(name, "edge", shape, tainted=tainted))
                 self.feat("def:edge")

@@ -34,6 +34,12 @@ import torch
 import torch.nn.functional as F
 
 from kokoyi.compiler.ir import T, TModel, TProgram, Value
+from kokoyi.compiler.readout_interp import GRAPH_ID, ReadoutInterp
+from kokoyi.compiler.norms import NormInterp
+from kokoyi.compiler.cases import CaseInterp
+from kokoyi.compiler.layers import LayerInterp
+from kokoyi.compiler.slices import SliceInterp
+from kokoyi.compiler.relations import RelationInterp
 
 SELF = -1  # the edge id of the self loop (v, v) of `N(v) ∪ {v}`: not an edge of the graph
 EDGE = "#edge"  # the env key holding the current edge id
@@ -52,6 +58,9 @@ class GraphLists:
     dst: list
     in_edges: list  # in_edges[v] = [e, ...] edge ids into v, in user order
     out_edges: list
+    node_graph: list | None = None  # graph id of each node of a batch (None: one graph)
+    etype: list | None = None  # relation id of each edge, user order (None: no relations)
+    num_graphs: int = 1
 
     @classmethod
     def from_edge_index(cls, edge_index, num_nodes: int) -> "GraphLists":
@@ -130,7 +139,7 @@ def _reduce_list(reduce: str, items: list, shape) -> torch.Tensor:
             "prod": lambda: stacked.prod(0)}[reduce]()
 
 
-class ModelInterpreter:
+class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, LayerInterp, SliceInterp):
     """Evaluates one typed model on one graph with the weights of one compiled module."""
 
     def __init__(self, model: TModel, program: TProgram, module: torch.nn.Module, graph: GraphLists | None):
@@ -174,8 +183,11 @@ class ModelInterpreter:
                 continue
             obj = getattr(self.module, p.key)
             self.store[p.key] = list(obj) if p.family is not None else obj
-        for d in m.defs:
-            self.define(d)
+        for group in self.layer_blocks(m.defs):  # defs sharing one loop over l run layer by layer (layers.py)
+            if len(group) == 1:
+                self.define(group[0])
+            else:
+                self.define_block(group)
         outs = []
         for v, t in m.returns:
             outs.append(self.whole(v, t))
@@ -205,6 +217,8 @@ class ModelInterpreter:
 
     def evaluate_def(self, v: Value, expr: T, env: dict):
         letters = v.info.get("letters") or ()
+        if v.dom == "graph":
+            return self.graph_rows(expr, env)
         if v.dom == "plain":
             return self.eval(expr, dict(env))
         g = self.g
@@ -258,6 +272,8 @@ class ModelInterpreter:
             return obj[env[t.attrs["row"]]]
         if v.dom == "node":
             return obj[env[t.attrs["at"]]]
+        if v.dom == "graph":
+            return obj[env[GRAPH_ID]]
         if v.dom == "edge":
             a, b = t.attrs["at"]
             eid = env[EDGE]
@@ -330,7 +346,7 @@ class ModelInterpreter:
         return [(g.src[e], e) for e in g.in_edges[center]]
 
     def e_deg(self, t, env):
-        n = len(self.neighbour_edges(env[t.attrs["at"]], t.attrs["dir"]))
+        n = len(self.rel_filter(self.neighbour_edges(env[t.attrs["at"]], t.attrs["dir"]), t.attrs["dir"], env))
         return _scalar(n + (1 if t.attrs["self_loop"] else 0))
 
     def e_nbreduce(self, t, env):
@@ -338,7 +354,7 @@ class ModelInterpreter:
 
     def nb_reduce(self, t, env, reduce):
         var, center = t.attrs["var"], env[t.attrs["center"]]
-        terms = [(u, e) for u, e in self.neighbour_edges(center, t.attrs["dir"])]
+        terms = self.rel_filter([(u, e) for u, e in self.neighbour_edges(center, t.attrs["dir"])], t.attrs["dir"], env)
         if t.attrs["self_loop"]:
             terms.append((center, SELF))
         items = [self.eval(t.args[0], {**env, var: u, EDGE: e}) for u, e in terms]
@@ -378,7 +394,7 @@ class ModelInterpreter:
 
 
 def interpret(program: TProgram, name: str, module: torch.nn.Module, edge_index=None, num_nodes: int | None = None,
-              inputs=()) -> tuple:
+              inputs=(), node_graph=None, num_graphs: int | None = None, etype=None) -> tuple:
     """Evaluate model `name` of a checked `program` on the graph `edge_index` ((2, E), row 0 sources, row 1
     targets, user order) with the weights and hyperparameters of `module`; returns the outputs as a tuple."""
     model = next((m for m in program.models if m.name == name), None)
@@ -388,4 +404,9 @@ def interpret(program: TProgram, name: str, module: torch.nn.Module, edge_index=
     if edge_index is not None:
         graph = GraphLists.from_edge_index(edge_index, int(num_nodes if num_nodes is not None else
                                                            (int(edge_index.max()) + 1 if edge_index.numel() else 0)))
+    if etype is not None and graph is not None:  # relations (R-GCN)
+        graph.etype = [int(r) for r in etype]
+    if node_graph is not None and graph is not None:  # a batch of graphs (kokoyi.Graph.batch)
+        graph.node_graph = [int(b) for b in node_graph]
+        graph.num_graphs = num_graphs if num_graphs is not None else max(graph.node_graph, default=-1) + 1
     return ModelInterpreter(model, program, module, graph).run(list(inputs))

@@ -30,6 +30,13 @@ from kokoyi.compiler.check import N_NODES, same
 from kokoyi.compiler.ir import (Assign, Comment, LModel, Loop, LProgram, PlanEntry, Py, T, TModel, TProgram,
                                 Ty, Value)
 from kokoyi.diagnostics import Collector
+from kokoyi.compiler.readout_lower import G_GRAPHS, ReadoutLowering
+from kokoyi.compiler.norms import NormLowering
+from kokoyi.compiler.cases import CaseLowering
+from kokoyi.compiler.layers import LayerLowering
+from kokoyi.compiler.fusion import FusionLowering
+from kokoyi.compiler.slices import SliceLowering
+from kokoyi.compiler.relations import RelationLowering, rel_letter
 
 E_EDGES = sp.Symbol("E", positive=True, integer=True)
 
@@ -66,7 +73,8 @@ class LowerError(Exception):
     pass
 
 
-class ModelLowering:
+class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowering, LayerLowering,
+                    FusionLowering, SliceLowering):
     def __init__(self, tm: TModel, col: Collector):
         self.tm, self.col = tm, col
         self.body: list = []
@@ -111,7 +119,7 @@ class ModelLowering:
         return val
 
     def layout_dims(self, lay: Lay) -> tuple:
-        rows = {"N": (N_NODES,), "E": (E_EDGES,), None: ()}[lay.rows]
+        rows = {"N": (N_NODES,), "E": (E_EDGES,), "G": (G_GRAPHS,), None: ()}[lay.rows]
         return rows + tuple(self.fam_sizes.get(f, sp.Symbol(f.upper())) for f in lay.fam) + tuple(lay.shape)
 
     # ------------------------------------------------------------------ model
@@ -131,15 +139,22 @@ class ModelLowering:
             if fam is not None and fam.mode == "loop":
                 if v.key not in loops_done:
                     loops_done.add(v.key)
-                    self.target.append(Assign(v.key, call("list_of", call("add", self.dim_py(fam.hi), const(1))),
-                                              f"{v.key}^{{(0..{fam.hi})}}: one entry per layer"))
+                    alloc = Assign(v.key, call("list_of", call("add", self.dim_py(fam.hi), const(1))),
+                                   f"{v.key}^{{(0..{fam.hi})}}: one entry per layer")
+                    if d.recurrence and self.joins_block(fam):  # allocate before the block's loop (layers.py)
+                        self.target.insert(len(self.target) - 1, alloc)
+                    else:
+                        self.target.append(alloc)
                 if d.recurrence:
                     lv = fam.letter
-                    self.loop_vars[lv] = self.fresh(lv)  # `l_1` when a definition is already named `l`
-                    loop = Loop(self.loop_vars[lv], self.dim_py(fam.lo), call("add", self.dim_py(fam.hi), const(1)),
-                                [])
-                    self.target.append(Comment(d.latex))
-                    self.target.append(loop)
+                    loop = self.block_loop(lv, fam, d)  # a layer block: the previous loop over the same range
+                    if loop is None:
+                        self.loop_vars[lv] = self.fresh(lv)  # `l_1` when a definition is already named `l`
+                        loop = Loop(self.loop_vars[lv], self.dim_py(fam.lo), call("add", self.dim_py(fam.hi),
+                                                                                     const(1)), [])
+                        self.target.append(Comment(d.latex))
+                        self.target.append(loop)
+                        self._block_loop = (lv, str(fam.lo), str(fam.hi), loop)
                     saved, self.target = self.target, loop.body
                     val = self.lower_def(d)
                     self.target.append(Assign(call("getitem", var(v.key), var(self.loop_vars[lv])), val.py))
@@ -301,6 +316,8 @@ class ModelLowering:
 
     def n_ref(self, t, sl):
         key = t.attrs["key"]
+        if "stack" in t.attrs:  # members of a layer family on a family axis (layers.py)
+            return self.stack_members(t)
         v = self.tm.values[key]
         if v.dom == "edge":
             if t.attrs.get("whole"):
@@ -357,6 +374,8 @@ class ModelLowering:
                    "n" if val.lay.rows else "plain")
 
     def n_deg(self, t, sl):
+        if rel_letter(t.attrs["dir"]):
+            return self.rel_degree(t)
         method = "in_degrees" if t.attrs["dir"] == "in" else "out_degrees"
         py = call("graph_method", method)
         if t.attrs["self_loop"]:
@@ -486,6 +505,9 @@ class ModelLowering:
 
     def n_dense(self, t, sl):
         k = t.attrs["var"]
+        inner = self.rel_mean_pattern(t.args[0]) if t.attrs["reduce"] == "sum" else None
+        if inner is not None and rel_letter(inner.attrs["dir"]) == k:
+            return self.rel_reduce(inner, fused=True)  # \sum_r \sum_{u in N_r(v)}: one pass over the edges
         self.fam_sizes.setdefault(k, t.attrs["size"])
         a = self.node(t.args[0], sl)
         return self.dense(t, a)
@@ -504,6 +526,11 @@ class ModelLowering:
     def n_nbreduce(self, t: T, sl) -> Val:
         if sl:
             raise LowerError("nested neighbour reduction")
+        if rel_letter(t.attrs["dir"]):
+            return self.rel_reduce(t)
+        split = self.linear_split(t)  # \sum_u (a_u - b_v) = \sum_u a_u - |N(v)| b_v (fusion.py)
+        if split is not None:
+            return split
         body = t.args[0]
         red, u, v = t.attrs["reduce"], t.attrs["var"], t.attrs["center"]
         if (t.attrs["dir"] == "out" or red in ("max", "min")) and u not in body.deps and not self.reads_edge(body):
@@ -539,10 +566,17 @@ class ModelLowering:
         S = None
         if src and not (W is not None and vec_side == "src"):
             S = self.product_of(src, f"{name}_src")
-        order = self.linear_order(W, S) if (W is not None and vec_side == "src") else "after"
+        # `((x_v * x_u) W)`: a vector factor of the target or the edge multiplies the features W acts on, so
+        # the map can only follow the reduction (projecting first would mix x_v with x_u W)
+        vec_elsewhere = any(f.ty.shape for f in dst + cst + edge)
+        order = self.linear_order(W, S) if (W is not None and vec_side == "src" and not vec_elsewhere) else "after"
         if W is not None and vec_side == "src" and E is not None and red == "sum" and self.fuse_gat \
                 and self.gat_pattern(E, t.attrs["self_loop"]) is not None:
             order = "before"  # attention: the fused op runs on the projected features
+        if W is not None and vec_side == "src" and any(f.ty.shape for f in dst + cst + edge):
+            # a vector factor of the target / edge multiplies the features W maps (`(x_v \odot x_u) W`):
+            # it must meet them before the projection, so W goes after the sparse op
+            order = "after"
 
         if dst and not t.attrs["self_loop"]:  # each target factor masked where N(v) is empty (finite gradients)
             vals = [self.nonempty_only(self.node(f), name) for f in dst] + [self.node(f) for f in cst]
@@ -1104,6 +1138,13 @@ class ModelLowering:
             return self.emit(f"{self.current}_edge", call("squeeze_last", call("gsddmm", const("dot"), A_.py, B_.py,
                                                                                const(A_.side), const(B_.side))),
                              Lay("E", (), ()), side="e")
+        if {A_.side, B_.side} == {"u", "v"} and kind == "dot" and A_.lay.fam and A_.lay.fam == B_.lay.fam \
+                and A_.lay.rows and B_.lay.rows and not self.diag:  # multi-head: one g-SDDMM dot, (E, K)
+            self.plan.append(PlanEntry(f"{self.current}: inner product of a source and a target vector per "
+                                       f"{', '.join(A_.lay.fam)}", "g-SDDMM dot (multi-head)", []))
+            return self.emit(f"{self.current}_edge", call("squeeze_last", call("gsddmm", const("dot"), A_.py, B_.py,
+                                                                               const(A_.side), const(B_.side))),
+                             Lay("E", A_.lay.fam, ()), side="e")
         A_, B_ = self.as_edge_if_node(A_), self.as_edge_if_node(B_)
         return self.matmul(t, A_, B_)
 

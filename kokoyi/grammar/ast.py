@@ -70,6 +70,37 @@ class Neg(Node):
 
 
 @dataclass
+class Compare(Node):
+    """`a < b`, `a \\le b`, `a = b`, ...; op: lt le gt ge eq ne."""
+
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass
+class Slice(Node):
+    """`[a:b]` after a vector: features a..b-1 (either end may be None)."""
+
+    lo: Node | None
+    hi: Node | None
+
+
+@dataclass
+class Cases(Node):
+    """`\\begin{cases} a & \\text{if } c \\\\ b & \\text{otherwise} \\end{cases}`: rows (value, condition or None)."""
+
+    rows: list
+
+
+@dataclass
+class Indicator(Node):
+    """`\\mathbb{1}[c]`: 1 where the condition holds, else 0."""
+
+    cond: Node
+
+
+@dataclass
 class Frac(Node):
     num: Node
     den: Node

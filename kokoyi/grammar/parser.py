@@ -40,13 +40,20 @@ class Refused(Exception):
 class BarPairer:
     """Post-lexer: pair `|`/`\\|` into open/close tokens; split unbraced multi-character scripts."""
 
-    always_accept = ("BAR", "DBAR")
+    always_accept = ("BAR", "DBAR", "AMP")
 
     def process(self, stream):
         stack: list[str] = []
         prev = None
         after_script = False
+        cases = 0  # depth of \\begin{cases}: there `&` separates a value from its condition
         for tok in stream:
+            if tok.type == "BEGIN_CASES":
+                cases += 1
+            elif tok.type == "END_CASES":
+                cases = max(cases - 1, 0)
+            elif tok.type == "AMP" and not cases:
+                continue  # alignment noise
             if after_script and tok.type == "NUMBER" and not tok.value[0].isdigit():  # `x_.5`
                 raise Refused(Diagnostic(f"a script of more than one character needs braces: {{{tok.value}}}",
                                          _tok_span("", tok)))
@@ -99,6 +106,8 @@ def _tok_span(text: str, tok: Token) -> Span:
 
 _BINOPS = {"+": "+", "-": "-", "*": "*", "@": "@", "/": "/", "\\cdot": "cdot", "\\odot": "odot",
            "\\times": "times", "\\ast": "*", "\\circ": "odot", "\\otimes": "times", "**": "**"}
+_CMPS = {"<": "lt", ">": "gt", "<=": "le", ">=": "ge", "\\lt": "lt", "\\gt": "gt", "\\le": "le", "\\leq": "le",
+         "\\leqslant": "le", "\\ge": "ge", "\\geq": "ge", "\\geqslant": "ge", "\\ne": "ne", "\\neq": "ne"}
 _BIGOPS = {"\\sum": "sum", "\\max": "max", "\\min": "min", "\\prod": "prod", "\\mean": "mean"}
 
 
@@ -404,6 +413,36 @@ class ToAst(Transformer):
     def abs_union(self, meta, items):
         parts = [i for i in items if not isinstance(i, Token)]
         return A.Abs(self._span(meta), A.SetUnion(parts[0].span.join(parts[-1].span), parts))
+
+    # cases and indicators (stage 2) ---------------------------------------
+    @v_args(meta=True)
+    def cases(self, meta, items):
+        return A.Cases(self._span(meta), [i for i in items if isinstance(i, tuple)])
+
+    def case_row(self, items):
+        return (items[0], items[-1])
+
+    def case_otherwise(self, items):
+        return (items[0], None)
+
+    @v_args(meta=True)
+    def condition(self, meta, items):
+        left, tok, right = items
+        op = _CMPS[str(tok).strip()]
+        return A.Compare(self._span(meta), op, left, right)
+
+    @v_args(meta=True)
+    def condition_eq(self, meta, items):
+        return A.Compare(self._span(meta), "eq", items[0], items[1])
+
+    @v_args(meta=True)
+    def slice(self, meta, items):
+        lo, _colon, hi = items
+        return A.Slice(self._span(meta), lo, hi)
+
+    @v_args(meta=True)
+    def indicator(self, meta, items):
+        return A.Indicator(self._span(meta), items[-1])
 
     @v_args(meta=True)
     def norm(self, meta, items):

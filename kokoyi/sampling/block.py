@@ -39,13 +39,15 @@ class Block(Graph):
 
     @classmethod
     def create(cls, src, dst, num_src: int, num_dst: int, src_ids, *, edge_weight=None,
-               in_degrees=None, out_degrees=None) -> "Block":
+               in_degrees=None, out_degrees=None, edge_ids=None) -> "Block":
         """A block from local edge endpoints.
 
         src, dst: (E,) integer tensors of LOCAL ids (src in [0, num_src), dst in [0, num_dst)), any order.
         src_ids: (num_src,) int64 global ids of the source nodes (the targets' ids are the first num_dst).
         edge_weight: (E,) float estimator weight of each edge, in the order of src/dst (None: 1).
         in_degrees, out_degrees: (num_src,) full-graph degrees of the source nodes (None: the block's own).
+        edge_ids: (E,) int64 id of each edge in the full graph's (user) edge order, in the order of src/dst
+            (None: unknown); with them a model reads its edge inputs, given for the full graph, on the block.
         """
         for name, t in (("src", src), ("dst", dst)):
             if not isinstance(t, torch.Tensor) or t.dim() != 1:
@@ -68,6 +70,8 @@ class Block(Graph):
             if not w.dtype.is_floating_point:
                 w = w.to(torch.get_default_dtype())
             block.weight = w[block.eid.long()]  # internal (target-sorted) edge order
+        block.edge_ids = None if edge_ids is None else _vector(
+            edge_ids, "edge_ids", num_edges, "one full-graph edge id per edge", torch.int64)[block.eid.long()]
         block.has_negative_weights = bool(edge_weight is not None and edge_weight.numel()
                                           and bool((edge_weight < 0).any()))
         block._full_in = None if in_degrees is None else _vector(

@@ -31,8 +31,8 @@ from kokoyi.graph import Graph
 from kokoyi.kernels import ops as _k
 from kokoyi.sampling.block import Block
 
-__all__ = ["gspmm", "edge_softmax", "gat_aggregate", "hops", "node_degrees", "node_rows", "exchange",
-           "full_graph_only"]
+__all__ = ["gspmm", "edge_softmax", "gat_aggregate", "hops", "node_degrees", "node_rows", "edge_rows",
+           "check_edge_input", "exchange", "full_graph_only"]
 
 
 def _weight(graph, like: torch.Tensor) -> Optional[torch.Tensor]:
@@ -155,9 +155,10 @@ def hops(graph, depth: int, history=None, edge_inputs: bool = False, control_var
             raise ValueError(f"block {k} has {blocks[k].num_src} source nodes but block {k - 1} has "
                              f"{blocks[k - 1].num_dst} target nodes; block k's targets must be block "
                              f"k+1's sources")
-    if edge_inputs and len(blocks) > 1 and any(b is not blocks[0] for b in blocks):
-        raise ValueError("this model takes an edge input, so it runs on one graph: a full graph or one "
-                         "block repeated; distinct sampled blocks carry distinct edges")
+    if edge_inputs and any(b is not blocks[0] for b in blocks) and \
+            not all(getattr(b, "edge_ids", None) is not None for b in blocks):
+        raise ValueError("this model takes an edge input: distinct blocks must carry the full graph's id of "
+                         "each edge (Block.create(..., edge_ids=)) to read it; or run on one graph")
     return blocks
 
 
@@ -189,6 +190,29 @@ def full_graph_only(graph, model: str, reason: str) -> None:
     if not isinstance(graph, Graph):
         raise TypeError(f"model {model} runs on a full kokoyi.Graph only ({reason}); got "
                         f"{type(graph).__name__}")
+
+
+def edge_rows(block, e: torch.Tensor) -> torch.Tensor:
+    """An edge input, given for the full graph's edges in the user's order, on `block`'s edges (in its
+    internal order): gathered by the block's `edge_ids`, or `edge_data` on a full graph / a lone block."""
+    ids = getattr(block, "edge_ids", None)
+    return block.edge_data(e) if ids is None else e[ids]
+
+
+def check_edge_input(blocks: list, name: str, e, shape: tuple):
+    """The forward check of an edge input on blocks: a tensor with one row per edge of the full graph
+    (with edge ids) or of the one graph every block is, and feature `shape`."""
+    from kokoyi.kernels.validate import check_input
+    ids = [b.edge_ids for b in blocks if getattr(b, "edge_ids", None) is not None and b.num_edges]
+    if not ids:
+        return check_input(blocks[0], name, e, "edge", shape)
+    need = max(int(i.max()) for i in ids) + 1
+    if not isinstance(e, torch.Tensor) or e.dim() == 0 or e.shape[0] < need or \
+            tuple(e.shape[1:]) != tuple(int(d) for d in shape):
+        got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+        raise ValueError(f"input {name!r} has shape {got}; expected (E, {', '.join(str(int(d)) for d in shape)}) "
+                         f"with one row per edge of the full graph (the blocks refer to edge {need - 1})")
+    return e
 
 
 def node_rows(block, table: torch.Tensor) -> torch.Tensor:

@@ -55,7 +55,8 @@ def full_block(graph: Graph, dst_ids: torch.Tensor) -> Block:
     src_ids, src_local = local_ids(dst_ids, nbrs, graph.num_src)
     dst_local = torch.repeat_interleave(torch.arange(dst_ids.numel(), device=graph.device), counts)
     return Block.create(src_local, dst_local, src_ids.numel(), dst_ids.numel(), src_ids,
-                        in_degrees=graph.in_degrees()[src_ids], out_degrees=graph.out_degrees()[src_ids])
+                        in_degrees=graph.in_degrees()[src_ids], out_degrees=graph.out_degrees()[src_ids],
+                        edge_ids=graph.eid[pos].long())
 
 
 def full_blocks(graph: Graph, seeds: torch.Tensor, depth: int) -> list:

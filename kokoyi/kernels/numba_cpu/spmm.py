@@ -19,7 +19,7 @@ from numba import prange
 
 from kokoyi.kernels.torch_ops import broadcast_shape
 
-from ._common import (PREFETCH_AHEAD, Launch, device_fn, kernel, minus_ones, np_view, prefetch_row,
+from ._common import (PREFETCH_AHEAD, Launch, device_fn, kernel, minus_ones, np_view, prefetch, prefetch_row,
                       row_bounds, split_features, work_dtype, zeros)
 
 ADD, SUB, MUL, DIV, COPY_U, COPY_E = range(6)
@@ -303,11 +303,24 @@ def _arg_scatter(bounds, src, arg, values, out):
     num_dst = arg.shape[0]
     for c in prange(bounds.shape[0] - 1):
         f0, f1 = bounds[c], bounds[c + 1]
+        cur = np.empty(f1 - f0, dtype=np.int64)
+        nxt = np.empty(f1 - f0, dtype=np.int64)
+        for f in range(f0, f1):
+            k = arg[0, f] if num_dst else -1
+            cur[f - f0] = src[k] if k >= 0 else -1
         for v in range(num_dst):
+            if v + 1 < num_dst:  # the next row's targets, prefetched while this row is added
+                for f in range(f0, f1):
+                    k = arg[v + 1, f]
+                    t = src[k] if k >= 0 else -1
+                    nxt[f - f0] = t
+                    if t >= 0:
+                        prefetch(out, t, f)
             for f in range(f0, f1):
-                k = arg[v, f]
-                if k >= 0:
-                    out[src[k], f] += values[v, f]
+                t = cur[f - f0]
+                if t >= 0:
+                    out[t, f] += values[v, f]
+            cur, nxt = nxt, cur
 
 
 def arg_scatter(src, arg, values, num_src):

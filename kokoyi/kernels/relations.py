@@ -1,0 +1,61 @@
+"""Relation-typed message passing (R-GCN): one segmented g-SpMM over the edges of every relation.
+
+A graph with relations (`Graph.set_edge_types`, `Graph.hetero`) carries `etype[e]` in 0..R-1 per edge
+(internal order). With x a node tensor, optionally with a relation axis, and s an optional target-side
+scale, optionally with a relation axis:
+
+    msg_e          = x[src_e, etype_e]  (x: (N, R, *F))   or  x[src_e]  (x: (N, *F))
+    msg_e         *= s[dst_e, etype_e]  (s: (N, R))       or  s[dst_e]  (s: (N,)),    when s is given
+    msg_e         /= |N_{etype_e}(dst_e)|                                              when mean
+    fused:  out[v]    = sum_{e -> v} msg_e                                  (num_dst, *F)
+    else:   out[v, r] = sum_{e -> v, etype_e = r} msg_e                     (num_dst, R, *F)
+
+`fused` is `\\sum_{r \\in \\mathcal{R}} \\sum_{u \\in \\mathcal{N}_r(v)}` in one pass over the edges, with no
+Python loop over relations (PyG's `RGCNConv` loops). Torch implementation (gather, scale, index_add;
+autograd by torch); the numba and Triton backends have no row for it yet. Imports torch only.
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["rel_gspmm", "rel_in_degrees"]
+
+
+def _etype(graph) -> torch.Tensor:
+    et = getattr(graph, "etype", None)
+    if et is None:
+        raise ValueError("this model sums over relations (\\mathcal{N}_r(v)) but the graph has no edge types: "
+                         "build it with Graph.hetero(...) or call graph.set_edge_types(etype, num_relations)")
+    return et
+
+
+def rel_in_degrees(graph) -> torch.Tensor:
+    """(num_dst, R) float32: number of edges of relation r into each target."""
+    et = _etype(graph).to(torch.int64)
+    out = torch.zeros(graph.num_dst * graph.num_relations, dtype=torch.float32, device=et.device)
+    out.index_add_(0, graph.dst.to(torch.int64) * graph.num_relations + et,
+                   torch.ones(et.shape[0], dtype=torch.float32, device=et.device))
+    return out.view(graph.num_dst, graph.num_relations)
+
+
+def rel_gspmm(graph, x: torch.Tensor, scale=None, *, x_rel: bool, scale_rel: bool = False, mean: bool = False,
+              fused: bool = True) -> torch.Tensor:
+    """See the module docstring."""
+    et = _etype(graph).to(torch.int64)
+    src, dst = graph.src.to(torch.int64), graph.dst.to(torch.int64)
+    R = graph.num_relations
+    if x_rel and (x.dim() < 2 or x.shape[1] != R):
+        raise ValueError(f"rel_gspmm: x must have shape (num_src, {R}, ...) (one slice per relation), got "
+                         f"{tuple(x.shape)}")
+    msg = x[src, et] if x_rel else x[src]
+    feat = msg.dim() - 1
+    if scale is not None:
+        s = scale[dst, et] if scale_rel else scale[dst]
+        msg = msg * s.to(msg.dtype).view((-1,) + (1,) * feat)
+    if mean:
+        deg = rel_in_degrees(graph).to(msg.dtype)[dst, et]
+        msg = msg / deg.view((-1,) + (1,) * feat)
+    if fused:
+        return msg.new_zeros((graph.num_dst,) + tuple(msg.shape[1:])).index_add(0, dst, msg)
+    out = msg.new_zeros((graph.num_dst * R,) + tuple(msg.shape[1:])).index_add(0, dst * R + et, msg)
+    return out.view((graph.num_dst, R) + tuple(msg.shape[1:]))
