@@ -132,7 +132,8 @@ LOWER = [
         "y = gspmm('copy_u', 'mean', x, None, block=0)",
         "return y"]),
     ("edge weight", r"y_v \gets \sum_{u \in \mathcal{N}(v)} w_{uv} x_u", [
-        "y = gspmm('mul', 'sum', x, unsqueeze_idx(w, idx=(':', None)), block=0)",
+        "w_0 = edge_rows(w, blk=0)",  # the edge input's rows of the block that reads it
+        "y = gspmm('mul', 'sum', x, unsqueeze_idx(w_0, idx=(':', None)), block=0)",
         "return y"]),
     ("out-neighbours", r"y_v \gets \max_{u \in \mathcal{N}_{out}(v)} x_u", [
         "y = gspmm_out('max', x)",

@@ -30,6 +30,7 @@ also the checklist of the migration to typed node classes (docs/notes.md, "ir: m
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,12 +49,16 @@ class Attr:
     types: tuple
     required: bool = True
     choices: frozenset | None = None  # allowed values (for string enums)
+    pattern: str | None = None  # or: a regular expression the (string) value matches in full
     doc: str = ""
 
 
-def attr(name, types, required=True, choices=None, doc="") -> Attr:
+GRAPH = "#g"  # the deps marker of a value that varies per graph (readouts, kokoyi/compiler/readout.py)
+
+
+def attr(name, types, required=True, choices=None, doc="", pattern=None) -> Attr:
     types = types if isinstance(types, tuple) else (types,)
-    return Attr(name, types, required, frozenset(choices) if choices is not None else None, doc)
+    return Attr(name, types, required, frozenset(choices) if choices is not None else None, pattern, doc)
 
 
 class Deps(enum.Enum):
@@ -63,6 +68,7 @@ class Deps(enum.Enum):
     REDUCE = "(deps(body) - {var}) | {center}"
     SOFTMAX = "deps(body) | {var, center}"
     EMPTY = "empty"
+    GRAPH = "{#g}: one value per graph (a readout)"
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class OpSpec:
 
 
 DIRECTIONS = ("in", "out")
+DIRECTION = r"in|out|rel:\w+"  # rel:r is N_r(v), the in-neighbours by relation r (relations.py)
 FUNCTIONS = ("relu", "elu", "leaky_relu", "sigmoid", "tanh", "exp", "log", "softplus", "softmax", "gelu",
              "dropout", "abs", "neg", "sqrt")
 BINARY = ("add", "sub", "mul", "div", "pow", "maximum", "minimum")
@@ -86,7 +93,7 @@ NB_REDUCE = ("sum", "mean", "max", "min")
 DENSE_REDUCE = ("sum", "mean", "max", "min", "prod", "concat")
 _NEIGHBOURS = (attr("var", str, doc="the bound neighbour letter (u)"),
                attr("center", str, doc="the node whose neighbours are reduced (v)"),
-               attr("dir", str, choices=DIRECTIONS, doc="in: N(v) = {u: u->v}; out: {u: v->u}"),
+               attr("dir", str, pattern=DIRECTION, doc="in: N(v) = {u: u->v}; out: {u: v->u}; rel:r: N_r(v)"),
                attr("self_loop", bool, doc="the set is N(v) ∪ {v}"))
 _SELECT = (attr("key", str, doc="the canonical name of the value (Value.key)"),
            attr("at", (str, tuple), False, doc="node letter (node value) or (u, v) letters (edge value)"),
@@ -94,7 +101,8 @@ _SELECT = (attr("key", str, doc="the canonical name of the value (Value.key)"),
            attr("head", str, False, doc="the family letter selecting a vectorised member (k)"),
            attr("index", SYMPY, False, doc="the family member as a sympy index (0-based for params)"),
            attr("loop", str, False, doc="the recurrence letter of a loop-family member (l)"),
-           attr("whole", bool, False, doc="the whole tensor (`\\return h`), no node index"))
+           attr("whole", bool, False, doc="the whole tensor (`\\return h`), no node index"),
+           attr("stack", tuple, False, doc="layers.py: (letter, lo, hi) of a stacked layer family"))
 
 T_OP_LIST = [
     OpSpec("const", 0, (attr("value", NUMBER),), Deps.EMPTY, "a number literal (or a folded one)"),
@@ -102,7 +110,7 @@ T_OP_LIST = [
            "a hyperparameter (a Python number at run time)"),
     OpSpec("ref", 0, _SELECT, Deps.LEAF, "an input or a definition, selected by node/edge/family indices"),
     OpSpec("param", 0, _SELECT, Deps.LEAF, "a learned parameter, selected like `ref`"),
-    OpSpec("deg", 0, (attr("at", str), attr("dir", str, choices=DIRECTIONS), attr("self_loop", bool)),
+    OpSpec("deg", 0, (attr("at", str), attr("dir", str, pattern=DIRECTION), attr("self_loop", bool)),
            Deps.CENTER, "|N(at)| (in- or out-degree, +1 with the self loop)"),
     OpSpec("fn", 1, (attr("name", str, choices=FUNCTIONS),
                      attr("param", (NUMBER + (T, NONE)), False, doc="slope / alpha / dropout rate")),
@@ -123,6 +131,18 @@ T_OP_LIST = [
     OpSpec("nbreduce", 1, (attr("reduce", str, choices=NB_REDUCE),) + _NEIGHBOURS, Deps.REDUCE,
            "reduce_{var in N(center)} body: a g-SpMM"),
     OpSpec("nbsoftmax", 1, _NEIGHBOURS, Deps.SOFTMAX, "softmax_{var in N(center)} body: an edge softmax"),
+    OpSpec("cmp", 2, (attr("cmp", str, choices=("lt", "le", "gt", "ge", "eq", "ne")),),
+           Deps.UNION, "a comparison (cases.py), 1.0 / 0.0"),
+    OpSpec("where", 3, (), Deps.UNION, "cond ? a : b (a cases block, cases.py)"),
+    OpSpec("eye", 0, (attr("n", SYMPY + (NONE,)),), Deps.EMPTY, "the identity matrix (cases.py)"),
+    OpSpec("slice", 1, (attr("lo", SYMPY), attr("hi", SYMPY)), Deps.UNION, "x[lo:hi] on the feature axis (slices.py)"),
+    OpSpec("norm_call", 1, (attr("key", str), attr("name", str), attr("at", (str, NONE))), Deps.UNION,
+           "a normalisation layer applied to a node value (norms.py)"),
+    OpSpec("bcast_graph", 1, (attr("at", str),), Deps.CENTER, "a per-graph value read at node `at` (readout.py)"),
+    OpSpec("readout", 1, (attr("reduce", str), attr("var", str)), Deps.GRAPH,
+           "reduce over the nodes `var` of each graph (readout.py)"),
+    OpSpec("graph_softmax", 1, (attr("var", str), attr("at", str)), Deps.CENTER,
+           "softmax over the nodes of each graph (readout.py)"),
     OpSpec("func", 0, (attr("name", str), attr("script", object, False), attr("key", str, False),
                        attr("value", object, False)), Deps.EMPTY,
            "a function name before its argument (checker-internal)", transient=True),
@@ -167,6 +187,8 @@ def check_attrs(op: str, attrs: dict, spec_attrs: dict) -> list[str]:
         elif not _type_ok(value, a.types):
             out.append(f"attribute '{name}' is {type(value).__name__}, declared "
                        + " | ".join(t.__name__ for t in a.types))
+        elif a.pattern is not None and not re.fullmatch(a.pattern, str(value)):
+            out.append(f"attribute '{name}' is {value!r}, declared matching {a.pattern}")
         elif a.choices is not None and value not in a.choices:
             out.append(f"attribute '{name}' is {value!r}, declared one of {sorted(a.choices)}")
     return out
@@ -178,6 +200,8 @@ def expected_deps(t: T, spec: OpSpec):
         return frozenset().union(*(a.deps for a in t.args))
     if spec.deps is Deps.EMPTY:
         return frozenset()
+    if spec.deps is Deps.GRAPH:
+        return frozenset({GRAPH})
     if spec.deps is Deps.CENTER:
         return frozenset({t.attrs.get("at")})
     if spec.deps is Deps.LEAF:
@@ -214,7 +238,7 @@ def check_node(t: T) -> list[str]:
         out.append(f"deps {t.deps!r} is not a frozenset of node letters")
     elif not bad_args and not out:
         want = expected_deps(t, spec)
-        if t.deps != want:
+        if t.deps != want and t.deps != want | {GRAPH}:  # readout.at_graph marks any node per-graph
             out.append(f"deps {sorted(t.deps)}, its rule ({spec.deps.value}) gives {sorted(want)}")
     return out
 
@@ -260,6 +284,7 @@ class Printer(enum.Enum):
     BLOCKS = "blocks.print_rule (mini-batch)"
     BODY = "codegen.body_lines (a statement-level op)"
     ROWS = "codegen.Printer.rows (an argument of expand_lead)"
+    TRANSIENT = "never printed: a placeholder the blocks pass rewrites in place before codegen"
 
 
 @dataclass(frozen=True)
@@ -282,7 +307,7 @@ PY_OP_LIST = [
     PyOpSpec("const", (1,), (), Printer.EXPR, "a Python literal (number, bool, None, quoted str)"),
     PyOpSpec("sympy", (1,), (attr("loop_vars", dict, False),), Printer.EXPR, "a symbolic dimension"),
     *[PyOpSpec(op, (2,), (), Printer.INFIX, f"a {op} b")
-      for op in ("add", "sub", "mul", "div", "matmul", "pow", "le", "gt")],
+      for op in ("add", "sub", "mul", "div", "matmul", "pow", "le", "gt", "lt", "ge", "eq", "ne")],
     PyOpSpec("fn", (1,), (attr("name", str, choices=FUNCTIONS), attr("param", (Py, NONE), False),
                           attr("rank", int, False)), Printer.FUNCTION, "an elementwise function"),
     PyOpSpec("attr", (2,), (attr("number", bool, False), attr("row", bool, False)), Printer.EXPR,
@@ -322,6 +347,16 @@ PY_OP_LIST = [
     PyOpSpec("ones_like_deg", (1,), (), Printer.TEMPLATE, "torch.ones_like(deg)"),
     PyOpSpec("as_tensor", (1,), (), Printer.TEMPLATE, "a number as a tensor of the inputs' dtype"),
     PyOpSpec("gat_aggregate", (5,), (_BLOCK,), Printer.TEMPLATE, "the fused attention"),
+    PyOpSpec("readout", (2,), (), Printer.TEMPLATE, "ops.readout(graph, reduce, x) (readout_lower.py)"),
+    PyOpSpec("broadcast_graph", (1,), (), Printer.TEMPLATE, "a per-graph value to its nodes"),
+    PyOpSpec("graph_softmax", (1,), (), Printer.TEMPLATE, "softmax over the nodes of each graph"),
+    PyOpSpec("ones_nodes", (0,), (), Printer.TEMPLATE, "a column of ones per node"),
+    PyOpSpec("builtin_call", (2,), (), Printer.TEMPLATE, "a builtin layer applied: f(x)"),
+    PyOpSpec("builtin_call_graph", (2,), (), Printer.TEMPLATE, "a builtin layer that reads the graph: f(x, graph)"),
+    PyOpSpec("eye", (1,), (), Printer.TEMPLATE, "torch.eye(n) (cases.py)"),
+    PyOpSpec("stack_members", (4,), (), Printer.TEMPLATE, "members lo..hi of a layer family stacked (layers.py)"),
+    PyOpSpec("rel_gspmm", (6,), (), Printer.TEMPLATE, "the relational g-SpMM (relations.py)"),
+    PyOpSpec("rel_degrees", (0,), (), Printer.TEMPLATE, "in-degrees per relation"),
     PyOpSpec("rows_of", (0,), (attr("rows", str, choices=("E", "N", "V")), attr("on_blocks", bool, False), _LV,
                                _SIZE_K), Printer.ROWS, "a row count (only inside expand_lead)"),
     PyOpSpec("if", (3,), (attr("comment", str, False),), Printer.BODY, "if cond: then-body else: else-body"),
@@ -330,6 +365,8 @@ PY_OP_LIST = [
     PyOpSpec("node_degrees", (1,), (attr("blk", Py, False),), Printer.BLOCKS, "a block's full-graph degrees"),
     PyOpSpec("sampled_degrees", (1,), (attr("sampled", bool, False), _LV, _SIZE_K), Printer.BLOCKS,
              "a block's sampled degrees"),
+    PyOpSpec("edge_rows", (1,), (attr("blk", Py, False),), Printer.BLOCKS, "the rows of an edge input a block reads"),
+    PyOpSpec("poly_var", (1,), (), Printer.TRANSIENT, "blocks: a value whose rows follow its use (becomes `var`)"),
     PyOpSpec("exchange", (1,), (attr("key", str), attr("k", Py), attr("loop", tuple, False)), Printer.BLOCKS,
              "historical embeddings: push / pull"),
 ]
@@ -341,6 +378,8 @@ def check_py(py: Py) -> list[str]:
     if spec is None:
         return [f"unknown op (declared: {', '.join(sorted(PY_OPS))})"]
     out = []
+    if spec.printer is Printer.TRANSIENT:
+        out.append("transient op left in a lowered program")
     if len(py.args) not in spec.arity:
         out.append(f"{len(py.args)} arguments, declared {' or '.join(map(str, spec.arity))}")
     return out + check_attrs(py.op, py.attrs, spec.attr_map())

@@ -35,15 +35,17 @@ class EdgeInputs(nn.Module):
         # \input x_v \in \mathbb{R}^{d}
         x = ops.check_input(blocks[0], "x", x, "node", (self.d,))
         # \input w_{uv} \in \mathbb{R}
-        w = ops.check_input(blocks[0], "w", w, "edge", ())
-        w = blocks[0].edge_data(w)  # the user's edge order -> the graph's
+        w = ops.check_edge_input(blocks, "w", w, ())
         # \input f_{(u,v)} \in \mathbb{R}^{d}
-        f = ops.check_input(blocks[0], "f", f, "edge", (self.d,))
-        f = blocks[0].edge_data(f)  # the user's edge order -> the graph's
+        f = ops.check_edge_input(blocks, "f", f, (self.d,))
         
         # m_{uv} \gets w_{uv} \, x_u W + f_{(u,v)}
         m_u = ops.gsddmm(blocks[0], "copy_lhs", x, None, "u", "v")
-        m = w[:, None] * m_u @ self.W + f
+        # w on the edges of block 0
+        w_0 = ops.edge_rows(blocks[0], w)
+        # f on the edges of block 0
+        f_0 = ops.edge_rows(blocks[0], f)
+        m = w_0[:, None] * m_u @ self.W + f_0
         
         # y_v \gets \frac{1}{|\mathcal{N}(v)|} \sum_{u \in \mathcal{N}(v)} m_{uv}
         y = ops.gspmm(blocks[0], "copy_e", "mean", None, m)
