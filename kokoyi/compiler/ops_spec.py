@@ -11,6 +11,7 @@ varies with):
               REDUCE:   (deps(body) - {var}) ∪ {center}   (a reduction consumes its edge letter)
               SOFTMAX:  deps(body) ∪ {var, center}       (normalised scores live on the edges)
               EMPTY:    ∅ (a number)
+              GRAPH:    {#g} (a readout: one value per graph); any node may also carry #g (per-graph)
 
 `validate(program)` walks every `T` of every definition and return of a checked program and reports each
 node that is not in the vocabulary: unknown op, wrong number of arguments, a missing required attribute,
@@ -20,7 +21,8 @@ the program.
 
 Sparse-op IR (lowering output, `ir.Py`): one `PyOpSpec` per `Py.op` says its arity, its attributes, and
 which rule of codegen's printer prints it (`INFIX`, `FUNCTION` through `fn`, `TEMPLATES`, a branch of
-`Printer.expr`, or `blocks.print_rule` for the mini-batch ops). `validate_lowered(program)` checks every
+`Printer.expr`, or `blocks.print_rule` for the mini-batch ops; `TRANSIENT` for a placeholder that
+must never reach codegen). `validate_lowered(program)` checks every
 `Py` reachable from a lowered program.
 
 Adding an op: declare it here in the same commit; `tests/test_ir_vocabulary.py` fails on any op or
