@@ -72,7 +72,6 @@ FUNCTION = {
     "dropout": "F.dropout({0}, p={p}, training=self.training)",
 }
 TEMPLATES = {
-    "attr": "{a0}.{a1}",
     "graph_method": "graph.{a0}().to({dtype})",
     "mT": "{0}.mT",
     "norm": "torch.linalg.vector_norm({0}, dim=-1)",
@@ -85,8 +84,6 @@ TEMPLATES = {
     "squeeze_last": "{0}.squeeze(-1)",
     "dst_rows": "{0}[: graph.num_dst]",
     "where": "torch.where({0}, {1}, {2})",
-    "maximum": "torch.maximum(torch.as_tensor({0}), torch.as_tensor({1}))",
-    "minimum": "torch.minimum(torch.as_tensor({0}), torch.as_tensor({1}))",
     "edge_output": "graph.edge_output({0})",
     "list_of": "[None] * ({0})",
     "ones_like_deg": "torch.ones_like({0})",

@@ -1,0 +1,142 @@
+"""One-line s-expression summaries of each stage's output, for tables of stage tests and for debugging.
+
+    ast_sexpr(node)        the syntax tree:   (BinOp juxt (Scripted x sub=v) W)
+    typed_sexpr(t)         a typed expression: (nbreduce:sum[u->v] (bin:mul (ref x@u) (param W))) : (d_h)
+    lowered_lines(model)   the sparse-op IR, one statement a line: `h_agg = gspmm('copy_u', 'sum', x_proj, None)`
+
+A summary names the node kinds and their distinguishing attributes and omits spans, so a test row reads
+like the math it checks. Each is a pure function of its stage's output (no later stage is imported).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from kokoyi.compiler.ir import Assign, Comment, Loop, Py, T
+from kokoyi.grammar import ast as A
+
+_GROUPS = {"(": "paren", "[": "bracket", "{": "brace"}
+_SKIP = {"span", "op_span", "name_span", "statement"}
+
+
+def _atom(v) -> str:
+    return str(v) if isinstance(v, (int, float, str)) else repr(v)
+
+
+def ast_sexpr(node) -> str:
+    """Class name, then required fields positionally, then fields that differ from their default as k=v."""
+    if isinstance(node, list):
+        return "[" + " ".join(ast_sexpr(n) for n in node) + "]"
+    if isinstance(node, A.Num):
+        return node.text
+    if isinstance(node, A.Sym):
+        return node.name if node.accent is None else f"{node.accent}{{{node.name}}}"
+    if isinstance(node, A.Group):  # (x), [x], {x}
+        return f"({_GROUPS.get(node.kind, node.kind)} {ast_sexpr(node.body)})"
+    if not isinstance(node, A.Node):
+        return _atom(node)
+    parts = [type(node).__name__]
+    for f in dataclasses.fields(node):
+        if f.name in _SKIP:
+            continue
+        value = getattr(node, f.name)
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        if has_default:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if value == default:
+                continue
+            parts.append(f"{f.name}={ast_sexpr(value)}")
+        else:
+            parts.append("_" if value is None else ast_sexpr(value))
+    return "(" + " ".join(parts) + ")"
+
+
+def _shape(ty) -> str:
+    dims = ", ".join(str(d) for d in ty.shape)
+    fam = "".join(f"[{f}]" for f in ty.fam)
+    return f"({dims}){fam}" + ("^T" if ty.row else "")
+
+
+def _head(t: T) -> str:
+    a = t.attrs
+    if t.op in ("ref", "param"):
+        text = a["key"]
+        if "at" in a:
+            text += "@" + ("".join(a["at"]) if isinstance(a["at"], tuple) else a["at"])
+        if "row" in a:
+            text += f"[row {a['row']}]"
+        if "head" in a:
+            text += f"^{a['head']}"
+        if "index" in a:
+            text += f"^({a['index']})"
+        if a.get("whole"):
+            text += "(whole)"
+        return f"{t.op} {text}"
+    if t.op == "const":
+        return _atom(a["value"])
+    if t.op == "hyper":
+        return f"hyper {a['name']}"
+    if t.op == "deg":
+        return f"deg{'_out' if a['dir'] == 'out' else ''}({a['at']}{'+1' if a['self_loop'] else ''})"
+    if t.op in ("nbreduce", "nbsoftmax"):
+        arrow = f"{a['var']}->{a['center']}" if a["dir"] == "in" else f"{a['center']}->{a['var']}"
+        kind = f":{a['reduce']}" if t.op == "nbreduce" else ""
+        return f"{t.op}{kind}[{arrow}{' +self' if a['self_loop'] else ''}]"
+    if t.op == "dense":
+        return f"dense:{a['reduce']}[{a['var']}]"
+    if t.op == "expand_fam":
+        return f"expand_fam[{a['letter']}]"
+    if t.op == "fn" and isinstance(a.get("param"), (int, float)):
+        return f"fn:{a['name']}({_atom(a['param'])})"
+    for key in ("name", "kind", "reduce", "key"):
+        if key in a:
+            return f"{t.op}:{a[key]}"
+    return t.op
+
+
+def typed_sexpr(t: T, shapes: bool = False) -> str:
+    """The typed expression as an s-expression; `shapes=True` appends ` : shape` to the root."""
+    head = _head(t)
+    p = t.attrs.get("param")
+    args = [typed_sexpr(x) for x in t.args] + ([typed_sexpr(p)] if isinstance(p, T) else [])
+    text = f"({head} {' '.join(args)})" if args else (head if t.op == "const" else f"({head})")
+    return f"{text} : {_shape(t.ty)}" if shapes else text
+
+
+def py_text(py) -> str:
+    """A `Py` expression as op(args) with its attributes: independent of codegen's templates."""
+    if not isinstance(py, Py):
+        return _atom(py)
+    if py.op == "var":
+        return str(py.args[0])
+    if py.op == "const":
+        return repr(py.args[0])
+    if py.op == "sympy":
+        return str(py.args[0])
+    args = [py_text(a) for a in py.args]
+    args += [f"{k}={py_text(v)}" for k, v in py.attrs.items() if k not in ("loop_vars", "comment")]
+    return f"{py.op}({', '.join(args)})"
+
+
+def lowered_lines(model) -> list[str]:
+    """The statements of a lowered model (`ir.LModel`), one a line, loops indented, comments dropped."""
+    out = []
+
+    def go(stmts, indent):
+        for s in stmts:
+            if isinstance(s, Assign):
+                target = s.target if isinstance(s.target, str) else py_text(s.target)
+                out.append(f"{indent}{target} = {py_text(s.expr)}")
+            elif isinstance(s, Loop):
+                out.append(f"{indent}for {s.var} in {py_text(s.lo)}..{py_text(s.hi)}:")
+                go(s.body, indent + "  ")
+            elif isinstance(s, Py) and s.op == "if":
+                out.append(f"{indent}if {py_text(s.args[0])}:")
+                go(s.args[1], indent + "  ")
+                out.append(f"{indent}else:")
+                go(s.args[2], indent + "  ")
+            elif not isinstance(s, Comment):
+                out.append(f"{indent}{py_text(s)}")
+
+    go(model.body, "")
+    out.append("return " + ", ".join(py_text(o) for o in model.outputs))
+    return out

@@ -1,0 +1,242 @@
+"""The declared IR vocabulary (`kokoyi/compiler/ops_spec.py`) covers everything the compiler emits.
+
+* dynamic: every example, every model of the docs and `FUZZ_N` fuzzed programs (`kokoyi.compiler.fuzz`;
+  raise it with `KOKOYI_FUZZ_N=2000`) are checked and lowered, and `ops_spec.validate` /
+  `validate_lowered` must find nothing: an op or attribute added without a declaration fails here;
+* static: every op name and attribute written literally in the compiler's files
+  (`T("op", ..., {"a": ..})`, `self.mk("op", ..., a=..)`, `call("op", ..)`, `Py("op", ..)`) is declared
+  (every file of kokoyi/compiler/ is scanned, so a new checker or lowering file is covered),
+  every typed op has its lowering method and its interpreter method, and every `Py` op is printed by
+  exactly the codegen rule its declaration names;
+* the validator itself rejects each kind of departure (unknown op, arity, missing / undeclared / mistyped
+  attribute, a value outside its choices, deps against the op's rule, a transient op left behind).
+"""
+from __future__ import annotations
+
+import ast
+import os
+import re
+from pathlib import Path
+
+import pytest
+import sympy as sp
+
+from kokoyi.compiler import codegen, fuzz, ops_spec
+from kokoyi.compiler.check import check
+from kokoyi.compiler.interp import ModelInterpreter as Interpreter
+from kokoyi.compiler.ir import Py, T, Ty
+from kokoyi.compiler.lower import ModelLowering, lower
+from kokoyi.compiler.ops_spec import PY_OPS, T_OPS, Printer
+from kokoyi.diagnostics import Span
+from kokoyi.grammar.parser import parse
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPILER = ROOT / "kokoyi" / "compiler"
+FUZZ_N = int(os.environ.get("KOKOYI_FUZZ_N", "200"))
+FENCE = re.compile(r"^```([\w-]*)[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+
+
+def corpus() -> list[tuple[str, str]]:
+    """(name, source): the examples, the golden constructs and every compiling model block of the docs."""
+    out = [(p.name, p.read_text(encoding="utf-8")) for p in sorted((ROOT / "examples").glob("*.kky"))
+           + sorted((ROOT / "tests" / "golden" / "src").glob("*.kky"))]
+    for doc in sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]:
+        text = doc.read_text(encoding="utf-8")
+        for m in FENCE.finditer(text):
+            if m.group(1) in ("kokoyi", "kokoyi-explain", "kokoyi-codegen"):
+                out.append((f"{doc.name}:L{text.count(chr(10), 0, m.start()) + 1}", m.group(2)))
+    return out
+
+
+def _validate(name, source):
+    typed = check(parse(source, path=name))
+    assert [str(p) for p in ops_spec.problems(typed)] == []
+    lowered = lower(typed)
+    assert [str(p) for p in ops_spec.lowered_problems(lowered)] == []
+    return typed, lowered
+
+
+CORPUS = corpus()
+
+
+@pytest.mark.parametrize("name,source", CORPUS, ids=[c[0] for c in CORPUS])
+def test_examples_and_docs_are_in_the_vocabulary(name, source):
+    _validate(name, source)
+
+
+NOT_FUZZED: set = {"cmp", "where", "eye", "slice", "norm_call", "bcast_graph", "readout", "graph_softmax"}  # typed ops kokoyi.compiler.fuzz does not write (a new construct: add it here or to fuzz)
+
+
+def test_fuzzed_programs_are_in_the_vocabulary():
+    seen_t, seen_py = set(), set()
+    for seed in range(FUZZ_N):
+        typed, lowered = _validate(f"fuzz{seed}", fuzz.generate(seed).source)
+        for m in typed.models:
+            for d in m.defs:
+                seen_t |= {t.op for t in ops_spec.walk(d.expr)}
+        for m in lowered.models:
+            seen_py |= {p.op for p in ops_spec.walk_py([m.body, m.outputs])}
+    # the fuzzer reaches the whole typed vocabulary (so this test means something for each op), except
+    # the ops it does not generate yet (the examples, docs models and stage tables cover those)
+    declared = {op for op, s in T_OPS.items() if not s.transient}
+    assert seen_t <= declared and declared - seen_t == NOT_FUZZED
+    assert len(seen_py) >= 40
+
+
+# ------------------------------------------------------------------ static: the sources against the table
+def _literal_ops(path: Path):
+    """(kind, op, attribute names) of every IR constructor call with a literal op name in `path`."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)):
+            continue
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+        kind = {"T": "T", "mk": "T", "Py": "Py", "call": "Py"}.get(name)
+        if kind is None:
+            continue
+        keys = {k.arg for k in node.keywords if k.arg}
+        for a in node.args[1:]:  # a literal attribute dict among the positional arguments
+            if isinstance(a, ast.Dict):
+                keys |= {k.value for k in a.keys if isinstance(k, ast.Constant)}
+        out.append((kind, node.args[0].value, keys - {None}))
+    return out
+
+
+# every compiler file that builds IR nodes (a new file of the checker or the lowering is scanned too)
+SCANNED = sorted(p.name for p in COMPILER.glob("*.py") if p.name not in ("ops_spec.py", "sexpr.py", "fuzz.py"))
+
+
+@pytest.mark.parametrize("filename", SCANNED)
+def test_every_literal_op_and_attribute_is_declared(filename):
+    found = _literal_ops(COMPILER / filename)
+    if filename in ("check.py", "lower.py", "blocks.py"):
+        assert found, f"no IR constructor found in {filename}: has the scan gone stale?"
+    undeclared = []
+    for kind, op, keys in found:
+        table = T_OPS if kind == "T" else PY_OPS
+        if op not in table:
+            undeclared.append(f"{kind} op {op!r}")
+            continue
+        extra = keys - set(table[op].attr_map())
+        if extra:
+            undeclared.append(f"{kind} {op!r} attributes {sorted(extra)}")
+    assert undeclared == []
+
+
+# ops the definition pass lowers (a softmax is a definition of its own, not a sub-expression)
+LOWERED_AT_DEFINITION = {"nbsoftmax"}
+
+
+def test_every_typed_op_has_a_lowering_and_an_interpreter_rule():
+    ops = {op for op, s in T_OPS.items() if not s.transient}
+    assert {op for op in ops if not hasattr(ModelLowering, "n_" + op)} == LOWERED_AT_DEFINITION
+    assert {op for op in ops if not hasattr(Interpreter, "e_" + op)} == set()
+    src = (COMPILER / "lower.py").read_text(encoding="utf-8")
+    assert all(f'"{op}"' in src for op in LOWERED_AT_DEFINITION)
+
+
+def _compared_ops(path: Path, function: str) -> set:
+    """The op names a function of `path` dispatches on (`op == "x"`, `op in ("x", "y")`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == function)
+    out = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Compare) and isinstance(node.left, (ast.Name, ast.Attribute)):
+            left = node.left.id if isinstance(node.left, ast.Name) else node.left.attr
+            if left != "op":
+                continue
+            for c in node.comparators:
+                items = c.elts if isinstance(c, (ast.Tuple, ast.List, ast.Set)) else [c]
+                out |= {i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)}
+    return out
+
+
+def test_every_py_op_has_exactly_one_print_rule():
+    expr_ops = _compared_ops(COMPILER / "codegen.py", "expr")
+    body_ops = _compared_ops(COMPILER / "codegen.py", "body_lines")
+    block_ops = _compared_ops(COMPILER / "blocks.py", "print_rule")
+    rows_ops = {"rows_of"}  # Printer.rows, inside expand_lead
+    tables = {Printer.INFIX: set(codegen.INFIX), Printer.TEMPLATE: set(codegen.TEMPLATES),
+              Printer.EXPR: expr_ops - set(codegen.INFIX) - {"fn"}, Printer.ROWS: rows_ops, Printer.FUNCTION: {"fn"},
+              Printer.BODY: body_ops, Printer.BLOCKS: block_ops,
+              Printer.TRANSIENT: {op for op, s in PY_OPS.items() if s.printer is Printer.TRANSIENT}}
+    # each op is printed by one table of the full-graph printer (blocks.print_rule overrides some for
+    # the mini-batch variant, declared by a block attribute)
+    full = [Printer.INFIX, Printer.TEMPLATE, Printer.EXPR, Printer.FUNCTION]
+    for i, a in enumerate(full):
+        for b in full[i + 1:]:
+            assert tables[a] & tables[b] == set(), f"{a.value} and {b.value} both print {tables[a] & tables[b]}"
+    wrong = {op: s.printer.value for op, s in PY_OPS.items() if op not in tables[s.printer]}
+    assert wrong == {}
+    printed = set().union(*(v for k, v in tables.items() if k is not Printer.TRANSIENT))
+    assert printed & tables[Printer.TRANSIENT] == set(), "a transient op has a print rule"
+    assert printed - set(PY_OPS) == set(), "a print rule for an undeclared op"
+    block_aware = {op for op, s in PY_OPS.items() if {"block", "lv", "blk"} & set(s.attr_map())}
+    assert block_ops - block_aware - {op for op, s in PY_OPS.items() if s.printer is Printer.BLOCKS} \
+        == {"unsqueeze_idx", "gspmm_out"}  # x[: n][:, None] printed as one slice; a dead branch (see below)
+    # blocks.print_rule has a `gspmm_out` branch for a `block` attribute that is never set: the blocks pass
+    # refuses out-neighbour sums (BlockError in x_gspmm_out). Drop the branch, then this name from the set.
+    assert set(codegen.FUNCTION) == set(ops_spec.FUNCTIONS)
+
+
+# ------------------------------------------------------------------ the validator rejects departures
+S = Span(0, 0, 1, 1)
+
+
+def leaf(letter="v"):
+    return T("ref", (), Ty(), frozenset({letter}), S, {"key": "x", "at": letter})
+
+
+@pytest.mark.parametrize("node,message", [
+    (T("frobnicate", (), Ty(), frozenset(), S), "unknown op"),
+    (T("bin", (leaf(),), Ty(), frozenset({"v"}), S, {"name": "add"}), "1 arguments, declared 2"),
+    (T("bin", (leaf(), leaf()), Ty(), frozenset({"v"}), S, {}), "missing attribute 'name'"),
+    (T("bin", (leaf(), leaf()), Ty(), frozenset({"v"}), S, {"name": "add", "fused": True}),
+     "undeclared attribute 'fused'"),
+    (T("bin", (leaf(), leaf()), Ty(), frozenset({"v"}), S, {"name": "xor"}), "declared one of"),
+    (T("const", (), Ty(), frozenset(), S, {"value": "1"}), "attribute 'value' is str"),
+    (T("const", (), Ty(), frozenset(), S, {"value": True}), "attribute 'value' is bool"),
+    (T("deg", (), Ty(), frozenset({"v"}), S, {"at": "v", "dir": "sideways", "self_loop": False}), "declared matching"),
+    (T("fn", (leaf(),), Ty(), frozenset(), S, {"name": "relu"}), "deps [], its rule"),
+    (T("nbreduce", (leaf("u"),), Ty(), frozenset({"u", "v"}), S,
+       {"reduce": "sum", "var": "u", "center": "v", "dir": "in", "self_loop": False}), "deps ['u', 'v']"),
+    (T("func", (), Ty(), frozenset(), S, {"name": "relu", "script": None}), "transient op"),
+    (T("ref", (), Ty(), frozenset({"v"}), S, {"key": "x", "at": "v", "index": "0"}), "attribute 'index'"),
+])
+def test_validator_rejects(node, message):
+    problems = ops_spec.check_node(node)
+    assert any(message in p for p in problems), problems
+
+
+def test_validator_accepts_correct_nodes_and_reports_with_location():
+    ok = T("nbreduce", (leaf("u"),), Ty(), frozenset({"v"}), S,
+           {"reduce": "sum", "var": "u", "center": "v", "dir": "in", "self_loop": False})
+    assert ops_spec.check_node(ok) == []
+    assert ops_spec.check_node(T("expand_fam", (ok,), Ty((), ("k",)), frozenset({"v"}), S,
+                                 {"letter": "k", "size": sp.Symbol("K")})) == []
+    typed = check(parse(CORPUS[0][1], path=CORPUS[0][0]))
+    d = typed.models[0].defs[-1]
+    d.expr.attrs["surprise"] = 1
+    with pytest.raises(ops_spec.InvalidIR, match=rf"{typed.models[0].name}\.{d.value.key}: .*surprise"):
+        ops_spec.validate(typed)
+
+
+def test_lowered_validator_rejects():
+    assert "unknown op" in ops_spec.check_py(Py("frob"))[0]
+    assert "declared 4" in ops_spec.check_py(Py("gspmm", (Py("var", ("x",)),)))[0]
+    assert "undeclared attribute 'block2'" in ops_spec.check_py(
+        Py("mT", (Py("var", ("x",)),), {"block2": 1}))[0]
+    assert "transient op" in ops_spec.check_py(Py("poly_var", ("h",)))[0]
+    assert "missing attribute 'idx'" in ops_spec.check_py(Py("unsqueeze_idx", (Py("var", ("x",)),)))[0]
+
+
+def test_the_source_scan_sees_a_new_op_and_attribute(tmp_path):
+    """The static scan is not vacuous: an op or an attribute added in the sources' style is found."""
+    src = tmp_path / "new.py"
+    src.write_text('x = T("frob", (), ty, deps, span, {"weight": 1})\n'
+                   'y = self.mk("bin", [a, b], ty, span, name="add", fused=True)\n'
+                   'z = call("gspmm", a, b, c, d, block=k)\n', encoding="utf-8")
+    assert _literal_ops(src) == [("T", "frob", {"weight"}), ("T", "bin", {"name", "fused"}),
+                                 ("Py", "gspmm", {"block"})]
