@@ -296,9 +296,9 @@ def explain(result) -> list[str]:
     """The names of the known bugs that account for a failed fuzz result (empty: a new failure)."""
     if result.category == "agree" or result.program is None:
         return []
-    # ALL_BUGS, not only the open ones: a fixed entry's reproducer agrees, but random programs still hit
-    # variants of some of them (see docs/notes.md); they stay xfail until those variants are fixed too
-    return [b.name for b in ALL_BUGS if b.program(result.program) and b.outcome(result)]
+    # the open entries only: a fixed entry's broad predicate would hide a new bug on a program that
+    # happens to share its construct
+    return [b.name for b in KNOWN_BUGS if b.program(result.program) and b.outcome(result)]
 
 
 # ------------------------------------------------------------------ one reproducer per entry
