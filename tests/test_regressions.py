@@ -595,3 +595,11 @@ def test_linear_map_after_a_target_vector_factor_follows_the_sum():
     close(y, (x * (A @ x)) @ m.W)
     scale = torch.where(deg > 0, deg.clamp(min=1).rsqrt(), torch.zeros(()))
     close(z, scale[:, None] * ((x * (A @ x)) @ m.V))
+
+
+@pytest.mark.parametrize("nb", [r"\mathcal{N}^{out}(v)", r"\mathcal{N}^{2}(v)"])
+def test_superscript_on_the_neighbourhood_is_an_error_not_in_neighbours(nb):
+    """Found by the `ir` helper: `\\mathcal{N}^{out}(v)` was silently read as `\\mathcal{N}(v)` (a sum over
+    in-neighbours): a silent wrong number. It is now a diagnostic pointing at `\\mathcal{N}_{out}(v)`."""
+    text = diag(src(rf"y_v \gets \sum_{{u \in {nb}}} x_u \\ \return y \\"))
+    assert "a superscript on \\mathcal{N} has no meaning here" in text and "\\mathcal{N}_{out}(v)" in text

@@ -1217,10 +1217,14 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerC
                 continue
             if isinstance(p, A.BinOp) and p.op == "juxt" and isinstance(p.right, A.Group):
                 head = p.left
-                sub = None
+                sub = sup = None
                 if isinstance(head, A.Scripted):
-                    head, sub = head.base, head.sub
+                    head, sub, sup = head.base, head.sub, head.sup
                 if isinstance(head, A.Sym) and head.kind == "cal" and head.name == "N":
+                    if sup is not None:  # `\mathcal{N}^{out}(v)`, `\mathcal{N}^{2}(v)`: never silently N(v)
+                        self.err("a superscript on \\mathcal{N} has no meaning here", sup.span,
+                                 "write \\mathcal{N}_{out}(v) for out-neighbours (k-hop neighbourhoods are "
+                                 "written as nested sums)")
                     letters = self.node_letters(p.right.body)
                     if not letters or len(letters) != 1:
                         self.err("\\mathcal{N}(.) takes one node", p.right.span)
