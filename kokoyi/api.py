@@ -74,19 +74,29 @@ def render(source: str | bytes, *, path: str = "<string>") -> str:
         return render_program(parse(source, path=path))
 
 
-def compile(source: str | bytes, *, path: str = "<string>", standalone: bool = False) -> dict[str, type]:
-    """Compile every model of `source`; returns {model name: nn.Module subclass}."""
-    code = to_python(source, path=path, standalone=standalone)
+def generated_module(code: str, path: str) -> tuple[types.ModuleType, bool]:
+    """The module of generated source `code` (the compiler's output), executed once and registered as
+    `kokoyi.generated.<stem>_<digest>` so that models pickle by reference; (module, newly created).
+    Needs no compiler: ranks of a distributed run load the code rank 0 generated."""
     digest = hashlib.sha1(code.encode()).hexdigest()[:12]
     stem = "".join(c if c.isalnum() else "_" for c in Path(path).stem)
     mod_name = f"kokoyi.generated.{stem}_{digest}"
     module = sys.modules.get(mod_name)
-    if module is None:
-        module = types.ModuleType(mod_name)
-        module.__file__ = f"<kokoyi:{path}>"
-        module.__kokoyi_source__ = code
-        exec(builtins_compile(code, module.__file__, "exec"), module.__dict__)  # generated code only
-        sys.modules[mod_name] = module  # so that models pickle (torch.save) by reference
+    if module is not None:
+        return module, False
+    module = types.ModuleType(mod_name)
+    module.__file__ = f"<kokoyi:{path}>"
+    module.__kokoyi_source__ = code
+    exec(builtins_compile(code, module.__file__, "exec"), module.__dict__)  # generated code only
+    sys.modules[mod_name] = module
+    return module, True
+
+
+def compile(source: str | bytes, *, path: str = "<string>", standalone: bool = False) -> dict[str, type]:
+    """Compile every model of `source`; returns {model name: nn.Module subclass}."""
+    code = to_python(source, path=path, standalone=standalone)
+    module, created = generated_module(code, path)
+    if created:
         # the kokoyi source travels with pickled models, which a fresh process recompiles
         module.__kokoyi_kky__ = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
         module.__kokoyi_path__ = str(path)

@@ -101,19 +101,9 @@ def models_from_code(code: str, path: str) -> dict:
     """The model classes of generated module source `code` (the compiler's output, as `kokoyi.compile`
     executes it), registered under the same module name, so that ranks need no compiler and pickles
     made in the parent resolve."""
-    import hashlib
-    import types
+    from kokoyi.api import generated_module
 
-    digest = hashlib.sha1(code.encode()).hexdigest()[:12]
-    stem = "".join(c if c.isalnum() else "_" for c in Path(path).stem)
-    name = f"kokoyi.generated.{stem}_{digest}"
-    module = sys.modules.get(name)
-    if module is None:
-        module = types.ModuleType(name)
-        module.__file__ = f"<kokoyi:{path}>"
-        module.__kokoyi_source__ = code
-        exec(compile(code, module.__file__, "exec"), module.__dict__)  # generated code only
-        sys.modules[name] = module
+    module, _ = generated_module(code, path)
     return dict(module.__dict__["__kokoyi_models__"])
 
 
