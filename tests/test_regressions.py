@@ -603,3 +603,14 @@ def test_superscript_on_the_neighbourhood_is_an_error_not_in_neighbours(nb):
     in-neighbours): a silent wrong number. It is now a diagnostic pointing at `\\mathcal{N}_{out}(v)`."""
     text = diag(src(rf"y_v \gets \sum_{{u \in {nb}}} x_u \\ \return y \\"))
     assert "a superscript on \\mathcal{N} has no meaning here" in text and "\\mathcal{N}_{out}(v)" in text
+
+
+@pytest.mark.parametrize("fn", [r"\tanh(x_v)^2", r"\tanh\left(x_v\right)^2", r"\maximum\left(x_v, 1\right)^2"])
+def test_a_power_after_a_function_call_applies_to_its_value(fn):
+    """Found by the lead's 10^4 fuzz run: `\\tanh(x_v)^2` compiled to `tanh(x ** 2)` (the superscript was
+    taken by the argument group; a silent wrong number against the papers' reading, (tanh x)^2), and
+    `\\maximum\\left(a, b\\right)^2` was refused ("a tuple is not a value here")."""
+    model = build(src(rf"y_v \gets {fn} \\ \return y \\"), d=3)
+    x = x_of()
+    inner = torch.tanh(x) if "tanh" in fn else torch.maximum(x, torch.ones_like(x))
+    close(model(graph(), x), inner ** 2)

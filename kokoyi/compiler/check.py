@@ -1044,8 +1044,14 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerC
                 if i + 1 >= len(nodes):
                     self.err(f"'{self.latex(nodes[i])}' needs an argument", nodes[i].span)
                 arg_node = nodes[i + 1]
+                power = None
+                if isinstance(arg_node, A.Scripted) and isinstance(arg_node.base, A.Group) \
+                        and arg_node.sup is not None and arg_node.sub is None and not arg_node.primes:
+                    power, arg_node = arg_node, arg_node.base  # `\tanh(x)^2` is (tanh x)^2, as papers mean it
                 # the argument is read by the function: \deg(v) takes a node, \maximum(a, b) two values
                 t = self.apply_function(t, arg_node, None, scope, nodes[i].span.join(arg_node.span))
+                if power is not None:
+                    t = self.apply_sup(t, power.sup, power, scope)
                 i += 2
             else:
                 i += 1
