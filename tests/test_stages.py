@@ -89,6 +89,8 @@ CHECK = [
      "(nbsoftmax[u->v +self] (matmul:dot (transpose (param a)) (ref x@u))) : ()"),
     (r"y_v \gets [x_v \Vert x_v]", "(concat (ref x@v) (ref x@v)) : (2*d)"),
     (r"y \gets 2^{3}", "8 : ()"),  # folded by the checker
+    (r"y_v \gets \tanh(x_v)^2", "(bin:pow (fn:tanh (ref x@v)) 2) : (d)"),  # (tanh x)^2, as papers mean it
+    (r"y_v \gets \tanh(x_v^2)", "(fn:tanh (bin:pow (ref x@v) 2)) : (d)"),
     (r"y_v \gets x_v W W", "(matmul:vm (matmul:vm (ref x@v) (param W)) (param W)) : (d)"),
     (r"y_v \gets z_v", "m.kky:9:13: error: undefined name 'z_v'"),
     (r"y_v \gets x_u", "m.kky:9:15: error: index u is not bound here"),
