@@ -70,11 +70,7 @@ class DistHistory:
         others = block.src_ids[nd:]
         stale = self.pull(key, others, like=fresh)
         age = self.clock[key] - self.pushed_at[key].pull(others)
-        never = age > self.clock[key]
-        seen = age[~never]
-        self.last[key] = Staleness(int(others.numel()), int(never.sum()),
-                                   float(seen.float().mean()) if seen.numel() else 0.0,
-                                   int(seen.max()) if seen.numel() else 0)
+        self.last[key] = Staleness.of(age, self.clock[key])
         return torch.cat([fresh, stale])
 
     def staleness(self) -> dict:

@@ -31,6 +31,14 @@ class Staleness:
     mean: float  # mean age of the others, in exchanges of this key
     max: int
 
+    @classmethod
+    def of(cls, age, clock: int) -> "Staleness":
+        """From the age (in exchanges) of each pulled row; an age past `clock` means never pushed."""
+        never = age > clock
+        seen = age[~never]
+        return cls(int(age.numel()), int(never.sum()), float(seen.float().mean()) if seen.numel() else 0.0,
+                   int(seen.max()) if seen.numel() else 0)
+
 
 class History:
     """Per-key node stores of shape ``(num_nodes, *F)``, allocated on the first push of a key."""
@@ -105,11 +113,7 @@ class History:
         age = self.clock[key] + 1 - self.pushed_at[key][others.to(self.device)]
         self.clock[key] += 1
         self.push(key, block.src_ids[:n], fresh)
-        never = age > self.clock[key]
-        seen = age[~never]
-        self.last[key] = Staleness(int(others.numel()), int(never.sum()),
-                                   float(seen.float().mean()) if seen.numel() else 0.0,
-                                   int(seen.max()) if seen.numel() else 0)
+        self.last[key] = Staleness.of(age, self.clock[key])
         return torch.cat([fresh, stale])
 
     def staleness(self) -> dict:
