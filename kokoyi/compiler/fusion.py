@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from kokoyi.compiler.ir import T
+from kokoyi.compiler.shapes import broadcast
 
 
 class FusionLowering:
@@ -40,7 +41,7 @@ class FusionLowering:
             if acc is None:
                 acc = val if sign > 0 else self.combine("mul", val, self.node(_const(t, -1.0)), val.lay.shape)
             else:
-                shape = _bshape(acc.lay.shape, val.lay.shape)
+                shape = broadcast(acc.lay.shape, val.lay.shape)
                 acc = self.combine("add" if sign > 0 else "sub", acc, val, shape)
         self.plan.append(PlanEntry(f"{self.current}: linearity of the sum", "one reduction per term "
                                    "(source terms: copy_u g-SpMM; target terms: degree x node value)", []))
@@ -51,7 +52,3 @@ def _const(t, value):
     from kokoyi.compiler.ir import Ty
     return T("const", (), Ty(), frozenset(), t.span, {"value": value})
 
-
-def _bshape(a, b):
-    from kokoyi.compiler.lower import _bshape as bs
-    return bs(a, b)

@@ -3,7 +3,7 @@ values read at an endpoint stay node tensors (side `u` or `v`) until an operator
 """
 from __future__ import annotations
 
-from kokoyi.compiler.ir import PlanEntry, T, Ty
+from kokoyi.compiler.ir import PlanEntry, T
 from kokoyi.compiler.lower.common import Lay, LowerError, Val, call, const
 
 
@@ -99,9 +99,8 @@ class EdgeLowering:
                 parts = []
                 for part, lo, hi in ((p, None, n), (q, n, None)):
                     pv = self.edge(part)
-                    sub_t = T("matmul", (), Ty(t.ty.shape, t.ty.fam), part.deps, t.span, {"kind": kind})
-                    pv_plain = sl(lo, hi)
-                    val = self.matmul(sub_t, pv_plain, pv) if plain_first else self.matmul(sub_t, pv, pv_plain)
+                    pv_plain = sl(lo, hi)  # the product of a part has t's kind and shape (all `matmul` reads)
+                    val = self.matmul(t, pv_plain, pv) if plain_first else self.matmul(t, pv, pv_plain)
                     val.side = pv.side
                     if pv.side in ("u", "v"):
                         val = self.emit(f"{self.current}_{'src' if pv.side == 'u' else 'dst'}", val.py, val.lay,

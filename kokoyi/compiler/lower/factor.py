@@ -6,7 +6,8 @@ from __future__ import annotations
 import sympy as sp
 
 from kokoyi.compiler.ir import T, Ty
-from kokoyi.compiler.lower.common import Val, _bshape, _integer, _pow
+from kokoyi.compiler.shapes import broadcast
+from kokoyi.compiler.lower.common import Val, _integer, _pow
 
 
 class FactorLowering:
@@ -178,7 +179,7 @@ class FactorLowering:
     def fold_mul(self, vals: list[Val], base: str) -> Val:
         acc = vals[0]
         for b in vals[1:]:
-            shape = _bshape(acc.lay.shape, b.lay.shape)
+            shape = broadcast(acc.lay.shape, b.lay.shape)
             acc = self.combine("mul", acc, b, shape)
         if acc.py.op in ("var", "const", "attr"):
             return acc
@@ -188,5 +189,5 @@ class FactorLowering:
         vals = [self.edge(f) for f in factors]
         acc = vals[0]
         for b in vals[1:]:
-            acc = self.edge_binary("mul", acc, b, _bshape(acc.lay.shape, b.lay.shape))
+            acc = self.edge_binary("mul", acc, b, broadcast(acc.lay.shape, b.lay.shape))
         return self.as_edge(acc, base)

@@ -4,6 +4,7 @@ op), broadcasting layouts (`align`, `join`, `combine`), products and linear maps
 from __future__ import annotations
 
 from kokoyi.compiler.ir import Assign, Py, T, Value
+from kokoyi.compiler.rewrites import TYPED_RULES, apply
 from kokoyi.compiler.lower.common import Lay, LowerError, Val, call, const, var
 from kokoyi.compiler.lower.passes import _nesting
 from kokoyi.compiler.relations import rel_letter
@@ -157,10 +158,10 @@ class NodeLowering:
             a.lay.rows, a.lay.fam, t.ty.shape), a.side)
 
     def n_bin(self, t, sl):
-        if t.attrs["name"] in ("mul", "div") and not sl:
-            mean = self.mean_pattern(t)
-            if mean is not None:
-                return self.node(mean)
+        if not sl:
+            rewritten = apply(TYPED_RULES, t)  # e.g. mean-by-degree (rewrites.py)
+            if rewritten is not None:
+                return self.node(rewritten)
         a, b = self.node(t.args[0], sl), self.node(t.args[1], sl)
         return self.combine(t.attrs["name"], a, b, t.ty.shape)
 

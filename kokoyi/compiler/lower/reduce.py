@@ -7,8 +7,10 @@ from __future__ import annotations
 import sympy as sp
 
 from kokoyi.compiler.ir import Assign, PlanEntry, Py, T, Value
-from kokoyi.compiler.lower.common import Lay, LowerError, Val, _bshape, _pow, call, const, var
+from kokoyi.compiler.shapes import broadcast
+from kokoyi.compiler.lower.common import Lay, LowerError, Val, call, const, var
 from kokoyi.compiler.relations import rel_letter
+from kokoyi.compiler.rewrites import IR_RULES, Aggregation, find, is_inverse_degree
 
 
 class ReduceLowering:
@@ -38,7 +40,7 @@ class ReduceLowering:
         edge = [f for f in factors if f not in src and f not in dst and f not in cst]
         if red == "sum":
             for f in list(dst):
-                if self.is_inverse_degree(f, v, t.attrs["self_loop"]):
+                if is_inverse_degree(f, v, t.attrs["self_loop"]):  # the mean-by-degree rule (rewrites.py)
                     dst.remove(f)
                     red = "mean"
                     break
@@ -63,7 +65,7 @@ class ReduceLowering:
         vec_elsewhere = any(f.ty.shape for f in dst + cst + edge)
         order = self.linear_order(W, S) if (W is not None and vec_side == "src" and not vec_elsewhere) else "after"
         if W is not None and vec_side == "src" and E is not None and red == "sum" and self.fuse_gat \
-                and self.gat_pattern(E, t.attrs["self_loop"]) is not None:
+                and find(IR_RULES, Aggregation(red, None, E.py, t.attrs["self_loop"]), self.assigned) is not None:
             order = "before"  # attention: the fused op runs on the projected features
 
         if dst and not t.attrs["self_loop"]:  # each target factor masked where N(v) is empty (finite gradients)
@@ -75,7 +77,7 @@ class ReduceLowering:
         def reduce_with(S_val: Val | None, tag: str) -> Val:
             out = self.spmm(red, S_val, E, t, ops_used)
             if D is not None:
-                lay = self.join(out, D, _bshape(out.lay.shape, D.lay.shape))  # `sum_u b`: (N,) deg times (d,) b
+                lay = self.join(out, D, broadcast(out.lay.shape, D.lay.shape))  # `sum_u b`: (N,) deg times (d,) b
                 out = self.emit(f"{name}_agg", call("mul", self.align(out, lay), self.align(D, lay)), lay)
             return out
 
@@ -144,46 +146,20 @@ class ReduceLowering:
             return "after"
         return Py("le", (self.dim_py(d_out), self.dim_py(d_in)))
 
-    def gat_pattern(self, E: Val, self_loop: bool):
-        """E = softmax_{N(v) [cup {v}]}(LeakyReLU(s_u + t_v)), followed through the assignments ->
-        (s, t, slope); None when E is anything else (e.g. dropout sits between softmax and sum)."""
-        def follow(py):
-            while py.op == "var" and py.args[0] in self.assigned:
-                py = self.assigned[py.args[0]]
-            return py
-
-        soft = follow(E.py)
-        if soft.op != "edge_softmax" or (len(soft.args) == 2) != self_loop:
-            return None
-        leaky = follow(soft.args[0])
-        if leaky.op != "fn" or leaky.attrs["name"] != "leaky_relu":
-            return None
-        add = follow(leaky.args[0])
-        if add.op != "gsddmm" or add.args[0].args[0] != "add" or (add.args[3].args[0], add.args[4].args[0]) != ("u", "v"):
-            return None
-        return add.args[1], add.args[2], leaky.attrs["param"]
-
     def spmm(self, red, S: Val | None, E: Val | None, t: T, ops_used) -> Val:
         name = self.current
         self_loop = t.attrs["self_loop"]
-        if red == "sum" and S is not None and E is not None and self.fuse_gat and not self.diag \
-                and len(E.lay.shape) == 0 and len(S.lay.fam) == len(E.lay.fam) <= 1 and len(S.lay.shape) == 1:
-            found = self.gat_pattern(E, self_loop)
-            if found is not None:
-                s_src, t_dst, slope = found
-                ops_used.append("fused attention (score, LeakyReLU, softmax and weighted sum in one op)")
-                lay = Lay("N", S.lay.fam, S.lay.shape)
-                if S.lay.fam:
-                    fused = call("gat_aggregate", s_src, t_dst, S.py, slope, const(self_loop))
-                else:  # one head: give the op its head axis and take it away again
-                    fused = call("squeeze_axis", call("gat_aggregate", call("unsqueeze_idx", s_src, idx=(":", None)),
-                                                      call("unsqueeze_idx", t_dst, idx=(":", None)),
-                                                      call("unsqueeze_idx", S.py, idx=(":", None)), slope,
-                                                      const(self_loop)), axis=1)
-                return self.emit(f"{name}_agg", fused, lay)
+        if S is not None and E is not None and self.fuse_gat and not self.diag:
+            agg = Aggregation(red, S.py, E.py, self_loop, S.lay.fam, S.lay.shape, E.lay.fam, E.lay.shape)
+            hit = find(IR_RULES, agg, self.assigned)  # e.g. the fused attention (rewrites.py)
+            if hit is not None:
+                rule, binding = hit
+                ops_used.append(rule.plan)
+                return self.emit(f"{name}_agg", rule.rewrite(binding, agg, self.assigned),
+                                 Lay("N", S.lay.fam, S.lay.shape))
         if S is not None and E is not None:
             lay = Lay("N", tuple(dict.fromkeys(S.lay.fam + E.lay.fam)),
-                      _bshape(S.lay.shape, E.lay.shape))
+                      broadcast(S.lay.shape, E.lay.shape))
             Se = self.align(S, Lay(S.lay.rows, lay.fam, S.lay.shape))
             Ee = self.align(E, Lay(E.lay.rows, lay.fam, lay.shape if len(E.lay.shape) < len(lay.shape) else E.lay.shape))
             op, args = "mul", (Se, Ee)
@@ -314,32 +290,6 @@ class ReduceLowering:
         if t.attrs["self_loop"]:
             nb += f" ∪ {{{t.attrs['center']}}}"
         return f"{s}_{{{t.attrs['var']} ∈ {nb}}}"
-
-    def is_inverse_degree(self, f: T, v: str, self_loop: bool) -> bool:
-        """1/|N(v)| (or 1/(|N(v)|+1) under a self loop) turns a sum into a mean."""
-        d = None
-        if f.op == "bin" and f.attrs["name"] == "pow" and f.args[1].op == "const" and f.args[1].attrs["value"] == -1:
-            d = f.args[0]
-        elif f.op == "bin" and f.attrs["name"] == "div" and f.args[0].op == "const" and f.args[0].attrs["value"] == 1:
-            d = f.args[1]
-        if d is not None and d.op == "bin" and d.attrs["name"] == "add" and d.args[1].op == "const" \
-                and d.args[1].attrs["value"] == 1 and d.args[0].op == "deg" and not d.args[0].attrs["self_loop"]:
-            d = T("deg", (), d.ty, d.deps, d.span, dict(d.args[0].attrs, self_loop=True))
-        return d is not None and d.op == "deg" and d.attrs["at"] == v and d.attrs["dir"] == "in" \
-            and d.attrs["self_loop"] == self_loop
-
-    def mean_pattern(self, t: T) -> T | None:
-        """`\\frac{1}{|N(v)|} \\sum_{u \\in N(v)} m` (or `\\sum ... / |N(v)|`) -> mean_{u in N(v)} m."""
-        a, b = t.args
-        pairs = [(a, b), (b, a)] if t.attrs["name"] == "mul" else [(b, a)]
-        for scale, red in pairs:
-            if red.op != "nbreduce" or red.attrs["reduce"] != "sum":
-                continue
-            inv = scale if t.attrs["name"] == "mul" else _pow(scale, -1)
-            if self.is_inverse_degree(inv, red.attrs["center"], red.attrs["self_loop"]):
-                return T("nbreduce", red.args, red.ty, red.deps, red.span, dict(red.attrs, reduce="mean"),
-                         red.edge_input)
-        return None
 
     def softmax(self, t: T, v: Value) -> Val:
         self._edge_ctx = (t.attrs["var"], t.attrs["center"])
