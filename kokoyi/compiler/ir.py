@@ -84,6 +84,17 @@ class Py:
     args: tuple = ()
     attrs: dict = field(default_factory=dict)
 
+    def __getattr__(self, name):
+        """An attribute of the sparse-op vocabulary (`py.idx`, `py.block`): its value, None when this node does
+        not set it; a name no op declares (`ops_spec.PY_OPS`) is an AttributeError."""
+        if name.startswith("_") or name in ("op", "args", "attrs"):
+            raise AttributeError(name)
+        from kokoyi.compiler.ops_spec import PY_ATTR_NAMES
+
+        if name not in PY_ATTR_NAMES:
+            raise AttributeError(f"no sparse-op attribute {name!r} (declared: {', '.join(sorted(PY_ATTR_NAMES))})")
+        return self.__dict__["attrs"].get(name)
+
 
 @dataclass
 class Assign:

@@ -39,6 +39,7 @@ from typing import Any
 import sympy as sp
 
 from kokoyi.compiler.ir import Assign, Comment, Loop, Py, T, TProgram, Ty, LProgram
+from kokoyi.compiler.tnodes import attributes
 
 NONE = type(None)
 NUMBER = (int, float)
@@ -205,17 +206,16 @@ def expected_deps(t: T, spec: OpSpec):
     if spec.deps is Deps.GRAPH:
         return frozenset({GRAPH})
     if spec.deps is Deps.CENTER:
-        return frozenset({t.attrs.get("at")})
+        return frozenset({t.at})
     if spec.deps is Deps.LEAF:
-        at = t.attrs.get("at")
-        letters = set(at) if isinstance(at, tuple) else ({at} if at else set())
-        if t.attrs.get("row"):
-            letters.add(t.attrs["row"])
+        letters = set(t.at) if isinstance(t.at, tuple) else ({t.at} if t.at else set())
+        if t.row:
+            letters.add(t.row)
         return frozenset(letters)
     body = t.args[0].deps if t.args else frozenset()
     if spec.deps is Deps.REDUCE:
-        return (body - {t.attrs.get("var")}) | {t.attrs.get("center")}
-    return body | {t.attrs.get("var"), t.attrs.get("center")}  # SOFTMAX
+        return (body - {t.var}) | {t.center}
+    return body | {t.var, t.center}  # SOFTMAX
 
 
 def check_node(t: T) -> list[str]:
@@ -231,7 +231,7 @@ def check_node(t: T) -> list[str]:
     bad_args = [a for a in t.args if not isinstance(a, T)]
     if bad_args:
         out.append(f"argument of type {type(bad_args[0]).__name__}, not T")
-    out += check_attrs(t.op, t.attrs, spec.attr_map())
+    out += check_attrs(t.op, attributes(t), spec.attr_map())
     if not isinstance(t.ty, Ty):
         out.append(f"ty is {type(t.ty).__name__}, not Ty")
     elif not all(isinstance(f, str) for f in t.ty.fam):
@@ -247,12 +247,9 @@ def check_node(t: T) -> list[str]:
 
 def walk(t: T):
     yield t
-    for a in t.args:
+    for a in t.subterms():
         if isinstance(a, T):
             yield from walk(a)
-    p = t.attrs.get("param") if isinstance(t.attrs, dict) else None
-    if isinstance(p, T):
-        yield from walk(p)
 
 
 def problems(program: TProgram) -> list[Problem]:
@@ -373,6 +370,7 @@ PY_OP_LIST = [
              "historical embeddings: push / pull"),
 ]
 PY_OPS: dict[str, PyOpSpec] = {s.op: s for s in PY_OP_LIST}
+PY_ATTR_NAMES: frozenset = frozenset(a.name for s in PY_OP_LIST for a in s.attrs)
 
 
 def check_py(py: Py) -> list[str]:

@@ -59,15 +59,15 @@ def apply(rules: list[Rule], node, ctx=None):
 def is_inverse_degree(f: T, v: str, self_loop: bool) -> bool:
     """1/|N(v)| (or 1/(|N(v)|+1) under a self loop) turns a sum into a mean."""
     d = None
-    if f.op == "bin" and f.attrs["name"] == "pow" and f.args[1].op == "const" and f.args[1].attrs["value"] == -1:
+    if f.op == "bin" and f.name == "pow" and f.args[1].op == "const" and f.args[1].value == -1:
         d = f.args[0]
-    elif f.op == "bin" and f.attrs["name"] == "div" and f.args[0].op == "const" and f.args[0].attrs["value"] == 1:
+    elif f.op == "bin" and f.name == "div" and f.args[0].op == "const" and f.args[0].value == 1:
         d = f.args[1]
-    if d is not None and d.op == "bin" and d.attrs["name"] == "add" and d.args[1].op == "const" \
-            and d.args[1].attrs["value"] == 1 and d.args[0].op == "deg" and not d.args[0].attrs["self_loop"]:
-        d = T("deg", (), d.ty, d.deps, d.span, dict(d.args[0].attrs, self_loop=True))
-    return d is not None and d.op == "deg" and d.attrs["at"] == v and d.attrs["dir"] == "in" \
-        and d.attrs["self_loop"] == self_loop
+    if d is not None and d.op == "bin" and d.name == "add" and d.args[1].op == "const" \
+            and d.args[1].value == 1 and d.args[0].op == "deg" and not d.args[0].self_loop:
+        d = d.args[0].replace(ty=d.ty, deps=d.deps, span=d.span, self_loop=True)
+    return d is not None and d.op == "deg" and d.at == v and d.dir == "in" \
+        and d.self_loop == self_loop
 
 
 def _pow(t: T, p: float) -> T:
@@ -77,21 +77,21 @@ def _pow(t: T, p: float) -> T:
 
 def match_mean_by_degree(t: T, _ctx) -> T | None:
     """The sum of `scale * sum` / `sum / scale` whose scale is the inverse degree of its neighbourhood."""
-    if t.op != "bin" or t.attrs["name"] not in ("mul", "div"):
+    if t.op != "bin" or t.name not in ("mul", "div"):
         return None
     a, b = t.args
-    pairs = [(a, b), (b, a)] if t.attrs["name"] == "mul" else [(b, a)]
+    pairs = [(a, b), (b, a)] if t.name == "mul" else [(b, a)]
     for scale, red in pairs:
-        if red.op != "nbreduce" or red.attrs["reduce"] != "sum":
+        if red.op != "nbreduce" or red.reduce != "sum":
             continue
-        inv = scale if t.attrs["name"] == "mul" else _pow(scale, -1)
-        if is_inverse_degree(inv, red.attrs["center"], red.attrs["self_loop"]):
+        inv = scale if t.name == "mul" else _pow(scale, -1)
+        if is_inverse_degree(inv, red.center, red.self_loop):
             return red
     return None
 
 
 def rewrite_mean_by_degree(red: T, _t: T, _ctx) -> T:
-    return T("nbreduce", red.args, red.ty, red.deps, red.span, dict(red.attrs, reduce="mean"), red.edge_input)
+    return red.replace(reduce="mean")
 
 
 TYPED_RULES: list[Rule] = [
@@ -139,12 +139,12 @@ def match_attention(agg: Aggregation, assigned: dict):
     if soft.op != "edge_softmax" or (len(soft.args) == 2) != agg.self_loop:
         return None
     leaky = _follow(soft.args[0], assigned)
-    if leaky.op != "fn" or leaky.attrs["name"] != "leaky_relu":
+    if leaky.op != "fn" or leaky.name != "leaky_relu":
         return None
     add = _follow(leaky.args[0], assigned)
     if add.op != "gsddmm" or add.args[0].args[0] != "add" or (add.args[3].args[0], add.args[4].args[0]) != ("u", "v"):
         return None
-    return add.args[1], add.args[2], leaky.attrs["param"]
+    return add.args[1], add.args[2], leaky.param
 
 
 def rewrite_attention(binding, agg: Aggregation, _assigned) -> Py:

@@ -87,23 +87,15 @@ class T(metaclass=_Positional):
         """The children, in order."""
         return tuple(getattr(self, f) for f in self.CHILDREN)
 
+    def subterms(self) -> tuple:
+        """Every typed expression inside this node: the children, and an attribute that is an expression
+        (a dropout rate `Fn.param`)."""
+        return self.args
+
     @classmethod
     def attr_fields(cls) -> tuple:
         """The dataclass fields that are attributes (neither a child nor a base field)."""
         return tuple(f for f in dataclasses.fields(cls) if f.name not in cls.BASE and f.name not in cls.CHILDREN)
-
-    @property
-    def attrs(self) -> dict:
-        """The attributes as a dict (set ones only: an optional attribute that is None is left out)."""
-        out = {}
-        for f in self.attr_fields():
-            value = getattr(self, f.name)
-            if value is not None or f.default is dataclasses.MISSING:
-                out[f.name] = value
-        return out
-
-    def get(self, key, default=None):
-        return self.attrs.get(key, default)
 
     def replace(self, **changes) -> "T":
         """A copy with some fields changed (`red.replace(reduce="mean")`)."""
@@ -220,6 +212,9 @@ class Fn(T):
     param: float | T | None = None
     op: ClassVar[str] = "fn"
     CHILDREN: ClassVar[tuple] = ("arg",)
+
+    def subterms(self) -> tuple:
+        return (self.arg, self.param) if isinstance(self.param, T) else (self.arg,)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -424,6 +419,17 @@ class GraphSoftmax(T):
     op: ClassVar[str] = "graph_softmax"
     CHILDREN: ClassVar[tuple] = ("arg",)
     DEPS: ClassVar[Deps] = Deps.CENTER
+
+
+def attributes(t: T) -> dict:
+    """The attributes of a node that are set (an optional attribute that is None is left out), by field name:
+    for validation and printing only; code reads the fields (`t.reduce`)."""
+    out = {}
+    for f in t.attr_fields():
+        value = getattr(t, f.name)
+        if value is not None or f.default is dataclasses.MISSING:
+            out[f.name] = value
+    return out
 
 
 def _concrete(cls):

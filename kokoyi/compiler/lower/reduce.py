@@ -20,16 +20,16 @@ class ReduceLowering:
     def n_nbreduce(self, t: T, sl) -> Val:
         if sl:
             raise LowerError("nested neighbour reduction")
-        if rel_letter(t.attrs["dir"]):
+        if rel_letter(t.dir):
             return self.rel_reduce(t)
         split = self.linear_split(t)  # \sum_u (a_u - b_v) = \sum_u a_u - |N(v)| b_v (fusion.py)
         if split is not None:
             return split
         body = t.args[0]
-        red, u, v = t.attrs["reduce"], t.attrs["var"], t.attrs["center"]
-        if (t.attrs["dir"] == "out" or red in ("max", "min")) and u not in body.deps and not self.reads_edge(body):
+        red, u, v = t.reduce, t.var, t.center
+        if (t.dir == "out" or red in ("max", "min")) and u not in body.deps and not self.reads_edge(body):
             return self.reduce_constant(t)
-        if t.attrs["dir"] == "out":
+        if t.dir == "out":
             return self.reduce_out(t)
         if red in ("max", "min"):
             return self.reduce_extreme(t)
@@ -40,7 +40,7 @@ class ReduceLowering:
         edge = [f for f in factors if f not in src and f not in dst and f not in cst]
         if red == "sum":
             for f in list(dst):
-                if is_inverse_degree(f, v, t.attrs["self_loop"]):  # the mean-by-degree rule (rewrites.py)
+                if is_inverse_degree(f, v, t.self_loop):  # the mean-by-degree rule (rewrites.py)
                     dst.remove(f)
                     red = "mean"
                     break
@@ -65,10 +65,10 @@ class ReduceLowering:
         vec_elsewhere = any(f.ty.shape for f in dst + cst + edge)
         order = self.linear_order(W, S) if (W is not None and vec_side == "src" and not vec_elsewhere) else "after"
         if W is not None and vec_side == "src" and E is not None and red == "sum" and self.fuse_gat \
-                and find(IR_RULES, Aggregation(red, None, E.py, t.attrs["self_loop"]), self.assigned) is not None:
+                and find(IR_RULES, Aggregation(red, None, E.py, t.self_loop), self.assigned) is not None:
             order = "before"  # attention: the fused op runs on the projected features
 
-        if dst and not t.attrs["self_loop"]:  # each target factor masked where N(v) is empty (finite gradients)
+        if dst and not t.self_loop:  # each target factor masked where N(v) is empty (finite gradients)
             vals = [self.nonempty_only(self.node(f), name) for f in dst] + [self.node(f) for f in cst]
             D = self.fold_mul(vals, f"{name}_dst")
         else:
@@ -148,7 +148,7 @@ class ReduceLowering:
 
     def spmm(self, red, S: Val | None, E: Val | None, t: T, ops_used) -> Val:
         name = self.current
-        self_loop = t.attrs["self_loop"]
+        self_loop = t.self_loop
         if S is not None and E is not None and self.fuse_gat and not self.diag:
             agg = Aggregation(red, S.py, E.py, self_loop, S.lay.fam, S.lay.shape, E.lay.fam, E.lay.shape)
             hit = find(IR_RULES, agg, self.assigned)  # e.g. the fused attention (rewrites.py)
@@ -202,7 +202,7 @@ class ReduceLowering:
 
     def self_loop_product(self, t: T) -> Val:
         body = t.args[0]
-        u, v = t.attrs["var"], t.attrs["center"]
+        u, v = t.var, t.center
         factors, _lin = self.split(body, u, v)
         edge = [f for f in factors if not (f.deps <= {u} or f.deps <= {v}) or self.reads_edge(f)]
         vals = [self.on_self_loop(f) for f in edge]
@@ -212,12 +212,12 @@ class ReduceLowering:
         """A reduction whose summand does not read the neighbour: sum = |N| b; mean, max and min = b where
         the neighbourhood is not empty and 0 where it is (an empty reduction is 0, as everywhere)."""
         name = self.current
-        deg = call("graph_method", "in_degrees" if t.attrs["dir"] == "in" else "out_degrees")
-        if t.attrs["self_loop"]:
+        deg = call("graph_method", "in_degrees" if t.dir == "in" else "out_degrees")
+        if t.self_loop:
             deg = call("add", deg, const(1))
         B = self.per_node(self.node(t.args[0]))
         cnt = self.align(Val(deg, Lay("N", (), ()), "n"), B.lay)
-        if t.attrs["reduce"] == "sum":
+        if t.reduce == "sum":
             out = self.emit(f"{name}_agg", call("mul", cnt, B.py), B.lay)
         else:
             out = self.emit(f"{name}_agg", call("where", call("gt", cnt, const(0)), B.py, const(0.0)), B.lay)
@@ -227,7 +227,7 @@ class ReduceLowering:
 
     def reduce_extreme(self, t: T) -> Val:
         body = t.args[0]
-        red, u = t.attrs["reduce"], t.attrs["var"]
+        red, u = t.reduce, t.var
         name = self.current
         if body.deps <= {u} and not self.reads_edge(body):
             S = self.node(body)
@@ -235,13 +235,13 @@ class ReduceLowering:
             out = self.emit(f"{name}_agg", call("gspmm", const("copy_u"), const(red), S.py, const(None)),
                             Lay("N", S.lay.fam, S.lay.shape))
             op = f"g-SpMM copy_u/{red}"
-            selfv = Val(call("dst_rows", S.py), S.lay, "n") if t.attrs["self_loop"] else None
+            selfv = Val(call("dst_rows", S.py), S.lay, "n") if t.self_loop else None
         else:
             M = self.as_edge(self.edge(body), f"{name}_msg")
             out = self.emit(f"{name}_agg", call("gspmm", const("copy_e"), const(red), const(None), M.py),
                             Lay("N", M.lay.fam, M.lay.shape))
             op = f"g-SDDMM + g-SpMM copy_e/{red} (per-edge message)"
-            selfv = self.on_self_loop(body) if t.attrs["self_loop"] else None
+            selfv = self.on_self_loop(body) if t.self_loop else None
         if selfv is not None:
             lay = out.lay
             deg = call("unsqueeze_idx", call("graph_method", "in_degrees", sampled=True),
@@ -256,16 +256,16 @@ class ReduceLowering:
     def reduce_out(self, t: T) -> Val:
         """Reductions over out-neighbours run on the reversed graph; the message is the neighbour's value."""
         body = t.args[0]
-        w = t.attrs["var"]
+        w = t.var
         if not (body.deps <= {w}) or self.reads_edge(body):
             self.col.error("reductions over \\mathcal{N}_{out}(v) take a value of the neighbour alone", t.span,
                            "per-edge messages are supported over \\mathcal{N}(v)")
             raise LowerError("out")
         S = self.node(body)
         S = self.emit(f"{self.current}_src", S.py, Lay("N", S.lay.fam, S.lay.shape))
-        red = t.attrs["reduce"]
+        red = t.reduce
         lay = Lay("N", S.lay.fam, S.lay.shape)
-        sl = t.attrs["self_loop"]
+        sl = t.self_loop
         sparse_red = "sum" if (red == "mean" and sl) else red
         out = self.emit(f"{self.current}_agg", call("gspmm_out", const(sparse_red), S.py), lay)
         op = f"g-SpMM copy_u/{sparse_red} on the reversed graph"
@@ -285,17 +285,17 @@ class ReduceLowering:
         return out
 
     def describe(self, t: T) -> str:
-        s = {"sum": "\\sum", "mean": "mean", "max": "\\max", "min": "\\min"}[t.attrs["reduce"]]
-        nb = f"N({t.attrs['center']})" if t.attrs["dir"] == "in" else f"N_out({t.attrs['center']})"
-        if t.attrs["self_loop"]:
-            nb += f" ∪ {{{t.attrs['center']}}}"
-        return f"{s}_{{{t.attrs['var']} ∈ {nb}}}"
+        s = {"sum": "\\sum", "mean": "mean", "max": "\\max", "min": "\\min"}[t.reduce]
+        nb = f"N({t.center})" if t.dir == "in" else f"N_out({t.center})"
+        if t.self_loop:
+            nb += f" ∪ {{{t.center}}}"
+        return f"{s}_{{{t.var} ∈ {nb}}}"
 
     def softmax(self, t: T, v: Value) -> Val:
-        self._edge_ctx = (t.attrs["var"], t.attrs["center"])
+        self._edge_ctx = (t.var, t.center)
         scores = self.as_edge(self.per_edge(self.edge(t.args[0])), f"{v.key}_score")
         lay = scores.lay
-        if t.attrs["self_loop"]:
+        if t.self_loop:
             selfs = self.per_node(self.on_self_loop(t.args[0]))
             selfs = self.emit(f"{v.key}_score_self", selfs.py, selfs.lay)
             pair = self.fresh(f"{v.key}_self")
