@@ -21,7 +21,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Union
+
+import sympy as sp
 
 from kokoyi.diagnostics import Span
 
@@ -53,7 +55,7 @@ MatKind = Literal["dot", "vm", "mv", "mm"]
 Reduce = Literal["sum", "mean", "max", "min"]
 DenseReduce = Literal["sum", "mean", "max", "min", "prod", "concat"]
 CmpOp = Literal["lt", "le", "gt", "ge", "eq", "ne"]
-Sympy = Any  # a sympy dimension or index (a plain int where the checker folded it)
+Sympy = Union[sp.Basic, int]  # a sympy dimension or index (a plain int where the checker folded it)
 DIRECTION = r"in|out|rel:\w+"  # the pattern of `dir`: N(v), N_out(v), N_r(v) (relations.py)
 
 
