@@ -32,7 +32,7 @@ from kokoyi.kernels import ops as _k
 from kokoyi.sampling.block import Block
 
 __all__ = ["gspmm", "edge_softmax", "gat_aggregate", "hops", "node_degrees", "node_rows", "edge_rows",
-           "check_edge_input", "exchange", "full_graph_only"]
+           "check_edge_input", "exchange", "full_graph_only", "source_block"]
 
 
 def _weight(graph, like: torch.Tensor) -> Optional[torch.Tensor]:
@@ -183,6 +183,24 @@ def exchange(history, key, x: torch.Tensor, blocks: list, k) -> torch.Tensor:
     if history is None or int(k) >= len(blocks):
         return x
     return history.exchange(key, x, blocks[int(k)])
+
+
+def source_block(blocks: list, k):
+    """The graph whose sources are the node set S_k, for a level k that may be the model's depth L
+    (a value of a layer boundary whose depth is a hyperparameter): ``blocks[k]`` while it exists; past
+    the last block, S_L = D_L, the targets of block L-1, as a block without edges that keeps their
+    full-graph degrees (a full graph: the graph itself, every hop being the same graph)."""
+    k = int(k)
+    if k < len(blocks):
+        return blocks[k]
+    last = blocks[-1]
+    if not isinstance(last, Block) and last.num_src == last.num_dst:
+        return last
+    n = last.num_dst
+    ids = last.dst_ids if isinstance(last, Block) else torch.arange(n, device=last.device)
+    none = torch.zeros(0, dtype=torch.int64, device=last.device)
+    return Block.create(none, none, n, n, ids, in_degrees=node_degrees(last, "in")[:n],
+                        out_degrees=node_degrees(last, "out")[:n])
 
 
 def full_graph_only(graph, model: str, reason: str) -> None:
