@@ -71,8 +71,10 @@ def _norm(e):
 
 def _index(idx: Py):
     """The sympy value of a layer index (`h[l]`, `h[l - 1]`), or None."""
-    if idx.op == "sympy":
-        return _norm(idx.args[0])
+    if idx.op == "sympy":  # in the loop variable's Python name (`l_1` for the second loop over l)
+        names = idx.attrs.get("loop_vars") or {}
+        e = sp.sympify(idx.args[0])
+        return _norm(e.xreplace({s: sp.Symbol(names[s.name]) for s in e.free_symbols if s.name in names}))
     if idx.op == "var":
         return sp.Symbol(idx.args[0], integer=True)
     if idx.op == "const" and isinstance(idx.args[0], int):

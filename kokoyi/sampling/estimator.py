@@ -221,15 +221,17 @@ def check_edge_input(blocks: list, name: str, e, shape: tuple):
     """The forward check of an edge input on blocks: a tensor with one row per edge of the full graph
     (with edge ids) or of the one graph every block is, and feature `shape`."""
     from kokoyi.kernels.validate import check_input
-    ids = [b.edge_ids for b in blocks if getattr(b, "edge_ids", None) is not None and b.num_edges]
+    ids = [b.edge_ids for b in blocks if getattr(b, "edge_ids", None) is not None]
     if not ids:
         return check_input(blocks[0], name, e, "edge", shape)
-    need = max(int(i.max()) for i in ids) + 1
+    # blocks with edge ids read the full graph's edge rows (any number of them when no block has an edge)
+    need = max((int(i.max()) + 1 for i in ids if i.numel()), default=0)
     if not isinstance(e, torch.Tensor) or e.dim() == 0 or e.shape[0] < need or \
             tuple(e.shape[1:]) != tuple(int(d) for d in shape):
         got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+        refer = f" (the blocks refer to edge {need - 1})" if need else ""
         raise ValueError(f"input {name!r} has shape {got}; expected (E, {', '.join(str(int(d)) for d in shape)}) "
-                         f"with one row per edge of the full graph (the blocks refer to edge {need - 1})")
+                         f"with one row per edge of the full graph{refer}")
     return e
 
 
