@@ -168,3 +168,36 @@ def test_two_recurrences_over_the_same_letter_run_on_blocks():
     assert cls.__kokoyi__["blocks"]["supported"], cls.__kokoyi__["blocks"]
     assert "blocks[l_1 - 1]" in kokoyi.to_python(src)
     assert agrees_everywhere(src, [dict(d=2, L=1), dict(d=2, L=2)]) > 0
+
+
+def test_a_model_of_the_file_applied_to_zero_rows():
+    """A submodel of the file runs once per row (torch.vmap), and vmap cannot batch an empty axis: per edge
+    on a graph without edges it raised 'IndexError: select(): index 0 out of range' (known bug
+    row-wise-submodel-on-zero-rows; seeds 1503, 8471). ops.rowwise runs one zero row and keeps none."""
+    src = r"""\begin{model}{LN}
+  \hyper m \\
+  \input z \in \mathbb{R}^{m} \\
+  \param q \in \mathbb{R}^{m} \\
+  o \gets z - \mathrm{mean}(z) + q \\
+  \return o \\
+\end{model}
+\begin{model}{M}
+  \hyper d, K \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param c \in \mathbb{R}^{d} \\
+  \param A^{k} \in \mathbb{R}^{d \times d}, \quad k = 1, \dots, K \\
+  \param \phi \sim \mathrm{LN}(d) \\
+  y_v \gets \sum_{u \in \mathcal{N}(v)} \phi((x_u \cdot c) x_v) \\
+  e^{k}_{uv} \gets \phi(x_u A^{k}) \cdot c \\
+  s_v \gets \sum_{k=1}^{K} \sum_{u \in \mathcal{N}(v)} e^{k}_{uv} \\
+  \return y, s \\
+\end{model}"""
+    assert "ops.rowwise(self.phi, " in kokoyi.to_python(src)
+    agrees_everywhere(src, [dict(d=2, K=2)], name="M")
+    from kokoyi.ops import _internal as ops
+
+    q = torch.ones(3, requires_grad=True)
+    out = ops.rowwise(lambda z: z - z.mean(-1) + q, torch.zeros(0, 2, 3), 2)
+    assert out.shape == (0, 2, 3)
+    out.sum().backward()
+    assert torch.equal(q.grad, torch.zeros(3))
