@@ -201,3 +201,39 @@ def test_a_model_of_the_file_applied_to_zero_rows():
     assert out.shape == (0, 2, 3)
     out.sum().backward()
     assert torch.equal(q.grad, torch.zeros(3))
+
+
+@pytest.mark.parametrize("use", [
+    # the softmax itself in a sum with the self loop
+    r"y_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \alpha_{uv} x_u",
+    # an edge value made from it, read on the self loop (seed 7075: through a head family)
+    r"e_{uv} \gets \alpha_{uv} + x_u \cdot x_v \\ y_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} e_{uv} x_u",
+    r"\param A^{k} \in \mathbb{R}^{d \times d}, \quad k = 1, \dots, K \\ "
+    r"e^{k}_{uv} \gets \alpha_{uv} (x_u A^{k} \cdot x_v) \\ "
+    r"y_v \gets \sum_{k=1}^{K} \sum_{u \in \mathcal{N}(v) \cup \{v\}} \max(e^{k}_{uv}, 0) x_u",
+    # as the score of a softmax over N(v) \cup {v}
+    r"\beta_{uv} \gets \mathrm{softmax}_{u \in \mathcal{N}(v) \cup \{v\}}(\alpha_{uv}) \\ "
+    r"y_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \beta_{uv} x_u",
+])
+def test_a_softmax_over_the_neighbours_alone_read_on_the_self_loop_is_a_checker_diagnostic(use):
+    """Refused by the lowering after `kokoyi check` had said ok ('refused-after-check', seed 7075 and the
+    notes' 1350): now the checker's diagnostic, with line and caret."""
+    from kokoyi.compiler.check import check
+    from kokoyi.diagnostics import KokoyiError
+    from kokoyi.grammar.parser import parse
+
+    src = rf"""\begin{{model}}{{M}}
+  \hyper d, K \\
+  \input x_v \in \mathbb{{R}}^{{d}} \\
+  \alpha_{{uv}} \gets \mathrm{{softmax}}_{{u \in \mathcal{{N}}(v)}}(x_u \cdot x_v) \\
+  {use} \\
+  \return y \\
+\end{{model}}"""
+    with pytest.raises(KokoyiError) as err:
+        check(parse(src, path="t.kky"))
+    text = str(err.value)
+    assert "t.kky:" in text and "'alpha' is a softmax over \\mathcal{N}(v) only" in text and "^~" in text
+    ok = src.replace(r"\mathcal{N}(v)}}(x_u", r"\mathcal{N}(v) \cup \{v\}}}(x_u").replace(
+        r"{u \in \mathcal{N}(v)}(x_u", r"{u \in \mathcal{N}(v) \cup \{v\}}(x_u")
+    assert "\\cup \\{v\\}}(x_u" in ok
+    agrees_everywhere(ok, [dict(d=2, K=2)])
