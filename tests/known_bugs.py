@@ -270,7 +270,7 @@ ALL_BUGS = [
              "its previous layer at the target (`r^{(l)}_v <- \\sum_u \\mu_u (x_u W) + r^{(l-1)}_v`) falls back "
              "to full_graph_only ('cannot order the hop levels 1 and l - 1') and the fallback forward never "
              "assigns `mu`: 'NameError: name 'mu' is not defined'", _reads_definition_in_recurrence,
-             lambda r: r.category == "forward" and "NameError" in r.detail, found_by_interp=True),
+             lambda r: r.category == "forward" and "NameError" in r.detail, found_by_interp=True, fixed=True),
     KnownBug("row-wise-submodel-on-zero-rows",
              "NEW (on main, 20:20): a file's submodel applied per edge on a graph without edges "
              "(`\\sum_u \\phi((x_u \\cdot c) (x_v W))`, \\phi = z - mean(z) + q) fails: 'IndexError: select(): index 0 "

@@ -237,3 +237,22 @@ def test_a_softmax_over_the_neighbours_alone_read_on_the_self_loop_is_a_checker_
         r"{u \in \mathcal{N}(v)}(x_u", r"{u \in \mathcal{N}(v) \cup \{v\}}(x_u")
     assert "\\cup \\{v\\}}(x_u" in ok
     agrees_everywhere(ok, [dict(d=2, K=2)])
+
+
+def test_a_definition_read_only_inside_a_linear_order_branch_of_a_layer_loop_is_kept():
+    """`r^{(l)}_v <- \\sum_u \\mu_u (x_u W) + r^{(l-1)}_v`: `mu` is read only inside the run-time `if` on
+    the linear-map order within the layer loop, and dead-code removal looked at the loop's top-level
+    statements only: 'NameError: name mu is not defined' (known bug recurrence-drops-a-definition, fuzz
+    seed 3956). Both branches of the `if` (h <= d and h > d) are checked."""
+    src = r"""\begin{model}{M}
+  \hyper d, h, L \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param W \in \mathbb{R}^{d \times h} \\
+  \param c \in \mathbb{R}^{d} \\
+  \mu_v \gets x_v \cdot c \\
+  r^{(0)}_v \gets x_v W \\
+  r^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} \mu_u (x_u W) + r^{(l-1)}_v, \quad l = 1, \dots, L \\
+  \return r^{(L)} \\
+\end{model}"""
+    assert "mu = x @ self.c" in kokoyi.to_python(src)
+    agrees_everywhere(src, [dict(d=3, h=2, L=2), dict(d=2, h=3, L=1)])
