@@ -222,8 +222,8 @@ class Printer:
             return f"{self.wrap(args[0], 9)}.{fn}(-1)", 9
         if op == "submodel":
             fn = f"self.{at['key']}"
-            for _ in range(at.get("lead", 0)):  # one call per row (and per head): the model sees one vector
-                fn = f'torch.vmap({fn}, randomness="different")'
+            if at.get("lead", 0):  # one call per row (and per head): the model sees one vector (torch.vmap)
+                return f"ops.rowwise({fn}, {self(args[0])}, {at['lead']})", 9
             return f"{fn}({self(args[0])})", 9
         if op == "slice_feat":
             lo = self(at["lo"]) if at.get("lo") is not None else ""
