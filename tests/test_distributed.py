@@ -185,6 +185,44 @@ def _check_compiled(p, world, folder, store, codes):
             torch.testing.assert_close(outs, ref[own], rtol=1e-5, atol=1e-5)
 
 
+def _check_caches_and_transport(rank, p, x_full, n):
+    """Every cache policy and both transports return the exact rows; sparse transport is chosen for
+    mostly-zero features and ships fewer bytes; the adaptive cache refills and beats a cold start."""
+    from kokoyi.distributed.sampler import degree_table
+    from kokoyi.distributed.store import FeatureStore, hot_by_degree
+
+    sparse_x = x_full.clone()
+    sparse_x[torch.rand(sparse_x.shape, generator=torch.Generator().manual_seed(3)) < 0.9] = 0.0
+    sparse_x[0, 0] = float("nan")  # odd values travel bit for bit
+    local = sparse_x[p.start:p.start + p.num_local].clone()
+    stop = p.start + p.num_local
+    hot = hot_by_degree(p.indices, p.start, stop, degree_table(p), 60)
+    deg = np.bincount(np.asarray(p.indices), minlength=n)  # the halo's local edge counts, for comparison
+    assert hot.numel() == 60 and not bool(((hot >= p.start) & (hot < stop)).any()) and deg[hot.numpy()].min() > 0
+    # a skewed request stream: a few hot remote nodes asked for again and again
+    gen = torch.Generator().manual_seed(10 + rank)
+    remote = torch.cat([torch.arange(0, p.start), torch.arange(stop, n)])
+    favourites = remote[torch.randperm(remote.numel(), generator=gen)[:30]]
+    stores = {(pol, tr): FeatureStore(local, p.offsets, hot, policy=pol, cache_size=40, refresh=2, transport=tr)
+              for pol in ("none", "static", "degree", "adaptive") for tr in ("dense", "auto")}
+    auto = stores[("none", "auto")]
+    assert auto.sparse and not stores[("none", "dense")].sparse
+    for step in range(8):
+        ids = torch.cat([favourites, torch.randint(0, n, (50,), generator=gen)])[torch.randperm(80, generator=gen)]
+        want = sparse_x[ids]
+        for key, st in stores.items():
+            got = st.pull(ids)
+            assert torch.equal(got.view(torch.int32), want.view(torch.int32)), key  # bitwise (NaN too)
+    adaptive = stores[("adaptive", "auto")]
+    assert adaptive.refills == 4 and adaptive.cache_ids.numel() == 40
+    none, static = stores[("none", "auto")].stats, stores[("static", "auto")].stats
+    assert none.hit_rate == 0 and adaptive.stats.hit_rate > max(0.4, 2 * static.hit_rate)
+    assert adaptive.stats.bytes_received < none.bytes_received  # refills included
+    assert auto.stats.bytes_received < 0.5 * stores[("none", "dense")].stats.bytes_received
+    with pytest.raises(ValueError, match="cache policy must be one of"):
+        FeatureStore(local, p.offsets, policy="lru")
+
+
 def _store_worker(rank, world, folder, out, codes):
     from kokoyi.distributed.sampler import DistNeighborSampler, degree_table
     from kokoyi.distributed.store import FeatureStore, ShardedTable, hot_halo
@@ -233,6 +271,7 @@ def _store_worker(rank, world, folder, out, codes):
     again, _ = DistNeighborSampler(p, [3, 2], degree_table(p), seed=5).sample(seeds, 1, 0)
     assert all(torch.equal(a.src_ids, b.src_ids) and torch.equal(a.src, b.src) for a, b in zip(blocks, again))
     _check_history(rank, world, p, g.num_nodes)
+    _check_caches_and_transport(rank, p, x_full, g.num_nodes)
     _check_compiled(p, world, folder, store, codes)
     with open(f"{out}/store-{rank}.json", "w") as f:
         json.dump({"held": store.nbytes, "full": x_full.nbytes, "hit_rate": store.stats.hit_rate}, f)
@@ -284,6 +323,10 @@ def _train_worker(rank, world, folder, out):
         return train_rank(BlockSAGE(), cfg)
 
     full = run()
+    # the feature cache and the transport change what travels, never the numbers
+    for kw in ({"cache_policy": "none"}, {"cache_policy": "static", "transport": "sparse"},
+               {"cache_policy": "adaptive", "cache_size": 50, "cache_refresh": 2}):
+        assert run(**kw).param_hashes == full.param_hashes, kw
     run(checkpoint=f"{out}/ck.pt", stop_after=0)          # "killed" after epoch 0
     resumed = run(checkpoint=f"{out}/ck.pt", resume=True)  # epochs 1, 2 from the checkpoint
     with open(f"{out}/train-{rank}.json", "w") as f:
