@@ -5,12 +5,15 @@ Oracles: the unpartitioned graph (edge sets, feature rows, degrees), and an unin
 Each multi-process test spawns once and checks several things inside the ranks (spawning costs ~3 s)."""
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -314,6 +317,28 @@ class BlockSAGE(nn.Module):
         return self.layer(blocks[1], F.dropout(h, 0.5, self.training), self.s2, self.n2)
 
 
+@contextlib.contextmanager
+def _record_collectives():
+    """(name, backend of its group or None for the default group) of every collective that kokoyi's
+    own code issues while the block runs."""
+    calls, saved = [], {}
+
+    def wrap(name, fn):
+        def call(*a, group=None, **kw):
+            if "/kokoyi/" in sys._getframe(1).f_code.co_filename:
+                calls.append((name, None if group is None else dist.get_backend(group)))
+            return fn(*a, group=group, **kw)
+        return call
+    for name in ("all_reduce", "all_to_all_single", "barrier", "broadcast", "all_gather"):
+        saved[name] = getattr(dist, name)
+        setattr(dist, name, wrap(name, saved[name]))
+    try:
+        yield calls
+    finally:
+        for name, fn in saved.items():
+            setattr(dist, name, fn)
+
+
 def _train_worker(rank, world, folder, out):
     from kokoyi.distributed.train import DistConfig, train_rank
 
@@ -322,7 +347,10 @@ def _train_worker(rank, world, folder, out):
         cfg = DistConfig(folder, fanouts=[4, 4], batch_size=30, epochs=3, record_params=True, **kw)
         return train_rank(BlockSAGE(), cfg)
 
-    full = run()
+    with _record_collectives() as calls:
+        full = run()
+    # CPU tensors never travel on the default group (nccl when the model is on a GPU): only gloo groups
+    assert calls and all(backend == "gloo" for _, backend in calls), calls
     # the feature cache and the transport change what travels, never the numbers
     for kw in ({"cache_policy": "none"}, {"cache_policy": "static", "transport": "sparse"},
                {"cache_policy": "adaptive", "cache_size": 50, "cache_refresh": 2}):
@@ -393,3 +421,42 @@ def test_config_errors(graph, tmp_path):
         check_config(DistConfig(str(tmp_path), fanouts=[5, 0]), 2)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         check_config(DistConfig(str(tmp_path), batch_size=0), 2)
+
+
+# --------------------------------------------------------------------------- backends (no GPU here)
+
+def test_backend_is_nccl_for_cuda_and_gloo_for_cpu(monkeypatch):
+    """The default group's backend follows the model's device; checked without starting a group."""
+    from kokoyi.distributed import launch
+
+    assert launch.backend_for("cuda") == launch.backend_for("cuda:1") == launch.backend_for(torch.device("cuda", 0)) \
+        == "nccl"
+    assert launch.backend_for("cpu") == launch.backend_for(torch.device("cpu")) == "gloo"
+    seen = []
+    monkeypatch.setattr(launch.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(launch.dist, "init_process_group", lambda backend, **kw: seen.append(("init", backend)))
+    monkeypatch.setattr(launch.dist, "destroy_process_group", lambda *a: seen.append(("destroy",)))
+    monkeypatch.setattr(launch.torch.cuda, "set_device", lambda i: seen.append(("gpu", i)))
+    monkeypatch.setattr(launch.dist, "get_rank", lambda *a: 3)
+    monkeypatch.setattr(launch.dist, "get_world_size", lambda *a: 4)
+    for key, value in dict(RANK="3", WORLD_SIZE="4", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1",
+                           MASTER_PORT="29500").items():
+        monkeypatch.setenv(key, value)
+    assert launch.init_process_group("cuda") == (3, 4)  # torchrun's environment, GPU ranks
+    launch.init_process_group("cpu")
+    assert seen == [("gpu", 1), ("init", "nccl"), ("init", "gloo")]
+    seen.clear()
+    launch._entry(2, lambda rank, world: seen.append(("run", rank, world)), 4, 29500, 0, (), "cuda")  # --nproc
+    launch._entry(2, lambda rank, world: seen.append(("run", rank, world)), 4, 29500, 0, ())
+    assert seen == [("gpu", 2), ("init", "nccl"), ("run", 2, 4), ("destroy",),
+                    ("init", "gloo"), ("run", 2, 4), ("destroy",)]
+
+
+def test_config_refuses_history_on_gpu(graph, tmp_path):
+    from kokoyi.distributed.train import DistConfig, check_config
+
+    partition_graph(graph, 2, tmp_path, method="random")
+    with pytest.raises(ValueError, match="history runs on the CPU only"):
+        check_config(DistConfig(str(tmp_path), history=True, device="cuda"), 2)
+    with pytest.raises(ValueError, match="cache_policy must be one of"):
+        check_config(DistConfig(str(tmp_path), cache_policy="lru"), 2)

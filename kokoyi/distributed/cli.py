@@ -143,8 +143,12 @@ def cmd_train_distributed(args, opts: dict, source: bytes, model_name: str, code
     nproc = int(os.environ["WORLD_SIZE"]) if under_torchrun else args.nproc
     if nproc < 1:
         raise DistCliError(f"--nproc must be a positive int, got {nproc}")
-    if opts.get("device", "cpu") != "cpu":
-        raise DistCliError("--nproc runs on the CPU (gloo) here; use torchrun with device cuda for nccl")
+    device = opts.get("device", "cpu") or "cpu"
+    if device != "cpu" and not under_torchrun:
+        import torch
+        if torch.cuda.device_count() < nproc:
+            raise DistCliError(f"--nproc {nproc} --device {device} needs {nproc} GPUs (one per process), "
+                               f"this machine has {torch.cuda.device_count()}")
     folder = args.partitions
     tmp = None
     try:
@@ -173,12 +177,13 @@ def cmd_train_distributed(args, opts: dict, source: bytes, model_name: str, code
                           "batch_size": args.batch_size or 512, "epochs": opts["epochs"], "lr": opts["lr"],
                           "weight_decay": opts["weight_decay"], "seed": opts["seed"],
                           "cache_size": args.cache_size, "checkpoint": args.checkpoint,
-                          "resume": bool(args.resume), "history": bool(getattr(args, "history", False))}}
+                          "resume": bool(args.resume), "history": bool(getattr(args, "history", False)),
+                          "device": device}}
         if under_torchrun:
-            rank, world = init_process_group("cpu")
+            rank, world = init_process_group(device)
             _rank_main(rank, world, job)
         else:
-            spawn(_rank_main, nproc, job)
+            spawn(_rank_main, nproc, job, device=device)
     except PartitionError as e:
         raise DistCliError(str(e)) from None
     finally:
