@@ -389,7 +389,8 @@ def test_cli_nproc_and_torchrun_agree(tmp_path, capfd):
     parts = tmp_path / "p"
     assert main(["partition", "synthetic", "--parts", "2", "--out", str(parts)]) == 0
     common = ["train", str(ROOT / "examples" / "sage.kky"), "--partitions", str(parts), "--epochs", "1",
-              "--sampler", "neighbor:4,4", "--batch-size", "40", "--hyper", "d_h=8", "--json"]
+              "--sampler", "neighbor:4,4", "--batch-size", "40", "--hyper", "d_h=8", "--json",
+              "--cache-policy", "degree"]
     capfd.readouterr()
     assert main(common[:1] + common[1:] + ["--nproc", "2"]) == 0
     spawned = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
