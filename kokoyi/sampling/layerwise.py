@@ -93,7 +93,7 @@ class LayerwiseSampler:
         for n in reversed(self.layer_sizes):
             row, eid, w, *_ = self.sample_layer(graph, dst, n, gen)
             src_ids, src_local = relabel(dst, graph.src[eid].to(torch.int64), graph.num_src)
-            blocks.append(make_block(graph, src_local, row, src_ids, dst.numel(), w))
+            blocks.append(make_block(graph, src_local, row, src_ids, dst.numel(), w, eid))
             dst = src_ids
         return blocks[::-1]
 

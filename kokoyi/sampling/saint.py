@@ -128,4 +128,4 @@ class SaintSampler:
         s, d, eid = induced_edges(graph, nodes, graph.num_src)
         w = (self.p_node[graph.dst[eid].to(torch.int64)] / self.p_edge[eid]).to(torch.float32)
         node_weight = (1.0 / (self.p_node[nodes] * self.num_train)).to(torch.float32)
-        return nodes, make_block(graph, s, d, nodes, nodes.numel(), w), node_weight
+        return nodes, make_block(graph, s, d, nodes, nodes.numel(), w, eid), node_weight
