@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from kokoyi.compiler.ir import Family, T, Ty
+from kokoyi.compiler.tnodes import NbSoftmax, Ref
 from kokoyi.compiler.shapes import fmt_shape
 from kokoyi.grammar import ast as A
 
@@ -122,13 +123,13 @@ class BigOpChecks:
         edge expression `t` reads outside a neighbour reduction, or None: it has no value on a self loop."""
         if t.op == "nbreduce":  # a node value: defined on the self loop too
             return None
-        if t.op == "nbsoftmax" and not t.attrs["self_loop"]:
+        if isinstance(t, NbSoftmax) and not t.self_loop:
             return own or "softmax"
-        if t.op == "ref" and t.attrs.get("key") in self.values:
-            found = self.values[t.attrs["key"]].info.get("no_self_loop")
+        if isinstance(t, Ref) and t.key in self.values:
+            found = self.values[t.key].info.get("no_self_loop")
             if found:
                 return found
-        parts = list(t.args) + [p for p in t.attrs.values() if isinstance(p, T)]
+        parts = t.subterms()
         return next((f for f in (self.softmax_without_self_loop(a, own) for a in parts) if f), None)
 
     def no_softmax_on_self_loop(self, body: T, span):
