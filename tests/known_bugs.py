@@ -267,12 +267,13 @@ ALL_BUGS = [
              "its previous layer at the target (`r^{(l)}_v <- \\sum_u \\mu_u (x_u W) + r^{(l-1)}_v`) falls back "
              "to full_graph_only ('cannot order the hop levels 1 and l - 1') and the fallback forward never "
              "assigns `mu`: 'NameError: name 'mu' is not defined'", _reads_definition_in_recurrence,
-             lambda r: r.category == "forward" and "NameError" in r.detail, found_by_interp=True),
+             lambda r: r.category == "forward" and "NameError" in r.detail, found_by_interp=True, fixed=True),
     KnownBug("row-wise-submodel-on-zero-rows",
              "NEW (on main, 20:20): a file's submodel applied per edge on a graph without edges "
              "(`\\sum_u \\phi((x_u \\cdot c) (x_v W))`, \\phi = z - mean(z) + q) fails: 'IndexError: select(): index 0 "
              "out of range for tensor of size [0]' (the row-wise application of zero rows)", _submodel_call,
-             lambda r: r.category in ("forward", "backward") and "select()" in r.detail, found_by_interp=True),
+             lambda r: r.category in ("forward", "backward") and "select()" in r.detail, found_by_interp=True,
+             fixed=True),
     KnownBug("recurrence-blocks-index",
              "NEW (on main, 20:30; fuzz seeds 1855 and 4092, not minimised further): a layer recurrence that "
              "reads a node value made by a max over N(v) \\cup {v} at the target, returned beside other "

@@ -218,8 +218,8 @@ _AXIS_REDUCE = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin", "pro
 
 def _submodel(pr, py):
     fn = f"self.{py.key}"
-    for _ in range(py.lead or 0):  # one call per row (and per head): the model sees one vector
-        fn = f'torch.vmap({fn}, randomness="different")'
+    if py.lead:  # one call per row (and per head): the model sees one vector (torch.vmap)
+        return f"ops.rowwise({fn}, {pr(py.args[0])}, {py.lead})", 9
     return f"{fn}({pr(py.args[0])})", 9
 
 

@@ -123,6 +123,7 @@ class Sympy(Py):
     """a symbolic dimension"""
 
     loop_vars: dict | None = None
+    past_last: bool | None = None  # blocks: k may be the model's depth L (no block L: ops.source_block)
     op: ClassVar[str] = "sympy"
     ARITY: ClassVar[tuple] = (1,)
     PRINTER: ClassVar[Printer] = Printer.EXPR

@@ -356,6 +356,8 @@ class DeclChecks:
         v.ty = Ty(expr.ty.shape, (v.family.letter,) if v.family and v.family.mode == "vector" else ())
         v.edge_input = getattr(v, "edge_input", False) or expr.edge_input
         v.info["edge_input"] = v.info.get("edge_input", False) or expr.edge_input
+        if v.dom == "edge":  # an edge value made from a softmax over N(v) alone has no self-loop value
+            v.info["no_self_loop"] = v.info.get("no_self_loop") or self.softmax_without_self_loop(expr, v.key)
         if v.info.get("block"):
             v.info["block_expr"] = expr
         self.depth[v.key] = self.expr_depth(expr, v)
