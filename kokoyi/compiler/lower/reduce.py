@@ -291,7 +291,7 @@ class ReduceLowering:
         return f"{s}_{{{t.var} ∈ {nb}}}"
 
     def softmax(self, t: T, v: Value) -> Val:
-        self._edge_ctx = (t.var, t.center)
+        self.edge_ctx = (t.var, t.center)
         scores = self.as_edge(self.per_edge(self.edge(t.args[0])), f"{v.key}_score")
         lay = scores.lay
         if t.self_loop:
