@@ -5,8 +5,9 @@ vectorised family axes (`fam`, e.g. the head index k of GAT). Expressions are `T
 dataclass per operation (kokoyi/compiler/tnodes.py): typed children and attributes, and `deps`, the node
 letters the value varies with (`{"u", "v"}` inside a neighbour sum means: per edge).
 
-Sparse-op IR: straight-line `Assign`s (and `Loop`s for layer recurrences) over `Py` expression nodes
-whose op names are the rows of codegen's print table.
+Sparse-op IR: straight-line `Assign`s (and `Loop`s for layer recurrences, `If`s for a choice made by the
+hyperparameters at run time) over `Py` expression nodes, one dataclass per operation of the generated code
+(kokoyi/compiler/pynodes.py), each printed by one rule of codegen's table.
 """
 from __future__ import annotations
 

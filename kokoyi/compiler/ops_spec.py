@@ -1,8 +1,12 @@
 """The declared vocabulary of the compiler's two IRs, and validators that check a program against it.
 
-Typed program (checker output, `ir.T`): one `OpSpec` per `T.op` says its arity, its attributes (name,
-Python types, required or not, allowed values) and what its `deps` are (the node letters the value
-varies with):
+Both tables are derived from the node classes (kokoyi/compiler/tnodes.py, kokoyi/compiler/pynodes.py):
+a class's dataclass fields are its attributes (Python types from the annotations, allowed values from a
+`Literal`, required when the field has no default), so a new class is declared by being written.
+
+Typed program (checker output, `ir.T`): one `OpSpec` per class says its arity, its attributes (name,
+Python types, required or not, allowed values) and what its `deps` are (`cls.DEPS`, the node letters
+the value varies with):
 
     deps(t) = UNION:    ⋃ deps(a) over the arguments a
               LEAF:     the letters of its subscript: {at} (a node value), set(at) (an edge value), {row}
@@ -14,20 +18,19 @@ varies with):
               GRAPH:    {#g} (a readout: one value per graph); any node may also carry #g (per-graph)
 
 `validate(program)` walks every `T` of every definition and return of a checked program and reports each
-node that is not in the vocabulary: unknown op, wrong number of arguments, a missing required attribute,
-an attribute the op does not declare, an attribute of the wrong Python type or outside its allowed values,
-deps that do not follow the op's rule, or a transient op (`func`, which the checker must consume) left in
-the program.
+node that departs from the vocabulary: an attribute of the wrong Python type or outside its allowed
+values, deps that do not follow the op's rule, or a transient op (`func`, which the checker must
+consume) left in the program. (An unknown op, a wrong number of children, a missing or an undeclared
+attribute cannot be built: the classes refuse them.)
 
-Sparse-op IR (lowering output, `ir.Py`): one `PyOpSpec` per `Py.op` says its arity, its attributes, and
-which rule of codegen's printer prints it (`INFIX`, `FUNCTION` through `fn`, `TEMPLATES`, a branch of
-`Printer.expr`, or `blocks.print_rule` for the mini-batch ops; `TRANSIENT` for a placeholder that
-must never reach codegen). `validate_lowered(program)` checks every
-`Py` reachable from a lowered program.
+Sparse-op IR (lowering output, `ir.Py`): one `PyOpSpec` per class says its arity, its attributes, and
+which rule of codegen prints it (`cls.PRINTER`: `INFIX`, `FUNCTION` through `fn`, `TEMPLATE`, a row of
+`codegen.PRINT`, or `blocks.BLOCK_PRINT` for the mini-batch ops; `TRANSIENT` for a placeholder that
+must never reach codegen). `validate_lowered(program)` checks every `Py` reachable from a lowered
+program (arity, attribute types and values).
 
-Adding an op: declare it here in the same commit; `tests/test_ir_vocabulary.py` fails on any op or
-attribute that the checker, the lowering or the blocks pass emits without a declaration. This table is
-also the checklist of the migration to typed node classes (docs/notes.md, "ir: migration plan").
+Adding an op: one class (docs/architecture.md, "The two IRs"); `tests/test_ir_vocabulary.py` fails on an
+op or attribute that the checker, the lowering or the blocks pass writes literally without a class.
 """
 from __future__ import annotations
 
