@@ -249,3 +249,14 @@ def test_the_source_scan_sees_a_new_op_and_attribute(tmp_path):
                    'z = call("gspmm", a, b, c, d, block=k)\n', encoding="utf-8")
     assert _literal_ops(src) == [("T", "frob", {"weight"}), ("T", "bin", {"name", "fused"}),
                                  ("Py", "gspmm", {"block"})]
+
+
+def test_ir_nodes_are_read_by_field_not_by_string_key():
+    """Both IRs declare their attributes as fields (tnodes.py, pynodes.py): no `attrs[...]` and no `.attrs`
+    dict anywhere in the package (the spec tables' own `.attrs` tuples aside)."""
+    found = []
+    for path in sorted((ROOT / "kokoyi").rglob("*.py")):
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"attrs\[|\.attrs\b", line) and "for a in self.attrs" not in line:
+                found.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert found == []
