@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from kokoyi.compiler.ir import Family, T, Ty
-from kokoyi.compiler.tnodes import NbSoftmax, Ref
+from kokoyi.compiler.tnodes import NbReduce, NbSoftmax, Ref
 from kokoyi.compiler.shapes import fmt_shape
 from kokoyi.grammar import ast as A
 
@@ -132,10 +132,19 @@ class BigOpChecks:
         parts = t.subterms()
         return next((f for f in (self.softmax_without_self_loop(a, own) for a in parts) if f), None)
 
+    def first_reader(self, t: T, found: str):
+        """The span of the first node of `t` that reads `found` (a softmax without self loop), for the caret."""
+        if isinstance(t, Ref) and t.key == found or isinstance(t, NbSoftmax) and found == "softmax":
+            return t.span
+        if isinstance(t, NbReduce):
+            return None
+        return next((s for s in (self.first_reader(a, found) for a in t.subterms()) if s), None)
+
     def no_softmax_on_self_loop(self, body: T, span):
         """A reduction or softmax over N(v) \\cup {v} evaluates `body` on the self loop (v, v)."""
         found = self.softmax_without_self_loop(body)
         if found:
+            span = self.first_reader(body, found) or span
             self.err(f"'{found}' is a softmax over \\mathcal{{N}}(v) only, so it has no value on the self loop "
                      "of \\mathcal{N}(v) \\cup \\{v\\}", span, "normalise over \\mathcal{N}(v) \\cup \\{v\\} as well")
 
