@@ -63,7 +63,6 @@ class DeclChecks:
                     self.predeclare(st)
                 except CheckError:
                     pass
-        self.failed: set[str] = set()
         for st in self.m.stmts:
             try:
                 handlers[type(st)](st)
