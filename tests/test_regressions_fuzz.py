@@ -232,7 +232,7 @@ def test_a_softmax_over_the_neighbours_alone_read_on_the_self_loop_is_a_checker_
     with pytest.raises(KokoyiError) as err:
         check(parse(src, path="t.kky"))
     text = str(err.value)
-    assert "t.kky:" in text and "'alpha' is a softmax over \\mathcal{N}(v) only" in text and "^~" in text
+    assert "t.kky:" in text and "'alpha'" in text and "a softmax over \\mathcal{N}(v) only" in text and "^~" in text
     ok = src.replace(r"\mathcal{N}(v)}}(x_u", r"\mathcal{N}(v) \cup \{v\}}}(x_u").replace(
         r"{u \in \mathcal{N}(v)}(x_u", r"{u \in \mathcal{N}(v) \cup \{v\}}(x_u")
     assert "\\cup \\{v\\}}(x_u" in ok

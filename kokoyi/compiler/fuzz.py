@@ -636,7 +636,9 @@ class Generator:
             lines.append(rf"t_v \gets E_v + {self.node_def('h', 2)}")
         else:
             op = self.pick([r"\sum", r"\max", r"\mathrm{mean}"])
-            lines.append(rf"t_v \gets {op}_{{u \in \mathcal{{N}}(v)}} \left(E_u \odot {self.expr(Ctx('edge', center='v', other='u', pair=('u', 'v')), 'h', 1)[0]}\right)")
+            edge = Ctx("edge", center="v", other="u", pair=("u", "v"))
+            lines.append(rf"t_v \gets {op}_{{u \in \mathcal{{N}}(v)}} \left(E_u \odot "
+                         rf"{self.paren_always(self.expr(edge, 'h', 1)[0])}\right)")
         returns.append("t")
 
     def extra_relations(self, lines, returns):

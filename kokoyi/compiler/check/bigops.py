@@ -118,16 +118,17 @@ class BigOpChecks:
         return t
 
     def softmax_without_self_loop(self, t: T, own: str | None = None):
-        """The edge value (`own` for the expression itself) that is a softmax over N(v) alone and that the
-        edge expression `t` reads outside a neighbour reduction, or None: it has no value on a self loop."""
+        """(softmax, reader) for the first softmax over N(v) alone that the edge expression `t` reads outside
+        a neighbour reduction (`softmax` its name, `own` for an inline one; `reader` the T node that reads
+        it, the softmax's own or an edge value made from it), or None: such a value has no self-loop value."""
         if t.op == "nbreduce":  # a node value: defined on the self loop too
             return None
         if t.op == "nbsoftmax" and not t.attrs["self_loop"]:
-            return own or "softmax"
+            return own or "softmax", t
         if t.op == "ref" and t.attrs.get("key") in self.values:
             found = self.values[t.attrs["key"]].info.get("no_self_loop")
             if found:
-                return found
+                return found, t
         parts = list(t.args) + [p for p in t.attrs.values() if isinstance(p, T)]
         return next((f for f in (self.softmax_without_self_loop(a, own) for a in parts) if f), None)
 
@@ -135,8 +136,11 @@ class BigOpChecks:
         """A reduction or softmax over N(v) \\cup {v} evaluates `body` on the self loop (v, v)."""
         found = self.softmax_without_self_loop(body)
         if found:
-            self.err(f"'{found}' is a softmax over \\mathcal{{N}}(v) only, so it has no value on the self loop "
-                     "of \\mathcal{N}(v) \\cup \\{v\\}", span, "normalise over \\mathcal{N}(v) \\cup \\{v\\} as well")
+            name, reader = found
+            key = reader.attrs.get("key") if reader.op == "ref" else name
+            what = f"'{name}' is" if key == name else f"'{key}' reads '{name}',"
+            self.err(f"{what} a softmax over \\mathcal{{N}}(v) only, so it has no value on the self loop",
+                     reader.span or span, "normalise over \\mathcal{N}(v) \\cup \\{v\\} as well")
 
     def nb_softmax(self, script: A.Membership, arg_node, scope, span) -> T:
         var = self.node_letters(script.var)
