@@ -108,6 +108,7 @@ class Levels:
         self.remat: dict = {}  # (name, level) -> the name of the quantity recomputed on that block
         self.remat_names: dict = {}
         self.orig: dict = {}  # edge value name -> (assignment target, its lowered expression)
+        self.base_name: dict = {}  # name of an edge value recomputed on a later block -> the value's name
         self.force = None  # while an edge value is recomputed on a later block: that block
         self.deep_reads = False  # some source reads a value of an earlier block's sources (not VR-safe)
         self.what = "?"
@@ -264,6 +265,8 @@ class Levels:
     def edge_relevel(self, py: Py, k) -> Py:
         """An edge expression of an earlier block rebuilt on block k's edges from its named edge values."""
         lv = self.lv_of.get(id(py))
+        if lv is None and isinstance(py, Py) and py.op == "var":  # a name made by this pass (`beta_1`)
+            lv = self.env.get(py.args[0])
         if not isinstance(py, Py) or not (isinstance(lv, Lv) and lv.side == "e") or _eq(lv.k, k):
             return py
         if py.op == "var" and py.args[0] in self.orig:
@@ -274,6 +277,8 @@ class Levels:
             raise BlockError("an edge value is read on another block's edges")
         out = py.replace(args=tuple(self.edge_relevel(a, k) if isinstance(a, Py) else a for a in py.args),
                          **{n: self.edge_relevel(v, k) for n, v in attributes(py).items() if isinstance(v, Py)})
+        if isinstance(getattr(out, "lv", None), Lv) and out.lv.side == "e":  # rows that followed their use
+            out.lv, out.size_k = Lv(k, "e"), self.dim(k)                    # (rows_of): block k's edges
         self.lv_of[id(out)] = Lv(k, "e")
         self.keep.append(out)
         return out
@@ -281,6 +286,7 @@ class Levels:
     def edge_at(self, name: str, k) -> Py:
         """The edge value `name` (defined on an earlier block) evaluated again on block k's edges: its
         definition analysed with every sparse op of it placed on block k at least."""
+        name = self.base_name.get(name, name)  # `beta_1` (beta on block 1) on block 2: beta on block 2
         memo = (name, str(_norm(k)))
         if memo not in self.remat:
             target, expr = self.orig[name]
@@ -307,6 +313,7 @@ class Levels:
                 self.env[new[0]] = lv
             for n, nn in zip(names, new):
                 self.orig[nn] = self.orig[n]
+                self.base_name[nn] = self.base_name.get(n, n)
         return self.remat[memo]
 
     # ------------------------------------------------------------------ graph quantities per block
