@@ -24,7 +24,7 @@ import sympy as sp
 from kokoyi.compiler import blocks, codegen, fuzz, ops_spec
 from kokoyi.compiler.check import check
 from kokoyi.compiler.interp import ModelInterpreter as Interpreter
-from kokoyi.compiler.ir import Py, T, Ty
+from kokoyi.compiler.ir import Names, Py, T, Ty
 from kokoyi.compiler.lower import ModelLowering, lower
 from kokoyi.compiler.ops_spec import PY_OPS, T_OPS, Printer
 from kokoyi.diagnostics import Span
@@ -232,6 +232,8 @@ def test_validator_accepts_correct_nodes_and_reports_with_location():
 
 
 def test_lowered_validator_rejects():
+    assert ops_spec.check_target("alpha, alpha_self") and ops_spec.check_target(Py("add", ()))
+    assert ops_spec.check_target("alpha") == [] and ops_spec.check_target(Names(("alpha", "alpha_self"))) == []
     assert "declared 4" in ops_spec.check_py(Py("gspmm", (Py("var", ("x",)),)))[0]
     assert "transient op" in ops_spec.check_py(Py("poly_var", ("h",)))[0]
     assert "declared one of" in ops_spec.check_py(Py("featreduce", (Py("var", ("x",)),), {"reduce": "median"}))[0]
