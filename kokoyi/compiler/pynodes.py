@@ -142,7 +142,7 @@ class Sympy(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Add(Py):
-    """a add b"""
+    """a + b"""
 
     op: ClassVar[str] = "add"
     ARITY: ClassVar[tuple] = (2,)
@@ -152,7 +152,7 @@ class Add(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Sub(Py):
-    """a sub b"""
+    """a - b"""
 
     op: ClassVar[str] = "sub"
     ARITY: ClassVar[tuple] = (2,)
@@ -162,7 +162,7 @@ class Sub(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Mul(Py):
-    """a mul b"""
+    """a * b"""
 
     op: ClassVar[str] = "mul"
     ARITY: ClassVar[tuple] = (2,)
@@ -172,7 +172,7 @@ class Mul(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Div(Py):
-    """a div b"""
+    """a / b"""
 
     op: ClassVar[str] = "div"
     ARITY: ClassVar[tuple] = (2,)
@@ -182,7 +182,7 @@ class Div(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Matmul(Py):
-    """a matmul b"""
+    """a @ b"""
 
     op: ClassVar[str] = "matmul"
     ARITY: ClassVar[tuple] = (2,)
@@ -192,7 +192,7 @@ class Matmul(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Pow(Py):
-    """a pow b"""
+    """a ** b"""
 
     op: ClassVar[str] = "pow"
     ARITY: ClassVar[tuple] = (2,)
@@ -202,7 +202,7 @@ class Pow(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Le(Py):
-    """a le b"""
+    """a <= b"""
 
     op: ClassVar[str] = "le"
     ARITY: ClassVar[tuple] = (2,)
@@ -212,7 +212,7 @@ class Le(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Gt(Py):
-    """a gt b"""
+    """a > b"""
 
     op: ClassVar[str] = "gt"
     ARITY: ClassVar[tuple] = (2,)
@@ -222,7 +222,7 @@ class Gt(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Lt(Py):
-    """a lt b"""
+    """a < b"""
 
     op: ClassVar[str] = "lt"
     ARITY: ClassVar[tuple] = (2,)
@@ -232,7 +232,7 @@ class Lt(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Ge(Py):
-    """a ge b"""
+    """a >= b"""
 
     op: ClassVar[str] = "ge"
     ARITY: ClassVar[tuple] = (2,)
@@ -242,7 +242,7 @@ class Ge(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Eq(Py):
-    """a eq b"""
+    """a == b"""
 
     op: ClassVar[str] = "eq"
     ARITY: ClassVar[tuple] = (2,)
@@ -252,7 +252,7 @@ class Eq(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Ne(Py):
-    """a ne b"""
+    """a != b"""
 
     op: ClassVar[str] = "ne"
     ARITY: ClassVar[tuple] = (2,)
