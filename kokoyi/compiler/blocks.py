@@ -300,10 +300,11 @@ class Levels:
             finally:
                 self.force = saved
             k_n = _norm(k)
-            names = [t.strip() for t in target.split(",")]
+            names = list(target.names) if isinstance(target, Names) else [target]
             new = [self.remat_names.setdefault((n, str(k_n)), self.fresh(
                 f"{n}_{k_n}" if k_n.is_Integer else f"{n}_k")) for n in names]
-            self.out.append(Assign(", ".join(new), py, f"{', '.join(names)} on the edges of block {k_n}"))
+            self.out.append(Assign(Names(tuple(new)) if len(new) > 1 else new[0], py,
+                                   f"{', '.join(names)} on the edges of block {k_n}"))
             if len(names) == 2:  # a softmax with a self loop: (edge part, self-loop part)
                 self.remat[(names[0], memo[1])] = Py("var", (new[0],))
                 self.remat[(names[1], memo[1])] = Py("var", (new[1],))
