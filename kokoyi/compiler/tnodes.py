@@ -426,12 +426,18 @@ class GraphSoftmax(T):
 def attributes(t: T) -> dict:
     """The attributes of a node that are set (an optional attribute that is None is left out), by field name:
     for validation and printing only; code reads the fields (`t.reduce`)."""
+    spec = _ATTR_SPEC.get(type(t))
+    if spec is None:
+        spec = _ATTR_SPEC[type(t)] = tuple((f.name, f.default is dataclasses.MISSING) for f in t.attr_fields())
     out = {}
-    for f in t.attr_fields():
-        value = getattr(t, f.name)
-        if value is not None or f.default is dataclasses.MISSING:
-            out[f.name] = value
+    for name, required in spec:
+        value = getattr(t, name)
+        if value is not None or required:
+            out[name] = value
     return out
+
+
+_ATTR_SPEC: dict = {}  # class -> ((field name, required), ...) of its attributes
 
 
 def _concrete(cls):
