@@ -289,3 +289,27 @@ def test_an_edge_value_recomputed_on_a_block_then_on_the_next():
   \return q \\
 \end{model}"""
     assert agrees_everywhere(src, [dict(d=2, L=1), dict(d=2, L=2)]) > 0
+
+
+def test_a_recurrence_layer_read_after_the_loop_with_a_history():
+    """A layer `r^{(1)}` read after its loop has been exchanged with the history inside the loop (it holds
+    the sources' rows, fresh then stale), but the pass read it as the targets' rows: with a history
+    (`layerwise_inference`, one-hop blocks) 'The size of tensor a (2) must match the size of tensor b (3)'
+    (found by the history comparison added to `compare_on_blocks`)."""
+    src = r"""\begin{model}{M}
+  \hyper d, L \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param B^{(l)} \in \mathbb{R}^{d \times d}, \quad l = 1, \dots, L \\
+  r^{(0)}_v \gets x_v \\
+  r^{(l)}_v \gets x_v + \sum_{u \in \mathcal{N}(v)} r^{(l-1)}_u B^{(l)}, \quad l = 1, \dots, L \\
+  q_v \gets x_v + r^{(1)}_{v} \\
+  o_v \gets q_v + r^{(L)}_{v} \\
+  \return o \\
+\end{model}"""
+    program = _front(src, "t.kky")
+    cls = kokoyi.compile(src)["M"]
+    ei, n = GRAPHS["hub"]
+    for L in (1, 2, 3):
+        c = compare_model(program, cls, "M", ei, n, "hub", hypers=dict(d=2, L=L), blocks=True)
+        assert c.ok, c.report()
+        assert any(d.what == "history: output o" for d in c.diffs)
