@@ -307,7 +307,8 @@ _SIZE_K = attr("size_k", Py, False, doc="blocks: the block whose sizes apply")
 PY_OP_LIST = [
     PyOpSpec("var", (1,), (), Printer.EXPR, "a Python name"),
     PyOpSpec("const", (1,), (), Printer.EXPR, "a Python literal (number, bool, None, quoted str)"),
-    PyOpSpec("sympy", (1,), (attr("loop_vars", dict, False),), Printer.EXPR, "a symbolic dimension"),
+    PyOpSpec("sympy", (1,), (attr("loop_vars", dict, False), attr("past_last", bool, False)), Printer.EXPR,
+             "a symbolic dimension (past_last: a block index that may be the model's depth, blocks.py)"),
     *[PyOpSpec(op, (2,), (), Printer.INFIX, f"a {op} b")
       for op in ("add", "sub", "mul", "div", "matmul", "pow", "le", "gt", "lt", "ge", "eq", "ne")],
     PyOpSpec("fn", (1,), (attr("name", str, choices=FUNCTIONS), attr("param", (Py, NONE), False),
