@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from kokoyi.compiler.ir import Family, T, Ty
+from kokoyi.compiler.tnodes import NbReduce, NbSoftmax, Ref
 from kokoyi.compiler.shapes import fmt_shape
 from kokoyi.grammar import ast as A
 
@@ -121,15 +122,15 @@ class BigOpChecks:
         """(softmax, reader) for the first softmax over N(v) alone that the edge expression `t` reads outside
         a neighbour reduction (`softmax` its name, `own` for an inline one; `reader` the T node that reads
         it, the softmax's own or an edge value made from it), or None: such a value has no self-loop value."""
-        if t.op == "nbreduce":  # a node value: defined on the self loop too
+        if isinstance(t, NbReduce):  # a node value: defined on the self loop too
             return None
-        if t.op == "nbsoftmax" and not t.attrs["self_loop"]:
+        if isinstance(t, NbSoftmax) and not t.self_loop:
             return own or "softmax", t
-        if t.op == "ref" and t.attrs.get("key") in self.values:
-            found = self.values[t.attrs["key"]].info.get("no_self_loop")
+        if isinstance(t, Ref) and t.key in self.values:
+            found = self.values[t.key].info.get("no_self_loop")
             if found:
                 return found, t
-        parts = list(t.args) + [p for p in t.attrs.values() if isinstance(p, T)]
+        parts = t.subterms()
         return next((f for f in (self.softmax_without_self_loop(a, own) for a in parts) if f), None)
 
     def no_softmax_on_self_loop(self, body: T, span):
@@ -137,7 +138,7 @@ class BigOpChecks:
         found = self.softmax_without_self_loop(body)
         if found:
             name, reader = found
-            key = reader.attrs.get("key") if reader.op == "ref" else name
+            key = reader.key if isinstance(reader, Ref) else name
             what = f"'{name}' is" if key == name else f"'{key}' reads '{name}',"
             self.err(f"{what} a softmax over \\mathcal{{N}}(v) only, so it has no value on the self loop",
                      reader.span or span, "normalise over \\mathcal{N}(v) \\cup \\{v\\} as well")

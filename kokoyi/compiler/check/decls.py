@@ -63,7 +63,6 @@ class DeclChecks:
                     self.predeclare(st)
                 except CheckError:
                     pass
-        self.failed: set[str] = set()
         for st in self.m.stmts:
             try:
                 handlers[type(st)](st)
@@ -381,7 +380,7 @@ class DeclChecks:
         """(hops from the recurrence's own previous layer to `t`, or None if `t` does not read it;
         largest depth `t` reaches through every other value)."""
         if t.op == "ref":
-            key = t.attrs["key"]
+            key = t.key
             if key == v.key and v.family is not None and v.family.mode == "loop":
                 return 0, 0
             member = self.values.get(key)
@@ -406,4 +405,4 @@ class DeclChecks:
             if t.op != "ref":
                 self.col.error("\\return takes names of values", node.span, "define the value, then return it")
                 continue
-            self.returns.append((self.values[t.attrs["key"]], t))
+            self.returns.append((self.values[t.key], t))
