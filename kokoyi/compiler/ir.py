@@ -1,12 +1,13 @@
 """The typed program (checker output) and the sparse-op IR (lowering output).
 
 Typed program: every value has a domain (node, edge, plain), a feature shape of sympy dimensions, and
-vectorised family axes (`fam`, e.g. the head index k of GAT). Expressions are `T` nodes: an op name,
-typed children, attributes, and `deps`, the node letters the value varies with (`{"u", "v"}` inside a
-neighbour sum means: per edge).
+vectorised family axes (`fam`, e.g. the head index k of GAT). Expressions are `T` nodes, one frozen
+dataclass per operation (kokoyi/compiler/tnodes.py): typed children and attributes, and `deps`, the node
+letters the value varies with (`{"u", "v"}` inside a neighbour sum means: per edge).
 
-Sparse-op IR: straight-line `Assign`s (and `Loop`s for layer recurrences) over `Py` expression nodes
-whose op names are the rows of codegen's print table.
+Sparse-op IR: straight-line `Assign`s (and `Loop`s for layer recurrences, `If`s for a choice made by the
+hyperparameters at run time) over `Py` expression nodes, one dataclass per operation of the generated code
+(kokoyi/compiler/pynodes.py), each printed by one rule of codegen's table.
 """
 from __future__ import annotations
 
@@ -17,25 +18,8 @@ from kokoyi.diagnostics import Span
 
 
 # ------------------------------------------------------------------ typed program
-@dataclass(frozen=True)
-class Ty:
-    shape: tuple = ()  # feature dims (sympy expressions)
-    fam: tuple = ()  # vectorised family letters, outermost first (axis after the row axis)
-    row: bool = False  # a vector transposed into a row (`a^\top`)
-
-
-@dataclass(eq=False)
-class T:
-    op: str
-    args: tuple
-    ty: Ty
-    deps: frozenset
-    span: Span
-    attrs: dict = field(default_factory=dict)
-    edge_input: bool = False  # reads an edge input (cannot be evaluated on a self loop)
-
-    def get(self, key, default=None):
-        return self.attrs.get(key, default)
+# the expression nodes, one class per operation: kokoyi/compiler/tnodes.py
+from kokoyi.compiler.tnodes import T, T_CLASSES, Ty, attributes as t_attributes  # noqa: E402,F401  (re-exported)
 
 
 @dataclass
@@ -93,18 +77,23 @@ class TProgram:
 
 
 # ------------------------------------------------------------------ sparse-op IR
-@dataclass(eq=False)
-class Py:
-    """An expression of the generated code: `op` is a row of codegen's table."""
+# the expression nodes, one class per operation: kokoyi/compiler/pynodes.py
+from kokoyi.compiler.pynodes import PY_CLASSES, Py, attributes  # noqa: E402,F401  (re-exported)
 
-    op: str
-    args: tuple = ()
-    attrs: dict = field(default_factory=dict)
+
+@dataclass(frozen=True)
+class Names:
+    """The target of an assignment that unpacks a tuple: `alpha, alpha_self = edge_softmax(...)`."""
+
+    names: tuple
+
+    def __str__(self):
+        return ", ".join(self.names)
 
 
 @dataclass
 class Assign:
-    target: "str | Py"  # a name, or `h[l]` for a layer of a recurrence
+    target: "str | Names | Py"  # a name, names unpacked from a tuple, or `h[l]` for a layer of a recurrence
     expr: Py
     comment: str | None = None
     layout: tuple | None = None  # (rows, *dims) for --explain, sympy
@@ -116,6 +105,16 @@ class Loop:
     lo: Py
     hi: Py
     body: list
+
+
+@dataclass
+class If:
+    """`if cond: then else: orelse` (the linear-map order decided at run time by the hyperparameters)."""
+
+    cond: Py
+    then: list
+    orelse: list
+    comment: str | None = None
 
 
 @dataclass
