@@ -564,7 +564,8 @@ class Generator:
         return lines, returns
 
     # ------------------------------------------------------------------ later constructs (stage 2)
-    EXTRAS = ("norm", "cases", "readout", "layers", "node-param", "relations", "edge-nested")
+    EXTRAS = ("norm", "cases", "readout", "layers", "node-param", "relations", "edge-nested", "slice",
+              "identity")
 
     def extras(self, lines: list, returns: list):
         """With probability 0.4, one or two definitions of the constructs of EXTRAS, each returned."""
@@ -655,6 +656,24 @@ class Generator:
             body = r"\sum_{u \in \mathcal{N}_r(v)} R_r x_u"
         lines.append(rf"p_v \gets \sum_{{r \in \mathcal{{R}}}} {body} + {self.node_def('h', 1)}")
         returns.append("p")
+
+    def extra_slice(self, lines, returns):
+        self.feat("slice")
+        lines.append(rf"\Psi_v \gets \left[x_v \Vert {self.node_def('h', 2)}\right]")
+        lo = self.pick(["[d:]", "[d:d + h]"])
+        lines.append(rf"\Xi_v \gets \Psi_v{lo} \odot \left(\Psi_v[0:d] W\right) + \Psi_v[:d] \cdot c")
+        returns.append(r"\Xi")
+
+    def extra_identity(self, lines, returns):
+        self.feat("identity")
+        eye = self.pick(["I", "I_{h}"])
+        mat = self.pick([rf"\left(\theta {eye} + U\right)", rf"\left((1 - \theta) {eye} + \theta U\right)"])
+        if self.chance(0.3):
+            cond = rf"\mathbb{{1}}_{{{self.degree('v')} > 0}}"
+            lines.append(rf"\Phi_v \gets {cond} \left({self.node_def('h', 2)}\right) {mat}")
+        else:
+            lines.append(rf"\Phi_v \gets \left({self.node_def('h', 2)}\right) {mat}")
+        returns.append(r"\Phi")
 
     def extra_edge_nested(self, lines, returns):
         self.feat("edge-nested-reduction")
