@@ -116,11 +116,11 @@ class Printer:
         """A Python number at run time (constants, hyperparameters and arithmetic of them), not a tensor."""
         if not isinstance(py, Py):
             return False
-        if py.op == "const":
+        if isinstance(py, P.Const):
             return isinstance(py.args[0], (int, float))
-        if py.op == "sympy" or (py.op == "attr" and py.number):
+        if isinstance(py, P.Sympy) or (isinstance(py, P.Attr) and py.number):
             return True
-        if py.INFIX is not None or (py.op == "fn" and py.name == "neg"):
+        if py.INFIX is not None or (isinstance(py, P.Fn) and py.name == "neg"):
             return all(Printer.is_number(a) for a in py.args)
         return False
 
@@ -170,8 +170,8 @@ _RECIPROCAL_POWERS = {0.5: "torch.sqrt", -0.5: "torch.rsqrt", -1: "torch.recipro
 def _infix(pr, py):
     sym, prec = py.INFIX
     a, b = py.args
-    pow_ = py.op == "pow"
-    if pow_ and b.op == "const" and b.args[0] in _RECIPROCAL_POWERS:
+    pow_ = isinstance(py, P.Pow)
+    if pow_ and isinstance(b, P.Const) and b.args[0] in _RECIPROCAL_POWERS:
         return f"{_RECIPROCAL_POWERS[b.args[0]]}({pr.tensor_arg(a)})", 9
     # left-associative operators wrap an equal-precedence right operand; `**` is right-associative
     return f"{pr.wrap(a, prec + 1 if pow_ else prec)} {sym} {pr.wrap(b, prec + 1 if not pow_ else prec)}", prec
@@ -208,7 +208,7 @@ def _einsum(pr, py):
 
 def _expand_lead(pr, py):
     x = py.args[0]
-    sizes = [pr.rows(a) if a.op == "rows_of" else pr(a) for a in py.args[1:]]
+    sizes = [pr.rows(a) if isinstance(a, P.RowsOf) else pr(a) for a in py.args[1:]]
     head = f"torch.as_tensor({pr(x)}, dtype={pr.dtype})" if pr.is_number(x) else pr.wrap(x, 9)
     return f"{head}.expand({', '.join(sizes + ['-1'] * py.feat)})", 9
 
