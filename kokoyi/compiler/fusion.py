@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import T
 from kokoyi.compiler.shapes import broadcast
 
@@ -16,7 +17,7 @@ class FusionLowering:
     """Mixed into `lower.ModelLowering`."""
 
     def _terms(self, t: T, sign: int = 1):
-        if t.op == "bin" and t.name in ("add", "sub"):
+        if isinstance(t, N.Bin) and t.name in ("add", "sub"):
             a, b = t.args
             return self._terms(a, sign) + self._terms(b, sign if t.name == "add" else -sign)
         return [(sign, t)]

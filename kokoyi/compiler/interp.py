@@ -33,6 +33,7 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import T, TModel, TProgram, Value
 from kokoyi.compiler.readout_interp import GRAPH_ID, ReadoutInterp
 from kokoyi.compiler.norms import NormInterp
@@ -301,9 +302,9 @@ class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, La
             return None
         a, b = t.args
         for recip, red in ((a, b), (b, a)):
-            if (recip.op == "bin" and recip.name == "div" and recip.args[0].op == "const"
-                    and recip.args[0].value == 1 and recip.args[1].op == "deg"
-                    and red.op == "nbreduce" and red.reduce == "sum"):
+            if (isinstance(recip, N.Bin) and recip.name == "div" and isinstance(recip.args[0], N.Const)
+                    and recip.args[0].value == 1 and isinstance(recip.args[1], N.Deg)
+                    and isinstance(red, N.NbReduce) and red.reduce == "sum"):
                 deg = recip.args[1]
                 if (deg.at, deg.dir, deg.self_loop) == (red.center, red.dir, red.self_loop):
                     return self.nb_reduce(red, env, "mean")

@@ -7,6 +7,7 @@ import sympy as sp
 
 from kokoyi.compiler.check.common import (BUILTIN_SUBMODELS, CheckError, NUM_NODES, Scope, _depth_key, _dmax, _subst,
                                           py_name)
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import Family, T, TDef, TModel, Ty, Value
 from kokoyi.compiler.readout import GRAPH
 from kokoyi.compiler.shapes import N_NODES, fmt_shape
@@ -379,7 +380,7 @@ class DeclChecks:
     def _hops(self, t: T, v: Value):
         """(hops from the recurrence's own previous layer to `t`, or None if `t` does not read it;
         largest depth `t` reaches through every other value)."""
-        if t.op == "ref":
+        if isinstance(t, N.Ref):
             key = t.key
             if key == v.key and v.family is not None and v.family.mode == "loop":
                 return 0, 0
@@ -392,7 +393,7 @@ class DeclChecks:
         steps = [p[0] for p in parts if p[0] is not None]
         step = _dmax(steps) if steps else None
         other = _dmax([p[1] for p in parts]) if parts else 0
-        if t.op == "nbreduce":  # a softmax normalises over the same in-edges: no extra hop
+        if isinstance(t, N.NbReduce):  # a softmax normalises over the same in-edges: no extra hop
             return (None if step is None else step + 1), other + 1
         return step, other
 
@@ -402,7 +403,7 @@ class DeclChecks:
                 t = self.expr(node, Scope())
             except CheckError:
                 continue
-            if t.op != "ref":
+            if not isinstance(t, N.Ref):
                 self.col.error("\\return takes names of values", node.span, "define the value, then return it")
                 continue
             self.returns.append((self.values[t.key], t))
