@@ -3,6 +3,8 @@ values read at an endpoint stay node tensors (side `u` or `v`) until an operator
 """
 from __future__ import annotations
 
+from kokoyi.compiler import pynodes as P
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import PlanEntry, T
 from kokoyi.compiler.lower.common import Lay, LowerError, Val, call, const
 
@@ -13,14 +15,14 @@ class EdgeLowering:
     # ------------------------------------------------------------------ edge context
     def edge(self, t: T) -> Val:
         """Evaluate `t` per edge (u -> v); node tensors stay node tensors (side u or v) until combined."""
-        if not self.reads_edge(t) and len(t.deps) <= 1 and t.op not in ("nbsoftmax",):
+        if not self.reads_edge(t) and len(t.deps) <= 1 and not isinstance(t, N.NbSoftmax):
             val = self.node(t)
             if not t.deps:
                 return Val(val.py, val.lay, "plain" if val.lay.rows is None else "n")
             (letter,) = tuple(t.deps)
             u, v = self.edge_letters(t)
             side = "u" if letter == u else "v"
-            if val.py.op not in ("var",):
+            if not isinstance(val.py, P.Var):
                 val = self.emit(f"{self.current}_{'src' if side == 'u' else 'dst'}", val.py, val.lay)
             return Val(val.py, val.lay, side)
         fn = getattr(self, "e_" + t.op, None)
@@ -80,7 +82,7 @@ class EdgeLowering:
 
     def as_edge(self, a: Val, base: str) -> Val:
         a = self.as_edge_if_node(a)
-        if a.py.op == "var":
+        if isinstance(a.py, P.Var):
             return a
         return self.emit(base, a.py, a.lay, side="e")
 
@@ -89,7 +91,7 @@ class EdgeLowering:
         a, b = t.args
         # a^T [p || q] = a[:n]^T p + a[n:]^T q  (GAT: a source score plus a target score)
         for plain, cat, plain_first in ((a, b, True), (b, a, False)):
-            if not plain.deps and cat.op == "concat" and kind in ("dot", "vm", "mv"):
+            if not plain.deps and isinstance(cat, N.Concat) and kind in ("dot", "vm", "mv"):
                 p, q = cat.args
                 n = p.ty.shape[-1]
                 P = self.node(plain)
