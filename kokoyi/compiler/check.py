@@ -1410,6 +1410,15 @@ def model_name_problem(name: str) -> str | None:
     return None
 
 
+def desugar_model(m: A.Model, col: Collector) -> A.Model:
+    from kokoyi.compiler.desugar import Refusal, desugar
+    try:
+        return desugar(m)
+    except Refusal as r:
+        col.error(r.msg, r.span, r.hint)
+        raise CheckError(r.msg) from None
+
+
 def check(program: A.Program) -> TProgram:
     """Check every model of a program; raise one `KokoyiError` listing every mistake found."""
     col = Collector(program.source, program.path)
@@ -1424,6 +1433,7 @@ def check(program: A.Program) -> TProgram:
             col.error(f"redefinition of model '{m.name}'", m.name_span)
             continue
         try:
+            m = desugar_model(m, col)  # notation rewritten into the per-node language (desugar.py)
             tm = ModelChecker(m, program, col, seen).run()
         except CheckError:
             continue

@@ -1,0 +1,3 @@
+"""placeholder"""
+def named_splits(model):
+    return model
