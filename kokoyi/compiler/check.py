@@ -1410,10 +1410,10 @@ def model_name_problem(name: str) -> str | None:
     return None
 
 
-def desugar_model(m: A.Model, col: Collector) -> A.Model:
+def desugar_model(m: A.Model, source: str, col: Collector) -> A.Model:
     from kokoyi.compiler.desugar import Refusal, desugar
     try:
-        return desugar(m)
+        return desugar(m, source)
     except Refusal as r:
         col.error(r.msg, r.span, r.hint)
         raise CheckError(r.msg) from None
@@ -1433,7 +1433,7 @@ def check(program: A.Program) -> TProgram:
             col.error(f"redefinition of model '{m.name}'", m.name_span)
             continue
         try:
-            m = desugar_model(m, col)  # notation rewritten into the per-node language (desugar.py)
+            m = desugar_model(m, program.source, col)  # notation rewritten into the per-node language (desugar.py)
             tm = ModelChecker(m, program, col, seen).run()
         except CheckError:
             continue

@@ -59,12 +59,12 @@ def nodes_of(node):
             yield from nodes_of(v)
 
 
-def desugar(model: A.Model) -> A.Model:
+def desugar(model: A.Model, source: str = "") -> A.Model:
     """Apply every notation rewrite, in order (the matrix form makes node inputs that the input-name
     rewrite then reads)."""
     from kokoyi.compiler.input_names import rename_inputs
     from kokoyi.compiler.matrix_form import matrix_form
     from kokoyi.compiler.splits import named_splits
     for rewrite in (matrix_form, rename_inputs, named_splits):
-        model = rewrite(model)
+        model = rewrite(model, source)
     return model

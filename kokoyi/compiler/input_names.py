@@ -57,7 +57,7 @@ def _member_zero(node) -> bool:
     return isinstance(sup, A.Num) and sup.value == 0 and isinstance(node.sup, A.Group)
 
 
-def rename_inputs(model: A.Model) -> A.Model:
+def rename_inputs(model: A.Model, source: str = "") -> A.Model:
     stmts = model.stmts
     # 1. names with a tuple subscript, as declared by an input or a definition's target
     tuple_names = set()

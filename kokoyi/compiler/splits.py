@@ -1,3 +1,3 @@
 """placeholder"""
-def named_splits(model):
+def named_splits(model, source=""):
     return model

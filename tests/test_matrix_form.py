@@ -1,0 +1,222 @@
+"""Matrix-form notation (issue 11, item 8): the whole-graph formulas of the GCN, SGC, APPNP and Kipf &
+Welling papers compile, lower to the same IR as their per-node forms, match PyG's GCNConv, SGConv and
+APPNP and the reference interpreter, and the forms that would be dense N x N are refused."""
+import pytest
+import torch
+
+import kokoyi
+from kokoyi.compiler.check import check
+from kokoyi.compiler.lower import lower
+from kokoyi.compiler.sexpr import lowered_lines
+from kokoyi.diagnostics import KokoyiError
+from kokoyi.grammar.parser import parse
+
+pyg = pytest.importorskip("torch_geometric.nn")
+
+GCN = r"""
+\begin{model}{GCN}
+  \hyper d, h \\
+  \input H \in \mathbb{R}^{|\mathcal{V}| \times d} \\
+  \param W \in \mathbb{R}^{d \times h} \\
+  H' \gets \tilde{D}^{-1/2} \tilde{A} \tilde{D}^{-1/2} H W \\
+  \return H' \\
+\end{model}
+"""
+GCN_PER_NODE = r"""
+\begin{model}{GCN}
+  \hyper d, h \\
+  \input H_v \in \mathbb{R}^{d} \\
+  \param W \in \mathbb{R}^{d \times h} \\
+  H'_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} (|\mathcal{N}(v)| + 1)^{-1/2} (|\mathcal{N}(u)| + 1)^{-1/2} H_u W \\
+  \return H' \\
+\end{model}
+"""
+SGC = r"""
+\begin{model}{SGC}
+  \hyper d, C, K \\
+  \input X \in \mathbb{R}^{|\mathcal{V}| \times d} \\
+  \param W \in \mathbb{R}^{d \times C} \\
+  \hat{A} \gets \tilde{D}^{-1/2} \tilde{A} \tilde{D}^{-1/2} \\
+  Z \gets \hat{A}^K X W \\
+  \return Z \\
+\end{model}
+"""
+APPNP = r"""
+\begin{model}{APPNP}
+  \hyper d, K \\
+  \hyper \alpha \in \mathbb{R} = 0.1 \\
+  \input X \in \mathbb{R}^{|\mathcal{V}| \times d} \\
+  \tilde{A} \gets A + I \\
+  \hat{A} \gets \tilde{D}^{-1/2} \tilde{A} \tilde{D}^{-1/2} \\
+  H^{(0)} \gets X \\
+  H^{(k)} \gets (1 - \alpha) \hat{A} H^{(k-1)} + \alpha H^{(0)}, \quad k = 1, \dots, K \\
+  \return H^{(K)} \\
+\end{model}
+"""
+APPNP_PER_NODE = r"""
+\begin{model}{APPNP}
+  \hyper d, K \\
+  \hyper \alpha \in \mathbb{R} = 0.1 \\
+  \input X_v \in \mathbb{R}^{d} \\
+  H^{(0)}_v \gets X_v \\
+  H^{(k)}_v \gets (1 - \alpha) \sum_{u \in \mathcal{N}(v) \cup \{v\}} (|\mathcal{N}(v)| + 1)^{-1/2} (|\mathcal{N}(u)| + 1)^{-1/2} H^{(k-1)}_u + \alpha H^{(0)}_v, \quad k = 1, \dots, K \\
+  \return H^{(K)} \\
+\end{model}
+"""
+KIPF = r"""
+\begin{model}{Kipf}
+  \hyper d, h, C \\
+  \input X \in \mathbb{R}^{|\mathcal{V}| \times d} \\
+  \param W^{(0)} \in \mathbb{R}^{d \times h} \\
+  \param W^{(1)} \in \mathbb{R}^{h \times C} \\
+  \hat{A} \gets \tilde{D}^{-1/2} \tilde{A} \tilde{D}^{-1/2} \\
+  Z \gets \mathrm{softmax}\big(\hat{A} \, \mathrm{ReLU}(\hat{A} X W^{(0)}) W^{(1)}\big) \\
+  \return Z \\
+\end{model}
+"""
+MIXED = r"""
+\begin{model}{Mixed}
+  \hyper d \\
+  \hyper \beta \in \mathbb{R} = 0.3 \\
+  \input X \in \mathbb{R}^{|\mathcal{V}| \times d} \\
+  \param W \in \mathbb{R}^{d \times d} \\
+  \param b \in \mathbb{R}^{d} \\
+  P \gets D^{-1} A \\
+  Z \gets \tanh\big( (\beta I + P) X W + A^\top X + \hat{A}^2 X \odot X \big) + b \\
+  \hat{A} \gets A + I \\
+  \return Z \\
+\end{model}
+""".replace(r"  \hat{A} \gets A + I \\" + "\n", "").replace(r"\hat{A}^2", r"\tilde{A}^2")
+
+
+def _ir(src):
+    return lowered_lines(lower(check(parse(src))).models[0])
+
+
+def _graph(n=30, e=90, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n - 3, (2, e), generator=gen)  # the last nodes are isolated
+    ei = ei[:, ei[0] != ei[1]]
+    return torch.unique(ei, dim=1), n
+
+
+@pytest.mark.parametrize("matrix,per_node", [(GCN, GCN_PER_NODE), (APPNP, APPNP_PER_NODE)], ids=["gcn", "appnp"])
+def test_matrix_form_lowers_to_the_per_node_ir(matrix, per_node):
+    assert _ir(matrix) == _ir(per_node)
+    assert any("gspmm('copy_u', 'sum'" in line for line in _ir(matrix))
+
+
+def test_gcn_matches_pyg_gcnconv():
+    ei, n = _graph()  # directed: PyG's gcn_norm uses in-degrees, as \tilde D does
+    m = kokoyi.compile_model(GCN, "GCN")(d=5, h=3).double()
+    conv = pyg.GCNConv(5, 3, bias=False).double()
+    with torch.no_grad():
+        conv.lin.weight.copy_(m.W.T)
+    x = torch.randn(n, 5, dtype=torch.float64)
+    torch.testing.assert_close(m(kokoyi.Graph.from_edge_index(ei, n), x), conv(x, ei), rtol=1e-9, atol=1e-10)
+
+
+def test_sgc_matches_pyg_sgconv():
+    ei, n = _graph(seed=1)
+    m = kokoyi.compile_model(SGC, "SGC")(d=6, C=3, K=3).double()
+    conv = pyg.SGConv(6, 3, K=3, bias=False).double()
+    with torch.no_grad():
+        conv.lin.weight.copy_(m.W.T)
+    x = torch.randn(n, 6, dtype=torch.float64)
+    torch.testing.assert_close(m(kokoyi.Graph.from_edge_index(ei, n), x), conv(x, ei), rtol=1e-9, atol=1e-10)
+
+
+def test_appnp_matches_pyg_appnp():
+    ei, n = _graph(seed=2)
+    m = kokoyi.compile_model(APPNP, "APPNP")(d=4, K=5, alpha=0.2).double()
+    prop = pyg.APPNP(K=5, alpha=0.2)
+    x = torch.randn(n, 4, dtype=torch.float64)
+    torch.testing.assert_close(m(kokoyi.Graph.from_edge_index(ei, n), x), prop(x, ei), rtol=1e-9, atol=1e-10)
+
+
+def test_kipf_two_layers_in_one_line_matches_two_gcnconvs():
+    ei, n = _graph(seed=3)
+    m = kokoyi.compile_model(KIPF, "Kipf")(d=5, h=4, C=3).double()
+    c1, c2 = pyg.GCNConv(5, 4, bias=False).double(), pyg.GCNConv(4, 3, bias=False).double()
+    with torch.no_grad():
+        c1.lin.weight.copy_(m.W_0.T)
+        c2.lin.weight.copy_(m.W_1.T)
+    x = torch.randn(n, 5, dtype=torch.float64)
+    want = torch.softmax(c2(torch.relu(c1(x, ei)), ei), -1)
+    torch.testing.assert_close(m(kokoyi.Graph.from_edge_index(ei, n), x), want, rtol=1e-9, atol=1e-10)
+
+
+def test_mixed_forms_match_a_dense_reference():
+    """Scaled identity, random-walk normalisation D^{-1} A, A^T (out-neighbours), a square, with dense
+    matrices as the oracle; isolated nodes make D^{-1} infinite, so the graph here has none."""
+    gen = torch.Generator().manual_seed(4)
+    n = 12
+    ei = torch.randint(0, n, (2, 40), generator=gen)
+    ei = torch.unique(torch.cat([ei, torch.stack([torch.arange(n), torch.roll(torch.arange(n), 1)])], 1), dim=1)
+    ei = ei[:, ei[0] != ei[1]]
+    m = kokoyi.compile_model(MIXED, "Mixed")(d=3).double()
+    with torch.no_grad():
+        m.b.copy_(torch.randn(3))
+    x = torch.randn(n, 3, dtype=torch.float64)
+    adj = torch.zeros(n, n, dtype=torch.float64)
+    adj[ei[1], ei[0]] = 1.0  # row v: the in-neighbours of v
+    deg = adj.sum(1)
+    p = adj / deg[:, None]
+    at = adj + torch.eye(n, dtype=torch.float64)
+    want = torch.tanh((0.3 * torch.eye(n, dtype=torch.float64) + p) @ x @ m.W + adj.T @ x + (at @ at @ x) * x) + m.b
+    torch.testing.assert_close(m(kokoyi.Graph.from_edge_index(ei, n), x), want, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("src", [GCN, SGC, APPNP, KIPF], ids=["gcn", "sgc", "appnp", "kipf"])
+def test_matrix_forms_agree_with_interpreter(src):
+    report = kokoyi.verify(src)
+    assert report.ok, str(report)
+
+
+HEAD = r"""\begin{model}{M}
+  \hyper d, K \\
+  \hyper \alpha \in \mathbb{R} = 0.1 \\
+  \input X \in \mathbb{R}^{|\mathcal{V}| \times d} \\
+  \param W \in \mathbb{R}^{d \times d} \\
+  \hat{A} \gets \tilde{D}^{-1/2} \tilde{A} \tilde{D}^{-1/2} \\
+"""
+
+REFUSED = [
+    (r"Z \gets (I - \alpha \hat{A})^{-1} X",
+     "7:11: error: the inverse of the graph matrix '(I - \\alpha \\hat{A})^{-1}' is not supported"),
+    (r"Z \gets \hat{A}^{1/2} X", "7:11: error: the fractional power of the graph matrix '\\hat{A}^{1/2}'"),
+    (r"Z \gets X X^\top", "7:11: error: a product of two node matrices is not supported: 'X X^\\top'"),
+    (r"Z \gets X \hat{A}", "7:11: error: 'X' (a node matrix, N x d) multiplies a graph matrix (N x N) from the left"),
+    (r"Z \gets \hat{A} W X", "7:19: error: 'W' stands between a graph matrix (N x N) and the node matrix"),
+    (r"Z \gets W \hat{A} X", "7:11: error: 'W' multiplies a graph matrix (N x N), but only scalars"),
+    (r"Z \gets \hat{A} \odot \hat{A} X", "error: elementwise operations on a graph matrix (N x N) are not supported"),
+    (r"Z \gets \hat{A} + X", "7:21: error: 'X' is added to a graph matrix (N x N), which makes it dense"),
+    (r"Z_v \gets \hat{A}", "7:13: error: '\\hat{A}' is a graph matrix (N x N) where a node value is needed"),
+]
+
+
+@pytest.mark.parametrize("body,want", REFUSED, ids=[r[0] for r in REFUSED])
+def test_matrix_form_diagnostics(body, want):
+    with pytest.raises(KokoyiError) as e:
+        kokoyi.compile(HEAD + "  " + body + " \\\\\n  \\return Z \\\\\n\\end{model}\n")
+    assert want in str(e.value), str(e.value)
+
+
+def test_returning_a_graph_matrix_is_refused():
+    with pytest.raises(KokoyiError) as e:
+        kokoyi.compile(HEAD + "  Z \\gets \\hat{A} X \\\\\n  \\return \\hat{A} \\\\\n\\end{model}\n")
+    assert "'\\hat{A}' is a graph matrix (N x N); a model returns node values" in str(e.value)
+
+
+def test_declared_names_are_not_graph_matrices():
+    """A model that declares A (or D) means its own value: the matrix-form vocabulary steps aside."""
+    src = r"""
+\begin{model}{M}
+  \hyper d \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param A \in \mathbb{R}^{d \times d} \\
+  y_v \gets x_v A \\
+  \return y \\
+\end{model}
+"""
+    assert "x @ self.A" in kokoyi.to_python(src)
