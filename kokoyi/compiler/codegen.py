@@ -217,6 +217,8 @@ class Printer:
             return f"{self.wrap(args[0], 9)}.{fn}({at['axis']})", 9
         if op == "squeeze_axis":
             return f"{self.wrap(args[0], 9)}.squeeze({at['axis']})", 9
+        if op == "softmax_axis":
+            return f"torch.softmax({self(args[0])}, {at['axis']})", 9
         if op == "featreduce":
             fn = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}[at["reduce"]]
             return f"{self.wrap(args[0], 9)}.{fn}(-1)", 9
