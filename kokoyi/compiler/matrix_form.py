@@ -62,6 +62,7 @@ class Power:
     """G^K with K a dimension (a hyperparameter): K propagation steps."""
     op: list
     exp: A.Node
+    hi: A.Node | None = None  # the upper limit when the exponent is a letter bound by a reduction (\sum_{k=1}^{K} G^k X)
 
 
 # a graph matrix: a list of monomials (coefficient AST or None for 1, tuple of factors)
@@ -150,6 +151,7 @@ class MatrixForm:
         self.pre: list = []  # definitions hoisted out of the statement being rewritten
         self.fam = None  # (sup AST, Range) of the statement being rewritten, when it is a family
         self.target_key = "H"
+        self.bound: dict = {}  # letters bound by an enclosing reduction -> its upper limit
 
     @staticmethod
     def _node_sub(sub) -> bool:
@@ -333,6 +335,8 @@ class MatrixForm:
             raise Refusal(f"the {what} of the graph matrix '{self.latex(node)}' is not supported", node.span,
                           INVERSE_HINT if kind == "neg" else
                           "fractional powers are supported for diagonal matrices (D^{-1/2}, \\tilde D^{-1/2})")
+        if isinstance(val, A.Sym) and val.kind == "letter" and val.name in self.bound:
+            return [(None, (Power(op, val, self.bound[val.name]),))]
         return [(None, (Power(op, val),))]
 
     # -------------------------------------------------------------- rows
@@ -352,6 +356,15 @@ class MatrixForm:
             return A.Scripted(node.span, base, sub=_letter(x, node.span), sup=sup, primes=primes)
         if isinstance(node, A.BinOp) and node.op in CHAIN_OPS:
             return self.row_chain(self.chain(node), x, node)
+        if isinstance(node, A.BigOp) and isinstance(node.sub, A.Binding) and node.sup is not None \
+                and isinstance(node.sub.var, A.Sym):
+            # a reduction over k = lo..hi: G^k inside it reads the member k of one propagation recurrence
+            letter, saved = node.sub.var.name, dict(self.bound)
+            self.bound[letter] = node.sup
+            try:
+                return dataclasses.replace(node, operand=self.row(node.operand, x))
+            finally:
+                self.bound = saved
         if isinstance(node, A.BinOp) and node.op in ("+", "-") and self.kind(node) == "op":
             raise Refusal(f"'{self.latex(node)}' adds a graph matrix (N x N) and a node matrix", node.span,
                           "apply the graph matrix to a node matrix, e.g. \\hat{A} H")
@@ -407,7 +420,14 @@ class MatrixForm:
         if kinds[j] == "dense" and not self.scalar(first) and not is_call:
             raise Refusal(f"'{self.latex(first)}' stands between a graph matrix (N x N) and the node matrix it "
                           "is applied to", first.span, "write the graph matrix next to the node matrix: \\hat{A} H W")
+        trailing = []
+        if any(isinstance(f, Power) and f.hi is not None for _, fs in op for f in fs):
+            # G^k X W^{(k)} inside a reduction over k: propagate X, then apply W^{(k)} (which varies with k)
+            cut = kinds[j:].index("nodes") + 1
+            rest, trailing = rest[:cut], rest[cut:]
         applied = self.apply(op, lambda y: self.row_chain(rest, y, whole), x, whole.span)
+        for f in trailing:
+            applied = _mul(_paren(applied), self.row(f, x), whole.span)
         out = None
         for f in left:
             out = _mul(out, self.row(f, x), whole.span)
@@ -476,7 +496,8 @@ class MatrixForm:
         return isinstance(probe, A.Scripted) and isinstance(probe.base, A.Sym) and probe.sup is None
 
     def propagate(self, power: Power, g, span):
-        """G^K M: P^{(0)} = M, P^{(k)} = G P^{(k-1)}, k = 1..K; the reader of P^{(K)}."""
+        """G^K M: P^{(0)} = M, P^{(k)} = G P^{(k-1)}, k = 1..K; the reader of P^{(K)} (of P^{(k)} when the
+        exponent is a letter k bound by an enclosing reduction up to K: the reduction stacks the members)."""
         if self.fam is not None:
             raise Refusal("a power of a graph matrix by a hyperparameter inside a recurrence is not supported",
                           span, "define the propagation as its own recurrence")
@@ -486,7 +507,8 @@ class MatrixForm:
         self.pre.append(A.Def(span, A.Scripted(span, sym, sub=_letter("v", span), sup=A.Group(span, A.Num(span, 0, "0"), "(")),
                               g("v")))
         prev = A.Group(span, A.BinOp(span, "-", k, A.Num(span, 1, "1")), "(")
-        self.fam = (A.Group(span, k, "("), A.Range(span, k, A.Num(span, 1, "1"), power.exp))
+        self.fam = (A.Group(span, k, "("), A.Range(span, k, A.Num(span, 1, "1"), power.hi if power.hi is not None
+                                                   else power.exp))
         try:
             body = self.apply(power.op, lambda y: A.Scripted(span, sym, sub=_letter(y, span), sup=prev), "v", span)
         finally:
