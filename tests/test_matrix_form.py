@@ -278,3 +278,83 @@ def test_mixhop_matches_pyg_mixhopconv():
 def test_powers_in_a_reduction_agree_with_interpreter(src):
     report = kokoyi.verify(src)
     assert report.ok, str(report)
+
+
+GCNII_MATRIX = r"""
+\begin{model}{GCNII}
+  \hyper d, L \\
+  \hyper \alpha \in \mathbb{R} = 0.1 \\
+  \hyper \beta \in \mathbb{R} = 0.5 \\
+  \input H^{(0)} \in \mathbb{R}^{|\mathcal{V}| \times d} \\
+  \param W^{(l)} \in \mathbb{R}^{d \times d}, \quad l = 1, \dots, L \\
+  \hat{A} \gets \tilde{D}^{-1/2} \tilde{A} \tilde{D}^{-1/2} \\
+  H^{(l)} \gets \mathrm{ReLU}\Big( \big( (1 - \alpha) \hat{A} H^{(l-1)} + \alpha H^{(0)} \big) \big( (1 - \beta) I + \beta W^{(l)} \big) \Big), \quad l = 1, \dots, L \\
+  \return H^{(L)} \\
+\end{model}
+"""
+
+
+def test_gcnii_matrix_form_with_h0_input_matches_pyg_gcn2conv():
+    """GCNII as its paper writes it: H^{(0)} a node-matrix input, I in a dense context, \\hat A a graph matrix."""
+    gen = torch.Generator().manual_seed(7)
+    n = 18
+    ei = torch.randint(0, n, (2, 50), generator=gen)
+    ei = ei[:, ei[0] != ei[1]]
+    ei = torch.unique(torch.cat([ei, ei.flip(0)], 1), dim=1)  # PyG's GCN2Conv normalises by target degrees
+    L, alpha, beta = 3, 0.2, 0.4
+    m = kokoyi.compile_model(GCNII_MATRIX, "GCNII")(d=4, L=L, alpha=alpha, beta=beta).double()
+    x = torch.randn(n, 4, dtype=torch.float64)
+    ref = x
+    for layer in range(L):
+        conv = pyg.GCN2Conv(4, alpha=alpha, theta=1.0, layer=1).double()
+        conv.beta = beta
+        with torch.no_grad():
+            conv.weight1.copy_(m.W[layer])
+        ref = torch.relu(conv(ref, x, ei))
+    torch.testing.assert_close(m(kokoyi.Graph.from_edge_index(ei, n), x), ref, rtol=1e-9, atol=1e-10)
+    assert "H[0] = H_0" in kokoyi.to_python(GCNII_MATRIX)
+
+
+# ------------------------------------------------------------------ random matrix forms against dense matrices
+def _random_operator(rng, depth=0):
+    """(LaTeX, dense builder) of a random graph matrix of the vocabulary."""
+    leaves = [("A", lambda a, d: a), (r"\tilde{A}", lambda a, d: a + torch.eye(len(a), dtype=a.dtype)),
+              (r"A^\top", lambda a, d: a.T), (r"D^{-1}", lambda a, d: torch.diag(1 / d)),
+              (r"\tilde{D}^{-1/2}", lambda a, d: torch.diag((d + 1) ** -0.5)), ("D", lambda a, d: torch.diag(d)),
+              (r"\hat{A}", lambda a, d: torch.diag((d + 1) ** -0.5) @ (a + torch.eye(len(a), dtype=a.dtype))
+               @ torch.diag((d + 1) ** -0.5))]
+    kind = rng.random() if depth < 2 else 0.0
+    if kind < 0.45:
+        return rng.choice(leaves)
+    (ta, fa), (tb, fb) = _random_operator(rng, depth + 1), _random_operator(rng, depth + 1)
+    if kind < 0.65:
+        return f"{ta} {tb}", lambda a, d: fa(a, d) @ fb(a, d)
+    if kind < 0.8:
+        c = rng.choice([2, 3])
+        return f"({ta} + {c} I)", lambda a, d: fa(a, d) + c * torch.eye(len(a), dtype=a.dtype)
+    if kind < 0.9:
+        return f"(\\alpha {ta} - {tb})", lambda a, d: 0.3 * fa(a, d) - fb(a, d)
+    return f"({ta})^2", lambda a, d: fa(a, d) @ fa(a, d)
+
+
+def test_random_matrix_forms_match_dense_matrices():
+    import random
+    rng = random.Random(11)
+    gen = torch.Generator().manual_seed(11)
+    n = 9
+    ring = torch.stack([torch.arange(n), torch.roll(torch.arange(n), 1)])  # every in-degree >= 1 (D^{-1})
+    ei = torch.unique(torch.cat([ring, torch.randint(0, n, (2, 20), generator=gen)], 1), dim=1)
+    adj = torch.zeros(n, n, dtype=torch.float64)
+    adj.index_put_((ei[1], ei[0]), torch.ones(ei.shape[1], dtype=torch.float64), accumulate=True)  # multi-edges count
+    deg = adj.sum(1)
+    g = kokoyi.Graph.from_edge_index(ei, n)
+    x = torch.randn(n, 3, dtype=torch.float64)
+    for _ in range(25):
+        text, build = _random_operator(rng)
+        src = ("\\begin{model}{R}\n  \\hyper d \\\\\n  \\hyper \\alpha \\in \\mathbb{R} = 0.3 \\\\\n"
+               "  \\input X \\in \\mathbb{R}^{|\\mathcal{V}| \\times d} \\\\\n  \\param W \\in \\mathbb{R}^{d \\times d} \\\\\n"
+               "  \\hat{A} \\gets \\tilde{D}^{-1/2} \\tilde{A} \\tilde{D}^{-1/2} \\\\\n"
+               f"  Z \\gets {text} X W \\\\\n  \\return Z \\\\\n\\end{{model}}\n")
+        m = kokoyi.compile_model(src, "R")(d=3).double()
+        want = build(adj, deg) @ x @ m.W
+        torch.testing.assert_close(m(g, x), want, rtol=1e-9, atol=1e-9, msg=text)

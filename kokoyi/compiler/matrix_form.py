@@ -449,7 +449,10 @@ class MatrixForm:
                 if state[0] == "row":
                     g = state[1]
                     state = ("row", lambda y, g=g, f=f: _mul(_paren(f.value(y)), g(y), span))
-                else:
+                elif state[2].out:  # over N_out(v) a message is a value of the neighbour alone: scale the sum
+                    closed = state
+                    state = ("row", lambda y, f=f, closed=closed: _mul(_paren(f.value(y)), self.close(closed, y, span), span))
+                else:  # inside the sum at the target, as the per-node form writes it (the lowering splits it out)
                     _, body, adj = state
                     state = ("sum", lambda y, u, body=body, f=f: _mul(_paren(f.value(y)), body(y, u), span), adj)
             elif isinstance(f, Adj):
