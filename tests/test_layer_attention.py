@@ -103,3 +103,40 @@ def test_layer_softmax_diagnostics():
     with pytest.raises(KokoyiError) as e:
         kokoyi.compile(unbound)
     assert "Traceback" not in str(e.value)
+
+
+JK_ATT_TWO_EQUATIONS = r"""
+\begin{model}{JKAtt}
+  \hyper d, L \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param W^{(l)} \in \mathbb{R}^{d \times d}, \quad l = 1, \dots, L \\
+  \param a \in \mathbb{R}^{d} \\
+  h^{(0)}_v \gets x_v \\
+  h^{(l)}_v \gets \mathrm{ReLU}\Big( \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u W^{(l)} \Big), \quad l = 1, \dots, L \\
+  \alpha^{(l)}_v \gets \mathrm{softmax}_{l}\big( a^\top h^{(l)}_v \big), \quad l = 1, \dots, L \\
+  o_v \gets \sum_{k=1}^{L} \alpha^{(k)}_v h^{(k)}_v \\
+  \return o \\
+\end{model}
+"""
+
+
+def test_layer_weights_defined_apart_lower_as_the_inline_softmax():
+    """`\\alpha^{(l)}_v \\gets \\mathrm{softmax}_{l}(...)` then `\\sum_k \\alpha^{(k)}_v h^{(k)}_v`: the same IR as
+    the softmax written inside the sum (renaming l to k), so the same numbers."""
+    inline = JK_ATT.replace(r"\sum_{l=1}^{L} \mathrm{softmax}_{l}\big( a^\top h^{(l)}_v \big) h^{(l)}_v",
+                            r"\sum_{k=1}^{L} \mathrm{softmax}_{k}\big( a^\top h^{(k)}_v \big) h^{(k)}_v")
+    assert inline != JK_ATT
+    two = lowered_lines(lower(check(parse(JK_ATT_TWO_EQUATIONS))).models[0])
+    assert two == lowered_lines(lower(check(parse(inline))).models[0])
+    assert kokoyi.verify(JK_ATT_TWO_EQUATIONS).ok
+
+
+@pytest.mark.parametrize("use,message", [
+    (r"o_v \gets \alpha^{(1)}_v h^{(1)}_v", "is a softmax over the layers l = 1..L: read it inside a reduction"),
+    (r"o_v \gets \sum_{k=0}^{L} \alpha^{(k)}_v h^{(k)}_v", "normalises over l = 1..L, but k runs over 0..L here"),
+])
+def test_layer_weights_read_outside_their_reduction_are_refused(use, message):
+    src = JK_ATT_TWO_EQUATIONS.replace(r"o_v \gets \sum_{k=1}^{L} \alpha^{(k)}_v h^{(k)}_v", use)
+    with pytest.raises(KokoyiError) as e:
+        kokoyi.compile(src)
+    assert message in str(e.value), str(e.value)

@@ -1,5 +1,5 @@
 """Notation rewritten into the per-node language before checking (issue 11: matrix form, input names,
-named splits).
+named splits, layer weights defined by a softmax over the layers).
 
 Each rewrite is a function `Model -> Model` on the syntax tree, in its own file; it keeps the spans of
 the text it came from, so a diagnostic about a rewritten statement points at what the user wrote, and
@@ -63,8 +63,9 @@ def desugar(model: A.Model, source: str = "") -> A.Model:
     """Apply every notation rewrite, in order (the matrix form makes node inputs that the input-name
     rewrite then reads)."""
     from kokoyi.compiler.input_names import rename_inputs
+    from kokoyi.compiler.layer_weights import layer_weights
     from kokoyi.compiler.matrix_form import matrix_form
     from kokoyi.compiler.splits import named_splits
-    for rewrite in (matrix_form, rename_inputs, named_splits):
+    for rewrite in (matrix_form, rename_inputs, named_splits, layer_weights):
         model = rewrite(model, source)
     return model
