@@ -152,6 +152,7 @@ class MatrixForm:
         self.fam = None  # (sup AST, Range) of the statement being rewritten, when it is a family
         self.target_key = "H"
         self.bound: dict = {}  # letters bound by an enclosing reduction -> its upper limit
+        self.stmt_span = None
 
     @staticmethod
     def _node_sub(sub) -> bool:
@@ -489,7 +490,7 @@ class MatrixForm:
         name = self.fresh()
         expr = self.close(state, "v", span)
         sup = self.fam[0] if self.fam is not None else None
-        self.pre.append(A.Def(span, A.Scripted(span, A.Sym(span, name, "word"), sub=_letter("v", span), sup=sup),
+        self.pre.append(A.Def(self.stmt_span or span, A.Scripted(span, A.Sym(span, name, "word"), sub=_letter("v", span), sup=sup),
                               expr, self.fam[1] if self.fam is not None else None))
         return lambda y: A.Scripted(span, A.Sym(span, name, "word"), sub=_letter(y, span), sup=sup)
 
@@ -507,7 +508,7 @@ class MatrixForm:
         name = self.fresh()
         sym = A.Sym(span, name, "word")
         k = A.Sym(span, "k", "letter")
-        self.pre.append(A.Def(span, A.Scripted(span, sym, sub=_letter("v", span), sup=A.Group(span, A.Num(span, 0, "0"), "(")),
+        self.pre.append(A.Def(self.stmt_span or span, A.Scripted(span, sym, sub=_letter("v", span), sup=A.Group(span, A.Num(span, 0, "0"), "(")),
                               g("v")))
         prev = A.Group(span, A.BinOp(span, "-", k, A.Num(span, 1, "1")), "(")
         self.fam = (A.Group(span, k, "("), A.Range(span, k, A.Num(span, 1, "1"), power.hi if power.hi is not None
@@ -516,7 +517,7 @@ class MatrixForm:
             body = self.apply(power.op, lambda y: A.Scripted(span, sym, sub=_letter(y, span), sup=prev), "v", span)
         finally:
             fam, self.fam = self.fam, None
-        self.pre.append(A.Def(span, A.Scripted(span, sym, sub=_letter("v", span), sup=fam[0]), body, fam[1]))
+        self.pre.append(A.Def(self.stmt_span or span, A.Scripted(span, sym, sub=_letter("v", span), sup=fam[0]), body, fam[1]))
         return lambda y: A.Scripted(span, sym, sub=_letter(y, span), sup=A.Group(span, power.exp, "("))
 
     # -------------------------------------------------------------- statements
@@ -595,7 +596,7 @@ class MatrixForm:
                 self.node_mats.discard(key)
             return [st]
         self.node_mats.add(key)
-        self.pre, self.target_key = [], key
+        self.pre, self.target_key, self.stmt_span = [], key, st.span  # hoisted parts quote the statement
         fam_letter = None
         if st.family is not None and sup is not None:
             fam_letter = sup
