@@ -16,8 +16,8 @@ from kokoyi.compiler.ir import Py
 class LayerChecks:
     """Mixed into `check.ModelChecker`."""
 
-    def layer_member_stack(self, v, fl, scope, sup, attrs):
-        """`h^{(k)}` with k a bound dense index: attrs for a stacked read of members k = lo..hi."""
+    def layer_member_stack(self, v, fl, scope, sup, fields):
+        """`h^{(k)}` with k a bound dense index: fields for a stacked read of members k = lo..hi."""
         head = scope.heads[fl]
         fam = v.family
         lo, hi = sp.sympify(head.lo), sp.sympify(head.hi)
@@ -28,24 +28,26 @@ class LayerChecks:
         if below or above or sp.simplify(hi - fam.hi).is_positive is None and not sp.simplify(hi - fam.hi).is_zero:
             self.err(f"'{v.key}' has members 0..{fam.hi}, but {fl} runs over {lo}..{hi}", sup.span,
                      f"a reduction over the layers of {v.key} runs within 0..{fam.hi}")
-        attrs["index"] = sp.Symbol(fl) + lo  # the interpreter binds fl to the offset 0, 1, ...
-        attrs["stack"] = (fl, lo, hi)
+        fields["index"] = sp.Symbol(fl) + lo  # the interpreter binds fl to the offset 0, 1, ...
+        fields["stack"] = (fl, lo, hi)
         return (fl,)
 
 
     def layer_softmax(self, arg, letter, scope, span):
         """`\\mathrm{softmax}_{l}(s)` inside a reduction over l: normalise s over the members l = lo..hi
         (JK-Net's attention over the layers: `\\sum_{l=1}^{L} \\mathrm{softmax}_{l}(a^\\top h^{(l)}_v) h^{(l)}_v`)."""
-        from kokoyi.compiler.ir import T, Ty
+        from kokoyi.compiler.tnodes import ExpandFam, FamSoftmax, Ty
         head = scope.heads[letter]
         size = head.hi - head.lo + 1
         if arg.ty.shape:
             self.err("softmax over the layers takes a scalar score per layer", span,
                      "e.g. \\mathrm{softmax}_{l}(a^\\top h^{(l)}_v)")
+        self.no_func(arg)
         if letter not in arg.ty.fam:
-            arg = T("expand_fam", (arg,), Ty(arg.ty.shape, (letter,) + arg.ty.fam), arg.deps, arg.span,
-                    {"letter": letter, "size": size}, arg.edge_input)
-        return self.mk("fam_softmax", [arg], arg.ty, span, var=letter, size=size)
+            arg = ExpandFam(letter=letter, size=size, arg=arg, ty=Ty(arg.ty.shape, (letter,) + arg.ty.fam),
+                            deps=arg.deps, span=arg.span, edge_input=arg.edge_input)
+        return FamSoftmax(var=letter, size=size, arg=arg, ty=arg.ty, deps=arg.deps, span=span,
+                          edge_input=arg.edge_input)
 
     def reads_own_member(self, node, key) -> bool:
         """Does `node` read a member `key^{(...)}` of the family being defined (a true recurrence)?"""
@@ -134,8 +136,8 @@ class LayerLowering:
 
     def stack_members(self, t):
         from kokoyi.compiler.lower import Lay, Val
-        key = t.attrs["key"]
-        fl, lo, hi = t.attrs["stack"]
+        key = t.key
+        fl, lo, hi = t.stack
         base = self.env[key]
         rows = base.lay.rows
         py = Py("stack_members", (Py("var", (key,)), self.dim_py(lo), self.dim_py(hi), Py("const", (1 if rows else 0,))))
@@ -145,8 +147,8 @@ class LayerLowering:
 
     def _fam_softmax(self, t, a):
         from kokoyi.compiler.lower import Lay, Val, call
-        var = t.attrs["var"]
-        self.fam_sizes.setdefault(var, t.attrs["size"])
+        var = t.var
+        self.fam_sizes.setdefault(var, t.size)
         axis = (1 if a.lay.rows else 0) + a.lay.fam.index(var)
         return Val(call("softmax_axis", a.py, axis=axis), Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
 
@@ -162,7 +164,7 @@ class LayerInterp:
 
     def e_fam_softmax(self, t, env):
         import torch
-        var, size = t.attrs["var"], self.sym_int(t.attrs["size"], env)
+        var, size = t.var, self.sym_int(t.size, env)
         scores = torch.stack([self.eval(t.args[0], {**env, var: k}) for k in range(size)])
         return torch.softmax(scores, 0)[env[var]]
 

@@ -3,7 +3,7 @@ values read at an endpoint stay node tensors (side `u` or `v`) until an operator
 """
 from __future__ import annotations
 
-from kokoyi.compiler.ir import PlanEntry, T, Ty
+from kokoyi.compiler.ir import PlanEntry, T
 from kokoyi.compiler.lower.common import Lay, LowerError, Val, call, const
 
 
@@ -32,7 +32,7 @@ class EdgeLowering:
         return self._edge_ctx
 
     def e_ref(self, t):
-        key = t.attrs["key"]
+        key = t.key
         if self.diag:
             sv = self.self_loop_value(self.tm.values[key], t)
             return Val(sv.py, sv.lay, "n")
@@ -41,17 +41,17 @@ class EdgeLowering:
 
     def e_fn(self, t):
         a = self.as_edge_if_node(self.edge(t.args[0]))
-        param = t.attrs.get("param")
+        param = t.param
         if isinstance(param, T):
             param = self.node(param).py
         elif param is not None:
             param = const(param)
-        return Val(call("fn", a.py, name=t.attrs["name"], param=param, rank=len(a.lay.shape)),
+        return Val(call("fn", a.py, name=t.name, param=param, rank=len(a.lay.shape)),
                    Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
 
     def e_bin(self, t):
         a, b = self.edge(t.args[0]), self.edge(t.args[1])
-        return self.edge_binary(t.attrs["name"], a, b, t.ty.shape)
+        return self.edge_binary(t.name, a, b, t.ty.shape)
 
     def edge_binary(self, name, a: Val, b: Val, shape) -> Val:
         if self.diag:  # on the self loop both endpoints are the node: a node-wise op
@@ -85,7 +85,7 @@ class EdgeLowering:
         return self.emit(base, a.py, a.lay, side="e")
 
     def e_matmul(self, t):
-        kind = t.attrs["kind"]
+        kind = t.kind
         a, b = t.args
         # a^T [p || q] = a[:n]^T p + a[n:]^T q  (GAT: a source score plus a target score)
         for plain, cat, plain_first in ((a, b, True), (b, a, False)):
@@ -99,9 +99,8 @@ class EdgeLowering:
                 parts = []
                 for part, lo, hi in ((p, None, n), (q, n, None)):
                     pv = self.edge(part)
-                    sub_t = T("matmul", (), Ty(t.ty.shape, t.ty.fam), part.deps, t.span, {"kind": kind})
-                    pv_plain = sl(lo, hi)
-                    val = self.matmul(sub_t, pv_plain, pv) if plain_first else self.matmul(sub_t, pv, pv_plain)
+                    pv_plain = sl(lo, hi)  # the product of a part has t's kind and shape (all `matmul` reads)
+                    val = self.matmul(t, pv_plain, pv) if plain_first else self.matmul(t, pv, pv_plain)
                     val.side = pv.side
                     if pv.side in ("u", "v"):
                         val = self.emit(f"{self.current}_{'src' if pv.side == 'u' else 'dst'}", val.py, val.lay,
@@ -142,20 +141,20 @@ class EdgeLowering:
 
     def e_featreduce(self, t):  # a reduction over the feature axis of a per-edge value
         a = self.as_edge_if_node(self.edge(t.args[0]))
-        return Val(call("featreduce", a.py, reduce=t.attrs["reduce"]), Lay(a.lay.rows, a.lay.fam, t.ty.shape),
+        return Val(call("featreduce", a.py, reduce=t.reduce), Lay(a.lay.rows, a.lay.fam, t.ty.shape),
                    a.side)
 
     def e_dense(self, t):
-        self.fam_sizes.setdefault(t.attrs["var"], t.attrs["size"])
+        self.fam_sizes.setdefault(t.var, t.size)
         return self.dense(t, self.as_edge_if_node(self.edge(t.args[0])))
 
     def e_expand_fam(self, t):
         a = self.edge(t.args[0])
-        letter = t.attrs["letter"]
+        letter = t.letter
         lay = Lay(a.lay.rows, (letter,) + a.lay.fam, a.lay.shape)
         return Val(self.expand_to(a, lay), lay, a.side)
 
     def e_call(self, t):
         a = self.as_edge_if_node(self.edge(t.args[0]))
-        return Val(call("submodel", a.py, key=t.attrs["key"], lead=self.vmapped(t, a)),
+        return Val(call("submodel", a.py, key=t.key, lead=self.vmapped(t, a)),
                    Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
