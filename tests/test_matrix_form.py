@@ -358,3 +358,36 @@ def test_random_matrix_forms_match_dense_matrices():
         m = kokoyi.compile_model(src, "R")(d=3).double()
         want = build(adj, deg) @ x @ m.W
         torch.testing.assert_close(m(g, x), want, rtol=1e-9, atol=1e-9, msg=text)
+
+
+GCN_KIPF_DEFINITIONS = r"""
+\begin{model}{GCN}
+  \hyper d, h \\
+  \input H \in \mathbb{R}^{|\mathcal{V}| \times d} \\
+  \param W \in \mathbb{R}^{d \times h} \\
+  \tilde{A} \gets A + I_N \\
+  \tilde{D}_{ii} \gets \sum_j \tilde{A}_{ij} \\
+  H' \gets \tilde{D}^{-1/2} \tilde{A} \tilde{D}^{-1/2} H W \\
+  \return H' \\
+\end{model}
+"""
+
+
+def test_paper_definitions_of_tilde_a_and_tilde_d():
+    """Kipf & Welling's own definitions, `\\tilde A = A + I_N`, `\\tilde D_{ii} = \\sum_j \\tilde A_{ij}`,
+    give the same IR as the built-in names; a degree of another graph matrix is its row sums."""
+    assert _ir(GCN_KIPF_DEFINITIONS) == _ir(GCN)
+    src = GCN_KIPF_DEFINITIONS.replace(r"\tilde{A} \gets A + I_N", r"\tilde{A} \gets 2 A + A^\top")
+    n = 10
+    gen = torch.Generator().manual_seed(8)
+    ei = torch.unique(torch.cat([torch.stack([torch.arange(n), torch.roll(torch.arange(n), 1)]),
+                                 torch.randint(0, n, (2, 20), generator=gen)], 1), dim=1)
+    ei = ei[:, ei[0] != ei[1]]
+    adj = torch.zeros(n, n, dtype=torch.float64)
+    adj[ei[1], ei[0]] = 1.0
+    at = 2 * adj + adj.T
+    dm = torch.diag(at.sum(1) ** -0.5)
+    m = kokoyi.compile_model(src, "GCN")(d=3, h=2).double()
+    x = torch.randn(n, 3, dtype=torch.float64)
+    torch.testing.assert_close(m(kokoyi.Graph.from_edge_index(ei, n), x), dm @ at @ dm @ x @ m.W,
+                               rtol=1e-9, atol=1e-10)

@@ -208,6 +208,45 @@ class MatrixForm:
             op = self.power(op, sup, node)
         return op
 
+    def is_identity(self, node) -> bool:
+        """`I`, `I_N`, `I_{n}` (the identity, any size subscript) when no declaration takes the name."""
+        named = self.name_of(node)
+        if named is None or named[1] is not None:
+            return False
+        base = node.base if isinstance(node, A.Scripted) else node
+        return _key(base) == "I" and named[0] not in self.declared and "I" not in self.declared
+
+    def degree_definition(self, st) -> bool:
+        """`\\tilde{D}_{ii} \\gets \\sum_j \\tilde{A}_{ij}` (the paper's definition of a degree matrix): the
+        diagonal of the row sums of a graph matrix. Registers it and returns True."""
+        t = st.target
+        if not (isinstance(t, A.Scripted) and isinstance(t.base, A.Sym) and t.sup is None and t.sub is not None):
+            return False
+        pair = _index_pair(t.sub)
+        e = st.expr
+        if pair is None or pair[0] != pair[1] or not (isinstance(e, A.BigOp) and e.op == "sum" and e.sup is None):
+            return False
+        j = _letter_name(e.sub)
+        m = e.operand
+        if j is None or not (isinstance(m, A.Scripted) and m.sub is not None and _index_pair(m.sub) == (pair[0], j)):
+            return False
+        op = self.op_named(dataclasses.replace(m, sub=None))
+        if op is None:
+            return False
+        span = st.span
+        if len(op) == 1 and op[0][0] is None and op[0][1] in ((Adj(),), (Adj(self_loop=True),)):
+            plus = op[0][1][0].self_loop
+            value = (lambda x: A.BinOp(span, "+", _deg(x, span), A.Num(span, 1, "1"))) if plus else \
+                (lambda x: _deg(x, span))
+        else:  # the row sums, a node value of its own (it is read inside other neighbour sums)
+            name = _key(t.base) + "_prime" * t.primes
+            sym = A.Sym(t.span, name, "word")
+            self.pre.append(A.Def(span, A.Scripted(t.span, sym, sub=_letter("v", t.span)),
+                                  self.apply(op, lambda y: A.Num(span, 1, "1"), "v", span)))
+            value = lambda x: A.Scripted(t.span, sym, sub=_letter(x, t.span))  # noqa: E731
+        self.ops[_key(t.base) + "_prime" * t.primes] = [(None, (Diag(value),))]
+        return True
+
     def is_node_mat(self, node) -> bool:
         named = self.name_of(node)
         if named is None:
@@ -273,7 +312,7 @@ class MatrixForm:
         op = self.op_named(node)
         if op is not None:
             return op
-        if isinstance(node, A.Sym) and _key(node) == "I" and "I" not in self.declared:
+        if self.is_identity(node):
             return identity()
         if isinstance(node, A.Group):
             return self.build_op(node.body)
@@ -283,7 +322,7 @@ class MatrixForm:
             out = identity()
             for f in self.chain(node):
                 k = self.kind(f)
-                if k == "op" or (isinstance(f, A.Sym) and _key(f) == "I" and "I" not in self.declared):
+                if k == "op" or self.is_identity(f):
                     out = product(out, self.build_op(f))
                 elif k == "nodes":
                     raise Refusal("a graph matrix (N x N) times a node matrix is a node matrix, not a graph "
@@ -404,8 +443,7 @@ class MatrixForm:
                               "(numbers, hyperparameters, scalar parameters) scale one", f.span,
                               "apply the graph matrix to the node matrix first: \\hat{A} H W")
         j = i
-        while j < len(factors) and (kinds[j] == "op" or (isinstance(factors[j], A.Sym) and _key(factors[j]) == "I"
-                                                           and "I" not in self.declared)):
+        while j < len(factors) and (kinds[j] == "op" or self.is_identity(factors[j])):
             j += 1
         run, rest = factors[i:j], factors[j:]
         op = identity()
@@ -551,6 +589,11 @@ class MatrixForm:
                     if self.kind(v) == "op":
                         raise Refusal(f"'{self.latex(v)}' is a graph matrix (N x N); a model returns node values",
                                       v.span, "apply it to a node matrix, e.g. \\hat{A} H")
+            if isinstance(st, A.Def):
+                self.pre = []
+                if self.degree_definition(st):
+                    out.extend(self.pre)
+                    continue
             if isinstance(st, A.Def) and self._unindexed(st.target):
                 out.extend(self.definition(st))
                 continue
@@ -613,6 +656,27 @@ def _has_nb_sum(node) -> bool:
     """Does the row contain a neighbour reduction (so that applying A again would nest two)?"""
     from kokoyi.compiler.desugar import nodes_of
     return any(isinstance(n, A.BigOp) and isinstance(n.sub, A.Membership) for n in nodes_of(node))
+
+
+def _letter_name(node):
+    if isinstance(node, A.Group):
+        node = node.body
+    return node.name if isinstance(node, A.Sym) and node.kind == "letter" else None
+
+
+def _index_pair(sub):
+    """`ii`, `{ij}`, `{i,j}` -> ('i', 'j'), else None."""
+    if isinstance(sub, A.Group):
+        sub = sub.body
+    if isinstance(sub, A.Sym) and sub.kind == "word" and len(sub.name) == 2:
+        return sub.name[0], sub.name[1]
+    if isinstance(sub, A.Tuple) and len(sub.items) == 2:
+        a, b = (_letter_name(i) for i in sub.items)
+        return (a, b) if a and b else None
+    if isinstance(sub, A.BinOp) and sub.op == "juxt":
+        a, b = _letter_name(sub.left), _letter_name(sub.right)
+        return (a, b) if a and b else None
+    return None
 
 
 def _children(node):
