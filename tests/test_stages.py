@@ -170,7 +170,7 @@ LOWER = [
         "return edge_output(y, lv=E_0, size_k=0)"]),
     # the matrix form of the GCN lowers as its per-node form (tests/test_matrix_form.py compares the two)
     ("matrix form", MATRIX_IN + "\n" + r"y \gets \tilde{D}^{-1/2} \tilde{A} \tilde{D}^{-1/2} X W", [
-        "y_dst = pow(add(node_degrees(in_degrees), 1), fn(0.5, name=neg, param=None, rank=0))",
+        "y_dst = pow(add(node_degrees(in_degrees), 1), fn(0.5, name=neg, rank=0))",
         "y_proj = matmul(X, attr(self, W))",
         "y_msg = mul(y_proj, unsqueeze_idx(y_dst, idx=(':', None)))",
         "y_agg = gspmm('copy_u', 'sum', y_msg, None, block=0)",
