@@ -345,6 +345,16 @@ class SqueezeAxis(Py):
 
 
 @dataclass(eq=False, kw_only=True)
+class SoftmaxAxis(Py):
+    """softmax over one axis (a family axis: softmax_l over the layers, layers.py)"""
+
+    axis: int
+    op: ClassVar[str] = "softmax_axis"
+    ARITY: ClassVar[tuple] = (1,)
+    PRINTER: ClassVar[Printer] = Printer.EXPR
+
+
+@dataclass(eq=False, kw_only=True)
 class Featreduce(Py):
     """reduce the last axis"""
 

@@ -334,6 +334,18 @@ class Slice(T):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
+class FamSoftmax(T):
+    """Softmax over the `size` members of family letter `var` (`\\mathrm{softmax}_{l}` inside a reduction over
+    the layers, layers.py)."""
+
+    var: str
+    size: Sympy
+    arg: T
+    op: ClassVar[str] = "fam_softmax"
+    CHILDREN: ClassVar[tuple] = ("arg",)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class NormCall(T):
     """A normalisation layer applied to a node value (norms.py)."""
 
