@@ -192,6 +192,7 @@ REFUSED = [
     (r"Z \gets \hat{A} \odot \hat{A} X", "error: elementwise operations on a graph matrix (N x N) are not supported"),
     (r"Z \gets \hat{A} + X", "7:21: error: 'X' is added to a graph matrix (N x N), which makes it dense"),
     (r"Z_v \gets \hat{A}", "7:13: error: '\\hat{A}' is a graph matrix (N x N) where a node value is needed"),
+    (r"Z \gets \bar{A} X", "7:11: error: undefined graph matrix '\\bar{A}'"),
 ]
 
 
