@@ -324,7 +324,7 @@ class DeclChecks:
                     read = self.family_of(v.info["range"], fam.letter, st, "vector")
                     fam.lo, fam.hi = read.lo, read.hi
                 scope.heads[fam.letter] = fam
-        expr = self.no_func(self.expr(st.expr, scope))
+        expr = self.eye_settled(self.no_func(self.expr(st.expr, scope)))  # a bare I must have met its size (cases.py)
         if v.family is not None and v.family.mode == "vector":
             fam = scope.heads[v.family.letter]
             if fam.hi is None:
