@@ -514,6 +514,8 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerC
         self.params.append(v)
 
     def predeclare(self, st: A.Def):
+        if self.decomposition_kind(st):  # W_r from bases or blocks (rel_decomp.py)
+            return self.predeclare_decomposition(st)
         key, letters, fl, member = self.split_target(st.target, allow_index=True)
         dom = "plain" if not letters else "node" if len(letters) == 1 else "edge"
         key = py_name(key)
@@ -569,6 +571,8 @@ class ModelChecker(ReadoutChecks, NormChecks, RelationChecks, CaseChecks, LayerC
 
     # ------------------------------------------------------------------ definitions
     def define(self, st: A.Def):
+        if self.decomposition_kind(st):  # W_r from bases or blocks (rel_decomp.py)
+            return self.define_decomposition(st)
         key, letters, fl, member = self.split_target(st.target, allow_index=True)
         key = py_name(key)
         v = self.values.get(key)

@@ -93,6 +93,8 @@ TEMPLATES = {
     "stack_members": "torch.stack({0}[{1}:{2} + 1], dim={3})",
     "rel_gspmm": "ops.rel_gspmm(graph, {0}, {1}, x_rel={2}, scale_rel={3}, mean={4}, fused={5})",
     "rel_degrees": "ops.rel_in_degrees(graph).to({dtype})",
+    "rel_basis": "torch.einsum('rb,b...->r...', {0}, torch.stack(tuple({1})))",
+    "rel_blockdiag": "ops.rel_block_diag(torch.stack(tuple({0})))",
     "builtin_call_graph": "{0}({1}, graph)",
     "broadcast_graph": "ops.broadcast_graph(graph, {0})",
     "graph_softmax": "ops.graph_softmax(graph, {0})",
@@ -511,7 +513,7 @@ def generate(program: LProgram, standalone: bool = False) -> str:
                      "node_rows=node_rows, edge_rows=edge_rows, check_edge_input=check_edge_input, "
                      "readout=readout, broadcast_graph=broadcast_graph, "
                      "graph_softmax=graph_softmax, GraphNorm=GraphNorm, rel_gspmm=rel_gspmm, "
-                     "rel_in_degrees=rel_in_degrees, full_graph_only=full_graph_only)\n")
+                     "rel_in_degrees=rel_in_degrees, rel_block_diag=rel_block_diag, full_graph_only=full_graph_only)\n")
     else:
         parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

@@ -183,6 +183,7 @@ class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, La
                 continue
             obj = getattr(self.module, p.key)
             self.store[p.key] = list(obj) if p.family is not None else obj
+        self.store.update(self.decomposed_params(m))  # W_r from bases or blocks (rel_decomp.py)
         for group in self.layer_blocks(m.defs):  # defs sharing one loop over l run layer by layer (layers.py)
             if len(group) == 1:
                 self.define(group[0])

@@ -358,6 +358,8 @@ PY_OP_LIST = [
     PyOpSpec("eye", (1,), (), Printer.TEMPLATE, "torch.eye(n) (cases.py)"),
     PyOpSpec("stack_members", (4,), (), Printer.TEMPLATE, "members lo..hi of a layer family stacked (layers.py)"),
     PyOpSpec("rel_gspmm", (6,), (), Printer.TEMPLATE, "the relational g-SpMM (relations.py)"),
+    PyOpSpec("rel_basis", (2,), (), Printer.TEMPLATE, "W_r = sum_b a_rb V_b, stacked over r (rel_decomp.py)"),
+    PyOpSpec("rel_blockdiag", (1,), (), Printer.TEMPLATE, "W_r = the direct sum of Q_r's blocks (rel_decomp.py)"),
     PyOpSpec("rel_degrees", (0,), (), Printer.TEMPLATE, "in-degrees per relation"),
     PyOpSpec("rows_of", (0,), (attr("rows", str, choices=("E", "N", "V")), attr("on_blocks", bool, False), _LV,
                                _SIZE_K), Printer.ROWS, "a row count (only inside expand_lead)"),

@@ -21,9 +21,10 @@ import torch
 
 from kokoyi.kernels import relations as _torch_rel
 
-__all__ = ["rel_gspmm", "rel_in_degrees", "segmented_backend"]
+__all__ = ["rel_gspmm", "rel_in_degrees", "rel_block_diag", "segmented_backend"]
 
 rel_in_degrees = _torch_rel.rel_in_degrees
+rel_block_diag = _torch_rel.rel_block_diag
 _NUMBA: list = []
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["rel_gspmm", "rel_in_degrees"]
+__all__ = ["rel_gspmm", "rel_in_degrees", "rel_block_diag"]
 
 
 def _etype(graph) -> torch.Tensor:
@@ -59,3 +59,10 @@ def rel_gspmm(graph, x: torch.Tensor, scale=None, *, x_rel: bool, scale_rel: boo
         return msg.new_zeros((graph.num_dst,) + tuple(msg.shape[1:])).index_add(0, dst, msg)
     out = msg.new_zeros((graph.num_dst * R,) + tuple(msg.shape[1:])).index_add(0, dst * R + et, msg)
     return out.view((graph.num_dst, R) + tuple(msg.shape[1:]))
+
+
+def rel_block_diag(q: torch.Tensor) -> torch.Tensor:
+    """(R, B, p, q) blocks -> (R, B p, B q): W_r = diag(Q_r1, ..., Q_rB) (R-GCN's block decomposition)."""
+    R, B, p, k = q.shape
+    eye = torch.eye(B, dtype=q.dtype, device=q.device)
+    return torch.einsum("rbij,bc->rbicj", q, eye).reshape(R, B * p, B * k)
