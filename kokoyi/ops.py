@@ -124,3 +124,19 @@ from kokoyi.kernels.rel_segmented import rel_block_diag, rel_gspmm, rel_in_degre
 __all__ += ["readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees", "rel_block_diag"]
 for _name in ("readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees", "rel_block_diag"):
     setattr(_internal, _name, globals()[_name])
+
+
+# GENConv's channel-wise softmax aggregation, fused (kernels/softmax_agg.py; issue 11, item 3)
+from kokoyi.kernels.softmax_agg import softmax_aggregate as _softmax_aggregate  # noqa: E402
+
+
+def softmax_aggregate(graph, scores: torch.Tensor, msg: torch.Tensor) -> torch.Tensor:
+    """``out[v] = sum_{i: dst_i = v} softmax(scores)[i] * msg[i]``, the softmax over the in-edges of each
+    target per feature column (stable; 0 for a target without in-edges); scores and msg are (E, *F), row i
+    for edge i of the user's edge list. One fused pass on the CPU (no (E, *F) alpha)."""
+    _table._check_graph(graph)
+    return _softmax_aggregate(graph, _to_internal(graph, scores), _to_internal(graph, msg))
+
+
+__all__ += ["softmax_aggregate"]
+_internal.softmax_aggregate = _softmax_aggregate

@@ -733,6 +733,10 @@ class Levels:
         p, b = self.sparse(py, roles, "edge softmax")
         return p, Lv(b, "e") if len(py.args) == 1 else ("pair", b)
 
+    def x_softmax_aggregate(self, py):
+        p, b = self.sparse(py, ["e", "e"], "fused softmax aggregation")
+        return p, Lv(b + 1, "d")
+
     def x_gat_aggregate(self, py):
         p, b = self.sparse(py, ["u", "v", "u", None, None], "fused attention")
         return p, Lv(b + 1, "d")
@@ -816,6 +820,8 @@ def print_rule(pr, py: Py):
         return f"ops.edge_softmax({g}, {', '.join(pr(a) for a in args)})", 9
     if op == "gspmm_out":
         return f'ops.gspmm({g}.reverse(), "copy_u", {pr(args[0])}, {pr(args[1])}, None)', 9
+    if op == "softmax_aggregate":
+        return f"ops.softmax_aggregate({g}, {pr(args[0])}, {pr(args[1])})", 9
     if op == "gat_aggregate":
         a = [pr(x) for x in args]
         return f"ops.gat_aggregate({g}, {a[0]}, {a[1]}, {a[2]}, negative_slope={a[3]}, self_loop={a[4]})", 9

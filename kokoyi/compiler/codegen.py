@@ -93,6 +93,7 @@ TEMPLATES = {
     "stack_members": "torch.stack({0}[{1}:{2} + 1], dim={3})",
     "rel_gspmm": "ops.rel_gspmm(graph, {0}, {1}, x_rel={2}, scale_rel={3}, mean={4}, fused={5})",
     "rel_degrees": "ops.rel_in_degrees(graph).to({dtype})",
+    "softmax_aggregate": "ops.softmax_aggregate(graph, {0}, {1})",
     "rel_basis": "torch.einsum('rb,b...->r...', {0}, torch.stack(tuple({1})))",
     "rel_blockdiag": "ops.rel_block_diag(torch.stack(tuple({0})))",
     "builtin_call_graph": "{0}({1}, graph)",
@@ -508,7 +509,8 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         parts.append(STANDALONE_BLOCKS)
         parts.append(_standalone_extras())
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
-                     "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
+                     "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, softmax_aggregate=softmax_aggregate, "
+                     "check_input=check_input, "
                      "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
                      "node_rows=node_rows, edge_rows=edge_rows, check_edge_input=check_edge_input, "
                      "readout=readout, broadcast_graph=broadcast_graph, "

@@ -652,6 +652,27 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
             return "after"
         return Py("le", (self.dim_py(d_out), self.dim_py(d_in)))
 
+    def softmax_aggregate_pattern(self, red, S, E, self_loop):
+        """`\\sum_{u in N(v)} softmax_u(s_uv) * m_uv` (per channel: GENConv) -> the fused op, else None.
+        The runtime falls back to the composition when s and m turn out to differ in shape."""
+        if red != "sum" or S is not None or E is None or self_loop or self.diag or not self.fuse_gat \
+                or not E.lay.shape:
+            return None
+
+        def follow(py):
+            while py.op == "var" and py.args[0] in self.assigned:
+                py = self.assigned[py.args[0]]
+            return py
+
+        prod = follow(E.py)
+        if prod.op != "mul":
+            return None
+        for a, b in (prod.args, prod.args[::-1]):
+            soft = follow(a)
+            if soft.op == "edge_softmax" and len(soft.args) == 1 and b.op != "const":
+                return call("softmax_aggregate", soft.args[0], b)
+        return None
+
     def gat_pattern(self, E: Val, self_loop: bool):
         """E = softmax_{N(v) [cup {v}]}(LeakyReLU(s_u + t_v)), followed through the assignments ->
         (s, t, slope); None when E is anything else (e.g. dropout sits between softmax and sum)."""
@@ -689,6 +710,10 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
                                                       call("unsqueeze_idx", S.py, idx=(":", None)), slope,
                                                       const(self_loop)), axis=1)
                 return self.emit(f"{name}_agg", fused, lay)
+        fused_soft = self.softmax_aggregate_pattern(red, S, E, self_loop)  # GENConv (softmax_agg.py)
+        if fused_soft is not None:
+            ops_used.append("fused softmax aggregation (channel-wise softmax, product and sum in one op)")
+            return self.emit(f"{name}_agg", fused_soft, Lay("N", E.lay.fam, E.lay.shape))
         if S is not None and E is not None:
             lay = Lay("N", tuple(dict.fromkeys(S.lay.fam + E.lay.fam)),
                       _bshape(S.lay.shape, E.lay.shape))

@@ -358,6 +358,8 @@ PY_OP_LIST = [
     PyOpSpec("eye", (1,), (), Printer.TEMPLATE, "torch.eye(n) (cases.py)"),
     PyOpSpec("stack_members", (4,), (), Printer.TEMPLATE, "members lo..hi of a layer family stacked (layers.py)"),
     PyOpSpec("rel_gspmm", (6,), (), Printer.TEMPLATE, "the relational g-SpMM (relations.py)"),
+    PyOpSpec("softmax_aggregate", (2,), (_BLOCK,), Printer.TEMPLATE,
+             "sum_u softmax_u(s) * m per channel, fused (lower.py spmm; kernels/softmax_agg.py)"),
     PyOpSpec("rel_basis", (2,), (), Printer.TEMPLATE, "W_r = sum_b a_rb V_b, stacked over r (rel_decomp.py)"),
     PyOpSpec("rel_blockdiag", (1,), (), Printer.TEMPLATE, "W_r = the direct sum of Q_r's blocks (rel_decomp.py)"),
     PyOpSpec("rel_degrees", (0,), (), Printer.TEMPLATE, "in-degrees per relation"),
