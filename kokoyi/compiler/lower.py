@@ -132,7 +132,7 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
             rows = {"node": "N", "edge": "E", "plain": None}[inp.dom]
             self.env[inp.key] = Val(var(inp.key), Lay(rows, (), inp.ty.shape), "n" if rows else "plain")
         loops_done = set()
-        for d in tm.defs:
+        for d in self.inline_edge_defs(tm.defs):  # named per-edge intermediates substituted (fusion.py)
             v = d.value
             self.current = v.key
             fam = v.family
@@ -1130,27 +1130,47 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
     def e_matmul(self, t):
         kind = t.attrs["kind"]
         a, b = t.args
-        # a^T [p || q] = a[:n]^T p + a[n:]^T q  (GAT: a source score plus a target score)
+        # a^T [p || q || ...] = a[:n]^T p + a[n:n+m]^T q + ...  (GAT: a source score plus a target score,
+        # plus an edge score for GAT with edge features: no (E x F) gather of the projected node features)
         for plain, cat, plain_first in ((a, b, True), (b, a, False)):
             if not plain.deps and cat.op == "concat" and kind in ("dot", "vm", "mv"):
-                p, q = cat.args
-                n = p.ty.shape[-1]
+                pieces = _concat_parts(cat)
                 P = self.node(plain)
                 sl = lambda lo, hi: Val(call("slice_feat", P.py, lo=self.dim_py(lo) if lo is not None else None,
                                              hi=self.dim_py(hi) if hi is not None else None, matrix=kind != "dot"),
                                         P.lay, "plain")
+                bounds, off = [], sp.Integer(0)
+                for i, part in enumerate(pieces):
+                    end = off + part.ty.shape[-1]
+                    bounds.append((part, None if i == 0 else off, None if i == len(pieces) - 1 else end))
+                    off = end
                 parts = []
-                for part, lo, hi in ((p, None, n), (q, n, None)):
-                    pv = self.edge(part)
+                for part, lo, hi in bounds:
                     sub_t = T("matmul", (), Ty(t.ty.shape, t.ty.fam), part.deps, t.span, {"kind": kind})
                     pv_plain = sl(lo, hi)
+                    if kind == "dot" and part.op == "matmul" and part.attrs.get("kind") == "vm" \
+                            and self.reads_edge(part.args[0]) and not part.args[1].deps and not part.ty.fam \
+                            and not part.args[1].ty.fam and not P.lay.fam:
+                        # a^T (e W) = e (W a): an edge term without the (E x F) projection of e
+                        Wv = self.node(part.args[1])
+                        Wa = Val(call("matmul", Wv.py, pv_plain.py), Lay(None, (), part.args[1].ty.shape[:1]),
+                                 "plain")
+                        pv = self.edge(part.args[0])
+                        val = self.matmul(sub_t, pv, Wa)
+                        val.side = pv.side
+                        parts.append(val)
+                        continue
+                    pv = self.edge(part)
                     val = self.matmul(sub_t, pv_plain, pv) if plain_first else self.matmul(sub_t, pv, pv_plain)
                     val.side = pv.side
                     if pv.side in ("u", "v"):
                         val = self.emit(f"{self.current}_{'src' if pv.side == 'u' else 'dst'}", val.py, val.lay,
                                         side=pv.side)
                     parts.append(val)
-                return self.edge_binary("add", parts[0], parts[1], t.ty.shape)
+                acc = parts[0]
+                for val in parts[1:]:
+                    acc = self.edge_binary("add", acc, val, t.ty.shape)
+                return acc
         A_, B_ = self.edge(a), self.edge(b)
         if {A_.side, B_.side} == {"u", "v"} and kind == "dot" and not A_.lay.fam and not B_.lay.fam \
                 and not self.diag:
@@ -1417,3 +1437,10 @@ def explain_plan(program: LProgram) -> str:
         lines += blocks_pass.explain_lines(m)
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _concat_parts(t: T) -> list:
+    """The operands of a (nested) concatenation [p || q || r], left to right."""
+    if t.op != "concat":
+        return [t]
+    return [p for a in t.args for p in _concat_parts(a)]
