@@ -32,7 +32,7 @@ from kokoyi.kernels import ops as _k
 from kokoyi.sampling.block import Block
 
 __all__ = ["gspmm", "edge_softmax", "gat_aggregate", "hops", "node_degrees", "node_rows", "edge_rows",
-           "check_edge_input", "exchange", "full_graph_only"]
+           "check_edge_input", "exchange", "full_graph_only", "source_block"]
 
 
 def _weight(graph, like: torch.Tensor) -> Optional[torch.Tensor]:
@@ -185,6 +185,24 @@ def exchange(history, key, x: torch.Tensor, blocks: list, k) -> torch.Tensor:
     return history.exchange(key, x, blocks[int(k)])
 
 
+def source_block(blocks: list, k):
+    """The graph whose sources are the node set S_k, for a level k that may be the model's depth L
+    (a value of a layer boundary whose depth is a hyperparameter): ``blocks[k]`` while it exists; past
+    the last block, S_L = D_L, the targets of block L-1, as a block without edges that keeps their
+    full-graph degrees (a full graph: the graph itself, every hop being the same graph)."""
+    k = int(k)
+    if k < len(blocks):
+        return blocks[k]
+    last = blocks[-1]
+    if not isinstance(last, Block) and last.num_src == last.num_dst:
+        return last
+    n = last.num_dst
+    ids = last.dst_ids if isinstance(last, Block) else torch.arange(n, device=last.device)
+    none = torch.zeros(0, dtype=torch.int64, device=last.device)
+    return Block.create(none, none, n, n, ids, in_degrees=node_degrees(last, "in")[:n],
+                        out_degrees=node_degrees(last, "out")[:n])
+
+
 def full_graph_only(graph, model: str, reason: str) -> None:
     """Raise when a model the compiler could not put on blocks is called with a list of blocks."""
     if not isinstance(graph, Graph):
@@ -203,15 +221,17 @@ def check_edge_input(blocks: list, name: str, e, shape: tuple):
     """The forward check of an edge input on blocks: a tensor with one row per edge of the full graph
     (with edge ids) or of the one graph every block is, and feature `shape`."""
     from kokoyi.kernels.validate import check_input
-    ids = [b.edge_ids for b in blocks if getattr(b, "edge_ids", None) is not None and b.num_edges]
+    ids = [b.edge_ids for b in blocks if getattr(b, "edge_ids", None) is not None]
     if not ids:
         return check_input(blocks[0], name, e, "edge", shape)
-    need = max(int(i.max()) for i in ids) + 1
+    # blocks with edge ids read the full graph's edge rows (any number of them when no block has an edge)
+    need = max((int(i.max()) + 1 for i in ids if i.numel()), default=0)
     if not isinstance(e, torch.Tensor) or e.dim() == 0 or e.shape[0] < need or \
             tuple(e.shape[1:]) != tuple(int(d) for d in shape):
         got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+        refer = f" (the blocks refer to edge {need - 1})" if need else ""
         raise ValueError(f"input {name!r} has shape {got}; expected (E, {', '.join(str(int(d)) for d in shape)}) "
-                         f"with one row per edge of the full graph (the blocks refer to edge {need - 1})")
+                         f"with one row per edge of the full graph{refer}")
     return e
 
 
