@@ -119,10 +119,11 @@ def edge_softmax(graph, scores: torch.Tensor, self_scores: Optional[torch.Tensor
 # public functions and the generated modules' `_internal` ones are the same)
 from kokoyi.kernels.norms import GraphNorm  # noqa: E402
 from kokoyi.kernels.readout import broadcast_graph, graph_softmax, readout  # noqa: E402
-from kokoyi.kernels.rel_segmented import rel_block_diag, rel_gspmm, rel_in_degrees  # noqa: E402  (numba CSR kernel on CPU)
+from kokoyi.kernels.rel_segmented import check_type_input, rel_block_diag, rel_gspmm, rel_in_degrees  # noqa: E402  (numba CSR kernel on CPU)
 
-__all__ += ["readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees", "rel_block_diag"]
-for _name in ("readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees", "rel_block_diag"):
+__all__ += ["readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees", "rel_block_diag", "check_type_input"]
+for _name in ("readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees", "rel_block_diag",
+              "check_type_input"):
     setattr(_internal, _name, globals()[_name])
 
 

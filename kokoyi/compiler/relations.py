@@ -24,6 +24,7 @@ import sympy as sp
 from kokoyi.grammar import ast as A
 from kokoyi.compiler.ir import Family, T, Ty, Value
 from kokoyi.compiler.rel_decomp import DecompChecks, DecompInterp, DecompLowering
+from kokoyi.compiler.node_types import NodeTypeChecks, NodeTypeInterp
 
 NUM_RELATIONS = "num_relations"
 R_REL = sp.Symbol(NUM_RELATIONS, positive=True, integer=True)
@@ -37,7 +38,7 @@ def rel_letter(direction: str | None):
     return direction[4:] if isinstance(direction, str) and direction.startswith("rel:") else None
 
 
-class RelationChecks(DecompChecks):
+class RelationChecks(DecompChecks, NodeTypeChecks):
     """Mixed into `check.ModelChecker`."""
 
     @staticmethod
@@ -218,7 +219,7 @@ class RelationLowering(DecompLowering):
 from kokoyi.compiler.ir import Py  # noqa: E402
 
 
-class RelationInterp(DecompInterp):
+class RelationInterp(DecompInterp, NodeTypeInterp):
     """Mixed into `interp.ModelInterpreter`: the edges of relation r are those whose etype is r."""
 
     def rel_filter(self, terms: list, direction, env) -> list:

@@ -25,6 +25,7 @@ __all__ = ["rel_gspmm", "rel_in_degrees", "rel_block_diag", "segmented_backend"]
 
 rel_in_degrees = _torch_rel.rel_in_degrees
 rel_block_diag = _torch_rel.rel_block_diag
+check_type_input = _torch_rel.check_type_input
 _NUMBA: list = []
 
 

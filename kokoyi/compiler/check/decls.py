@@ -126,6 +126,8 @@ class DeclChecks:
         self.err("expected a number", node.span)
 
     def input(self, st: A.Input):
+        if self.is_typed_input(st):  # x^{paper}_v: an input of one node type (node_types.py)
+            return self.typed_input(st)
         key, letters, fl, member = self.split_target(st.target, allow_index=True)
         if fl is not None or member is not None:
             self.err("an input takes no superscript", st.target.span)
