@@ -141,3 +141,8 @@ def softmax_aggregate(graph, scores: torch.Tensor, msg: torch.Tensor) -> torch.T
 
 __all__ += ["softmax_aggregate"]
 _internal.softmax_aggregate = _softmax_aggregate
+
+# A model of the file applied row-wise (torch.vmap, also on zero rows)
+from kokoyi.kernels.rowwise import rowwise  # noqa: E402
+
+_internal.rowwise = rowwise

@@ -269,7 +269,7 @@ class Levels:
             return self.edge_at(py.args[0], k)
         if py.op == "var" and py.args[0] in self.edge_input_of:
             return self.edge_input_at(self.edge_input_of[py.args[0]], k)
-        if py.op == "var" or "block" in py.attrs:
+        if py.op == "var" or py.block is not None:
             raise BlockError("an edge value is read on another block's edges")
         out = Py(py.op, tuple(self.edge_relevel(a, k) if isinstance(a, Py) else a for a in py.args),
                  {n: (self.edge_relevel(v, k) if isinstance(v, Py) else v) for n, v in py.attrs.items()})
@@ -318,8 +318,8 @@ class Levels:
             return py.args[0] in self.graph_defs
         if py.op in ("const", "sympy", "attr", "node_degrees", "node_rows"):
             return True
-        if py.op in ("rows_to", "exchange", "sampled_degrees", "rows_of") or "block" in py.attrs or \
-                (py.op == "fn" and py.attrs.get("name") == "dropout"):
+        if py.op in ("rows_to", "exchange", "sampled_degrees", "rows_of") or py.block is not None or \
+                (py.op == "fn" and py.name == "dropout"):
             return False
         return all(self.is_graph(a) for a in py.args) and \
             all(self.is_graph(v) for v in py.attrs.values() if isinstance(v, Py))
@@ -376,8 +376,8 @@ class Levels:
             return py
         if lv.side == want.side and _eq(lv.k, want.k):
             return py
-        rowwise = py.op in ROWWISE or (py.op == "fn" and py.attrs.get("name") != "dropout") or \
-            (py.op == "unsqueeze_idx" and py.attrs["idx"][:1] == (":",))
+        rowwise = py.op in ROWWISE or (py.op == "fn" and py.name != "dropout") or \
+            (py.op == "unsqueeze_idx" and py.idx[:1] == (":",))
         if lv.side == "s" and want.side == "s":  # S_j -> S_k, k > j: not a prefix for every kind of block
             if self.is_graph(py):
                 return self.relevel(py, want.k)  # degrees (and node tables) of block k's own sources
@@ -656,7 +656,7 @@ class Levels:
     x_sympy = x_const
 
     def x_attr(self, py):
-        if py.attrs.get("row"):  # a parameter with one row per node: the rows of block 0's sources
+        if py.row:  # a parameter with one row per node: the rows of block 0's sources
             return Py("node_rows", (py,), {}), S0
         return py, PLAIN
 
@@ -668,14 +668,14 @@ class Levels:
         return Py("getitem", (b, idx), py.attrs), lv
 
     def x_graph_method(self, py):
-        if py.attrs.get("sampled"):
+        if py.sampled:
             p = Py("sampled_degrees", py.args, dict(py.attrs))
             return p, Poly("n", [p])
         return Py("node_degrees", py.args, dict(py.attrs)), S0
 
     def x_rows_of(self, py):
         p = Py("rows_of", py.args, {**py.attrs, "on_blocks": True})
-        return p, Poly("e" if py.attrs.get("rows") == "E" else "n", [p])
+        return p, Poly("e" if py.rows == "E" else "n", [p])
 
     def x_dst_rows(self, py):
         return self.expr(py.args[0])  # the target-side read: the join with the reduction slices it
@@ -820,8 +820,8 @@ def print_rule(pr, py: Py):
     if op == "rows_to":
         lv, inner = at["lv"], args[0]
         size = f"{_b(pr, at, 'k')}.{'num_src' if lv.side == 's' else 'num_dst'}"
-        if inner.op == "unsqueeze_idx" and inner.attrs["idx"] and inner.attrs["idx"][0] == ":":
-            rest = ", ".join(":" if i == ":" else "None" for i in inner.attrs["idx"][1:])
+        if inner.op == "unsqueeze_idx" and inner.idx and inner.idx[0] == ":":
+            rest = ", ".join(":" if i == ":" else "None" for i in inner.idx[1:])
             return f"{pr.wrap(inner.args[0], 9)}[: {size}{', ' + rest if rest else ''}]", 9
         return f"{pr.wrap(inner, 9)}[: {size}]", 9
     if op == "edge_rows":
@@ -866,11 +866,11 @@ def print_rule(pr, py: Py):
 
 def rows_size(pr, py: Py):
     """`rows_of` (the row count of an expanded plain value) on blocks; None when not resolved."""
-    lv = py.attrs.get("lv")
-    if not py.attrs.get("on_blocks"):  # a model kept on the full graph
+    lv = py.lv
+    if not py.on_blocks:  # a model kept on the full graph
         return None
     if not isinstance(lv, Lv):  # rows of an edge input only (one graph for every block)
-        return "blocks[0].num_edges" if py.attrs.get("rows") == "E" else "blocks[0].num_src"
+        return "blocks[0].num_edges" if py.rows == "E" else "blocks[0].num_src"
     attr = {"e": "num_edges", "s": "num_src", "d": "num_dst"}[lv.side]
     return f"{_b(pr, py.attrs, 'size_k')}.{attr}"
 

@@ -64,9 +64,11 @@ class DistConfig:
     seed: int = 0
     cache_size: int = 1024          # hot remote feature rows cached per rank
     cache_policy: str = "adaptive"  # none | static | degree | adaptive (kokoyi.distributed.store.CachePolicy)
-    cache_refresh: int = 8          # adaptive: pulls between refills
+    cache_refresh: int = 4          # adaptive: pulls between refills
     transport: str = "auto"         # feature rows on the wire: auto (sparse when mostly zeros) | dense | sparse
     eval_batch_size: int = 4096     # validation + test seeds per rank per evaluation batch
+    device: str = "cpu"             # where the model and batches live ("cuda": this rank's LOCAL_RANK GPU);
+                                    # features, structure and every exchange of them stay on the CPU (gloo)
     checkpoint: str | None = None   # written by rank 0 after every epoch
     resume: bool = False            # continue from `checkpoint` when it exists
     stop_after: int | None = None   # stop after this epoch (0-based), as if killed (tests)
@@ -132,6 +134,10 @@ def check_config(cfg: DistConfig, world: int) -> None:
                          f"got {cfg.cache_policy!r}")
     if cfg.transport not in ("auto", "dense", "sparse"):
         raise ValueError(f"DistConfig.transport must be 'auto', 'dense' or 'sparse', got {cfg.transport!r}")
+    if torch.device(cfg.device).type not in ("cpu", "cuda"):
+        raise ValueError(f"DistConfig.device must be cpu or cuda, got {cfg.device!r}")
+    if cfg.history and torch.device(cfg.device).type != "cpu":
+        raise ValueError("DistConfig.history runs on the CPU only (the sharded history is a CPU table)")
     parts = read_manifest(cfg.partitions)["parts"]
     if parts != world:
         raise ValueError(f"{cfg.partitions} holds {parts} partitions but the process group has {world} "
@@ -156,25 +162,31 @@ class _Shard:
         self.ids = {k: torch.from_numpy(np.flatnonzero(np.asarray(p.masks[f"{k}_mask"]))) + p.start
                     for k in ("train", "val", "test")}
         self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        self.group = group
         fanouts = cfg.fanouts[-1:] if cfg.history else cfg.fanouts
         self.train_sampler = DistNeighborSampler(p, fanouts, self.degrees, cfg.seed, group)
         self.full_sampler = DistNeighborSampler(p, [-1] * depth, self.degrees, cfg.seed, group)
 
     def labels(self, seeds: torch.Tensor) -> torch.Tensor:
-        return self.y[seeds - self.part.start]
+        return self.y[seeds - self.part.start].to(self.device)
 
     def batch(self, sampler, seeds, epoch, b):
         blocks, inputs = sampler.sample(seeds, epoch, b)
-        return blocks, self.features.pull(inputs), seeds
+        x = self.features.pull(inputs)
+        if self.device.type != "cpu":
+            blocks = [blk.to(self.device) for blk in blocks]
+            x = x.to(self.device, non_blocking=True)
+        return blocks, x, seeds
 
 
 def _even_batches(ids: torch.Tensor, num_batches: int) -> list[torch.Tensor]:
     return list(torch.tensor_split(ids, num_batches)) if num_batches else []
 
 
-def _max_over_ranks(value: int) -> int:
+def _max_over_ranks(value: int, group) -> int:
     t = torch.tensor([value], dtype=torch.int64)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
     return int(t)
 
 
@@ -224,7 +236,7 @@ def evaluate(model: nn.Module, shard: _Shard, epoch: int) -> dict:
     splits = ("val", "test")
     ids = torch.cat([shard.ids[k] for k in splits])
     which = torch.cat([torch.full((shard.ids[k].numel(),), i) for i, k in enumerate(splits)])
-    nb = _max_over_ranks(math.ceil(ids.numel() / shard.cfg.eval_batch_size))
+    nb = _max_over_ranks(math.ceil(ids.numel() / shard.cfg.eval_batch_size), shard.group)
     stats = torch.zeros(len(splits), 3, dtype=torch.float64)  # per split: correct, loss sum, count
     for b, (seeds, split) in enumerate(zip(_even_batches(ids, nb), _even_batches(which, nb))):
         blocks, x, seeds = shard.batch(shard.full_sampler, seeds, epoch, b)
@@ -233,9 +245,9 @@ def evaluate(model: nn.Module, shard: _Shard, epoch: int) -> dict:
         logits = _logits(model, blocks, x)
         y = shard.labels(seeds)
         rows = torch.stack([(logits.argmax(1) == y).double(), F.cross_entropy(logits, y, reduction="none").double(),
-                            torch.ones(seeds.numel(), dtype=torch.float64)], 1)
-        stats.index_add_(0, split, rows)
-    dist.all_reduce(stats)
+                            torch.ones(seeds.numel(), dtype=torch.float64, device=y.device)], 1)
+        stats.index_add_(0, split, rows.cpu())
+    dist.all_reduce(stats, group=shard.group)
     out = {}
     for i, k in enumerate(splits):
         n = max(stats[i, 2].item(), 1.0)
@@ -260,12 +272,19 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
 
     rank, world = dist.get_rank(), dist.get_world_size()
     check_config(cfg, world)
+    # every CPU tensor collective (features, structure, batch counts, scores) runs on gloo groups; the
+    # default group (nccl when the model is on a GPU, see launch.backend_for) carries DDP's gradients only
     data_group = dist.new_group(backend="gloo")
+    device = torch.device(cfg.device)
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        model.to(device)
     start = time.perf_counter()
     depth = model.hop_depth() if cfg.history and hasattr(model, "hop_depth") else len(cfg.fanouts)
     shard = _Shard(cfg, rank, data_group, depth)
     torch.manual_seed(cfg.seed)
-    ddp = DDP(model)  # broadcasts rank 0's parameters
+    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)  # broadcasts rank 0's parameters
     embeddings = forward_kw = None
     if cfg.history:
         from kokoyi.distributed.history import DistHistory
@@ -284,7 +303,7 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
         history, best, first = ck["history"], ck["best"], ck["epoch"] + 1
     hashes = []
     n_train = shard.ids["train"].numel()
-    full_batches = _max_over_ranks(math.ceil(n_train / cfg.batch_size))
+    full_batches = _max_over_ranks(math.ceil(n_train / cfg.batch_size), data_group)
     num_batches = full_batches if cfg.max_batches is None else min(full_batches, cfg.max_batches)
     seeds_done = steps = 0
     train_time = 0.0
@@ -294,7 +313,7 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
         perm = shard.ids["train"][torch.randperm(n_train, generator=gen)]
         batches = _even_batches(perm, full_batches)[:num_batches]
         sizes = torch.tensor([len(b) for b in batches], dtype=torch.int64)
-        dist.all_reduce(sizes)  # n_b: seeds of step b over all ranks
+        dist.all_reduce(sizes, group=data_group)  # n_b: seeds of step b over all ranks (no prefetch yet)
         model.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros(2, dtype=torch.float64)
@@ -315,7 +334,7 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
                 hashes.append(param_hash(model))
         train_time += time.perf_counter() - t0
         seeds_done += int(sizes.sum())
-        dist.all_reduce(loss_sum)
+        dist.all_reduce(loss_sum, group=data_group)  # the prefetch thread has finished
         scores = evaluate(model, shard, epoch) if cfg.evaluate else \
             {"val_acc": float("nan"), "val_loss": float("nan"), "test_acc": float("nan")}
         row = {"loss": loss_sum[0].item() / max(loss_sum[1].item(), 1.0), **scores}
@@ -331,7 +350,7 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
         last = epoch
         if cfg.stop_after is not None and epoch >= cfg.stop_after:
             break
-    dist.barrier()
+    dist.barrier(group=data_group)
     final_hash = param_hash(model)
     if best["state"] is not None:
         model.load_state_dict(best["state"])

@@ -833,3 +833,10 @@ def gat_aggregate(graph, s_src: torch.Tensor, t_dst: torch.Tensor, feat: torch.T
         return _run_gat(graph.indptr, graph.src, s_src, t_dst, feat, slope, self_loop)[0]
     out, _, _ = _gat_op(*_gt(graph), s_src, t_dst, feat, slope, self_loop)
     return out
+
+
+# ============================================================================ scaled copy_u sum
+# (kokoyi/kernels/scaled.py: the GCN aggregation with its normalisation in the gather)
+from kokoyi.kernels.scaled import gspmm_scaled  # noqa: E402  (it reads this module's helpers)
+
+__all__.append("gspmm_scaled")

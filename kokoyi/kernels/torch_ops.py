@@ -45,7 +45,7 @@ from typing import Optional
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-__all__ = ["spmm", "sddmm", "edge_softmax", "gat_aggregate", "gat_aggregate_backward"]
+__all__ = ["spmm", "sddmm", "edge_softmax", "gat_aggregate", "gat_aggregate_backward", "gspmm_scaled"]
 
 with warnings.catch_warnings():  # torch warns once per process that sparse CSR is "beta": do it here
     warnings.simplefilter("ignore")
@@ -449,3 +449,25 @@ def _gat_self_loop_grads(s, t, x, g, delta, row_max, inv, negative_slope):
     a_self = softmax_weight(z_self, row_max) * inv
     dz_self = _leaky_backward(a_self * ((g * x[:num_dst]).sum(-1) - delta), pre_self, negative_slope)
     return dz_self, a_self
+
+
+# ---------------------------------------------------------------------------- scaled copy_u sum
+def gspmm_scaled(indptr: torch.Tensor, src: torch.Tensor, num_rows: int, x: torch.Tensor,
+                 src_scale: Optional[torch.Tensor], dst_scale: Optional[torch.Tensor], self_loop: bool):
+    """out[v] = d[v] * (sum_{k in in-edges(v)} s[src[k]] x[src[k]] + [self_loop] s[v] x[v]), the self
+    term on the rows v < len(x) only; s: (len(x),) or None (1), d: (num_rows,) or None (1).
+    x: (len(x), *F); out: (num_rows, *F) in the promoted dtype of x and the scales."""
+    dtype = x.dtype
+    for t in (src_scale, dst_scale):
+        if t is not None:
+            dtype = torch.promote_types(dtype, t.dtype)
+    x = x.to(dtype)
+    nf = x.dim() - 1
+    xs = x if src_scale is None else x * src_scale.to(dtype).reshape((-1,) + (1,) * nf)
+    out, _ = spmm(indptr, src, num_rows, "copy_u", "sum", xs, None)
+    if self_loop:
+        n = min(num_rows, x.shape[0])
+        out = torch.cat([out[:n] + xs[:n], out[n:]]) if n < num_rows else out + xs[:n]
+    if dst_scale is not None:
+        out = out * dst_scale.to(dtype).reshape((-1,) + (1,) * nf)
+    return out

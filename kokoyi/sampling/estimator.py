@@ -67,6 +67,8 @@ def _no_negative_weights(graph, what: str):
 
 def gspmm(graph, op: str, reduce: str, u: Optional[torch.Tensor], e: Optional[torch.Tensor]):
     """`kokoyi.ops.gspmm` with the estimator semantics on a `Block` (module docstring)."""
+    if getattr(u, "is_sparse_features", False):
+        return _sparse_gspmm(graph, op, reduce, u)
     if not isinstance(graph, Block) or reduce in ("max", "min"):
         if reduce in ("max", "min"):
             _no_negative_weights(graph, f"{reduce} over neighbours")
@@ -80,6 +82,18 @@ def gspmm(graph, op: str, reduce: str, u: Optional[torch.Tensor], e: Optional[to
         deg = graph.full_in_degrees()[: graph.num_dst].clamp(min=1).to(out.dtype)
         out = out / deg.reshape((-1,) + (1,) * (out.dim() - 1))
     return out
+
+
+def _sparse_gspmm(graph, op: str, reduce: str, u):
+    """The sum/mean of row-sparse inputs (`kokoyi.sparse_features.SparseFeatures`), same semantics."""
+    if op != "copy_u" or reduce not in ("sum", "mean"):
+        raise TypeError(f"g-SpMM {op}/{reduce} is not supported on SparseFeatures (only sums and means of "
+                        "the neighbours' rows); pass dense features (x.to_dense()) for this model")
+    if isinstance(graph, Block):
+        deg = graph.full_in_degrees()[: graph.num_dst]
+    else:
+        deg = graph.in_degrees()
+    return u.aggregate(graph, reduce, getattr(graph, "weight", None), deg)
 
 
 def edge_softmax(graph, scores: torch.Tensor, self_scores: Optional[torch.Tensor] = None):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from kokoyi.compiler.ir import Family, T, Ty
+from kokoyi.compiler.tnodes import NbSoftmax, Ref
 from kokoyi.compiler.shapes import fmt_shape
 from kokoyi.grammar import ast as A
 
@@ -104,6 +105,8 @@ class BigOpChecks:
         if self_loop and body.edge_input:
             self.err("an edge input is used on the self loop of \\mathcal{N}(v) \\cup \\{v\\}", node.span,
                      "the self loop (v, v) is not an edge of the graph; sum over \\mathcal{N}(v) alone")
+        if self_loop:
+            self.no_softmax_on_self_loop(body, node.span)
         if body.deps - {u, center}:
             extra = sorted(body.deps - {u, center})
             self.err(f"index {extra[0]} is not bound here", node.operand.span)
@@ -114,6 +117,27 @@ class BigOpChecks:
               {"reduce": node.op, "var": u, "center": center, "dir": direction, "self_loop": self_loop},
               body.edge_input and scope.edge is not None)
         return t
+
+    def softmax_without_self_loop(self, t: T, own: str | None = None):
+        """The edge value (`own` for the expression itself) that is a softmax over N(v) alone and that the
+        edge expression `t` reads outside a neighbour reduction, or None: it has no value on a self loop."""
+        if t.op == "nbreduce":  # a node value: defined on the self loop too
+            return None
+        if isinstance(t, NbSoftmax) and not t.self_loop:
+            return own or "softmax"
+        if isinstance(t, Ref) and t.key in self.values:
+            found = self.values[t.key].info.get("no_self_loop")
+            if found:
+                return found
+        parts = t.subterms()
+        return next((f for f in (self.softmax_without_self_loop(a, own) for a in parts) if f), None)
+
+    def no_softmax_on_self_loop(self, body: T, span):
+        """A reduction or softmax over N(v) \\cup {v} evaluates `body` on the self loop (v, v)."""
+        found = self.softmax_without_self_loop(body)
+        if found:
+            self.err(f"'{found}' is a softmax over \\mathcal{{N}}(v) only, so it has no value on the self loop "
+                     "of \\mathcal{N}(v) \\cup \\{v\\}", span, "normalise over \\mathcal{N}(v) \\cup \\{v\\} as well")
 
     def nb_softmax(self, script: A.Membership, arg_node, scope, span) -> T:
         var = self.node_letters(script.var)
@@ -128,6 +152,8 @@ class BigOpChecks:
         if self_loop and body.edge_input:
             self.err("an edge input is used on the self loop of \\mathcal{N}(v) \\cup \\{v\\}", span,
                      "the self loop (v, v) is not an edge of the graph")
+        if self_loop:
+            self.no_softmax_on_self_loop(body, span)
         if len(body.ty.shape) > 1:  # a vector of scores is normalised per channel (GENConv)
             self.err(f"softmax over neighbours normalises a score or a vector of scores; this is "
                      f"{fmt_shape(body.ty.shape)}", arg_node.span)

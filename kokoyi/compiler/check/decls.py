@@ -362,6 +362,8 @@ class DeclChecks:
         v.ty = Ty(expr.ty.shape, (v.family.letter,) if v.family and v.family.mode == "vector" else ())
         v.edge_input = getattr(v, "edge_input", False) or expr.edge_input
         v.info["edge_input"] = v.info.get("edge_input", False) or expr.edge_input
+        if v.dom == "edge":  # an edge value made from a softmax over N(v) alone has no self-loop value
+            v.info["no_self_loop"] = v.info.get("no_self_loop") or self.softmax_without_self_loop(expr, v.key)
         if v.info.get("block"):
             v.info["block_expr"] = expr
         self.depth[v.key] = self.expr_depth(expr, v)
@@ -384,7 +386,7 @@ class DeclChecks:
         """(hops from the recurrence's own previous layer to `t`, or None if `t` does not read it;
         largest depth `t` reaches through every other value)."""
         if t.op == "ref":
-            key = t.attrs["key"]
+            key = t.key
             if key == v.key and v.family is not None and v.family.mode == "loop":
                 return 0, 0
             member = self.values.get(key)
@@ -409,4 +411,4 @@ class DeclChecks:
             if t.op != "ref":
                 self.col.error("\\return takes names of values", node.span, "define the value, then return it")
                 continue
-            self.returns.append((self.values[t.attrs["key"]], t))
+            self.returns.append((self.values[t.key], t))

@@ -23,7 +23,7 @@ class ExprChecks:
     def no_func(self, t: T) -> T:
         """A function name where a value is needed (`\\mathrm{ReLU} \\odot x_v`) is refused."""
         if t.op == "func":
-            name = t.attrs.get("key") or t.attrs["name"]
+            name = t.key or t.name
             self.err(f"'{self.latex_at(t.span)}' is a function, not a value", t.span,
                      f"apply it to an argument: {self.latex_at(t.span)}(x_v)" if name else None)
         return t
@@ -129,15 +129,15 @@ class ExprChecks:
         return key in FUNCTIONS
 
     def apply_function(self, f: T, arg_node, arg: T, scope, span) -> T:
-        name = f.attrs["name"]
-        script = f.attrs.get("script")
+        name = f.name
+        script = f.script
         if arg is None and name not in ("softmax", "deg", "maximum", "minimum") or (
                 name == "softmax" and not isinstance(script, A.Membership)):
             arg = self.expr(arg_node, scope)
         if self.is_norm(f):
             return self.norm_call(f, arg, span, scope)
         if name == "call":
-            v = f.attrs["value"]
+            v = f.value
             want = v.info["shape_in"]
             if not self._shape_eq(arg.ty.shape, want):
                 self.err(f"shape mismatch: '{v.key}' takes {fmt_shape(want)}, given {fmt_shape(arg.ty.shape)}", span)
@@ -173,7 +173,7 @@ class ExprChecks:
             if param.ty.shape or param.deps:
                 self.err("the dropout rate must be a scalar hyperparameter or number", script.span)
             if param.op == "hyper":  # its domain, for up-front checks of --hyper values (metadata "range")
-                self.values_by_key(param.get("name")).info.setdefault("range", [0.0, 1.0])
+                self.values_by_key(param.name).info.setdefault("range", [0.0, 1.0])
         elif script is not None:
             self.err(f"'{name}' takes no subscript", script.span)
         return self.mk("fn", [arg], arg.ty, span, name=name, param=param)

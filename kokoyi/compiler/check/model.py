@@ -51,12 +51,12 @@ class ModelChecker(DeclChecks, NameChecks, ExprChecks, ProductChecks, BigOpCheck
     def latex(self, node) -> str:
         return " ".join(self.src[node.span.start:node.span.end].split())
 
-    def mk(self, op, args, ty, span, **attrs) -> T:
+    def mk(self, op, args, ty, span, **fields) -> T:
         for a in args:
             self.no_func(a)
         deps = frozenset().union(*(a.deps for a in args)) if args else frozenset()
         edge_input = any(a.edge_input for a in args)
-        return T(op, tuple(args), ty, deps, span, attrs, edge_input)
+        return T(op, tuple(args), ty, deps, span, fields, edge_input)
 
 
 def check(program: A.Program) -> TProgram:

@@ -205,7 +205,7 @@ class NameChecks:
 
     def use(self, v: Value, sub, sup, node, scope: Scope) -> T:
         """A reference to a declared value with the leftover subscript (index) and superscript."""
-        attrs = {"key": v.key}
+        fields = {"key": v.key}
         if v.kind == "param" and is_rel_family(v.family) and isinstance(sup, A.Sym) and sup.name in ("top", "T"):
             return self.apply_sup(self.use(v, sub, None, node, scope), sup, node, scope)  # W_r^\top
         if v.kind == "param" and is_rel_family(v.family) and sup is None:  # W_r: the member of relation r
@@ -238,7 +238,7 @@ class NameChecks:
                 idx = sp.Integer(member) if isinstance(member, int) else None
                 if idx is None or (fam.lo is not None and ((idx - fam.lo).is_negative or (fam.hi - idx).is_negative)):
                     self.err(f"'{v.key}' has no member {member}: its index runs over {fam.lo}..{fam.hi}", sup.span)
-                attrs["index"] = idx - fam.lo
+                fields["index"] = idx - fam.lo
                 fl = None
             elif fam.mode == "vector" or (v.kind == "param" and fl in scope.heads):
                 if fl is None or fl not in scope.heads and fl not in scope.loops:
@@ -250,15 +250,15 @@ class NameChecks:
                 if fl in scope.heads:
                     self.bind_range(scope.heads[fl], fam, sup)
                     fam_letters = (fl,)
-                    attrs["head"] = fl
+                    fields["head"] = fl
                 else:
-                    attrs["index"] = sp.Symbol(fl) - fam.lo if v.kind == "param" else sp.Symbol(fl)
-                    attrs["loop"] = fl
+                    fields["index"] = sp.Symbol(fl) - fam.lo if v.kind == "param" else sp.Symbol(fl)
+                    fields["loop"] = fl
             elif v.kind == "def" and fam.mode == "loop" and fl is not None and fl in scope.heads:
-                fam_letters = self.layer_member_stack(v, fl, scope, sup, attrs)  # \Vert_l h^{(l)} (layers.py)
+                fam_letters = self.layer_member_stack(v, fl, scope, sup, fields)  # \Vert_l h^{(l)} (layers.py)
             else:
                 idx = self.index_expr(sup, scope)
-                attrs["index"] = idx - fam.lo if v.kind == "param" else idx
+                fields["index"] = idx - fam.lo if v.kind == "param" else idx
             sup = None
         elif v.family is not None and v.family.mode == "loop" and v.kind == "def":
             self.err(f"'{v.key}' is a family: select a member, e.g. {v.key}^{{(L)}}", node.span)
@@ -273,21 +273,21 @@ class NameChecks:
             letters = self.node_letters(sub) if sub is not None else None
             if not letters or len(letters) != 1:
                 if sub is None and scope.center is None and not scope.nodes:
-                    attrs["whole"] = True  # `\return h`
-                    return T("ref", (), Ty(v.ty.shape, fam_letters), frozenset(), node.span, attrs)
+                    fields["whole"] = True  # `\return h`
+                    return T("ref", (), Ty(v.ty.shape, fam_letters), frozenset(), node.span, fields)
                 self.err(f"'{v.key}' is a node value: index it with a node, e.g. {v.key}_v", node.span)
             (a,) = letters
             if a not in scope.nodes:
                 self.err(f"index {a} is not bound here", sub.span, self._unbound_hint(a, scope))
-            attrs["at"] = a
+            fields["at"] = a
             deps.add(a)
             sub = None
         elif dom == "edge":
             letters = self.node_letters(sub) if sub is not None else None
             if not letters or len(letters) != 2:
                 if sub is None and not scope.nodes:
-                    attrs["whole"] = True
-                    return T("ref", (), Ty(v.ty.shape, fam_letters), frozenset(), node.span, attrs)
+                    fields["whole"] = True
+                    return T("ref", (), Ty(v.ty.shape, fam_letters), frozenset(), node.span, fields)
                 self.err(f"'{v.key}' is an edge value: index it with an edge, e.g. {v.key}_{{uv}}", node.span)
             for a in letters:
                 if a not in scope.nodes:
@@ -296,7 +296,7 @@ class NameChecks:
                 self.err(f"edge value '{v.key}' is read at ({letters[0]}, {letters[1]}) but the edges here run "
                          f"{'(%s, %s)' % scope.reduction if scope.reduction else 'nowhere'}", sub.span,
                          "an edge value is read inside a sum over the neighbours of its target")
-            attrs["at"] = tuple(letters)
+            fields["at"] = tuple(letters)
             deps.update(letters)
             sub = None
         elif sub is not None:
@@ -305,17 +305,17 @@ class NameChecks:
                 (a,) = letters
                 if a not in scope.nodes:
                     self.err(f"index {a} is not bound here", sub.span, self._unbound_hint(a, scope))
-                attrs["row"] = a
+                fields["row"] = a
                 deps.add(a)
                 shape = v.ty.shape[1:]
                 t = T("param" if v.kind == "param" else "ref", (), Ty(shape, fam_letters), frozenset(deps),
-                      node.span, attrs)
+                      node.span, fields)
                 return self.apply_sup(t, sup, node, scope) if sup is not None else t
             self.err(f"undefined name '{self.latex(node)}'", node.span,
                      f"'{v.key}' has no index; a declared name '{v.key}_{self.text_of(sub)}' would match")
         op = "param" if v.kind == "param" else "ref"
         edge_input = (v.kind == "input" and v.dom == "edge") or v.info.get("edge_input", False)
-        t = T(op, (), Ty(v.ty.shape, fam_letters), frozenset(deps), node.span, attrs, edge_input)
+        t = T(op, (), Ty(v.ty.shape, fam_letters), frozenset(deps), node.span, fields, edge_input)
         if v.dom == "graph":
             t = self.at_graph(t, scope)
         if v.kind == "input" and v.dom == "edge":

@@ -89,7 +89,7 @@ class ProductChecks:
     def fold(self, name, a: T, b: T, node) -> T:
         """Arithmetic of two numbers, done here in floating point: `2^{2^{2^{2^{2^2}}}}` must not become a
         Python integer tower that the generated module computes forever."""
-        x, y = float(a.attrs["value"]), float(b.attrs["value"])
+        x, y = float(a.value), float(b.value)
         if name == "div" and y == 0:
             self.err("division by zero", node.span)
         try:
@@ -98,7 +98,7 @@ class ProductChecks:
             value = float("inf")
         if isinstance(value, complex) or value != value or abs(value) == float("inf"):
             self.err("this constant expression has no finite real value", node.span)
-        if value.is_integer() and abs(value) <= 2 ** 53 and all(isinstance(t.attrs["value"], int) for t in (a, b)):
+        if value.is_integer() and abs(value) <= 2 ** 53 and all(isinstance(t.value, int) for t in (a, b)):
             value = int(value)
         return T("const", (), Ty(), frozenset(), node.span, {"value": value})
 

@@ -31,9 +31,9 @@ plus the feature mixins of the language extensions (readout_lower.py, norms.py, 
 layers.py, fusion.py, slices.py beside this package). It reads the typed program only (kokoyi.compiler.ir,
 kokoyi.compiler.shapes); nothing of the checker.
 """
-from kokoyi.compiler.lower.common import E_EDGES, Lay, LowerError, Val, _bshape, call, const, var
+from kokoyi.compiler.lower.common import E_EDGES, Lay, LowerError, Val, call, const, var
 from kokoyi.compiler.lower.model import ModelLowering, lower
 from kokoyi.compiler.lower.passes import explain_plan, fmt_dims
 
-__all__ = ["E_EDGES", "Lay", "LowerError", "ModelLowering", "Val", "_bshape", "call", "const", "explain_plan",
+__all__ = ["E_EDGES", "Lay", "LowerError", "ModelLowering", "Val", "call", "const", "explain_plan",
            "fmt_dims", "lower", "var"]

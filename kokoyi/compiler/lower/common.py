@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from kokoyi.compiler.shapes import same
 from kokoyi.compiler.ir import Py, T, Ty
 
 
@@ -59,12 +58,3 @@ def _walk(t: T):
 
 def _integer(x) -> bool:
     return float(x).is_integer()
-
-
-def _bshape(a: tuple, b: tuple) -> tuple:
-    out = []
-    for i in range(1, max(len(a), len(b)) + 1):
-        x = a[-i] if i <= len(a) else 1
-        y = b[-i] if i <= len(b) else 1
-        out.append(y if same(x, 1) else x)
-    return tuple(reversed(out))

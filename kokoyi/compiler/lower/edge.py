@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from kokoyi.compiler.ir import PlanEntry, T, Ty
+from kokoyi.compiler.ir import PlanEntry, T
 from kokoyi.compiler.lower.common import Lay, LowerError, Val, call, const
 
 
@@ -34,7 +34,7 @@ class EdgeLowering:
         return self._edge_ctx
 
     def e_ref(self, t):
-        key = t.attrs["key"]
+        key = t.key
         if self.diag:
             sv = self.self_loop_value(self.tm.values[key], t)
             return Val(sv.py, sv.lay, "n")
@@ -43,17 +43,17 @@ class EdgeLowering:
 
     def e_fn(self, t):
         a = self.as_edge_if_node(self.edge(t.args[0]))
-        param = t.attrs.get("param")
+        param = t.param
         if isinstance(param, T):
             param = self.node(param).py
         elif param is not None:
             param = const(param)
-        return Val(call("fn", a.py, name=t.attrs["name"], param=param, rank=len(a.lay.shape)),
+        return Val(call("fn", a.py, name=t.name, param=param, rank=len(a.lay.shape)),
                    Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
 
     def e_bin(self, t):
         a, b = self.edge(t.args[0]), self.edge(t.args[1])
-        return self.edge_binary(t.attrs["name"], a, b, t.ty.shape)
+        return self.edge_binary(t.name, a, b, t.ty.shape)
 
     def edge_binary(self, name, a: Val, b: Val, shape) -> Val:
         if self.diag:  # on the self loop both endpoints are the node: a node-wise op
@@ -87,7 +87,7 @@ class EdgeLowering:
         return self.emit(base, a.py, a.lay, side="e")
 
     def e_matmul(self, t):
-        kind = t.attrs["kind"]
+        kind = t.kind
         a, b = t.args
         # a^T [p || q || ...] = a[:n]^T p + a[n:n+m]^T q + ...  (GAT: a source score plus a target score,
         # plus an edge score for GAT with edge features: no (E x F) gather of the projected node features)
@@ -105,22 +105,19 @@ class EdgeLowering:
                     off = end
                 parts = []
                 for part, lo, hi in bounds:
-                    sub_t = T("matmul", (), Ty(t.ty.shape, t.ty.fam), part.deps, t.span, {"kind": kind})
-                    pv_plain = sl(lo, hi)
-                    if kind == "dot" and part.op == "matmul" and part.attrs.get("kind") == "vm" \
-                            and self.reads_edge(part.args[0]) and not part.args[1].deps and not part.ty.fam \
-                            and not part.args[1].ty.fam and not P.lay.fam:
+                    pv_plain = sl(lo, hi)  # the product of a part has t's kind and shape (all `matmul` reads)
+                    if kind == "dot" and part.op == "matmul" and part.kind == "vm" and self.reads_edge(part.lhs) \
+                            and not part.rhs.deps and not part.ty.fam and not part.rhs.ty.fam and not P.lay.fam:
                         # a^T (e W) = e (W a): an edge term without the (E x F) projection of e
-                        Wv = self.node(part.args[1])
-                        Wa = Val(call("matmul", Wv.py, pv_plain.py), Lay(None, (), part.args[1].ty.shape[:1]),
-                                 "plain")
-                        pv = self.edge(part.args[0])
-                        val = self.matmul(sub_t, pv, Wa)
+                        Wv = self.node(part.rhs)
+                        Wa = Val(call("matmul", Wv.py, pv_plain.py), Lay(None, (), part.rhs.ty.shape[:1]), "plain")
+                        pv = self.edge(part.lhs)
+                        val = self.matmul(t, pv, Wa)
                         val.side = pv.side
                         parts.append(val)
                         continue
                     pv = self.edge(part)
-                    val = self.matmul(sub_t, pv_plain, pv) if plain_first else self.matmul(sub_t, pv, pv_plain)
+                    val = self.matmul(t, pv_plain, pv) if plain_first else self.matmul(t, pv, pv_plain)
                     val.side = pv.side
                     if pv.side in ("u", "v"):
                         val = self.emit(f"{self.current}_{'src' if pv.side == 'u' else 'dst'}", val.py, val.lay,
@@ -164,22 +161,22 @@ class EdgeLowering:
 
     def e_featreduce(self, t):  # a reduction over the feature axis of a per-edge value
         a = self.as_edge_if_node(self.edge(t.args[0]))
-        return Val(call("featreduce", a.py, reduce=t.attrs["reduce"]), Lay(a.lay.rows, a.lay.fam, t.ty.shape),
+        return Val(call("featreduce", a.py, reduce=t.reduce), Lay(a.lay.rows, a.lay.fam, t.ty.shape),
                    a.side)
 
     def e_dense(self, t):
-        self.fam_sizes.setdefault(t.attrs["var"], t.attrs["size"])
+        self.fam_sizes.setdefault(t.var, t.size)
         return self.dense(t, self.as_edge_if_node(self.edge(t.args[0])))
 
     def e_expand_fam(self, t):
         a = self.edge(t.args[0])
-        letter = t.attrs["letter"]
+        letter = t.letter
         lay = Lay(a.lay.rows, (letter,) + a.lay.fam, a.lay.shape)
         return Val(self.expand_to(a, lay), lay, a.side)
 
     def e_call(self, t):
         a = self.as_edge_if_node(self.edge(t.args[0]))
-        return Val(call("submodel", a.py, key=t.attrs["key"], lead=self.vmapped(t, a)),
+        return Val(call("submodel", a.py, key=t.key, lead=self.vmapped(t, a)),
                    Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
 
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 import sympy as sp
 
 from kokoyi.compiler.ir import T, Ty
-from kokoyi.compiler.lower.common import Val, _bshape, _integer, _pow
+from kokoyi.compiler.shapes import broadcast
+from kokoyi.compiler.lower.common import Val, _integer, _pow
 
 
 class FactorLowering:
     """Factoring a neighbour sum's body by the endpoints its factors depend on."""
 
     def reads_edge(self, t: T) -> bool:
-        if t.op == "ref" and self.tm.values[t.attrs["key"]].dom == "edge":
+        if t.op == "ref" and self.tm.values[t.key].dom == "edge":
             return True
         return any(self.reads_edge(a) for a in t.args)
 
@@ -24,7 +25,7 @@ class FactorLowering:
         linear = None
         while True:  # peel right linear maps, innermost last: (c x W_1) W_2 -> (c x) (W_1 W_2)
             vec = [f for f in factors if f.ty.shape]
-            if not (len(vec) == 1 and vec[0].op == "matmul" and vec[0].attrs["kind"] == "vm"
+            if not (len(vec) == 1 and vec[0].op == "matmul" and vec[0].kind == "vm"
                     and not vec[0].args[1].deps and not self.reads_edge(vec[0].args[1])):
                 break
             f = vec[0]
@@ -49,14 +50,14 @@ class FactorLowering:
         return out, linear
 
     def mul_factors(self, t: T) -> list[T]:
-        if t.op == "bin" and t.attrs["name"] == "mul":
+        if t.op == "bin" and t.name == "mul":
             return self.mul_factors(t.args[0]) + self.mul_factors(t.args[1])
-        if t.op == "bin" and t.attrs["name"] == "div":
+        if t.op == "bin" and t.name == "div":
             den = t.args[1]
             inv = T("bin", (den, T("const", (), Ty(), frozenset(), den.span, {"value": -1})), den.ty, den.deps,
                     den.span, {"name": "pow"}, den.edge_input)
             return self.mul_factors(t.args[0]) + self.pow_factors(inv)
-        if t.op == "fn" and t.attrs["name"] == "neg":
+        if t.op == "fn" and t.name == "neg":
             return [T("const", (), Ty(), frozenset(), t.span, {"value": -1})] + self.mul_factors(t.args[0])
         return self.pow_factors(t)
 
@@ -64,20 +65,20 @@ class FactorLowering:
         """(a b)^p -> a^p b^p and (a^p)^q -> a^{pq}, where these hold: for nonnegative a, b (degrees and
         what is built from them), or integer exponents. `(s_u^2)^{1/2}` is |s_u|, not s_u, and
         `\\sqrt{s_u s_v}` is not `\\sqrt{s_u} \\sqrt{s_v}` when both are negative."""
-        if t.op == "bin" and t.attrs["name"] == "pow" and t.args[1].op == "const":
+        if t.op == "bin" and t.name == "pow" and t.args[1].op == "const":
             inner = t.args[0]
-            if inner.op == "fn" and inner.attrs["name"] == "sqrt" and not inner.ty.shape:
+            if inner.op == "fn" and inner.name == "sqrt" and not inner.ty.shape:
                 inner = _pow(inner.args[0], 0.5)
-            if inner.op == "bin" and inner.attrs["name"] == "pow" and inner.args[1].op == "const":
-                p, q = inner.args[1].attrs["value"], t.args[1].attrs["value"]
+            if inner.op == "bin" and inner.name == "pow" and inner.args[1].op == "const":
+                p, q = inner.args[1].value, t.args[1].value
                 if self.nonneg(inner.args[0]) or (_integer(p) and _integer(q)):
                     t = _pow(inner.args[0], p * q)
-        if t.op == "bin" and t.attrs["name"] == "pow" and not t.ty.shape and t.args[1].op == "const":
+        if t.op == "bin" and t.name == "pow" and not t.ty.shape and t.args[1].op == "const":
             inner = self.mul_factors(t.args[0])
-            p = t.args[1].attrs["value"]
+            p = t.args[1].value
             if len(inner) > 1 and (_integer(p) or all(self.nonneg(f) for f in inner)):
                 return [g for f in inner for g in self.pow_factors(_pow(f, p))]
-        if t.op == "fn" and t.attrs["name"] == "sqrt" and not t.ty.shape:
+        if t.op == "fn" and t.name == "sqrt" and not t.ty.shape:
             inner = self.mul_factors(t.args[0])
             if len(inner) > 1 and all(self.nonneg(f) for f in inner):
                 return [g for f in inner for g in self.pow_factors(_pow(f, 0.5))]
@@ -89,25 +90,25 @@ class FactorLowering:
         if t.op == "deg":
             return True
         if t.op == "const":
-            return t.attrs["value"] >= 0
+            return t.value >= 0
         if t.op == "hyper":
-            return t.attrs.get("kind") in ("dim", "nat")
+            return t.kind in ("dim", "nat")
         if t.op == "ref":
-            v = self.tm.values.get(t.attrs["key"])
+            v = self.tm.values.get(t.key)
             d = next((d for d in self.tm.defs if v is not None and d.value is v and not d.recurrence), None)
             return d is not None and self.nonneg(d.expr)
         if t.op == "fn":
-            name = t.attrs["name"]
+            name = t.name
             if name in ("exp", "sigmoid", "softplus", "relu", "abs", "sqrt", "softmax"):
                 return True
             return name in ("dropout",) and self.nonneg(t.args[0])
         if t.op == "bin":
             a, b = t.args
-            name = t.attrs["name"]
+            name = t.name
             if name in ("add", "mul", "div"):
                 return self.nonneg(a) and self.nonneg(b)
             if name == "pow":
-                return self.nonneg(a) or (b.op == "const" and _integer(b.attrs["value"]) and b.attrs["value"] % 2 == 0)
+                return self.nonneg(a) or (b.op == "const" and _integer(b.value) and b.value % 2 == 0)
         return False
 
     def separate(self, f: T, u: str, v: str) -> list[T]:
@@ -116,15 +117,15 @@ class FactorLowering:
 
         def to_sym(t: T):
             if t.op == "const":
-                return sp.nsimplify(t.attrs["value"])
-            if t.op == "bin" and t.attrs["name"] in ("add", "sub", "mul", "div", "pow"):
+                return sp.nsimplify(t.value)
+            if t.op == "bin" and t.name in ("add", "sub", "mul", "div", "pow"):
                 a, b = to_sym(t.args[0]), to_sym(t.args[1])
-                return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b, "pow": a ** b}[t.attrs["name"]]
-            if t.op == "fn" and t.attrs["name"] == "sqrt":
+                return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b, "pow": a ** b}[t.name]
+            if t.op == "fn" and t.name == "sqrt":
                 return sp.sqrt(to_sym(t.args[0]))
-            if t.op == "fn" and t.attrs["name"] == "exp":
+            if t.op == "fn" and t.name == "exp":
                 return sp.exp(to_sym(t.args[0]))
-            if t.op == "fn" and t.attrs["name"] == "neg":
+            if t.op == "fn" and t.name == "neg":
                 return -to_sym(t.args[0])
             if len(t.deps) <= 1:  # an atom is positive (sympy may then split its powers) only if it is
                 s = sp.Symbol(f"a{len(atoms)}_{''.join(sorted(t.deps)) or 'c'}",
@@ -150,9 +151,9 @@ class FactorLowering:
         return out
 
     def from_sym(self, e, atoms, like: T) -> T:
-        def mk(op, args, **attrs):
+        def mk(op, args, **fields):
             deps = frozenset().union(*(a.deps for a in args)) if args else frozenset()
-            return T(op, tuple(args), Ty(), deps, like.span, attrs)
+            return T(op, tuple(args), Ty(), deps, like.span, fields)
 
         if e in atoms:
             return atoms[e]
@@ -178,7 +179,7 @@ class FactorLowering:
     def fold_mul(self, vals: list[Val], base: str) -> Val:
         acc = vals[0]
         for b in vals[1:]:
-            shape = _bshape(acc.lay.shape, b.lay.shape)
+            shape = broadcast(acc.lay.shape, b.lay.shape)
             acc = self.combine("mul", acc, b, shape)
         if acc.py.op in ("var", "const", "attr"):
             return acc
@@ -188,5 +189,5 @@ class FactorLowering:
         vals = [self.edge(f) for f in factors]
         acc = vals[0]
         for b in vals[1:]:
-            acc = self.edge_binary("mul", acc, b, _bshape(acc.lay.shape, b.lay.shape))
+            acc = self.edge_binary("mul", acc, b, broadcast(acc.lay.shape, b.lay.shape))
         return self.as_edge(acc, base)

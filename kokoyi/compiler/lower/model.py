@@ -148,7 +148,7 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
             self.env[v.key] = Val(var(v.key), val.lay, val.side)
         outputs = []
         for v, t in tm.returns:
-            val = self.node(t) if "index" in t.attrs else (self.env.get(v.key) or self.env_value(v))
+            val = self.node(t) if t.index is not None else (self.env.get(v.key) or self.env_value(v))
             py = val.py
             if v.dom == "edge":
                 py = call("edge_output", py)

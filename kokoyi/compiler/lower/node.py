@@ -4,6 +4,7 @@ op), broadcasting layouts (`align`, `join`, `combine`), products and linear maps
 from __future__ import annotations
 
 from kokoyi.compiler.ir import Assign, Py, T, Value
+from kokoyi.compiler.rewrites import TYPED_RULES, apply
 from kokoyi.compiler.lower.common import Lay, LowerError, Val, call, const, var
 from kokoyi.compiler.lower.passes import _nesting
 from kokoyi.compiler.relations import rel_letter
@@ -54,37 +55,37 @@ class NodeLowering:
         return fn(t, self_loop)
 
     def n_const(self, t, sl):
-        return Val(const(t.attrs["value"]), Lay(None, (), ()), "plain")
+        return Val(const(t.value), Lay(None, (), ()), "plain")
 
     def n_hyper(self, t, sl):
-        return Val(call("attr", "self", t.attrs["name"], number=True), Lay(None, (), ()), "plain")
+        return Val(call("attr", "self", t.name, number=True), Lay(None, (), ()), "plain")
 
     def n_param(self, t, sl):
-        key = t.attrs["key"]
+        key = t.key
         v = self.tm.values[key]
         py = call("attr", "self", key)
-        if "head" in t.attrs:
+        if t.head is not None:
             if key not in self.stacked:  # first statement of the body: first read may be inside a loop or branch
-                lay = Lay(None, (t.attrs["head"],), v.ty.shape)
+                lay = Lay(None, (t.head,), v.ty.shape)
                 name = self.fresh(f"{key}_stacked")
                 self.body.insert(0, Assign(name, self.stacked_family_py(v, py), None, self.layout_dims(lay)))
                 self.stacked[key] = Val(var(name), lay, "plain")
             st = self.stacked[key]
-            return Val(st.py, Lay(None, (t.attrs["head"],), v.ty.shape), "plain")
-        if "index" in t.attrs:
-            py = call("getitem", py, self.index_py(t.attrs["index"]))
-        if "row" in t.attrs:  # a parameter with one row per node of the graph (`E_v`)
+            return Val(st.py, Lay(None, (t.head,), v.ty.shape), "plain")
+        if t.index is not None:
+            py = call("getitem", py, self.index_py(t.index))
+        if t.row is not None:  # a parameter with one row per node of the graph (`E_v`)
             py = call("attr", "self", key, row=True) if py.op == "attr" else py
             return Val(py, Lay("N", (), t.ty.shape), "n")
         return Val(py, Lay(None, (), t.ty.shape), "plain")
 
     def n_ref(self, t, sl):
-        key = t.attrs["key"]
-        if "stack" in t.attrs:  # members of a layer family on a family axis (layers.py)
+        key = t.key
+        if t.stack is not None:  # members of a layer family on a family axis (layers.py)
             return self.stack_members(t)
         v = self.tm.values[key]
         if v.dom == "edge":
-            if t.attrs.get("whole"):
+            if t.whole:
                 return self.env[key]
             if not sl:
                 raise LowerError(f"edge value {key} read outside an edge computation")
@@ -92,8 +93,8 @@ class NodeLowering:
         base = self.env.get(key)
         if base is None and v.kind == "input":
             base = Val(var(key), Lay("N" if v.dom == "node" else None, (), v.ty.shape))
-        if "index" in t.attrs:
-            py = call("getitem", var(key), self.index_py(t.attrs["index"]))
+        if t.index is not None:
+            py = call("getitem", var(key), self.index_py(t.index))
             lay = base.lay if base is not None else Lay("N" if v.dom == "node" else None, (), v.ty.shape)
             return Val(py, lay, "n" if lay.rows else "plain")
         if base is None:
@@ -138,31 +139,31 @@ class NodeLowering:
                    "n" if val.lay.rows else "plain")
 
     def n_deg(self, t, sl):
-        if rel_letter(t.attrs["dir"]):
+        if rel_letter(t.dir):
             return self.rel_degree(t)
-        method = "in_degrees" if t.attrs["dir"] == "in" else "out_degrees"
+        method = "in_degrees" if t.dir == "in" else "out_degrees"
         py = call("graph_method", method)
-        if t.attrs["self_loop"]:
+        if t.self_loop:
             py = call("add", py, const(1))
         return Val(py, Lay("N", (), ()), "n")
 
     def n_fn(self, t, sl):
         a = self.node(t.args[0], sl)
-        param = t.attrs.get("param")
+        param = t.param
         if isinstance(param, T):
             param = self.node(param).py
         elif param is not None:
             param = const(param)
-        return Val(call("fn", a.py, name=t.attrs["name"], param=param, rank=len(a.lay.shape)), Lay(
+        return Val(call("fn", a.py, name=t.name, param=param, rank=len(a.lay.shape)), Lay(
             a.lay.rows, a.lay.fam, t.ty.shape), a.side)
 
     def n_bin(self, t, sl):
-        if t.attrs["name"] in ("mul", "div") and not sl:
-            mean = self.mean_pattern(t)
-            if mean is not None:
-                return self.node(mean)
+        if not sl:
+            rewritten = apply(TYPED_RULES, t)  # e.g. mean-by-degree (rewrites.py)
+            if rewritten is not None:
+                return self.node(rewritten)
         a, b = self.node(t.args[0], sl), self.node(t.args[1], sl)
-        return self.combine(t.attrs["name"], a, b, t.ty.shape)
+        return self.combine(t.name, a, b, t.ty.shape)
 
     MAX_NESTING = 64  # operators in one expression of the generated code before a statement is cut
 
@@ -191,7 +192,7 @@ class NodeLowering:
 
     def n_featreduce(self, t, sl):
         a = self.node(t.args[0], sl)
-        return Val(call("featreduce", a.py, reduce=t.attrs["reduce"]), Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
+        return Val(call("featreduce", a.py, reduce=t.reduce), Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
 
     def n_concat(self, t, sl):
         a, b = self.node(t.args[0], sl), self.node(t.args[1], sl)
@@ -219,7 +220,7 @@ class NodeLowering:
         return self.matmul(t, a, b)
 
     def matmul(self, t: T, a: Val, b: Val) -> Val:
-        kind = t.attrs["kind"]
+        kind = t.kind
         lay = Lay(a.lay.rows or b.lay.rows, tuple(dict.fromkeys(a.lay.fam + b.lay.fam)), t.ty.shape)
         side = a.side if a.lay.rows else b.side if b.lay.rows else "plain"
         if kind == "dot":
@@ -249,39 +250,39 @@ class NodeLowering:
 
     def n_call(self, t, sl):
         a = self.node(t.args[0], sl)
-        return Val(call("submodel", a.py, key=t.attrs["key"], lead=self.vmapped(t, a)),
+        return Val(call("submodel", a.py, key=t.key, lead=self.vmapped(t, a)),
                    Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
 
     def vmapped(self, t: T, a: Val) -> int:
         """How many leading axes (rows, family axes) a model of the file is mapped over with torch.vmap: it is
         written for one feature vector (`\\mathrm{mean}(z)` reduces all of z), so it runs once per row.
         The built-in Linear and MLP take batches as they are."""
-        if self.tm.values[t.attrs["key"]].info.get("kind") != "model":
+        if self.tm.values[t.key].info.get("kind") != "model":
             return 0
         return (1 if a.lay.rows else 0) + len(a.lay.fam)
 
     def n_expand_fam(self, t, sl):
         a = self.node(t.args[0], sl)
-        letter = t.attrs["letter"]
-        self.fam_sizes.setdefault(letter, t.attrs["size"])
+        letter = t.letter
+        self.fam_sizes.setdefault(letter, t.size)
         lay = Lay(a.lay.rows, (letter,) + a.lay.fam, a.lay.shape)
         return Val(self.expand_to(a, lay), lay, a.side)
 
     def n_dense(self, t, sl):
-        k = t.attrs["var"]
-        inner = self.rel_mean_pattern(t.args[0]) if t.attrs["reduce"] == "sum" else None
-        if inner is not None and rel_letter(inner.attrs["dir"]) == k:
+        k = t.var
+        inner = self.rel_mean_pattern(t.args[0]) if t.reduce == "sum" else None
+        if inner is not None and rel_letter(inner.dir) == k:
             return self.rel_reduce(inner, fused=True)  # \sum_r \sum_{u in N_r(v)}: one pass over the edges
-        self.fam_sizes.setdefault(k, t.attrs["size"])
+        self.fam_sizes.setdefault(k, t.size)
         a = self.node(t.args[0], sl)
         return self.dense(t, a)
 
     def dense(self, t: T, a: Val) -> Val:
-        k = t.attrs["var"]
+        k = t.var
         axis = (1 if a.lay.rows else 0) + a.lay.fam.index(k)
         fam = tuple(f for f in a.lay.fam if f != k)
         lay = Lay(a.lay.rows, fam, t.ty.shape)
-        red = t.attrs["reduce"]
+        red = t.reduce
         if red == "concat":
             return Val(call("concat_axis", a.py, axis=axis, feat=len(a.lay.shape)), lay, a.side)
         return Val(call("reduce_axis", a.py, reduce=red, axis=axis), lay, a.side)

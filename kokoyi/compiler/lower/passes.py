@@ -65,20 +65,14 @@ def _drop_dead(stmts: list, live: set) -> list:
             if not (_stored_in(st.body) & live):
                 continue
             st.body = _drop_dead(st.body, live | _assigned_names(st.body))
-            for s2 in st.body:
-                if isinstance(s2, Assign):
-                    live |= _names(s2.expr)
-            live |= _names(st.lo) | _names(st.hi)
+            live |= _read_in(st.body) | _names(st.lo) | _names(st.hi)
         elif isinstance(st, Py) and st.op == "if":
             cond, then_b, else_b = st.args
             then_b[:] = _drop_dead(then_b, set(live))
             else_b[:] = _drop_dead(else_b, set(live))
             if not _assigned_names(then_b) and not _assigned_names(else_b):
                 continue  # nobody reads what either branch computes: no empty `if:` is left behind
-            for s2 in then_b + else_b:
-                if isinstance(s2, Assign):
-                    live |= _names(s2.expr)
-            live |= _names(cond)
+            live |= _read_in(then_b) | _read_in(else_b) | _names(cond)
         out.append(st)
     out.reverse()
     # comments whose code was all removed go too
@@ -88,6 +82,20 @@ def _drop_dead(stmts: list, live: set) -> list:
             continue
         cleaned.append(st)
     return cleaned
+
+
+def _read_in(stmts) -> set:
+    """Every name the statements read, in nested loops and branches too (a definition read only inside a
+    linear-order `if` within a layer loop was dropped: NameError)."""
+    out = set()
+    for st in stmts:
+        if isinstance(st, Assign):
+            out |= _names(st.expr) | _names(st.target if isinstance(st.target, Py) else None)
+        elif isinstance(st, Loop):
+            out |= _read_in(st.body) | _names(st.lo) | _names(st.hi)
+        elif isinstance(st, Py) and st.op == "if":
+            out |= _names(st.args[0]) | _read_in(st.args[1]) | _read_in(st.args[2])
+    return out
 
 
 def _assigned_names(stmts) -> set:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import sympy as sp
 
 from kokoyi.compiler.ir import Assign, PlanEntry, Py, T, Value
-from kokoyi.compiler.lower.common import Lay, LowerError, Val, _bshape, _pow, call, const, var
+from kokoyi.compiler.shapes import broadcast
+from kokoyi.compiler.lower.common import Lay, LowerError, Val, call, const, var
 from kokoyi.compiler.relations import rel_letter
+from kokoyi.compiler.rewrites import COPY_E_RULES, IR_RULES, Aggregation, find, is_inverse_degree
 
 
 class ReduceLowering:
@@ -18,16 +20,16 @@ class ReduceLowering:
     def n_nbreduce(self, t: T, sl) -> Val:
         if sl:
             raise LowerError("nested neighbour reduction")
-        if rel_letter(t.attrs["dir"]):
+        if rel_letter(t.dir):
             return self.rel_reduce(t)
         split = self.linear_split(t)  # \sum_u (a_u - b_v) = \sum_u a_u - |N(v)| b_v (fusion.py)
         if split is not None:
             return split
         body = t.args[0]
-        red, u, v = t.attrs["reduce"], t.attrs["var"], t.attrs["center"]
-        if (t.attrs["dir"] == "out" or red in ("max", "min")) and u not in body.deps and not self.reads_edge(body):
+        red, u, v = t.reduce, t.var, t.center
+        if (t.dir == "out" or red in ("max", "min")) and u not in body.deps and not self.reads_edge(body):
             return self.reduce_constant(t)
-        if t.attrs["dir"] == "out":
+        if t.dir == "out":
             return self.reduce_out(t)
         if red in ("max", "min"):
             return self.reduce_extreme(t)
@@ -38,7 +40,7 @@ class ReduceLowering:
         edge = [f for f in factors if f not in src and f not in dst and f not in cst]
         if red == "sum":
             for f in list(dst):
-                if self.is_inverse_degree(f, v, t.attrs["self_loop"]):
+                if is_inverse_degree(f, v, t.self_loop):  # the mean-by-degree rule (rewrites.py)
                     dst.remove(f)
                     red = "mean"
                     break
@@ -63,10 +65,10 @@ class ReduceLowering:
         vec_elsewhere = any(f.ty.shape for f in dst + cst + edge)
         order = self.linear_order(W, S) if (W is not None and vec_side == "src" and not vec_elsewhere) else "after"
         if W is not None and vec_side == "src" and E is not None and red == "sum" and self.fuse_gat \
-                and self.gat_pattern(E, t.attrs["self_loop"]) is not None:
+                and find(IR_RULES, Aggregation(red, None, E.py, t.self_loop), self.assigned) is not None:
             order = "before"  # attention: the fused op runs on the projected features
 
-        if dst and not t.attrs["self_loop"]:  # each target factor masked where N(v) is empty (finite gradients)
+        if dst and not t.self_loop:  # each target factor masked where N(v) is empty (finite gradients)
             vals = [self.nonempty_only(self.node(f), name) for f in dst] + [self.node(f) for f in cst]
             D = self.fold_mul(vals, f"{name}_dst")
         else:
@@ -75,7 +77,7 @@ class ReduceLowering:
         def reduce_with(S_val: Val | None, tag: str) -> Val:
             out = self.spmm(red, S_val, E, t, ops_used)
             if D is not None:
-                lay = self.join(out, D, _bshape(out.lay.shape, D.lay.shape))  # `sum_u b`: (N,) deg times (d,) b
+                lay = self.join(out, D, broadcast(out.lay.shape, D.lay.shape))  # `sum_u b`: (N,) deg times (d,) b
                 out = self.emit(f"{name}_agg", call("mul", self.align(out, lay), self.align(D, lay)), lay)
             return out
 
@@ -144,71 +146,28 @@ class ReduceLowering:
             return "after"
         return Py("le", (self.dim_py(d_out), self.dim_py(d_in)))
 
-    def softmax_aggregate_pattern(self, red, S, E, self_loop):
-        """`\\sum_{u in N(v)} softmax_u(s_uv) * m_uv` (per channel: GENConv) -> the fused op, else None.
-        The runtime falls back to the composition when s and m turn out to differ in shape."""
-        if red != "sum" or S is not None or E is None or self_loop or self.diag or not self.fuse_gat \
-                or not E.lay.shape:
-            return None
-
-        def follow(py):
-            while py.op == "var" and py.args[0] in self.assigned:
-                py = self.assigned[py.args[0]]
-            return py
-
-        prod = follow(E.py)
-        if prod.op != "mul":
-            return None
-        for a, b in (prod.args, prod.args[::-1]):
-            soft = follow(a)
-            if soft.op == "edge_softmax" and len(soft.args) == 1 and b.op != "const":
-                return call("softmax_aggregate", soft.args[0], b)
-        return None
-
-    def gat_pattern(self, E: Val, self_loop: bool):
-        """E = softmax_{N(v) [cup {v}]}(LeakyReLU(s_u + t_v)), followed through the assignments ->
-        (s, t, slope); None when E is anything else (e.g. dropout sits between softmax and sum)."""
-        def follow(py):
-            while py.op == "var" and py.args[0] in self.assigned:
-                py = self.assigned[py.args[0]]
-            return py
-
-        soft = follow(E.py)
-        if soft.op != "edge_softmax" or (len(soft.args) == 2) != self_loop:
-            return None
-        leaky = follow(soft.args[0])
-        if leaky.op != "fn" or leaky.attrs["name"] != "leaky_relu":
-            return None
-        add = follow(leaky.args[0])
-        if add.op != "gsddmm" or add.args[0].args[0] != "add" or (add.args[3].args[0], add.args[4].args[0]) != ("u", "v"):
-            return None
-        return add.args[1], add.args[2], leaky.attrs["param"]
-
     def spmm(self, red, S: Val | None, E: Val | None, t: T, ops_used) -> Val:
         name = self.current
-        self_loop = t.attrs["self_loop"]
-        if red == "sum" and S is not None and E is not None and self.fuse_gat and not self.diag \
-                and len(E.lay.shape) == 0 and len(S.lay.fam) == len(E.lay.fam) <= 1 and len(S.lay.shape) == 1:
-            found = self.gat_pattern(E, self_loop)
-            if found is not None:
-                s_src, t_dst, slope = found
-                ops_used.append("fused attention (score, LeakyReLU, softmax and weighted sum in one op)")
-                lay = Lay("N", S.lay.fam, S.lay.shape)
-                if S.lay.fam:
-                    fused = call("gat_aggregate", s_src, t_dst, S.py, slope, const(self_loop))
-                else:  # one head: give the op its head axis and take it away again
-                    fused = call("squeeze_axis", call("gat_aggregate", call("unsqueeze_idx", s_src, idx=(":", None)),
-                                                      call("unsqueeze_idx", t_dst, idx=(":", None)),
-                                                      call("unsqueeze_idx", S.py, idx=(":", None)), slope,
-                                                      const(self_loop)), axis=1)
-                return self.emit(f"{name}_agg", fused, lay)
-        fused_soft = self.softmax_aggregate_pattern(red, S, E, self_loop)  # GENConv (softmax_agg.py)
-        if fused_soft is not None:
-            ops_used.append("fused softmax aggregation (channel-wise softmax, product and sum in one op)")
-            return self.emit(f"{name}_agg", fused_soft, Lay("N", E.lay.fam, E.lay.shape))
+        self_loop = t.self_loop
+        if S is not None and E is not None and self.fuse_gat and not self.diag:
+            agg = Aggregation(red, S.py, E.py, self_loop, S.lay.fam, S.lay.shape, E.lay.fam, E.lay.shape)
+            hit = find(IR_RULES, agg, self.assigned)  # e.g. the fused attention (rewrites.py)
+            if hit is not None:
+                rule, binding = hit
+                ops_used.append(rule.plan)
+                return self.emit(f"{name}_agg", rule.rewrite(binding, agg, self.assigned),
+                                 Lay("N", S.lay.fam, S.lay.shape))
+        if S is None and E is not None and self.fuse_gat and not self.diag:  # edge values alone (GENConv)
+            agg = Aggregation(red, None, E.py, self_loop, (), (), E.lay.fam, E.lay.shape)
+            hit = find(COPY_E_RULES, agg, self.assigned)
+            if hit is not None:
+                rule, binding = hit
+                ops_used.append(rule.plan)
+                return self.emit(f"{name}_agg", rule.rewrite(binding, agg, self.assigned),
+                                 Lay("N", E.lay.fam, E.lay.shape))
         if S is not None and E is not None:
             lay = Lay("N", tuple(dict.fromkeys(S.lay.fam + E.lay.fam)),
-                      _bshape(S.lay.shape, E.lay.shape))
+                      broadcast(S.lay.shape, E.lay.shape))
             Se = self.align(S, Lay(S.lay.rows, lay.fam, S.lay.shape))
             Ee = self.align(E, Lay(E.lay.rows, lay.fam, lay.shape if len(E.lay.shape) < len(lay.shape) else E.lay.shape))
             op, args = "mul", (Se, Ee)
@@ -251,7 +210,7 @@ class ReduceLowering:
 
     def self_loop_product(self, t: T) -> Val:
         body = t.args[0]
-        u, v = t.attrs["var"], t.attrs["center"]
+        u, v = t.var, t.center
         factors, _lin = self.split(body, u, v)
         edge = [f for f in factors if not (f.deps <= {u} or f.deps <= {v}) or self.reads_edge(f)]
         vals = [self.on_self_loop(f) for f in edge]
@@ -261,12 +220,12 @@ class ReduceLowering:
         """A reduction whose summand does not read the neighbour: sum = |N| b; mean, max and min = b where
         the neighbourhood is not empty and 0 where it is (an empty reduction is 0, as everywhere)."""
         name = self.current
-        deg = call("graph_method", "in_degrees" if t.attrs["dir"] == "in" else "out_degrees")
-        if t.attrs["self_loop"]:
+        deg = call("graph_method", "in_degrees" if t.dir == "in" else "out_degrees")
+        if t.self_loop:
             deg = call("add", deg, const(1))
         B = self.per_node(self.node(t.args[0]))
         cnt = self.align(Val(deg, Lay("N", (), ()), "n"), B.lay)
-        if t.attrs["reduce"] == "sum":
+        if t.reduce == "sum":
             out = self.emit(f"{name}_agg", call("mul", cnt, B.py), B.lay)
         else:
             out = self.emit(f"{name}_agg", call("where", call("gt", cnt, const(0)), B.py, const(0.0)), B.lay)
@@ -276,7 +235,7 @@ class ReduceLowering:
 
     def reduce_extreme(self, t: T) -> Val:
         body = t.args[0]
-        red, u = t.attrs["reduce"], t.attrs["var"]
+        red, u = t.reduce, t.var
         name = self.current
         if body.deps <= {u} and not self.reads_edge(body):
             S = self.node(body)
@@ -284,13 +243,13 @@ class ReduceLowering:
             out = self.emit(f"{name}_agg", call("gspmm", const("copy_u"), const(red), S.py, const(None)),
                             Lay("N", S.lay.fam, S.lay.shape))
             op = f"g-SpMM copy_u/{red}"
-            selfv = Val(call("dst_rows", S.py), S.lay, "n") if t.attrs["self_loop"] else None
+            selfv = Val(call("dst_rows", S.py), S.lay, "n") if t.self_loop else None
         else:
             M = self.as_edge(self.edge(body), f"{name}_msg")
             out = self.emit(f"{name}_agg", call("gspmm", const("copy_e"), const(red), const(None), M.py),
                             Lay("N", M.lay.fam, M.lay.shape))
             op = f"g-SDDMM + g-SpMM copy_e/{red} (per-edge message)"
-            selfv = self.on_self_loop(body) if t.attrs["self_loop"] else None
+            selfv = self.on_self_loop(body) if t.self_loop else None
         if selfv is not None:
             lay = out.lay
             deg = call("unsqueeze_idx", call("graph_method", "in_degrees", sampled=True),
@@ -305,16 +264,16 @@ class ReduceLowering:
     def reduce_out(self, t: T) -> Val:
         """Reductions over out-neighbours run on the reversed graph; the message is the neighbour's value."""
         body = t.args[0]
-        w = t.attrs["var"]
+        w = t.var
         if not (body.deps <= {w}) or self.reads_edge(body):
             self.col.error("reductions over \\mathcal{N}_{out}(v) take a value of the neighbour alone", t.span,
                            "per-edge messages are supported over \\mathcal{N}(v)")
             raise LowerError("out")
         S = self.node(body)
         S = self.emit(f"{self.current}_src", S.py, Lay("N", S.lay.fam, S.lay.shape))
-        red = t.attrs["reduce"]
+        red = t.reduce
         lay = Lay("N", S.lay.fam, S.lay.shape)
-        sl = t.attrs["self_loop"]
+        sl = t.self_loop
         sparse_red = "sum" if (red == "mean" and sl) else red
         out = self.emit(f"{self.current}_agg", call("gspmm_out", const(sparse_red), S.py), lay)
         op = f"g-SpMM copy_u/{sparse_red} on the reversed graph"
@@ -334,43 +293,17 @@ class ReduceLowering:
         return out
 
     def describe(self, t: T) -> str:
-        s = {"sum": "\\sum", "mean": "mean", "max": "\\max", "min": "\\min"}[t.attrs["reduce"]]
-        nb = f"N({t.attrs['center']})" if t.attrs["dir"] == "in" else f"N_out({t.attrs['center']})"
-        if t.attrs["self_loop"]:
-            nb += f" ∪ {{{t.attrs['center']}}}"
-        return f"{s}_{{{t.attrs['var']} ∈ {nb}}}"
-
-    def is_inverse_degree(self, f: T, v: str, self_loop: bool) -> bool:
-        """1/|N(v)| (or 1/(|N(v)|+1) under a self loop) turns a sum into a mean."""
-        d = None
-        if f.op == "bin" and f.attrs["name"] == "pow" and f.args[1].op == "const" and f.args[1].attrs["value"] == -1:
-            d = f.args[0]
-        elif f.op == "bin" and f.attrs["name"] == "div" and f.args[0].op == "const" and f.args[0].attrs["value"] == 1:
-            d = f.args[1]
-        if d is not None and d.op == "bin" and d.attrs["name"] == "add" and d.args[1].op == "const" \
-                and d.args[1].attrs["value"] == 1 and d.args[0].op == "deg" and not d.args[0].attrs["self_loop"]:
-            d = T("deg", (), d.ty, d.deps, d.span, dict(d.args[0].attrs, self_loop=True))
-        return d is not None and d.op == "deg" and d.attrs["at"] == v and d.attrs["dir"] == "in" \
-            and d.attrs["self_loop"] == self_loop
-
-    def mean_pattern(self, t: T) -> T | None:
-        """`\\frac{1}{|N(v)|} \\sum_{u \\in N(v)} m` (or `\\sum ... / |N(v)|`) -> mean_{u in N(v)} m."""
-        a, b = t.args
-        pairs = [(a, b), (b, a)] if t.attrs["name"] == "mul" else [(b, a)]
-        for scale, red in pairs:
-            if red.op != "nbreduce" or red.attrs["reduce"] != "sum":
-                continue
-            inv = scale if t.attrs["name"] == "mul" else _pow(scale, -1)
-            if self.is_inverse_degree(inv, red.attrs["center"], red.attrs["self_loop"]):
-                return T("nbreduce", red.args, red.ty, red.deps, red.span, dict(red.attrs, reduce="mean"),
-                         red.edge_input)
-        return None
+        s = {"sum": "\\sum", "mean": "mean", "max": "\\max", "min": "\\min"}[t.reduce]
+        nb = f"N({t.center})" if t.dir == "in" else f"N_out({t.center})"
+        if t.self_loop:
+            nb += f" ∪ {{{t.center}}}"
+        return f"{s}_{{{t.var} ∈ {nb}}}"
 
     def softmax(self, t: T, v: Value) -> Val:
-        self._edge_ctx = (t.attrs["var"], t.attrs["center"])
+        self._edge_ctx = (t.var, t.center)
         scores = self.as_edge(self.per_edge(self.edge(t.args[0])), f"{v.key}_score")
         lay = scores.lay
-        if t.attrs["self_loop"]:
+        if t.self_loop:
             selfs = self.per_node(self.on_self_loop(t.args[0]))
             selfs = self.emit(f"{v.key}_score_self", selfs.py, selfs.lay)
             pair = self.fresh(f"{v.key}_self")

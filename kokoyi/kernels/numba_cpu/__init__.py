@@ -6,6 +6,7 @@ the contract) and kokoyi/kernels/triton/:
     sddmm(src, dst, op, lhs, rhs, lhs_target, rhs_target) -> (E, *F)               sddmm.py
     edge_softmax(indptr, dst, scores, self_scores=None) -> alpha | (alpha, self_alpha)   softmax.py
     gat_aggregate(...) -> (out, (row_max, row_sum)); gat_aggregate_backward(...)   gat.py
+    gspmm_scaled(indptr, src, num_rows, x, src_scale, dst_scale, self_loop) -> out   scaled.py
 
 Design (measured in benchmarks/bench_dgl.py and BENCHMARKS.md):
 * `@njit(parallel=True, cache=True)` loops over the CSR by target: one output row per iteration,
@@ -23,8 +24,9 @@ Design (measured in benchmarks/bench_dgl.py and BENCHMARKS.md):
   processes load it in milliseconds (NUMBA_CACHE_DIR chooses the place).
 """
 from .gat import gat_aggregate, gat_aggregate_backward
+from .scaled import gspmm_scaled
 from .sddmm import sddmm
 from .softmax import edge_softmax, edge_softmax_backward
 from .spmm import arg_scatter, spmm
 
-__all__ = ["arg_scatter", "spmm", "sddmm", "edge_softmax", "edge_softmax_backward", "gat_aggregate", "gat_aggregate_backward"]
+__all__ = ["gspmm_scaled", "arg_scatter", "spmm", "sddmm", "edge_softmax", "edge_softmax_backward", "gat_aggregate", "gat_aggregate_backward"]

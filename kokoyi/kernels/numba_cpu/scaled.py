@@ -1,0 +1,82 @@
+"""The scaled copy_u sum on the CPU (the GCN aggregation in one pass over the CSR by target):
+
+    out[v] = d[v] * ( sum_{k = indptr[v]}^{indptr[v+1]-1} s[src[k]] * x[src[k]]  +  [self_loop] s[v] * x[v] )
+
+s (per source) and d (per row) are optional (length 0 means 1); the self term applies to the rows
+v < len(x) (a block's targets are a prefix of its sources; on the reversed CSR of the backward the
+gathered tensor has num_dst rows). One output row per iteration, accumulated in place in CSR
+order by one thread: bit-deterministic for any thread count. The row is written whole (no zero
+fill first), the scales are applied in the same pass: the symmetric normalisation of GCN costs no
+elementwise pass of its own.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import prange
+
+from ._common import PREFETCH_AHEAD, Launch, kernel, np_view, prefetch, prefetch_row, row_bounds, work_dtype
+
+
+@kernel
+def _scaled_rows(bounds, indptr, src, x, ss, ds, self_loop, out):
+    F = out.shape[1]
+    num_edges = src.shape[0]
+    has_ss, has_ds = ss.shape[0] > 0, ds.shape[0] > 0
+    n_x = x.shape[0]
+    for c in prange(bounds.shape[0] - 1):
+        for v in range(bounds[c], bounds[c + 1]):
+            o = out[v]
+            if self_loop and v < n_x:
+                xv = x[v]
+                if has_ss:
+                    w = ss[v, 0]
+                    for f in range(F):
+                        o[f] = w * xv[f]
+                else:
+                    for f in range(F):
+                        o[f] = xv[f]
+            else:
+                for f in range(F):
+                    o[f] = 0.0
+            for k in range(indptr[v], indptr[v + 1]):
+                if k + PREFETCH_AHEAD < num_edges:
+                    ahead = src[k + PREFETCH_AHEAD]
+                    prefetch_row(x, ahead)
+                    if has_ss:
+                        prefetch(ss, ahead, 0)
+                s = src[k]
+                r = x[s]
+                if has_ss:
+                    w = ss[s, 0]
+                    for f in range(F):
+                        o[f] += w * r[f]
+                else:
+                    for f in range(F):
+                        o[f] += r[f]
+            if has_ds:
+                d = ds[v, 0]
+                for f in range(F):
+                    o[f] *= d
+
+
+def gspmm_scaled(indptr, src, num_rows, x, src_scale, dst_scale, self_loop):
+    """The backend primitive (contract: kokoyi/kernels/torch_ops.gspmm_scaled)."""
+    dtype = x.dtype
+    for t in (src_scale, dst_scale):
+        if t is not None:
+            dtype = torch.promote_types(dtype, t.dtype)
+    work = work_dtype(dtype)
+    feats = tuple(x.shape[1:])
+    width = int(np.prod(feats)) if feats else 1
+    out = torch.from_numpy(np.empty((num_rows, width), dtype=np.float32 if work == torch.float32 else np.float64))
+    if num_rows == 0 or width == 0:
+        return out.reshape((num_rows,) + feats).to(dtype)
+    x2 = np_view(x.to(work).reshape(x.shape[0], width))
+    none = np.zeros((0, 1), dtype=x2.dtype)
+    ss = none if src_scale is None else np_view(src_scale.to(work).reshape(-1, 1))
+    ds = none if dst_scale is None else np_view(dst_scale.to(work).reshape(-1, 1))
+    ip = np_view(indptr)
+    with Launch(max(src.shape[0], num_rows) * width) as launch:
+        _scaled_rows(row_bounds(ip, launch.threads), ip, np_view(src), x2, ss, ds, bool(self_loop), out.numpy())
+    return out.reshape((num_rows,) + feats).to(dtype)
