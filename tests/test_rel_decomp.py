@@ -147,3 +147,4 @@ A_OK = r"  \param a \in \mathbb{R}^{|\mathcal{R}| \times B} \\"
 def test_decomposition_diagnostics(decl, body, message):
     text = _error(decl, body)
     assert message in text and "Traceback" not in text and ":" in text.splitlines()[0]
+

@@ -38,6 +38,8 @@ class DeclChecks:
             if v is not None and v.kind == "hyper":
                 if v.info.get("kind") not in ("dim", "nat"):
                     self.err(f"'{key}' is a real-valued hyperparameter; a dimension must be an integer", node.span)
+                if key not in self.syms:  # its declaration failed (e.g. the name is also a definition): reported
+                    self.err(f"'{key}' cannot size a dimension: its declaration failed", node.span)
                 return self.syms[key]
             if v is not None:
                 self.err(f"'{key}' is not a hyperparameter and cannot size a dimension", node.span)
