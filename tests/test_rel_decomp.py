@@ -1,5 +1,5 @@
 """Basis and block-diagonal decompositions of a relation family (R-GCN section 2.2; rel_decomp.py) at
-parity with PyG's `RGCNConv(num_bases=B)` / `RGCNConv(num_blocks=B)` / `FastRGCNConv(num_bases=B)`
+parity with PyG's `RGCNConv` and `FastRGCNConv` with `num_bases=B` / `num_blocks=B`
 (float64, copied weights, input gradients), the reference interpreter, the lowering (one segmented
 g-SpMM, the family composed once) and the diagnostics."""
 import pytest
@@ -71,10 +71,11 @@ def test_basis_matches_pyg(layer):
     assert sorted(k for k, _ in m.named_parameters()) == ["V_b.0", "V_b.1", "W_0", "a"]
 
 
-def test_blocks_match_pyg():
+@pytest.mark.parametrize("layer", ["RGCNConv", "FastRGCNConv"])
+def test_blocks_match_pyg(layer):
     ei, et, n, R = _graph(seed=1)
     m = kokoyi.compile_model(BLOCKS, "RGCNBlocks")(d_b=2, h_b=3, B=3, num_relations=R).double()
-    conv = pyg.RGCNConv(6, 9, R, num_blocks=3, aggr="mean", bias=False).double()
+    conv = getattr(pyg, layer)(6, 9, R, num_blocks=3, aggr="mean", bias=False).double()
     with torch.no_grad():
         for r in range(R):
             conv.weight[r].copy_(m.Q_r[r])
