@@ -76,10 +76,10 @@ def machine(threads) -> dict:
 def kokoyi_step(model, opt, graph, x, y, seeds, L, gen, history=None):
     if history is None:
         blocks = S.NeighborSampler([10] * L).sample(graph, seeds, gen)
-        out = model(blocks, x[blocks[0].src_ids])
+        out = model(blocks, x.index_select(0, blocks[0].src_ids))
     else:
         (b,) = S.NeighborSampler([10]).sample(graph, seeds, gen)
-        out = model([b] * L, x[b.src_ids], history=history)
+        out = model([b] * L, x.index_select(0, b.src_ids), history=history)
     loss = F.cross_entropy(out, y[seeds])
     opt.zero_grad()
     loss.backward()
@@ -112,7 +112,7 @@ def dgl_setup(edge_index, num_nodes, L, d_in, d_h, C):
 
 def dgl_step(g, model, opt, sampler, x, y, seeds):
     inp, out_nodes, blocks = sampler.sample_blocks(g, seeds)
-    out = model(blocks, x[inp])
+    out = model(blocks, x.index_select(0, inp))
     loss = F.cross_entropy(out, y[out_nodes])
     opt.zero_grad()
     loss.backward()

@@ -337,7 +337,7 @@ class VerifyReport:
         summary = self.summary()
         for m in models:
             lines.append(f"{m}: compiled module vs reference interpreter, float64, graphs: {', '.join(graphs)}")
-            for (model, what), (a, r, ok) in summary.items():
+            for (model, what), (a, r, ok) in sorted(summary.items(), key=lambda kv: kv[0][1].startswith("blocks: ")):
                 if model == m:
                     lines.append(Diff(what, a, r, ok).line())
         verdict = "agree" if self.ok else "DISAGREE"
@@ -346,8 +346,9 @@ class VerifyReport:
 
 
 def verify(source: str | bytes, *, path: str = "<string>", seed: int = 0, graphs=None, hypers=None,
-           rtol=RTOL, atol=ATOL) -> VerifyReport:
-    """Compile every model of `source` and compare it with the reference interpreter on small graphs."""
+           rtol=RTOL, atol=ATOL, blocks: bool = True) -> VerifyReport:
+    """Compile every model of `source` and compare it with the reference interpreter on small graphs, and
+    (`blocks`, for a model that runs on sampled blocks) on full-neighbour blocks of each graph."""
     from kokoyi.api import _compiling, _front, compile as compile_source
 
     with _compiling(source, path):
@@ -360,7 +361,7 @@ def verify(source: str | bytes, *, path: str = "<string>", seed: int = 0, graphs
         for j, (gname, (ei, n)) in enumerate(graphs.items()):
             hy = (hypers or {}).get(m.name) if isinstance(hypers, dict) and m.name in (hypers or {}) else None
             c = compare_model(program, classes[m.name], m.name, ei, n, gname, seed=seed * 1000 + 10 * i + j,
-                              hypers=hy, rtol=rtol, atol=atol)
+                              hypers=hy, rtol=rtol, atol=atol, blocks=blocks)
             comparisons.append(c)
     return VerifyReport(comparisons, rtol, atol)
 

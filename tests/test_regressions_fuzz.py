@@ -232,7 +232,7 @@ def test_a_softmax_over_the_neighbours_alone_read_on_the_self_loop_is_a_checker_
     with pytest.raises(KokoyiError) as err:
         check(parse(src, path="t.kky"))
     text = str(err.value)
-    assert "t.kky:" in text and "'alpha' is a softmax over \\mathcal{N}(v) only" in text and "^~" in text
+    assert "t.kky:" in text and "'alpha'" in text and "a softmax over \\mathcal{N}(v) only" in text and "^~" in text
     ok = src.replace(r"\mathcal{N}(v)}}(x_u", r"\mathcal{N}(v) \cup \{v\}}}(x_u").replace(
         r"{u \in \mathcal{N}(v)}(x_u", r"{u \in \mathcal{N}(v) \cup \{v\}}(x_u")
     assert "\\cup \\{v\\}}(x_u" in ok
@@ -256,3 +256,36 @@ def test_a_definition_read_only_inside_a_linear_order_branch_of_a_layer_loop_is_
 \end{model}"""
     assert "mu = x @ self.c" in kokoyi.to_python(src)
     agrees_everywhere(src, [dict(d=3, h=2, L=2), dict(d=2, h=3, L=1)])
+
+
+def test_an_edge_value_with_rows_that_follow_its_use_recomputed_on_a_later_block():
+    """`\\sum_{k=1}^{K}` of an edge expression that does not depend on k expands it over K with the edge
+    count of its block; recomputed on block 1 the expansion kept block 0's edge count ('The expanded size
+    of the tensor (11) must match the existing size (8)' on blocks only; found by the blocks comparison,
+    seed 1079)."""
+    src = r"""\begin{model}{M}
+  \hyper d, K \\
+  \input x_v \in \mathbb{R}^{d} \\
+  q_v \gets \sum_{u \in \mathcal{N}(v)} x_u \\
+  g_v \gets \mathrm{mean}_{u \in \mathcal{N}(v)} \left(\left(\sum_{k=1}^{K} \mathrm{mean}\left(\log\left(\left(|\mathcal{N}(u)| + 1\right) \exp\left(\tanh\left(x_v\right)\right)\right)\right)\right) \odot q_u\right) \\
+  \return g \\
+\end{model}"""
+    assert agrees_everywhere(src, [dict(d=2, K=2)]) > 0
+
+
+def test_an_edge_value_recomputed_on_a_block_then_on_the_next():
+    """`\\beta` (a softmax on block 0) read with `r^{(L)}_v` is recomputed on block L; that product then
+    joins `r^{(L)}_u` on block L+1, and the recomputed `beta_k` was kept as it was (its name, made by the
+    pass, had no level): 'The size of tensor a (11) must match the size of tensor b (8)' on blocks
+    only (found by the blocks comparison, seed 1452)."""
+    src = r"""\begin{model}{M}
+  \hyper d, L \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param c \in \mathbb{R}^{d} \\
+  r^{(0)}_v \gets \mathrm{mean}_{u \in \mathcal{N}(v)} x_u \\
+  r^{(l)}_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \max\left(r^{(l-1)}_{v}, r^{(l-1)}_{u}\right), \quad l = 1, \dots, L \\
+  \beta_{uv} \gets \mathrm{softmax}_{u \in \mathcal{N}(v) \cup \{v\}}\left(x_u \cdot c\right) \\
+  q_v \gets \mathrm{mean}_{u \in \mathcal{N}(v)} \left(r^{(L)}_{u} - \max\left(\beta_{uv} r^{(L)}_{v}, 0\right)\right) \\
+  \return q \\
+\end{model}"""
+    assert agrees_everywhere(src, [dict(d=2, L=1), dict(d=2, L=2)]) > 0

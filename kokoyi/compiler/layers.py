@@ -101,7 +101,7 @@ class LayerLowering:
     """Mixed into `lower.ModelLowering`."""
 
     def joins_block(self, fam) -> bool:
-        last = getattr(self, "_block_loop", None)
+        last = self.block_loop_of
         if last is None or not self.target or self.target[-1] is not last[3] or last[0] != fam.letter:
             return False
         return (str(fam.lo), str(fam.hi)) == (last[1], last[2])
@@ -112,7 +112,7 @@ class LayerLowering:
         from kokoyi.compiler.ir import Comment, Loop
         if not self.joins_block(fam) or lv != fam.letter:
             return None
-        last = self._block_loop
+        last = self.block_loop_of
         loop: Loop = last[3]
         self.loop_vars[lv] = loop.var
         loop.body.append(Comment(d.latex))

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 
 from kokoyi.compiler import tnodes as N
-from kokoyi.compiler.ir import Assign, Comment, Loop, Py, T
+from kokoyi.compiler.ir import Assign, Comment, If, Loop, Py, T
+from kokoyi.compiler.pynodes import attributes
 from kokoyi.grammar import ast as A
 
 _GROUPS = {"(": "paren", "[": "bracket", "{": "brace"}
@@ -112,7 +113,7 @@ def py_text(py) -> str:
     if py.op == "sympy":
         return str(py.args[0])
     args = [py_text(a) for a in py.args]
-    args += [f"{k}={py_text(v)}" for k, v in py.attrs.items() if k not in ("loop_vars", "comment")]
+    args += [f"{k}={py_text(v)}" for k, v in attributes(py).items() if k not in ("loop_vars", "comment")]
     return f"{py.op}({', '.join(args)})"
 
 
@@ -123,16 +124,16 @@ def lowered_lines(model) -> list[str]:
     def go(stmts, indent):
         for s in stmts:
             if isinstance(s, Assign):
-                target = s.target if isinstance(s.target, str) else py_text(s.target)
+                target = str(s.target) if not isinstance(s.target, Py) else py_text(s.target)
                 out.append(f"{indent}{target} = {py_text(s.expr)}")
             elif isinstance(s, Loop):
                 out.append(f"{indent}for {s.var} in {py_text(s.lo)}..{py_text(s.hi)}:")
                 go(s.body, indent + "  ")
-            elif isinstance(s, Py) and s.op == "if":
-                out.append(f"{indent}if {py_text(s.args[0])}:")
-                go(s.args[1], indent + "  ")
+            elif isinstance(s, If):
+                out.append(f"{indent}if {py_text(s.cond)}:")
+                go(s.then, indent + "  ")
                 out.append(f"{indent}else:")
-                go(s.args[2], indent + "  ")
+                go(s.orelse, indent + "  ")
             elif not isinstance(s, Comment):
                 out.append(f"{indent}{py_text(s)}")
 

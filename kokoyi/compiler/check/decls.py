@@ -65,7 +65,6 @@ class DeclChecks:
                     self.predeclare(st)
                 except CheckError:
                     pass
-        self.failed: set[str] = set()
         for st in self.m.stmts:
             try:
                 handlers[type(st)](st)
@@ -365,7 +364,8 @@ class DeclChecks:
         v.edge_input = getattr(v, "edge_input", False) or expr.edge_input
         v.info["edge_input"] = v.info.get("edge_input", False) or expr.edge_input
         if v.dom == "edge":  # an edge value made from a softmax over N(v) alone has no self-loop value
-            v.info["no_self_loop"] = v.info.get("no_self_loop") or self.softmax_without_self_loop(expr, v.key)
+            found = self.softmax_without_self_loop(expr, v.key)
+            v.info["no_self_loop"] = v.info.get("no_self_loop") or (found[0] if found else None)
         if v.info.get("block"):
             v.info["block_expr"] = expr
         self.depth[v.key] = self.expr_depth(expr, v)

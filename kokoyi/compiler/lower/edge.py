@@ -31,7 +31,7 @@ class EdgeLowering:
         return fn(t)
 
     def edge_letters(self, t):
-        return self._edge_ctx
+        return self.edge_ctx
 
     def e_ref(self, t):
         key = t.key

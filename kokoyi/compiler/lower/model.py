@@ -5,7 +5,8 @@ emitted so far) and `target` (the list new statements go to: the body, a loop's 
 `env` (name -> lowered value), `assigned` (temporary name -> its expression, read by the fused-attention
 rule), `memo` (CSE: structural key -> value), `names` (taken Python names), `current` (the definition
 being lowered: temporaries are named after it), `plan`/`intermediates` (for `--explain`), `fam_sizes`,
-`loop_vars`, `stacked`, `self_loop_env`, `diag` (lowering the self loop (v, v) of an edge expression).
+`loop_vars`, `stacked`, `self_loop_env`, `diag` (lowering the self loop (v, v) of an edge expression),
+`edge_ctx` (the letters of the edge expression being lowered), `block_loop_of` (the last layer loop).
 """
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
         self.assigned: dict[str, Py] = {}  # name -> the expression assigned to it
         self.fuse_gat = True
         self.nesting: dict[int, int] = {}  # id(Py) -> operators nested in it (see `shallow`)
+        self.edge_ctx = ("u", "v")  # the (source, target) letters of the edge expression being lowered
+        self.block_loop_of = None  # (letter, lo, hi, Loop) of the last layer loop: a layer block joins it
 
     # ------------------------------------------------------------------ emission
     def fresh(self, base: str) -> str:
@@ -116,7 +119,7 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
                                                                                      const(1)), [])
                         self.target.append(Comment(d.latex))
                         self.target.append(loop)
-                        self._block_loop = (lv, str(fam.lo), str(fam.hi), loop)
+                        self.block_loop_of = (lv, str(fam.lo), str(fam.hi), loop)
                     saved, self.target = self.target, loop.body
                     val = self.lower_def(d)
                     self.target.append(Assign(call("getitem", var(v.key), var(self.loop_vars[lv])), val.py))
@@ -216,7 +219,6 @@ def lower(program: TProgram) -> LProgram:
     models = []
     for tm in program.models:
         ml = ModelLowering(tm, col)
-        ml._edge_ctx = ("u", "v")
         try:
             models.append(ml.run())
             blocks_pass.apply(ml, models[-1])
