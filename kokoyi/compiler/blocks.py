@@ -613,7 +613,11 @@ class Levels:
         k = sp.expand(_norm(base.k) + c * (idx_e - i0))
         if _eq(c, 0):
             return base
-        side = "s" if self.loop_vars else "d"
+        # inside the loop h[l-1] was exchanged (a source set); after it, every layer the loop exchanged
+        # holds its sources' rows too (the history's stale rows after the fresh ones; the identity at L)
+        # (the layer of depth L is never exchanged: it keeps its targets' rows)
+        exchanged = key in self.boundaries and self.maybe_ge(self.L - 1, k) is not False
+        side = "s" if self.loop_vars or exchanged else "d"
         return Lv(k, side)
 
     # ------------------------------------------------------------------ expressions

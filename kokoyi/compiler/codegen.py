@@ -248,6 +248,7 @@ PRINT = {
     P.ConcatAxis: lambda pr, py: (f"{pr.wrap(py.args[0], 9)}.movedim({py.axis}, -2).flatten(-2)", 9),
     P.ReduceAxis: lambda pr, py: (f"{pr.wrap(py.args[0], 9)}.{_AXIS_REDUCE[py.reduce]}({py.axis})", 9),
     P.SqueezeAxis: lambda pr, py: (f"{pr.wrap(py.args[0], 9)}.squeeze({py.axis})", 9),
+    P.SoftmaxAxis: lambda pr, py: (f"torch.softmax({pr(py.args[0])}, {py.axis})", 9),
     P.Featreduce: lambda pr, py: (f"{pr.wrap(py.args[0], 9)}.{_AXIS_REDUCE[py.reduce]}(-1)", 9),
     P.Submodel: _submodel,
     P.SliceFeat: _slice_feat,

@@ -1,7 +1,7 @@
 """The reference interpreter: a checked program evaluated from its meaning, node by node, edge by edge.
 
 It is the oracle of the differential tests and of `kokoyi check --verify`. It reads the typed program
-(`check.py`'s output) and nothing after it: no lowering, no factoring, no fusion, no generated code. Every
+(`compiler/check/`'s output) and nothing after it: no lowering, no factoring, no fusion, no generated code. Every
 value is computed one node (or one edge) at a time with plain Python loops over the graph's edge list, in
 float64, so that autograd gives exact gradients. It is slow (fine for graphs of tens of nodes) and meant to
 be obviously right. The rules, written once here:

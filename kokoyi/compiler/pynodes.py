@@ -94,10 +94,21 @@ def on_block(py) -> bool:
     return isinstance(py, OnBlock) and py.block is not None
 
 
+_ATTR_NAMES: dict = {}  # class -> its attribute field names (dataclasses.fields is slow on a hot path)
+
+
 def attributes(py: Py) -> dict:
     """The attributes a node sets (None ones left out), by field name: for generic walks (the blocks pass,
     CSE keys, validation, printing); code that knows the op reads the fields (`py.idx`)."""
-    return {f.name: getattr(py, f.name) for f in py.attr_fields() if getattr(py, f.name) is not None}
+    names = _ATTR_NAMES.get(type(py))
+    if names is None:
+        names = _ATTR_NAMES[type(py)] = tuple(f.name for f in py.attr_fields())
+    out = {}
+    for n in names:
+        v = getattr(py, n)
+        if v is not None:
+            out[n] = v
+    return out
 
 
 @dataclass(eq=False, kw_only=True)
@@ -329,6 +340,16 @@ class SqueezeAxis(Py):
 
     axis: int
     op: ClassVar[str] = "squeeze_axis"
+    ARITY: ClassVar[tuple] = (1,)
+    PRINTER: ClassVar[Printer] = Printer.EXPR
+
+
+@dataclass(eq=False, kw_only=True)
+class SoftmaxAxis(Py):
+    """softmax over one axis (a family axis: softmax_l over the layers, layers.py)"""
+
+    axis: int
+    op: ClassVar[str] = "softmax_axis"
     ARITY: ClassVar[tuple] = (1,)
     PRINTER: ClassVar[Printer] = Printer.EXPR
 

@@ -174,6 +174,8 @@ class ExprChecks:
                 self.err("the dropout rate must be a scalar hyperparameter or number", script.span)
             if param.op == "hyper":  # its domain, for up-front checks of --hyper values (metadata "range")
                 self.values_by_key(param.name).info.setdefault("range", [0.0, 1.0])
+        elif name == "softmax" and self.family_letter(script) in scope.heads:
+            return self.layer_softmax(arg, self.family_letter(script), scope, span)  # softmax_l (layers.py)
         elif script is not None:
             self.err(f"'{name}' takes no subscript", script.span)
         return self.mk("fn", [arg], arg.ty, span, name=name, param=param)

@@ -235,6 +235,8 @@ class NodeLowering:
         if kind in ("vm", "mv"):
             if not b.lay.fam and b.lay.rows is None:
                 return Val(call("matmul", a.py, b.py), lay, side)
+            if b.lay.rows is not None and not a.lay.fam and not b.lay.fam:  # a matrix per row (`(x_v \odot U) y_v`):
+                return Val(call("einsum", "...j,...jk->...k", a.py, b.py), lay, side)  # one product per row
             if b.lay.rows is None and b.lay.fam:
                 (k,) = b.lay.fam
                 if k in a.lay.fam:
