@@ -22,6 +22,7 @@ from __future__ import annotations
 import sympy as sp
 
 from kokoyi.grammar import ast as A
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import T, Ty
 from kokoyi.compiler.tnodes import Eye
 
@@ -60,7 +61,7 @@ class CaseChecks:
         acc = self.expr(rows[-1][0], scope)
         for value, cond in reversed(rows[:-1]):
             c = self.expr(cond, scope)
-            if c.op != "cmp":
+            if not isinstance(c, N.Cmp):
                 self.err("a condition is a comparison, e.g. d_v > 0", cond.span)
             acc = self.where(c, self.expr(value, scope), acc, node.span)
         return acc

@@ -142,7 +142,7 @@ class Sympy(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Add(Py):
-    """a add b"""
+    """a + b"""
 
     op: ClassVar[str] = "add"
     ARITY: ClassVar[tuple] = (2,)
@@ -152,7 +152,7 @@ class Add(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Sub(Py):
-    """a sub b"""
+    """a - b"""
 
     op: ClassVar[str] = "sub"
     ARITY: ClassVar[tuple] = (2,)
@@ -162,7 +162,7 @@ class Sub(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Mul(Py):
-    """a mul b"""
+    """a * b"""
 
     op: ClassVar[str] = "mul"
     ARITY: ClassVar[tuple] = (2,)
@@ -172,7 +172,7 @@ class Mul(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Div(Py):
-    """a div b"""
+    """a / b"""
 
     op: ClassVar[str] = "div"
     ARITY: ClassVar[tuple] = (2,)
@@ -182,7 +182,7 @@ class Div(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Matmul(Py):
-    """a matmul b"""
+    """a @ b"""
 
     op: ClassVar[str] = "matmul"
     ARITY: ClassVar[tuple] = (2,)
@@ -192,7 +192,7 @@ class Matmul(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Pow(Py):
-    """a pow b"""
+    """a ** b"""
 
     op: ClassVar[str] = "pow"
     ARITY: ClassVar[tuple] = (2,)
@@ -202,7 +202,7 @@ class Pow(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Le(Py):
-    """a le b"""
+    """a <= b"""
 
     op: ClassVar[str] = "le"
     ARITY: ClassVar[tuple] = (2,)
@@ -212,7 +212,7 @@ class Le(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Gt(Py):
-    """a gt b"""
+    """a > b"""
 
     op: ClassVar[str] = "gt"
     ARITY: ClassVar[tuple] = (2,)
@@ -222,7 +222,7 @@ class Gt(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Lt(Py):
-    """a lt b"""
+    """a < b"""
 
     op: ClassVar[str] = "lt"
     ARITY: ClassVar[tuple] = (2,)
@@ -232,7 +232,7 @@ class Lt(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Ge(Py):
-    """a ge b"""
+    """a >= b"""
 
     op: ClassVar[str] = "ge"
     ARITY: ClassVar[tuple] = (2,)
@@ -242,7 +242,7 @@ class Ge(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Eq(Py):
-    """a eq b"""
+    """a == b"""
 
     op: ClassVar[str] = "eq"
     ARITY: ClassVar[tuple] = (2,)
@@ -252,7 +252,7 @@ class Eq(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Ne(Py):
-    """a ne b"""
+    """a != b"""
 
     op: ClassVar[str] = "ne"
     ARITY: ClassVar[tuple] = (2,)
@@ -689,6 +689,36 @@ class RelGSpMM(Py):
     ARITY: ClassVar[tuple] = (6,)
     PRINTER: ClassVar[Printer] = Printer.TEMPLATE
     TEMPLATE: ClassVar[str] = 'ops.rel_gspmm(graph, {0}, {1}, x_rel={2}, scale_rel={3}, mean={4}, fused={5})'
+
+
+@dataclass(eq=False, kw_only=True)
+class RelBasis(Py):
+    """W_r = sum_b a_rb V_b, stacked over r (rel_decomp.py)"""
+
+    op: ClassVar[str] = "rel_basis"
+    ARITY: ClassVar[tuple] = (2,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = "torch.einsum('rb,b...->r...', {0}, torch.stack(tuple({1})))"
+
+
+@dataclass(eq=False, kw_only=True)
+class RelBlockDiag(Py):
+    """W_r = the direct sum of Q_r's blocks, stacked over r (rel_decomp.py)"""
+
+    op: ClassVar[str] = "rel_blockdiag"
+    ARITY: ClassVar[tuple] = (1,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = "ops.rel_block_diag(torch.stack(tuple({0})))"
+
+
+@dataclass(eq=False, kw_only=True)
+class SoftmaxAggregate(OnBlock):
+    """sum_u softmax_u(s) * m per channel, fused (rewrites.py COPY_E_RULES; kernels/softmax_agg.py)"""
+
+    op: ClassVar[str] = "softmax_aggregate"
+    ARITY: ClassVar[tuple] = (2,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = "ops.softmax_aggregate(graph, {0}, {1})"
 
 
 @dataclass(eq=False, kw_only=True)
