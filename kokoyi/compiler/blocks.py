@@ -777,6 +777,10 @@ class Levels:
         p, b = self.sparse(py, roles, "edge softmax")
         return p, Lv(b, "e") if len(py.args) == 1 else ("pair", b)
 
+    def x_softmax_aggregate(self, py):
+        p, b = self.sparse(py, ["e", "e"], "fused softmax aggregation")
+        return p, Lv(b + 1, "d")
+
     def x_gat_aggregate(self, py):
         p, b = self.sparse(py, ["u", "v", "u", None, None], "fused attention")
         return p, Lv(b + 1, "d")
@@ -892,6 +896,7 @@ BLOCK_PRINT = {
     P.GSDDMM: _on_block("gsddmm"),
     P.EdgeSoftmax: _on_block("edge_softmax"),
     P.GatAggregate: _print_gat_on_block,
+    P.SoftmaxAggregate: _on_block("softmax_aggregate"),
 }
 
 

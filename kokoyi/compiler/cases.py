@@ -82,6 +82,12 @@ class CaseChecks:
             return T("eye", (), Ty((n, n)), frozenset(), node.span, {"n": n})
         return T("eye", (), Ty((EYE_SIZE, EYE_SIZE)), frozenset(), node.span, {"n": None})
 
+    def eye_settled(self, t: T) -> T:
+        """A definition whose value still has the size of a bare I pending (`Z \\gets I`, `\\alpha I`) is refused."""
+        if any(EYE_SIZE in sp.sympify(d).free_symbols for d in t.ty.shape):
+            self.err("cannot tell the size of I here", t.span, "write I_{n} with its size")
+        return t
+
     def resolve_eye(self, a: T, b: T, node):
         """Give a bare I (and what was made from it, e.g. (1 - beta) I) the size of the matrix it meets."""
         def pending(t):

@@ -375,7 +375,10 @@ def generate_model(m: LModel) -> str:
         shape = "(" + "".join(pr.dim(d) + ", " for d in i.ty.shape).rstrip(", ") + ("," if len(i.ty.shape) == 1 else "") + ")"
         where = gname if tm.uses_graph else "None"
         fb.append(f"# {comment(i.latex)}")
-        if on_blocks and i.dom == "edge":  # one row per edge of the full graph; blocks gather theirs
+        if i.info.get("ntype"):  # x^{paper}_v: the rows of one node type, zeros elsewhere (node_types.py)
+            fb.append(f'{i.key} = ops.check_type_input({where}, {quote(i.info["ntype"])}, {quote(i.key)}, {i.key}, '
+                      f'{shape})')
+        elif on_blocks and i.dom == "edge":  # one row per edge of the full graph; blocks gather theirs
             fb.append(f'{i.key} = ops.check_edge_input(blocks, {quote(i.key)}, {i.key}, {shape})')
         else:
             fb.append(f'{i.key} = ops.check_input({where}, {quote(i.key)}, {i.key}, {quote(i.dom)}, {shape})')
@@ -510,12 +513,14 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         parts.append(STANDALONE_BLOCKS)
         parts.append(_standalone_extras())
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
-                     "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
+                     "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, softmax_aggregate=softmax_aggregate, "
+                     "check_input=check_input, "
                      "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
                      "node_rows=node_rows, edge_rows=edge_rows, check_edge_input=check_edge_input, "
                      "readout=readout, broadcast_graph=broadcast_graph, "
                      "graph_softmax=graph_softmax, GraphNorm=GraphNorm, rel_gspmm=rel_gspmm, "
-                     "rel_in_degrees=rel_in_degrees, full_graph_only=full_graph_only)\n")
+                     "rel_in_degrees=rel_in_degrees, rel_block_diag=rel_block_diag, check_type_input=check_type_input, "
+                     "full_graph_only=full_graph_only)\n")
     else:
         parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

@@ -421,6 +421,14 @@ class MatrixForm:
         return dataclasses.replace(node, **changes)
 
     def row_chain(self, factors, x, whole):
+        for f in factors:
+            named = self.name_of(f)
+            if named is not None and named[0] not in self.names and named[0] not in self.ops \
+                    and named[0] in ("A_hat", "A_bar", "P", "S", "L", "L_tilde", "A_check", "A_breve") \
+                    and self.builtin(named[0], f.span) is None:
+                raise Refusal(f"undefined graph matrix '{self.latex(f)}'", f.span,
+                              f"define it before this line, e.g. {self.latex(f)} \\gets \\tilde{{D}}^{{-1/2}} "
+                              "\\tilde{A} \\tilde{D}^{-1/2}")
         kinds = [self.kind(f) for f in factors]
         if "op" not in kinds:
             nodes = [f for f, k in zip(factors, kinds) if k == "nodes"]

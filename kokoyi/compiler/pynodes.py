@@ -692,6 +692,36 @@ class RelGSpMM(Py):
 
 
 @dataclass(eq=False, kw_only=True)
+class RelBasis(Py):
+    """W_r = sum_b a_rb V_b, stacked over r (rel_decomp.py)"""
+
+    op: ClassVar[str] = "rel_basis"
+    ARITY: ClassVar[tuple] = (2,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = "torch.einsum('rb,b...->r...', {0}, torch.stack(tuple({1})))"
+
+
+@dataclass(eq=False, kw_only=True)
+class RelBlockDiag(Py):
+    """W_r = the direct sum of Q_r's blocks, stacked over r (rel_decomp.py)"""
+
+    op: ClassVar[str] = "rel_blockdiag"
+    ARITY: ClassVar[tuple] = (1,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = "ops.rel_block_diag(torch.stack(tuple({0})))"
+
+
+@dataclass(eq=False, kw_only=True)
+class SoftmaxAggregate(OnBlock):
+    """sum_u softmax_u(s) * m per channel, fused (rewrites.py COPY_E_RULES; kernels/softmax_agg.py)"""
+
+    op: ClassVar[str] = "softmax_aggregate"
+    ARITY: ClassVar[tuple] = (2,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = "ops.softmax_aggregate(graph, {0}, {1})"
+
+
+@dataclass(eq=False, kw_only=True)
 class RelDegrees(Py):
     """in-degrees per relation"""
 

@@ -17,6 +17,10 @@ Rows (each one checked by the stage tables of tests/test_stages.py and the golde
 * **fused attention** (IR): `gspmm(sum, S, edge_softmax(leaky_relu(gsddmm(add, s, t, u, v))))` ->
   `gat_aggregate(s, t, S, slope, self_loop)`: score, LeakyReLU, softmax and weighted sum in one op, with
   no per-edge tensor of the features.
+* **fused softmax aggregation** (IR, `COPY_E_RULES`: an aggregation of edge values alone, `S` None):
+  `gspmm(copy_e, sum, edge_softmax(s) * m)` with vector edge values -> `softmax_aggregate(s, m)`:
+  GENConv's channel-wise softmax, product and sum in one op, with no (E x F) alpha nor alpha * m
+  (kernels/softmax_agg.py; the runtime composes the three ops when s and m differ in shape).
 
 To add a rule: write its `match` and `rewrite` here and append a `Rule` row to its table; a rule that
 needs another call site adds one `apply` call there.
@@ -168,4 +172,31 @@ def rewrite_attention(binding, agg: Aggregation, _assigned) -> Py:
 IR_RULES: list[Rule] = [
     Rule("fused attention", match_attention, rewrite_attention,
          plan="fused attention (score, LeakyReLU, softmax and weighted sum in one op)"),
+]
+
+
+
+# ---------------------------------------------------------------------- fused softmax aggregation (sparse-op IR)
+def match_softmax_aggregate(agg: Aggregation, assigned: dict):
+    """`sum_u alpha_uv * m_uv` with alpha = softmax_{N(v)}(s) per channel, both edge values (no source
+    features, no self loop) -> (s, m); None otherwise (a dropout between the softmax and the product)."""
+    if agg.red != "sum" or agg.S is not None or agg.self_loop or not agg.E_shape:
+        return None
+    prod = _follow(agg.E, assigned)
+    if prod.op != "mul":
+        return None
+    for a, b in (prod.args, prod.args[::-1]):
+        soft = _follow(a, assigned)
+        if soft.op == "edge_softmax" and len(soft.args) == 1 and b.op != "const":
+            return soft.args[0], b
+    return None
+
+
+def rewrite_softmax_aggregate(binding, _agg: Aggregation, _assigned) -> Py:
+    return Py("softmax_aggregate", binding)
+
+
+COPY_E_RULES: list[Rule] = [
+    Rule("fused softmax aggregation", match_softmax_aggregate, rewrite_softmax_aggregate,
+         plan="fused softmax aggregation (channel-wise softmax, product and sum in one op)"),
 ]

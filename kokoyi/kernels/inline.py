@@ -128,6 +128,11 @@ def gat_aggregate(graph, s_src, t_dst, feat, negative_slope=0.2, self_loop=False
     return gspmm(graph, "mul", "sum", feat, alpha[..., None]) + feat[: graph.num_dst] * alpha_self[..., None]
 
 
+def softmax_aggregate(graph, scores, msg):
+    """sum_{i -> v} softmax(scores)[i] * msg[i] per channel (kokoyi fuses it; here the composition)."""
+    return gspmm(graph, "copy_e", "sum", None, edge_softmax(graph, scores) * msg)
+
+
 def check_hyper(name, value, kind, bounds=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"hyperparameter {name!r} must be a number, got {value!r}")

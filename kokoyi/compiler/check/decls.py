@@ -39,6 +39,8 @@ class DeclChecks:
             if v is not None and v.kind == "hyper":
                 if v.info.get("kind") not in ("dim", "nat"):
                     self.err(f"'{key}' is a real-valued hyperparameter; a dimension must be an integer", node.span)
+                if key not in self.syms:  # its declaration failed (e.g. the name is also a definition): reported
+                    self.err(f"'{key}' cannot size a dimension: its declaration failed", node.span)
                 return self.syms[key]
             if v is not None:
                 self.err(f"'{key}' is not a hyperparameter and cannot size a dimension", node.span)
@@ -126,6 +128,8 @@ class DeclChecks:
         self.err("expected a number", node.span)
 
     def input(self, st: A.Input):
+        if self.is_typed_input(st):  # x^{paper}_v: an input of one node type (node_types.py)
+            return self.typed_input(st)
         key, letters, fl, member = self.split_target(st.target, allow_index=True)
         if fl is not None or member is not None:
             self.err("an input takes no superscript", st.target.span)
@@ -236,6 +240,8 @@ class DeclChecks:
         self.params.append(v)
 
     def predeclare(self, st: A.Def):
+        if self.decomposition_kind(st):  # W_r from bases or blocks (rel_decomp.py)
+            return self.predeclare_decomposition(st)
         key, letters, fl, member = self.split_target(st.target, allow_index=True)
         dom = "plain" if not letters else "node" if len(letters) == 1 else "edge"
         key = py_name(key)
@@ -291,6 +297,8 @@ class DeclChecks:
 
     # ------------------------------------------------------------------ definitions
     def define(self, st: A.Def):
+        if self.decomposition_kind(st):  # W_r from bases or blocks (rel_decomp.py)
+            return self.define_decomposition(st)
         key, letters, fl, member = self.split_target(st.target, allow_index=True)
         key = py_name(key)
         v = self.values.get(key)
@@ -324,7 +332,7 @@ class DeclChecks:
                     read = self.family_of(v.info["range"], fam.letter, st, "vector")
                     fam.lo, fam.hi = read.lo, read.hi
                 scope.heads[fam.letter] = fam
-        expr = self.no_func(self.expr(st.expr, scope))
+        expr = self.eye_settled(self.no_func(self.expr(st.expr, scope)))  # a bare I must have met its size (cases.py)
         if v.family is not None and v.family.mode == "vector":
             fam = scope.heads[v.family.letter]
             if fam.hi is None:

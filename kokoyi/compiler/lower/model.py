@@ -99,7 +99,7 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
             rows = {"node": "N", "edge": "E", "plain": None}[inp.dom]
             self.env[inp.key] = Val(var(inp.key), Lay(rows, (), inp.ty.shape), "n" if rows else "plain")
         loops_done = set()
-        for d in tm.defs:
+        for d in self.inline_edge_defs(tm.defs):  # named per-edge intermediates substituted (fusion.py)
             v = d.value
             self.current = v.key
             fam = v.family

@@ -70,7 +70,7 @@ class NodeLowering:
             if key not in self.stacked:  # first statement of the body: first read may be inside a loop or branch
                 lay = Lay(None, (t.head,), v.ty.shape)
                 name = self.fresh(f"{key}_stacked")
-                self.body.insert(0, Assign(name, call("stack", py), None, self.layout_dims(lay)))
+                self.body.insert(0, Assign(name, self.stacked_family_py(v, py), None, self.layout_dims(lay)))
                 self.stacked[key] = Val(var(name), lay, "plain")
             st = self.stacked[key]
             return Val(st.py, Lay(None, (t.head,), v.ty.shape), "plain")

@@ -10,7 +10,7 @@ from kokoyi.compiler.ir import Assign, If, Names, PlanEntry, Py, T, Value
 from kokoyi.compiler.shapes import broadcast
 from kokoyi.compiler.lower.common import Lay, LowerError, Val, call, const, var
 from kokoyi.compiler.relations import rel_letter
-from kokoyi.compiler.rewrites import IR_RULES, Aggregation, find, is_inverse_degree
+from kokoyi.compiler.rewrites import COPY_E_RULES, IR_RULES, Aggregation, find, is_inverse_degree
 
 
 class ReduceLowering:
@@ -156,6 +156,14 @@ class ReduceLowering:
                 ops_used.append(rule.plan)
                 return self.emit(f"{name}_agg", rule.rewrite(binding, agg, self.assigned),
                                  Lay("N", S.lay.fam, S.lay.shape))
+        if S is None and E is not None and self.fuse_gat and not self.diag:  # edge values alone (GENConv)
+            agg = Aggregation(red, None, E.py, self_loop, (), (), E.lay.fam, E.lay.shape)
+            hit = find(COPY_E_RULES, agg, self.assigned)
+            if hit is not None:
+                rule, binding = hit
+                ops_used.append(rule.plan)
+                return self.emit(f"{name}_agg", rule.rewrite(binding, agg, self.assigned),
+                                 Lay("N", E.lay.fam, E.lay.shape))
         if S is not None and E is not None:
             lay = Lay("N", tuple(dict.fromkeys(S.lay.fam + E.lay.fam)),
                       broadcast(S.lay.shape, E.lay.shape))
