@@ -693,6 +693,10 @@ class Levels:
         p, b = self.sparse(py, roles, f"g-SpMM {op}/{py.args[1].args[0]}")
         return p, Lv(b + 1, "d")
 
+    def x_gspmm_scaled(self, py):
+        p, b = self.sparse(py, ["u", "u", "v", None], "g-SpMM copy_u/sum")  # scales folded in
+        return p, Lv(b + 1, "d")
+
     # graph-level values, GraphNorm and relations (issue 11; lang2): they read whole graphs
     def _whole_graph(self, what, why="a sampled block holds part of each graph"):
         raise BlockError(f"{what} needs the full graph ({why})")
@@ -816,6 +820,9 @@ def print_rule(pr, py: Py):
         return f"ops.edge_softmax({g}, {', '.join(pr(a) for a in args)})", 9
     if op == "gspmm_out":
         return f'ops.gspmm({g}.reverse(), "copy_u", {pr(args[0])}, {pr(args[1])}, None)', 9
+    if op == "gspmm_scaled":
+        a = [pr(x) for x in args]
+        return f"ops.gspmm_scaled({g}, {a[0]}, {a[1]}, {a[2]}, self_loop={a[3]})", 9
     if op == "gat_aggregate":
         a = [pr(x) for x in args]
         return f"ops.gat_aggregate({g}, {a[0]}, {a[1]}, {a[2]}, negative_slope={a[3]}, self_loop={a[4]})", 9

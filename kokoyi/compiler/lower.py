@@ -35,6 +35,7 @@ from kokoyi.compiler.norms import NormLowering
 from kokoyi.compiler.cases import CaseLowering
 from kokoyi.compiler.layers import LayerLowering
 from kokoyi.compiler.fusion import FusionLowering
+from kokoyi.compiler.scaled import ScaledSumLowering, drop_unread
 from kokoyi.compiler.slices import SliceLowering
 from kokoyi.compiler.relations import RelationLowering, rel_letter
 
@@ -74,7 +75,7 @@ class LowerError(Exception):
 
 
 class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowering, LayerLowering,
-                    FusionLowering, SliceLowering):
+                    FusionLowering, SliceLowering, ScaledSumLowering):
     def __init__(self, tm: TModel, col: Collector):
         self.tm, self.col = tm, col
         self.body: list = []
@@ -92,6 +93,7 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
         self.diag = False  # evaluating an edge expression on the self loop (v, v): u and v coincide
         self.assigned: dict[str, Py] = {}  # name -> the expression assigned to it
         self.fuse_gat = True
+        self.fused_away: set[str] = set()  # source values a gspmm_scaled replaced (scaled.py)
         self.nesting: dict[int, int] = {}  # id(Py) -> operators nested in it (see `shallow`)
 
     # ------------------------------------------------------------------ emission
@@ -195,6 +197,7 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
         for py in outputs:
             live |= _names(py)
         self.body = _drop_dead(self.body, live)
+        self.body = drop_unread(self.body, self.fused_away)
         kept = _assigned_names(self.body)
         self.intermediates = [(n, d) for n, d in self.intermediates if n.split(": ", 1)[-1] in kept]
         for p in self.plan:  # a definition whose code all went into a fused op
@@ -581,6 +584,9 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
             D = self.product_of(dst + cst, f"{name}_dst") if (dst or cst) else None
 
         def reduce_with(S_val: Val | None, tag: str) -> Val:
+            fused = self.scaled_sum(red, S_val, E, D, t, ops_used)  # scales in the gather (scaled.py)
+            if fused is not None:
+                return fused
             out = self.spmm(red, S_val, E, t, ops_used)
             if D is not None:
                 lay = self.join(out, D, _bshape(out.lay.shape, D.lay.shape))  # `sum_u b`: (N,) deg times (d,) b
@@ -643,14 +649,16 @@ class ModelLowering(ReadoutLowering, NormLowering, RelationLowering, CaseLowerin
         return call("matmul", x.py, W.py)
 
     def linear_order(self, W: Val, S: Val):
-        """'before' when projecting first narrows the features, 'after' when it widens, else a run-time test."""
+        """'before' when projecting first narrows the features, 'after' when it keeps or widens them, else a
+        run-time test. At equal widths the sparse op costs the same either way, and 'after' needs no g-SpMM
+        backward when the features need no gradient (a model's input): W's gradient is then agg^T g."""
         d_in, d_out = W.lay.shape[0], W.lay.shape[1]
         diff = sp.simplify(d_in - d_out)
-        if diff.is_nonnegative:
+        if diff.is_positive:
             return "before"
-        if diff.is_negative:
+        if diff.is_nonpositive:
             return "after"
-        return Py("le", (self.dim_py(d_out), self.dim_py(d_in)))
+        return Py("lt", (self.dim_py(d_out), self.dim_py(d_in)))
 
     def gat_pattern(self, E: Val, self_loop: bool):
         """E = softmax_{N(v) [cup {v}]}(LeakyReLU(s_u + t_v)), followed through the assignments ->
