@@ -83,11 +83,17 @@ def _rank(rank, world, job):
                    "history": r.history}, f)
 
 
-def run(graph: GraphArrays, procs: int, config: dict, model: str, hidden: int, method: str, workdir: Path):
+def run(graph: GraphArrays, procs: int, config: dict, model: str, hidden: int, method: str, workdir: Path,
+        reuse: dict | None = None):
+    """Partition (once per process count when `reuse` is a dict) and train on `procs` processes."""
     parts = workdir / f"parts-{procs}"
-    t = time.perf_counter()
-    partition_graph(graph, procs, parts, method=method if procs > 1 else "contiguous", overwrite=True)
-    t_part = time.perf_counter() - t
+    t_part = (reuse or {}).get(procs)
+    if t_part is None:
+        t = time.perf_counter()
+        partition_graph(graph, procs, parts, method=method if procs > 1 else "contiguous", overwrite=True)
+        t_part = time.perf_counter() - t
+        if reuse is not None:
+            reuse[procs] = t_part
     out = workdir / f"out-{procs}"
     out.mkdir(exist_ok=True)
     job = {"model": model, "hidden": hidden, "num_features": int(graph.x.shape[1]),
@@ -111,29 +117,42 @@ def cmd_throughput(a):
     print(f"# throughput: dcsbm {g.num_nodes} nodes, {g.num_edges} directed edges, {g.x.shape[1]} features "
           f"(generated in {time.perf_counter() - t:.0f} s); {machine()}; fanouts {a.fanouts}, "
           f"batch {a.batch_size} seeds per rank, {a.batches} batches per rank, 1 thread per rank")
-    print("| procs | seeds/s (all ranks) | feature KB recv/batch/rank | structure KB recv/batch/rank | "
+    print("| procs | cache policy | seeds/s (all ranks) | feature KB recv/batch/rank | structure KB recv/batch/rank | "
           "cache hit rate | feature MB held/rank | peak RSS MB/rank (max) | of which before data | partition s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
+    policies = a.cache_policy.split(",")
     with tempfile.TemporaryDirectory(prefix="kokoyi-bench-", dir=a.workdir) as tmp:
+        parts = {}
         for p in a.procs:
-            cfg = {"fanouts": a.fanouts, "batch_size": a.batch_size, "epochs": 1, "seed": 0,
-                   "cache_size": a.cache, "max_batches": a.batches, "evaluate": False, "verify": False}
-            ranks, t_part = run(g, p, cfg, a.model, a.hidden, a.method, Path(tmp))
-            steps = max(r["steps"] for r in ranks)
-            seeds = sum(r["seeds_per_second"] for r in ranks) / p  # each rank reports the global rate
-            fb = sum(r["fetch"]["bytes_received"] for r in ranks) / p / steps / 1024
-            sb = sum(r["structure_bytes"] for r in ranks) / p / steps / 1024
-            rem = sum(r["fetch"]["remote_rows"] for r in ranks)
-            hit = sum(r["fetch"]["cache_hits"] for r in ranks) / rem if rem else float("nan")
-            row = {"procs": p, "seeds_per_s": seeds, "feature_kb_per_batch": fb, "structure_kb_per_batch": sb,
-                   "hit_rate": hit, "feature_mb": max(r["feature_mb"] for r in ranks),
-                   "peak_rss_mb": max(r["peak_rss_mb"] for r in ranks),
-                   "base_rss_mb": max(r["base_rss_mb"] for r in ranks), "partition_s": t_part}
-            rows.append(row)
-            print(f"| {p} | {seeds:.0f} | {fb:.0f} | {sb:.0f} | {hit:.2f} | {row['feature_mb']:.0f} | "
-                  f"{row['peak_rss_mb']:.0f} | {row['base_rss_mb']:.0f} | {t_part:.1f} |", flush=True)
+            for policy in (policies if p > 1 else policies[:1]):  # one process: nothing is remote
+                cfg = {"fanouts": a.fanouts, "batch_size": a.batch_size, "epochs": 1, "seed": 0,
+                       "cache_size": a.cache, "cache_policy": policy, "max_batches": a.batches,
+                       "evaluate": False, "verify": False}
+                ranks, t_part = run(g, p, cfg, a.model, a.hidden, a.method, Path(tmp), reuse=parts)
+                steps = max(r["steps"] for r in ranks)
+                seeds = sum(r["seeds_per_second"] for r in ranks) / p  # each rank reports the global rate
+                fb = sum(r["fetch"]["bytes_received"] for r in ranks) / p / steps / 1024
+                sb = sum(r["structure_bytes"] for r in ranks) / p / steps / 1024
+                rem = sum(r["fetch"]["remote_rows"] for r in ranks)
+                hit = sum(r["fetch"]["cache_hits"] for r in ranks) / rem if rem else float("nan")
+                row = {"procs": p, "policy": policy if p > 1 else "-", "seeds_per_s": seeds,
+                       "feature_kb_per_batch": fb, "structure_kb_per_batch": sb, "hit_rate": hit,
+                       "remote_rows_per_batch": rem / p / steps,
+                       "feature_mb": max(r["feature_mb"] for r in ranks),
+                       "peak_rss_mb": max(r["peak_rss_mb"] for r in ranks),
+                       "base_rss_mb": max(r["base_rss_mb"] for r in ranks), "partition_s": t_part}
+                rows.append(row)
+                _save(a, rows)
+                print(f"| {p} | {row['policy']} | {seeds:.0f} | {fb:.0f} | {sb:.0f} | {hit:.2f} | "
+                      f"{row['feature_mb']:.0f} | {row['peak_rss_mb']:.0f} | {row['base_rss_mb']:.0f} | "
+                      f"{t_part:.1f} |", flush=True)
     return rows
+
+
+def _save(a, rows):
+    if a.json:  # after every run, so that a long sweep keeps what it measured
+        Path(a.json).write_text(json.dumps({"args": vars(a), "machine": machine(), "rows": rows}, indent=1))
 
 
 def cmd_accuracy(a):
@@ -144,25 +163,43 @@ def cmd_accuracy(a):
     else:
         ds = load_dataset(a.dataset, data_dir=a.data_dir, seed=0)
     g = _from_dataset(ds)
-    print(f"# accuracy: {a.dataset} {g.num_nodes} nodes, {g.num_edges} edges; model {a.model} (hidden "
-          f"{a.hidden}); fanouts {a.fanouts}, global batch {a.batch_size} (split over the ranks), {a.epochs} epochs, seeds "
-          f"{a.seeds}; {machine()}")
-    print("| procs | test acc (mean over seeds) | per seed | s per run |")
-    print("|---|---|---|---|")
+    print(f"# accuracy: {a.dataset} {g.num_nodes} nodes, {g.num_edges} edges, {g.x.shape[1]} features; model "
+          f"{a.model} (hidden {a.hidden}); fanouts {a.fanouts}, global batch {a.batch_size} (split over the "
+          f"ranks), lr {a.lr}, {a.epochs} epochs, seeds {a.seeds}; cache {a.cache} rows ({a.cache_policy}); "
+          f"{machine()}")
+    print("| procs | seed | test acc | best epoch | s per run | peak RSS MB per rank | feature MB per rank | "
+          "feature KB recv/pull/rank | hit rate |")
+    print("|---|---|---|---|---|---|---|---|---|")
     rows = []
     with tempfile.TemporaryDirectory(prefix="kokoyi-bench-", dir=a.workdir) as tmp:
-        for p in a.procs:
-            accs, secs = [], []
-            for seed in a.seeds:
+        parts = {}
+        for seed in a.seeds:          # seeds outside: every completed seed is a full row set
+            for p in a.procs:
                 cfg = {"fanouts": a.fanouts, "batch_size": a.batch_size // p, "epochs": a.epochs,
-                       "seed": seed, "cache_size": a.cache, "lr": a.lr, "verify": False}
-                ranks, _ = run(g, p, cfg, a.model, a.hidden, a.method, Path(tmp))
-                accs.append(ranks[0]["test_acc"])
-                secs.append(ranks[0]["seconds"])
-            mean = sum(accs) / len(accs)
-            rows.append({"procs": p, "test_acc": mean, "per_seed": accs, "seconds": secs})
-            print(f"| {p} | {100 * mean:.2f} | {', '.join(f'{100 * x:.2f}' for x in accs)} | "
-                  f"{sum(secs) / len(secs):.0f} |", flush=True)
+                       "seed": seed, "cache_size": a.cache, "cache_policy": a.cache_policy, "lr": a.lr,
+                       "verify": False, "eval_batch_size": a.eval_batch}
+                ranks, t_part = run(g, p, cfg, a.model, a.hidden, a.method, Path(tmp), reuse=parts)
+                rem = sum(r["fetch"]["remote_rows"] for r in ranks)
+                hit = sum(r["fetch"]["cache_hits"] for r in ranks) / rem if rem else float("nan")
+                calls = max(r["fetch"]["calls"] for r in ranks)
+                row = {"procs": p, "seed": seed, "test_acc": ranks[0]["test_acc"], "val_acc": ranks[0]["val_acc"],
+                       "best_epoch": ranks[0]["best_epoch"], "seconds": ranks[0]["seconds"],
+                       "peak_rss_mb": [r["peak_rss_mb"] for r in ranks],
+                       "base_rss_mb": [r["base_rss_mb"] for r in ranks],
+                       "feature_mb": [r["feature_mb"] for r in ranks],
+                       "feature_kb_per_pull": sum(r["fetch"]["bytes_received"] for r in ranks) / p / calls / 1024,
+                       "hit_rate": hit, "history": ranks[0]["history"], "partition_s": t_part}
+                rows.append(row)
+                _save(a, rows)
+                print(f"| {p} | {seed} | {100 * row['test_acc']:.2f} | {row['best_epoch'] + 1} | {row['seconds']:.0f} | "
+                      f"{'/'.join(f'{m:.0f}' for m in row['peak_rss_mb'])} | "
+                      f"{'/'.join(f'{m:.1f}' for m in row['feature_mb'])} | {row['feature_kb_per_pull']:.0f} | "
+                      f"{hit:.2f} |", flush=True)
+    print("| procs | mean test acc over seeds | n |")
+    print("|---|---|---|")
+    for p in a.procs:
+        accs = [r["test_acc"] for r in rows if r["procs"] == p]
+        print(f"| {p} | {100 * sum(accs) / len(accs):.2f} | {len(accs)} |")
     return rows
 
 
@@ -176,6 +213,9 @@ def main(argv=None):
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--method", default="metis")
     ap.add_argument("--cache", type=int, default=4096)
+    ap.add_argument("--cache-policy", default="adaptive", help="none, static, degree, adaptive "
+                    "(throughput: a comma-separated list, each run on the same partitions)")
+    ap.add_argument("--eval-batch", type=int, default=4096, help="validation + test seeds per rank per batch")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", default=None)
     ap.add_argument("--nodes", type=int, default=1_000_000)
@@ -189,8 +229,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
     a = ap.parse_args(argv)
     rows = cmd_throughput(a) if a.what == "throughput" else cmd_accuracy(a)
-    if a.json:
-        Path(a.json).write_text(json.dumps({"args": vars(a), "machine": machine(), "rows": rows}, indent=1))
+    _save(a, rows)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,8 @@ class Comparison:
         if not bad:
             return "agree"
         d = bad[0]
-        kind = "grad" if d.what.startswith("grad") else "forward"
+        what = d.what.removeprefix("blocks: ")
+        kind = ("blocks-" if what != d.what else "") + ("grad" if what.startswith("grad") else "forward")
         if "shape" in d.note:
             return f"disagree:{kind}-shape"
         if "NaN" in d.note:
@@ -171,18 +172,71 @@ def _dim(text: str, module, num_nodes: int) -> int:
     return int(e.xreplace(sub))
 
 
-def _grads(outputs, leaves, cotangents):
-    pairs = [(o, c) for o, c in zip(outputs, cotangents) if o.requires_grad]
+def _grads(outputs, leaves, cotangents, retain: bool = False):
+    pairs = [(o, c) for o, c in zip(outputs, cotangents) if o is not None and o.requires_grad]
     if not pairs:
         return [None] * len(leaves)
     total = sum((o * c).sum() for o, c in pairs)
-    return list(torch.autograd.grad(total, leaves, allow_unused=True))
+    return list(torch.autograd.grad(total, leaves, allow_unused=True, retain_graph=retain))
+
+
+def block_seeds(num_nodes: int):
+    """The targets of the last block in the blocks comparison: every other node, last first (a subset
+    in another order than the graph's, so a wrong slice or a wrong block shows)."""
+    return torch.arange(num_nodes - 1, -1, -2)
+
+
+def compare_on_blocks(cmp: "Comparison", module, meta, graph, inputs, want, leaves, leaf_names, cotangents,
+                      grads: bool, rtol, atol) -> None:
+    """The module on full-neighbour blocks (`kokoyi.sampling.full_blocks`) of `block_seeds` against the
+    interpreter's full-graph rows of those seeds: forward and gradients of every input and parameter
+    (the node inputs gathered by block 0's source ids, the edge inputs given for the full graph).
+    Node outputs are compared; an edge output is not (its rows are the edges of one block).
+    Adds `Diff`s named "blocks: ..." to `cmp`, or sets its error with stage "blocks-forward"/"blocks-backward"."""
+    from kokoyi.sampling import full_blocks
+
+    info = meta.get("blocks") or {}
+    if not info.get("supported") or not meta.get("uses_graph", True):
+        return
+    if any(o["domain"] == "graph" for o in meta["outputs"]) or "num_relations" in cmp.hypers:
+        return
+    seeds = block_seeds(graph.num_src)
+    try:
+        depth = max(int(module.hop_depth()), 1)
+        blocks = full_blocks(graph, seeds, depth)
+        ids = blocks[0].src_ids
+        args = [t[ids] if i["domain"] == "node" else t for t, i in zip(inputs, meta["inputs"])]
+        got = module(blocks, *args)
+        got = got if isinstance(got, tuple) else (got,)
+    except Exception as e:  # noqa: BLE001
+        cmp.error, cmp.stage = f"the compiled forward on blocks failed: {type(e).__name__}: {e}", "blocks-forward"
+        return
+    node = [o["domain"] == "node" for o in meta["outputs"]]
+    pairs = [(o["name"], g, w[seeds]) for o, g, w, n in zip(meta["outputs"], got, want, node) if n]
+    for name, g, w in pairs:
+        cmp.diffs.append(diff(f"blocks: output {name}", g, w, rtol, atol))
+    if not grads or not pairs or not all(d.ok for d in cmp.diffs):
+        return
+    cot = [c[seeds] for c, n in zip(cotangents, node) if n]
+    try:
+        g_got = _grads([g for _, g, _ in pairs], leaves, cot)
+    except Exception as e:  # noqa: BLE001
+        cmp.error, cmp.stage = f"the compiled backward on blocks failed: {type(e).__name__}: {e}", "blocks-backward"
+        return
+    g_want = _grads([w for _, _, w in pairs], leaves, cot)
+    for n, a, b in zip(leaf_names, g_got, g_want):
+        if a is None and b is None:
+            continue
+        a = torch.zeros_like(leaves[leaf_names.index(n)]) if a is None else a
+        b = torch.zeros_like(leaves[leaf_names.index(n)]) if b is None else b
+        cmp.diffs.append(diff(f"blocks: grad {n}", a, b, rtol, atol))
 
 
 def compare_model(program, cls, name: str, edge_index, num_nodes: int, graph_name: str = "",
                   seed: int = 0, hypers: dict | None = None, grads: bool = True,
-                  rtol=RTOL, atol=ATOL) -> Comparison:
-    """Compiled class `cls` (model `name` of the checked `program`) against the interpreter."""
+                  rtol=RTOL, atol=ATOL, blocks: bool = False) -> Comparison:
+    """Compiled class `cls` (model `name` of the checked `program`) against the interpreter; with
+    `blocks`, once the full graph agrees, also on full-neighbour sampled blocks (`compare_on_blocks`)."""
     from kokoyi.compiler.interp import InterpError, interpret
     from kokoyi.graph import Graph
 
@@ -227,21 +281,26 @@ def compare_model(program, cls, name: str, edge_index, num_nodes: int, graph_nam
         return cmp
     for n, g, w in zip(out_names, got, want):
         cmp.diffs.append(diff(f"output {n}", g, w, rtol, atol))
-    if not grads or not all(d.ok for d in cmp.diffs):
+    if not all(d.ok for d in cmp.diffs):
         return cmp
     cot = [torch.randn(w.shape, generator=gen, dtype=F64) for w in want]
-    try:
-        g_got = _grads(got, leaves, cot)
-    except Exception as e:  # noqa: BLE001
-        cmp.error, cmp.stage = f"the compiled backward failed: {type(e).__name__}: {e}", "backward"
-        return cmp
-    g_want = _grads(want, leaves, cot)
+    if grads:
+        try:
+            g_got = _grads(got, leaves, cot)
+        except Exception as e:  # noqa: BLE001
+            cmp.error, cmp.stage = f"the compiled backward failed: {type(e).__name__}: {e}", "backward"
+            return cmp
+        g_want = _grads(want, leaves, cot, retain=blocks)
+    else:
+        g_got = g_want = []
     for n, a, b in zip(leaf_names, g_got, g_want):
         if a is None and b is None:
             continue
         a = torch.zeros_like(leaves[leaf_names.index(n)]) if a is None else a
         b = torch.zeros_like(leaves[leaf_names.index(n)]) if b is None else b
         cmp.diffs.append(diff(f"grad {n}", a, b, rtol, atol))
+    if blocks and all(d.ok for d in cmp.diffs):
+        compare_on_blocks(cmp, module, meta, graph, inputs, want, leaves, leaf_names, cot, grads, rtol, atol)
     return cmp
 
 
@@ -336,10 +395,12 @@ class FuzzResult:
     program: object = None  # the typed program, when it checked
 
 
-def fuzz_one(seed: int, graphs: dict | None = None, grads: bool = True, source: str | None = None) -> FuzzResult:
+def fuzz_one(seed: int, graphs: dict | None = None, grads: bool = True, source: str | None = None,
+             blocks: bool = True) -> FuzzResult:
     """Generate program `seed` (or take `source`, a program written earlier with that seed), compile it and
     compare it with the interpreter on each graph of `graphs` (default: one graph of `GRAPHS`, chosen by
-    the seed); the first graph that disagrees decides."""
+    the seed), and (`blocks`) on full-neighbour sampled blocks of each graph; the first graph that
+    disagrees decides."""
     from kokoyi.api import _compiling, _front
     from kokoyi.compiler.fuzz import generate
     from kokoyi.diagnostics import KokoyiError
@@ -368,7 +429,7 @@ def fuzz_one(seed: int, graphs: dict | None = None, grads: bool = True, source: 
                           typed)
     last = None
     for gname, (ei, n) in graphs.items():
-        c = compare_model(typed, classes[prog.name], prog.name, ei, n, gname, seed=seed, grads=grads)
+        c = compare_model(typed, classes[prog.name], prog.name, ei, n, gname, seed=seed, grads=grads, blocks=blocks)
         last = c
         if not c.ok:
             bad = c.error or next(d.line().strip() for d in c.diffs if not d.ok)

@@ -124,3 +124,8 @@ from kokoyi.kernels.relations import rel_gspmm, rel_in_degrees  # noqa: E402
 __all__ += ["readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees"]
 for _name in ("readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees"):
     setattr(_internal, _name, globals()[_name])
+
+# A model of the file applied row-wise (torch.vmap, also on zero rows)
+from kokoyi.kernels.rowwise import rowwise  # noqa: E402
+
+_internal.rowwise = rowwise

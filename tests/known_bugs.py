@@ -19,11 +19,8 @@ from kokoyi.compiler.ir import T
 def nodes(t: T):
     """Every node of a typed expression (with a function's rate / slope parameter)."""
     yield t
-    for a in t.args:
+    for a in t.subterms():
         yield from nodes(a)
-    p = t.attrs.get("param")
-    if isinstance(p, T):
-        yield from nodes(p)
 
 
 def all_nodes(program):
@@ -61,14 +58,14 @@ def _parens(p):
 
 
 def _pow_of_pow(p):
-    return any(t.op == "bin" and t.attrs["name"] == "pow" and t.args[0].op == "bin"
-               and t.args[0].attrs["name"] == "pow" for t in all_nodes(p))
+    return any(t.op == "bin" and t.name == "pow" and t.args[0].op == "bin"
+               and t.args[0].name == "pow" for t in all_nodes(p))
 
 
 def _target_factor_in_empty_sum(p):
     for t in all_nodes(p):
-        if t.op == "nbreduce" and not t.attrs["self_loop"]:
-            if any(n.op == "deg" and n.attrs["at"] == t.attrs["center"] for n in nodes(t.args[0])):
+        if t.op == "nbreduce" and not t.self_loop:
+            if any(n.op == "deg" and n.at == t.center for n in nodes(t.args[0])):
                 return True
     return False
 
@@ -87,16 +84,16 @@ def _value_not_varying(p):
             if d.value.dom in ("node", "edge") and not d.expr.deps:
                 return True
     for t in all_nodes(p):
-        if t.op in ("nbreduce", "nbsoftmax") and t.attrs["var"] not in t.args[0].deps:
+        if t.op in ("nbreduce", "nbsoftmax") and t.var not in t.args[0].deps:
             return True
     return False
 
 
 def _rowwise_submodel_reduces(p):
     reducing = {m.name for m in p.models
-                if any(n.op in ("featreduce", "norm") or (n.op == "matmul" and n.attrs["kind"] == "dot")
+                if any(n.op in ("featreduce", "norm") or (n.op == "matmul" and n.kind == "dot")
                        for d in m.defs for n in nodes(d.expr))}
-    return any(t.op == "call" and next((m for m in p.models for v in [m.values.get(t.attrs["key"])]
+    return any(t.op == "call" and next((m for m in p.models for v in [m.values.get(t.key)]
                                          if v is not None and v.info.get("model") in reducing), None)
                for t in all_nodes(p))
 
@@ -108,9 +105,9 @@ def _constant_function(p):
 def _head_read_with_other_letter(p):
     for m in p.models:
         for t in (n for d in m.defs for n in nodes(d.expr)):
-            if t.op == "ref" and "head" in t.attrs:
-                v = m.values[t.attrs["key"]]
-                if v.family is not None and v.family.letter != t.attrs["head"]:
+            if t.op == "ref" and t.head is not None:
+                v = m.values[t.key]
+                if v.family is not None and v.family.letter != t.head:
                     return True
     return False
 
@@ -119,7 +116,7 @@ def _unused_definition(p):
     for m in p.models:
         used = set()
         for d in m.defs:
-            used |= {n.attrs["key"] for n in nodes(d.expr) if n.op == "ref"}
+            used |= {n.key for n in nodes(d.expr) if n.op == "ref"}
         used |= {v.key for v, _ in m.returns}
         if any(d.value.key not in used for d in m.defs):
             return True
@@ -129,11 +126,11 @@ def _unused_definition(p):
 def _sum_or_difference(a: T) -> bool:
     if a.op == "concat":
         return any(_sum_or_difference(x) for x in a.args)
-    return a.op == "bin" and a.attrs["name"] in ("add", "sub")
+    return a.op == "bin" and a.name in ("add", "sub")
 
 
 def _dot_of_difference(p):
-    return any(t.op == "matmul" and t.attrs["kind"] == "dot" and any(_sum_or_difference(a) for a in t.args)
+    return any(t.op == "matmul" and t.kind == "dot" and any(_sum_or_difference(a) for a in t.args)
                for t in all_nodes(p))
 
 
@@ -146,7 +143,7 @@ def _unreturned_recurrence(p):
         needed = {v.key for v, _ in m.returns}
         for d in reversed(m.defs):
             if d.value.key in needed:
-                needed |= {n.attrs["key"] for n in nodes(d.expr) if n.op == "ref"}
+                needed |= {n.key for n in nodes(d.expr) if n.op == "ref"}
         if any(d.recurrence and d.value.key not in needed for d in m.defs):
             return True
     return False
@@ -156,7 +153,7 @@ def _edge_reads_reduced_node_value(p):
     for m in p.models:
         reduced = {d.value.key for d in m.defs if any(n.op == "nbreduce" for n in nodes(d.expr))}
         for d in m.defs:
-            if d.value.dom == "edge" and any(n.op == "ref" and n.attrs["key"] in reduced for n in nodes(d.expr)):
+            if d.value.dom == "edge" and any(n.op == "ref" and n.key in reduced for n in nodes(d.expr)):
                 return True
     return False
 
@@ -169,7 +166,7 @@ def _not_varying(p):
             if d.value.dom in ("node", "edge") and not set(d.value.info.get("letters") or ()) <= set(d.expr.deps):
                 if d.value.dom == "node" or not d.expr.deps:
                     return True
-    return any(t.op in ("nbreduce", "nbsoftmax") and t.attrs["var"] not in t.args[0].deps for t in all_nodes(p))
+    return any(t.op in ("nbreduce", "nbsoftmax") and t.var not in t.args[0].deps for t in all_nodes(p))
 
 
 def _constant_subexpression(p):
@@ -182,7 +179,7 @@ def _reads_definition_in_recurrence(p):
     for m in p.models:
         plain_defs = {d.value.key for d in m.defs if not d.recurrence and d.value.family is None}
         for d in m.defs:
-            if d.recurrence and any(n.op == "ref" and n.attrs["key"] in plain_defs for n in nodes(d.expr)):
+            if d.recurrence and any(n.op == "ref" and n.key in plain_defs for n in nodes(d.expr)):
                 return True
     return False
 
@@ -270,12 +267,13 @@ ALL_BUGS = [
              "its previous layer at the target (`r^{(l)}_v <- \\sum_u \\mu_u (x_u W) + r^{(l-1)}_v`) falls back "
              "to full_graph_only ('cannot order the hop levels 1 and l - 1') and the fallback forward never "
              "assigns `mu`: 'NameError: name 'mu' is not defined'", _reads_definition_in_recurrence,
-             lambda r: r.category == "forward" and "NameError" in r.detail, found_by_interp=True),
+             lambda r: r.category == "forward" and "NameError" in r.detail, found_by_interp=True, fixed=True),
     KnownBug("row-wise-submodel-on-zero-rows",
              "NEW (on main, 20:20): a file's submodel applied per edge on a graph without edges "
              "(`\\sum_u \\phi((x_u \\cdot c) (x_v W))`, \\phi = z - mean(z) + q) fails: 'IndexError: select(): index 0 "
              "out of range for tensor of size [0]' (the row-wise application of zero rows)", _submodel_call,
-             lambda r: r.category in ("forward", "backward") and "select()" in r.detail, found_by_interp=True),
+             lambda r: r.category in ("forward", "backward") and "select()" in r.detail, found_by_interp=True,
+             fixed=True),
     KnownBug("recurrence-blocks-index",
              "NEW (on main, 20:30; fuzz seeds 1855 and 4092, not minimised further): a layer recurrence that "
              "reads a node value made by a max over N(v) \\cup {v} at the target, returned beside other "

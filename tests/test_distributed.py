@@ -5,12 +5,15 @@ Oracles: the unpartitioned graph (edge sets, feature rows, degrees), and an unin
 Each multi-process test spawns once and checks several things inside the ranks (spawning costs ~3 s)."""
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -185,6 +188,44 @@ def _check_compiled(p, world, folder, store, codes):
             torch.testing.assert_close(outs, ref[own], rtol=1e-5, atol=1e-5)
 
 
+def _check_caches_and_transport(rank, p, x_full, n):
+    """Every cache policy and both transports return the exact rows; sparse transport is chosen for
+    mostly-zero features and ships fewer bytes; the adaptive cache refills and beats a cold start."""
+    from kokoyi.distributed.sampler import degree_table
+    from kokoyi.distributed.store import FeatureStore, hot_by_degree
+
+    sparse_x = x_full.clone()
+    sparse_x[torch.rand(sparse_x.shape, generator=torch.Generator().manual_seed(3)) < 0.9] = 0.0
+    sparse_x[0, 0] = float("nan")  # odd values travel bit for bit
+    local = sparse_x[p.start:p.start + p.num_local].clone()
+    stop = p.start + p.num_local
+    hot = hot_by_degree(p.indices, p.start, stop, degree_table(p), 60)
+    deg = np.bincount(np.asarray(p.indices), minlength=n)  # the halo's local edge counts, for comparison
+    assert hot.numel() == 60 and not bool(((hot >= p.start) & (hot < stop)).any()) and deg[hot.numpy()].min() > 0
+    # a skewed request stream: a few hot remote nodes asked for again and again
+    gen = torch.Generator().manual_seed(10 + rank)
+    remote = torch.cat([torch.arange(0, p.start), torch.arange(stop, n)])
+    favourites = remote[torch.randperm(remote.numel(), generator=gen)[:30]]
+    stores = {(pol, tr): FeatureStore(local, p.offsets, hot, policy=pol, cache_size=40, refresh=2, transport=tr)
+              for pol in ("none", "static", "degree", "adaptive") for tr in ("dense", "auto")}
+    auto = stores[("none", "auto")]
+    assert auto.sparse and not stores[("none", "dense")].sparse
+    for step in range(8):
+        ids = torch.cat([favourites, torch.randint(0, n, (50,), generator=gen)])[torch.randperm(80, generator=gen)]
+        want = sparse_x[ids]
+        for key, st in stores.items():
+            got = st.pull(ids)
+            assert torch.equal(got.view(torch.int32), want.view(torch.int32)), key  # bitwise (NaN too)
+    adaptive = stores[("adaptive", "auto")]
+    assert adaptive.refills == 4 and adaptive.cache_ids.numel() == 40
+    none, static = stores[("none", "auto")].stats, stores[("static", "auto")].stats
+    assert none.hit_rate == 0 and adaptive.stats.hit_rate > max(0.4, 2 * static.hit_rate)
+    assert adaptive.stats.bytes_received < none.bytes_received  # refills included
+    assert auto.stats.bytes_received < 0.5 * stores[("none", "dense")].stats.bytes_received
+    with pytest.raises(ValueError, match="cache policy must be one of"):
+        FeatureStore(local, p.offsets, policy="lru")
+
+
 def _store_worker(rank, world, folder, out, codes):
     from kokoyi.distributed.sampler import DistNeighborSampler, degree_table
     from kokoyi.distributed.store import FeatureStore, ShardedTable, hot_halo
@@ -233,6 +274,7 @@ def _store_worker(rank, world, folder, out, codes):
     again, _ = DistNeighborSampler(p, [3, 2], degree_table(p), seed=5).sample(seeds, 1, 0)
     assert all(torch.equal(a.src_ids, b.src_ids) and torch.equal(a.src, b.src) for a, b in zip(blocks, again))
     _check_history(rank, world, p, g.num_nodes)
+    _check_caches_and_transport(rank, p, x_full, g.num_nodes)
     _check_compiled(p, world, folder, store, codes)
     with open(f"{out}/store-{rank}.json", "w") as f:
         json.dump({"held": store.nbytes, "full": x_full.nbytes, "hit_rate": store.stats.hit_rate}, f)
@@ -275,6 +317,28 @@ class BlockSAGE(nn.Module):
         return self.layer(blocks[1], F.dropout(h, 0.5, self.training), self.s2, self.n2)
 
 
+@contextlib.contextmanager
+def _record_collectives():
+    """(name, backend of its group or None for the default group) of every collective that kokoyi's
+    own code issues while the block runs."""
+    calls, saved = [], {}
+
+    def wrap(name, fn):
+        def call(*a, group=None, **kw):
+            if "/kokoyi/" in sys._getframe(1).f_code.co_filename:
+                calls.append((name, None if group is None else dist.get_backend(group)))
+            return fn(*a, group=group, **kw)
+        return call
+    for name in ("all_reduce", "all_to_all_single", "barrier", "broadcast", "all_gather"):
+        saved[name] = getattr(dist, name)
+        setattr(dist, name, wrap(name, saved[name]))
+    try:
+        yield calls
+    finally:
+        for name, fn in saved.items():
+            setattr(dist, name, fn)
+
+
 def _train_worker(rank, world, folder, out):
     from kokoyi.distributed.train import DistConfig, train_rank
 
@@ -283,7 +347,14 @@ def _train_worker(rank, world, folder, out):
         cfg = DistConfig(folder, fanouts=[4, 4], batch_size=30, epochs=3, record_params=True, **kw)
         return train_rank(BlockSAGE(), cfg)
 
-    full = run()
+    with _record_collectives() as calls:
+        full = run()
+    # CPU tensors never travel on the default group (nccl when the model is on a GPU): only gloo groups
+    assert calls and all(backend == "gloo" for _, backend in calls), calls
+    # the feature cache and the transport change what travels, never the numbers
+    for kw in ({"cache_policy": "none", "transport": "sparse"},
+               {"cache_policy": "adaptive", "cache_size": 50, "cache_refresh": 2}):
+        assert run(**kw).param_hashes == full.param_hashes, kw
     run(checkpoint=f"{out}/ck.pt", stop_after=0)          # "killed" after epoch 0
     resumed = run(checkpoint=f"{out}/ck.pt", resume=True)  # epochs 1, 2 from the checkpoint
     with open(f"{out}/train-{rank}.json", "w") as f:
@@ -318,7 +389,8 @@ def test_cli_nproc_and_torchrun_agree(tmp_path, capfd):
     parts = tmp_path / "p"
     assert main(["partition", "synthetic", "--parts", "2", "--out", str(parts)]) == 0
     common = ["train", str(ROOT / "examples" / "sage.kky"), "--partitions", str(parts), "--epochs", "1",
-              "--sampler", "neighbor:4,4", "--batch-size", "40", "--hyper", "d_h=8", "--json"]
+              "--sampler", "neighbor:4,4", "--batch-size", "40", "--hyper", "d_h=8", "--json",
+              "--cache-policy", "degree"]
     capfd.readouterr()
     assert main(common[:1] + common[1:] + ["--nproc", "2"]) == 0
     spawned = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
@@ -350,3 +422,42 @@ def test_config_errors(graph, tmp_path):
         check_config(DistConfig(str(tmp_path), fanouts=[5, 0]), 2)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         check_config(DistConfig(str(tmp_path), batch_size=0), 2)
+
+
+# --------------------------------------------------------------------------- backends (no GPU here)
+
+def test_backend_is_nccl_for_cuda_and_gloo_for_cpu(monkeypatch):
+    """The default group's backend follows the model's device; checked without starting a group."""
+    from kokoyi.distributed import launch
+
+    assert launch.backend_for("cuda") == launch.backend_for("cuda:1") == launch.backend_for(torch.device("cuda", 0)) \
+        == "nccl"
+    assert launch.backend_for("cpu") == launch.backend_for(torch.device("cpu")) == "gloo"
+    seen = []
+    monkeypatch.setattr(launch.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(launch.dist, "init_process_group", lambda backend, **kw: seen.append(("init", backend)))
+    monkeypatch.setattr(launch.dist, "destroy_process_group", lambda *a: seen.append(("destroy",)))
+    monkeypatch.setattr(launch.torch.cuda, "set_device", lambda i: seen.append(("gpu", i)))
+    monkeypatch.setattr(launch.dist, "get_rank", lambda *a: 3)
+    monkeypatch.setattr(launch.dist, "get_world_size", lambda *a: 4)
+    for key, value in dict(RANK="3", WORLD_SIZE="4", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1",
+                           MASTER_PORT="29500").items():
+        monkeypatch.setenv(key, value)
+    assert launch.init_process_group("cuda") == (3, 4)  # torchrun's environment, GPU ranks
+    launch.init_process_group("cpu")
+    assert seen == [("gpu", 1), ("init", "nccl"), ("init", "gloo")]
+    seen.clear()
+    launch._entry(2, lambda rank, world: seen.append(("run", rank, world)), 4, 29500, 0, (), "cuda")  # --nproc
+    launch._entry(2, lambda rank, world: seen.append(("run", rank, world)), 4, 29500, 0, ())
+    assert seen == [("gpu", 2), ("init", "nccl"), ("run", 2, 4), ("destroy",),
+                    ("init", "gloo"), ("run", 2, 4), ("destroy",)]
+
+
+def test_config_refuses_history_on_gpu(graph, tmp_path):
+    from kokoyi.distributed.train import DistConfig, check_config
+
+    partition_graph(graph, 2, tmp_path, method="random")
+    with pytest.raises(ValueError, match="history runs on the CPU only"):
+        check_config(DistConfig(str(tmp_path), history=True, device="cuda"), 2)
+    with pytest.raises(ValueError, match="cache_policy must be one of"):
+        check_config(DistConfig(str(tmp_path), cache_policy="lru"), 2)

@@ -52,3 +52,23 @@ def test_block_bad_arguments_are_named(kwargs, message):
         Block.create(torch.tensor([3, 0, 2, 4, 1]), torch.tensor([1, 0, 0, 1, 1]), 5, 2, ids, **args)
     with pytest.raises(ValueError, match="targets"):
         Block.create(torch.tensor([0]), torch.tensor([3]), 5, 2, torch.arange(5))
+
+
+def test_from_sorted_builds_what_create_builds():
+    """The samplers' constructor (edges already grouped by target) equals the validating one."""
+    g = torch.Generator().manual_seed(5)
+    dst = torch.sort(torch.randint(0, 6, (40,), generator=g)).values.to(torch.int32)
+    src = torch.randint(0, 15, (40,), generator=g).to(torch.int32)
+    w = torch.rand(40, generator=g)
+    ids = torch.randperm(50, generator=g)[:15]
+    eids = torch.randperm(200, generator=g)[:40]
+    deg_in, deg_out = torch.rand(15) * 9, torch.rand(15) * 9
+    a = Block.create(src, dst, 15, 6, ids, edge_weight=w, in_degrees=deg_in, out_degrees=deg_out, edge_ids=eids)
+    b = Block.from_sorted(src, dst, 15, 6, ids, edge_weight=w, in_degrees=deg_in, out_degrees=deg_out,
+                          edge_ids=eids)
+    assert set(a.__dict__) == set(b.__dict__)
+    for key, value in a.__dict__.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, b.__dict__[key]), key
+        else:
+            assert value == b.__dict__[key], key

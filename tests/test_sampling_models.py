@@ -234,3 +234,53 @@ def test_facebook_tampered_or_missing_files_are_named(tmp_path, facebook_dir):
     target.unlink()
     with pytest.raises(DatasetError, match="were not found in"):
         facebook(tmp_path)
+
+
+EDGE_INPUT = r"""\begin{model}{EdgeIn}
+  \hyper d \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \input w_{uv} \in \mathbb{R} \\
+  h_v \gets \mathrm{ReLU}\Big( \sum_{u \in \mathcal{N}(v)} w_{uv} x_u \Big) \\
+  o_v \gets \sum_{u \in \mathcal{N}(v)} w_{uv} h_u \\
+  \return o \\
+\end{model}"""
+
+EVERY_SAMPLER = {
+    "neighbor": lambda g: S.NeighborSampler([3, 2]).sample(g, torch.arange(0, 300, 10), generator(0, 0, 1)),
+    "fastgcn": lambda g: S.FastGCNSampler([60, 60]).sample(g, torch.arange(0, 300, 10), generator(0, 0, 1)),
+    "ladies": lambda g: S.LadiesSampler([40, 40]).sample(g, torch.arange(0, 300, 10), generator(0, 0, 1)),
+    "cluster": lambda g: S.ClusterLoader(g, 12, 4, num_layers=2).batch(0, 0).blocks,
+    "saint-node": lambda g: S.SaintLoader(g, "node", 80, num_layers=2).batch(0, 0).blocks,
+    "saint-edge": lambda g: S.SaintLoader(g, "edge", 60, num_layers=2).batch(0, 0).blocks,
+    "saint-rw": lambda g: S.SaintLoader(g, "rw", 40, num_layers=2, coverage=5).batch(0, 0).blocks,
+}
+
+
+@pytest.mark.parametrize("name", EVERY_SAMPLER)
+def test_every_sampler_sets_edge_ids_so_edge_inputs_run_on_its_blocks(small, name):
+    """Each block edge carries the full graph's (user-order) id of an edge with the same endpoints, so
+    a model with an edge input, given for the full graph, runs on the sampler's distinct blocks."""
+    d, g = small
+    user_src, user_dst = g.edge_output(g.src).long(), g.edge_output(g.dst).long()
+    blocks = EVERY_SAMPLER[name](g)
+    for b in blocks:
+        assert b.edge_ids is not None and b.edge_ids.numel() == b.num_edges
+        ids = b.src_ids
+        internal_src, internal_dst = ids[b.src.long()], ids[b.dst.long()]
+        assert torch.equal(user_src[b.edge_ids], internal_src) and torch.equal(user_dst[b.edge_ids], internal_dst)
+    model = build(EDGE_INPUT, d=6)
+    w = torch.rand(g.num_edges, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    out = model(blocks, d.x.double()[blocks[0].src_ids], w)
+    assert out.shape == (blocks[-1].num_dst, 6) and bool(torch.isfinite(out).all())
+
+
+def test_edge_inputs_on_exact_sampled_blocks_give_the_full_forward(small):
+    d, g = small
+    model = build(EDGE_INPUT, d=6)
+    x = d.x.double()
+    w = torch.rand(g.num_edges, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    seeds = torch.arange(0, 300, 7)
+    big = int(g.in_degrees().max()) + 1
+    blocks = S.NeighborSampler([big, big]).sample(g, seeds, generator(0, 0, 0))
+    assert blocks[0].num_edges != blocks[1].num_edges
+    torch.testing.assert_close(model(blocks, x[blocks[0].src_ids], w), model(g, x, w)[seeds], rtol=1e-12, atol=1e-12)

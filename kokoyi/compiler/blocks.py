@@ -71,8 +71,10 @@ def _norm(e):
 
 def _index(idx: Py):
     """The sympy value of a layer index (`h[l]`, `h[l - 1]`), or None."""
-    if idx.op == "sympy":
-        return _norm(idx.args[0])
+    if idx.op == "sympy":  # in the loop variable's Python name (`l_1` for the second loop over l)
+        names = idx.attrs.get("loop_vars") or {}
+        e = sp.sympify(idx.args[0])
+        return _norm(e.xreplace({s: sp.Symbol(names[s.name]) for s in e.free_symbols if s.name in names}))
     if idx.op == "var":
         return sp.Symbol(idx.args[0], integer=True)
     if idx.op == "const" and isinstance(idx.args[0], int):
@@ -95,6 +97,7 @@ class Levels:
         self.env: dict[str, object] = {}  # name -> Lv | Poly | ("list", key)
         self.lists: dict[str, dict] = {}  # recurrence list -> {"base": (index, Lv), "a", "c", "i0"}
         self.loop_lo: dict[str, object] = dict(loop_lo or {})
+        self.loop_hi: dict[str, object] = {}  # loop variable -> its last value (None: unknown)
         self.loop_vars: dict[str, str] = {}
         self.out: list = []
         self.exchanged: dict = {}
@@ -170,6 +173,29 @@ class Levels:
     def dim(self, k) -> Py:
         return Py("sympy", (sp.sympify(k),), {"loop_vars": dict(self.loop_vars)})
 
+    def src_dim(self, k) -> Py:
+        """`dim(k)` for the sources of block k, marked `past_last` when k may be the model's depth L (a
+        layer boundary of depth 1 with L a hyperparameter that may be 1): there is no block L, so the
+        generated code reads ``ops.source_block(blocks, k)``, the targets of block L-1 past the end."""
+        py = self.dim(k)
+        if self.may_be_past_last(k):
+            py.attrs["past_last"] = True
+        return py
+
+    def may_be_past_last(self, k) -> bool:
+        """Whether S_k may have no block: k > max(L, 1) - 1 for some hyperparameters (>= 1) and loop
+        values (an affine level takes its extremes at the ends of the loop's range)."""
+        k = _norm(k)
+        last = _norm(self.L - 1) if not _norm(self.L).is_Integer else sp.Integer(max(int(self.L), 1) - 1)
+        cases = [k]
+        for s in k.free_symbols:
+            if s.name in self.loop_lo:
+                hi = self.loop_hi.get(s.name)
+                if hi is None:
+                    return True
+                cases = [c.xreplace({s: _norm(v)}) for c in cases for v in (self.loop_lo[s.name], hi)]
+        return not all(self.maybe_ge(last, c) is True for c in cases)
+
     def to(self, py: Py, have, want: Lv, key_hint: str = "x") -> Py:
         """`py` (living on `have`) read on the node set `want`: as is, sliced, or exchanged then sliced."""
         if isinstance(have, Poly):
@@ -184,7 +210,7 @@ class Levels:
                     slot.args, slot.attrs, slot.op = self.poly_at(slot.args[0], want).args, {}, "var"
                     continue
                 slot.attrs["lv"] = want
-                slot.attrs["size_k"] = self.dim(want.k - 1 if want.side == "d" else want.k)
+                slot.attrs["size_k"] = self.dim(want.k - 1) if want.side == "d" else self.src_dim(want.k)
             return py
         if not isinstance(have, Lv) or have.side in ("plain",):
             return py
@@ -243,7 +269,7 @@ class Levels:
             return self.edge_at(py.args[0], k)
         if py.op == "var" and py.args[0] in self.edge_input_of:
             return self.edge_input_at(self.edge_input_of[py.args[0]], k)
-        if py.op == "var" or "block" in py.attrs:
+        if py.op == "var" or py.block is not None:
             raise BlockError("an edge value is read on another block's edges")
         out = Py(py.op, tuple(self.edge_relevel(a, k) if isinstance(a, Py) else a for a in py.args),
                  {n: (self.edge_relevel(v, k) if isinstance(v, Py) else v) for n, v in py.attrs.items()})
@@ -292,8 +318,8 @@ class Levels:
             return py.args[0] in self.graph_defs
         if py.op in ("const", "sympy", "attr", "node_degrees", "node_rows"):
             return True
-        if py.op in ("rows_to", "exchange", "sampled_degrees", "rows_of") or "block" in py.attrs or \
-                (py.op == "fn" and py.attrs.get("name") == "dropout"):
+        if py.op in ("rows_to", "exchange", "sampled_degrees", "rows_of") or py.block is not None or \
+                (py.op == "fn" and py.name == "dropout"):
             return False
         return all(self.is_graph(a) for a in py.args) and \
             all(self.is_graph(v) for v in py.attrs.values() if isinstance(v, Py))
@@ -317,7 +343,7 @@ class Levels:
                 self.graph_defs[new] = expr
             out = self.remat[memo]
         elif py.op in ("node_degrees", "node_rows"):
-            out = Py(py.op, py.args, {**py.attrs, "blk": self.dim(k)})
+            out = Py(py.op, py.args, {**py.attrs, "blk": self.src_dim(k)})
         else:
             out = Py(py.op, tuple(self.relevel(a, k) if isinstance(a, Py) else a for a in py.args),
                      {n: (self.relevel(v, k) if isinstance(v, Py) else v) for n, v in py.attrs.items()})
@@ -335,7 +361,7 @@ class Levels:
     def slice_py(self, py: Py, want: Lv) -> Py:
         if py.op == "rows_to":  # x[: m][: n] is x[: n]
             py = py.args[0]
-        out = Py("rows_to", (py,), {"lv": want, "k": self.dim(want.k if want.side == "s" else want.k - 1)})
+        out = Py("rows_to", (py,), {"lv": want, "k": self.src_dim(want.k) if want.side == "s" else self.dim(want.k - 1)})
         self.lv_of[id(out)] = want
         self.keep.append(out)
         return out
@@ -350,8 +376,8 @@ class Levels:
             return py
         if lv.side == want.side and _eq(lv.k, want.k):
             return py
-        rowwise = py.op in ROWWISE or (py.op == "fn" and py.attrs.get("name") != "dropout") or \
-            (py.op == "unsqueeze_idx" and py.attrs["idx"][:1] == (":",))
+        rowwise = py.op in ROWWISE or (py.op == "fn" and py.name != "dropout") or \
+            (py.op == "unsqueeze_idx" and py.idx[:1] == (":",))
         if lv.side == "s" and want.side == "s":  # S_j -> S_k, k > j: not a prefix for every kind of block
             if self.is_graph(py):
                 return self.relevel(py, want.k)  # degrees (and node tables) of block k's own sources
@@ -449,6 +475,10 @@ class Levels:
         # a layer of a recurrence: h[idx] = ...
         base, idx = s.target.args
         key = base.args[0]
+        if isinstance(lv, Poly):  # rows that follow their use (`r^{(0)}_v <- b`): a layer is stored once,
+            # so it gets the rows of block 0's sources now (every later set is a slice of them), computed
+            # before this statement rather than at the first read (which may come after the loop)
+            py, lv = self.to(py, lv, S0), S0
         self.out.append(Assign(s.target, py, s.comment, s.layout))
         info = self.lists.setdefault(key, {})
         idx_e = _index(idx)
@@ -507,6 +537,10 @@ class Levels:
         lv_var = s.var
         lo = s.lo.args[0] if s.lo.op == "sympy" else 1
         self.loop_lo[lv_var] = lo
+        hi = s.hi  # range(lo, hi + 1)
+        self.loop_hi[lv_var] = hi.args[0].args[0] if hi.op == "add" and isinstance(hi.args[0], Py) and \
+            hi.args[0].op == "sympy" and isinstance(hi.args[1], Py) and hi.args[1].op == "const" and \
+            hi.args[1].args[0] == 1 else None
         lists = [a.target.args[0].args[0] for a in s.body
                  if isinstance(a, Assign) and not isinstance(a.target, str)]
         steps = {key: sp.Integer(0) for key in lists}
@@ -622,7 +656,7 @@ class Levels:
     x_sympy = x_const
 
     def x_attr(self, py):
-        if py.attrs.get("row"):  # a parameter with one row per node: the rows of block 0's sources
+        if py.row:  # a parameter with one row per node: the rows of block 0's sources
             return Py("node_rows", (py,), {}), S0
         return py, PLAIN
 
@@ -634,14 +668,14 @@ class Levels:
         return Py("getitem", (b, idx), py.attrs), lv
 
     def x_graph_method(self, py):
-        if py.attrs.get("sampled"):
+        if py.sampled:
             p = Py("sampled_degrees", py.args, dict(py.attrs))
             return p, Poly("n", [p])
         return Py("node_degrees", py.args, dict(py.attrs)), S0
 
     def x_rows_of(self, py):
         p = Py("rows_of", py.args, {**py.attrs, "on_blocks": True})
-        return p, Poly("e" if py.attrs.get("rows") == "E" else "n", [p])
+        return p, Poly("e" if py.rows == "E" else "n", [p])
 
     def x_dst_rows(self, py):
         return self.expr(py.args[0])  # the target-side read: the join with the reduction slices it
@@ -773,6 +807,8 @@ def apply(ml, lm) -> None:
 
 def _b(pr, attrs, key="block") -> str:
     k = attrs[key]
+    if isinstance(k, Py) and k.attrs.get("past_last"):
+        return f"ops.source_block(blocks, {pr(k)})"
     return f"blocks[{pr(k)}]"
 
 
@@ -784,8 +820,8 @@ def print_rule(pr, py: Py):
     if op == "rows_to":
         lv, inner = at["lv"], args[0]
         size = f"{_b(pr, at, 'k')}.{'num_src' if lv.side == 's' else 'num_dst'}"
-        if inner.op == "unsqueeze_idx" and inner.attrs["idx"] and inner.attrs["idx"][0] == ":":
-            rest = ", ".join(":" if i == ":" else "None" for i in inner.attrs["idx"][1:])
+        if inner.op == "unsqueeze_idx" and inner.idx and inner.idx[0] == ":":
+            rest = ", ".join(":" if i == ":" else "None" for i in inner.idx[1:])
             return f"{pr.wrap(inner.args[0], 9)}[: {size}{', ' + rest if rest else ''}]", 9
         return f"{pr.wrap(inner, 9)}[: {size}]", 9
     if op == "edge_rows":
@@ -831,11 +867,11 @@ def print_rule(pr, py: Py):
 
 def rows_size(pr, py: Py):
     """`rows_of` (the row count of an expanded plain value) on blocks; None when not resolved."""
-    lv = py.attrs.get("lv")
-    if not py.attrs.get("on_blocks"):  # a model kept on the full graph
+    lv = py.lv
+    if not py.on_blocks:  # a model kept on the full graph
         return None
     if not isinstance(lv, Lv):  # rows of an edge input only (one graph for every block)
-        return "blocks[0].num_edges" if py.attrs.get("rows") == "E" else "blocks[0].num_src"
+        return "blocks[0].num_edges" if py.rows == "E" else "blocks[0].num_src"
     attr = {"e": "num_edges", "s": "num_src", "d": "num_dst"}[lv.side]
     return f"{_b(pr, py.attrs, 'size_k')}.{attr}"
 

@@ -23,6 +23,7 @@ import sympy as sp
 
 from kokoyi.grammar import ast as A
 from kokoyi.compiler.ir import T, Ty
+from kokoyi.compiler.tnodes import Eye
 
 EYE_SIZE = sp.Symbol("I_size", positive=True, integer=True)  # a bare I before its size is known
 
@@ -98,11 +99,10 @@ class CaseChecks:
 
 def _subst_eye(t: T, n) -> T:
     shape = tuple(sp.sympify(d).xreplace({EYE_SIZE: n}) for d in t.ty.shape)
-    attrs = dict(t.attrs)
-    if t.op == "eye" and attrs.get("n") is None:
-        attrs["n"] = n
-    args = tuple(_subst_eye(a, n) if isinstance(a, T) else a for a in t.args)
-    return T(t.op, args, Ty(shape, t.ty.fam, t.ty.row), t.deps, t.span, attrs, t.edge_input)
+    out = t.with_args(tuple(_subst_eye(a, n) for a in t.args)).replace(ty=Ty(shape, t.ty.fam, t.ty.row))
+    if isinstance(out, Eye) and out.n is None:
+        out = out.replace(n=n)
+    return out
 
 
 class CaseLowering:
@@ -110,7 +110,7 @@ class CaseLowering:
 
     def n_cmp(self, t, sl):
         a, b = self.node(t.args[0], sl), self.node(t.args[1], sl)
-        return self.combine(t.attrs["cmp"], a, b, t.ty.shape)
+        return self.combine(t.cmp, a, b, t.ty.shape)
 
     def n_where(self, t, sl):
         return self._where([self.node(a, sl) for a in t.args], t.ty.shape)
@@ -137,7 +137,7 @@ class CaseLowering:
         a, b = self.edge(t.args[0]), self.edge(t.args[1])
         if not self.diag:
             a, b = self.as_edge_if_node(a), self.as_edge_if_node(b)
-        v = self.combine(t.attrs["cmp"], a, b, t.ty.shape)
+        v = self.combine(t.cmp, a, b, t.ty.shape)
         return Val(v.py, v.lay, "e" if v.lay.rows == "E" else v.side)
 
     def e_where(self, t):
@@ -149,7 +149,7 @@ class CaseLowering:
     def n_eye(self, t, sl):
         from kokoyi.compiler.ir import Py
         from kokoyi.compiler.lower import Lay, Val
-        return Val(Py("eye", (self.dim_py(t.attrs["n"]),)), Lay(None, (), t.ty.shape), "plain")
+        return Val(Py("eye", (self.dim_py(t.n),)), Lay(None, (), t.ty.shape), "plain")
 
 
 class CaseInterp:
@@ -159,7 +159,7 @@ class CaseInterp:
         import torch
         a, b = self.eval(t.args[0], env), self.eval(t.args[1], env)
         return {"lt": torch.lt, "le": torch.le, "gt": torch.gt, "ge": torch.ge, "eq": torch.eq,
-                "ne": torch.ne}[t.attrs["cmp"]](a, b)
+                "ne": torch.ne}[t.cmp](a, b)
 
     def e_where(self, t, env):
         import torch
@@ -168,4 +168,4 @@ class CaseInterp:
 
     def e_eye(self, t, env):
         import torch
-        return torch.eye(self.sym_int(t.attrs["n"], env), dtype=torch.float64)
+        return torch.eye(self.sym_int(t.n, env), dtype=torch.float64)

@@ -152,9 +152,9 @@ class Printer:
             return False
         if py.op == "const":
             return isinstance(py.args[0], (int, float))
-        if py.op in ("sympy",) or (py.op == "attr" and py.attrs.get("number")):
+        if py.op in ("sympy",) or (py.op == "attr" and py.number):
             return True
-        if py.op in INFIX or (py.op == "fn" and py.attrs.get("name") == "neg"):
+        if py.op in INFIX or (py.op == "fn" and py.name == "neg"):
             return all(Printer.is_number(a) for a in py.args)
         return False
 
@@ -223,8 +223,8 @@ class Printer:
             return f"{self.wrap(args[0], 9)}.{fn}(-1)", 9
         if op == "submodel":
             fn = f"self.{at['key']}"
-            for _ in range(at.get("lead", 0)):  # one call per row (and per head): the model sees one vector
-                fn = f'torch.vmap({fn}, randomness="different")'
+            if at.get("lead", 0):  # one call per row (and per head): the model sees one vector (torch.vmap)
+                return f"ops.rowwise({fn}, {self(args[0])}, {at['lead']})", 9
             return f"{fn}({self(args[0])})", 9
         if op == "slice_feat":
             lo = self(at["lo"]) if at.get("lo") is not None else ""
@@ -252,11 +252,11 @@ class Printer:
         raise ValueError(f"no print rule for {op}")
 
     def rows(self, py: Py) -> str:
-        if py.attrs["rows"] == "G":
+        if py.rows == "G":
             return "graph.num_graphs"
         if blocks_pass.rows_size(self, py) is not None:
             return blocks_pass.rows_size(self, py)
-        return "graph.num_edges" if py.attrs["rows"] == "E" else "graph.num_dst"
+        return "graph.num_edges" if py.rows == "E" else "graph.num_dst"
 
 
 # ------------------------------------------------------------------ module
@@ -414,7 +414,7 @@ def body_lines(stmts, pr: Printer) -> list[str]:
             lines += [INDENT + ln for ln in body_lines(s.body, pr)]
         elif isinstance(s, Py) and s.op == "if":
             cond, then_b, else_b = s.args
-            lines.append(f"# {comment(s.attrs['comment'])}")
+            lines.append(f"# {comment(s.comment)}")
             lines.append(f"if {pr(cond)}:")
             lines += [INDENT + ln for ln in body_lines(then_b, pr)]
             lines.append("else:")

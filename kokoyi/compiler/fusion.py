@@ -9,23 +9,24 @@
 from __future__ import annotations
 
 from kokoyi.compiler.ir import T
+from kokoyi.compiler.shapes import broadcast
 
 
 class FusionLowering:
     """Mixed into `lower.ModelLowering`."""
 
     def _terms(self, t: T, sign: int = 1):
-        if t.op == "bin" and t.attrs["name"] in ("add", "sub"):
+        if t.op == "bin" and t.name in ("add", "sub"):
             a, b = t.args
-            return self._terms(a, sign) + self._terms(b, sign if t.attrs["name"] == "add" else -sign)
+            return self._terms(a, sign) + self._terms(b, sign if t.name == "add" else -sign)
         return [(sign, t)]
 
     def linear_split(self, t: T):
         """The lowered `\\sum_u (terms)` as a sum of per-term reductions, or None when it does not apply."""
         from kokoyi.compiler.ir import PlanEntry
-        if t.attrs["reduce"] != "sum" or t.attrs["dir"] != "in":
+        if t.reduce != "sum" or t.dir != "in":
             return None
-        u, v = t.attrs["var"], t.attrs["center"]
+        u, v = t.var, t.center
         terms = self._terms(t.args[0])
         if len(terms) < 2 or any(self.reads_edge(x) for _s, x in terms):
             return None
@@ -35,12 +36,12 @@ class FusionLowering:
             return None  # nothing to gain: the body is already one-sided
         acc = None
         for sign, x in terms:
-            part = T("nbreduce", (x,), x.ty, t.deps, t.span, dict(t.attrs), x.edge_input)
+            part = t.replace(body=x, ty=x.ty, edge_input=x.edge_input)
             val = self.node(part)
             if acc is None:
                 acc = val if sign > 0 else self.combine("mul", val, self.node(_const(t, -1.0)), val.lay.shape)
             else:
-                shape = _bshape(acc.lay.shape, val.lay.shape)
+                shape = broadcast(acc.lay.shape, val.lay.shape)
                 acc = self.combine("add" if sign > 0 else "sub", acc, val, shape)
         self.plan.append(PlanEntry(f"{self.current}: linearity of the sum", "one reduction per term "
                                    "(source terms: copy_u g-SpMM; target terms: degree x node value)", []))
@@ -51,7 +52,3 @@ def _const(t, value):
     from kokoyi.compiler.ir import Ty
     return T("const", (), Ty(), frozenset(), t.span, {"value": value})
 
-
-def _bshape(a, b):
-    from kokoyi.compiler.lower import _bshape as bs
-    return bs(a, b)

@@ -283,6 +283,14 @@ class Generator:
         a = self.expr(ctx, "h", budget)[0]
         return rf"a_2^\top \left[{a} \Vert {self.expr(ctx, 'h', budget)[0]}\right]", 1
 
+    def no_self_loop_value(self, text: str) -> bool:
+        """Whether an edge expression has no value on a self loop: it reads an edge input, or an edge value
+        without one (a softmax over N(v) alone, or an edge value that reads either), by name or as a head
+        family member (`e^{k}_{uv}`)."""
+        return "w_{" in text or r"\omega_{" in text or any(
+            (p.tainted or p.softmax_self is False) and (p.latex + "_{" in text or p.latex + "^{" in text)
+            for p in self.pool if p.dom == "edge")
+
     def vector_softmax(self, ctx, shape, budget):
         self.feat("fn:softmax")
         return rf"\mathrm{{softmax}}\left({self.expr(ctx, shape, budget)[0]}\right)", 2
@@ -449,9 +457,7 @@ class Generator:
                 shape = self.pick(["s", "s", "h"])
                 ctx = Ctx("edge", center="v", other="u", pair=("u", "v"), edge_ok=True, self_loop=False)
                 text = self.expr(ctx, shape, budget)[0]
-                # no value on a self loop: an edge input, or an edge value without one (a softmax over N(v))
-                tainted = "w_{" in text or r"\omega_{" in text or any(
-                    (p.tainted or p.softmax_self is False) and p.latex + "_{" in text for p in self.pool)
+                tainted = self.no_self_loop_value(text)
                 lines.append(rf"{name}_{{uv}} \gets {text}")
                 self.pool.append(Val(name, "edge", shape, tainted=tainted))
                 self.feat("def:edge")
@@ -526,7 +532,7 @@ class Generator:
                 else:
                     lines.append(rf"{use}_v \gets \sum_{{k=1}}^{{K}} \left({agg}\right)")
                     self.pool.append(Val(use, "node", "h"))
-                self.pool.append(Val(e, "edge", "s", head=True))
+                self.pool.append(Val(e, "edge", "s", head=True, tainted=self.no_self_loop_value(score)))
                 self.feat("def:head-edge-attention" + (":self" if self_loop else ""))
             elif kind == "recurrence" and self.recur is None:
                 self.recur = "r"

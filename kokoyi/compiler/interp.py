@@ -239,10 +239,10 @@ class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, La
         return method(t, env)
 
     def e_const(self, t, env):
-        return _scalar(t.attrs["value"])
+        return _scalar(t.value)
 
     def e_hyper(self, t, env):
-        return _scalar(self.hyper_values[t.attrs["name"]])
+        return _scalar(self.hyper_values[t.name])
 
     def e_param(self, t, env):
         return self.e_ref(t, env)
@@ -252,10 +252,10 @@ class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, La
         obj = self.store[v.key]
         if v.family is None:
             return obj
-        if "head" in t.attrs:
-            return obj[env[t.attrs["head"]]]
-        if "index" in t.attrs:
-            i = self.sym_int(t.attrs["index"], env)
+        if t.head is not None:
+            return obj[env[t.head]]
+        if t.index is not None:
+            i = self.sym_int(t.index, env)
             if v.kind == "param":  # the checker already subtracted the family's lower bound
                 return obj[i]
             if i not in obj:
@@ -264,18 +264,18 @@ class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, La
         raise InterpError(f"family {v.key} read without a member")
 
     def e_ref(self, t, env):
-        v = self.m.values[t.attrs["key"]]
+        v = self.m.values[t.key]
         obj = self.select(v, t, env)
-        if t.attrs.get("whole"):
+        if t.whole:
             return obj.edges if isinstance(obj, EdgeValue) else obj
-        if "row" in t.attrs:
-            return obj[env[t.attrs["row"]]]
+        if t.row is not None:
+            return obj[env[t.row]]
         if v.dom == "node":
-            return obj[env[t.attrs["at"]]]
+            return obj[env[t.at]]
         if v.dom == "graph":
             return obj[env[GRAPH_ID]]
         if v.dom == "edge":
-            a, b = t.attrs["at"]
+            a, b = t.at
             eid = env[EDGE]
             if eid == SELF and obj._self_fn is None:
                 raise InterpError(f"edge input {v.key} read on a self loop")
@@ -284,34 +284,33 @@ class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, La
 
     def e_fn(self, t, env):
         a = self.eval(t.args[0], env)
-        p = t.attrs.get("param")
+        p = t.param
         if isinstance(p, T):
             p = self.eval(p, env)
-        return _fn(t.attrs["name"], a, p)
+        return _fn(t.name, a, p)
 
     def e_bin(self, t, env):
         mean = self.mean_pattern(t, env)
         if mean is not None:
             return mean
-        return _binary(t.attrs["name"], self.eval(t.args[0], env), self.eval(t.args[1], env))
+        return _binary(t.name, self.eval(t.args[0], env), self.eval(t.args[1], env))
 
     def mean_pattern(self, t, env):
         """`(1 / |N(v)|) * \\sum_{u in N(v)} m` is, by the language's definition, the mean (0 when empty)."""
-        if t.attrs["name"] != "mul":
+        if t.name != "mul":
             return None
         a, b = t.args
         for recip, red in ((a, b), (b, a)):
-            if (recip.op == "bin" and recip.attrs["name"] == "div" and recip.args[0].op == "const"
-                    and recip.args[0].attrs["value"] == 1 and recip.args[1].op == "deg"
-                    and red.op == "nbreduce" and red.attrs["reduce"] == "sum"):
-                deg = recip.args[1].attrs
-                if (deg["at"], deg["dir"], deg["self_loop"]) == (red.attrs["center"], red.attrs["dir"],
-                                                                 red.attrs["self_loop"]):
+            if (recip.op == "bin" and recip.name == "div" and recip.args[0].op == "const"
+                    and recip.args[0].value == 1 and recip.args[1].op == "deg"
+                    and red.op == "nbreduce" and red.reduce == "sum"):
+                deg = recip.args[1]
+                if (deg.at, deg.dir, deg.self_loop) == (red.center, red.dir, red.self_loop):
                     return self.nb_reduce(red, env, "mean")
         return None
 
     def e_matmul(self, t, env):
-        return _matmul(t.attrs["kind"], self.eval(t.args[0], env), self.eval(t.args[1], env))
+        return _matmul(t.kind, self.eval(t.args[0], env), self.eval(t.args[1], env))
 
     def e_transpose(self, t, env):
         a = self.eval(t.args[0], env)
@@ -325,17 +324,17 @@ class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, La
 
     def e_featreduce(self, t, env):
         a = self.eval(t.args[0], env)
-        return {"sum": a.sum, "mean": a.mean, "max": a.amax, "min": a.amin}[t.attrs["reduce"]](-1)
+        return {"sum": a.sum, "mean": a.mean, "max": a.amax, "min": a.amin}[t.reduce](-1)
 
     def e_expand_fam(self, t, env):
         return self.eval(t.args[0], env)  # the family letter is bound in env; the value does not vary with it
 
     def e_dense(self, t, env):
-        var, size = t.attrs["var"], self.sym_int(t.attrs["size"], env)
+        var, size = t.var, self.sym_int(t.size, env)
         items = [self.eval(t.args[0], {**env, var: k}) for k in range(size)]
-        if t.attrs["reduce"] == "concat":
+        if t.reduce == "concat":
             return torch.cat(items, dim=-1)
-        return _reduce_list(t.attrs["reduce"], items, self.shape(t.ty, env))
+        return _reduce_list(t.reduce, items, self.shape(t.ty, env))
 
     # ------------------------------------------------------------------ graph operators
     def neighbour_edges(self, center: int, direction: str) -> list:
@@ -346,29 +345,29 @@ class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, La
         return [(g.src[e], e) for e in g.in_edges[center]]
 
     def e_deg(self, t, env):
-        n = len(self.rel_filter(self.neighbour_edges(env[t.attrs["at"]], t.attrs["dir"]), t.attrs["dir"], env))
-        return _scalar(n + (1 if t.attrs["self_loop"] else 0))
+        n = len(self.rel_filter(self.neighbour_edges(env[t.at], t.dir), t.dir, env))
+        return _scalar(n + (1 if t.self_loop else 0))
 
     def e_nbreduce(self, t, env):
-        return self.nb_reduce(t, env, t.attrs["reduce"])
+        return self.nb_reduce(t, env, t.reduce)
 
     def nb_reduce(self, t, env, reduce):
-        var, center = t.attrs["var"], env[t.attrs["center"]]
-        terms = self.rel_filter([(u, e) for u, e in self.neighbour_edges(center, t.attrs["dir"])], t.attrs["dir"], env)
-        if t.attrs["self_loop"]:
+        var, center = t.var, env[t.center]
+        terms = self.rel_filter([(u, e) for u, e in self.neighbour_edges(center, t.dir)], t.dir, env)
+        if t.self_loop:
             terms.append((center, SELF))
         items = [self.eval(t.args[0], {**env, var: u, EDGE: e}) for u, e in terms]
         return _reduce_list(reduce, items, self.shape(t.ty, env))
 
     def e_nbsoftmax(self, t, env):
-        if t.attrs["dir"] != "in":
+        if t.dir != "in":
             raise InterpError("softmax over out-neighbours has no meaning here")
-        var, center = t.attrs["var"], env[t.attrs["center"]]
+        var, center = t.var, env[t.center]
         terms = self.neighbour_edges(center, "in")
-        if t.attrs["self_loop"]:
+        if t.self_loop:
             terms = terms + [(center, SELF)]
         me = env[EDGE]
-        if me == SELF and not t.attrs["self_loop"]:
+        if me == SELF and not t.self_loop:
             raise InterpError("a softmax over N(v) alone read on the self loop")
         scores = torch.stack([self.eval(t.args[0], {**env, var: u, EDGE: e}) for u, e in terms])
         probs = torch.softmax(scores, dim=0)
@@ -377,7 +376,7 @@ class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, La
 
     def e_call(self, t, env):
         arg = self.eval(t.args[0], env)
-        key = t.attrs["key"]
+        key = t.key
         v = self.m.values[key]
         child = getattr(self.module, key)
         if v.info["kind"] == "builtin":

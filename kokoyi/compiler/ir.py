@@ -1,9 +1,9 @@
 """The typed program (checker output) and the sparse-op IR (lowering output).
 
 Typed program: every value has a domain (node, edge, plain), a feature shape of sympy dimensions, and
-vectorised family axes (`fam`, e.g. the head index k of GAT). Expressions are `T` nodes: an op name,
-typed children, attributes, and `deps`, the node letters the value varies with (`{"u", "v"}` inside a
-neighbour sum means: per edge).
+vectorised family axes (`fam`, e.g. the head index k of GAT). Expressions are `T` nodes, one frozen
+dataclass per operation (kokoyi/compiler/tnodes.py): typed children and attributes, and `deps`, the node
+letters the value varies with (`{"u", "v"}` inside a neighbour sum means: per edge).
 
 Sparse-op IR: straight-line `Assign`s (and `Loop`s for layer recurrences) over `Py` expression nodes
 whose op names are the rows of codegen's print table.
@@ -17,25 +17,8 @@ from kokoyi.diagnostics import Span
 
 
 # ------------------------------------------------------------------ typed program
-@dataclass(frozen=True)
-class Ty:
-    shape: tuple = ()  # feature dims (sympy expressions)
-    fam: tuple = ()  # vectorised family letters, outermost first (axis after the row axis)
-    row: bool = False  # a vector transposed into a row (`a^\top`)
-
-
-@dataclass(eq=False)
-class T:
-    op: str
-    args: tuple
-    ty: Ty
-    deps: frozenset
-    span: Span
-    attrs: dict = field(default_factory=dict)
-    edge_input: bool = False  # reads an edge input (cannot be evaluated on a self loop)
-
-    def get(self, key, default=None):
-        return self.attrs.get(key, default)
+# the expression nodes, one class per operation: kokoyi/compiler/tnodes.py
+from kokoyi.compiler.tnodes import T, T_CLASSES, Ty  # noqa: E402  (re-exported)
 
 
 @dataclass
@@ -100,6 +83,17 @@ class Py:
     op: str
     args: tuple = ()
     attrs: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):
+        """An attribute of the sparse-op vocabulary (`py.idx`, `py.block`): its value, None when this node does
+        not set it; a name no op declares (`ops_spec.PY_OPS`) is an AttributeError."""
+        if name.startswith("_") or name in ("op", "args", "attrs"):
+            raise AttributeError(name)
+        from kokoyi.compiler.ops_spec import PY_ATTR_NAMES
+
+        if name not in PY_ATTR_NAMES:
+            raise AttributeError(f"no sparse-op attribute {name!r} (declared: {', '.join(sorted(PY_ATTR_NAMES))})")
+        return self.__dict__["attrs"].get(name)
 
 
 @dataclass

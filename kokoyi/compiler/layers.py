@@ -16,8 +16,8 @@ from kokoyi.compiler.ir import Py
 class LayerChecks:
     """Mixed into `check.ModelChecker`."""
 
-    def layer_member_stack(self, v, fl, scope, sup, attrs):
-        """`h^{(k)}` with k a bound dense index: attrs for a stacked read of members k = lo..hi."""
+    def layer_member_stack(self, v, fl, scope, sup, fields):
+        """`h^{(k)}` with k a bound dense index: fields for a stacked read of members k = lo..hi."""
         head = scope.heads[fl]
         fam = v.family
         lo, hi = sp.sympify(head.lo), sp.sympify(head.hi)
@@ -28,8 +28,8 @@ class LayerChecks:
         if below or above or sp.simplify(hi - fam.hi).is_positive is None and not sp.simplify(hi - fam.hi).is_zero:
             self.err(f"'{v.key}' has members 0..{fam.hi}, but {fl} runs over {lo}..{hi}", sup.span,
                      f"a reduction over the layers of {v.key} runs within 0..{fam.hi}")
-        attrs["index"] = sp.Symbol(fl) + lo  # the interpreter binds fl to the offset 0, 1, ...
-        attrs["stack"] = (fl, lo, hi)
+        fields["index"] = sp.Symbol(fl) + lo  # the interpreter binds fl to the offset 0, 1, ...
+        fields["stack"] = (fl, lo, hi)
         return (fl,)
 
 
@@ -120,8 +120,8 @@ class LayerLowering:
 
     def stack_members(self, t):
         from kokoyi.compiler.lower import Lay, Val
-        key = t.attrs["key"]
-        fl, lo, hi = t.attrs["stack"]
+        key = t.key
+        fl, lo, hi = t.stack
         base = self.env[key]
         rows = base.lay.rows
         py = Py("stack_members", (Py("var", (key,)), self.dim_py(lo), self.dim_py(hi), Py("const", (1 if rows else 0,))))

@@ -15,21 +15,21 @@ class NormChecks:
     """Mixed into `check.ModelChecker`."""
 
     def is_norm(self, f: T) -> bool:
-        name = f.attrs["name"]
-        return name in BY_OP or (name == "call" and f.attrs["value"].info.get("model") in NORMS)
+        name = f.name
+        return name in BY_OP or (name == "call" and f.value.info.get("model") in NORMS)
 
     def norm_call(self, f: T, arg: T, span, scope) -> T:
         from kokoyi.compiler.check import fmt_shape, py_name
-        if f.attrs["name"] == "call":
-            v = f.attrs["value"]
+        if f.name == "call":
+            v = f.value
             name = v.info["model"]
             if not self._shape_eq(arg.ty.shape, v.info["shape_in"]):
                 self.err(f"shape mismatch: '{v.key}' takes {fmt_shape(v.info['shape_in'])}, given "
                          f"{fmt_shape(arg.ty.shape)}", span)
         else:
-            name = BY_OP[f.attrs["name"]]
-            if f.attrs.get("script") is not None:
-                self.err(f"\\mathrm{{{name}}} takes no subscript", f.attrs["script"].span)
+            name = BY_OP[f.name]
+            if f.script is not None:
+                self.err(f"\\mathrm{{{name}}} takes no subscript", f.script.span)
             if len(arg.ty.shape) != 1:
                 self.err(f"\\mathrm{{{name}}} normalises a vector of features; this is {fmt_shape(arg.ty.shape)}",
                          span)
@@ -85,14 +85,14 @@ class NormLowering:
         from kokoyi.compiler.ir import Py
         from kokoyi.compiler.lower import LowerError, Val
         a = self.node(t.args[0], sl)
-        spec = NORMS[t.attrs["name"]]
+        spec = NORMS[t.name]
         if spec.across_rows and a.lay.rows is None:
-            raise LowerError(f"{t.attrs['name']} of a value that does not vary per node")
+            raise LowerError(f"{t.name} of a value that does not vary per node")
         if spec.graph and a.lay.rows != "N":
-            raise LowerError(f"{t.attrs['name']} of a value that is not per node")
+            raise LowerError(f"{t.name} of a value that is not per node")
         if sl and spec.across_rows:
-            raise LowerError(f"{t.attrs['name']} inside a self-loop term")
-        fn = Py("attr", ("self", t.attrs["key"]))
+            raise LowerError(f"{t.name} inside a self-loop term")
+        fn = Py("attr", ("self", t.key))
         py = Py("builtin_call_graph" if spec.graph else "builtin_call", (fn, a.py))
         return Val(py, a.lay, a.side)
 
@@ -106,8 +106,8 @@ class NormInterp:
 
         from kokoyi.compiler.interp import InterpError
         x = self.eval(t.args[0], env)
-        layer = getattr(self.module, t.attrs["key"])
-        name = t.attrs["name"]
+        layer = getattr(self.module, t.key)
+        name = t.name
         if name == "LayerNorm":
             return F.layer_norm(x, layer.normalized_shape, layer.weight, layer.bias, layer.eps)
         if name == "BatchNorm":
@@ -115,7 +115,7 @@ class NormInterp:
                 raise InterpError("BatchNorm in training mode normalises over the batch; interpret in eval mode")
             return (x - layer.running_mean) / torch.sqrt(layer.running_var + layer.eps) * layer.weight + layer.bias
         if name == "GraphNorm":
-            at = t.attrs["at"]
+            at = t.at
             nodes = self.graph_nodes(self.graph_of(env[at]))
             rows = torch.stack([self.eval(t.args[0], {**env, at: n}) for n in nodes])
             out = rows - rows.mean(0) * layer.mean_scale

@@ -31,14 +31,19 @@ also the checklist of the migration to typed node classes (docs/notes.md, "ir: m
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
+import types as types_mod
+import typing
 from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
 
 from kokoyi.compiler.ir import Assign, Comment, Loop, Py, T, TProgram, Ty, LProgram
+from kokoyi.compiler import tnodes
+from kokoyi.compiler.tnodes import DIRECTION, Deps, attributes
 
 NONE = type(None)
 NUMBER = (int, float)
@@ -63,16 +68,6 @@ def attr(name, types, required=True, choices=None, doc="", pattern=None) -> Attr
     return Attr(name, types, required, frozenset(choices) if choices is not None else None, pattern, doc)
 
 
-class Deps(enum.Enum):
-    UNION = "union of the arguments' deps"
-    LEAF = "the letters of its subscript (at / row), empty for a whole tensor"
-    CENTER = "{at}"
-    REDUCE = "(deps(body) - {var}) | {center}"
-    SOFTMAX = "deps(body) | {var, center}"
-    EMPTY = "empty"
-    GRAPH = "{#g}: one value per graph (a readout)"
-
-
 @dataclass(frozen=True)
 class OpSpec:
     op: str
@@ -86,69 +81,45 @@ class OpSpec:
         return {a.name: a for a in self.attrs}
 
 
-DIRECTIONS = ("in", "out")
-DIRECTION = r"in|out|rel:\w+"  # rel:r is N_r(v), the in-neighbours by relation r (relations.py)
-FUNCTIONS = ("relu", "elu", "leaky_relu", "sigmoid", "tanh", "exp", "log", "softplus", "softmax", "gelu",
-             "dropout", "abs", "neg", "sqrt")
-BINARY = ("add", "sub", "mul", "div", "pow", "maximum", "minimum")
-NB_REDUCE = ("sum", "mean", "max", "min")
-DENSE_REDUCE = ("sum", "mean", "max", "min", "prod", "concat")
-_NEIGHBOURS = (attr("var", str, doc="the bound neighbour letter (u)"),
-               attr("center", str, doc="the node whose neighbours are reduced (v)"),
-               attr("dir", str, pattern=DIRECTION, doc="in: N(v) = {u: u->v}; out: {u: v->u}; rel:r: N_r(v)"),
-               attr("self_loop", bool, doc="the set is N(v) ∪ {v}"))
-_SELECT = (attr("key", str, doc="the canonical name of the value (Value.key)"),
-           attr("at", (str, tuple), False, doc="node letter (node value) or (u, v) letters (edge value)"),
-           attr("row", str, False, doc="a node letter selecting a row of an N x d tensor"),
-           attr("head", str, False, doc="the family letter selecting a vectorised member (k)"),
-           attr("index", SYMPY, False, doc="the family member as a sympy index (0-based for params)"),
-           attr("loop", str, False, doc="the recurrence letter of a loop-family member (l)"),
-           attr("whole", bool, False, doc="the whole tensor (`\\return h`), no node index"),
-           attr("stack", tuple, False, doc="layers.py: (letter, lo, hi) of a stacked layer family"))
+FUNCTIONS = typing.get_args(tnodes.Fun)
+NB_REDUCE = typing.get_args(tnodes.Reduce)
 
-T_OP_LIST = [
-    OpSpec("const", 0, (attr("value", NUMBER),), Deps.EMPTY, "a number literal (or a folded one)"),
-    OpSpec("hyper", 0, (attr("name", str), attr("kind", str, choices=("real", "nat", "dim"))), Deps.EMPTY,
-           "a hyperparameter (a Python number at run time)"),
-    OpSpec("ref", 0, _SELECT, Deps.LEAF, "an input or a definition, selected by node/edge/family indices"),
-    OpSpec("param", 0, _SELECT, Deps.LEAF, "a learned parameter, selected like `ref`"),
-    OpSpec("deg", 0, (attr("at", str), attr("dir", str, pattern=DIRECTION), attr("self_loop", bool)),
-           Deps.CENTER, "|N(at)| (in- or out-degree, +1 with the self loop)"),
-    OpSpec("fn", 1, (attr("name", str, choices=FUNCTIONS),
-                     attr("param", (NUMBER + (T, NONE)), False, doc="slope / alpha / dropout rate")),
-           Deps.UNION, "an elementwise function f(x) (softmax: over the last axis)"),
-    OpSpec("bin", 2, (attr("name", str, choices=BINARY),), Deps.UNION, "elementwise a (op) b, broadcasting"),
-    OpSpec("matmul", 2, (attr("kind", str, choices=("dot", "vm", "mv", "mm")),), Deps.UNION,
-           "a b: vector.vector, vector.matrix, matrix.vector, matrix.matrix"),
-    OpSpec("transpose", 1, (), Deps.UNION, "a^T (a vector becomes a row)"),
-    OpSpec("norm", 1, (), Deps.UNION, "||a||_2 over the last axis"),
-    OpSpec("featreduce", 1, (attr("reduce", str, choices=NB_REDUCE),), Deps.UNION,
-           "sum / mean / max / min over the last (feature) axis"),
-    OpSpec("concat", 2, (), Deps.UNION, "[a || b] on the last axis"),
-    OpSpec("call", 1, (attr("key", str),), Deps.UNION, "a submodel applied to one vector"),
-    OpSpec("expand_fam", 1, (attr("letter", str), attr("size", SYMPY)), Deps.UNION,
-           "broadcast a value that does not vary with family letter `letter` to `size` members"),
-    OpSpec("dense", 1, (attr("reduce", str, choices=DENSE_REDUCE), attr("var", str), attr("size", SYMPY)),
-           Deps.UNION, "sum/mean/max/min/prod/|| over a family index `var` of `size` members"),
-    OpSpec("nbreduce", 1, (attr("reduce", str, choices=NB_REDUCE),) + _NEIGHBOURS, Deps.REDUCE,
-           "reduce_{var in N(center)} body: a g-SpMM"),
-    OpSpec("nbsoftmax", 1, _NEIGHBOURS, Deps.SOFTMAX, "softmax_{var in N(center)} body: an edge softmax"),
-    OpSpec("cmp", 2, (attr("cmp", str, choices=("lt", "le", "gt", "ge", "eq", "ne")),),
-           Deps.UNION, "a comparison (cases.py), 1.0 / 0.0"),
-    OpSpec("where", 3, (), Deps.UNION, "cond ? a : b (a cases block, cases.py)"),
-    OpSpec("eye", 0, (attr("n", SYMPY + (NONE,)),), Deps.EMPTY, "the identity matrix (cases.py)"),
-    OpSpec("slice", 1, (attr("lo", SYMPY), attr("hi", SYMPY)), Deps.UNION, "x[lo:hi] on the feature axis (slices.py)"),
-    OpSpec("norm_call", 1, (attr("key", str), attr("name", str), attr("at", (str, NONE))), Deps.UNION,
-           "a normalisation layer applied to a node value (norms.py)"),
-    OpSpec("bcast_graph", 1, (attr("at", str),), Deps.CENTER, "a per-graph value read at node `at` (readout.py)"),
-    OpSpec("readout", 1, (attr("reduce", str), attr("var", str)), Deps.GRAPH,
-           "reduce over the nodes `var` of each graph (readout.py)"),
-    OpSpec("graph_softmax", 1, (attr("var", str), attr("at", str)), Deps.CENTER,
-           "softmax over the nodes of each graph (readout.py)"),
-    OpSpec("func", 0, (attr("name", str), attr("script", object, False), attr("key", str, False),
-                       attr("value", object, False)), Deps.EMPTY,
-           "a function name before its argument (checker-internal)", transient=True),
-]
+
+# ------------------------------------------------------------------ the typed vocabulary, from the classes
+def _attr_of_field(cls, f, hints) -> Attr:
+    """An `Attr` declaration from a dataclass field of a typed node class: its Python types from the
+    annotation (a `Literal` gives the allowed values), optional when it has a default."""
+    tp = hints[f.name]
+    choices, pattern = None, None
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is typing.Literal:
+        choices, types = args, (str,)
+    else:
+        flat = []
+        for a in (args if typing.get_origin(tp) in (typing.Union, types_mod.UnionType) else (tp,)):
+            if a is typing.Any:
+                flat.append(object)
+            elif a is float:
+                flat += [int, float]
+            elif a is tnodes.Sympy:
+                flat += list(SYMPY)
+            else:
+                flat.append(typing.get_origin(a) or a)
+        types = tuple(dict.fromkeys(flat))
+        if cls is not tnodes.Func and f.name == "dir":
+            pattern = DIRECTION
+    required = f.default is dataclasses.MISSING
+    return attr(f.name, types, required, choices, pattern=pattern)
+
+
+def _spec_of_class(cls) -> OpSpec:
+    hints = typing.get_type_hints(cls, include_extras=False)
+    fields = cls.attr_fields()
+    return OpSpec(cls.op, len(cls.CHILDREN), tuple(_attr_of_field(cls, f, hints) for f in fields), cls.DEPS,
+                  " ".join((cls.__doc__ or "").split()), cls.TRANSIENT)
+
+
+T_OP_LIST = [_spec_of_class(c) for c in tnodes.T_CLASSES.values()]
 T_OPS: dict[str, OpSpec] = {s.op: s for s in T_OP_LIST}
 
 
@@ -205,17 +176,16 @@ def expected_deps(t: T, spec: OpSpec):
     if spec.deps is Deps.GRAPH:
         return frozenset({GRAPH})
     if spec.deps is Deps.CENTER:
-        return frozenset({t.attrs.get("at")})
+        return frozenset({t.at})
     if spec.deps is Deps.LEAF:
-        at = t.attrs.get("at")
-        letters = set(at) if isinstance(at, tuple) else ({at} if at else set())
-        if t.attrs.get("row"):
-            letters.add(t.attrs["row"])
+        letters = set(t.at) if isinstance(t.at, tuple) else ({t.at} if t.at else set())
+        if t.row:
+            letters.add(t.row)
         return frozenset(letters)
     body = t.args[0].deps if t.args else frozenset()
     if spec.deps is Deps.REDUCE:
-        return (body - {t.attrs.get("var")}) | {t.attrs.get("center")}
-    return body | {t.attrs.get("var"), t.attrs.get("center")}  # SOFTMAX
+        return (body - {t.var}) | {t.center}
+    return body | {t.var, t.center}  # SOFTMAX
 
 
 def check_node(t: T) -> list[str]:
@@ -231,7 +201,7 @@ def check_node(t: T) -> list[str]:
     bad_args = [a for a in t.args if not isinstance(a, T)]
     if bad_args:
         out.append(f"argument of type {type(bad_args[0]).__name__}, not T")
-    out += check_attrs(t.op, t.attrs, spec.attr_map())
+    out += check_attrs(t.op, attributes(t), spec.attr_map())
     if not isinstance(t.ty, Ty):
         out.append(f"ty is {type(t.ty).__name__}, not Ty")
     elif not all(isinstance(f, str) for f in t.ty.fam):
@@ -247,12 +217,9 @@ def check_node(t: T) -> list[str]:
 
 def walk(t: T):
     yield t
-    for a in t.args:
+    for a in t.subterms():
         if isinstance(a, T):
             yield from walk(a)
-    p = t.attrs.get("param") if isinstance(t.attrs, dict) else None
-    if isinstance(p, T):
-        yield from walk(p)
 
 
 def problems(program: TProgram) -> list[Problem]:
@@ -374,6 +341,7 @@ PY_OP_LIST = [
              "historical embeddings: push / pull"),
 ]
 PY_OPS: dict[str, PyOpSpec] = {s.op: s for s in PY_OP_LIST}
+PY_ATTR_NAMES: frozenset = frozenset(a.name for s in PY_OP_LIST for a in s.attrs)
 
 
 def check_py(py: Py) -> list[str]:

@@ -41,7 +41,7 @@ class ReadoutChecks:
     def at_graph(self, t: T, scope) -> T:
         """A graph-level value used in `scope`: at the scope's node when there is one."""
         if scope.center is None and not scope.nodes:
-            return T(t.op, t.args, t.ty, t.deps | {GRAPH}, t.span, t.attrs, t.edge_input)
+            return t.replace(deps=t.deps | {GRAPH})
         at = scope.center if scope.center is not None else scope.nodes[-1]
         return T("bcast_graph", (t,), t.ty, frozenset({at}), t.span, {"at": at}, t.edge_input)
 

@@ -32,15 +32,15 @@ class ReadoutInterp:
 
     def e_readout(self, t, env):
         from kokoyi.compiler.interp import _reduce_list
-        var = t.attrs["var"]
+        var = t.var
         items = [self.eval(t.args[0], {**env, var: n}) for n in self.graph_nodes(env[GRAPH_ID])]
-        return _reduce_list(t.attrs["reduce"], items, self.shape(t.ty, env))
+        return _reduce_list(t.reduce, items, self.shape(t.ty, env))
 
     def e_bcast_graph(self, t, env):
-        return self.eval(t.args[0], {**env, GRAPH_ID: self.graph_of(env[t.attrs["at"]])})
+        return self.eval(t.args[0], {**env, GRAPH_ID: self.graph_of(env[t.at])})
 
     def e_graph_softmax(self, t, env):
-        var, me = t.attrs["var"], env[t.attrs["at"]]
+        var, me = t.var, env[t.at]
         nodes = self.graph_nodes(self.graph_of(me))
         scores = torch.stack([self.eval(t.args[0], {**env, var: n}) for n in nodes])
         return torch.softmax(scores, dim=0)[nodes.index(me)]

@@ -29,8 +29,8 @@ class ReadoutLowering:
     def n_readout(self, t, sl):
         from kokoyi.compiler.lower import Lay, Val
         body = self._as_node_rows(self.node(t.args[0]), "readout")
-        red = t.attrs["reduce"]
-        self.plan.append(PlanEntry(f"{self.current}: {_describe(red, t.attrs['var'])}",
+        red = t.reduce
+        self.plan.append(PlanEntry(f"{self.current}: {_describe(red, t.var)}",
                                    f"readout {red} per graph (one row per graph)", []))
         lay = Lay("G", body.lay.fam, body.lay.shape)
         return self.emit(f"{self.current}_readout", Py("readout", (Py("const", (red,)), body.py)), lay, side="plain")

@@ -91,16 +91,16 @@ class RelationChecks:
 
     def with_relation_axis(self, t: T) -> T:
         """A reduction over N_r(v) has one value per relation even when its message does not depend on r."""
-        r = rel_letter(t.attrs.get("dir"))
+        r = rel_letter(t.dir)
         if r is None or r in t.ty.fam:
             return t
         if t.edge_input or self.reads_edge_value(t.args[0]):
             self.err("per-edge values in a sum over \\mathcal{N}_r(v) are not supported yet", t.span,
                      "the message may use node values of u and v and relation families W_r")
-        return T(t.op, t.args, Ty(t.ty.shape, (r,) + t.ty.fam), t.deps, t.span, t.attrs, t.edge_input)
+        return t.replace(ty=Ty(t.ty.shape, (r,) + t.ty.fam))
 
     def reads_edge_value(self, t: T) -> bool:
-        if t.op == "ref" and t.attrs.get("key") in self.values and self.values[t.attrs["key"]].dom == "edge":
+        if t.op == "ref" and t.key in self.values and self.values[t.key].dom == "edge":
             return True
         return any(self.reads_edge_value(a) for a in t.args)
 
@@ -110,35 +110,34 @@ class RelationLowering:
 
     def rel_degree(self, t):
         from kokoyi.compiler.lower import Lay, Val
-        r = rel_letter(t.attrs["dir"])
+        r = rel_letter(t.dir)
         py = Py("rel_degrees", (), {})
         return Val(py, Lay("N", (r,), ()), "n")
 
     def rel_mean_pattern(self, t):
         """`\\sum_{u in N_r(v)} m` -> itself; `\\frac{1}{|N_r(v)|} \\sum_{u in N_r(v)} m` -> the mean over N_r(v)
         (0 where v has no edge of relation r, as for \\mathcal{N}(v)); anything else -> None."""
-        if t.op == "nbreduce" and rel_letter(t.attrs["dir"]):
+        if t.op == "nbreduce" and rel_letter(t.dir):
             return t
-        if t.op != "bin" or t.attrs["name"] not in ("mul", "div"):
+        if t.op != "bin" or t.name not in ("mul", "div"):
             return None
         a, b = t.args
-        pairs = [(a, b), (b, a)] if t.attrs["name"] == "mul" else [(b, a)]
+        pairs = [(a, b), (b, a)] if t.name == "mul" else [(b, a)]
         for scale, red in pairs:
-            if red.op != "nbreduce" or red.attrs["reduce"] != "sum" or not rel_letter(red.attrs["dir"]):
+            if red.op != "nbreduce" or red.reduce != "sum" or not rel_letter(red.dir):
                 continue
             deg = None
-            if t.attrs["name"] == "div":
+            if t.name == "div":
                 deg = scale
-            elif scale.op == "bin" and scale.attrs["name"] == "pow" and scale.args[1].op == "const" \
-                    and scale.args[1].attrs["value"] == -1:
+            elif scale.op == "bin" and scale.name == "pow" and scale.args[1].op == "const" \
+                    and scale.args[1].value == -1:
                 deg = scale.args[0]
-            elif scale.op == "bin" and scale.attrs["name"] == "div" and scale.args[0].op == "const" \
-                    and scale.args[0].attrs["value"] == 1:
+            elif scale.op == "bin" and scale.name == "div" and scale.args[0].op == "const" \
+                    and scale.args[0].value == 1:
                 deg = scale.args[1]
-            if deg is not None and deg.op == "deg" and deg.attrs["dir"] == red.attrs["dir"] \
-                    and deg.attrs["at"] == red.attrs["center"]:
-                return T("nbreduce", red.args, red.ty, red.deps, red.span, dict(red.attrs, reduce="mean"),
-                         red.edge_input)
+            if deg is not None and deg.op == "deg" and deg.dir == red.dir \
+                    and deg.at == red.center:
+                return red.replace(reduce="mean")
         return None
 
     def pull_scalars(self, f):
@@ -159,25 +158,25 @@ class RelationLowering:
         if not parts:
             return [f]
         deps = frozenset().union(*(a.deps for a in args))
-        inner = T("matmul", tuple(args), f.ty, deps, f.span, f.attrs, any(a.edge_input for a in args))
+        inner = f.with_args(args).replace(deps=deps, edge_input=any(a.edge_input for a in args))
         return [g for p in parts for g in self.pow_factors(p)] + self.pull_scalars(inner)
 
     def rel_reduce(self, t, fused: bool = False):
         from kokoyi.compiler.ir import PlanEntry
         from kokoyi.compiler.lower import Lay, LowerError
-        r = rel_letter(t.attrs["dir"])
-        red, u, v = t.attrs["reduce"], t.attrs["var"], t.attrs["center"]
+        r = rel_letter(t.dir)
+        red, u, v = t.reduce, t.var, t.center
         if red not in ("sum", "mean"):
             raise LowerError(f"\\{red} over N_{r}(v) is not supported (sum and mean are)")
-        if t.attrs["self_loop"]:
+        if t.self_loop:
             raise LowerError("a self loop in N_r(v) ∪ {v} is not supported: write the self term separately")
         factors, linear = self.split(t.args[0], u, v)
         factors = [g for f in factors for g in self.pull_scalars(f)]
-        factors = [f for f in factors if not (f.op == "const" and f.attrs["value"] == 1)]
+        factors = [f for f in factors if not (f.op == "const" and f.value == 1)]
         for f in list(factors):  # 1/|N_r(v)|: the mean over N_r(v)
-            if red == "sum" and f.op == "bin" and f.attrs["name"] == "pow" and f.args[1].op == "const" \
-                    and f.args[1].attrs["value"] == -1 and f.args[0].op == "deg" \
-                    and f.args[0].attrs["dir"] == t.attrs["dir"] and f.args[0].attrs["at"] == v:
+            if red == "sum" and f.op == "bin" and f.name == "pow" and f.args[1].op == "const" \
+                    and f.args[1].value == -1 and f.args[0].op == "deg" \
+                    and f.args[0].dir == t.dir and f.args[0].at == v:
                 factors.remove(f)
                 red = "mean"
                 break

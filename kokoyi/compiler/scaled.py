@@ -33,12 +33,12 @@ class ScaledSumLowering:
 
     def scaled_sum(self, red, S, E, D, t, ops_used):
         """The fused op's value, or None when the pattern does not apply (see the module docstring)."""
-        from kokoyi.compiler.lower import Lay, Val, call, const
+        from kokoyi.compiler.lower.common import Lay, call, const
         if red != "sum" or E is not None or S is None or self.diag or S.lay.rows != "N" or S.lay.fam:
             return None
         if D is not None and (D.lay.rows != "N" or D.lay.fam or D.lay.shape):
             return None
-        self_loop = bool(t.attrs["self_loop"])
+        self_loop = bool(t.self_loop)
         X, s = S.py, None
         prod = self._follow(S.py)
         if prod.op == "mul" and len(prod.args) == 2:
@@ -65,7 +65,7 @@ def drop_unread(body: list, names: set) -> list:
     any more, also inside layer loops, where the general dead-code pass keeps every assignment (a
     value may be read by the next iteration)."""
     from kokoyi.compiler.ir import Assign, Loop
-    from kokoyi.compiler.lower import _names
+    from kokoyi.compiler.lower.passes import _names
 
     read: set = set()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import Assign, Comment, Loop, Py, T
 from kokoyi.grammar import ast as A
 
@@ -57,47 +58,45 @@ def _shape(ty) -> str:
 
 
 def _head(t: T) -> str:
-    a = t.attrs
-    if t.op in ("ref", "param"):
-        text = a["key"]
-        if "at" in a:
-            text += "@" + ("".join(a["at"]) if isinstance(a["at"], tuple) else a["at"])
-        if "row" in a:
-            text += f"[row {a['row']}]"
-        if "head" in a:
-            text += f"^{a['head']}"
-        if "index" in a:
-            text += f"^({a['index']})"
-        if a.get("whole"):
+    if isinstance(t, N.Select):
+        text = t.key
+        if t.at is not None:
+            text += "@" + ("".join(t.at) if isinstance(t.at, tuple) else t.at)
+        if t.row is not None:
+            text += f"[row {t.row}]"
+        if t.head is not None:
+            text += f"^{t.head}"
+        if t.index is not None:
+            text += f"^({t.index})"
+        if t.whole:
             text += "(whole)"
         return f"{t.op} {text}"
-    if t.op == "const":
-        return _atom(a["value"])
-    if t.op == "hyper":
-        return f"hyper {a['name']}"
-    if t.op == "deg":
-        return f"deg{'_out' if a['dir'] == 'out' else ''}({a['at']}{'+1' if a['self_loop'] else ''})"
-    if t.op in ("nbreduce", "nbsoftmax"):
-        arrow = f"{a['var']}->{a['center']}" if a["dir"] == "in" else f"{a['center']}->{a['var']}"
-        kind = f":{a['reduce']}" if t.op == "nbreduce" else ""
-        return f"{t.op}{kind}[{arrow}{' +self' if a['self_loop'] else ''}]"
-    if t.op == "dense":
-        return f"dense:{a['reduce']}[{a['var']}]"
-    if t.op == "expand_fam":
-        return f"expand_fam[{a['letter']}]"
-    if t.op == "fn" and isinstance(a.get("param"), (int, float)):
-        return f"fn:{a['name']}({_atom(a['param'])})"
-    for key in ("name", "kind", "reduce", "key"):
-        if key in a:
-            return f"{t.op}:{a[key]}"
+    if isinstance(t, N.Const):
+        return _atom(t.value)
+    if isinstance(t, N.Hyper):
+        return f"hyper {t.name}"
+    if isinstance(t, N.Deg):
+        return f"deg{'_out' if t.dir == 'out' else ''}({t.at}{'+1' if t.self_loop else ''})"
+    if isinstance(t, N.Neighbours):
+        arrow = f"{t.var}->{t.center}" if t.dir == "in" else f"{t.center}->{t.var}"
+        kind = f":{t.reduce}" if isinstance(t, N.NbReduce) else ""
+        return f"{t.op}{kind}[{arrow}{' +self' if t.self_loop else ''}]"
+    if isinstance(t, N.Dense):
+        return f"dense:{t.reduce}[{t.var}]"
+    if isinstance(t, N.ExpandFam):
+        return f"expand_fam[{t.letter}]"
+    if isinstance(t, N.Fn) and isinstance(t.param, (int, float)):
+        return f"fn:{t.name}({_atom(t.param)})"
+    for key in ("name", "kind", "reduce", "key"):  # the first of these fields the class has
+        if hasattr(t, key):
+            return f"{t.op}:{getattr(t, key)}"
     return t.op
 
 
 def typed_sexpr(t: T, shapes: bool = False) -> str:
     """The typed expression as an s-expression; `shapes=True` appends ` : shape` to the root."""
     head = _head(t)
-    p = t.attrs.get("param")
-    args = [typed_sexpr(x) for x in t.args] + ([typed_sexpr(p)] if isinstance(p, T) else [])
+    args = [typed_sexpr(x) for x in t.subterms()]
     text = f"({head} {' '.join(args)})" if args else (head if t.op == "const" else f"({head})")
     return f"{text} : {_shape(t.ty)}" if shapes else text
 

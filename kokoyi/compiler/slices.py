@@ -47,7 +47,7 @@ class SliceLowering:
 
     def _slice(self, a, t):
         from kokoyi.compiler.lower import Lay, Val, call
-        py = call("slice_feat", a.py, lo=self.dim_py(t.attrs["lo"]), hi=self.dim_py(t.attrs["hi"]), matrix=False)
+        py = call("slice_feat", a.py, lo=self.dim_py(t.lo), hi=self.dim_py(t.hi), matrix=False)
         return Val(py, Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
 
     def n_slice(self, t, sl):
@@ -62,4 +62,4 @@ class SliceInterp:
 
     def e_slice(self, t, env):
         a = self.eval(t.args[0], env)
-        return a[..., self.sym_int(t.attrs["lo"], env):self.sym_int(t.attrs["hi"], env)]
+        return a[..., self.sym_int(t.lo, env):self.sym_int(t.hi, env)]

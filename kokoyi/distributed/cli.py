@@ -54,6 +54,9 @@ def add_train_options(p) -> None:
     add("--sampler", help="with --nproc: neighbor:F1,F2,... (fanouts, input side first)")
     add("--batch-size", type=int, help="with --nproc: seeds per batch per process (default 512)")
     add("--cache-size", type=int, default=1024, help="hot remote feature rows cached per process")
+    add("--cache-policy", choices=["none", "static", "degree", "adaptive"], default="adaptive",
+        help="which remote feature rows to cache: adaptive (most requested, refilled as training runs), "
+        "degree (largest-degree halo nodes), static (most local edges), none")
     add("--checkpoint", metavar="FILE", help="with --nproc: rank 0 writes a checkpoint after every epoch")
     add("--resume", action="store_true", help="continue from --checkpoint when it exists")
     add("--history", action="store_true", help="historical embeddings (one one-hop block per batch)")
@@ -143,8 +146,12 @@ def cmd_train_distributed(args, opts: dict, source: bytes, model_name: str, code
     nproc = int(os.environ["WORLD_SIZE"]) if under_torchrun else args.nproc
     if nproc < 1:
         raise DistCliError(f"--nproc must be a positive int, got {nproc}")
-    if opts.get("device", "cpu") != "cpu":
-        raise DistCliError("--nproc runs on the CPU (gloo) here; use torchrun with device cuda for nccl")
+    device = opts.get("device", "cpu") or "cpu"
+    if device != "cpu" and not under_torchrun:
+        import torch
+        if torch.cuda.device_count() < nproc:
+            raise DistCliError(f"--nproc {nproc} --device {device} needs {nproc} GPUs (one per process), "
+                               f"this machine has {torch.cuda.device_count()}")
     folder = args.partitions
     tmp = None
     try:
@@ -173,12 +180,14 @@ def cmd_train_distributed(args, opts: dict, source: bytes, model_name: str, code
                           "batch_size": args.batch_size or 512, "epochs": opts["epochs"], "lr": opts["lr"],
                           "weight_decay": opts["weight_decay"], "seed": opts["seed"],
                           "cache_size": args.cache_size, "checkpoint": args.checkpoint,
-                          "resume": bool(args.resume), "history": bool(getattr(args, "history", False))}}
+                          "cache_policy": getattr(args, "cache_policy", "adaptive"),
+                          "resume": bool(args.resume), "history": bool(getattr(args, "history", False)),
+                          "device": device}}
         if under_torchrun:
-            rank, world = init_process_group("cpu")
+            rank, world = init_process_group(device)
             _rank_main(rank, world, job)
         else:
-            spawn(_rank_main, nproc, job)
+            spawn(_rank_main, nproc, job, device=device)
     except PartitionError as e:
         raise DistCliError(str(e)) from None
     finally:

@@ -25,6 +25,8 @@ def free_port() -> int:
 
 
 def backend_for(device) -> str:
+    """The default group's backend for a model on `device`: nccl for CUDA tensors, gloo otherwise.
+    (kokoyi's CPU-side exchanges always run on separate gloo groups, whatever this says.)"""
     return "nccl" if torch.device(device).type == "cuda" else "gloo"
 
 
@@ -43,21 +45,23 @@ def init_process_group(device="cpu") -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _entry(rank: int, fn, world: int, port: int, threads: int, args) -> None:
+def _entry(rank: int, fn, world: int, port: int, threads: int, args, device="cpu") -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR=LOOPBACK, MASTER_PORT=str(port))
     if threads:
         torch.set_num_threads(threads)
-    dist.init_process_group("gloo", init_method="env://")
+    if torch.device(device).type == "cuda":
+        torch.cuda.set_device(rank)
+    dist.init_process_group(backend_for(device), init_method="env://")
     try:
         fn(rank, world, *args)
     finally:
         dist.destroy_process_group()
 
 
-def spawn(fn, nprocs: int, *args, threads: int = 1) -> None:
-    """Run `fn(rank, nprocs, *args)` in `nprocs` local processes (gloo over loopback); raises if any
-    process fails. `fn` must be importable (a module-level function)."""
+def spawn(fn, nprocs: int, *args, threads: int = 1, device="cpu") -> None:
+    """Run `fn(rank, nprocs, *args)` in `nprocs` local processes over loopback (gloo; nccl with rank r
+    on GPU r when `device` is cuda); raises if any process fails. `fn` must be importable."""
     if not isinstance(nprocs, int) or nprocs < 1:
         raise ValueError(f"nprocs must be a positive int, got {nprocs!r}")
-    mp.spawn(_entry, args=(fn, nprocs, free_port(), threads, args), nprocs=nprocs, join=True)
+    mp.spawn(_entry, args=(fn, nprocs, free_port(), threads, args, device), nprocs=nprocs, join=True)

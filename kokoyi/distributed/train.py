@@ -47,10 +47,8 @@ from torch import nn
 
 from kokoyi.distributed.partition import load_partition
 from kokoyi.distributed.sampler import DistNeighborSampler, degree_table
-from kokoyi.distributed.store import FeatureStore, hot_halo
+from kokoyi.distributed.store import CachePolicy, FeatureStore, hot_by_degree, hot_halo
 from kokoyi.sampling._rng import SHUFFLE_BATCH, generator
-
-EVAL_BATCH = 1024
 
 
 @dataclass
@@ -65,6 +63,12 @@ class DistConfig:
     weight_decay: float = 5e-4
     seed: int = 0
     cache_size: int = 1024          # hot remote feature rows cached per rank
+    cache_policy: str = "adaptive"  # none | static | degree | adaptive (kokoyi.distributed.store.CachePolicy)
+    cache_refresh: int = 4          # adaptive: pulls between refills
+    transport: str = "auto"         # feature rows on the wire: auto (sparse when mostly zeros) | dense | sparse
+    eval_batch_size: int = 4096     # validation + test seeds per rank per evaluation batch
+    device: str = "cpu"             # where the model and batches live ("cuda": this rank's LOCAL_RANK GPU);
+                                    # features, structure and every exchange of them stay on the CPU (gloo)
     checkpoint: str | None = None   # written by rank 0 after every epoch
     resume: bool = False            # continue from `checkpoint` when it exists
     stop_after: int | None = None   # stop after this epoch (0-based), as if killed (tests)
@@ -118,13 +122,22 @@ def check_config(cfg: DistConfig, world: int) -> None:
     """Clear messages for a mis-configured run, before any collective."""
     from kokoyi.distributed.partition import read_manifest
 
-    for name in ("batch_size", "epochs"):
+    for name in ("batch_size", "epochs", "eval_batch_size", "cache_refresh"):
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"DistConfig.{name} must be a positive int, got {v!r}")
     if not cfg.fanouts or any(isinstance(f, bool) or not isinstance(f, int) or (f < 1 and f != -1)
                               for f in cfg.fanouts):
         raise ValueError(f"DistConfig.fanouts must be positive ints (or -1: all), got {cfg.fanouts!r}")
+    if cfg.cache_policy not in {p.value for p in CachePolicy}:
+        raise ValueError(f"DistConfig.cache_policy must be one of {[p.value for p in CachePolicy]}, "
+                         f"got {cfg.cache_policy!r}")
+    if cfg.transport not in ("auto", "dense", "sparse"):
+        raise ValueError(f"DistConfig.transport must be 'auto', 'dense' or 'sparse', got {cfg.transport!r}")
+    if torch.device(cfg.device).type not in ("cpu", "cuda"):
+        raise ValueError(f"DistConfig.device must be cpu or cuda, got {cfg.device!r}")
+    if cfg.history and torch.device(cfg.device).type != "cpu":
+        raise ValueError("DistConfig.history runs on the CPU only (the sharded history is a CPU table)")
     parts = read_manifest(cfg.partitions)["parts"]
     if parts != world:
         raise ValueError(f"{cfg.partitions} holds {parts} partitions but the process group has {world} "
@@ -138,32 +151,42 @@ class _Shard:
         self.part = load_partition(cfg.partitions, rank, verify=cfg.verify)
         p = self.part
         x = torch.from_numpy(np.ascontiguousarray(p.x))
-        hot = hot_halo(p.indices, p.start, p.start + p.num_local, cfg.cache_size)
-        self.features = FeatureStore(x, p.offsets, hot, group=group)
         self.degrees = degree_table(p, group)
+        policy = CachePolicy(cfg.cache_policy)
+        stop = p.start + p.num_local
+        hot = hot_halo(p.indices, p.start, stop, cfg.cache_size) if policy is CachePolicy.STATIC else \
+            hot_by_degree(p.indices, p.start, stop, self.degrees, cfg.cache_size)
+        self.features = FeatureStore(x, p.offsets, hot, group=group, policy=policy, cache_size=cfg.cache_size,
+                                     refresh=cfg.cache_refresh, transport=cfg.transport)
         self.y = torch.from_numpy(np.asarray(p.y, dtype=np.int64))
         self.ids = {k: torch.from_numpy(np.flatnonzero(np.asarray(p.masks[f"{k}_mask"]))) + p.start
                     for k in ("train", "val", "test")}
         self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        self.group = group
         fanouts = cfg.fanouts[-1:] if cfg.history else cfg.fanouts
         self.train_sampler = DistNeighborSampler(p, fanouts, self.degrees, cfg.seed, group)
         self.full_sampler = DistNeighborSampler(p, [-1] * depth, self.degrees, cfg.seed, group)
 
     def labels(self, seeds: torch.Tensor) -> torch.Tensor:
-        return self.y[seeds - self.part.start]
+        return self.y[seeds - self.part.start].to(self.device)
 
     def batch(self, sampler, seeds, epoch, b):
         blocks, inputs = sampler.sample(seeds, epoch, b)
-        return blocks, self.features.pull(inputs), seeds
+        x = self.features.pull(inputs)
+        if self.device.type != "cpu":
+            blocks = [blk.to(self.device) for blk in blocks]
+            x = x.to(self.device, non_blocking=True)
+        return blocks, x, seeds
 
 
 def _even_batches(ids: torch.Tensor, num_batches: int) -> list[torch.Tensor]:
     return list(torch.tensor_split(ids, num_batches)) if num_batches else []
 
 
-def _max_over_ranks(value: int) -> int:
+def _max_over_ranks(value: int, group) -> int:
     t = torch.tensor([value], dtype=torch.int64)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
     return int(t)
 
 
@@ -204,26 +227,32 @@ def _logits(model, blocks, x, kw=None):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, shard: _Shard, epoch: int) -> dict:
-    """Exact accuracy and loss on every rank's validation and test nodes (full-neighbour blocks)."""
+    """Exact accuracy and loss on every rank's validation and test nodes (full-neighbour blocks).
+
+    Validation and test seeds are evaluated together, `eval_batch_size` per rank per batch: their
+    neighbourhoods overlap, so one pass gathers the shared input rows once (on Facebook the two-hop
+    neighbourhood of a thousand seeds is most of the graph)."""
     model.eval()
+    splits = ("val", "test")
+    ids = torch.cat([shard.ids[k] for k in splits])
+    which = torch.cat([torch.full((shard.ids[k].numel(),), i) for i, k in enumerate(splits)])
+    nb = _max_over_ranks(math.ceil(ids.numel() / shard.cfg.eval_batch_size), shard.group)
+    stats = torch.zeros(len(splits), 3, dtype=torch.float64)  # per split: correct, loss sum, count
+    for b, (seeds, split) in enumerate(zip(_even_batches(ids, nb), _even_batches(which, nb))):
+        blocks, x, seeds = shard.batch(shard.full_sampler, seeds, epoch, b)
+        if seeds.numel() == 0:
+            continue
+        logits = _logits(model, blocks, x)
+        y = shard.labels(seeds)
+        rows = torch.stack([(logits.argmax(1) == y).double(), F.cross_entropy(logits, y, reduction="none").double(),
+                            torch.ones(seeds.numel(), dtype=torch.float64, device=y.device)], 1)
+        stats.index_add_(0, split, rows.cpu())
+    dist.all_reduce(stats, group=shard.group)
     out = {}
-    for split in ("val", "test"):
-        ids = shard.ids[split]
-        nb = _max_over_ranks(math.ceil(ids.numel() / EVAL_BATCH))
-        stats = torch.zeros(3, dtype=torch.float64)  # correct, loss sum, count
-        for b, seeds in enumerate(_even_batches(ids, nb)):
-            blocks, x, seeds = shard.batch(shard.full_sampler, seeds, epoch, b)
-            if seeds.numel() == 0:
-                continue
-            logits = _logits(model, blocks, x)
-            y = shard.labels(seeds)
-            stats += torch.tensor([float((logits.argmax(1) == y).sum()),
-                                   float(F.cross_entropy(logits, y, reduction="sum")), seeds.numel()],
-                                  dtype=torch.float64)
-        dist.all_reduce(stats)
-        n = max(stats[2].item(), 1.0)
-        out[f"{split}_acc"] = stats[0].item() / n
-        out[f"{split}_loss"] = stats[1].item() / n
+    for i, k in enumerate(splits):
+        n = max(stats[i, 2].item(), 1.0)
+        out[f"{k}_acc"] = stats[i, 0].item() / n
+        out[f"{k}_loss"] = stats[i, 1].item() / n
     return out
 
 
@@ -243,12 +272,19 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
 
     rank, world = dist.get_rank(), dist.get_world_size()
     check_config(cfg, world)
+    # every CPU tensor collective (features, structure, batch counts, scores) runs on gloo groups; the
+    # default group (nccl when the model is on a GPU, see launch.backend_for) carries DDP's gradients only
     data_group = dist.new_group(backend="gloo")
+    device = torch.device(cfg.device)
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        model.to(device)
     start = time.perf_counter()
     depth = model.hop_depth() if cfg.history and hasattr(model, "hop_depth") else len(cfg.fanouts)
     shard = _Shard(cfg, rank, data_group, depth)
     torch.manual_seed(cfg.seed)
-    ddp = DDP(model)  # broadcasts rank 0's parameters
+    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)  # broadcasts rank 0's parameters
     embeddings = forward_kw = None
     if cfg.history:
         from kokoyi.distributed.history import DistHistory
@@ -267,7 +303,7 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
         history, best, first = ck["history"], ck["best"], ck["epoch"] + 1
     hashes = []
     n_train = shard.ids["train"].numel()
-    full_batches = _max_over_ranks(math.ceil(n_train / cfg.batch_size))
+    full_batches = _max_over_ranks(math.ceil(n_train / cfg.batch_size), data_group)
     num_batches = full_batches if cfg.max_batches is None else min(full_batches, cfg.max_batches)
     seeds_done = steps = 0
     train_time = 0.0
@@ -277,7 +313,7 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
         perm = shard.ids["train"][torch.randperm(n_train, generator=gen)]
         batches = _even_batches(perm, full_batches)[:num_batches]
         sizes = torch.tensor([len(b) for b in batches], dtype=torch.int64)
-        dist.all_reduce(sizes)  # n_b: seeds of step b over all ranks
+        dist.all_reduce(sizes, group=data_group)  # n_b: seeds of step b over all ranks (no prefetch yet)
         model.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros(2, dtype=torch.float64)
@@ -298,7 +334,7 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
                 hashes.append(param_hash(model))
         train_time += time.perf_counter() - t0
         seeds_done += int(sizes.sum())
-        dist.all_reduce(loss_sum)
+        dist.all_reduce(loss_sum, group=data_group)  # the prefetch thread has finished
         scores = evaluate(model, shard, epoch) if cfg.evaluate else \
             {"val_acc": float("nan"), "val_loss": float("nan"), "test_acc": float("nan")}
         row = {"loss": loss_sum[0].item() / max(loss_sum[1].item(), 1.0), **scores}
@@ -314,7 +350,7 @@ def train_rank(model: nn.Module, cfg: DistConfig, progress=None) -> DistResult:
         last = epoch
         if cfg.stop_after is not None and epoch >= cfg.stop_after:
             break
-    dist.barrier()
+    dist.barrier(group=data_group)
     final_hash = param_hash(model)
     if best["state"] is not None:
         model.load_state_dict(best["state"])

@@ -36,7 +36,7 @@ def check_input(graph, name: str, x, domain: str, shape: tuple):
         got = f"a tensor of shape {tuple(graph.shape)}" if isinstance(graph, torch.Tensor) else type(graph).__name__
         raise TypeError(f"the first argument must be a kokoyi.Graph, got {got}: call the model as "
                         f"model(graph, {name}) with graph = kokoyi.Graph.from_edge_index(edge_index)")
-    if not isinstance(x, torch.Tensor):
+    if not isinstance(x, torch.Tensor) and not getattr(x, "is_sparse_features", False):  # kokoyi.SparseFeatures
         raise TypeError(f"input {name!r} must be a torch.Tensor, got {type(x).__name__}")
     if not (x.is_floating_point() or x.is_complex()):
         raise TypeError(f"input {name!r} must be a floating-point tensor, got dtype {x.dtype}; "

@@ -93,15 +93,19 @@ def relabel(dst_ids: torch.Tensor, src_global: torch.Tensor, num_nodes: int) -> 
     return torch.cat([dst_ids, new]), mark[src_global]
 
 
-def make_block(graph, src_local, dst_local, src_ids, num_dst, weight):
-    """A `Block` with full-graph degrees of its source nodes."""
+def make_block(graph, src_local, dst_local, src_ids, num_dst, weight, eid=None):
+    """A `Block` with full-graph degrees of its source nodes and, given the graph's internal edge ids
+    `eid` of its edges, their full-graph (user-order) edge ids. The samplers emit edges grouped by
+    target (`dst_local` ascending), so the block is built without sorting them again
+    (`Block.from_sorted`)."""
     from kokoyi.sampling.block import Block
 
     # local ids fit in int32 (faster sorts, half the memory); a block's index tensors share one dtype
     idx = torch.int32 if src_ids.numel() < 2**31 - 1 else torch.int64
-    return Block.create(src_local.to(idx), dst_local.to(idx), int(src_ids.numel()), int(num_dst), src_ids,
-                        edge_weight=weight, in_degrees=full_in_degrees(graph)[src_ids],
-                        out_degrees=full_out_degrees(graph)[src_ids])
+    edge_ids = None if eid is None else graph.eid[eid].to(torch.int64)
+    return Block.from_sorted(src_local.to(idx), dst_local.to(idx), int(src_ids.numel()), int(num_dst), src_ids,
+                             edge_weight=weight, in_degrees=full_in_degrees(graph)[src_ids],
+                             out_degrees=full_out_degrees(graph)[src_ids], edge_ids=edge_ids)
 
 
 def full_in_degrees(graph) -> torch.Tensor:

@@ -63,10 +63,10 @@ class ClusterSampler:
         lens = self.part_ptr[chosen + 1] - self.part_ptr[chosen]
         starts = torch.repeat_interleave(self.part_ptr[chosen] - torch.cumsum(lens, 0) + lens, lens)
         nodes = self.nodes_by_part[torch.arange(int(lens.sum())) + starts]
-        s, d, _ = induced_edges(graph, nodes, graph.num_src)
+        s, d, eid = induced_edges(graph, nodes, graph.num_src)
         w = torch.ones(s.numel(), dtype=torch.float32)
         qb = chosen.numel()
         if self.weighted and qb > 1:
             between = self.part[nodes[s]] != self.part[nodes[d]]
             w[between] = (self.num_parts - 1) / (qb - 1)
-        return nodes, make_block(graph, s, d, nodes, nodes.numel(), w), None
+        return nodes, make_block(graph, s, d, nodes, nodes.numel(), w, eid), None

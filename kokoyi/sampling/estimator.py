@@ -32,7 +32,7 @@ from kokoyi.kernels import ops as _k
 from kokoyi.sampling.block import Block
 
 __all__ = ["gspmm", "gspmm_scaled", "edge_softmax", "gat_aggregate", "hops", "node_degrees", "node_rows", "edge_rows",
-           "check_edge_input", "exchange", "full_graph_only"]
+           "check_edge_input", "exchange", "full_graph_only", "source_block"]
 
 
 def _weight(graph, like: torch.Tensor) -> Optional[torch.Tensor]:
@@ -67,6 +67,8 @@ def _no_negative_weights(graph, what: str):
 
 def gspmm(graph, op: str, reduce: str, u: Optional[torch.Tensor], e: Optional[torch.Tensor]):
     """`kokoyi.ops.gspmm` with the estimator semantics on a `Block` (module docstring)."""
+    if getattr(u, "is_sparse_features", False):
+        return _sparse_gspmm(graph, op, reduce, u)
     if not isinstance(graph, Block) or reduce in ("max", "min"):
         if reduce in ("max", "min"):
             _no_negative_weights(graph, f"{reduce} over neighbours")
@@ -82,10 +84,25 @@ def gspmm(graph, op: str, reduce: str, u: Optional[torch.Tensor], e: Optional[to
     return out
 
 
+def _sparse_gspmm(graph, op: str, reduce: str, u):
+    """The sum/mean of row-sparse inputs (`kokoyi.sparse_features.SparseFeatures`), same semantics."""
+    if op != "copy_u" or reduce not in ("sum", "mean"):
+        raise TypeError(f"g-SpMM {op}/{reduce} is not supported on SparseFeatures (only sums and means of "
+                        "the neighbours' rows); pass dense features (x.to_dense()) for this model")
+    if isinstance(graph, Block):
+        deg = graph.full_in_degrees()[: graph.num_dst]
+    else:
+        deg = graph.in_degrees()
+    return u.aggregate(graph, reduce, getattr(graph, "weight", None), deg)
+
+
 def gspmm_scaled(graph, x: torch.Tensor, src_scale: Optional[torch.Tensor] = None,
                  dst_scale: Optional[torch.Tensor] = None, self_loop: bool = False) -> torch.Tensor:
     """`kokoyi.ops.gspmm_scaled` (d * (sum_u s_u x_u [+ s_v x_v])); on a weighted block the sum is the
     weighted estimate, composed from `gspmm` above (the self term is exact)."""
+    if getattr(x, "is_sparse_features", False):
+        raise TypeError("a scaled neighbour sum is not supported on SparseFeatures (only sums and means of the "
+                        "neighbours' rows); pass dense features (x.to_dense()) for this model")
     if getattr(graph, "weight", None) is None:
         return _k.gspmm_scaled(graph, x, src_scale, dst_scale, self_loop)
     nf = x.dim() - 1
@@ -201,6 +218,24 @@ def exchange(history, key, x: torch.Tensor, blocks: list, k) -> torch.Tensor:
     return history.exchange(key, x, blocks[int(k)])
 
 
+def source_block(blocks: list, k):
+    """The graph whose sources are the node set S_k, for a level k that may be the model's depth L
+    (a value of a layer boundary whose depth is a hyperparameter): ``blocks[k]`` while it exists; past
+    the last block, S_L = D_L, the targets of block L-1, as a block without edges that keeps their
+    full-graph degrees (a full graph: the graph itself, every hop being the same graph)."""
+    k = int(k)
+    if k < len(blocks):
+        return blocks[k]
+    last = blocks[-1]
+    if not isinstance(last, Block) and last.num_src == last.num_dst:
+        return last
+    n = last.num_dst
+    ids = last.dst_ids if isinstance(last, Block) else torch.arange(n, device=last.device)
+    none = torch.zeros(0, dtype=torch.int64, device=last.device)
+    return Block.create(none, none, n, n, ids, in_degrees=node_degrees(last, "in")[:n],
+                        out_degrees=node_degrees(last, "out")[:n])
+
+
 def full_graph_only(graph, model: str, reason: str) -> None:
     """Raise when a model the compiler could not put on blocks is called with a list of blocks."""
     if not isinstance(graph, Graph):
@@ -219,15 +254,17 @@ def check_edge_input(blocks: list, name: str, e, shape: tuple):
     """The forward check of an edge input on blocks: a tensor with one row per edge of the full graph
     (with edge ids) or of the one graph every block is, and feature `shape`."""
     from kokoyi.kernels.validate import check_input
-    ids = [b.edge_ids for b in blocks if getattr(b, "edge_ids", None) is not None and b.num_edges]
+    ids = [b.edge_ids for b in blocks if getattr(b, "edge_ids", None) is not None]
     if not ids:
         return check_input(blocks[0], name, e, "edge", shape)
-    need = max(int(i.max()) for i in ids) + 1
+    # blocks with edge ids read the full graph's edge rows (any number of them when no block has an edge)
+    need = max((int(i.max()) + 1 for i in ids if i.numel()), default=0)
     if not isinstance(e, torch.Tensor) or e.dim() == 0 or e.shape[0] < need or \
             tuple(e.shape[1:]) != tuple(int(d) for d in shape):
         got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+        refer = f" (the blocks refer to edge {need - 1})" if need else ""
         raise ValueError(f"input {name!r} has shape {got}; expected (E, {', '.join(str(int(d)) for d in shape)}) "
-                         f"with one row per edge of the full graph (the blocks refer to edge {need - 1})")
+                         f"with one row per edge of the full graph{refer}")
     return e
 
 

@@ -93,7 +93,7 @@ class LayerwiseSampler:
         for n in reversed(self.layer_sizes):
             row, eid, w, *_ = self.sample_layer(graph, dst, n, gen)
             src_ids, src_local = relabel(dst, graph.src[eid].to(torch.int64), graph.num_src)
-            blocks.append(make_block(graph, src_local, row, src_ids, dst.numel(), w))
+            blocks.append(make_block(graph, src_local, row, src_ids, dst.numel(), w, eid))
             dst = src_ids
         return blocks[::-1]
 
@@ -153,8 +153,15 @@ class AdaptiveSampler(LayerwiseSampler, nn.Module):
         counts = draw(q.detach(), n, gen)
         din = graph.in_degrees().to(torch.float64) + 1
         a = (din[u] * din[dst[row]]).rsqrt()
+        w = counts[inv].to(torch.float64) / (n * q[inv])
+        if getattr(self.x, "is_sparse_features", False):  # est - exact = sum_u (w_uv - 1) Â_vu x_u
+            rows = self.x.rows(u)
+            per = torch.diff(rows.indptr)
+            diff = torch.zeros(dst.numel(), self.x.shape[1], dtype=torch.float64).index_put_(
+                (row.repeat_interleave(per), rows.col),
+                rows.val.to(torch.float64) * ((w - 1) * a).repeat_interleave(per), accumulate=True)
+            return (diff ** 2).sum(1).mean().to(torch.float32)
         msg = self.x[u].to(torch.float64) * a[:, None]
         exact = torch.zeros(dst.numel(), msg.shape[1], dtype=torch.float64).index_add_(0, row, msg)
-        w = counts[inv].to(torch.float64) / (n * q[inv])
         est = torch.zeros_like(exact).index_add_(0, row, msg * w[:, None])
         return ((est - exact) ** 2).sum(1).mean().to(torch.float32)

@@ -7,14 +7,24 @@ A sample is a node set S (the subgraph induced by S is the batch; one block serv
     edge   ``budget`` edge draws with p(u->v) ∝ 1/d_u + 1/d_v; S = their endpoints;
     rw     ``roots`` uniform start nodes, each walks ``walk_length`` uniform steps; S = nodes visited.
 
-Pre-sampling draws ``M`` subgraphs (until every node was seen ``coverage`` times on average) and counts
-C_v (subgraphs holding v) and C_uv (subgraphs holding edge u->v). Then
+With p_v = P(v in S) and p_uv = P(u in S and v in S):
 
-    aggregation: w_uv = C_v / C_uv  (= 1/alpha_uv, so E[sum_{u in S} w_uv f(u) | v in S] = sum_{u in N(v)} f(u)),
-    loss:        node_weight_v = M / (C_v |T|)  (= 1/(|T| p_v), so E[sum_{v in S∩T} node_weight_v L_v]
+    aggregation: w_uv = p_v / p_uv  (= 1/alpha_uv, so E[sum_{u in S} w_uv f(u) | v in S] = sum_{u in N(v)} f(u)),
+    loss:        node_weight_v = 1 / (|T| p_v)  (so E[sum_{v in S∩T} node_weight_v L_v]
                  = (1/|T|) sum_{v in T} L_v, the full-batch mean over the training nodes T).
 
-Counts are clamped to >= 1 (an edge or node unseen in pre-sampling).
+For the node and edge samplers (``n`` i.i.d. draws) the probabilities are exact: with r_v the probability
+that one draw covers v (node: q_v; edge: the sum of p_e over the edges touching v) and r_uv that it
+covers both (node: 0; edge: p of the edges between u and v),
+
+    p_v = 1 - (1 - r_v)^n,    p_uv = 1 - (1 - r_u)^n - (1 - r_v)^n + (1 - r_u - r_v + r_uv)^n
+
+(computed with log1p/expm1). GraphSAINT's paper estimates them by pre-sampling; at the paper's ~20x
+coverage an edge is seen a handful of times and w_uv = C_v/C_uv has a relative error ~1/sqrt(C_uv), which
+cost 1-2 accuracy points on Planetoid (docs/notes.md). The random-walk sampler has no closed form and
+keeps pre-sampling: ``M`` subgraphs (until every node was seen ``coverage`` times on average), counts
+C_v (subgraphs holding v) and C_uv (subgraphs holding edge u->v), p_v = C_v/M, p_uv = C_uv/M, counts
+clamped to >= 1 (an edge or node unseen in pre-sampling).
 """
 from __future__ import annotations
 
@@ -46,7 +56,10 @@ class SaintSampler:
         elif kind == "edge":
             din = graph.in_degrees().to(torch.float64).clamp(min=1)
             self._prob = 1.0 / din[graph.src.to(torch.int64)] + 1.0 / din[graph.dst.to(torch.int64)]
-        self.presample(graph, coverage, max_presample)
+        if kind == "rw":
+            self.presample(graph, coverage, max_presample)
+        else:
+            self.exact_probabilities(graph)
 
     def nodes(self, graph, gen: torch.Generator) -> torch.Tensor:
         n = graph.num_src
@@ -79,6 +92,32 @@ class SaintSampler:
             m, size = m + 1, size + nodes.numel()
         self.num_presample, self.mean_nodes = m, size / m
         self.node_count, self.edge_count = cv.clamp(min=1), ce.clamp(min=1)
+        self.p_node, self.p_edge = self.node_count / m, self.edge_count / m
+
+    def exact_probabilities(self, graph) -> None:
+        """p_v and p_uv (per internal edge) of the node and edge samplers in closed form (module doc)."""
+        n = graph.num_src
+        src, dst = graph.src.to(torch.int64), graph.dst.to(torch.int64)
+        loop = src == dst
+        if self.kind == "node":
+            r_node = self._prob / self._prob.sum()
+            r_both = torch.zeros(src.numel(), dtype=torch.float64)
+        else:
+            p = self._prob / self._prob.sum()
+            r_node = torch.zeros(n, dtype=torch.float64).index_add_(0, src, p).index_add_(0, dst[~loop], p[~loop])
+            lo, hi = torch.minimum(src, dst), torch.maximum(src, dst)
+            _, pair = torch.unique(lo * n + hi, return_inverse=True)
+            r_both = torch.zeros(int(pair.max()) + 1 if pair.numel() else 0, dtype=torch.float64) \
+                .index_add_(0, pair, p)[pair]
+
+        def missed(r):  # (1 - r)^budget - 1
+            return torch.expm1(self.budget * torch.log1p(-r.clamp(max=1.0)))
+
+        a = missed(r_node)
+        self.p_node = (-a).clamp(min=1e-300)
+        both = missed((r_node[src] + r_node[dst] - r_both).clamp(max=1.0)) - a[src] - a[dst]
+        self.p_edge = torch.where(loop, self.p_node[dst], both).clamp(min=1e-300)
+        self.num_presample, self.mean_nodes = 0, float(self.p_node.sum())
 
     def num_batches(self, num_nodes: int) -> int:
         """About one pass over the nodes: ceil(N / mean subgraph size)."""
@@ -87,6 +126,6 @@ class SaintSampler:
     def sample(self, graph, epoch: int, i: int):
         nodes = self.nodes(graph, generator(self.seed, epoch, i))
         s, d, eid = induced_edges(graph, nodes, graph.num_src)
-        w = (self.node_count[graph.dst[eid].to(torch.int64)] / self.edge_count[eid]).to(torch.float32)
-        node_weight = (self.num_presample / (self.node_count[nodes] * self.num_train)).to(torch.float32)
-        return nodes, make_block(graph, s, d, nodes, nodes.numel(), w), node_weight
+        w = (self.p_node[graph.dst[eid].to(torch.int64)] / self.p_edge[eid]).to(torch.float32)
+        node_weight = (1.0 / (self.p_node[nodes] * self.num_train)).to(torch.float32)
+        return nodes, make_block(graph, s, d, nodes, nodes.numel(), w, eid), node_weight
