@@ -85,6 +85,13 @@ def zeros(shape, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.zeros(shape, dtype=_NP_DTYPES[dtype]))
 
 
+def empty(shape, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor from numpy (for kernels that write every element), like `zeros`."""
+    if dtype not in _NP_DTYPES:
+        return torch.empty(shape, dtype=dtype)
+    return torch.from_numpy(np.empty(shape, dtype=_NP_DTYPES[dtype]))
+
+
 def minus_ones(shape) -> torch.Tensor:
     """An int64 tensor of -1 (the arg of rows without in-edges), filled by numpy."""
     return torch.from_numpy(np.full(shape, -1, dtype=np.int64))

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from numba import prange
 
+from . import narrow
 from ._common import PREFETCH_AHEAD, Launch, kernel, np_view, prefetch, prefetch_row, row_bounds, work_dtype
 
 
@@ -78,5 +79,10 @@ def gspmm_scaled(indptr, src, num_rows, x, src_scale, dst_scale, self_loop):
     ds = none if dst_scale is None else np_view(dst_scale.to(work).reshape(-1, 1))
     ip = np_view(indptr)
     with Launch(max(src.shape[0], num_rows) * width) as launch:
-        _scaled_rows(row_bounds(ip, launch.threads), ip, np_view(src), x2, ss, ds, bool(self_loop), out.numpy())
+        bounds = row_bounds(ip, launch.threads)
+        if width == narrow.WIDTH:  # 16 features: register accumulators, the source scale applied first
+            xs = x2 if src_scale is None else x2 * ss
+            narrow.sum_rows16(bounds, ip, np_view(src), xs, ds, bool(self_loop), False, out.numpy())
+        else:
+            _scaled_rows(bounds, ip, np_view(src), x2, ss, ds, bool(self_loop), out.numpy())
     return out.reshape((num_rows,) + feats).to(dtype)
