@@ -100,11 +100,14 @@ TEMPLATES = {
     "as_tensor": "torch.as_tensor({0}, dtype={dtype})",
     "gat_aggregate": "ops.gat_aggregate(graph, {0}, {1}, {2}, negative_slope={3}, self_loop={4})",
     "gspmm_scaled": "ops.gspmm_scaled(graph, {0}, {1}, {2}, self_loop={3})",
+    "addmm_": "ops.add_product({0}, {1}, {2})",
+    "add_": "{0}.add_({1})",
 }
 # the precedence each argument of a template needs (an argument followed by `.x`/`[..]` must be an atom;
 # the operands of `*` inside "dot" must bind at least as tightly as `*`); unlisted arguments sit inside
 # a call's parentheses and need none
 TEMPLATE_PREC = {"mT": (9,), "getitem": (9,), "squeeze_last": (9,), "dst_rows": (9,), "dot": (2, 3)}
+TEMPLATE_PREC.update({"add_": (9,)})  # in-place accumulation on a fresh product (scaled.py)
 
 
 class _DimPrinter(StrPrinter):
@@ -512,7 +515,8 @@ def generate(program: LProgram, standalone: bool = False) -> str:
                      "node_rows=node_rows, edge_rows=edge_rows, check_edge_input=check_edge_input, "
                      "readout=readout, broadcast_graph=broadcast_graph, "
                      "graph_softmax=graph_softmax, GraphNorm=GraphNorm, rel_gspmm=rel_gspmm, "
-                     "rel_in_degrees=rel_in_degrees, full_graph_only=full_graph_only, gspmm_scaled=gspmm_scaled)\n")
+                     "rel_in_degrees=rel_in_degrees, full_graph_only=full_graph_only, gspmm_scaled=gspmm_scaled, "
+                     "add_product=add_product)\n")
     else:
         parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

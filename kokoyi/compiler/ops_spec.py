@@ -317,6 +317,8 @@ PY_OP_LIST = [
     PyOpSpec("as_tensor", (1,), (), Printer.TEMPLATE, "a number as a tensor of the inputs' dtype"),
     PyOpSpec("gat_aggregate", (5,), (_BLOCK,), Printer.TEMPLATE, "the fused attention"),
     PyOpSpec("gspmm_scaled", (4,), (_BLOCK,), Printer.TEMPLATE, "copy_u sum with source/target scales (scaled.py)"),
+    PyOpSpec("addmm_", (3,), (), Printer.TEMPLATE, "ops.add_product(acc, x, W): acc + x @ W in place (scaled.py)"),
+    PyOpSpec("add_", (2,), (), Printer.TEMPLATE, "acc.add_(b): a bias added in place to a fresh product"),
     PyOpSpec("readout", (2,), (), Printer.TEMPLATE, "ops.readout(graph, reduce, x) (readout_lower.py)"),
     PyOpSpec("broadcast_graph", (1,), (), Printer.TEMPLATE, "a per-graph value to its nodes"),
     PyOpSpec("graph_softmax", (1,), (), Printer.TEMPLATE, "softmax over the nodes of each graph"),

@@ -99,3 +99,44 @@ def drop_unread(body: list, names: set) -> list:
 
     collect(body)
     return prune(body)
+
+
+class LinearSumLowering:
+    """`x_v W_1 + y_v W_2 + b` (SAGE) in place on the first product: `(x @ W_1).addmm_(y, W_2).add_(b)`.
+
+    torch's `A + B` allocates a third (N, h) tensor and reads both: per term one elementwise pass and one
+    allocation. The first product is a fresh temporary nobody else reads (an inline `x @ W`), so the
+    other products accumulate into it with `addmm_` and a bias with `add_`: no elementwise pass and one
+    output allocation. Autograd allows it: neither `mm` nor `add` saves its output for the backward.
+    Applies to sums of row-per-node 2-D products `X @ W` (W a parameter, no family axes) and a bias
+    parameter of the same width; everything else is the plain `add`.
+    """
+
+    FRESH = ("matmul", "addmm_", "add_")
+
+    def _param_product(self, v) -> bool:
+        py = v.py
+        return (py.op == "matmul" and len(py.args) == 2 and py.args[1].op == "attr" and v.lay.rows == "N"
+                and not v.lay.fam and len(v.lay.shape) == 1)
+
+    def _fresh(self, v) -> bool:
+        return v.py.op in self.FRESH and v.lay.rows == "N" and not v.lay.fam and len(v.lay.shape) == 1 and \
+            (v.py.op != "matmul" or self._param_product(v))
+
+    @staticmethod
+    def _bias(v, shape) -> bool:
+        return v.py.op == "attr" and v.lay.rows is None and not v.lay.fam and tuple(v.lay.shape) == tuple(shape)
+
+    def linear_sum(self, name, a, b, shape):
+        """The in-place accumulation's value, or None when `a + b` is not of that form."""
+        from kokoyi.compiler.lower.common import Lay, Val, call
+        if name != "add" or len(shape) != 1:
+            return None
+        for acc, term in ((a, b), (b, a)):
+            if not self._fresh(acc) or tuple(acc.lay.shape) != tuple(shape):
+                continue
+            if self._param_product(term) and tuple(term.lay.shape) == tuple(shape):
+                return Val(call("addmm_", acc.py, term.py.args[0], term.py.args[1]), Lay("N", (), tuple(shape)), "n")
+            if self._bias(term, shape):
+                return Val(call("add_", acc.py, term.py), Lay("N", (), tuple(shape)), "n")
+        return None

@@ -139,6 +139,13 @@ def gspmm_scaled(graph, x, src_scale=None, dst_scale=None, self_loop=False):
     return out if dst_scale is None else out * rows(dst_scale, graph.num_dst)
 
 
+def add_product(acc, y, W):
+    """acc + y @ W, in place on acc (a fresh product of the generated code)."""
+    if acc.dim() == 2 and y.dim() == 2 and W.dim() == 2 and acc.dtype == y.dtype == W.dtype:
+        return acc.addmm_(y, W)
+    return acc + y @ W
+
+
 def check_hyper(name, value, kind, bounds=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"hyperparameter {name!r} must be a number, got {value!r}")

@@ -28,14 +28,14 @@ from kokoyi.compiler.lower.reduce import ReduceLowering
 from kokoyi.compiler.norms import NormLowering
 from kokoyi.compiler.readout_lower import G_GRAPHS, ReadoutLowering
 from kokoyi.compiler.relations import RelationLowering
-from kokoyi.compiler.scaled import ScaledSumLowering, drop_unread
+from kokoyi.compiler.scaled import LinearSumLowering, ScaledSumLowering, drop_unread
 from kokoyi.compiler.slices import SliceLowering
 from kokoyi.diagnostics import Collector
 
 
 class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, ReadoutLowering, NormLowering,
                     RelationLowering, CaseLowering, LayerLowering, FusionLowering, SliceLowering,
-                    ScaledSumLowering):
+                    ScaledSumLowering, LinearSumLowering):
     """Lowers one model: the mixins of this package (one per seam) plus the feature mixins of the
     language extensions (readout, norms, relations, cases, layers, fusion, slices)."""
 
