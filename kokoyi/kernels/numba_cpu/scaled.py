@@ -16,7 +16,7 @@ import torch
 from numba import prange
 
 from . import narrow
-from ._common import PREFETCH_AHEAD, Launch, kernel, np_view, prefetch, prefetch_row, row_bounds, work_dtype
+from ._common import PREFETCH_AHEAD, Launch, empty, kernel, np_view, prefetch, prefetch_row, row_bounds, work_dtype
 
 
 @kernel
@@ -70,7 +70,7 @@ def gspmm_scaled(indptr, src, num_rows, x, src_scale, dst_scale, self_loop):
     work = work_dtype(dtype)
     feats = tuple(x.shape[1:])
     width = int(np.prod(feats)) if feats else 1
-    out = torch.from_numpy(np.empty((num_rows, width), dtype=np.float32 if work == torch.float32 else np.float64))
+    out = empty((num_rows, width), work)
     if num_rows == 0 or width == 0:
         return out.reshape((num_rows,) + feats).to(dtype)
     x2 = np_view(x.to(work).reshape(x.shape[0], width))
