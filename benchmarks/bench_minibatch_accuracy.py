@@ -17,6 +17,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,24 +28,42 @@ from kokoyi.datasets import facebook, planetoid  # noqa: E402
 from kokoyi.sampling.train import train_sampled  # noqa: E402
 from kokoyi.train import train  # noqa: E402
 
-SMALL = {"batch_size": 32, "history_batch_size": 256, "epochs": 50, "samplers": {
-    "neighbor": "neighbor:10,10", "fastgcn": "fastgcn:400", "ladies": "ladies:256", "asgcn": "asgcn:256",
-    "cluster": "cluster:40,4", "saint-node": "saint-node:800", "saint-edge": "saint-edge:400",
-    "saint-rw": "saint-rw:300,2", "history": "neighbor:10"}}
-LARGE = {"batch_size": 512, "history_batch_size": 2048, "epochs": 20, "samplers": {
-    "neighbor": "neighbor:15,10", "fastgcn": "fastgcn:2000", "ladies": "ladies:1024", "asgcn": "asgcn:1024",
-    "cluster": "cluster:200,10", "saint-node": "saint-node:6000", "saint-edge": "saint-edge:4000",
-    "saint-rw": "saint-rw:3000,2", "history": "neighbor:10"}}
+@dataclass(frozen=True)
+class Run:
+    """One sampler's setting: its spelling, seeds per batch (history: nodes per batch, over all nodes)
+    and epochs."""
+    spec: str
+    batch_size: int
+    epochs: int
+
+
+# Planetoid (140 / 120 training nodes): batches of 32 seeds; the layer-wise samplers draw enough nodes
+# per layer that a seed's few neighbours are hit (FastGCN's draws are over the whole graph, so most of
+# them miss a batch of 32: 1,000 rather than the paper's 400 for batches of 256); history batches of
+# 1,024 nodes so that a node's neighbours are mostly in the batch (their gradient flows) rather than
+# stale. Subgraph samplers: an epoch is about one pass over the nodes.
+SMALL = {"neighbor": Run("neighbor:10,10", 32, 50), "fastgcn": Run("fastgcn:1000", 32, 50),
+         "ladies": Run("ladies:256", 32, 50), "asgcn": Run("asgcn:256", 32, 50),
+         "cluster": Run("cluster:40,4", 32, 50), "saint-node": Run("saint-node:800", 32, 50),
+         "saint-edge": Run("saint-edge:400", 32, 50), "saint-rw": Run("saint-rw:300,2", 32, 50),
+         "history": Run("neighbor:10", 1024, 100)}
+# Facebook (13,482 training nodes, features as SparseFeatures: the same math, see kokoyi/sparse_features.py):
+# batches of 1,024 seeds; epochs chosen so that every sampler takes ~250-300 optimiser steps (a
+# subgraph sampler's epoch is ~N/|S| subgraphs: 3-20 per epoch here), where full-batch takes 200.
+LARGE = {"neighbor": Run("neighbor:15,10", 1024, 20), "fastgcn": Run("fastgcn:4000", 1024, 20),
+         "ladies": Run("ladies:2048", 1024, 20), "asgcn": Run("asgcn:2048", 1024, 20),
+         "cluster": Run("cluster:200,10", 1024, 15), "saint-node": Run("saint-node:6000", 1024, 50),
+         "saint-edge": Run("saint-edge:4000", 1024, 60), "saint-rw": Run("saint-rw:3000,2", 1024, 60),
+         "history": Run("neighbor:10", 4096, 40)}
 SETTINGS = {"cora": SMALL, "citeseer": SMALL, "facebook": LARGE}
-__doc__ += "".join(f"\n    {k}: batch {v['batch_size']} (history: {v['history_batch_size']}, over all nodes), "
-                   f"{v['epochs']} epochs, " +
-                   ", ".join(f"{a}={b}" for a, b in v["samplers"].items()) for k, v in SETTINGS.items())
+__doc__ += "".join(f"\n    {k}: " + ", ".join(f"{a}={r.spec} (batch {r.batch_size}, {r.epochs} epochs)"
+                                                  for a, r in v.items()) for k, v in SETTINGS.items())
 FULL_EPOCHS = {"cora": 200, "citeseer": 200, "facebook": 200}
 
 
 def load(name, data_dir):
     if name == "facebook":
-        return facebook(Path(data_dir))
+        return facebook(Path(data_dir)).sparse_features()
     return planetoid(name, Path(data_dir) / "planetoid" / "raw", download=False)
 
 
@@ -52,7 +71,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["cora", "citeseer", "facebook"])
     p.add_argument("--models", nargs="+", default=["gcn", "sage"])
-    p.add_argument("--samplers", nargs="+", default=["full-batch", *SMALL["samplers"]])
+    p.add_argument("--samplers", nargs="+", default=["full-batch", *SMALL])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--json", default=None)
@@ -77,9 +96,9 @@ def main(argv=None):
                         r = train(model, data, epochs=args.full_epochs or FULL_EPOCHS[ds], seed=seed, hypers=hypers, progress=False)
                         extra = {}
                     else:
-                        bs = cfg["history_batch_size" if sname == "history" else "batch_size"]
-                        r = train_sampled(model, data, cfg["samplers"][sname], batch_size=bs,
-                                          epochs=args.epochs or cfg["epochs"], seed=seed, hypers=hypers, progress=False,
+                        run = cfg[sname]
+                        r = train_sampled(model, data, run.spec, batch_size=run.batch_size,
+                                          epochs=args.epochs or run.epochs, seed=seed, hypers=hypers, progress=False,
                                           history=sname == "history")
                         extra = {k: r.stats[k] for k in ("s_per_batch", "edges_per_s")}
                     row = {"dataset": ds, "model": mname, "sampler": sname, "seed": seed, "test_acc": r.test_acc,

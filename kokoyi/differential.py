@@ -113,7 +113,7 @@ class Comparison:
         if not bad:
             return "agree"
         d = bad[0]
-        what = d.what.removeprefix("blocks: ")
+        what = d.what.removeprefix("blocks: ").removeprefix("history: ")
         kind = ("blocks-" if what != d.what else "") + ("grad" if what.startswith("grad") else "forward")
         if "shape" in d.note:
             return f"disagree:{kind}-shape"
@@ -215,6 +215,16 @@ def compare_on_blocks(cmp: "Comparison", module, meta, graph, inputs, want, leav
     pairs = [(o["name"], g, w[seeds]) for o, g, w, n in zip(meta["outputs"], got, want, node) if n]
     for name, g, w in pairs:
         cmp.diffs.append(diff(f"blocks: output {name}", g, w, rtol, atol))
+    if len(meta["outputs"]) == 1 and node[0] and all(i["domain"] == "node" for i in meta["inputs"]):
+        # historical embeddings: one-hop blocks of 2 targets and a History, exact after L passes
+        from kokoyi.sampling import layerwise_inference
+        try:
+            lw = layerwise_inference(module, graph, *inputs, batch_size=2)
+        except Exception as e:  # noqa: BLE001
+            cmp.error, cmp.stage = f"layer-wise inference with a history failed: {type(e).__name__}: {e}", \
+                "blocks-forward"
+            return
+        cmp.diffs.append(diff(f"history: output {meta['outputs'][0]['name']}", lw, want[0], rtol, atol))
     if not grads or not pairs or not all(d.ok for d in cmp.diffs):
         return
     cot = [c[seeds] for c, n in zip(cotangents, node) if n]
@@ -337,7 +347,7 @@ class VerifyReport:
         summary = self.summary()
         for m in models:
             lines.append(f"{m}: compiled module vs reference interpreter, float64, graphs: {', '.join(graphs)}")
-            for (model, what), (a, r, ok) in summary.items():
+            for (model, what), (a, r, ok) in sorted(summary.items(), key=lambda kv: kv[0][1].startswith("blocks: ")):
                 if model == m:
                     lines.append(Diff(what, a, r, ok).line())
         verdict = "agree" if self.ok else "DISAGREE"
@@ -346,8 +356,9 @@ class VerifyReport:
 
 
 def verify(source: str | bytes, *, path: str = "<string>", seed: int = 0, graphs=None, hypers=None,
-           rtol=RTOL, atol=ATOL) -> VerifyReport:
-    """Compile every model of `source` and compare it with the reference interpreter on small graphs."""
+           rtol=RTOL, atol=ATOL, blocks: bool = True) -> VerifyReport:
+    """Compile every model of `source` and compare it with the reference interpreter on small graphs, and
+    (`blocks`, for a model that runs on sampled blocks) on full-neighbour blocks of each graph."""
     from kokoyi.api import _compiling, _front, compile as compile_source
 
     with _compiling(source, path):
@@ -360,7 +371,7 @@ def verify(source: str | bytes, *, path: str = "<string>", seed: int = 0, graphs
         for j, (gname, (ei, n)) in enumerate(graphs.items()):
             hy = (hypers or {}).get(m.name) if isinstance(hypers, dict) and m.name in (hypers or {}) else None
             c = compare_model(program, classes[m.name], m.name, ei, n, gname, seed=seed * 1000 + 10 * i + j,
-                              hypers=hy, rtol=rtol, atol=atol)
+                              hypers=hy, rtol=rtol, atol=atol, blocks=blocks)
             comparisons.append(c)
     return VerifyReport(comparisons, rtol, atol)
 

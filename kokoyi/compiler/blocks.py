@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from kokoyi.compiler.ir import Assign, Comment, Loop, Py
+from kokoyi.compiler.ir import Assign, Comment, If, Loop, Names, Py
+from kokoyi.compiler import pynodes as P
+from kokoyi.compiler.pynodes import attributes
 
 
 class BlockError(Exception):
@@ -72,7 +74,7 @@ def _norm(e):
 def _index(idx: Py):
     """The sympy value of a layer index (`h[l]`, `h[l - 1]`), or None."""
     if idx.op == "sympy":  # in the loop variable's Python name (`l_1` for the second loop over l)
-        names = idx.attrs.get("loop_vars") or {}
+        names = idx.loop_vars or {}
         e = sp.sympify(idx.args[0])
         return _norm(e.xreplace({s: sp.Symbol(names[s.name]) for s in e.free_symbols if s.name in names}))
     if idx.op == "var":
@@ -106,6 +108,7 @@ class Levels:
         self.remat: dict = {}  # (name, level) -> the name of the quantity recomputed on that block
         self.remat_names: dict = {}
         self.orig: dict = {}  # edge value name -> (assignment target, its lowered expression)
+        self.base_name: dict = {}  # name of an edge value recomputed on a later block -> the value's name
         self.force = None  # while an edge value is recomputed on a later block: that block
         self.deep_reads = False  # some source reads a value of an earlier block's sources (not VR-safe)
         self.what = "?"
@@ -179,7 +182,7 @@ class Levels:
         generated code reads ``ops.source_block(blocks, k)``, the targets of block L-1 past the end."""
         py = self.dim(k)
         if self.may_be_past_last(k):
-            py.attrs["past_last"] = True
+            py.past_last = True
         return py
 
     def may_be_past_last(self, k) -> bool:
@@ -203,14 +206,13 @@ class Levels:
             for slot in have.slots:
                 self.lv_of[id(slot)] = want  # the slot's rows are now those of `want`
                 if slot.op == "edge_rows":  # becomes the edge input gathered for block k, once per block
-                    slot.args, slot.attrs, slot.op = (self.edge_input_at(slot.args[0].args[0], want.k),), {}, "var"
-                    slot.args = slot.args[0].args
+                    slot.become(Py("var", self.edge_input_at(slot.args[0].args[0], want.k).args))
                     continue
                 if slot.op == "poly_var":  # a value whose rows follow the use, computed on `want`
-                    slot.args, slot.attrs, slot.op = self.poly_at(slot.args[0], want).args, {}, "var"
+                    slot.become(Py("var", self.poly_at(slot.args[0], want).args))
                     continue
-                slot.attrs["lv"] = want
-                slot.attrs["size_k"] = self.dim(want.k - 1) if want.side == "d" else self.src_dim(want.k)
+                slot.lv = want
+                slot.size_k = self.dim(want.k - 1) if want.side == "d" else self.src_dim(want.k)
             return py
         if not isinstance(have, Lv) or have.side in ("plain",):
             return py
@@ -263,16 +265,20 @@ class Levels:
     def edge_relevel(self, py: Py, k) -> Py:
         """An edge expression of an earlier block rebuilt on block k's edges from its named edge values."""
         lv = self.lv_of.get(id(py))
+        if lv is None and isinstance(py, Py) and py.op == "var":  # a name made by this pass (`beta_1`)
+            lv = self.env.get(py.args[0])
         if not isinstance(py, Py) or not (isinstance(lv, Lv) and lv.side == "e") or _eq(lv.k, k):
             return py
         if py.op == "var" and py.args[0] in self.orig:
             return self.edge_at(py.args[0], k)
         if py.op == "var" and py.args[0] in self.edge_input_of:
             return self.edge_input_at(self.edge_input_of[py.args[0]], k)
-        if py.op == "var" or py.block is not None:
+        if py.op == "var" or P.on_block(py):
             raise BlockError("an edge value is read on another block's edges")
-        out = Py(py.op, tuple(self.edge_relevel(a, k) if isinstance(a, Py) else a for a in py.args),
-                 {n: (self.edge_relevel(v, k) if isinstance(v, Py) else v) for n, v in py.attrs.items()})
+        out = py.replace(args=tuple(self.edge_relevel(a, k) if isinstance(a, Py) else a for a in py.args),
+                         **{n: self.edge_relevel(v, k) for n, v in attributes(py).items() if isinstance(v, Py)})
+        if isinstance(getattr(out, "lv", None), Lv) and out.lv.side == "e":  # rows that followed their use
+            out.lv, out.size_k = Lv(k, "e"), self.dim(k)                    # (rows_of): block k's edges
         self.lv_of[id(out)] = Lv(k, "e")
         self.keep.append(out)
         return out
@@ -280,6 +286,7 @@ class Levels:
     def edge_at(self, name: str, k) -> Py:
         """The edge value `name` (defined on an earlier block) evaluated again on block k's edges: its
         definition analysed with every sparse op of it placed on block k at least."""
+        name = self.base_name.get(name, name)  # `beta_1` (beta on block 1) on block 2: beta on block 2
         memo = (name, str(_norm(k)))
         if memo not in self.remat:
             target, expr = self.orig[name]
@@ -293,10 +300,11 @@ class Levels:
             finally:
                 self.force = saved
             k_n = _norm(k)
-            names = [t.strip() for t in target.split(",")]
+            names = list(target.names) if isinstance(target, Names) else [target]
             new = [self.remat_names.setdefault((n, str(k_n)), self.fresh(
                 f"{n}_{k_n}" if k_n.is_Integer else f"{n}_k")) for n in names]
-            self.out.append(Assign(", ".join(new), py, f"{', '.join(names)} on the edges of block {k_n}"))
+            self.out.append(Assign(Names(tuple(new)) if len(new) > 1 else new[0], py,
+                                   f"{', '.join(names)} on the edges of block {k_n}"))
             if len(names) == 2:  # a softmax with a self loop: (edge part, self-loop part)
                 self.remat[(names[0], memo[1])] = Py("var", (new[0],))
                 self.remat[(names[1], memo[1])] = Py("var", (new[1],))
@@ -306,6 +314,7 @@ class Levels:
                 self.env[new[0]] = lv
             for n, nn in zip(names, new):
                 self.orig[nn] = self.orig[n]
+                self.base_name[nn] = self.base_name.get(n, n)
         return self.remat[memo]
 
     # ------------------------------------------------------------------ graph quantities per block
@@ -318,11 +327,11 @@ class Levels:
             return py.args[0] in self.graph_defs
         if py.op in ("const", "sympy", "attr", "node_degrees", "node_rows"):
             return True
-        if py.op in ("rows_to", "exchange", "sampled_degrees", "rows_of") or py.block is not None or \
+        if py.op in ("rows_to", "exchange", "sampled_degrees", "rows_of") or P.on_block(py) or \
                 (py.op == "fn" and py.name == "dropout"):
             return False
         return all(self.is_graph(a) for a in py.args) and \
-            all(self.is_graph(v) for v in py.attrs.values() if isinstance(v, Py))
+            all(self.is_graph(v) for v in attributes(py).values() if isinstance(v, Py))
 
     def relevel(self, py: Py, k) -> Py:
         """The graph quantity `py` computed on the sources of block k (S_k)."""
@@ -343,10 +352,10 @@ class Levels:
                 self.graph_defs[new] = expr
             out = self.remat[memo]
         elif py.op in ("node_degrees", "node_rows"):
-            out = Py(py.op, py.args, {**py.attrs, "blk": self.src_dim(k)})
+            out = py.replace(blk=self.src_dim(k))
         else:
-            out = Py(py.op, tuple(self.relevel(a, k) if isinstance(a, Py) else a for a in py.args),
-                     {n: (self.relevel(v, k) if isinstance(v, Py) else v) for n, v in py.attrs.items()})
+            out = py.replace(args=tuple(self.relevel(a, k) if isinstance(a, Py) else a for a in py.args),
+                             **{n: self.relevel(v, k) for n, v in attributes(py).items() if isinstance(v, Py)})
         self.lv_of[id(out)] = Lv(k, "s")
         self.keep.append(out)
         return out
@@ -355,7 +364,7 @@ class Levels:
         """Every node of `py` whose rows followed its use now has the rows of `want`."""
         if isinstance(py, Py) and isinstance(self.lv_of.get(id(py)), Poly):
             self.lv_of[id(py)] = want
-            for a in list(py.args) + list(py.attrs.values()):
+            for a in list(py.args) + list(attributes(py).values()):
                 self.settle(a, want)
 
     def slice_py(self, py: Py, want: Lv) -> Py:
@@ -385,8 +394,7 @@ class Levels:
         if not rowwise or py.op == "var" or (lv.side == "d" and want.side == "s"):
             return self.slice_py(py, want)
         args = tuple(self.push(a, want) if isinstance(a, Py) else a for a in py.args)
-        attrs = {k: (self.push(v, want) if isinstance(v, Py) else v) for k, v in py.attrs.items()}
-        out = Py(py.op, args, attrs)
+        out = py.replace(args=args, **{k: self.push(v, want) for k, v in attributes(py).items() if isinstance(v, Py)})
         self.lv_of[id(out)] = want
         return out
 
@@ -437,7 +445,7 @@ class Levels:
                 self.assign(s)
             elif isinstance(s, Loop):
                 self.loop(s)
-            elif isinstance(s, Py) and s.op == "if":
+            elif isinstance(s, If):
                 self.branch(s)
             else:
                 raise BlockError(f"unknown statement {type(s).__name__}")
@@ -449,13 +457,13 @@ class Levels:
             self.out.append(s)
             return
         py, lv = self.expr(s.expr)
-        if isinstance(s.target, str) and isinstance(lv, tuple) and lv[0] == "pair":  # softmax + self loop
-            first, second = (t.strip() for t in s.target.split(","))
+        if isinstance(s.target, Names) and isinstance(lv, tuple) and lv[0] == "pair":  # softmax + self loop
+            first, second = s.target.names
             self.orig[first] = self.orig[second] = (s.target, s.expr)
             self.out.append(Assign(s.target, py, s.comment, s.layout))
             self.env[first], self.env[second] = Lv(lv[1], "e"), Lv(lv[1] + 1, "d")
             return
-        if isinstance(s.target, str) and isinstance(lv, Poly) and "," not in s.target:
+        if isinstance(s.target, str) and isinstance(lv, Poly):
             # rows that follow the use (edge inputs alone, a parameter expanded over the nodes): computed
             # where each use needs them, once per node set
             self.orig[s.target] = (s.target, s.expr)
@@ -507,8 +515,8 @@ class Levels:
         if isinstance(target, str) or target.op == "var":
             self.env[name] = Lv(lv.k, "s")
 
-    def branch(self, s: Py):
-        cond, then_b, else_b = s.args
+    def branch(self, s: If):
+        cond, then_b, else_b = s.cond, s.then, s.orelse
         outer = self.out
         env0 = dict(self.env)
         memos = (dict(self.remat), dict(self.exchanged))  # names made in a branch stay in it
@@ -530,7 +538,7 @@ class Levels:
             self.env.setdefault(k, v)
         self.out = outer
         c, _ = self.expr(cond)
-        self.out.append(Py("if", (c, then_out, else_out), s.attrs))
+        self.out.append(If(c, then_out, else_out, s.comment))
 
     def loop(self, s: Loop):
         """A layer recurrence: levels of h[i] are a + c (i - i0); c is found by running the body twice."""
@@ -542,7 +550,7 @@ class Levels:
             hi.args[0].op == "sympy" and isinstance(hi.args[1], Py) and hi.args[1].op == "const" and \
             hi.args[1].args[0] == 1 else None
         lists = [a.target.args[0].args[0] for a in s.body
-                 if isinstance(a, Assign) and not isinstance(a.target, str)]
+                 if isinstance(a, Assign) and isinstance(a.target, Py)]
         steps = {key: sp.Integer(0) for key in lists}
         for _attempt in range(3):
             saved = (self.out, dict(self.env), {k: dict(v) for k, v in self.lists.items()}, dict(self.exchanged),
@@ -605,7 +613,11 @@ class Levels:
         k = sp.expand(_norm(base.k) + c * (idx_e - i0))
         if _eq(c, 0):
             return base
-        side = "s" if self.loop_vars else "d"
+        # inside the loop h[l-1] was exchanged (a source set); after it, every layer the loop exchanged
+        # holds its sources' rows too (the history's stale rows after the fresh ones; the identity at L)
+        # (the layer of depth L is never exchanged: it keeps its targets' rows)
+        exchanged = key in self.boundaries and self.maybe_ge(self.L - 1, k) is not False
+        side = "s" if self.loop_vars or exchanged else "d"
         return Lv(k, side)
 
     # ------------------------------------------------------------------ expressions
@@ -622,9 +634,9 @@ class Levels:
 
     def generic(self, py: Py):
         parts = [self.expr(a) if isinstance(a, Py) else (a, None) for a in py.args]
-        attrs = dict(py.attrs)
+        fields = {}
         extra = {}
-        for name, value in py.attrs.items():
+        for name, value in attributes(py).items():
             if isinstance(value, Py) and name != "k":
                 extra[name] = self.expr(value)
         lvs = [lv for _p, lv in parts if lv is not None] + [lv for _p, lv in extra.values()]
@@ -632,8 +644,8 @@ class Levels:
         args = tuple(self.to(p, l, lv) if l is not None and isinstance(lv, Lv) and lv.side in ("s", "d", "e")
                      else p for p, l in parts)
         for name, (p, l) in extra.items():
-            attrs[name] = self.to(p, l, lv) if isinstance(lv, Lv) and lv.side in ("s", "d", "e") else p
-        return Py(py.op, args, attrs), lv
+            fields[name] = self.to(p, l, lv) if isinstance(lv, Lv) and lv.side in ("s", "d", "e") else p
+        return py.replace(args=args, **fields), lv
 
     def x_var(self, py):
         name = py.args[0]
@@ -665,16 +677,16 @@ class Levels:
         if base.op == "var" and isinstance(self.env.get(base.args[0]), tuple) and self.env[base.args[0]][0] == "list":
             return py, self.element(base.args[0], idx)
         b, lv = self.expr(base)
-        return Py("getitem", (b, idx), py.attrs), lv
+        return py.replace(args=(b, idx)), lv
 
     def x_graph_method(self, py):
         if py.sampled:
-            p = Py("sampled_degrees", py.args, dict(py.attrs))
+            p = Py("sampled_degrees", py.args, attributes(py))
             return p, Poly("n", [p])
-        return Py("node_degrees", py.args, dict(py.attrs)), S0
+        return Py("node_degrees", py.args), S0
 
     def x_rows_of(self, py):
-        p = Py("rows_of", py.args, {**py.attrs, "on_blocks": True})
+        p = py.replace(on_blocks=True)
         return p, Poly("e" if py.rows == "E" else "n", [p])
 
     def x_dst_rows(self, py):
@@ -710,10 +722,8 @@ class Levels:
                 args.append(p)
             else:
                 args.append(self.to(p, lv, want[role], key_hint="src"))
-        attrs = dict(py.attrs)
-        attrs["block"] = self.dim(b)
         self.uses.append(f"{self.what}: {what} on block {b}")
-        return Py(py.op, tuple(args), attrs), b
+        return py.replace(args=tuple(args), block=self.dim(b)), b
 
     def _known_ge1(self, k) -> bool:
         try:
@@ -771,6 +781,10 @@ class Levels:
         p, b = self.sparse(py, roles, "edge softmax")
         return p, Lv(b, "e") if len(py.args) == 1 else ("pair", b)
 
+    def x_softmax_aggregate(self, py):
+        p, b = self.sparse(py, ["e", "e"], "fused softmax aggregation")
+        return p, Lv(b + 1, "d")
+
     def x_gat_aggregate(self, py):
         p, b = self.sparse(py, ["u", "v", "u", None, None], "fused attention")
         return p, Lv(b + 1, "d")
@@ -805,64 +819,103 @@ def apply(ml, lm) -> None:
                  "uses": list(dict.fromkeys(lv.uses)), "control_variate": not lv.deep_reads}
 
 
-def _b(pr, attrs, key="block") -> str:
-    k = attrs[key]
-    if isinstance(k, Py) and k.attrs.get("past_last"):
+def _b(pr, k: Py) -> str:
+    if isinstance(k, Py) and k.op == "sympy" and k.past_last:
         return f"ops.source_block(blocks, {pr(k)})"
     return f"blocks[{pr(k)}]"
 
 
+def _print_unsqueeze(pr, py):
+    inner = py.args[0]
+    if inner.op == "rows_to" and py.idx[:1] == (":",):  # x[: n][:, None] printed as one slice
+        return print_rule(pr, inner.replace(args=(py.replace(args=inner.args),)))
+    return None
+
+
+def _print_rows_to(pr, py):
+    lv, inner = py.lv, py.args[0]
+    size = f"{_b(pr, py.k)}.{'num_src' if lv.side == 's' else 'num_dst'}"
+    if inner.op == "unsqueeze_idx" and inner.idx and inner.idx[0] == ":":
+        rest = ", ".join(":" if i == ":" else "None" for i in inner.idx[1:])
+        return f"{pr.wrap(inner.args[0], 9)}[: {size}{', ' + rest if rest else ''}]", 9
+    return f"{pr.wrap(inner, 9)}[: {size}]", 9
+
+
+def _on_blk(pr, py) -> str:
+    return _b(pr, py.blk) if py.blk is not None else "blocks[0]"
+
+
+def _print_node_degrees(pr, py):
+    return f'ops.node_degrees({_on_blk(pr, py)}, "{"in" if py.args[0] == "in_degrees" else "out"}").to({pr.dtype})', 9
+
+
+def _print_sampled_degrees(pr, py):
+    block = "blocks[0]" if py.lv is None else _b(pr, py.size_k)
+    return f"{block}.{py.args[0]}().to({pr.dtype})", 9
+
+
+def _print_exchange(pr, py):
+    from kokoyi.compiler.codegen import quote  # the one quoting function (codegen imports this module)
+    key = quote(py.key)
+    if py.loop:
+        key = f"({key}, {', '.join(py.loop)})"
+    return f"ops.exchange(history, {key}, {pr(py.args[0])}, blocks, {pr(py.k)})", 9
+
+
+def _print_edge_output(pr, py):
+    if py.lv is None:
+        return None
+    g = _b(pr, py.size_k) if isinstance(py.lv, Lv) and py.lv.side == "e" else "blocks[0]"  # an edge input's own
+    return f"{g}.edge_output({pr(py.args[0])})", 9  # edges: every block is the same graph
+
+
+def _on_block(fn: str):
+    """A graph op on its block (`block` set): `ops.<fn>(blocks[k], args...)`; else None (the full-graph
+    template of codegen applies)."""
+    def rule(pr, py):
+        if py.block is None:
+            return None
+        return f"ops.{fn}({_b(pr, py.block)}, {', '.join(pr(a) for a in py.args)})", 9
+    return rule
+
+
+def _print_gat_on_block(pr, py):
+    if py.block is None:
+        return None
+    a = [pr(x) for x in py.args]
+    return f"ops.gat_aggregate({_b(pr, py.block)}, {a[0]}, {a[1]}, {a[2]}, negative_slope={a[3]}, self_loop={a[4]})", 9
+
+
+def _print_scaled_on_block(pr, py):
+    if py.block is None:
+        return None
+    a = [pr(x) for x in py.args]
+    return f"ops.gspmm_scaled({_b(pr, py.block)}, {a[0]}, {a[1]}, {a[2]}, self_loop={a[3]})", 9
+
+
+# ops whose mini-batch form prints differently (None from a rule: the full-graph print applies)
+BLOCK_PRINT = {
+    P.GSpMMScaled: _print_scaled_on_block,
+    P.UnsqueezeIdx: _print_unsqueeze,
+    P.RowsTo: _print_rows_to,
+    P.EdgeRows: lambda pr, py: (f"ops.edge_rows({_on_blk(pr, py)}, {pr(py.args[0])})", 9),
+    P.NodeRows: lambda pr, py: (f"ops.node_rows({_on_blk(pr, py)}, {pr(py.args[0])})", 9),
+    P.NodeDegrees: _print_node_degrees,
+    P.SampledDegrees: _print_sampled_degrees,
+    P.Exchange: _print_exchange,
+    P.EdgeOutput: _print_edge_output,
+    P.GSpMM: _on_block("gspmm"),
+    P.GSDDMM: _on_block("gsddmm"),
+    P.EdgeSoftmax: _on_block("edge_softmax"),
+    P.GatAggregate: _print_gat_on_block,
+    P.SoftmaxAggregate: _on_block("softmax_aggregate"),
+}
+
+
 def print_rule(pr, py: Py):
     """How the block-aware ops print (`None`: not one of them); called by codegen's Printer."""
-    op, args, at = py.op, py.args, py.attrs
-    if op == "unsqueeze_idx" and args[0].op == "rows_to" and at["idx"][:1] == (":",):  # x[: n][:, None]
-        return print_rule(pr, Py("rows_to", (Py("unsqueeze_idx", args[0].args, at),), args[0].attrs))
-    if op == "rows_to":
-        lv, inner = at["lv"], args[0]
-        size = f"{_b(pr, at, 'k')}.{'num_src' if lv.side == 's' else 'num_dst'}"
-        if inner.op == "unsqueeze_idx" and inner.idx and inner.idx[0] == ":":
-            rest = ", ".join(":" if i == ":" else "None" for i in inner.idx[1:])
-            return f"{pr.wrap(inner.args[0], 9)}[: {size}{', ' + rest if rest else ''}]", 9
-        return f"{pr.wrap(inner, 9)}[: {size}]", 9
-    if op == "edge_rows":
-        return f"ops.edge_rows({_b(pr, at, 'blk') if 'blk' in at else 'blocks[0]'}, {pr(args[0])})", 9
-    if op == "node_rows":
-        return f"ops.node_rows({_b(pr, at, 'blk') if 'blk' in at else 'blocks[0]'}, {pr(args[0])})", 9
-    if op == "node_degrees":
-        g = _b(pr, at, "blk") if "blk" in at else "blocks[0]"
-        return f'ops.node_degrees({g}, "{"in" if args[0] == "in_degrees" else "out"}").to({pr.dtype})', 9
-    if op == "sampled_degrees":
-        lv = at.get("lv")
-        block = "blocks[0]" if lv is None else _b(pr, at, "size_k")
-        return f"{block}.{args[0]}().to({pr.dtype})", 9
-    if op == "exchange":
-        from kokoyi.compiler.codegen import quote  # the one quoting function (codegen imports this module)
-        key = quote(at["key"])
-        if at.get("loop"):
-            key = f"({key}, {', '.join(at['loop'])})"
-        return f"ops.exchange(history, {key}, {pr(args[0])}, blocks, {pr(at['k'])})", 9
-    if op == "edge_output" and "lv" in at:  # an edge input's own edges: every block is the same graph
-        lv = at["lv"]
-        g = _b(pr, at, "size_k") if isinstance(lv, Lv) and lv.side == "e" else "blocks[0]"
-        return f"{g}.edge_output({pr(args[0])})", 9
-    if "block" not in at:
-        return None
-    g = _b(pr, at)
-    if op == "gspmm":
-        return f"ops.gspmm({g}, {', '.join(pr(a) for a in args)})", 9
-    if op == "gsddmm":
-        return f"ops.gsddmm({g}, {', '.join(pr(a) for a in args)})", 9
-    if op == "edge_softmax":
-        return f"ops.edge_softmax({g}, {', '.join(pr(a) for a in args)})", 9
-    if op == "gspmm_out":
-        return f'ops.gspmm({g}.reverse(), "copy_u", {pr(args[0])}, {pr(args[1])}, None)', 9
-    if op == "gspmm_scaled":
-        a = [pr(x) for x in args]
-        return f"ops.gspmm_scaled({g}, {a[0]}, {a[1]}, {a[2]}, self_loop={a[3]})", 9
-    if op == "gat_aggregate":
-        a = [pr(x) for x in args]
-        return f"ops.gat_aggregate({g}, {a[0]}, {a[1]}, {a[2]}, negative_slope={a[3]}, self_loop={a[4]})", 9
-    return None
+    rule = BLOCK_PRINT.get(type(py))
+    return None if rule is None else rule(pr, py)
 
 
 def rows_size(pr, py: Py):
@@ -873,7 +926,7 @@ def rows_size(pr, py: Py):
     if not isinstance(lv, Lv):  # rows of an edge input only (one graph for every block)
         return "blocks[0].num_edges" if py.rows == "E" else "blocks[0].num_src"
     attr = {"e": "num_edges", "s": "num_src", "d": "num_dst"}[lv.side]
-    return f"{_b(pr, py.attrs, 'size_k')}.{attr}"
+    return f"{_b(pr, py.size_k)}.{attr}"
 
 
 def explain_lines(lm) -> list[str]:

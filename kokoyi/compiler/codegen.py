@@ -14,7 +14,8 @@ import sympy as sp
 from sympy.printing.str import StrPrinter
 
 from kokoyi.compiler import blocks as blocks_pass
-from kokoyi.compiler.ir import Assign, Comment, LModel, Loop, LProgram, Py
+from kokoyi.compiler import pynodes as P
+from kokoyi.compiler.ir import Assign, Comment, If, LModel, Loop, LProgram, Names, Py
 from kokoyi.compiler.builtins import NORMS
 
 INDENT = "    "
@@ -60,10 +61,9 @@ def comment(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 # ------------------------------------------------------------------ the print table
-# op -> format; {0}, {1} are the printed arguments, {name} attributes.
-INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "matmul": ("@", 2),
-         "pow": ("**", 4), "le": ("<=", 0), "gt": (">", 0)}
-INFIX.update({"lt": ("<", 0), "ge": (">=", 0), "eq": ("==", 0), "ne": ("!=", 0)})  # conditions (cases.py)
+# Every `Py` class has one print rule: `PRINT[type(py)](printer, py) -> (text, precedence)`. Infix operators
+# and templates are declared on their classes (`INFIX`, `TEMPLATE`, kokoyi/compiler/pynodes.py); an
+# elementwise function prints through FUNCTION (keyed by its name); the rest have a rule below.
 FUNCTION = {
     "relu": "torch.relu({0})", "sigmoid": "torch.sigmoid({0})", "tanh": "torch.tanh({0})",
     "exp": "torch.exp({0})", "log": "torch.log({0})", "softplus": "F.softplus({0})", "gelu": "F.gelu({0})",
@@ -71,43 +71,6 @@ FUNCTION = {
     "elu": "F.elu({0}, alpha={p})", "leaky_relu": "F.leaky_relu({0}, negative_slope={p})",
     "dropout": "F.dropout({0}, p={p}, training=self.training)",
 }
-TEMPLATES = {
-    "graph_method": "graph.{a0}().to({dtype})",
-    "mT": "{0}.mT",
-    "norm": "torch.linalg.vector_norm({0}, dim=-1)",
-    "cat": "torch.cat([{0}, {1}], dim=-1)",
-    "dot": "({0} * {1}).sum(-1)",
-    "stack": "torch.stack(tuple({0}))",
-    "getitem": "{0}[{1}]",
-    "gspmm": "ops.gspmm(graph, {0}, {1}, {2}, {3})",
-    "gsddmm": "ops.gsddmm(graph, {0}, {1}, {2}, {3}, {4})",
-    "squeeze_last": "{0}.squeeze(-1)",
-    "dst_rows": "{0}[: graph.num_dst]",
-    "where": "torch.where({0}, {1}, {2})",
-    "edge_output": "graph.edge_output({0})",
-    "list_of": "[None] * ({0})",
-    "ones_like_deg": "torch.ones_like({0})",
-    "readout": "ops.readout(graph, {0}, {1})",
-    "builtin_call": "{0}({1})",
-    "eye": "torch.eye({0}, dtype={dtype})",
-    "stack_members": "torch.stack({0}[{1}:{2} + 1], dim={3})",
-    "rel_gspmm": "ops.rel_gspmm(graph, {0}, {1}, x_rel={2}, scale_rel={3}, mean={4}, fused={5})",
-    "rel_degrees": "ops.rel_in_degrees(graph).to({dtype})",
-    "builtin_call_graph": "{0}({1}, graph)",
-    "broadcast_graph": "ops.broadcast_graph(graph, {0})",
-    "graph_softmax": "ops.graph_softmax(graph, {0})",
-    "ones_nodes": "torch.ones(graph.num_src, dtype={dtype}, device=graph.device)",
-    "as_tensor": "torch.as_tensor({0}, dtype={dtype})",
-    "gat_aggregate": "ops.gat_aggregate(graph, {0}, {1}, {2}, negative_slope={3}, self_loop={4})",
-    "gspmm_scaled": "ops.gspmm_scaled(graph, {0}, {1}, {2}, self_loop={3})",
-    "addmm_": "ops.add_product({0}, {1}, {2})",
-    "add_": "{0}.add_({1})",
-}
-# the precedence each argument of a template needs (an argument followed by `.x`/`[..]` must be an atom;
-# the operands of `*` inside "dot" must bind at least as tightly as `*`); unlisted arguments sit inside
-# a call's parentheses and need none
-TEMPLATE_PREC = {"mT": (9,), "getitem": (9,), "squeeze_last": (9,), "dst_rows": (9,), "dot": (2, 3)}
-TEMPLATE_PREC.update({"add_": (9,)})  # in-place accumulation on a fresh product (scaled.py)
 
 
 class _DimPrinter(StrPrinter):
@@ -153,11 +116,11 @@ class Printer:
         """A Python number at run time (constants, hyperparameters and arithmetic of them), not a tensor."""
         if not isinstance(py, Py):
             return False
-        if py.op == "const":
+        if isinstance(py, P.Const):
             return isinstance(py.args[0], (int, float))
-        if py.op in ("sympy",) or (py.op == "attr" and py.number):
+        if isinstance(py, P.Sympy) or (isinstance(py, P.Attr) and py.number):
             return True
-        if py.op in INFIX or (py.op == "fn" and py.name == "neg"):
+        if py.INFIX is not None or (isinstance(py, P.Fn) and py.name == "neg"):
             return all(Printer.is_number(a) for a in py.args)
         return False
 
@@ -168,91 +131,13 @@ class Printer:
         return self(py)
 
     def expr(self, py: Py):
-        op, args, at = py.op, py.args, py.attrs
         rule = blocks_pass.print_rule(self, py)  # ops that run on one block of a mini-batch
         if rule is not None:
             return rule
-        if op == "var":
-            return args[0], 9
-        if op == "const":
-            v = args[0]
-            if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
-                v = int(v) if not isinstance(args[0], float) else float(v)
-            text = repr(v) if not isinstance(v, str) else quote(v)
-            return text, (9 if not (isinstance(v, (int, float)) and v < 0) else 3)
-        if op == "sympy":
-            text = self.dim(args[0], at.get("loop_vars"))
-            return text, (9 if sp.sympify(args[0]).is_Atom else 1)
-        if op in INFIX:
-            sym, prec = INFIX[op]
-            # left-associative operators wrap an equal-precedence right operand; `**` is right-associative
-            left = self.wrap(args[0], prec + 1 if op == "pow" else prec)
-            right = self.wrap(args[1], prec + 1 if op != "pow" else prec)
-            if op == "pow" and args[1].op == "const" and args[1].args[0] == 0.5:
-                return f"torch.sqrt({self.tensor_arg(args[0])})", 9
-            if op == "pow" and args[1].op == "const" and args[1].args[0] == -0.5:
-                return f"torch.rsqrt({self.tensor_arg(args[0])})", 9
-            if op == "pow" and args[1].op == "const" and args[1].args[0] == -1:
-                return f"torch.reciprocal({self.tensor_arg(args[0])})", 9
-            return f"{left} {sym} {right}", prec
-        if op == "fn":
-            name = at["name"]
-            p = self(at["param"]) if at.get("param") is not None else None
-            inner = self.wrap(args[0], 3) if name == "neg" else self.tensor_arg(args[0])
-            return FUNCTION[name].format(inner, p=p), (3 if name == "neg" else 9)
-        if op == "unsqueeze_idx":
-            idx = ", ".join(":" if i == ":" else "None" for i in at["idx"])
-            return f"{self.wrap(args[0], 9)}[{idx}]", 9
-        if op == "einsum" and args[0] == "...d,kdh->...kh":
-            # every head's projection in one matmul: (.., d) @ (d, K*h), then split the heads
-            w = self.wrap(args[2], 9)
-            return f"({self.wrap(args[1], 2)} @ {w}.movedim(0, -2).flatten(-2)).unflatten(-1, {w}.shape[::2])", 9
-        if op == "einsum":
-            return f'torch.einsum("{args[0]}", {self(args[1])}, {self(args[2])})', 9
-        if op == "expand_lead":
-            sizes = [self.rows(a) if a.op == "rows_of" else self(a) for a in args[1:]]
-            head = f"torch.as_tensor({self(args[0])}, dtype={self.dtype})" if self.is_number(args[0]) else \
-                self.wrap(args[0], 9)
-            return f"{head}.expand({', '.join(sizes + ['-1'] * at['feat'])})", 9
-        if op == "concat_axis":
-            return f"{self.wrap(args[0], 9)}.movedim({at['axis']}, -2).flatten(-2)", 9
-        if op == "reduce_axis":
-            fn = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin", "prod": "prod"}[at["reduce"]]
-            return f"{self.wrap(args[0], 9)}.{fn}({at['axis']})", 9
-        if op == "squeeze_axis":
-            return f"{self.wrap(args[0], 9)}.squeeze({at['axis']})", 9
-        if op == "featreduce":
-            fn = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}[at["reduce"]]
-            return f"{self.wrap(args[0], 9)}.{fn}(-1)", 9
-        if op == "submodel":
-            fn = f"self.{at['key']}"
-            if at.get("lead", 0):  # one call per row (and per head): the model sees one vector (torch.vmap)
-                return f"ops.rowwise({fn}, {self(args[0])}, {at['lead']})", 9
-            return f"{fn}({self(args[0])})", 9
-        if op == "slice_feat":
-            lo = self(at["lo"]) if at.get("lo") is not None else ""
-            hi = self(at["hi"]) if at.get("hi") is not None else ""
-            tail = ", :" if at.get("matrix") else ""
-            return f"{self.wrap(args[0], 9)}[..., {lo}:{hi}{tail}]", 9
-        if op == "edge_softmax":
-            return f"ops.edge_softmax(graph, {', '.join(self(a) for a in args)})", 9
-        if op == "gspmm_out":
-            return f"ops.gspmm(graph.reverse(), \"copy_u\", {self(args[0])}, {self(args[1])}, None)", 9
-        if op == "attr":
-            return f"{args[0]}.{args[1]}", 9
-        if op in ("maximum", "minimum"):  # \max(\theta, x): a number never comes first in torch.maximum
-            a, b = args
-            if self.is_number(a) and not self.is_number(b):
-                a, b = b, a
-            return f"torch.{op}({self.tensor_arg(a)}, torch.as_tensor({self(b)}))", 9
-        if op in TEMPLATES:
-            need = TEMPLATE_PREC.get(op, ())
-            printed = [(self.wrap(a, need[i]) if i < len(need) else self(a)) if isinstance(a, Py) else str(a)
-                       for i, a in enumerate(args)]
-            kw = {f"a{i}": a for i, a in enumerate(args)}
-            kw["dtype"] = self.dtype
-            return TEMPLATES[op].format(*printed, **kw), 9
-        raise ValueError(f"no print rule for {op}")
+        rule = PRINT.get(type(py))
+        if rule is None:
+            raise ValueError(f"no print rule for {py.op}")
+        return rule(self, py)
 
     def rows(self, py: Py) -> str:
         if py.rows == "G":
@@ -260,6 +145,121 @@ class Printer:
         if blocks_pass.rows_size(self, py) is not None:
             return blocks_pass.rows_size(self, py)
         return "graph.num_edges" if py.rows == "E" else "graph.num_dst"
+
+
+# ------------------------------------------------------------------ print rules
+def _var(pr, py):
+    return py.args[0], 9
+
+
+def _const(pr, py):
+    v = py.args[0]
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        v = float(v)
+    text = repr(v) if not isinstance(v, str) else quote(v)
+    return text, (9 if not (isinstance(v, (int, float)) and v < 0) else 3)
+
+
+def _sympy(pr, py):
+    return pr.dim(py.args[0], py.loop_vars), (9 if sp.sympify(py.args[0]).is_Atom else 1)
+
+
+_RECIPROCAL_POWERS = {0.5: "torch.sqrt", -0.5: "torch.rsqrt", -1: "torch.reciprocal"}
+
+
+def _infix(pr, py):
+    sym, prec = py.INFIX
+    a, b = py.args
+    pow_ = isinstance(py, P.Pow)
+    if pow_ and isinstance(b, P.Const) and b.args[0] in _RECIPROCAL_POWERS:
+        return f"{_RECIPROCAL_POWERS[b.args[0]]}({pr.tensor_arg(a)})", 9
+    # left-associative operators wrap an equal-precedence right operand; `**` is right-associative
+    return f"{pr.wrap(a, prec + 1 if pow_ else prec)} {sym} {pr.wrap(b, prec + 1 if not pow_ else prec)}", prec
+
+
+def _fn(pr, py):
+    p = pr(py.param) if py.param is not None else None
+    neg = py.name == "neg"
+    inner = pr.wrap(py.args[0], 3) if neg else pr.tensor_arg(py.args[0])
+    return FUNCTION[py.name].format(inner, p=p), (3 if neg else 9)
+
+
+def _template(pr, py):
+    need = py.PREC
+    printed = [(pr.wrap(a, need[i]) if i < len(need) else pr(a)) if isinstance(a, Py) else str(a)
+               for i, a in enumerate(py.args)]
+    kw = {f"a{i}": a for i, a in enumerate(py.args)}
+    kw["dtype"] = pr.dtype
+    return py.TEMPLATE.format(*printed, **kw), 9
+
+
+def _unsqueeze_idx(pr, py):
+    idx = ", ".join(":" if i == ":" else "None" for i in py.idx)
+    return f"{pr.wrap(py.args[0], 9)}[{idx}]", 9
+
+
+def _einsum(pr, py):
+    spec, x, w = py.args
+    if spec == "...d,kdh->...kh":  # every head's projection in one matmul: (.., d) @ (d, K*h), then split heads
+        w = pr.wrap(w, 9)
+        return f"({pr.wrap(x, 2)} @ {w}.movedim(0, -2).flatten(-2)).unflatten(-1, {w}.shape[::2])", 9
+    return f'torch.einsum("{spec}", {pr(x)}, {pr(w)})', 9
+
+
+def _expand_lead(pr, py):
+    x = py.args[0]
+    sizes = [pr.rows(a) if isinstance(a, P.RowsOf) else pr(a) for a in py.args[1:]]
+    head = f"torch.as_tensor({pr(x)}, dtype={pr.dtype})" if pr.is_number(x) else pr.wrap(x, 9)
+    return f"{head}.expand({', '.join(sizes + ['-1'] * py.feat)})", 9
+
+
+_AXIS_REDUCE = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin", "prod": "prod"}
+
+
+def _submodel(pr, py):
+    fn = f"self.{py.key}"
+    if py.lead:  # one call per row (and per head): the model sees one vector (torch.vmap)
+        return f"ops.rowwise({fn}, {pr(py.args[0])}, {py.lead})", 9
+    return f"{fn}({pr(py.args[0])})", 9
+
+
+def _slice_feat(pr, py):
+    lo = pr(py.lo) if py.lo is not None else ""
+    hi = pr(py.hi) if py.hi is not None else ""
+    tail = ", :" if py.matrix else ""
+    return f"{pr.wrap(py.args[0], 9)}[..., {lo}:{hi}{tail}]", 9
+
+
+def _extremum(pr, py):  # \max(\theta, x): a number never comes first in torch.maximum
+    a, b = py.args
+    if pr.is_number(a) and not pr.is_number(b):
+        a, b = b, a
+    return f"torch.{py.op}({pr.tensor_arg(a)}, torch.as_tensor({pr(b)}))", 9
+
+
+PRINT = {
+    P.Var: _var,
+    P.Const: _const,
+    P.Sympy: _sympy,
+    P.Fn: _fn,
+    P.UnsqueezeIdx: _unsqueeze_idx,
+    P.Einsum: _einsum,
+    P.ExpandLead: _expand_lead,
+    P.ConcatAxis: lambda pr, py: (f"{pr.wrap(py.args[0], 9)}.movedim({py.axis}, -2).flatten(-2)", 9),
+    P.ReduceAxis: lambda pr, py: (f"{pr.wrap(py.args[0], 9)}.{_AXIS_REDUCE[py.reduce]}({py.axis})", 9),
+    P.SqueezeAxis: lambda pr, py: (f"{pr.wrap(py.args[0], 9)}.squeeze({py.axis})", 9),
+    P.SoftmaxAxis: lambda pr, py: (f"torch.softmax({pr(py.args[0])}, {py.axis})", 9),
+    P.Featreduce: lambda pr, py: (f"{pr.wrap(py.args[0], 9)}.{_AXIS_REDUCE[py.reduce]}(-1)", 9),
+    P.Submodel: _submodel,
+    P.SliceFeat: _slice_feat,
+    P.EdgeSoftmax: lambda pr, py: (f"ops.edge_softmax(graph, {', '.join(pr(a) for a in py.args)})", 9),
+    P.GSpMMOut: lambda pr, py: (f'ops.gspmm(graph.reverse(), "copy_u", {pr(py.args[0])}, {pr(py.args[1])}, None)', 9),
+    P.Attr: lambda pr, py: (f"{py.args[0]}.{py.args[1]}", 9),
+    P.Maximum: _extremum,
+    P.Minimum: _extremum,
+}
+PRINT.update({c: _infix for c in P.PY_CLASSES.values() if c.PRINTER is P.Printer.INFIX})
+PRINT.update({c: _template for c in P.PY_CLASSES.values() if c.PRINTER is P.Printer.TEMPLATE})
 
 
 # ------------------------------------------------------------------ module
@@ -375,7 +375,10 @@ def generate_model(m: LModel) -> str:
         shape = "(" + "".join(pr.dim(d) + ", " for d in i.ty.shape).rstrip(", ") + ("," if len(i.ty.shape) == 1 else "") + ")"
         where = gname if tm.uses_graph else "None"
         fb.append(f"# {comment(i.latex)}")
-        if on_blocks and i.dom == "edge":  # one row per edge of the full graph; blocks gather theirs
+        if i.info.get("ntype"):  # x^{paper}_v: the rows of one node type, zeros elsewhere (node_types.py)
+            fb.append(f'{i.key} = ops.check_type_input({where}, {quote(i.info["ntype"])}, {quote(i.key)}, {i.key}, '
+                      f'{shape})')
+        elif on_blocks and i.dom == "edge":  # one row per edge of the full graph; blocks gather theirs
             fb.append(f'{i.key} = ops.check_edge_input(blocks, {quote(i.key)}, {i.key}, {shape})')
         else:
             fb.append(f'{i.key} = ops.check_input({where}, {quote(i.key)}, {i.key}, {quote(i.dom)}, {shape})')
@@ -408,15 +411,15 @@ def body_lines(stmts, pr: Printer) -> list[str]:
         elif isinstance(s, Assign):
             if s.comment:
                 lines.append(f"# {comment(s.comment)}")
-            target = s.target if isinstance(s.target, str) else pr(s.target)
+            target = str(s.target) if isinstance(s.target, (str, Names)) else pr(s.target)
             lines.append(f"{target} = {pr(s.expr)}")
         elif isinstance(s, Loop):
             lo = pr(s.lo)
             hi = pr(s.hi)
             lines.append(f"for {s.var} in range({lo}, {hi}):")
             lines += [INDENT + ln for ln in body_lines(s.body, pr)]
-        elif isinstance(s, Py) and s.op == "if":
-            cond, then_b, else_b = s.args
+        elif isinstance(s, If):
+            cond, then_b, else_b = s.cond, s.then, s.orelse
             lines.append(f"# {comment(s.comment)}")
             lines.append(f"if {pr(cond)}:")
             lines += [INDENT + ln for ln in body_lines(then_b, pr)]
@@ -510,13 +513,14 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         parts.append(STANDALONE_BLOCKS)
         parts.append(_standalone_extras())
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
-                     "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
+                     "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, softmax_aggregate=softmax_aggregate, "
+                     "check_input=check_input, "
                      "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
                      "node_rows=node_rows, edge_rows=edge_rows, check_edge_input=check_edge_input, "
                      "readout=readout, broadcast_graph=broadcast_graph, "
                      "graph_softmax=graph_softmax, GraphNorm=GraphNorm, rel_gspmm=rel_gspmm, "
-                     "rel_in_degrees=rel_in_degrees, full_graph_only=full_graph_only, gspmm_scaled=gspmm_scaled, "
-                     "add_product=add_product)\n")
+                     "rel_in_degrees=rel_in_degrees, rel_block_diag=rel_block_diag, check_type_input=check_type_input, "
+                     "full_graph_only=full_graph_only, gspmm_scaled=gspmm_scaled, add_product=add_product)\n")
     else:
         parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

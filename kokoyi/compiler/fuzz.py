@@ -73,8 +73,16 @@ class Generator:
         self.inputs = {"w": self.rng.random() < 0.5, "omega": self.rng.random() < 0.35,
                        "z": self.rng.random() < 0.3}
         self.helper = self.rng.choice(HELPER_BODIES) if self.rng.random() < 0.25 else None
+        # a second stream for constructs added later (layer softmax), so that the programs of every seed
+        # written before them stay the same (known-bug reproducers, the CI sample)
+        self.side = random.Random(seed + 1_000_003)
         self.recur = None  # name of the recurrence once it has a step
         self.depth = 0
+        # the language's later constructs (norms, cases, readouts, layer reductions, relations, |V|-row
+        # parameters, reductions inside edge definitions): decided by a stream of their own and written
+        # after the rest, so that a seed's other lines are those of the earlier generator
+        self.extra_rng = random.Random(f"extras-{seed}")
+        self.extra_decl: list[str] = []
 
     # ------------------------------------------------------------------ small helpers
     def chance(self, p: float) -> bool:
@@ -303,6 +311,10 @@ class Generator:
         if shape == "h" and ctx.dom != "plain" and self.chance(0.4):
             body = rf"x_{{{self.node_letter(ctx)}}} A^{{k}}"
             self.feat("param-family-head")
+        if op == r"\sum" and self.side.random() < 0.2:  # attention over the members (softmax_k, layers.py)
+            self.feat("dense:softmax-k")
+            score = body if shape == "s" else rf"\mathrm{{mean}}\left({body}\right)"
+            return rf"\sum_{{k=1}}^{{K}} \mathrm{{softmax}}_{{k}}\left(\tanh\left({score}\right)\right) \left({body}\right)", 0
         return rf"{op}_{{k=1}}^{{K}} \left({body}\right)", 0
 
     def node_letter(self, ctx) -> str:
@@ -555,7 +567,127 @@ class Generator:
         if any(v.latex == "r^{(L)}" for v in self.pool) and self.chance(0.3):
             returns.append("r^{(L)}")
             self.feat("return-recurrence")
+        self.extras(lines, returns)
         return lines, returns
+
+    # ------------------------------------------------------------------ later constructs (stage 2)
+    EXTRAS = ("norm", "cases", "readout", "layers", "node-param", "relations", "edge-nested", "slice",
+              "identity")
+
+    def extras(self, lines: list, returns: list):
+        """With probability 0.4, one or two definitions of the constructs of EXTRAS, each returned."""
+        if self.extra_rng.random() >= 0.4:
+            return
+        kinds = self.extra_rng.sample(self.EXTRAS, self.extra_rng.choice([1, 1, 2]))
+        for kind in kinds:
+            getattr(self, "extra_" + kind.replace("-", "_"))(lines, returns)
+
+    def named_node(self, shape: str = "h") -> str:
+        """A node value of `shape` read at v: a pool value when there is one, else the input."""
+        named = [v for v in self.pool if v.dom == "node" and v.shape == shape and not v.head]
+        if named and self.chance(0.7):
+            return f"{self.pick(named).latex}"
+        return {"h": "", "d": "x", "s": ""}[shape]
+
+    def extra_norm(self, lines, returns):
+        norm = self.pick(["LayerNorm", "LayerNorm", "BatchNorm", "GraphNorm"])
+        self.feat("norm:" + norm)
+        lines.append(rf"n_v \gets \mathrm{{{norm}}}\left({self.node_def('h', 2)}\right)")
+        returns.append("n")
+
+    def extra_cases(self, lines, returns):
+        self.feat("cases")
+        if self.chance(0.4):
+            deg = self.degree("v")
+            cond = self.pick([f"{deg} > 0", rf"{deg} \ge 1", f"{deg} > 1"])
+        else:
+            cond = f"{self.node_def('s', 2)} > 0"
+        a, b = self.node_def("h", 2), self.node_def("h", 2)
+        lines.append(rf"s_v \gets \begin{{cases}} {a} & \text{{if }} {cond} \\ {b} & \text{{otherwise}} \end{{cases}}")
+        returns.append("s")
+
+    def extra_readout(self, lines, returns):
+        base = self.named_node("h")
+        if not base:
+            lines.append(r"\upsilon_v \gets x_v W")
+            base = r"\upsilon"
+        op = self.pick([r"\sum", r"\max", r"\min", r"\mathrm{mean}"])
+        self.feat("readout:" + op.strip("\\").replace("mathrm{", "").rstrip("}"))
+        r = self.rng.random()
+        if r < 0.4:
+            lines.append(rf"\lambda_G \gets {op}_{{v \in \mathcal{{V}}}} {base}_{{v}}")
+            returns.append(r"\lambda_G")
+        elif r < 0.7:
+            self.feat("readout-at-node")
+            lines.append(rf"f_v \gets {base}_{{v}} - {op}_{{w \in \mathcal{{V}}}} {base}_{{w}}")
+            returns.append("f")
+        else:
+            self.feat("softmax-over-nodes")
+            lines.append(rf"f_v \gets \mathrm{{softmax}}_{{w \in \mathcal{{V}}}}\left({base}_{{w}} \cdot b\right)")
+            lines.append(rf"\lambda_G \gets \sum_{{v \in \mathcal{{V}}}} f_v {base}_{{v}}")
+            returns.append(r"\lambda_G")
+
+    def extra_layers(self, lines, returns):
+        if not any(v.latex == "r^{(L)}" for v in self.pool):
+            return
+        op = self.pick([r"\Vert", r"\sum", r"\max", r"\mathrm{mean}"])
+        lo = self.pick(["0", "1"])
+        self.feat("layers:" + op.strip("\\").replace("mathrm{", "").rstrip("}"))
+        lines.append(rf"j_v \gets {op}_{{l={lo}}}^{{L}} r^{{(l)}}_v")
+        returns.append("j")
+
+    def extra_node_param(self, lines, returns):
+        self.feat("node-param")
+        self.extra_decl.append(r"\param E \in \mathbb{R}^{|\mathcal{V}| \times h}")
+        r = self.rng.random()
+        if r < 0.5:
+            lines.append(rf"t_v \gets E_v + {self.node_def('h', 2)}")
+        else:
+            op = self.pick([r"\sum", r"\max", r"\mathrm{mean}"])
+            edge = Ctx("edge", center="v", other="u", pair=("u", "v"))
+            lines.append(rf"t_v \gets {op}_{{u \in \mathcal{{N}}(v)}} \left(E_u \odot "
+                         rf"{self.paren_always(self.expr(edge, 'h', 1)[0])}\right)")
+        returns.append("t")
+
+    def extra_relations(self, lines, returns):
+        self.feat("relations")
+        self.extra_decl.append(r"\param R_r \in \mathbb{R}^{h \times d}, \quad r \in \mathcal{R}")
+        r = self.rng.random()
+        if r < 0.35:
+            body = r"\sum_{u \in \mathcal{N}_r(v)} \frac{1}{|\mathcal{N}_r(v)|} R_r x_u"
+        elif r < 0.6:
+            body = r"\frac{1}{|\mathcal{N}_r(v)|} \sum_{u \in \mathcal{N}_r(v)} x_u R_r^\top"
+        elif r < 0.8:
+            body = r"R_r \, \mathrm{mean}_{u \in \mathcal{N}_r(v)} x_u"
+        else:
+            body = r"\sum_{u \in \mathcal{N}_r(v)} R_r x_u"
+        lines.append(rf"p_v \gets \sum_{{r \in \mathcal{{R}}}} {body} + {self.node_def('h', 1)}")
+        returns.append("p")
+
+    def extra_slice(self, lines, returns):
+        self.feat("slice")
+        lines.append(rf"\Psi_v \gets \left[x_v \Vert {self.node_def('h', 2)}\right]")
+        lo = self.pick(["[d:]", "[d:d + h]"])
+        lines.append(rf"\Xi_v \gets \Psi_v{lo} \odot \left(\Psi_v[0:d] W\right) + \Psi_v[:d] \cdot c")
+        returns.append(r"\Xi")
+
+    def extra_identity(self, lines, returns):
+        self.feat("identity")
+        eye = self.pick(["I", "I_{h}"])
+        mat = self.pick([rf"\left(\theta {eye} + U\right)", rf"\left((1 - \theta) {eye} + \theta U\right)"])
+        if self.chance(0.3):
+            cond = rf"\mathbb{{1}}_{{{self.degree('v')} > 0}}"
+            lines.append(rf"\Phi_v \gets {cond} \left({self.node_def('h', 2)}\right) {mat}")
+        else:
+            lines.append(rf"\Phi_v \gets \left({self.node_def('h', 2)}\right) {mat}")
+        returns.append(r"\Phi")
+
+    def extra_edge_nested(self, lines, returns):
+        self.feat("edge-nested-reduction")
+        op = self.pick([r"\sum", r"\max", r"\mathrm{mean}"])
+        lines.append(rf"\varrho_{{uv}} \gets {op}_{{w \in \mathcal{{N}}(u)}} x_w \cdot c")
+        lines.append(rf"m_v \gets \sum_{{u \in \mathcal{{N}}(v)}} \varrho_{{uv}} x_u W")
+        returns.append("m")
 
     def source(self) -> Program:
         lines, returns = self.statements()
@@ -573,6 +705,7 @@ class Generator:
                  r"\param a^{k} \in \mathbb{R}^{2 h}, \quad k = 1, \dots, K",
                  r"\param B^{(l)} \in \mathbb{R}^{h \times h}, \quad l = 1, \dots, L",
                  r"\param \chi \sim \mathrm{MLP}(h, h, h)", r"\param \varphi \sim \mathrm{Linear}(h, h)"]
+        decl += self.extra_decl
         text = ""
         if self.helper:
             body, tag = self.helper

@@ -5,8 +5,9 @@ vectorised family axes (`fam`, e.g. the head index k of GAT). Expressions are `T
 dataclass per operation (kokoyi/compiler/tnodes.py): typed children and attributes, and `deps`, the node
 letters the value varies with (`{"u", "v"}` inside a neighbour sum means: per edge).
 
-Sparse-op IR: straight-line `Assign`s (and `Loop`s for layer recurrences) over `Py` expression nodes
-whose op names are the rows of codegen's print table.
+Sparse-op IR: straight-line `Assign`s (and `Loop`s for layer recurrences, `If`s for a choice made by the
+hyperparameters at run time) over `Py` expression nodes, one dataclass per operation of the generated code
+(kokoyi/compiler/pynodes.py), each printed by one rule of codegen's table.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from kokoyi.diagnostics import Span
 
 # ------------------------------------------------------------------ typed program
 # the expression nodes, one class per operation: kokoyi/compiler/tnodes.py
-from kokoyi.compiler.tnodes import T, T_CLASSES, Ty  # noqa: E402  (re-exported)
+from kokoyi.compiler.tnodes import T, T_CLASSES, Ty, attributes as t_attributes  # noqa: E402,F401  (re-exported)
 
 
 @dataclass
@@ -76,29 +77,23 @@ class TProgram:
 
 
 # ------------------------------------------------------------------ sparse-op IR
-@dataclass(eq=False)
-class Py:
-    """An expression of the generated code: `op` is a row of codegen's table."""
+# the expression nodes, one class per operation: kokoyi/compiler/pynodes.py
+from kokoyi.compiler.pynodes import PY_CLASSES, Py, attributes  # noqa: E402,F401  (re-exported)
 
-    op: str
-    args: tuple = ()
-    attrs: dict = field(default_factory=dict)
 
-    def __getattr__(self, name):
-        """An attribute of the sparse-op vocabulary (`py.idx`, `py.block`): its value, None when this node does
-        not set it; a name no op declares (`ops_spec.PY_OPS`) is an AttributeError."""
-        if name.startswith("_") or name in ("op", "args", "attrs"):
-            raise AttributeError(name)
-        from kokoyi.compiler.ops_spec import PY_ATTR_NAMES
+@dataclass(frozen=True)
+class Names:
+    """The target of an assignment that unpacks a tuple: `alpha, alpha_self = edge_softmax(...)`."""
 
-        if name not in PY_ATTR_NAMES:
-            raise AttributeError(f"no sparse-op attribute {name!r} (declared: {', '.join(sorted(PY_ATTR_NAMES))})")
-        return self.__dict__["attrs"].get(name)
+    names: tuple
+
+    def __str__(self):
+        return ", ".join(self.names)
 
 
 @dataclass
 class Assign:
-    target: "str | Py"  # a name, or `h[l]` for a layer of a recurrence
+    target: "str | Names | Py"  # a name, names unpacked from a tuple, or `h[l]` for a layer of a recurrence
     expr: Py
     comment: str | None = None
     layout: tuple | None = None  # (rows, *dims) for --explain, sympy
@@ -110,6 +105,16 @@ class Loop:
     lo: Py
     hi: Py
     body: list
+
+
+@dataclass
+class If:
+    """`if cond: then else: orelse` (the linear-map order decided at run time by the hyperparameters)."""
+
+    cond: Py
+    then: list
+    orelse: list
+    comment: str | None = None
 
 
 @dataclass

@@ -1,8 +1,12 @@
 """The declared vocabulary of the compiler's two IRs, and validators that check a program against it.
 
-Typed program (checker output, `ir.T`): one `OpSpec` per `T.op` says its arity, its attributes (name,
-Python types, required or not, allowed values) and what its `deps` are (the node letters the value
-varies with):
+Both tables are derived from the node classes (kokoyi/compiler/tnodes.py, kokoyi/compiler/pynodes.py):
+a class's dataclass fields are its attributes (Python types from the annotations, allowed values from a
+`Literal`, required when the field has no default), so a new class is declared by being written.
+
+Typed program (checker output, `ir.T`): one `OpSpec` per class says its arity, its attributes (name,
+Python types, required or not, allowed values) and what its `deps` are (`cls.DEPS`, the node letters
+the value varies with):
 
     deps(t) = UNION:    ⋃ deps(a) over the arguments a
               LEAF:     the letters of its subscript: {at} (a node value), set(at) (an edge value), {row}
@@ -14,25 +18,23 @@ varies with):
               GRAPH:    {#g} (a readout: one value per graph); any node may also carry #g (per-graph)
 
 `validate(program)` walks every `T` of every definition and return of a checked program and reports each
-node that is not in the vocabulary: unknown op, wrong number of arguments, a missing required attribute,
-an attribute the op does not declare, an attribute of the wrong Python type or outside its allowed values,
-deps that do not follow the op's rule, or a transient op (`func`, which the checker must consume) left in
-the program.
+node that departs from the vocabulary: an attribute of the wrong Python type or outside its allowed
+values, deps that do not follow the op's rule, or a transient op (`func`, which the checker must
+consume) left in the program. (An unknown op, a wrong number of children, a missing or an undeclared
+attribute cannot be built: the classes refuse them.)
 
-Sparse-op IR (lowering output, `ir.Py`): one `PyOpSpec` per `Py.op` says its arity, its attributes, and
-which rule of codegen's printer prints it (`INFIX`, `FUNCTION` through `fn`, `TEMPLATES`, a branch of
-`Printer.expr`, or `blocks.print_rule` for the mini-batch ops; `TRANSIENT` for a placeholder that
-must never reach codegen). `validate_lowered(program)` checks every
-`Py` reachable from a lowered program.
+Sparse-op IR (lowering output, `ir.Py`): one `PyOpSpec` per class says its arity, its attributes, and
+which rule of codegen prints it (`cls.PRINTER`: `INFIX`, `FUNCTION` through `fn`, `TEMPLATE`, a row of
+`codegen.PRINT`, or `blocks.BLOCK_PRINT` for the mini-batch ops; `TRANSIENT` for a placeholder that
+must never reach codegen). `validate_lowered(program)` checks every `Py` reachable from a lowered
+program (arity, attribute types and values).
 
-Adding an op: declare it here in the same commit; `tests/test_ir_vocabulary.py` fails on any op or
-attribute that the checker, the lowering or the blocks pass emits without a declaration. This table is
-also the checklist of the migration to typed node classes (docs/notes.md, "ir: migration plan").
+Adding an op: one class (docs/architecture.md, "The two IRs"); `tests/test_ir_vocabulary.py` fails on an
+op or attribute that the checker, the lowering or the blocks pass writes literally without a class.
 """
 from __future__ import annotations
 
 import dataclasses
-import enum
 import re
 import types as types_mod
 import typing
@@ -41,8 +43,9 @@ from typing import Any
 
 import sympy as sp
 
-from kokoyi.compiler.ir import Assign, Comment, Loop, Py, T, TProgram, Ty, LProgram
-from kokoyi.compiler import tnodes
+from kokoyi.compiler.ir import Assign, Comment, If, Loop, LProgram, Names, Py, T, TProgram, Ty
+from kokoyi.compiler import pynodes, tnodes
+from kokoyi.compiler.pynodes import Printer
 from kokoyi.compiler.tnodes import DIRECTION, Deps, attributes
 
 NONE = type(None)
@@ -87,29 +90,26 @@ NB_REDUCE = typing.get_args(tnodes.Reduce)
 
 # ------------------------------------------------------------------ the typed vocabulary, from the classes
 def _attr_of_field(cls, f, hints) -> Attr:
-    """An `Attr` declaration from a dataclass field of a typed node class: its Python types from the
-    annotation (a `Literal` gives the allowed values), optional when it has a default."""
+    """An `Attr` declaration from a dataclass field of a node class: its Python types from the annotation
+    (a `Literal` gives the allowed values), required when the field has no default."""
     tp = hints[f.name]
-    choices, pattern = None, None
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) is typing.Literal:
-        choices, types = args, (str,)
-    else:
-        flat = []
-        for a in (args if typing.get_origin(tp) in (typing.Union, types_mod.UnionType) else (tp,)):
-            if a is typing.Any:
-                flat.append(object)
-            elif a is float:
-                flat += [int, float]
-            elif a is tnodes.Sympy:
-                flat += list(SYMPY)
-            else:
-                flat.append(typing.get_origin(a) or a)
-        types = tuple(dict.fromkeys(flat))
-        if cls is not tnodes.Func and f.name == "dir":
-            pattern = DIRECTION
-    required = f.default is dataclasses.MISSING
-    return attr(f.name, types, required, choices, pattern=pattern)
+    union = typing.get_origin(tp) in (typing.Union, types_mod.UnionType)
+    parts = typing.get_args(tp) if union else (tp,)
+    choices, flat = None, []
+    for a in parts:
+        if typing.get_origin(a) is typing.Literal:
+            choices = typing.get_args(a)
+            flat.append(str)
+        elif a is typing.Any:
+            flat.append(object)
+        elif a is float:
+            flat += [int, float]
+        elif typing.get_origin(a) is typing.Union:  # tnodes.Sympy
+            flat += list(typing.get_args(a))
+        else:
+            flat.append(typing.get_origin(a) or a)
+    pattern = DIRECTION if f.name == "dir" and cls is not tnodes.Func else None
+    return attr(f.name, tuple(dict.fromkeys(flat)), f.default is dataclasses.MISSING, choices, pattern=pattern)
 
 
 def _spec_of_class(cls) -> OpSpec:
@@ -243,19 +243,6 @@ def validate(program: TProgram) -> TProgram:
 
 
 # ------------------------------------------------------------------ the sparse-op IR
-class Printer(enum.Enum):
-    """Which rule of codegen prints a `Py` op (kokoyi/compiler/codegen.py)."""
-
-    INFIX = "codegen.INFIX"
-    FUNCTION = "codegen.FUNCTION (through `fn`)"
-    TEMPLATE = "codegen.TEMPLATES"
-    EXPR = "a branch of codegen.Printer.expr"
-    BLOCKS = "blocks.print_rule (mini-batch)"
-    BODY = "codegen.body_lines (a statement-level op)"
-    ROWS = "codegen.Printer.rows (an argument of expand_lead)"
-    TRANSIENT = "never printed: a placeholder the blocks pass rewrites in place before codegen"
-
-
 @dataclass(frozen=True)
 class PyOpSpec:
     op: str
@@ -268,82 +255,14 @@ class PyOpSpec:
         return {a.name: a for a in self.attrs}
 
 
-_LV = attr("lv", object, False, doc="blocks: the hop level (blocks.Lv or a sympy polynomial)")
-_BLOCK = attr("block", Py, False, doc="blocks: the block this graph op runs on")
-_SIZE_K = attr("size_k", Py, False, doc="blocks: the block whose sizes apply")
-PY_OP_LIST = [
-    PyOpSpec("var", (1,), (), Printer.EXPR, "a Python name"),
-    PyOpSpec("const", (1,), (), Printer.EXPR, "a Python literal (number, bool, None, quoted str)"),
-    PyOpSpec("sympy", (1,), (attr("loop_vars", dict, False),), Printer.EXPR, "a symbolic dimension"),
-    *[PyOpSpec(op, (2,), (), Printer.INFIX, f"a {op} b")
-      for op in ("add", "sub", "mul", "div", "matmul", "pow", "le", "gt", "lt", "ge", "eq", "ne")],
-    PyOpSpec("fn", (1,), (attr("name", str, choices=FUNCTIONS), attr("param", (Py, NONE), False),
-                          attr("rank", int, False)), Printer.FUNCTION, "an elementwise function"),
-    PyOpSpec("attr", (2,), (attr("number", bool, False), attr("row", bool, False)), Printer.EXPR,
-             "obj.name (args are two str)"),
-    PyOpSpec("unsqueeze_idx", (1,), (attr("idx", tuple),), Printer.EXPR, "x[:, None, ...]"),
-    PyOpSpec("einsum", (3,), (), Printer.EXPR, "torch.einsum(spec, a, b) (args: str, Py, Py)"),
-    PyOpSpec("expand_lead", (2, 3), (attr("feat", int),), Printer.EXPR, "broadcast to the leading sizes"),
-    PyOpSpec("concat_axis", (1,), (attr("axis", int), attr("feat", int, False)), Printer.EXPR,
-             "merge a family axis into the feature axis"),
-    PyOpSpec("reduce_axis", (1,), (attr("reduce", str, choices=("sum", "mean", "max", "min", "prod")),
-                                   attr("axis", int)), Printer.EXPR, "reduce one axis"),
-    PyOpSpec("squeeze_axis", (1,), (attr("axis", int),), Printer.EXPR, "drop a size-1 axis"),
-    PyOpSpec("featreduce", (1,), (attr("reduce", str, choices=NB_REDUCE),), Printer.EXPR,
-             "reduce the last axis"),
-    PyOpSpec("submodel", (1,), (attr("key", str), attr("lead", int, False)), Printer.EXPR,
-             "self.key(x), vmapped over `lead` axes"),
-    PyOpSpec("slice_feat", (1,), (attr("lo", (Py, NONE), False), attr("hi", (Py, NONE), False),
-                                  attr("matrix", bool, False)), Printer.EXPR, "x[..., lo:hi]"),
-    PyOpSpec("edge_softmax", (1, 2), (_BLOCK,), Printer.EXPR, "ops.edge_softmax(graph, s[, self_s])"),
-    PyOpSpec("gspmm_out", (2,), (), Printer.EXPR, "a g-SpMM over out-edges (full graph only)"),
-    PyOpSpec("maximum", (2,), (), Printer.EXPR, "torch.maximum (a number never first)"),
-    PyOpSpec("minimum", (2,), (), Printer.EXPR, "torch.minimum (a number never first)"),
-    PyOpSpec("graph_method", (1,), (attr("sampled", bool, False),), Printer.TEMPLATE, "graph.in_degrees() etc."),
-    PyOpSpec("mT", (1,), (), Printer.TEMPLATE, "x.mT"),
-    PyOpSpec("norm", (1,), (), Printer.TEMPLATE, "the 2-norm of the last axis"),
-    PyOpSpec("cat", (2,), (), Printer.TEMPLATE, "torch.cat on the last axis"),
-    PyOpSpec("dot", (2,), (), Printer.TEMPLATE, "(a * b).sum(-1)"),
-    PyOpSpec("stack", (1,), (), Printer.TEMPLATE, "torch.stack of a list"),
-    PyOpSpec("getitem", (2,), (), Printer.TEMPLATE, "x[i]"),
-    PyOpSpec("gspmm", (4,), (_BLOCK,), Printer.TEMPLATE, "ops.gspmm(graph, op, reduce, u, e)"),
-    PyOpSpec("gsddmm", (5,), (_BLOCK,), Printer.TEMPLATE, "ops.gsddmm(graph, op, lhs, rhs, target)"),
-    PyOpSpec("squeeze_last", (1,), (), Printer.TEMPLATE, "x.squeeze(-1)"),
-    PyOpSpec("dst_rows", (1,), (), Printer.TEMPLATE, "x[: graph.num_dst]"),
-    PyOpSpec("where", (3,), (), Printer.TEMPLATE, "torch.where(c, a, b)"),
-    PyOpSpec("edge_output", (1,), (_LV, _SIZE_K), Printer.TEMPLATE, "internal edge order -> user order"),
-    PyOpSpec("list_of", (1,), (), Printer.TEMPLATE, "[None] * n (a recurrence's layers)"),
-    PyOpSpec("ones_like_deg", (1,), (), Printer.TEMPLATE, "torch.ones_like(deg)"),
-    PyOpSpec("as_tensor", (1,), (), Printer.TEMPLATE, "a number as a tensor of the inputs' dtype"),
-    PyOpSpec("gat_aggregate", (5,), (_BLOCK,), Printer.TEMPLATE, "the fused attention"),
-    PyOpSpec("gspmm_scaled", (4,), (_BLOCK,), Printer.TEMPLATE, "copy_u sum with source/target scales (scaled.py)"),
-    PyOpSpec("addmm_", (3,), (), Printer.TEMPLATE, "ops.add_product(acc, x, W): acc + x @ W in place (scaled.py)"),
-    PyOpSpec("add_", (2,), (), Printer.TEMPLATE, "acc.add_(b): a bias added in place to a fresh product"),
-    PyOpSpec("readout", (2,), (), Printer.TEMPLATE, "ops.readout(graph, reduce, x) (readout_lower.py)"),
-    PyOpSpec("broadcast_graph", (1,), (), Printer.TEMPLATE, "a per-graph value to its nodes"),
-    PyOpSpec("graph_softmax", (1,), (), Printer.TEMPLATE, "softmax over the nodes of each graph"),
-    PyOpSpec("ones_nodes", (0,), (), Printer.TEMPLATE, "a column of ones per node"),
-    PyOpSpec("builtin_call", (2,), (), Printer.TEMPLATE, "a builtin layer applied: f(x)"),
-    PyOpSpec("builtin_call_graph", (2,), (), Printer.TEMPLATE, "a builtin layer that reads the graph: f(x, graph)"),
-    PyOpSpec("eye", (1,), (), Printer.TEMPLATE, "torch.eye(n) (cases.py)"),
-    PyOpSpec("stack_members", (4,), (), Printer.TEMPLATE, "members lo..hi of a layer family stacked (layers.py)"),
-    PyOpSpec("rel_gspmm", (6,), (), Printer.TEMPLATE, "the relational g-SpMM (relations.py)"),
-    PyOpSpec("rel_degrees", (0,), (), Printer.TEMPLATE, "in-degrees per relation"),
-    PyOpSpec("rows_of", (0,), (attr("rows", str, choices=("E", "N", "V")), attr("on_blocks", bool, False), _LV,
-                               _SIZE_K), Printer.ROWS, "a row count (only inside expand_lead)"),
-    PyOpSpec("if", (3,), (attr("comment", str, False),), Printer.BODY, "if cond: then-body else: else-body"),
-    PyOpSpec("rows_to", (1,), (attr("lv", object), attr("k", Py)), Printer.BLOCKS, "x[: block.num_src/dst]"),
-    PyOpSpec("node_rows", (1,), (attr("blk", Py, False),), Printer.BLOCKS, "the rows of a table a block reads"),
-    PyOpSpec("node_degrees", (1,), (attr("blk", Py, False),), Printer.BLOCKS, "a block's full-graph degrees"),
-    PyOpSpec("sampled_degrees", (1,), (attr("sampled", bool, False), _LV, _SIZE_K), Printer.BLOCKS,
-             "a block's sampled degrees"),
-    PyOpSpec("edge_rows", (1,), (attr("blk", Py, False),), Printer.BLOCKS, "the rows of an edge input a block reads"),
-    PyOpSpec("poly_var", (1,), (), Printer.TRANSIENT, "blocks: a value whose rows follow its use (becomes `var`)"),
-    PyOpSpec("exchange", (1,), (attr("key", str), attr("k", Py), attr("loop", tuple, False)), Printer.BLOCKS,
-             "historical embeddings: push / pull"),
-]
+def _py_spec_of_class(cls) -> PyOpSpec:
+    hints = typing.get_type_hints(cls)
+    return PyOpSpec(cls.op, cls.ARITY, tuple(_attr_of_field(cls, f, hints) for f in cls.attr_fields()), cls.PRINTER,
+                    " ".join((cls.__doc__ or "").split()))
+
+
+PY_OP_LIST = [_py_spec_of_class(c) for c in pynodes.PY_CLASSES.values()]
 PY_OPS: dict[str, PyOpSpec] = {s.op: s for s in PY_OP_LIST}
-PY_ATTR_NAMES: frozenset = frozenset(a.name for s in PY_OP_LIST for a in s.attrs)
 
 
 def check_py(py: Py) -> list[str]:
@@ -355,7 +274,7 @@ def check_py(py: Py) -> list[str]:
         out.append("transient op left in a lowered program")
     if len(py.args) not in spec.arity:
         out.append(f"{len(py.args)} arguments, declared {' or '.join(map(str, spec.arity))}")
-    return out + check_attrs(py.op, py.attrs, spec.attr_map())
+    return out + check_attrs(py.op, pynodes.attributes(py), spec.attr_map())
 
 
 def walk_py(node):
@@ -364,7 +283,7 @@ def walk_py(node):
         yield node
         for a in node.args:
             yield from walk_py(a)
-        for v in node.attrs.values():
+        for v in pynodes.attributes(node).values():
             yield from walk_py(v)
     elif isinstance(node, (list, tuple)):
         for a in node:
@@ -374,8 +293,33 @@ def walk_py(node):
         yield from walk_py(node.expr)
     elif isinstance(node, Loop):
         yield from walk_py([node.lo, node.hi, node.body])
-    elif isinstance(node, (Comment, str)) or node is None:
+    elif isinstance(node, If):
+        yield from walk_py([node.cond, node.then, node.orelse])
+    elif isinstance(node, (Comment, Names, str)) or node is None:
         return
+
+
+def statements(body):
+    """Every statement of a body, inside loops and branches too."""
+    for st in body:
+        yield st
+        if isinstance(st, Loop):
+            yield from statements(st.body)
+        elif isinstance(st, If):
+            yield from statements(st.then)
+            yield from statements(st.orelse)
+
+
+def check_target(target) -> list[str]:
+    """An assignment writes a name (a str, or a `var` node), names unpacked from a tuple (`Names`), or a
+    layer `h[l]`."""
+    if isinstance(target, str):
+        return [] if target.isidentifier() else [f"target {target!r} is not a name (a tuple is ir.Names)"]
+    if isinstance(target, Names):
+        return [] if all(n.isidentifier() for n in target.names) else [f"target {target} has a non-name"]
+    if isinstance(target, Py) and target.op in ("getitem", "var"):
+        return []
+    return [f"target of type {type(target).__name__}"]
 
 
 def lowered_problems(program: LProgram) -> list[Problem]:
@@ -383,6 +327,9 @@ def lowered_problems(program: LProgram) -> list[Problem]:
     for m in program.models:
         for py in walk_py([m.body, m.outputs]):
             out += [Problem(m.typed.name, py.op, msg) for msg in check_py(py)]
+        for st in statements(m.body):
+            if isinstance(st, Assign):
+                out += [Problem(m.typed.name, "assign", msg) for msg in check_target(st.target)]
     return out
 
 

@@ -26,7 +26,7 @@ class ScaledSumLowering:
     @staticmethod
     def _node_scalar(py: Py):
         """`s[:, None, ...]` (a per-node scalar aligned to features) -> s; else None."""
-        idx = py.attrs.get("idx") if py.op == "unsqueeze_idx" else None
+        idx = py.idx if py.op == "unsqueeze_idx" else None
         if idx and idx[0] == ":" and len(idx) > 1 and all(i is None for i in idx[1:]):
             return py.args[0]
         return None

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 
 from kokoyi.compiler import tnodes as N
-from kokoyi.compiler.ir import Assign, Comment, Loop, Py, T
+from kokoyi.compiler import pynodes as P
+from kokoyi.compiler.ir import Assign, Comment, If, Loop, Py, T
+from kokoyi.compiler.pynodes import attributes
 from kokoyi.grammar import ast as A
 
 _GROUPS = {"(": "paren", "[": "bracket", "{": "brace"}
@@ -97,7 +99,7 @@ def typed_sexpr(t: T, shapes: bool = False) -> str:
     """The typed expression as an s-expression; `shapes=True` appends ` : shape` to the root."""
     head = _head(t)
     args = [typed_sexpr(x) for x in t.subterms()]
-    text = f"({head} {' '.join(args)})" if args else (head if t.op == "const" else f"({head})")
+    text = f"({head} {' '.join(args)})" if args else (head if isinstance(t, N.Const) else f"({head})")
     return f"{text} : {_shape(t.ty)}" if shapes else text
 
 
@@ -105,14 +107,14 @@ def py_text(py) -> str:
     """A `Py` expression as op(args) with its attributes: independent of codegen's templates."""
     if not isinstance(py, Py):
         return _atom(py)
-    if py.op == "var":
+    if isinstance(py, P.Var):
         return str(py.args[0])
-    if py.op == "const":
+    if isinstance(py, P.Const):
         return repr(py.args[0])
-    if py.op == "sympy":
+    if isinstance(py, P.Sympy):
         return str(py.args[0])
     args = [py_text(a) for a in py.args]
-    args += [f"{k}={py_text(v)}" for k, v in py.attrs.items() if k not in ("loop_vars", "comment")]
+    args += [f"{k}={py_text(v)}" for k, v in attributes(py).items() if k not in ("loop_vars", "comment")]
     return f"{py.op}({', '.join(args)})"
 
 
@@ -123,16 +125,16 @@ def lowered_lines(model) -> list[str]:
     def go(stmts, indent):
         for s in stmts:
             if isinstance(s, Assign):
-                target = s.target if isinstance(s.target, str) else py_text(s.target)
+                target = str(s.target) if not isinstance(s.target, Py) else py_text(s.target)
                 out.append(f"{indent}{target} = {py_text(s.expr)}")
             elif isinstance(s, Loop):
                 out.append(f"{indent}for {s.var} in {py_text(s.lo)}..{py_text(s.hi)}:")
                 go(s.body, indent + "  ")
-            elif isinstance(s, Py) and s.op == "if":
-                out.append(f"{indent}if {py_text(s.args[0])}:")
-                go(s.args[1], indent + "  ")
+            elif isinstance(s, If):
+                out.append(f"{indent}if {py_text(s.cond)}:")
+                go(s.then, indent + "  ")
                 out.append(f"{indent}else:")
-                go(s.args[2], indent + "  ")
+                go(s.orelse, indent + "  ")
             elif not isinstance(s, Comment):
                 out.append(f"{indent}{py_text(s)}")
 

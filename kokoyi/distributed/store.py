@@ -24,7 +24,7 @@ a rank with nothing to ask sends an empty request). There is no RPC layer and no
   rank at the same call count. Cached rows are exact copies, so results do not depend on the cache;
 - sparse transport: when the features are mostly zeros (density < `SPARSE_DENSITY`, decided once
   from the all-reduced count of non-zeros), answered rows travel as (count per row; column, value per
-  non-zero) instead of dense rows: 12 bytes per non-zero instead of 4 bytes per entry, the same
+  non-zero) instead of dense rows: 8 bytes per non-zero and 8 per row instead of 4 per entry, the same
   float32 values, so the same numbers (bag-of-words features, e.g. Facebook's 4,714 columns at 0.3 %).
 
 `stats` counts requested remote rows, cache hits and the bytes received (ids, rows, counts, refills).
@@ -200,7 +200,7 @@ class FeatureStore(ShardedTable):
 
     def __init__(self, local: torch.Tensor, offsets, hot_ids: torch.Tensor | None = None, group=None,
                  name: str = "features", *, policy: str | CachePolicy = CachePolicy.STATIC,
-                 cache_size: int | None = None, refresh: int = 8, decay: float = 0.5,
+                 cache_size: int | None = None, refresh: int = 4, decay: float = 0.5,
                  transport: str = "auto"):
         super().__init__(local, offsets, group, name)
         try:
@@ -238,7 +238,6 @@ class FeatureStore(ShardedTable):
             return transport == "sparse"
         counts = torch.tensor([float(torch.count_nonzero(self.local)), float(self.local.numel())],
                               dtype=torch.float64)
-        import torch.distributed as dist
         dist.all_reduce(counts, group=self.group)
         return bool(counts[1] > 0 and counts[0] / counts[1] < SPARSE_DENSITY)
 

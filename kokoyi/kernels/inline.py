@@ -146,6 +146,11 @@ def add_product(acc, y, W):
     return acc + y @ W
 
 
+def softmax_aggregate(graph, scores, msg):
+    """sum_{i -> v} softmax(scores)[i] * msg[i] per channel (kokoyi fuses it; here the composition)."""
+    return gspmm(graph, "copy_e", "sum", None, edge_softmax(graph, scores) * msg)
+
+
 def check_hyper(name, value, kind, bounds=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"hyperparameter {name!r} must be a number, got {value!r}")

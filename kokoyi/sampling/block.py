@@ -94,8 +94,8 @@ class Block(Graph):
         block.indptr = _indptr(dst, block.num_dst)
         rev_perm = torch.argsort(src, stable=True)
         block.rev_perm = rev_perm.to(src.dtype)
-        block.rev_dst = dst[rev_perm]
-        block.rev_indptr = _indptr(src[rev_perm], block.num_src)
+        block.rev_dst = dst.index_select(0, rev_perm)
+        block.rev_indptr = _indptr(src.index_select(0, rev_perm), block.num_src)
         block._in_deg = block._out_deg = block._inv_eid = block._rev = None
         block._src_ids = src_ids.to(torch.int64)
         w = edge_weight

@@ -93,7 +93,13 @@ def _sparse_gspmm(graph, op: str, reduce: str, u):
         deg = graph.full_in_degrees()[: graph.num_dst]
     else:
         deg = graph.in_degrees()
-    return u.aggregate(graph, reduce, getattr(graph, "weight", None), deg)
+    from kokoyi.sparse_features import Aggregated, SparseFeatures
+
+    if isinstance(u, Aggregated):
+        u = u.rows()
+    if not isinstance(u, SparseFeatures):
+        raise TypeError(f"g-SpMM of {type(u).__name__}: expected a tensor or SparseFeatures")
+    return Aggregated(graph, reduce, u, deg)
 
 
 def gspmm_scaled(graph, x: torch.Tensor, src_scale: Optional[torch.Tensor] = None,

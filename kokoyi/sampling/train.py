@@ -83,12 +83,21 @@ def _first(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
+def rows_of(x, ids: torch.Tensor):
+    """``x[ids]`` for the batch's input rows: `index_select` on a tensor (a row copy, several times faster
+    than advanced indexing for wide rows), `SparseFeatures` rows otherwise."""
+    if isinstance(x, torch.Tensor):
+        return x.index_select(0, ids.to(x.device, torch.int64))
+    return x[ids]
+
+
 def batch_loss(module, batch, x, y, train_mask, history=None, depth: int = 1) -> tuple[torch.Tensor, int]:
     """The loss of one batch (module doc) and the number of training rows in it."""
+    inputs = rows_of(x, batch.input_nodes)
     if history is None:
-        out = _first(module(batch.blocks, x[batch.input_nodes]))
+        out = _first(module(batch.blocks, inputs))
     else:
-        out = _first(module([batch.blocks[0]] * depth, x[batch.input_nodes], history=history))
+        out = _first(module([batch.blocks[0]] * depth, inputs, history=history))
     n_out = batch.seeds.numel()
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != n_out:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

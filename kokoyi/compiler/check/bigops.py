@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from kokoyi.compiler.ir import Family, T, Ty
-from kokoyi.compiler.tnodes import NbSoftmax, Ref
+from kokoyi.compiler.tnodes import NbReduce, NbSoftmax, Ref
 from kokoyi.compiler.shapes import fmt_shape
 from kokoyi.grammar import ast as A
 
@@ -119,16 +119,17 @@ class BigOpChecks:
         return t
 
     def softmax_without_self_loop(self, t: T, own: str | None = None):
-        """The edge value (`own` for the expression itself) that is a softmax over N(v) alone and that the
-        edge expression `t` reads outside a neighbour reduction, or None: it has no value on a self loop."""
-        if t.op == "nbreduce":  # a node value: defined on the self loop too
+        """(softmax, reader) for the first softmax over N(v) alone that the edge expression `t` reads outside
+        a neighbour reduction (`softmax` its name, `own` for an inline one; `reader` the T node that reads
+        it, the softmax's own or an edge value made from it), or None: such a value has no self-loop value."""
+        if isinstance(t, NbReduce):  # a node value: defined on the self loop too
             return None
         if isinstance(t, NbSoftmax) and not t.self_loop:
-            return own or "softmax"
+            return own or "softmax", t
         if isinstance(t, Ref) and t.key in self.values:
             found = self.values[t.key].info.get("no_self_loop")
             if found:
-                return found
+                return found, t
         parts = t.subterms()
         return next((f for f in (self.softmax_without_self_loop(a, own) for a in parts) if f), None)
 
@@ -136,8 +137,11 @@ class BigOpChecks:
         """A reduction or softmax over N(v) \\cup {v} evaluates `body` on the self loop (v, v)."""
         found = self.softmax_without_self_loop(body)
         if found:
-            self.err(f"'{found}' is a softmax over \\mathcal{{N}}(v) only, so it has no value on the self loop "
-                     "of \\mathcal{N}(v) \\cup \\{v\\}", span, "normalise over \\mathcal{N}(v) \\cup \\{v\\} as well")
+            name, reader = found
+            key = reader.key if isinstance(reader, Ref) else name
+            what = f"'{name}' is" if key == name else f"'{key}' reads '{name}',"
+            self.err(f"{what} a softmax over \\mathcal{{N}}(v) only, so it has no value on the self loop",
+                     reader.span or span, "normalise over \\mathcal{N}(v) \\cup \\{v\\} as well")
 
     def nb_softmax(self, script: A.Membership, arg_node, scope, span) -> T:
         var = self.node_letters(script.var)

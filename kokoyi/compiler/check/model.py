@@ -3,8 +3,9 @@
 State of one model's check (attributes of `ModelChecker`, set in `__init__`): `values` (declared and
 defined names), `syms` (hyperparameter symbols), `defs` (typed definitions, in order), `checked` (names
 whose definition has been checked: a later use may read them), `depth` (hop depth per name),
-`hypers`/`inputs`/`params`, `uses_graph`, `uses_num_nodes`. Errors go to the shared `Collector`;
-`CheckError` aborts one statement.
+`hypers`/`inputs`/`params`, `uses_graph`, `uses_num_nodes`, `failed` (definitions whose check failed:
+a use of them is not reported again). Errors go to the shared `Collector`; `CheckError` aborts one
+statement.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class ModelChecker(DeclChecks, NameChecks, ExprChecks, ProductChecks, BigOpCheck
         self.hypers, self.inputs, self.params = [], [], []
         self.uses_graph = False
         self.uses_num_nodes = False  # |V| sizes a declaration: the constructor takes `num_nodes`
+        self.failed: set[str] = set()  # definitions whose check failed (a use of them is not reported again)
 
     # ------------------------------------------------------------------ helpers
     def err(self, msg, span, hint=None):
@@ -59,6 +61,15 @@ class ModelChecker(DeclChecks, NameChecks, ExprChecks, ProductChecks, BigOpCheck
         return T(op, tuple(args), ty, deps, span, fields, edge_input)
 
 
+def desugar_model(m: A.Model, source: str, col: Collector) -> A.Model:
+    from kokoyi.compiler.desugar import Refusal, desugar
+    try:
+        return desugar(m, source)
+    except Refusal as r:
+        col.error(r.msg, r.span, r.hint)
+        raise CheckError(r.msg) from None
+
+
 def check(program: A.Program) -> TProgram:
     """Check every model of a program; raise one `KokoyiError` listing every mistake found."""
     col = Collector(program.source, program.path)
@@ -73,6 +84,7 @@ def check(program: A.Program) -> TProgram:
             col.error(f"redefinition of model '{m.name}'", m.name_span)
             continue
         try:
+            m = desugar_model(m, program.source, col)  # notation rewritten into the per-node language (desugar.py)
             tm = ModelChecker(m, program, col, seen).run()
         except CheckError:
             continue

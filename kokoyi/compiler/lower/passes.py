@@ -6,18 +6,20 @@ from __future__ import annotations
 import sympy as sp
 
 from kokoyi.compiler import blocks as blocks_pass
-from kokoyi.compiler.ir import Assign, Comment, LProgram, Loop, Py
+from kokoyi.compiler import pynodes as P
+from kokoyi.compiler.ir import Assign, Comment, If, LProgram, Loop, Names, Py
+from kokoyi.compiler.pynodes import attributes
 
 
 def _names(py) -> set:
     """Variable names an IR expression reads."""
     out = set()
     if isinstance(py, Py):
-        if py.op == "var":
+        if isinstance(py, P.Var):
             out.add(py.args[0])
         for a in py.args:
             out |= _names(a)
-        for a in py.attrs.values():
+        for a in attributes(py).values():
             out |= _names(a)
     elif isinstance(py, (list, tuple)):
         for a in py:
@@ -27,14 +29,16 @@ def _names(py) -> set:
 
 def _targets(stmt) -> set:
     if isinstance(stmt.target, str):
-        return {n.strip() for n in stmt.target.split(",")}
+        return {stmt.target}
+    if isinstance(stmt.target, Names):
+        return set(stmt.target.names)
     return set()
 
 
 def _stored(stmt) -> set:
     """The names an assignment writes: `a, b = ...`, or the list `h` of `h[l] = ...`."""
     t = stmt.target
-    if isinstance(t, Py) and t.op == "getitem" and isinstance(t.args[0], Py) and t.args[0].op == "var":
+    if isinstance(t, P.Getitem) and isinstance(t.args[0], P.Var):
         return {t.args[0].args[0]}
     return _targets(stmt)
 
@@ -46,8 +50,8 @@ def _stored_in(stmts) -> set:
             out |= _stored(st)
         elif isinstance(st, Loop):
             out |= _stored_in(st.body)
-        elif isinstance(st, Py) and st.op == "if":
-            out |= _stored_in(st.args[1]) | _stored_in(st.args[2])
+        elif isinstance(st, If):
+            out |= _stored_in(st.then) | _stored_in(st.orelse)
     return out
 
 
@@ -66,8 +70,8 @@ def _drop_dead(stmts: list, live: set) -> list:
                 continue
             st.body = _drop_dead(st.body, live | _assigned_names(st.body))
             live |= _read_in(st.body) | _names(st.lo) | _names(st.hi)
-        elif isinstance(st, Py) and st.op == "if":
-            cond, then_b, else_b = st.args
+        elif isinstance(st, If):
+            cond, then_b, else_b = st.cond, st.then, st.orelse
             then_b[:] = _drop_dead(then_b, set(live))
             else_b[:] = _drop_dead(else_b, set(live))
             if not _assigned_names(then_b) and not _assigned_names(else_b):
@@ -93,8 +97,8 @@ def _read_in(stmts) -> set:
             out |= _names(st.expr) | _names(st.target if isinstance(st.target, Py) else None)
         elif isinstance(st, Loop):
             out |= _read_in(st.body) | _names(st.lo) | _names(st.hi)
-        elif isinstance(st, Py) and st.op == "if":
-            out |= _names(st.args[0]) | _read_in(st.args[1]) | _read_in(st.args[2])
+        elif isinstance(st, If):
+            out |= _names(st.cond) | _read_in(st.then) | _read_in(st.orelse)
     return out
 
 
@@ -105,8 +109,8 @@ def _assigned_names(stmts) -> set:
             out |= _targets(st)
         elif isinstance(st, Loop):
             out |= _assigned_names(st.body)
-        elif isinstance(st, Py) and st.op == "if":
-            out |= _assigned_names(st.args[1]) | _assigned_names(st.args[2])
+        elif isinstance(st, If):
+            out |= _assigned_names(st.then) | _assigned_names(st.orelse)
     return out
 
 
@@ -123,7 +127,7 @@ def _nesting(py, memo: dict) -> int:
 
 def _key(py):
     if isinstance(py, Py):
-        return (py.op, tuple(_key(a) for a in py.args), tuple(sorted((k, _key(v)) for k, v in py.attrs.items())))
+        return (py.op, tuple(_key(a) for a in py.args), tuple(sorted((k, _key(v)) for k, v in attributes(py).items())))
     if isinstance(py, (list, tuple)):
         return tuple(_key(a) for a in py)
     if isinstance(py, dict):

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import sympy as sp
 
-from kokoyi.compiler.ir import Assign, PlanEntry, Py, T, Value
+from kokoyi.compiler.ir import Assign, If, Names, PlanEntry, Py, T, Value
 from kokoyi.compiler.shapes import broadcast
 from kokoyi.compiler.lower.common import Lay, LowerError, Val, call, const, var
 from kokoyi.compiler.relations import rel_letter
-from kokoyi.compiler.rewrites import IR_RULES, Aggregation, find, is_inverse_degree
+from kokoyi.compiler.rewrites import COPY_E_RULES, IR_RULES, Aggregation, find, is_inverse_degree
 
 
 class ReduceLowering:
@@ -100,8 +100,7 @@ class ReduceLowering:
             else_body.append(Assign(res, b.py))
             self.target = saved
             cond = order
-            self.target.append(Py("if", (cond, then_body, else_body),
-                                  {"comment": "apply the linear map on the narrower side of the sparse op"}))
+            self.target.append(If(cond, then_body, else_body, "apply the linear map on the narrower side of the sparse op"))
             out = Val(var(res), a.lay, "n")
         self.plan.append(PlanEntry(f"{name}: {what}", " + ".join(dict.fromkeys(ops_used)) or "node-wise",
                                    []))
@@ -162,6 +161,14 @@ class ReduceLowering:
                 ops_used.append(rule.plan)
                 return self.emit(f"{name}_agg", rule.rewrite(binding, agg, self.assigned),
                                  Lay("N", S.lay.fam, S.lay.shape))
+        if S is None and E is not None and self.fuse_gat and not self.diag:  # edge values alone (GENConv)
+            agg = Aggregation(red, None, E.py, self_loop, (), (), E.lay.fam, E.lay.shape)
+            hit = find(COPY_E_RULES, agg, self.assigned)
+            if hit is not None:
+                rule, binding = hit
+                ops_used.append(rule.plan)
+                return self.emit(f"{name}_agg", rule.rewrite(binding, agg, self.assigned),
+                                 Lay("N", E.lay.fam, E.lay.shape))
         if S is not None and E is not None:
             lay = Lay("N", tuple(dict.fromkeys(S.lay.fam + E.lay.fam)),
                       broadcast(S.lay.shape, E.lay.shape))
@@ -297,7 +304,7 @@ class ReduceLowering:
         return f"{s}_{{{t.var} ∈ {nb}}}"
 
     def softmax(self, t: T, v: Value) -> Val:
-        self._edge_ctx = (t.var, t.center)
+        self.edge_ctx = (t.var, t.center)
         scores = self.as_edge(self.per_edge(self.edge(t.args[0])), f"{v.key}_score")
         lay = scores.lay
         if t.self_loop:
@@ -305,7 +312,7 @@ class ReduceLowering:
             selfs = self.emit(f"{v.key}_score_self", selfs.py, selfs.lay)
             pair = self.fresh(f"{v.key}_self")
             self.assigned[v.key] = call("edge_softmax", scores.py, selfs.py)
-            self.target.append(Assign(f"{v.key}, {pair}", self.assigned[v.key], None, self.layout_dims(lay)))
+            self.target.append(Assign(Names((v.key, pair)), self.assigned[v.key], None, self.layout_dims(lay)))
             self.names.add(v.key)
             self.self_loop_env[v.key] = Val(var(pair), selfs.lay, "n")
             self.plan.append(PlanEntry(f"{v.key}: softmax over N(v) ∪ {{v}}", "edge softmax + self loop (node-wise)",
