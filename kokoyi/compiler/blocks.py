@@ -742,7 +742,8 @@ class Levels:
         raise BlockError(f"{what} needs the full graph ({why})")
 
     def x_readout(self, py):
-        self._whole_graph("a readout over \\mathcal{V}")
+        self._whole_graph("a readout over \\mathcal{V}", "a sampled block holds part of each graph; for a "
+                          "graph-level task the batch of whole graphs is the mini-batch")
 
     def x_broadcast_graph(self, py):
         self._whole_graph("a graph-level value read at the nodes")
@@ -754,9 +755,14 @@ class Levels:
         self._whole_graph("GraphNorm")
 
     def x_rel_gspmm(self, py):
-        self._whole_graph("a sum over \\mathcal{N}_r(v) (relations on sampled blocks are not supported yet)")
+        """sum_r sum_{u in N_r(v)} (x_u or x_{u,r}) (scale_v or scale_{v,r}): x at the sources of block b,
+        the scale at its targets; the runtime op reads the block's edge types and full relation degrees."""
+        p, b = self.sparse(py, ["u", "v", None, None, None, None], "a sum over \\mathcal{N}_r(v)")
+        return p, Lv(b + 1, "d")
 
-    x_rel_degrees = x_rel_gspmm
+    def x_rel_degrees(self, py):
+        self._whole_graph("|\\mathcal{N}_r(v)| read as a value (outside a mean over \\mathcal{N}_r(v))",
+                          "only the mean over \\mathcal{N}_r(v) reads relation degrees on sampled blocks")
 
     def x_stack_members(self, py):
         self._whole_graph("a reduction over the layers of a recurrence", "its layers have different hop depths")
@@ -875,6 +881,14 @@ def _on_block(fn: str):
     return rule
 
 
+def _print_rel_on_block(pr, py):
+    if py.block is None:
+        return None
+    a = [pr(x) for x in py.args]
+    return (f"ops.rel_gspmm({_b(pr, py.block)}, {a[0]}, {a[1]}, x_rel={a[2]}, scale_rel={a[3]}, mean={a[4]}, "
+            f"fused={a[5]})"), 9
+
+
 def _print_gat_on_block(pr, py):
     if py.block is None:
         return None
@@ -896,6 +910,7 @@ BLOCK_PRINT = {
     P.GSDDMM: _on_block("gsddmm"),
     P.EdgeSoftmax: _on_block("edge_softmax"),
     P.GatAggregate: _print_gat_on_block,
+    P.RelGSpMM: _print_rel_on_block,
     P.SoftmaxAggregate: _on_block("softmax_aggregate"),
 }
 

@@ -682,7 +682,7 @@ class StackMembers(Py):
 
 
 @dataclass(eq=False, kw_only=True)
-class RelGSpMM(Py):
+class RelGSpMM(OnBlock):
     """the relational g-SpMM (relations.py)"""
 
     op: ClassVar[str] = "rel_gspmm"
