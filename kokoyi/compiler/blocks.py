@@ -765,7 +765,19 @@ class Levels:
                           "only the mean over \\mathcal{N}_r(v) reads relation degrees on sampled blocks")
 
     def x_stack_members(self, py):
-        self._whole_graph("a reduction over the layers of a recurrence", "its layers have different hop depths")
+        """`torch.stack(h[lo:hi + 1], dim=1)` of node members: member k lives on the node set of level
+        a + c k, and every node set holds the deeper ones as a prefix of its rows, so each member is cut
+        to the rows of the deepest one (the join of members lo and hi) before the stack."""
+        var, lo, hi, rows = py.args
+        if not (rows.op == "const" and rows.args[0]):
+            return py, PLAIN  # a family of plain values (no rows)
+        key = var.args[0]
+        want = self.join([self.element(key, lo), self.element(key, hi)])
+        if not isinstance(want, Lv) or want.side not in ("s", "d"):
+            raise BlockError(f"the layers of {key} are not node values")
+        size = Py("rows_of", (), {"rows": "N", "on_blocks": True, "lv": want,
+                                  "size_k": self.dim(want.k - 1) if want.side == "d" else self.src_dim(want.k)})
+        return Py("stack_rows", (var, lo, hi, size), {}), want
 
     def x_gspmm_out(self, py):
         raise BlockError("a reduction over \\mathcal{N}_{out}(v) needs the full graph (a sampled block holds "
@@ -911,6 +923,8 @@ BLOCK_PRINT = {
     P.EdgeSoftmax: _on_block("edge_softmax"),
     P.GatAggregate: _print_gat_on_block,
     P.RelGSpMM: _print_rel_on_block,
+    P.StackRows: lambda pr, py: (f"torch.stack([member[: {pr.rows(py.args[3])}] for member in "
+                                 f"{pr(py.args[0])}[{pr(py.args[1])}:{pr(py.args[2])} + 1]], dim=1)", 9),
     P.SoftmaxAggregate: _on_block("softmax_aggregate"),
 }
 
