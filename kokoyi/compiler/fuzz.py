@@ -73,6 +73,9 @@ class Generator:
         self.inputs = {"w": self.rng.random() < 0.5, "omega": self.rng.random() < 0.35,
                        "z": self.rng.random() < 0.3}
         self.helper = self.rng.choice(HELPER_BODIES) if self.rng.random() < 0.25 else None
+        # a second stream for constructs added later (layer softmax), so that the programs of every seed
+        # written before them stay the same (known-bug reproducers, the CI sample)
+        self.side = random.Random(seed + 1_000_003)
         self.recur = None  # name of the recurrence once it has a step
         self.depth = 0
         # the language's later constructs (norms, cases, readouts, layer reductions, relations, |V|-row
@@ -308,6 +311,10 @@ class Generator:
         if shape == "h" and ctx.dom != "plain" and self.chance(0.4):
             body = rf"x_{{{self.node_letter(ctx)}}} A^{{k}}"
             self.feat("param-family-head")
+        if op == r"\sum" and self.side.random() < 0.2:  # attention over the members (softmax_k, layers.py)
+            self.feat("dense:softmax-k")
+            score = body if shape == "s" else rf"\mathrm{{mean}}\left({body}\right)"
+            return rf"\sum_{{k=1}}^{{K}} \mathrm{{softmax}}_{{k}}\left(\tanh\left({score}\right)\right) \left({body}\right)", 0
         return rf"{op}_{{k=1}}^{{K}} \left({body}\right)", 0
 
     def node_letter(self, ctx) -> str:
