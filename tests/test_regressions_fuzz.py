@@ -351,3 +351,19 @@ def test_a_case_condition_of_numbers(cond):
   \return s \\
 \end{{model}}"""
     agrees_everywhere(src, [dict(d=2, theta=0.5), dict(d=2, theta=-0.5)])
+
+
+@pytest.mark.parametrize("norm", ["BatchNorm", "GraphNorm", "LayerNorm"])
+def test_a_norm_of_a_value_that_does_not_vary_per_node(norm):
+    """`\\mathrm{BatchNorm}(\\chi(b))`: statistics over the nodes of a value without rows were refused by the
+    lowering after the check ('BatchNorm of a value that does not vary per node', seed 4054 of the final
+    run); now the value is expanded over the nodes first."""
+    src = rf"""\begin{{model}}{{M}}
+  \hyper d \\
+  \input x_v \in \mathbb{{R}}^{{d}} \\
+  \param b \in \mathbb{{R}}^{{d}} \\
+  \param \chi \sim \mathrm{{MLP}}(d, d, d) \\
+  n_v \gets \mathrm{{{norm}}}\left(\chi\left(b\right)\right) + x_v \\
+  \return n \\
+\end{{model}}"""
+    agrees_everywhere(src, [dict(d=3)])
