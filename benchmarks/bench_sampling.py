@@ -129,7 +129,11 @@ def run_depth(args) -> dict:
     from kokoyi.datasets import reddit_like
 
     t = time.perf_counter()
-    d = reddit_like(seed=0)
+    if args.smoke:  # a small graph of the same kind: checks the code path (both libraries), not a figure
+        from kokoyi.datasets import dcsbm
+        d = dcsbm(20_000, 200_000, 41, 602, train=0.66, val=0.1, seed=0, name="smoke")
+    else:
+        d = reddit_like(seed=0)
     graph = d.graph()
     print(f"graph: {d} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     x, y = d.x, d.y
@@ -231,6 +235,7 @@ def main(argv=None):
     p.add_argument("--nodes", type=int, default=1_000_000)
     p.add_argument("--edges", type=int, default=5_000_000, help="undirected edge draws (~2x directed edges)")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--smoke", action="store_true", help="depth: a 20,000-node graph instead of reddit_like()")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:

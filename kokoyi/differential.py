@@ -113,7 +113,7 @@ class Comparison:
         if not bad:
             return "agree"
         d = bad[0]
-        what = d.what.removeprefix("blocks: ")
+        what = d.what.removeprefix("blocks: ").removeprefix("history: ")
         kind = ("blocks-" if what != d.what else "") + ("grad" if what.startswith("grad") else "forward")
         if "shape" in d.note:
             return f"disagree:{kind}-shape"
@@ -215,6 +215,16 @@ def compare_on_blocks(cmp: "Comparison", module, meta, graph, inputs, want, leav
     pairs = [(o["name"], g, w[seeds]) for o, g, w, n in zip(meta["outputs"], got, want, node) if n]
     for name, g, w in pairs:
         cmp.diffs.append(diff(f"blocks: output {name}", g, w, rtol, atol))
+    if len(meta["outputs"]) == 1 and node[0] and all(i["domain"] == "node" for i in meta["inputs"]):
+        # historical embeddings: one-hop blocks of 2 targets and a History, exact after L passes
+        from kokoyi.sampling import layerwise_inference
+        try:
+            lw = layerwise_inference(module, graph, *inputs, batch_size=2)
+        except Exception as e:  # noqa: BLE001
+            cmp.error, cmp.stage = f"layer-wise inference with a history failed: {type(e).__name__}: {e}", \
+                "blocks-forward"
+            return
+        cmp.diffs.append(diff(f"history: output {meta['outputs'][0]['name']}", lw, want[0], rtol, atol))
     if not grads or not pairs or not all(d.ok for d in cmp.diffs):
         return
     cot = [c[seeds] for c, n in zip(cotangents, node) if n]

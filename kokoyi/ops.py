@@ -119,11 +119,28 @@ def edge_softmax(graph, scores: torch.Tensor, self_scores: Optional[torch.Tensor
 # public functions and the generated modules' `_internal` ones are the same)
 from kokoyi.kernels.norms import GraphNorm  # noqa: E402
 from kokoyi.kernels.readout import broadcast_graph, graph_softmax, readout  # noqa: E402
-from kokoyi.kernels.relations import rel_gspmm, rel_in_degrees  # noqa: E402
+from kokoyi.kernels.rel_segmented import check_type_input, rel_block_diag, rel_gspmm, rel_in_degrees  # noqa: E402  (numba CSR kernel on CPU)
 
-__all__ += ["readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees"]
-for _name in ("readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees"):
+__all__ += ["readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees", "rel_block_diag", "check_type_input"]
+for _name in ("readout", "broadcast_graph", "graph_softmax", "GraphNorm", "rel_gspmm", "rel_in_degrees", "rel_block_diag",
+              "check_type_input"):
     setattr(_internal, _name, globals()[_name])
+
+
+# GENConv's channel-wise softmax aggregation, fused (kernels/softmax_agg.py; issue 11, item 3)
+from kokoyi.kernels.softmax_agg import softmax_aggregate as _softmax_aggregate  # noqa: E402
+
+
+def softmax_aggregate(graph, scores: torch.Tensor, msg: torch.Tensor) -> torch.Tensor:
+    """``out[v] = sum_{i: dst_i = v} softmax(scores)[i] * msg[i]``, the softmax over the in-edges of each
+    target per feature column (stable; 0 for a target without in-edges); scores and msg are (E, *F), row i
+    for edge i of the user's edge list. One fused pass on the CPU (no (E, *F) alpha)."""
+    _table._check_graph(graph)
+    return _softmax_aggregate(graph, _to_internal(graph, scores), _to_internal(graph, msg))
+
+
+__all__ += ["softmax_aggregate"]
+_internal.softmax_aggregate = _softmax_aggregate
 
 # A model of the file applied row-wise (torch.vmap, also on zero rows)
 from kokoyi.kernels.rowwise import rowwise  # noqa: E402

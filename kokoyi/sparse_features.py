@@ -15,8 +15,12 @@ dense tensor:
     x @ W, F.linear(x, W, b)           (N, F) x (F, H) -> dense (N, H): sum_j x_ij W_j over the
                                        non-zeros (``F.embedding_bag``, differentiable in W)
     ops.gspmm(g, "copy_u", sum|mean)   sum_{u in N(v)} w_uv x_u (and / deg(v)): the estimator of
-                                       `kokoyi.sampling.estimator`, as a SparseFeatures (the rows of
-                                       the sampled neighbours concatenated, scaled by w_uv)
+                                       `kokoyi.sampling.estimator`, kept unevaluated (`Aggregated`):
+                                       followed by a linear map W it is computed as the aggregate of
+                                       x W (the order the compiler already picks when the map is
+                                       written inside the sum: the narrower side); anything else
+                                       applied to it materialises the rows (the neighbours' rows
+                                       concatenated, scaled by w_uv) as a SparseFeatures
 
 Only the summation order differs from the dense path (float rounding). Anything else applied to it
 raises a TypeError that names the operation; the features then must be dense (``.to_dense()``).
@@ -26,7 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SparseFeatures"]
+__all__ = ["SparseFeatures", "Aggregated"]
 
 
 def _segment_arange(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,3 +202,52 @@ class SparseFeatures:
         raise TypeError(f"{name} is not supported on SparseFeatures (row-sparse node features support "
                         "dropout, row selection, a linear map and neighbour sums/means); pass dense features "
                         "(x.to_dense()) for this model")
+
+
+class Aggregated:
+    """``gspmm(graph, "copy_u", reduce, x)`` of `SparseFeatures` x, not yet evaluated. ``@ W`` gives
+    ``gspmm(graph, "copy_u", reduce, x @ W)`` (the same sum, reassociated: (A X) W = A (X W)); any other
+    operation first materialises the rows (`rows`)."""
+
+    is_sparse_features = True
+
+    def __init__(self, graph, reduce: str, x: SparseFeatures, degrees):
+        self.graph, self.reduce, self.x, self.degrees = graph, reduce, x, degrees
+        self.shape = torch.Size((graph.num_dst, x.shape[1]))
+        self.dtype, self.device = x.dtype, x.device
+        self._rows = None
+
+    def rows(self) -> SparseFeatures:
+        if self._rows is None:
+            self._rows = self.x.aggregate(self.graph, self.reduce, getattr(self.graph, "weight", None), self.degrees)
+        return self._rows
+
+    def dim(self) -> int:
+        return 2
+
+    def matmul(self, w):
+        from kokoyi.sampling.estimator import gspmm
+
+        return gspmm(self.graph, "copy_u", self.reduce, self.x.matmul(w), None)
+
+    def __matmul__(self, w):
+        return self.matmul(w)
+
+    def __getattr__(self, name):  # everything else: as the materialised rows
+        if name.startswith("_") or name in ("graph", "reduce", "x", "degrees"):
+            raise AttributeError(name)
+        return getattr(self.rows(), name)
+
+    def __getitem__(self, key):
+        return self.rows()[key]
+
+    def __repr__(self) -> str:
+        return f"Aggregated({self.reduce}, shape={tuple(self.shape)})"
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.matmul, torch.Tensor.__matmul__, torch.mm) and isinstance(args[0], Aggregated):
+            return args[0].matmul(args[1])
+        args = tuple(a.rows() if isinstance(a, Aggregated) else a for a in args)
+        return SparseFeatures.__torch_function__(func, types, args, kwargs)

@@ -139,3 +139,14 @@ def _error(body):
 def test_case_diagnostics(body, message):
     text = _error(body)
     assert message in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("expr", [r"I", r"\alpha I", r"(I \Vert I)"])
+def test_a_bare_identity_without_a_size_is_refused(expr):
+    """`Z \\gets I` crashed in codegen (the pending size of a bare I reached the module); found by langa's
+    random matrix-form statements."""
+    src = ("\\begin{model}{M}\n  \\hyper d \\\\\n  \\hyper \\alpha \\in \\mathbb{R} = 0.1 \\\\\n"
+           "  \\input x_v \\in \\mathbb{R}^{d} \\\\\n  Z \\gets " + expr + " \\\\\n  \\return Z \\\\\n\\end{model}\n")
+    with pytest.raises(KokoyiError) as e:
+        kokoyi.compile(src)
+    assert "error: cannot tell the size of I here" in str(e.value)

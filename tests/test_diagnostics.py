@@ -145,3 +145,20 @@ def test_every_mistake_class_exits_1_without_traceback(name, source, line, fragm
     assert "Traceback" not in err and fragment in err
     if line is not None:
         assert f"{path}:{line}:" in err
+
+
+def test_hyper_named_like_a_definition_is_a_diagnostic():
+    """`\\hyper d, h` with a definition `h_v` and h used as a dimension: a redefinition diagnostic, not a
+    KeyError from the dimension reader (found while writing the GENConv test)."""
+    src = r"""\begin{model}{M}
+  \hyper d, h \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param f \sim \mathrm{MLP}(d, 2 d, h) \\
+  h_v \gets f(x_v) \\
+  \return h \\
+\end{model}
+"""
+    with pytest.raises(KokoyiError) as e:
+        kokoyi.compile(src)
+    text = str(e.value)
+    assert "redefinition of 'h'" in text and "Traceback" not in text

@@ -289,3 +289,65 @@ def test_an_edge_value_recomputed_on_a_block_then_on_the_next():
   \return q \\
 \end{model}"""
     assert agrees_everywhere(src, [dict(d=2, L=1), dict(d=2, L=2)]) > 0
+
+
+def test_a_recurrence_layer_read_after_the_loop_with_a_history():
+    """A layer `r^{(1)}` read after its loop has been exchanged with the history inside the loop (it holds
+    the sources' rows, fresh then stale), but the pass read it as the targets' rows: with a history
+    (`layerwise_inference`, one-hop blocks) 'The size of tensor a (2) must match the size of tensor b (3)'
+    (found by the history comparison added to `compare_on_blocks`)."""
+    src = r"""\begin{model}{M}
+  \hyper d, L \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param B^{(l)} \in \mathbb{R}^{d \times d}, \quad l = 1, \dots, L \\
+  r^{(0)}_v \gets x_v \\
+  r^{(l)}_v \gets x_v + \sum_{u \in \mathcal{N}(v)} r^{(l-1)}_u B^{(l)}, \quad l = 1, \dots, L \\
+  q_v \gets x_v + r^{(1)}_{v} \\
+  o_v \gets q_v + r^{(L)}_{v} \\
+  \return o \\
+\end{model}"""
+    program = _front(src, "t.kky")
+    cls = kokoyi.compile(src)["M"]
+    ei, n = GRAPHS["hub"]
+    for L in (1, 2, 3):
+        c = compare_model(program, cls, "M", ei, n, "hub", hypers=dict(d=2, L=L), blocks=True)
+        assert c.ok, c.report()
+        assert any(d.what == "history: output o" for d in c.diffs)
+
+
+@pytest.mark.parametrize("body", [
+    r"t_v \gets \mathrm{mean}_{u \in \mathcal{N}(v)} \left(x_u W \odot U \left(x_v W\right)\right)",
+    r"t_v \gets \left(x_v W \odot U\right) \left(x_v W\right) + \left(x_v W\right)^\top \left(x_v W \odot U\right)",
+    r"t_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \left(x_v W\right)^\top \left(b \odot U - x_u W \odot U\right)",
+])
+def test_a_matrix_per_node_or_edge_times_a_vector(body):
+    """`x_u W \\odot U` is an (h x h) matrix per edge (a vector times a matrix, column-wise); times the
+    vector `x_v W` the lowering had no product for two operands with rows: 'cannot compile model: unsupported
+    product (mv)' at line 1 after `kokoyi check` said ok (a refusal after the check; fuzz seeds 1054 and
+    1361 of the stage-2 generator). One product per row (einsum)."""
+    src = rf"""\begin{{model}}{{M}}
+  \hyper d, h \\
+  \input x_v \in \mathbb{{R}}^{{d}} \\
+  \param W \in \mathbb{{R}}^{{d \times h}} \\
+  \param U \in \mathbb{{R}}^{{h \times h}} \\
+  \param b \in \mathbb{{R}}^{{h}} \\
+  {body} \\
+  \return t \\
+\end{{model}}"""
+    agrees_everywhere(src, [dict(d=2, h=3)])
+
+
+@pytest.mark.parametrize("cond", [r"\theta > 0", r"\theta \le 0.2", r"b \cdot b > 1"])
+def test_a_case_condition_of_numbers(cond):
+    """`\\begin{cases} ... & \\text{if } \\theta > 0 ...`: a condition of hyperparameters is a Python bool
+    and `torch.where(self.theta > 0, ...)` raised 'where() received an invalid combination of arguments'
+    (fuzz seeds 5082, 5121 of the final run)."""
+    src = rf"""\begin{{model}}{{M}}
+  \hyper d \\
+  \hyper \theta \in \mathbb{{R}} = 0.5 \\
+  \input x_v \in \mathbb{{R}}^{{d}} \\
+  \param b \in \mathbb{{R}}^{{d}} \\
+  s_v \gets \begin{{cases}} \tanh(x_v) & \text{{if }} {cond} \\ x_v \odot b & \text{{otherwise}} \end{{cases}} + \mathbb{{1}}_{{{cond}}} x_v \\
+  \return s \\
+\end{{model}}"""
+    agrees_everywhere(src, [dict(d=2, theta=0.5), dict(d=2, theta=-0.5)])

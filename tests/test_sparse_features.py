@@ -118,3 +118,17 @@ def test_asgcn_variance_loss_is_the_same_on_sparse_features():
         out.append((loss.detach(), smp.g.weight.grad.clone()))
     torch.testing.assert_close(out[1][0], out[0][0])
     torch.testing.assert_close(out[1][1], out[0][1])
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_neighbour_sums_of_sparse_rows_materialise_to_the_dense_ones(reduce):
+    """On a weighted block: the aggregate itself (materialised) and followed by a linear map."""
+    x, graph = bag_of_words(), random_graph()
+    xs = SparseFeatures.from_dense(x)
+    (block,) = S.NeighborSampler([3]).sample(graph, torch.arange(40), generator(0, 0, 2))
+    dense = kokoyi.ops.gspmm(block, "copy_u", reduce, x[block.src_ids], None)
+    agg = kokoyi.ops.gspmm(block, "copy_u", reduce, xs[block.src_ids], None)
+    torch.testing.assert_close(agg.to_dense(), dense, rtol=1e-5, atol=1e-7)
+    w = torch.randn(300, 5)
+    torch.testing.assert_close(agg @ w, dense @ w, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(agg[2:7].to_dense(), dense[2:7], rtol=1e-5, atol=1e-7)

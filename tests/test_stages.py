@@ -73,6 +73,7 @@ def test_parse(expr, want):
 
 
 # ------------------------------------------------------------------ checker: definitions -> typed program
+MATRIX_IN = r"\input X \in \mathbb{R}^{|\mathcal{V}| \times d}"  # a node matrix (matrix form, issue 11)
 CHECK = [
     (r"y_v \gets x_v W", "(matmul:vm (ref x@v) (param W)) : (d)"),
     (r"y_v \gets \sum_{u \in \mathcal{N}(v)} w_{uv} x_u", "(nbreduce:sum[u->v] (bin:mul (ref w@uv) (ref x@u))) : (d)"),
@@ -100,6 +101,16 @@ CHECK = [
     (r"y_v \gets \Theta x_v", "m.kky:9:13: error: 'Theta' is a family of parameters: select a member with a superscript"),
     (r"y_v \gets \log", "m.kky:9:13: error: '\\log' is a function, not a value"),
     (r"y_v \gets \prod_{u \in \mathcal{N}(v)} x_u", "m.kky:9:13: error: \\prod over neighbours is not supported"),
+    # issue 11 notation (langa): named split, softmax over a family index, x_{0,v}, matrix form
+    (r"[\beta_v \Vert y_v] \gets [x_v \Vert x_v]", "(slice (ref beta_y@v)) : (d)"),
+    (r"y_v \gets \sum_{k=1}^{K} \mathrm{softmax}_{k}(a^\top (x_v \Theta^{k})) x_v",
+     "(dense:sum[k] (bin:mul (fam_softmax (matmul:dot (transpose (param a)) (matmul:vm (ref x@v) (param Theta^k)))) "
+     "(ref x@v))) : (d)"),
+    ("\\input x_{0,v} \\in \\mathbb{R}^{d}\ny_v \\gets x_{0,v}", "(ref x_0@v) : (d)"),
+    (MATRIX_IN + "\n" + r"y \gets D^{-1} A X + 2 X",
+     "(bin:add (nbreduce:sum[u->v] (bin:mul (bin:pow (deg(v)) (fn:neg 1)) (ref X@u))) (bin:mul 2 (ref X@v))) : (d)"),
+    (MATRIX_IN + "\n" + r"y \gets (I - A)^{-1} X",
+     "m.kky:10:11: error: the inverse of the graph matrix '(I - A)^{-1}' is not supported"),
 ]
 
 
@@ -123,9 +134,10 @@ RECURRENCE = "\n".join([r"h^{(0)}_v \gets x_v",
                         r"h^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u W, \quad l = 1, \dots, L",
                         r"y_v \gets h^{(L)}_v"])
 LOWER = [
-    ("project-then-aggregate", r"y_v \gets \sum_{u \in \mathcal{N}(v)} x_u W", [
-        "y_proj = matmul(x, attr(self, W))",
-        "y = gspmm('copy_u', 'sum', y_proj, None, block=0)",
+    # W is d x d: at equal widths the map follows the sum (no g-SpMM backward when x needs no gradient)
+    ("aggregate-then-project at equal widths", r"y_v \gets \sum_{u \in \mathcal{N}(v)} x_u W", [
+        "y_agg = gspmm('copy_u', 'sum', x, None, block=0)",
+        "y = matmul(y_agg, attr(self, W))",
         "return y"]),
     ("mean", r"y_v \gets \mathrm{mean}_{u \in \mathcal{N}(v)} x_u", [
         "y = gspmm('copy_u', 'mean', x, None, block=0)",
@@ -142,11 +154,9 @@ LOWER = [
         "return y"]),
     ("symmetric normalisation with self loop",
      r"y_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \frac{x_u}{\sqrt{|\mathcal{N}(u)| |\mathcal{N}(v)|}}", [
-         "y_src = mul(x, unsqueeze_idx(pow(node_degrees(in_degrees), -0.5), idx=(':', None)))",
+         # one op: the scales and the self loop in the gather (kokoyi/compiler/scaled.py)
          "y_dst = pow(node_degrees(in_degrees), -0.5)",
-         "y_agg = gspmm('copy_u', 'sum', y_src, None, block=0)",
-         "y_agg_1 = add(y_agg, rows_to(y_src, lv=D_1, k=0))",
-         "y = mul(y_agg_1, unsqueeze_idx(rows_to(y_dst, lv=D_1, k=0), idx=(':', None)))",
+         "y = gspmm_scaled(x, pow(node_degrees(in_degrees), -0.5), rows_to(y_dst, lv=D_1, k=0), True, block=0)",
          "return y"]),
     ("fused attention", GAT_LIKE, [
         "s_src = matmul(x, attr(self, a))",
@@ -157,14 +167,32 @@ LOWER = [
         "y_edge = gsddmm('sub', x, rows_to(x, lv=D_1, k=0), 'u', 'v', block=0)",
         "y = matmul(y_edge, attr(self, a))",
         "return edge_output(y, lv=E_0, size_k=0)"]),
+    # the matrix form of the GCN lowers as its per-node form (tests/test_matrix_form.py compares the two)
+    ("matrix form", MATRIX_IN + "\n" + r"y \gets \tilde{D}^{-1/2} \tilde{A} \tilde{D}^{-1/2} X W", [
+        # W is d x d: aggregate first; scales and self loop in one gspmm_scaled (compiler/scaled.py)
+        "y_dst = pow(add(node_degrees(in_degrees), 1), fn(0.5, name=neg, rank=0))",
+        "y_agg = gspmm_scaled(X, pow(add(node_degrees(in_degrees), 1), fn(0.5, name=neg, rank=0)), "
+        "rows_to(y_dst, lv=D_1, k=0), True, block=0)",
+        "y = matmul(y_agg, attr(self, W))",
+        "return y"]),
+    ("named split", r"[\beta_v \Vert y_v] \gets [x_v \Vert x_v]", [
+        "beta_y = cat(x, x)",
+        "y = slice_feat(beta_y, lo=d, hi=2*d, matrix=False)",
+        "return rows_to(y, lv=D_1, k=0)"]),
+    ("softmax over a family index", r"y_v \gets \sum_{k=1}^{K} \mathrm{softmax}_{k}(a^\top (x_v \Theta^{k})) x_v \Theta^{k}", [
+        "Theta_stacked = stack(attr(self, Theta))",
+        "y = reduce_axis(einsum(...kd,kdh->...kh, mul(unsqueeze_idx(softmax_axis(dot(attr(self, a), einsum(...d,kdh->...kh, "
+        "x, Theta_stacked)), axis=1), idx=(':', ':', None)), unsqueeze_idx(x, idx=(':', None))), Theta_stacked), "
+        "reduce=sum, axis=1)",
+        "return rows_to(y, lv=D_1, k=0)"]),
     ("layer recurrence", RECURRENCE, [
         "h = list_of(add(L, 1))",
         "getitem(h, 0) = x",
         "for l in 1..add(L, 1):",
         "  h_src = getitem(h, l - 1)",
-        "  h_proj = matmul(h_src, attr(self, W))",
-        "  h_agg = gspmm('copy_u', 'sum', h_proj, None, block=l - 1)",
-        "  getitem(h, l) = h_agg",
+        "  h_agg = gspmm('copy_u', 'sum', h_src, None, block=l - 1)",
+        "  h_out = matmul(h_agg, attr(self, W))",
+        "  getitem(h, l) = h_out",
         "  getitem(h, l) = exchange(getitem(h, l), key=h, k=l, loop=('l',))",
         "y = getitem(h, L)",
         "return y"]),

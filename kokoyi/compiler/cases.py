@@ -22,6 +22,7 @@ from __future__ import annotations
 import sympy as sp
 
 from kokoyi.grammar import ast as A
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import T, Ty
 from kokoyi.compiler.tnodes import Eye
 
@@ -60,7 +61,7 @@ class CaseChecks:
         acc = self.expr(rows[-1][0], scope)
         for value, cond in reversed(rows[:-1]):
             c = self.expr(cond, scope)
-            if c.op != "cmp":
+            if not isinstance(c, N.Cmp):
                 self.err("a condition is a comparison, e.g. d_v > 0", cond.span)
             acc = self.where(c, self.expr(value, scope), acc, node.span)
         return acc
@@ -80,6 +81,12 @@ class CaseChecks:
             n = self.dim(sub)
             return T("eye", (), Ty((n, n)), frozenset(), node.span, {"n": n})
         return T("eye", (), Ty((EYE_SIZE, EYE_SIZE)), frozenset(), node.span, {"n": None})
+
+    def eye_settled(self, t: T) -> T:
+        """A definition whose value still has the size of a bare I pending (`Z \\gets I`, `\\alpha I`) is refused."""
+        if any(EYE_SIZE in sp.sympify(d).free_symbols for d in t.ty.shape):
+            self.err("cannot tell the size of I here", t.span, "write I_{n} with its size")
+        return t
 
     def resolve_eye(self, a: T, b: T, node):
         """Give a bare I (and what was made from it, e.g. (1 - beta) I) the size of the matrix it meets."""
@@ -124,6 +131,9 @@ class CaseLowering:
         args = []
         for i, v in enumerate(vals):
             py = self.align(v, lay)
+            if i == 0 and v.lay.rows is None and not v.lay.fam and py.op in ("gt", "lt", "ge", "le", "eq", "ne"):
+                # a condition of numbers (`\theta > 0`) is a Python bool: torch.where takes a bool tensor
+                py = Py(py.op, (Py("as_tensor", (py.args[0],)), py.args[1]))
             if i and py.op == "const" and isinstance(py.args[0], (int, float)):
                 py = Py("const", (float(py.args[0]),))  # torch.where(c, 1.0, 0.0) is a float tensor
             args.append(py)

@@ -116,11 +116,11 @@ class Printer:
         """A Python number at run time (constants, hyperparameters and arithmetic of them), not a tensor."""
         if not isinstance(py, Py):
             return False
-        if py.op == "const":
+        if isinstance(py, P.Const):
             return isinstance(py.args[0], (int, float))
-        if py.op == "sympy" or (py.op == "attr" and py.number):
+        if isinstance(py, P.Sympy) or (isinstance(py, P.Attr) and py.number):
             return True
-        if py.INFIX is not None or (py.op == "fn" and py.name == "neg"):
+        if py.INFIX is not None or (isinstance(py, P.Fn) and py.name == "neg"):
             return all(Printer.is_number(a) for a in py.args)
         return False
 
@@ -170,8 +170,8 @@ _RECIPROCAL_POWERS = {0.5: "torch.sqrt", -0.5: "torch.rsqrt", -1: "torch.recipro
 def _infix(pr, py):
     sym, prec = py.INFIX
     a, b = py.args
-    pow_ = py.op == "pow"
-    if pow_ and b.op == "const" and b.args[0] in _RECIPROCAL_POWERS:
+    pow_ = isinstance(py, P.Pow)
+    if pow_ and isinstance(b, P.Const) and b.args[0] in _RECIPROCAL_POWERS:
         return f"{_RECIPROCAL_POWERS[b.args[0]]}({pr.tensor_arg(a)})", 9
     # left-associative operators wrap an equal-precedence right operand; `**` is right-associative
     return f"{pr.wrap(a, prec + 1 if pow_ else prec)} {sym} {pr.wrap(b, prec + 1 if not pow_ else prec)}", prec
@@ -208,7 +208,7 @@ def _einsum(pr, py):
 
 def _expand_lead(pr, py):
     x = py.args[0]
-    sizes = [pr.rows(a) if a.op == "rows_of" else pr(a) for a in py.args[1:]]
+    sizes = [pr.rows(a) if isinstance(a, P.RowsOf) else pr(a) for a in py.args[1:]]
     head = f"torch.as_tensor({pr(x)}, dtype={pr.dtype})" if pr.is_number(x) else pr.wrap(x, 9)
     return f"{head}.expand({', '.join(sizes + ['-1'] * py.feat)})", 9
 
@@ -248,6 +248,7 @@ PRINT = {
     P.ConcatAxis: lambda pr, py: (f"{pr.wrap(py.args[0], 9)}.movedim({py.axis}, -2).flatten(-2)", 9),
     P.ReduceAxis: lambda pr, py: (f"{pr.wrap(py.args[0], 9)}.{_AXIS_REDUCE[py.reduce]}({py.axis})", 9),
     P.SqueezeAxis: lambda pr, py: (f"{pr.wrap(py.args[0], 9)}.squeeze({py.axis})", 9),
+    P.SoftmaxAxis: lambda pr, py: (f"torch.softmax({pr(py.args[0])}, {py.axis})", 9),
     P.Featreduce: lambda pr, py: (f"{pr.wrap(py.args[0], 9)}.{_AXIS_REDUCE[py.reduce]}(-1)", 9),
     P.Submodel: _submodel,
     P.SliceFeat: _slice_feat,
@@ -374,7 +375,10 @@ def generate_model(m: LModel) -> str:
         shape = "(" + "".join(pr.dim(d) + ", " for d in i.ty.shape).rstrip(", ") + ("," if len(i.ty.shape) == 1 else "") + ")"
         where = gname if tm.uses_graph else "None"
         fb.append(f"# {comment(i.latex)}")
-        if on_blocks and i.dom == "edge":  # one row per edge of the full graph; blocks gather theirs
+        if i.info.get("ntype"):  # x^{paper}_v: the rows of one node type, zeros elsewhere (node_types.py)
+            fb.append(f'{i.key} = ops.check_type_input({where}, {quote(i.info["ntype"])}, {quote(i.key)}, {i.key}, '
+                      f'{shape})')
+        elif on_blocks and i.dom == "edge":  # one row per edge of the full graph; blocks gather theirs
             fb.append(f'{i.key} = ops.check_edge_input(blocks, {quote(i.key)}, {i.key}, {shape})')
         else:
             fb.append(f'{i.key} = ops.check_input({where}, {quote(i.key)}, {i.key}, {quote(i.dom)}, {shape})')
@@ -509,12 +513,14 @@ def generate(program: LProgram, standalone: bool = False) -> str:
         parts.append(STANDALONE_BLOCKS)
         parts.append(_standalone_extras())
         parts.append("import types as _types\n\nops = _types.SimpleNamespace(gspmm=gspmm, gsddmm=gsddmm, "
-                     "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, check_input=check_input, "
+                     "edge_softmax=edge_softmax, gat_aggregate=gat_aggregate, softmax_aggregate=softmax_aggregate, "
+                     "check_input=check_input, "
                      "check_hyper=check_hyper, hops=hops, node_degrees=node_degrees, exchange=exchange, "
                      "node_rows=node_rows, edge_rows=edge_rows, check_edge_input=check_edge_input, "
                      "readout=readout, broadcast_graph=broadcast_graph, "
                      "graph_softmax=graph_softmax, GraphNorm=GraphNorm, rel_gspmm=rel_gspmm, "
-                     "rel_in_degrees=rel_in_degrees, full_graph_only=full_graph_only)\n")
+                     "rel_in_degrees=rel_in_degrees, rel_block_diag=rel_block_diag, check_type_input=check_type_input, "
+                     "full_graph_only=full_graph_only, gspmm_scaled=gspmm_scaled, add_product=add_product)\n")
     else:
         parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

@@ -5,9 +5,17 @@
   per target term, instead of an (E x F) `u_sub_v` g-SDDMM reduced by copy_e. Applied when every term
   depends on one endpoint only (or on none) and reads no edge value; sums only (a mean of an empty
   neighbourhood is 0, which the target term would not respect).
+* Naming an intermediate does not change the lowering: a per-edge vector or matrix read once, at its own
+  letters, by a later definition (`z_{uv} \\gets [x_u W \\Vert x_v W \\Vert e_{uv}]`,
+  `s_{uv} \\gets a^\\top z_{uv}`) is substituted into its reader before lowering, so the rewrites that see
+  the whole expression (the GAT score split into source, target and edge terms) apply as if it had been
+  written inline. Per-edge scalars (scores) keep their names: naming them costs no (E x F) tensor.
+  Not substituted: values that are returned, families, softmaxes and neighbour reductions (they normalise
+  or reduce over the edges), and values read more than once (a dropout would be drawn twice).
 """
 from __future__ import annotations
 
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import T
 from kokoyi.compiler.shapes import broadcast
 
@@ -15,8 +23,31 @@ from kokoyi.compiler.shapes import broadcast
 class FusionLowering:
     """Mixed into `lower.ModelLowering`."""
 
+    def inline_edge_defs(self, defs: list) -> list:
+        """`defs` with the named per-edge intermediates substituted into their single reader (module doc)."""
+        import dataclasses
+        returned = {v.key for v, _t in self.tm.returns}
+        reads: dict = {}
+        for d in defs:
+            for r in _refs(d.expr):
+                reads.setdefault(r.key, []).append(r)
+        inline: dict = {}
+        out = []
+        for d in defs:
+            v = d.value
+            expr = _substitute(d.expr, inline)
+            letters = tuple(v.info.get("letters") or ())
+            refs = reads.get(v.key, [])
+            if v.dom == "edge" and v.family is None and not d.recurrence and v.key not in returned and v.ty.shape \
+                    and len(letters) == 2 and len(refs) == 1 and refs[0].at == letters \
+                    and not refs[0].whole and not _has_op(expr, _NOT_INLINED):
+                inline[v.key] = expr
+                continue
+            out.append(dataclasses.replace(d, expr=expr) if expr is not d.expr else d)
+        return out
+
     def _terms(self, t: T, sign: int = 1):
-        if t.op == "bin" and t.name in ("add", "sub"):
+        if isinstance(t, N.Bin) and t.name in ("add", "sub"):
             a, b = t.args
             return self._terms(a, sign) + self._terms(b, sign if t.name == "add" else -sign)
         return [(sign, t)]
@@ -52,3 +83,30 @@ def _const(t, value):
     from kokoyi.compiler.ir import Ty
     return T("const", (), Ty(), frozenset(), t.span, {"value": value})
 
+
+
+_NOT_INLINED = frozenset({"nbsoftmax", "nbreduce", "dense"})
+
+
+def _refs(t: T):
+    if t.op == "ref":
+        yield t
+    for a in t.subterms():  # children, and an expression attribute (a dropout rate)
+        if isinstance(a, T):
+            yield from _refs(a)
+
+
+def _has_op(t: T, ops) -> bool:
+    return t.op in ops or any(isinstance(a, T) and _has_op(a, ops) for a in t.subterms())
+
+
+def _substitute(t: T, inline: dict) -> T:
+    if not inline:
+        return t
+    if t.op == "ref" and t.key in inline:
+        return inline[t.key]
+    names = list(t.CHILDREN) + [f.name for f in t.attr_fields() if isinstance(getattr(t, f.name), T)]
+    changes = {n: _substitute(getattr(t, n), inline) for n in names}
+    if all(changes[n] is getattr(t, n) for n in names):
+        return t
+    return t.replace(**changes)

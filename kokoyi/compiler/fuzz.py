@@ -73,6 +73,9 @@ class Generator:
         self.inputs = {"w": self.rng.random() < 0.5, "omega": self.rng.random() < 0.35,
                        "z": self.rng.random() < 0.3}
         self.helper = self.rng.choice(HELPER_BODIES) if self.rng.random() < 0.25 else None
+        # a second stream for constructs added later (layer softmax), so that the programs of every seed
+        # written before them stay the same (known-bug reproducers, the CI sample)
+        self.side = random.Random(seed + 1_000_003)
         self.recur = None  # name of the recurrence once it has a step
         self.depth = 0
         # the language's later constructs (norms, cases, readouts, layer reductions, relations, |V|-row
@@ -308,6 +311,10 @@ class Generator:
         if shape == "h" and ctx.dom != "plain" and self.chance(0.4):
             body = rf"x_{{{self.node_letter(ctx)}}} A^{{k}}"
             self.feat("param-family-head")
+        if op == r"\sum" and self.side.random() < 0.2:  # attention over the members (softmax_k, layers.py)
+            self.feat("dense:softmax-k")
+            score = body if shape == "s" else rf"\mathrm{{mean}}\left({body}\right)"
+            return rf"\sum_{{k=1}}^{{K}} \mathrm{{softmax}}_{{k}}\left(\tanh\left({score}\right)\right) \left({body}\right)", 0
         return rf"{op}_{{k=1}}^{{K}} \left({body}\right)", 0
 
     def node_letter(self, ctx) -> str:
@@ -564,7 +571,8 @@ class Generator:
         return lines, returns
 
     # ------------------------------------------------------------------ later constructs (stage 2)
-    EXTRAS = ("norm", "cases", "readout", "layers", "node-param", "relations", "edge-nested")
+    EXTRAS = ("norm", "cases", "readout", "layers", "node-param", "relations", "edge-nested", "slice",
+              "identity")
 
     def extras(self, lines: list, returns: list):
         """With probability 0.4, one or two definitions of the constructs of EXTRAS, each returned."""
@@ -655,6 +663,24 @@ class Generator:
             body = r"\sum_{u \in \mathcal{N}_r(v)} R_r x_u"
         lines.append(rf"p_v \gets \sum_{{r \in \mathcal{{R}}}} {body} + {self.node_def('h', 1)}")
         returns.append("p")
+
+    def extra_slice(self, lines, returns):
+        self.feat("slice")
+        lines.append(rf"\Psi_v \gets \left[x_v \Vert {self.node_def('h', 2)}\right]")
+        lo = self.pick(["[d:]", "[d:d + h]"])
+        lines.append(rf"\Xi_v \gets \Psi_v{lo} \odot \left(\Psi_v[0:d] W\right) + \Psi_v[:d] \cdot c")
+        returns.append(r"\Xi")
+
+    def extra_identity(self, lines, returns):
+        self.feat("identity")
+        eye = self.pick(["I", "I_{h}"])
+        mat = self.pick([rf"\left(\theta {eye} + U\right)", rf"\left((1 - \theta) {eye} + \theta U\right)"])
+        if self.chance(0.3):
+            cond = rf"\mathbb{{1}}_{{{self.degree('v')} > 0}}"
+            lines.append(rf"\Phi_v \gets {cond} \left({self.node_def('h', 2)}\right) {mat}")
+        else:
+            lines.append(rf"\Phi_v \gets \left({self.node_def('h', 2)}\right) {mat}")
+        returns.append(r"\Phi")
 
     def extra_edge_nested(self, lines, returns):
         self.feat("edge-nested-reduction")

@@ -1,7 +1,7 @@
 """The reference interpreter: a checked program evaluated from its meaning, node by node, edge by edge.
 
 It is the oracle of the differential tests and of `kokoyi check --verify`. It reads the typed program
-(`check.py`'s output) and nothing after it: no lowering, no factoring, no fusion, no generated code. Every
+(`compiler/check/`'s output) and nothing after it: no lowering, no factoring, no fusion, no generated code. Every
 value is computed one node (or one edge) at a time with plain Python loops over the graph's edge list, in
 float64, so that autograd gives exact gradients. It is slow (fine for graphs of tens of nodes) and meant to
 be obviously right. The rules, written once here:
@@ -33,6 +33,7 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import T, TModel, TProgram, Value
 from kokoyi.compiler.readout_interp import GRAPH_ID, ReadoutInterp
 from kokoyi.compiler.norms import NormInterp
@@ -177,12 +178,14 @@ class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, La
         if len(inputs) != len(m.inputs):
             raise InterpError(f"model {m.name} takes {len(m.inputs)} inputs, {len(inputs)} given")
         for v, x in zip(m.inputs, inputs):
+            x = self.input_rows(v, x)  # an input of one node type: zeros elsewhere (node_types.py)
             self.store[v.key] = x.to(F64) if v.dom != "edge" else EdgeValue(x.to(F64), None)
         for p in m.params:
             if p.kind == "submodel":
                 continue
             obj = getattr(self.module, p.key)
             self.store[p.key] = list(obj) if p.family is not None else obj
+        self.store.update(self.decomposed_params(m))  # W_r from bases or blocks (rel_decomp.py)
         for group in self.layer_blocks(m.defs):  # defs sharing one loop over l run layer by layer (layers.py)
             if len(group) == 1:
                 self.define(group[0])
@@ -301,9 +304,9 @@ class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, La
             return None
         a, b = t.args
         for recip, red in ((a, b), (b, a)):
-            if (recip.op == "bin" and recip.name == "div" and recip.args[0].op == "const"
-                    and recip.args[0].value == 1 and recip.args[1].op == "deg"
-                    and red.op == "nbreduce" and red.reduce == "sum"):
+            if (isinstance(recip, N.Bin) and recip.name == "div" and isinstance(recip.args[0], N.Const)
+                    and recip.args[0].value == 1 and isinstance(recip.args[1], N.Deg)
+                    and isinstance(red, N.NbReduce) and red.reduce == "sum"):
                 deg = recip.args[1]
                 if (deg.at, deg.dir, deg.self_loop) == (red.center, red.dir, red.self_loop):
                     return self.nb_reduce(red, env, "mean")
@@ -393,7 +396,7 @@ class ModelInterpreter(ReadoutInterp, NormInterp, RelationInterp, CaseInterp, La
 
 
 def interpret(program: TProgram, name: str, module: torch.nn.Module, edge_index=None, num_nodes: int | None = None,
-              inputs=(), node_graph=None, num_graphs: int | None = None, etype=None) -> tuple:
+              inputs=(), node_graph=None, num_graphs: int | None = None, etype=None, node_types=None) -> tuple:
     """Evaluate model `name` of a checked `program` on the graph `edge_index` ((2, E), row 0 sources, row 1
     targets, user order) with the weights and hyperparameters of `module`; returns the outputs as a tuple."""
     model = next((m for m in program.models if m.name == name), None)
@@ -405,6 +408,8 @@ def interpret(program: TProgram, name: str, module: torch.nn.Module, edge_index=
                                                            (int(edge_index.max()) + 1 if edge_index.numel() else 0)))
     if etype is not None and graph is not None:  # relations (R-GCN)
         graph.etype = [int(r) for r in etype]
+    if node_types is not None and graph is not None:  # {type: (offset, count)} of a heterogeneous graph
+        graph.node_types = dict(node_types)
     if node_graph is not None and graph is not None:  # a batch of graphs (kokoyi.Graph.batch)
         graph.node_graph = [int(b) for b in node_graph]
         graph.num_graphs = num_graphs if num_graphs is not None else max(graph.node_graph, default=-1) + 1

@@ -33,6 +33,22 @@ class LayerChecks:
         return (fl,)
 
 
+    def layer_softmax(self, arg, letter, scope, span):
+        """`\\mathrm{softmax}_{l}(s)` inside a reduction over l: normalise s over the members l = lo..hi
+        (JK-Net's attention over the layers: `\\sum_{l=1}^{L} \\mathrm{softmax}_{l}(a^\\top h^{(l)}_v) h^{(l)}_v`)."""
+        from kokoyi.compiler.tnodes import ExpandFam, FamSoftmax, Ty
+        head = scope.heads[letter]
+        size = head.hi - head.lo + 1
+        if arg.ty.shape:
+            self.err("softmax over the layers takes a scalar score per layer", span,
+                     "e.g. \\mathrm{softmax}_{l}(a^\\top h^{(l)}_v)")
+        self.no_func(arg)
+        if letter not in arg.ty.fam:
+            arg = ExpandFam(letter=letter, size=size, arg=arg, ty=Ty(arg.ty.shape, (letter,) + arg.ty.fam),
+                            deps=arg.deps, span=arg.span, edge_input=arg.edge_input)
+        return FamSoftmax(var=letter, size=size, arg=arg, ty=arg.ty, deps=arg.deps, span=span,
+                          edge_input=arg.edge_input)
+
     def reads_own_member(self, node, key) -> bool:
         """Does `node` read a member `key^{(...)}` of the family being defined (a true recurrence)?"""
         import dataclasses
@@ -129,8 +145,28 @@ class LayerLowering:
         return self.emit(f"{key}_layers", py, Lay(rows, (fl,), base.lay.shape), side="n" if rows else "plain")
 
 
+    def _fam_softmax(self, t, a):
+        from kokoyi.compiler.lower import Lay, Val, call
+        var = t.var
+        self.fam_sizes.setdefault(var, t.size)
+        axis = (1 if a.lay.rows else 0) + a.lay.fam.index(var)
+        return Val(call("softmax_axis", a.py, axis=axis), Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
+
+    def n_fam_softmax(self, t, sl):
+        return self._fam_softmax(t, self.node(t.args[0], sl))
+
+    def e_fam_softmax(self, t):
+        return self._fam_softmax(t, self.as_edge_if_node(self.edge(t.args[0])))
+
+
 class LayerInterp:
     """Mixed into `interp.ModelInterpreter`: a layer block runs layer by layer."""
+
+    def e_fam_softmax(self, t, env):
+        import torch
+        var, size = t.var, self.sym_int(t.size, env)
+        scores = torch.stack([self.eval(t.args[0], {**env, var: k}) for k in range(size)])
+        return torch.softmax(scores, 0)[env[var]]
 
     @staticmethod
     def layer_blocks(defs) -> list:

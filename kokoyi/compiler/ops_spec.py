@@ -299,11 +299,37 @@ def walk_py(node):
         return
 
 
+def statements(body):
+    """Every statement of a body, inside loops and branches too."""
+    for st in body:
+        yield st
+        if isinstance(st, Loop):
+            yield from statements(st.body)
+        elif isinstance(st, If):
+            yield from statements(st.then)
+            yield from statements(st.orelse)
+
+
+def check_target(target) -> list[str]:
+    """An assignment writes a name (a str, or a `var` node), names unpacked from a tuple (`Names`), or a
+    layer `h[l]`."""
+    if isinstance(target, str):
+        return [] if target.isidentifier() else [f"target {target!r} is not a name (a tuple is ir.Names)"]
+    if isinstance(target, Names):
+        return [] if all(n.isidentifier() for n in target.names) else [f"target {target} has a non-name"]
+    if isinstance(target, Py) and target.op in ("getitem", "var"):
+        return []
+    return [f"target of type {type(target).__name__}"]
+
+
 def lowered_problems(program: LProgram) -> list[Problem]:
     out = []
     for m in program.models:
         for py in walk_py([m.body, m.outputs]):
             out += [Problem(m.typed.name, py.op, msg) for msg in check_py(py)]
+        for st in statements(m.body):
+            if isinstance(st, Assign):
+                out += [Problem(m.typed.name, "assign", msg) for msg in check_target(st.target)]
     return out
 
 

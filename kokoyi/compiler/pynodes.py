@@ -94,10 +94,21 @@ def on_block(py) -> bool:
     return isinstance(py, OnBlock) and py.block is not None
 
 
+_ATTR_NAMES: dict = {}  # class -> its attribute field names (dataclasses.fields is slow on a hot path)
+
+
 def attributes(py: Py) -> dict:
     """The attributes a node sets (None ones left out), by field name: for generic walks (the blocks pass,
     CSE keys, validation, printing); code that knows the op reads the fields (`py.idx`)."""
-    return {f.name: getattr(py, f.name) for f in py.attr_fields() if getattr(py, f.name) is not None}
+    names = _ATTR_NAMES.get(type(py))
+    if names is None:
+        names = _ATTR_NAMES[type(py)] = tuple(f.name for f in py.attr_fields())
+    out = {}
+    for n in names:
+        v = getattr(py, n)
+        if v is not None:
+            out[n] = v
+    return out
 
 
 @dataclass(eq=False, kw_only=True)
@@ -131,7 +142,7 @@ class Sympy(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Add(Py):
-    """a add b"""
+    """a + b"""
 
     op: ClassVar[str] = "add"
     ARITY: ClassVar[tuple] = (2,)
@@ -141,7 +152,7 @@ class Add(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Sub(Py):
-    """a sub b"""
+    """a - b"""
 
     op: ClassVar[str] = "sub"
     ARITY: ClassVar[tuple] = (2,)
@@ -151,7 +162,7 @@ class Sub(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Mul(Py):
-    """a mul b"""
+    """a * b"""
 
     op: ClassVar[str] = "mul"
     ARITY: ClassVar[tuple] = (2,)
@@ -161,7 +172,7 @@ class Mul(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Div(Py):
-    """a div b"""
+    """a / b"""
 
     op: ClassVar[str] = "div"
     ARITY: ClassVar[tuple] = (2,)
@@ -171,7 +182,7 @@ class Div(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Matmul(Py):
-    """a matmul b"""
+    """a @ b"""
 
     op: ClassVar[str] = "matmul"
     ARITY: ClassVar[tuple] = (2,)
@@ -181,7 +192,7 @@ class Matmul(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Pow(Py):
-    """a pow b"""
+    """a ** b"""
 
     op: ClassVar[str] = "pow"
     ARITY: ClassVar[tuple] = (2,)
@@ -191,7 +202,7 @@ class Pow(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Le(Py):
-    """a le b"""
+    """a <= b"""
 
     op: ClassVar[str] = "le"
     ARITY: ClassVar[tuple] = (2,)
@@ -201,7 +212,7 @@ class Le(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Gt(Py):
-    """a gt b"""
+    """a > b"""
 
     op: ClassVar[str] = "gt"
     ARITY: ClassVar[tuple] = (2,)
@@ -211,7 +222,7 @@ class Gt(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Lt(Py):
-    """a lt b"""
+    """a < b"""
 
     op: ClassVar[str] = "lt"
     ARITY: ClassVar[tuple] = (2,)
@@ -221,7 +232,7 @@ class Lt(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Ge(Py):
-    """a ge b"""
+    """a >= b"""
 
     op: ClassVar[str] = "ge"
     ARITY: ClassVar[tuple] = (2,)
@@ -231,7 +242,7 @@ class Ge(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Eq(Py):
-    """a eq b"""
+    """a == b"""
 
     op: ClassVar[str] = "eq"
     ARITY: ClassVar[tuple] = (2,)
@@ -241,7 +252,7 @@ class Eq(Py):
 
 @dataclass(eq=False, kw_only=True)
 class Ne(Py):
-    """a ne b"""
+    """a != b"""
 
     op: ClassVar[str] = "ne"
     ARITY: ClassVar[tuple] = (2,)
@@ -329,6 +340,16 @@ class SqueezeAxis(Py):
 
     axis: int
     op: ClassVar[str] = "squeeze_axis"
+    ARITY: ClassVar[tuple] = (1,)
+    PRINTER: ClassVar[Printer] = Printer.EXPR
+
+
+@dataclass(eq=False, kw_only=True)
+class SoftmaxAxis(Py):
+    """softmax over one axis (a family axis: softmax_l over the layers, layers.py)"""
+
+    axis: int
+    op: ClassVar[str] = "softmax_axis"
     ARITY: ClassVar[tuple] = (1,)
     PRINTER: ClassVar[Printer] = Printer.EXPR
 
@@ -661,13 +682,53 @@ class StackMembers(Py):
 
 
 @dataclass(eq=False, kw_only=True)
-class RelGSpMM(Py):
+class StackRows(Py):
+    """members lo..hi of a layer family on mini-batch blocks, each cut to the rows of the deepest member
+    (the node sets of the blocks are nested prefixes) and stacked (blocks.py)"""
+
+    op: ClassVar[str] = "stack_rows"
+    ARITY: ClassVar[tuple] = (4,)
+    PRINTER: ClassVar[Printer] = Printer.BLOCKS
+
+
+@dataclass(eq=False, kw_only=True)
+class RelGSpMM(OnBlock):
     """the relational g-SpMM (relations.py)"""
 
     op: ClassVar[str] = "rel_gspmm"
     ARITY: ClassVar[tuple] = (6,)
     PRINTER: ClassVar[Printer] = Printer.TEMPLATE
     TEMPLATE: ClassVar[str] = 'ops.rel_gspmm(graph, {0}, {1}, x_rel={2}, scale_rel={3}, mean={4}, fused={5})'
+
+
+@dataclass(eq=False, kw_only=True)
+class RelBasis(Py):
+    """W_r = sum_b a_rb V_b, stacked over r (rel_decomp.py)"""
+
+    op: ClassVar[str] = "rel_basis"
+    ARITY: ClassVar[tuple] = (2,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = "torch.einsum('rb,b...->r...', {0}, torch.stack(tuple({1})))"
+
+
+@dataclass(eq=False, kw_only=True)
+class RelBlockDiag(Py):
+    """W_r = the direct sum of Q_r's blocks, stacked over r (rel_decomp.py)"""
+
+    op: ClassVar[str] = "rel_blockdiag"
+    ARITY: ClassVar[tuple] = (1,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = "ops.rel_block_diag(torch.stack(tuple({0})))"
+
+
+@dataclass(eq=False, kw_only=True)
+class SoftmaxAggregate(OnBlock):
+    """sum_u softmax_u(s) * m per channel, fused (rewrites.py COPY_E_RULES; kernels/softmax_agg.py)"""
+
+    op: ClassVar[str] = "softmax_aggregate"
+    ARITY: ClassVar[tuple] = (2,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = "ops.softmax_aggregate(graph, {0}, {1})"
 
 
 @dataclass(eq=False, kw_only=True)
@@ -765,6 +826,37 @@ class Exchange(Py):
     op: ClassVar[str] = "exchange"
     ARITY: ClassVar[tuple] = (1,)
     PRINTER: ClassVar[Printer] = Printer.BLOCKS
+
+
+@dataclass(eq=False, kw_only=True)
+class GSpMMScaled(OnBlock):
+    """copy_u sum with source/target scales and the self loop in the gather (compiler/scaled.py)"""
+
+    op: ClassVar[str] = "gspmm_scaled"
+    ARITY: ClassVar[tuple] = (4,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = 'ops.gspmm_scaled(graph, {0}, {1}, {2}, self_loop={3})'
+
+
+@dataclass(eq=False, kw_only=True)
+class AddProduct(Py):
+    """ops.add_product(acc, x, W): acc + x @ W in place on a fresh product (compiler/scaled.py)"""
+
+    op: ClassVar[str] = "addmm_"
+    ARITY: ClassVar[tuple] = (3,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = 'ops.add_product({0}, {1}, {2})'
+
+
+@dataclass(eq=False, kw_only=True)
+class AddInPlace(Py):
+    """acc.add_(b): a bias added in place to a fresh product (compiler/scaled.py)"""
+
+    op: ClassVar[str] = "add_"
+    ARITY: ClassVar[tuple] = (2,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = '{0}.add_({1})'
+    PREC: ClassVar[tuple] = (9,)
 
 
 def _concrete(cls):

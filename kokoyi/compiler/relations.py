@@ -23,6 +23,8 @@ import sympy as sp
 
 from kokoyi.grammar import ast as A
 from kokoyi.compiler.ir import Family, T, Ty, Value
+from kokoyi.compiler.rel_decomp import DecompChecks, DecompInterp, DecompLowering
+from kokoyi.compiler.node_types import NodeTypeChecks, NodeTypeInterp
 
 NUM_RELATIONS = "num_relations"
 R_REL = sp.Symbol(NUM_RELATIONS, positive=True, integer=True)
@@ -36,7 +38,7 @@ def rel_letter(direction: str | None):
     return direction[4:] if isinstance(direction, str) and direction.startswith("rel:") else None
 
 
-class RelationChecks:
+class RelationChecks(DecompChecks, NodeTypeChecks):
     """Mixed into `check.ModelChecker`."""
 
     @staticmethod
@@ -105,7 +107,7 @@ class RelationChecks:
         return any(self.reads_edge_value(a) for a in t.args)
 
 
-class RelationLowering:
+class RelationLowering(DecompLowering):
     """Mixed into `lower.ModelLowering`."""
 
     def rel_degree(self, t):
@@ -216,7 +218,7 @@ class RelationLowering:
 from kokoyi.compiler.ir import Py  # noqa: E402
 
 
-class RelationInterp:
+class RelationInterp(DecompInterp, NodeTypeInterp):
     """Mixed into `interp.ModelInterpreter`: the edges of relation r are those whose etype is r."""
 
     def rel_filter(self, terms: list, direction, env) -> list:

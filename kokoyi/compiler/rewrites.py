@@ -17,6 +17,10 @@ Rows (each one checked by the stage tables of tests/test_stages.py and the golde
 * **fused attention** (IR): `gspmm(sum, S, edge_softmax(leaky_relu(gsddmm(add, s, t, u, v))))` ->
   `gat_aggregate(s, t, S, slope, self_loop)`: score, LeakyReLU, softmax and weighted sum in one op, with
   no per-edge tensor of the features.
+* **fused softmax aggregation** (IR, `COPY_E_RULES`: an aggregation of edge values alone, `S` None):
+  `gspmm(copy_e, sum, edge_softmax(s) * m)` with vector edge values -> `softmax_aggregate(s, m)`:
+  GENConv's channel-wise softmax, product and sum in one op, with no (E x F) alpha nor alpha * m
+  (kernels/softmax_agg.py; the runtime composes the three ops when s and m differ in shape).
 
 To add a rule: write its `match` and `rewrite` here and append a `Rule` row to its table; a rule that
 needs another call site adds one `apply` call there.
@@ -26,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from kokoyi.compiler import pynodes as P
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import Py, T, Ty
 
 
@@ -56,41 +62,44 @@ def apply(rules: list[Rule], node, ctx=None):
 
 
 # ---------------------------------------------------------------------- mean-by-degree (typed program)
+def _const(t: T, value) -> bool:
+    return isinstance(t, N.Const) and t.value == value
+
+
 def is_inverse_degree(f: T, v: str, self_loop: bool) -> bool:
     """1/|N(v)| (or 1/(|N(v)|+1) under a self loop) turns a sum into a mean."""
     d = None
-    if f.op == "bin" and f.name == "pow" and f.args[1].op == "const" and f.args[1].value == -1:
-        d = f.args[0]
-    elif f.op == "bin" and f.name == "div" and f.args[0].op == "const" and f.args[0].value == 1:
-        d = f.args[1]
-    if d is not None and d.op == "bin" and d.name == "add" and d.args[1].op == "const" \
-            and d.args[1].value == 1 and d.args[0].op == "deg" and not d.args[0].self_loop:
-        d = d.args[0].replace(ty=d.ty, deps=d.deps, span=d.span, self_loop=True)
-    return d is not None and d.op == "deg" and d.at == v and d.dir == "in" \
-        and d.self_loop == self_loop
+    if isinstance(f, N.Bin) and f.name == "pow" and _const(f.rhs, -1):
+        d = f.lhs
+    elif isinstance(f, N.Bin) and f.name == "div" and _const(f.lhs, 1):
+        d = f.rhs
+    if isinstance(d, N.Bin) and d.name == "add" and _const(d.rhs, 1) and isinstance(d.lhs, N.Deg) \
+            and not d.lhs.self_loop:
+        d = d.lhs.replace(ty=d.ty, deps=d.deps, span=d.span, self_loop=True)
+    return isinstance(d, N.Deg) and d.at == v and d.dir == "in" and d.self_loop == self_loop
 
 
-def _pow(t: T, p: float) -> T:
-    c = T("const", (), Ty(), frozenset(), t.span, {"value": p})
-    return T("bin", (t, c), t.ty, t.deps, t.span, {"name": "pow"}, t.edge_input)
+def _inverse(t: T) -> T:
+    """t^{-1}"""
+    minus_one = N.Const(value=-1, ty=Ty(), deps=frozenset(), span=t.span)
+    return N.Bin(name="pow", lhs=t, rhs=minus_one, ty=t.ty, deps=t.deps, span=t.span, edge_input=t.edge_input)
 
 
 def match_mean_by_degree(t: T, _ctx) -> T | None:
     """The sum of `scale * sum` / `sum / scale` whose scale is the inverse degree of its neighbourhood."""
-    if t.op != "bin" or t.name not in ("mul", "div"):
+    if not isinstance(t, N.Bin) or t.name not in ("mul", "div"):
         return None
-    a, b = t.args
-    pairs = [(a, b), (b, a)] if t.name == "mul" else [(b, a)]
+    pairs = [(t.lhs, t.rhs), (t.rhs, t.lhs)] if t.name == "mul" else [(t.rhs, t.lhs)]
     for scale, red in pairs:
-        if red.op != "nbreduce" or red.reduce != "sum":
+        if not isinstance(red, N.NbReduce) or red.reduce != "sum":
             continue
-        inv = scale if t.name == "mul" else _pow(scale, -1)
+        inv = scale if t.name == "mul" else _inverse(scale)
         if is_inverse_degree(inv, red.center, red.self_loop):
             return red
     return None
 
 
-def rewrite_mean_by_degree(red: T, _t: T, _ctx) -> T:
+def rewrite_mean_by_degree(red: N.NbReduce, _t: T, _ctx) -> T:
     return red.replace(reduce="mean")
 
 
@@ -121,7 +130,7 @@ class Aggregation:
 
 
 def _follow(py: Py, assigned: dict) -> Py:
-    while py.op == "var" and py.args[0] in assigned:
+    while isinstance(py, P.Var) and py.args[0] in assigned:
         py = assigned[py.args[0]]
     return py
 
@@ -136,30 +145,58 @@ def match_attention(agg: Aggregation, assigned: dict):
                                   and len(agg.S_shape) == 1):
         return None
     soft = _follow(agg.E, assigned)
-    if soft.op != "edge_softmax" or (len(soft.args) == 2) != agg.self_loop:
+    if not isinstance(soft, P.EdgeSoftmax) or (len(soft.args) == 2) != agg.self_loop:
         return None
     leaky = _follow(soft.args[0], assigned)
-    if leaky.op != "fn" or leaky.name != "leaky_relu":
+    if not isinstance(leaky, P.Fn) or leaky.name != "leaky_relu":
         return None
     add = _follow(leaky.args[0], assigned)
-    if add.op != "gsddmm" or add.args[0].args[0] != "add" or (add.args[3].args[0], add.args[4].args[0]) != ("u", "v"):
+    if not isinstance(add, P.GSDDMM):
         return None
-    return add.args[1], add.args[2], leaky.param
+    op, s, t, s_at, t_at = add.args
+    if op.args[0] != "add" or (s_at.args[0], t_at.args[0]) != ("u", "v"):
+        return None
+    return s, t, leaky.param
 
 
 def rewrite_attention(binding, agg: Aggregation, _assigned) -> Py:
     s_src, t_dst, slope = binding
-    self_loop = Py("const", (agg.self_loop,))
+    self_loop = P.Const(args=(agg.self_loop,))
     if agg.S_fam:
-        return Py("gat_aggregate", (s_src, t_dst, agg.S, slope, self_loop))
+        return P.GatAggregate(args=(s_src, t_dst, agg.S, slope, self_loop))
     # one head: give the op its head axis and take it away again
-    return Py("squeeze_axis", (Py("gat_aggregate", (Py("unsqueeze_idx", (s_src,), {"idx": (":", None)}),
-                                                    Py("unsqueeze_idx", (t_dst,), {"idx": (":", None)}),
-                                                    Py("unsqueeze_idx", (agg.S,), {"idx": (":", None)}), slope,
-                                                    self_loop)),), {"axis": 1})
+    heads = [P.UnsqueezeIdx(args=(x,), idx=(":", None)) for x in (s_src, t_dst, agg.S)]
+    return P.SqueezeAxis(args=(P.GatAggregate(args=(*heads, slope, self_loop)),), axis=1)
 
 
 IR_RULES: list[Rule] = [
     Rule("fused attention", match_attention, rewrite_attention,
          plan="fused attention (score, LeakyReLU, softmax and weighted sum in one op)"),
+]
+
+
+
+# ---------------------------------------------------------------------- fused softmax aggregation (sparse-op IR)
+def match_softmax_aggregate(agg: Aggregation, assigned: dict):
+    """`sum_u alpha_uv * m_uv` with alpha = softmax_{N(v)}(s) per channel, both edge values (no source
+    features, no self loop) -> (s, m); None otherwise (a dropout between the softmax and the product)."""
+    if agg.red != "sum" or agg.S is not None or agg.self_loop or not agg.E_shape:
+        return None
+    prod = _follow(agg.E, assigned)
+    if prod.op != "mul":
+        return None
+    for a, b in (prod.args, prod.args[::-1]):
+        soft = _follow(a, assigned)
+        if soft.op == "edge_softmax" and len(soft.args) == 1 and b.op != "const":
+            return soft.args[0], b
+    return None
+
+
+def rewrite_softmax_aggregate(binding, _agg: Aggregation, _assigned) -> Py:
+    return Py("softmax_aggregate", binding)
+
+
+COPY_E_RULES: list[Rule] = [
+    Rule("fused softmax aggregation", match_softmax_aggregate, rewrite_softmax_aggregate,
+         plan="fused softmax aggregation (channel-wise softmax, product and sum in one op)"),
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from kokoyi.compiler import tnodes as N
+from kokoyi.compiler import pynodes as P
 from kokoyi.compiler.ir import Assign, Comment, If, Loop, Py, T
 from kokoyi.compiler.pynodes import attributes
 from kokoyi.grammar import ast as A
@@ -98,7 +99,7 @@ def typed_sexpr(t: T, shapes: bool = False) -> str:
     """The typed expression as an s-expression; `shapes=True` appends ` : shape` to the root."""
     head = _head(t)
     args = [typed_sexpr(x) for x in t.subterms()]
-    text = f"({head} {' '.join(args)})" if args else (head if t.op == "const" else f"({head})")
+    text = f"({head} {' '.join(args)})" if args else (head if isinstance(t, N.Const) else f"({head})")
     return f"{text} : {_shape(t.ty)}" if shapes else text
 
 
@@ -106,11 +107,11 @@ def py_text(py) -> str:
     """A `Py` expression as op(args) with its attributes: independent of codegen's templates."""
     if not isinstance(py, Py):
         return _atom(py)
-    if py.op == "var":
+    if isinstance(py, P.Var):
         return str(py.args[0])
-    if py.op == "const":
+    if isinstance(py, P.Const):
         return repr(py.args[0])
-    if py.op == "sympy":
+    if isinstance(py, P.Sympy):
         return str(py.args[0])
     args = [py_text(a) for a in py.args]
     args += [f"{k}={py_text(v)}" for k, v in attributes(py).items() if k not in ("loop_vars", "comment")]

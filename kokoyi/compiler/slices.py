@@ -38,6 +38,20 @@ class SliceChecks:
         return self.mk("slice", [t], Ty(t.ty.shape[:-1] + (sp.simplify(hi - lo),), t.ty.fam, t.ty.row), node.span,
                        lo=lo, hi=hi)
 
+    def x_SplitPart(self, node, scope) -> T:
+        """Part i of n equal parts of a named split `[\\beta_v \\Vert \\gamma_v] \\gets ...` (splits.py)."""
+        from kokoyi.compiler.check import fmt_shape
+        t = self.expr(node.source, scope)
+        if not t.ty.shape:
+            self.err("a named split divides the features of a vector; this value is a scalar", node.span)
+        n = t.ty.shape[-1]
+        width = sp.simplify(n / node.count)
+        if width.is_integer is not True:
+            self.err(f"cannot split {fmt_shape(t.ty.shape)} into {node.count} equal parts", node.span,
+                     f"make the width a multiple of {node.count}, e.g. W \\in \\mathbb{{R}}^{{d \\times {node.count} h}}")
+        return self.mk("slice", [t], Ty(t.ty.shape[:-1] + (width,), t.ty.fam, t.ty.row), node.span,
+                       lo=sp.simplify(node.index * width), hi=sp.simplify((node.index + 1) * width))
+
     def x_Slice(self, node, scope):
         self.err("a slice [a:b] follows the vector it selects from, e.g. x_v[0:d]", node.span)
 

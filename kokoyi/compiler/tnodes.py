@@ -334,6 +334,18 @@ class Slice(T):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
+class FamSoftmax(T):
+    """Softmax over the `size` members of family letter `var` (`\\mathrm{softmax}_{l}` inside a reduction over
+    the layers, layers.py)."""
+
+    var: str
+    size: Sympy
+    arg: T
+    op: ClassVar[str] = "fam_softmax"
+    CHILDREN: ClassVar[tuple] = ("arg",)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class NormCall(T):
     """A normalisation layer applied to a node value (norms.py)."""
 
@@ -426,12 +438,18 @@ class GraphSoftmax(T):
 def attributes(t: T) -> dict:
     """The attributes of a node that are set (an optional attribute that is None is left out), by field name:
     for validation and printing only; code reads the fields (`t.reduce`)."""
+    spec = _ATTR_SPEC.get(type(t))
+    if spec is None:
+        spec = _ATTR_SPEC[type(t)] = tuple((f.name, f.default is dataclasses.MISSING) for f in t.attr_fields())
     out = {}
-    for f in t.attr_fields():
-        value = getattr(t, f.name)
-        if value is not None or f.default is dataclasses.MISSING:
-            out[f.name] = value
+    for name, required in spec:
+        value = getattr(t, name)
+        if value is not None or required:
+            out[name] = value
     return out
+
+
+_ATTR_SPEC: dict = {}  # class -> ((field name, required), ...) of its attributes
 
 
 def _concrete(cls):

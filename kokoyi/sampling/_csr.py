@@ -17,7 +17,7 @@ def segment_arange(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     n = counts.numel()
     row = torch.repeat_interleave(torch.arange(n, dtype=torch.int64), counts)
     starts = torch.cumsum(counts, 0) - counts
-    offset = torch.arange(row.numel(), dtype=torch.int64) - starts[row]
+    offset = torch.arange(row.numel(), dtype=torch.int64) - starts.index_select(0, row)
     return row, offset
 
 
@@ -25,10 +25,10 @@ def in_edges(graph, dst_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Every in-edge of the nodes `dst_ids`: (row, eid), row the position of the target in `dst_ids`,
     eid the graph's internal edge id (its source is ``graph.src[eid]``)."""
     indptr = graph.indptr.to(torch.int64)
-    start = indptr[dst_ids]
-    deg = indptr[dst_ids + 1] - start
+    start = indptr.index_select(0, dst_ids)
+    deg = indptr.index_select(0, dst_ids + 1) - start
     row, offset = segment_arange(deg)
-    return row, start[row] + offset
+    return row, start.index_select(0, row) + offset
 
 
 def floyd_subsets(size: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
@@ -58,8 +58,8 @@ def sample_neighbors(graph, dst_ids: torch.Tensor, fanout: int, gen: torch.Gener
     E[sum_sampled w_uv f(u)] = sum_{u in N(v)} f(u).
     """
     indptr = graph.indptr.to(torch.int64)
-    start = indptr[dst_ids]
-    deg = indptr[dst_ids + 1] - start
+    start = indptr.index_select(0, dst_ids)
+    deg = indptr.index_select(0, dst_ids + 1) - start
     if fanout < 0:
         row, eid = in_edges(graph, dst_ids)
         return row, eid, torch.ones(eid.numel(), dtype=torch.float32)
@@ -73,10 +73,12 @@ def sample_neighbors(graph, dst_ids: torch.Tensor, fanout: int, gen: torch.Gener
     row, pos = segment_arange(torch.where(small, deg, torch.full_like(deg, fanout)))
     # a k-subset for every row (of max(d, k) items; rows with d <= k then take 0..d-1 instead)
     picks = floyd_subsets(torch.clamp(deg, min=fanout), fanout, gen).reshape(-1)
-    in_small = small[row]
-    off = torch.where(in_small, pos, picks[row * fanout + pos])
-    w = torch.where(in_small, torch.ones((), dtype=torch.float32), deg[row].to(torch.float32) / fanout)
-    return row, start[row] + off, w
+    # index_select: a 1-D gather several times faster than advanced indexing (docs/notes.md)
+    in_small = small.index_select(0, row)
+    off = torch.where(in_small, pos, picks.index_select(0, row * fanout + pos))
+    w = torch.where(in_small, torch.ones((), dtype=torch.float32),
+                    deg.index_select(0, row).to(torch.float32) / fanout)
+    return row, start.index_select(0, row) + off, w
 
 
 def relabel(dst_ids: torch.Tensor, src_global: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,13 +86,13 @@ def relabel(dst_ids: torch.Tensor, src_global: torch.Tensor, num_nodes: int) -> 
     id), and the local id of every entry of `src_global`."""
     nd = dst_ids.numel()
     flag = torch.zeros(num_nodes, dtype=torch.bool)    # O(N + E) instead of sorting the E sources
-    flag[src_global] = True
-    flag[dst_ids] = False
+    flag.index_fill_(0, src_global, True)
+    flag.index_fill_(0, dst_ids, False)
     new = torch.nonzero(flag).flatten()
     mark = torch.empty(num_nodes, dtype=torch.int64)   # only read at ids written just below
-    mark[dst_ids] = torch.arange(nd, dtype=torch.int64)
-    mark[new] = torch.arange(nd, nd + new.numel(), dtype=torch.int64)
-    return torch.cat([dst_ids, new]), mark[src_global]
+    mark.index_copy_(0, dst_ids, torch.arange(nd, dtype=torch.int64))
+    mark.index_copy_(0, new, torch.arange(nd, nd + new.numel(), dtype=torch.int64))
+    return torch.cat([dst_ids, new]), mark.index_select(0, src_global)
 
 
 def make_block(graph, src_local, dst_local, src_ids, num_dst, weight, eid=None):
@@ -102,10 +104,11 @@ def make_block(graph, src_local, dst_local, src_ids, num_dst, weight, eid=None):
 
     # local ids fit in int32 (faster sorts, half the memory); a block's index tensors share one dtype
     idx = torch.int32 if src_ids.numel() < 2**31 - 1 else torch.int64
-    edge_ids = None if eid is None else graph.eid[eid].to(torch.int64)
+    edge_ids = None if eid is None else graph.eid.index_select(0, eid).to(torch.int64)
     return Block.from_sorted(src_local.to(idx), dst_local.to(idx), int(src_ids.numel()), int(num_dst), src_ids,
-                             edge_weight=weight, in_degrees=full_in_degrees(graph)[src_ids],
-                             out_degrees=full_out_degrees(graph)[src_ids], edge_ids=edge_ids)
+                             edge_weight=weight, in_degrees=full_in_degrees(graph).index_select(0, src_ids),
+                             out_degrees=full_out_degrees(graph).index_select(0, src_ids),
+                             edge_ids=edge_ids).take_relations(graph)
 
 
 def full_in_degrees(graph) -> torch.Tensor:
@@ -121,8 +124,8 @@ def induced_edges(graph, nodes: torch.Tensor, num_nodes: int) -> tuple[torch.Ten
     positions in `nodes`."""
     row, eid = in_edges(graph, nodes)
     pos = torch.full((num_nodes,), -1, dtype=torch.int64)
-    pos[nodes] = torch.arange(nodes.numel(), dtype=torch.int64)
-    s = pos[graph.src[eid].to(torch.int64)]
+    pos.index_copy_(0, nodes, torch.arange(nodes.numel(), dtype=torch.int64))
+    s = pos.index_select(0, graph.src.index_select(0, eid).to(torch.int64))
     keep = s >= 0
     return s[keep], row[keep], eid[keep]
 

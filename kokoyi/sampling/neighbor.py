@@ -49,7 +49,7 @@ class NeighborSampler:
         dst = seeds.to(torch.int64)
         for fanout in reversed(self.fanouts):
             row, eid, w = sample_neighbors(graph, dst, fanout, gen, self.replace)
-            src_ids, src_local = relabel(dst, graph.src[eid].to(torch.int64), graph.num_src)
+            src_ids, src_local = relabel(dst, graph.src.index_select(0, eid).to(torch.int64), graph.num_src)
             blocks.append(make_block(graph, src_local, row, src_ids, dst.numel(), w, eid))
             dst = src_ids
         return blocks[::-1]

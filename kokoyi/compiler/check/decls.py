@@ -7,6 +7,7 @@ import sympy as sp
 
 from kokoyi.compiler.check.common import (BUILTIN_SUBMODELS, CheckError, NUM_NODES, Scope, _depth_key, _dmax, _subst,
                                           py_name)
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import Family, T, TDef, TModel, Ty, Value
 from kokoyi.compiler.readout import GRAPH
 from kokoyi.compiler.shapes import N_NODES, fmt_shape
@@ -38,6 +39,8 @@ class DeclChecks:
             if v is not None and v.kind == "hyper":
                 if v.info.get("kind") not in ("dim", "nat"):
                     self.err(f"'{key}' is a real-valued hyperparameter; a dimension must be an integer", node.span)
+                if key not in self.syms:  # its declaration failed (e.g. the name is also a definition): reported
+                    self.err(f"'{key}' cannot size a dimension: its declaration failed", node.span)
                 return self.syms[key]
             if v is not None:
                 self.err(f"'{key}' is not a hyperparameter and cannot size a dimension", node.span)
@@ -125,6 +128,8 @@ class DeclChecks:
         self.err("expected a number", node.span)
 
     def input(self, st: A.Input):
+        if self.is_typed_input(st):  # x^{paper}_v: an input of one node type (node_types.py)
+            return self.typed_input(st)
         key, letters, fl, member = self.split_target(st.target, allow_index=True)
         if fl is not None or member is not None:
             self.err("an input takes no superscript", st.target.span)
@@ -235,6 +240,8 @@ class DeclChecks:
         self.params.append(v)
 
     def predeclare(self, st: A.Def):
+        if self.decomposition_kind(st):  # W_r from bases or blocks (rel_decomp.py)
+            return self.predeclare_decomposition(st)
         key, letters, fl, member = self.split_target(st.target, allow_index=True)
         dom = "plain" if not letters else "node" if len(letters) == 1 else "edge"
         key = py_name(key)
@@ -290,6 +297,8 @@ class DeclChecks:
 
     # ------------------------------------------------------------------ definitions
     def define(self, st: A.Def):
+        if self.decomposition_kind(st):  # W_r from bases or blocks (rel_decomp.py)
+            return self.define_decomposition(st)
         key, letters, fl, member = self.split_target(st.target, allow_index=True)
         key = py_name(key)
         v = self.values.get(key)
@@ -323,7 +332,7 @@ class DeclChecks:
                     read = self.family_of(v.info["range"], fam.letter, st, "vector")
                     fam.lo, fam.hi = read.lo, read.hi
                 scope.heads[fam.letter] = fam
-        expr = self.no_func(self.expr(st.expr, scope))
+        expr = self.eye_settled(self.no_func(self.expr(st.expr, scope)))  # a bare I must have met its size (cases.py)
         if v.family is not None and v.family.mode == "vector":
             fam = scope.heads[v.family.letter]
             if fam.hi is None:
@@ -379,7 +388,7 @@ class DeclChecks:
     def _hops(self, t: T, v: Value):
         """(hops from the recurrence's own previous layer to `t`, or None if `t` does not read it;
         largest depth `t` reaches through every other value)."""
-        if t.op == "ref":
+        if isinstance(t, N.Ref):
             key = t.key
             if key == v.key and v.family is not None and v.family.mode == "loop":
                 return 0, 0
@@ -392,7 +401,7 @@ class DeclChecks:
         steps = [p[0] for p in parts if p[0] is not None]
         step = _dmax(steps) if steps else None
         other = _dmax([p[1] for p in parts]) if parts else 0
-        if t.op == "nbreduce":  # a softmax normalises over the same in-edges: no extra hop
+        if isinstance(t, N.NbReduce):  # a softmax normalises over the same in-edges: no extra hop
             return (None if step is None else step + 1), other + 1
         return step, other
 
@@ -402,7 +411,7 @@ class DeclChecks:
                 t = self.expr(node, Scope())
             except CheckError:
                 continue
-            if t.op != "ref":
+            if not isinstance(t, N.Ref):
                 self.col.error("\\return takes names of values", node.span, "define the value, then return it")
                 continue
             self.returns.append((self.values[t.key], t))

@@ -4,6 +4,7 @@ application (`\\mathrm{ReLU}(...)`, submodels, dropout) and superscripts (powers
 from __future__ import annotations
 
 from kokoyi.compiler.check.common import FUNCTIONS, Scope, py_name
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import T, Ty
 from kokoyi.compiler.relations import rel_letter
 from kokoyi.compiler.shapes import fmt_shape
@@ -22,7 +23,7 @@ class ExprChecks:
 
     def no_func(self, t: T) -> T:
         """A function name where a value is needed (`\\mathrm{ReLU} \\odot x_v`) is refused."""
-        if t.op == "func":
+        if isinstance(t, N.Func):
             name = t.key or t.name
             self.err(f"'{self.latex_at(t.span)}' is a function, not a value", t.span,
                      f"apply it to an argument: {self.latex_at(t.span)}(x_v)" if name else None)
@@ -172,8 +173,10 @@ class ExprChecks:
             param = self.expr(script, scope)
             if param.ty.shape or param.deps:
                 self.err("the dropout rate must be a scalar hyperparameter or number", script.span)
-            if param.op == "hyper":  # its domain, for up-front checks of --hyper values (metadata "range")
+            if isinstance(param, N.Hyper):  # its domain, for up-front checks of --hyper values (metadata "range")
                 self.values_by_key(param.name).info.setdefault("range", [0.0, 1.0])
+        elif name == "softmax" and self.family_letter(script) in scope.heads:
+            return self.layer_softmax(arg, self.family_letter(script), scope, span)  # softmax_l (layers.py)
         elif script is not None:
             self.err(f"'{name}' takes no subscript", script.span)
         return self.mk("fn", [arg], arg.ty, span, name=name, param=param)

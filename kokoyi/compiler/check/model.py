@@ -61,6 +61,15 @@ class ModelChecker(DeclChecks, NameChecks, ExprChecks, ProductChecks, BigOpCheck
         return T(op, tuple(args), ty, deps, span, fields, edge_input)
 
 
+def desugar_model(m: A.Model, source: str, col: Collector) -> A.Model:
+    from kokoyi.compiler.desugar import Refusal, desugar
+    try:
+        return desugar(m, source)
+    except Refusal as r:
+        col.error(r.msg, r.span, r.hint)
+        raise CheckError(r.msg) from None
+
+
 def check(program: A.Program) -> TProgram:
     """Check every model of a program; raise one `KokoyiError` listing every mistake found."""
     col = Collector(program.source, program.path)
@@ -75,6 +84,7 @@ def check(program: A.Program) -> TProgram:
             col.error(f"redefinition of model '{m.name}'", m.name_span)
             continue
         try:
+            m = desugar_model(m, program.source, col)  # notation rewritten into the per-node language (desugar.py)
             tm = ModelChecker(m, program, col, seen).run()
         except CheckError:
             continue

@@ -169,6 +169,9 @@ class NameChecks:
         if sup_num is not None:
             candidates.append((f"{base}_{sup_num}", False, True))
         candidates.append((base, False, False))
+        typed = self.typed_input_key(base, sup) if sup_num is None else None  # x^{paper}_v (node_types.py)
+        if typed is not None:
+            candidates.insert(0, (typed, False, True))
         found = [(k, us, up) for k, us, up in candidates if py_name(k) in self.values]
         if len(found) >= 2 and found[0][1] != found[1][1] and found[0][2] != found[1][2] and len(candidates) == 4:
             (a, *_), (b, *_) = found[:2]

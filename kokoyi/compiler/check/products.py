@@ -4,6 +4,7 @@ juxtaposition is (matrix product, scaling, dot), proved on sympy shapes; constan
 from __future__ import annotations
 
 from kokoyi.compiler.check.common import _FOLD, py_name
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import T, Ty
 from kokoyi.compiler.shapes import broadcast, fmt_shape, merge_fam, same
 from kokoyi.grammar import ast as A
@@ -49,10 +50,10 @@ class ProductChecks:
         while i < len(nodes):
             self.unknown_function(nodes, i)
             t = self.expr(nodes[i], scope)
-            while i + 1 < len(nodes) and isinstance(nodes[i + 1], A.Slice) and t.op != "func":
+            while i + 1 < len(nodes) and isinstance(nodes[i + 1], A.Slice) and not isinstance(t, N.Func):
                 t = self.slice_value(t, nodes[i + 1])  # x_v[a:b] (slices.py)
                 i += 1
-            if t.op == "func":
+            if isinstance(t, N.Func):
                 if i + 1 >= len(nodes):
                     self.err(f"'{self.latex(nodes[i])}' needs an argument", nodes[i].span)
                 arg_node = nodes[i + 1]
@@ -82,7 +83,7 @@ class ProductChecks:
                      "elementwise operands must have equal (or broadcastable) shapes")
         if name == "pow" and b.ty.shape:
             self.err("an exponent must be a scalar", b.span)
-        if a.op == "const" and b.op == "const" and name in _FOLD:
+        if isinstance(a, N.Const) and isinstance(b, N.Const) and name in _FOLD:
             return self.fold(name, a, b, node)
         return self.mk("bin", [a, b], Ty(shape, merge_fam(a.ty.fam, b.ty.fam)), node.span, name=name)
 
@@ -107,7 +108,7 @@ class ProductChecks:
             a, b = self.resolve_eye(a, b, node)
             if "eye" not in (a.op, b.op):
                 return self.multiply(a, b, node, explicit)
-            other, eye = (b, a) if a.op == "eye" else (a, b)
+            other, eye = (b, a) if isinstance(a, N.Eye) else (a, b)
             if not self._shape_eq(other.ty.shape[-1:] if eye is b else other.ty.shape[:1], eye.ty.shape[:1]):
                 self.err(f"shape mismatch: {fmt_shape(a.ty.shape)} times {fmt_shape(b.ty.shape)}", node.span)
             return other

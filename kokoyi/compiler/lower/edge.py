@@ -3,6 +3,10 @@ values read at an endpoint stay node tensors (side `u` or `v`) until an operator
 """
 from __future__ import annotations
 
+import sympy as sp
+
+from kokoyi.compiler import pynodes as P
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import PlanEntry, T
 from kokoyi.compiler.lower.common import Lay, LowerError, Val, call, const
 
@@ -13,14 +17,14 @@ class EdgeLowering:
     # ------------------------------------------------------------------ edge context
     def edge(self, t: T) -> Val:
         """Evaluate `t` per edge (u -> v); node tensors stay node tensors (side u or v) until combined."""
-        if not self.reads_edge(t) and len(t.deps) <= 1 and t.op not in ("nbsoftmax",):
+        if not self.reads_edge(t) and len(t.deps) <= 1 and not isinstance(t, N.NbSoftmax):
             val = self.node(t)
             if not t.deps:
                 return Val(val.py, val.lay, "plain" if val.lay.rows is None else "n")
             (letter,) = tuple(t.deps)
             u, v = self.edge_letters(t)
             side = "u" if letter == u else "v"
-            if val.py.op not in ("var",):
+            if not isinstance(val.py, P.Var):
                 val = self.emit(f"{self.current}_{'src' if side == 'u' else 'dst'}", val.py, val.lay)
             return Val(val.py, val.lay, side)
         fn = getattr(self, "e_" + t.op, None)
@@ -80,33 +84,51 @@ class EdgeLowering:
 
     def as_edge(self, a: Val, base: str) -> Val:
         a = self.as_edge_if_node(a)
-        if a.py.op == "var":
+        if isinstance(a.py, P.Var):
             return a
         return self.emit(base, a.py, a.lay, side="e")
 
     def e_matmul(self, t):
         kind = t.kind
         a, b = t.args
-        # a^T [p || q] = a[:n]^T p + a[n:]^T q  (GAT: a source score plus a target score)
+        # a^T [p || q || ...] = a[:n]^T p + a[n:n+m]^T q + ...  (GAT: a source score plus a target score,
+        # plus an edge score for GAT with edge features: no (E x F) gather of the projected node features)
         for plain, cat, plain_first in ((a, b, True), (b, a, False)):
-            if not plain.deps and cat.op == "concat" and kind in ("dot", "vm", "mv"):
-                p, q = cat.args
-                n = p.ty.shape[-1]
-                P = self.node(plain)
-                sl = lambda lo, hi: Val(call("slice_feat", P.py, lo=self.dim_py(lo) if lo is not None else None,
+            if not plain.deps and isinstance(cat, N.Concat) and kind in ("dot", "vm", "mv"):
+                pieces = _concat_parts(cat)
+                plain_v = self.node(plain)
+                sl = lambda lo, hi: Val(call("slice_feat", plain_v.py, lo=self.dim_py(lo) if lo is not None else None,
                                              hi=self.dim_py(hi) if hi is not None else None, matrix=kind != "dot"),
-                                        P.lay, "plain")
+                                        plain_v.lay, "plain")
+                bounds, off = [], sp.Integer(0)
+                for i, part in enumerate(pieces):
+                    end = off + part.ty.shape[-1]
+                    bounds.append((part, None if i == 0 else off, None if i == len(pieces) - 1 else end))
+                    off = end
                 parts = []
-                for part, lo, hi in ((p, None, n), (q, n, None)):
-                    pv = self.edge(part)
+                for part, lo, hi in bounds:
                     pv_plain = sl(lo, hi)  # the product of a part has t's kind and shape (all `matmul` reads)
+                    if kind == "dot" and isinstance(part, N.MatMul) and part.kind == "vm" and self.reads_edge(part.lhs) \
+                            and not part.rhs.deps and not part.ty.fam and not part.rhs.ty.fam and not plain_v.lay.fam:
+                        # a^T (e W) = e (W a): an edge term without the (E x F) projection of e
+                        Wv = self.node(part.rhs)
+                        Wa = Val(call("matmul", Wv.py, pv_plain.py), Lay(None, (), part.rhs.ty.shape[:1]), "plain")
+                        pv = self.edge(part.lhs)
+                        val = self.matmul(t, pv, Wa)
+                        val.side = pv.side
+                        parts.append(val)
+                        continue
+                    pv = self.edge(part)
                     val = self.matmul(t, pv_plain, pv) if plain_first else self.matmul(t, pv, pv_plain)
                     val.side = pv.side
                     if pv.side in ("u", "v"):
                         val = self.emit(f"{self.current}_{'src' if pv.side == 'u' else 'dst'}", val.py, val.lay,
                                         side=pv.side)
                     parts.append(val)
-                return self.edge_binary("add", parts[0], parts[1], t.ty.shape)
+                acc = parts[0]
+                for val in parts[1:]:
+                    acc = self.edge_binary("add", acc, val, t.ty.shape)
+                return acc
         A_, B_ = self.edge(a), self.edge(b)
         if {A_.side, B_.side} == {"u", "v"} and kind == "dot" and not A_.lay.fam and not B_.lay.fam \
                 and not self.diag:
@@ -158,3 +180,10 @@ class EdgeLowering:
         a = self.as_edge_if_node(self.edge(t.args[0]))
         return Val(call("submodel", a.py, key=t.key, lead=self.vmapped(t, a)),
                    Lay(a.lay.rows, a.lay.fam, t.ty.shape), a.side)
+
+
+def _concat_parts(t: T) -> list:
+    """The operands of a (nested) concatenation [p || q || r], left to right."""
+    if not isinstance(t, N.Concat):
+        return [t]
+    return [p for a in t.args for p in _concat_parts(a)]

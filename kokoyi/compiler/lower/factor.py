@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import T, Ty
 from kokoyi.compiler.shapes import broadcast
 from kokoyi.compiler.lower.common import Val, _integer, _pow
@@ -14,7 +15,7 @@ class FactorLowering:
     """Factoring a neighbour sum's body by the endpoints its factors depend on."""
 
     def reads_edge(self, t: T) -> bool:
-        if t.op == "ref" and self.tm.values[t.key].dom == "edge":
+        if isinstance(t, N.Ref) and self.tm.values[t.key].dom == "edge":
             return True
         return any(self.reads_edge(a) for a in t.args)
 
@@ -25,7 +26,7 @@ class FactorLowering:
         linear = None
         while True:  # peel right linear maps, innermost last: (c x W_1) W_2 -> (c x) (W_1 W_2)
             vec = [f for f in factors if f.ty.shape]
-            if not (len(vec) == 1 and vec[0].op == "matmul" and vec[0].kind == "vm"
+            if not (len(vec) == 1 and isinstance(vec[0], N.MatMul) and vec[0].kind == "vm"
                     and not vec[0].args[1].deps and not self.reads_edge(vec[0].args[1])):
                 break
             f = vec[0]
@@ -50,14 +51,14 @@ class FactorLowering:
         return out, linear
 
     def mul_factors(self, t: T) -> list[T]:
-        if t.op == "bin" and t.name == "mul":
+        if isinstance(t, N.Bin) and t.name == "mul":
             return self.mul_factors(t.args[0]) + self.mul_factors(t.args[1])
-        if t.op == "bin" and t.name == "div":
+        if isinstance(t, N.Bin) and t.name == "div":
             den = t.args[1]
             inv = T("bin", (den, T("const", (), Ty(), frozenset(), den.span, {"value": -1})), den.ty, den.deps,
                     den.span, {"name": "pow"}, den.edge_input)
             return self.mul_factors(t.args[0]) + self.pow_factors(inv)
-        if t.op == "fn" and t.name == "neg":
+        if isinstance(t, N.Fn) and t.name == "neg":
             return [T("const", (), Ty(), frozenset(), t.span, {"value": -1})] + self.mul_factors(t.args[0])
         return self.pow_factors(t)
 
@@ -65,20 +66,20 @@ class FactorLowering:
         """(a b)^p -> a^p b^p and (a^p)^q -> a^{pq}, where these hold: for nonnegative a, b (degrees and
         what is built from them), or integer exponents. `(s_u^2)^{1/2}` is |s_u|, not s_u, and
         `\\sqrt{s_u s_v}` is not `\\sqrt{s_u} \\sqrt{s_v}` when both are negative."""
-        if t.op == "bin" and t.name == "pow" and t.args[1].op == "const":
+        if isinstance(t, N.Bin) and t.name == "pow" and isinstance(t.args[1], N.Const):
             inner = t.args[0]
-            if inner.op == "fn" and inner.name == "sqrt" and not inner.ty.shape:
+            if isinstance(inner, N.Fn) and inner.name == "sqrt" and not inner.ty.shape:
                 inner = _pow(inner.args[0], 0.5)
-            if inner.op == "bin" and inner.name == "pow" and inner.args[1].op == "const":
+            if isinstance(inner, N.Bin) and inner.name == "pow" and isinstance(inner.args[1], N.Const):
                 p, q = inner.args[1].value, t.args[1].value
                 if self.nonneg(inner.args[0]) or (_integer(p) and _integer(q)):
                     t = _pow(inner.args[0], p * q)
-        if t.op == "bin" and t.name == "pow" and not t.ty.shape and t.args[1].op == "const":
+        if isinstance(t, N.Bin) and t.name == "pow" and not t.ty.shape and isinstance(t.args[1], N.Const):
             inner = self.mul_factors(t.args[0])
             p = t.args[1].value
             if len(inner) > 1 and (_integer(p) or all(self.nonneg(f) for f in inner)):
                 return [g for f in inner for g in self.pow_factors(_pow(f, p))]
-        if t.op == "fn" and t.name == "sqrt" and not t.ty.shape:
+        if isinstance(t, N.Fn) and t.name == "sqrt" and not t.ty.shape:
             inner = self.mul_factors(t.args[0])
             if len(inner) > 1 and all(self.nonneg(f) for f in inner):
                 return [g for f in inner for g in self.pow_factors(_pow(f, 0.5))]
@@ -87,28 +88,28 @@ class FactorLowering:
     def nonneg(self, t: T) -> bool:
         """`t` is >= 0 for every input (degrees, positive dimensions, exp, squares, ...): the condition under
         which powers of products and of powers may be split and merged."""
-        if t.op == "deg":
+        if isinstance(t, N.Deg):
             return True
-        if t.op == "const":
+        if isinstance(t, N.Const):
             return t.value >= 0
-        if t.op == "hyper":
+        if isinstance(t, N.Hyper):
             return t.kind in ("dim", "nat")
-        if t.op == "ref":
+        if isinstance(t, N.Ref):
             v = self.tm.values.get(t.key)
             d = next((d for d in self.tm.defs if v is not None and d.value is v and not d.recurrence), None)
             return d is not None and self.nonneg(d.expr)
-        if t.op == "fn":
+        if isinstance(t, N.Fn):
             name = t.name
             if name in ("exp", "sigmoid", "softplus", "relu", "abs", "sqrt", "softmax"):
                 return True
             return name in ("dropout",) and self.nonneg(t.args[0])
-        if t.op == "bin":
+        if isinstance(t, N.Bin):
             a, b = t.args
             name = t.name
             if name in ("add", "mul", "div"):
                 return self.nonneg(a) and self.nonneg(b)
             if name == "pow":
-                return self.nonneg(a) or (b.op == "const" and _integer(b.value) and b.value % 2 == 0)
+                return self.nonneg(a) or (isinstance(b, N.Const) and _integer(b.value) and b.value % 2 == 0)
         return False
 
     def separate(self, f: T, u: str, v: str) -> list[T]:
@@ -116,16 +117,16 @@ class FactorLowering:
         atoms: dict[sp.Symbol, T] = {}
 
         def to_sym(t: T):
-            if t.op == "const":
+            if isinstance(t, N.Const):
                 return sp.nsimplify(t.value)
-            if t.op == "bin" and t.name in ("add", "sub", "mul", "div", "pow"):
+            if isinstance(t, N.Bin) and t.name in ("add", "sub", "mul", "div", "pow"):
                 a, b = to_sym(t.args[0]), to_sym(t.args[1])
                 return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b, "pow": a ** b}[t.name]
-            if t.op == "fn" and t.name == "sqrt":
+            if isinstance(t, N.Fn) and t.name == "sqrt":
                 return sp.sqrt(to_sym(t.args[0]))
-            if t.op == "fn" and t.name == "exp":
+            if isinstance(t, N.Fn) and t.name == "exp":
                 return sp.exp(to_sym(t.args[0]))
-            if t.op == "fn" and t.name == "neg":
+            if isinstance(t, N.Fn) and t.name == "neg":
                 return -to_sym(t.args[0])
             if len(t.deps) <= 1:  # an atom is positive (sympy may then split its powers) only if it is
                 s = sp.Symbol(f"a{len(atoms)}_{''.join(sorted(t.deps)) or 'c'}",

@@ -18,6 +18,8 @@ from kokoyi.compiler import blocks as blocks_pass
 from kokoyi.compiler.cases import CaseLowering
 from kokoyi.compiler.shapes import N_NODES
 from kokoyi.compiler.fusion import FusionLowering
+from kokoyi.compiler import pynodes as P
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import Assign, Comment, LModel, LProgram, Loop, PlanEntry, Py, T, TModel, TProgram, Value
 from kokoyi.compiler.layers import LayerLowering
 from kokoyi.compiler.lower.common import E_EDGES, Lay, LowerError, Val, _walk, call, const, var
@@ -29,12 +31,14 @@ from kokoyi.compiler.lower.reduce import ReduceLowering
 from kokoyi.compiler.norms import NormLowering
 from kokoyi.compiler.readout_lower import G_GRAPHS, ReadoutLowering
 from kokoyi.compiler.relations import RelationLowering
+from kokoyi.compiler.scaled import LinearSumLowering, ScaledSumLowering, drop_unread
 from kokoyi.compiler.slices import SliceLowering
 from kokoyi.diagnostics import Collector
 
 
 class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, ReadoutLowering, NormLowering,
-                    RelationLowering, CaseLowering, LayerLowering, FusionLowering, SliceLowering):
+                    RelationLowering, CaseLowering, LayerLowering, FusionLowering, SliceLowering,
+                    ScaledSumLowering, LinearSumLowering):
     """Lowers one model: the mixins of this package (one per seam) plus the feature mixins of the
     language extensions (readout, norms, relations, cases, layers, fusion, slices)."""
 
@@ -55,6 +59,7 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
         self.diag = False  # evaluating an edge expression on the self loop (v, v): u and v coincide
         self.assigned: dict[str, Py] = {}  # name -> the expression assigned to it
         self.fuse_gat = True
+        self.fused_away: set[str] = set()  # source values a gspmm_scaled replaced (scaled.py)
         self.nesting: dict[int, int] = {}  # id(Py) -> operators nested in it (see `shallow`)
         self.edge_ctx = ("u", "v")  # the (source, target) letters of the edge expression being lowered
         self.block_loop_of = None  # (letter, lo, hi, Loop) of the last layer loop: a layer block joins it
@@ -69,7 +74,7 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
 
     def emit(self, base: str, expr: Py, lay: Lay, comment: str | None = None, side: str = "n") -> Val:
         """Assign `expr` to a fresh name (or reuse the name of an identical earlier expression)."""
-        if expr.op == "var":
+        if isinstance(expr, P.Var):
             return Val(expr, lay, side)
         key = (_key(expr), id(self.target) if self.target is not self.body else 0)
         for k in (key, (key[0], 0)):  # this block's values, then the model body's (emitted earlier)
@@ -97,7 +102,7 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
             rows = {"node": "N", "edge": "E", "plain": None}[inp.dom]
             self.env[inp.key] = Val(var(inp.key), Lay(rows, (), inp.ty.shape), "n" if rows else "plain")
         loops_done = set()
-        for d in tm.defs:
+        for d in self.inline_edge_defs(tm.defs):  # named per-edge intermediates substituted (fusion.py)
             v = d.value
             self.current = v.key
             fam = v.family
@@ -135,17 +140,17 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
             start = len(self.target)
             val = self.lower_def(d)
             last = self.target[-1] if len(self.target) > start else None
-            if val.py.op == "var" and isinstance(last, Assign) and isinstance(last.target, str) \
+            if isinstance(val.py, P.Var) and isinstance(last, Assign) and isinstance(last.target, str) \
                     and last.target == val.py.args[0] \
                     and v.key not in {a.target for a in self.target if isinstance(a, Assign) and isinstance(a.target, str)}:
                 self.names.discard(last.target)
                 self.assigned[v.key] = last.expr
                 last.target = v.key
                 val.py.args = (v.key,)
-            elif val.py.op == "var" and val.py.args[0] != v.key:
+            elif isinstance(val.py, P.Var) and val.py.args[0] != v.key:
                 self.assigned[v.key] = val.py
                 self.target.append(Assign(v.key, val.py))
-            elif val.py.op != "var":
+            elif not isinstance(val.py, P.Var):
                 self.assigned[v.key] = val.py
                 self.target.append(Assign(v.key, val.py, None, self.layout_dims(val.lay)))
             self.env[v.key] = Val(var(v.key), val.lay, val.side)
@@ -160,6 +165,7 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
         for py in outputs:
             live |= _names(py)
         self.body = _drop_dead(self.body, live)
+        self.body = drop_unread(self.body, self.fused_away)
         kept = _assigned_names(self.body)
         self.intermediates = [(n, d) for n, d in self.intermediates if n.split(": ", 1)[-1] in kept]
         for p in self.plan:  # a definition whose code all went into a fused op
@@ -176,13 +182,13 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
     def lower_def(self, d) -> Val:
         v = d.value
         if v.dom == "edge":
-            if d.expr.op == "nbsoftmax":
+            if isinstance(d.expr, N.NbSoftmax):
                 return self.softmax(d.expr, v)
             return self.as_edge(self.per_edge(self.edge(d.expr)), v.key)
         if v.dom == "node":
             return self.per_node(self.node(d.expr))
         val = self.node(d.expr)
-        if not val.lay.shape and not val.lay.fam and all(n.op in ("const", "hyper", "fn", "bin") for n in _walk(d.expr)):
+        if not val.lay.shape and not val.lay.fam and all(isinstance(n, (N.Const, N.Hyper, N.Fn, N.Bin)) for n in _walk(d.expr)):
             val = Val(call("as_tensor", val.py), val.lay, val.side)  # `iota <- 0.5`: a value is a tensor
         return val
 

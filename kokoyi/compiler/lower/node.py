@@ -3,6 +3,8 @@ op), broadcasting layouts (`align`, `join`, `combine`), products and linear maps
 """
 from __future__ import annotations
 
+from kokoyi.compiler import pynodes as P
+from kokoyi.compiler import tnodes as N
 from kokoyi.compiler.ir import Assign, Py, T, Value
 from kokoyi.compiler.rewrites import TYPED_RULES, apply
 from kokoyi.compiler.lower.common import Lay, LowerError, Val, call, const, var
@@ -68,14 +70,14 @@ class NodeLowering:
             if key not in self.stacked:  # first statement of the body: first read may be inside a loop or branch
                 lay = Lay(None, (t.head,), v.ty.shape)
                 name = self.fresh(f"{key}_stacked")
-                self.body.insert(0, Assign(name, call("stack", py), None, self.layout_dims(lay)))
+                self.body.insert(0, Assign(name, self.stacked_family_py(v, py), None, self.layout_dims(lay)))
                 self.stacked[key] = Val(var(name), lay, "plain")
             st = self.stacked[key]
             return Val(st.py, Lay(None, (t.head,), v.ty.shape), "plain")
         if t.index is not None:
             py = call("getitem", py, self.index_py(t.index))
         if t.row is not None:  # a parameter with one row per node of the graph (`E_v`)
-            py = call("attr", "self", key, row=True) if py.op == "attr" else py
+            py = call("attr", "self", key, row=True) if isinstance(py, P.Attr) else py
             return Val(py, Lay("N", (), t.ty.shape), "n")
         return Val(py, Lay(None, (), t.ty.shape), "plain")
 
@@ -118,7 +120,7 @@ class NodeLowering:
         if v.kind == "input":
             raise LowerError(f"edge input {v.key} on a self loop")
         d = next(d for d in self.tm.defs if d.value.key == v.key)
-        if d.expr.op == "nbsoftmax":
+        if isinstance(d.expr, N.NbSoftmax):
             self.col.error(f"'{v.key}' is a softmax over \\mathcal{{N}}(v) only, so it has no value on the self "
                            "loop", t.span, "normalise over \\mathcal{N}(v) \\cup \\{v\\} as well")
             raise LowerError("softmax self loop")
@@ -176,6 +178,9 @@ class NodeLowering:
 
     def combine(self, name, a: Val, b: Val, shape) -> Val:
         a, b = self.shallow(a), self.shallow(b)
+        fused = self.linear_sum(name, a, b, shape)  # x W_1 + y W_2 + b in place (scaled.py)
+        if fused is not None:
+            return fused
         lay = self.join(a, b, shape)
         side = "n" if lay.rows else "plain"
         return Val(call(name, self.align(a, lay), self.align(b, lay)), lay, side)
@@ -235,6 +240,8 @@ class NodeLowering:
         if kind in ("vm", "mv"):
             if not b.lay.fam and b.lay.rows is None:
                 return Val(call("matmul", a.py, b.py), lay, side)
+            if b.lay.rows is not None and not a.lay.fam and not b.lay.fam:  # a matrix per row (`(x_v \odot U) y_v`):
+                return Val(call("einsum", "...j,...jk->...k", a.py, b.py), lay, side)  # one product per row
             if b.lay.rows is None and b.lay.fam:
                 (k,) = b.lay.fam
                 if k in a.lay.fam:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sympy as sp
 
 from kokoyi.compiler import blocks as blocks_pass
+from kokoyi.compiler import pynodes as P
 from kokoyi.compiler.ir import Assign, Comment, If, LProgram, Loop, Names, Py
 from kokoyi.compiler.pynodes import attributes
 
@@ -14,7 +15,7 @@ def _names(py) -> set:
     """Variable names an IR expression reads."""
     out = set()
     if isinstance(py, Py):
-        if py.op == "var":
+        if isinstance(py, P.Var):
             out.add(py.args[0])
         for a in py.args:
             out |= _names(a)
@@ -37,7 +38,7 @@ def _targets(stmt) -> set:
 def _stored(stmt) -> set:
     """The names an assignment writes: `a, b = ...`, or the list `h` of `h[l] = ...`."""
     t = stmt.target
-    if isinstance(t, Py) and t.op == "getitem" and isinstance(t.args[0], Py) and t.args[0].op == "var":
+    if isinstance(t, P.Getitem) and isinstance(t.args[0], P.Var):
         return {t.args[0].args[0]}
     return _targets(stmt)
 

@@ -10,7 +10,7 @@ from kokoyi.compiler.ir import Assign, If, Names, PlanEntry, Py, T, Value
 from kokoyi.compiler.shapes import broadcast
 from kokoyi.compiler.lower.common import Lay, LowerError, Val, call, const, var
 from kokoyi.compiler.relations import rel_letter
-from kokoyi.compiler.rewrites import IR_RULES, Aggregation, find, is_inverse_degree
+from kokoyi.compiler.rewrites import COPY_E_RULES, IR_RULES, Aggregation, find, is_inverse_degree
 
 
 class ReduceLowering:
@@ -75,6 +75,9 @@ class ReduceLowering:
             D = self.product_of(dst + cst, f"{name}_dst") if (dst or cst) else None
 
         def reduce_with(S_val: Val | None, tag: str) -> Val:
+            fused = self.scaled_sum(red, S_val, E, D, t, ops_used)  # scales in the gather (scaled.py)
+            if fused is not None:
+                return fused
             out = self.spmm(red, S_val, E, t, ops_used)
             if D is not None:
                 lay = self.join(out, D, broadcast(out.lay.shape, D.lay.shape))  # `sum_u b`: (N,) deg times (d,) b
@@ -136,14 +139,16 @@ class ReduceLowering:
         return call("matmul", x.py, W.py)
 
     def linear_order(self, W: Val, S: Val):
-        """'before' when projecting first narrows the features, 'after' when it widens, else a run-time test."""
+        """'before' when projecting first narrows the features, 'after' when it keeps or widens them, else a
+        run-time test. At equal widths the sparse op costs the same either way, and 'after' needs no g-SpMM
+        backward when the features need no gradient (a model's input): W's gradient is then agg^T g."""
         d_in, d_out = W.lay.shape[0], W.lay.shape[1]
         diff = sp.simplify(d_in - d_out)
-        if diff.is_nonnegative:
+        if diff.is_positive:
             return "before"
-        if diff.is_negative:
+        if diff.is_nonpositive:
             return "after"
-        return Py("le", (self.dim_py(d_out), self.dim_py(d_in)))
+        return Py("lt", (self.dim_py(d_out), self.dim_py(d_in)))
 
     def spmm(self, red, S: Val | None, E: Val | None, t: T, ops_used) -> Val:
         name = self.current
@@ -156,6 +161,14 @@ class ReduceLowering:
                 ops_used.append(rule.plan)
                 return self.emit(f"{name}_agg", rule.rewrite(binding, agg, self.assigned),
                                  Lay("N", S.lay.fam, S.lay.shape))
+        if S is None and E is not None and self.fuse_gat and not self.diag:  # edge values alone (GENConv)
+            agg = Aggregation(red, None, E.py, self_loop, (), (), E.lay.fam, E.lay.shape)
+            hit = find(COPY_E_RULES, agg, self.assigned)
+            if hit is not None:
+                rule, binding = hit
+                ops_used.append(rule.plan)
+                return self.emit(f"{name}_agg", rule.rewrite(binding, agg, self.assigned),
+                                 Lay("N", E.lay.fam, E.lay.shape))
         if S is not None and E is not None:
             lay = Lay("N", tuple(dict.fromkeys(S.lay.fam + E.lay.fam)),
                       broadcast(S.lay.shape, E.lay.shape))
