@@ -335,3 +335,19 @@ def test_a_matrix_per_node_or_edge_times_a_vector(body):
   \return t \\
 \end{{model}}"""
     agrees_everywhere(src, [dict(d=2, h=3)])
+
+
+@pytest.mark.parametrize("cond", [r"\theta > 0", r"\theta \le 0.2", r"b \cdot b > 1"])
+def test_a_case_condition_of_numbers(cond):
+    """`\\begin{cases} ... & \\text{if } \\theta > 0 ...`: a condition of hyperparameters is a Python bool
+    and `torch.where(self.theta > 0, ...)` raised 'where() received an invalid combination of arguments'
+    (fuzz seeds 5082, 5121 of the final run)."""
+    src = rf"""\begin{{model}}{{M}}
+  \hyper d \\
+  \hyper \theta \in \mathbb{{R}} = 0.5 \\
+  \input x_v \in \mathbb{{R}}^{{d}} \\
+  \param b \in \mathbb{{R}}^{{d}} \\
+  s_v \gets \begin{{cases}} \tanh(x_v) & \text{{if }} {cond} \\ x_v \odot b & \text{{otherwise}} \end{{cases}} + \mathbb{{1}}_{{{cond}}} x_v \\
+  \return s \\
+\end{{model}}"""
+    agrees_everywhere(src, [dict(d=2, theta=0.5), dict(d=2, theta=-0.5)])

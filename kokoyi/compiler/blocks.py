@@ -746,7 +746,8 @@ class Levels:
         raise BlockError(f"{what} needs the full graph ({why})")
 
     def x_readout(self, py):
-        self._whole_graph("a readout over \\mathcal{V}")
+        self._whole_graph("a readout over \\mathcal{V}", "a sampled block holds part of each graph; for a "
+                          "graph-level task the batch of whole graphs is the mini-batch")
 
     def x_broadcast_graph(self, py):
         self._whole_graph("a graph-level value read at the nodes")
@@ -758,12 +759,29 @@ class Levels:
         self._whole_graph("GraphNorm")
 
     def x_rel_gspmm(self, py):
-        self._whole_graph("a sum over \\mathcal{N}_r(v) (relations on sampled blocks are not supported yet)")
+        """sum_r sum_{u in N_r(v)} (x_u or x_{u,r}) (scale_v or scale_{v,r}): x at the sources of block b,
+        the scale at its targets; the runtime op reads the block's edge types and full relation degrees."""
+        p, b = self.sparse(py, ["u", "v", None, None, None, None], "a sum over \\mathcal{N}_r(v)")
+        return p, Lv(b + 1, "d")
 
-    x_rel_degrees = x_rel_gspmm
+    def x_rel_degrees(self, py):
+        self._whole_graph("|\\mathcal{N}_r(v)| read as a value (outside a mean over \\mathcal{N}_r(v))",
+                          "only the mean over \\mathcal{N}_r(v) reads relation degrees on sampled blocks")
 
     def x_stack_members(self, py):
-        self._whole_graph("a reduction over the layers of a recurrence", "its layers have different hop depths")
+        """`torch.stack(h[lo:hi + 1], dim=1)` of node members: member k lives on the node set of level
+        a + c k, and every node set holds the deeper ones as a prefix of its rows, so each member is cut
+        to the rows of the deepest one (the join of members lo and hi) before the stack."""
+        var, lo, hi, rows = py.args
+        if not (rows.op == "const" and rows.args[0]):
+            return py, PLAIN  # a family of plain values (no rows)
+        key = var.args[0]
+        want = self.join([self.element(key, lo), self.element(key, hi)])
+        if not isinstance(want, Lv) or want.side not in ("s", "d"):
+            raise BlockError(f"the layers of {key} are not node values")
+        size = Py("rows_of", (), {"rows": "N", "on_blocks": True, "lv": want,
+                                  "size_k": self.dim(want.k - 1) if want.side == "d" else self.src_dim(want.k)})
+        return Py("stack_rows", (var, lo, hi, size), {}), want
 
     def x_gspmm_out(self, py):
         raise BlockError("a reduction over \\mathcal{N}_{out}(v) needs the full graph (a sampled block holds "
@@ -879,6 +897,14 @@ def _on_block(fn: str):
     return rule
 
 
+def _print_rel_on_block(pr, py):
+    if py.block is None:
+        return None
+    a = [pr(x) for x in py.args]
+    return (f"ops.rel_gspmm({_b(pr, py.block)}, {a[0]}, {a[1]}, x_rel={a[2]}, scale_rel={a[3]}, mean={a[4]}, "
+            f"fused={a[5]})"), 9
+
+
 def _print_gat_on_block(pr, py):
     if py.block is None:
         return None
@@ -908,6 +934,9 @@ BLOCK_PRINT = {
     P.GSDDMM: _on_block("gsddmm"),
     P.EdgeSoftmax: _on_block("edge_softmax"),
     P.GatAggregate: _print_gat_on_block,
+    P.RelGSpMM: _print_rel_on_block,
+    P.StackRows: lambda pr, py: (f"torch.stack([member[: {pr.rows(py.args[3])}] for member in "
+                                 f"{pr(py.args[0])}[{pr(py.args[1])}:{pr(py.args[2])} + 1]], dim=1)", 9),
     P.SoftmaxAggregate: _on_block("softmax_aggregate"),
 }
 

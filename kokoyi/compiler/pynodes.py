@@ -682,7 +682,17 @@ class StackMembers(Py):
 
 
 @dataclass(eq=False, kw_only=True)
-class RelGSpMM(Py):
+class StackRows(Py):
+    """members lo..hi of a layer family on mini-batch blocks, each cut to the rows of the deepest member
+    (the node sets of the blocks are nested prefixes) and stacked (blocks.py)"""
+
+    op: ClassVar[str] = "stack_rows"
+    ARITY: ClassVar[tuple] = (4,)
+    PRINTER: ClassVar[Printer] = Printer.BLOCKS
+
+
+@dataclass(eq=False, kw_only=True)
+class RelGSpMM(OnBlock):
     """the relational g-SpMM (relations.py)"""
 
     op: ClassVar[str] = "rel_gspmm"

@@ -101,4 +101,7 @@ def rel_gspmm(graph, x: torch.Tensor, scale=None, *, x_rel: bool, scale_rel: boo
         c = c * (scale[dst, et] if scale_rel else scale[dst]).to(x.dtype)
     if mean:
         c = c / _torch_rel.rel_in_degrees(graph).to(x.dtype)[dst, et]
+    w = _torch_rel.block_weight(graph)
+    if w is not None:  # a sampled block: the weighted sample sum
+        c = c * w.to(x.dtype)
     return _RelSpmm.apply(graph, et, c, x.contiguous(), bool(x_rel), bool(fused), backend)

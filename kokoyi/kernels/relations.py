@@ -24,18 +24,32 @@ __all__ = ["rel_gspmm", "rel_in_degrees", "rel_block_diag", "check_type_input"]
 def _etype(graph) -> torch.Tensor:
     et = getattr(graph, "etype", None)
     if et is None:
+        if hasattr(graph, "src_ids"):  # a sampled block
+            raise ValueError("this model sums over relations (\\mathcal{N}_r(v)) but the sampled block has no edge "
+                             "types: sample it with kokoyi's samplers from a graph with edge types, or call "
+                             "block.take_relations(full_graph) on a block built with edge_ids")
         raise ValueError("this model sums over relations (\\mathcal{N}_r(v)) but the graph has no edge types: "
                          "build it with Graph.hetero(...) or call graph.set_edge_types(etype, num_relations)")
     return et
 
 
 def rel_in_degrees(graph) -> torch.Tensor:
-    """(num_dst, R) float32: number of edges of relation r into each target."""
+    """(num_dst, R) float32: number of edges of relation r into each target. On a sampled block
+    (`Block.take_relations`): the FULL graph's counts (`rel_in_full`, one row per source node)."""
+    full = getattr(graph, "rel_in_full", None)
+    if full is not None:
+        return full
     et = _etype(graph).to(torch.int64)
     out = torch.zeros(graph.num_dst * graph.num_relations, dtype=torch.float32, device=et.device)
     out.index_add_(0, graph.dst.to(torch.int64) * graph.num_relations + et,
                    torch.ones(et.shape[0], dtype=torch.float32, device=et.device))
     return out.view(graph.num_dst, graph.num_relations)
+
+
+def block_weight(graph):
+    """The estimator weight w_uv of each edge of a sampled block (internal order), or None: on a block
+    the sum over \\mathcal{N}_r(v) is the weighted sample sum (docs/language.md section 17)."""
+    return getattr(graph, "weight", None)
 
 
 def rel_gspmm(graph, x: torch.Tensor, scale=None, *, x_rel: bool, scale_rel: bool = False, mean: bool = False,
@@ -55,6 +69,9 @@ def rel_gspmm(graph, x: torch.Tensor, scale=None, *, x_rel: bool, scale_rel: boo
     if mean:
         deg = rel_in_degrees(graph).to(msg.dtype)[dst, et]
         msg = msg / deg.view((-1,) + (1,) * feat)
+    w = block_weight(graph)
+    if w is not None:
+        msg = msg * w.to(msg.dtype).view((-1,) + (1,) * feat)
     if fused:
         return msg.new_zeros((graph.num_dst,) + tuple(msg.shape[1:])).index_add(0, dst, msg)
     out = msg.new_zeros((graph.num_dst * R,) + tuple(msg.shape[1:])).index_add(0, dst * R + et, msg)

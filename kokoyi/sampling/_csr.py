@@ -107,7 +107,8 @@ def make_block(graph, src_local, dst_local, src_ids, num_dst, weight, eid=None):
     edge_ids = None if eid is None else graph.eid.index_select(0, eid).to(torch.int64)
     return Block.from_sorted(src_local.to(idx), dst_local.to(idx), int(src_ids.numel()), int(num_dst), src_ids,
                              edge_weight=weight, in_degrees=full_in_degrees(graph).index_select(0, src_ids),
-                             out_degrees=full_out_degrees(graph).index_select(0, src_ids), edge_ids=edge_ids)
+                             out_degrees=full_out_degrees(graph).index_select(0, src_ids),
+                             edge_ids=edge_ids).take_relations(graph)
 
 
 def full_in_degrees(graph) -> torch.Tensor:

@@ -115,6 +115,27 @@ class Block(Graph):
         ids = torch.arange(graph.num_src, device=graph.device) if src_ids is None else src_ids
         return cls.create(user_src, user_dst, graph.num_src, graph.num_dst, ids)
 
+    # ------------------------------------------------------------------ relations (R-GCN)
+    def take_relations(self, graph: Graph) -> "Block":
+        """Give the block the relations of its edges in `graph` (the full graph it was sampled from):
+        ``etype`` (block edge order) through ``edge_ids``, ``num_relations``, and ``rel_in_full``
+        (num_src, R), each source node's in-degree per relation in the FULL graph (spec section 17: a
+        mean over \\mathcal{N}_r(v) on a block divides the weighted sample sum by the full |N_r(v)|).
+        A graph without edge types, or a block without edge ids, is left as it is."""
+        et = getattr(graph, "etype", None)
+        if et is None or self.edge_ids is None:
+            return self
+        cache = graph.__dict__.get("_rel_cache")
+        if cache is None or cache[0] is not et:  # computed once per graph and edge-type tensor
+            from kokoyi.kernels.relations import rel_in_degrees
+            cache = (et, graph.edge_output(et).to(torch.int64), rel_in_degrees(graph))
+            graph.__dict__["_rel_cache"] = cache
+        _et, user_etype, full_deg = cache
+        self.etype = user_etype.index_select(0, self.edge_ids.to(user_etype.device))
+        self.num_relations = graph.num_relations
+        self.rel_in_full = full_deg.index_select(0, self._src_ids.to(full_deg.device))
+        return self
+
     # ------------------------------------------------------------------ node ids
     @property
     def src_ids(self) -> torch.Tensor:

@@ -56,7 +56,7 @@ def full_block(graph: Graph, dst_ids: torch.Tensor) -> Block:
     dst_local = torch.repeat_interleave(torch.arange(dst_ids.numel(), device=graph.device), counts)
     return Block.create(src_local, dst_local, src_ids.numel(), dst_ids.numel(), src_ids,
                         in_degrees=graph.in_degrees()[src_ids], out_degrees=graph.out_degrees()[src_ids],
-                        edge_ids=graph.eid[pos].long())
+                        edge_ids=graph.eid[pos].long()).take_relations(graph)
 
 
 def full_blocks(graph: Graph, seeds: torch.Tensor, depth: int) -> list:

@@ -44,24 +44,32 @@ class RGCN(nn.Module):
             nn.init.xavier_uniform_(w)
         nn.init.xavier_uniform_(self.B_0)
 
-    def forward(self, graph: Graph):
-        ops.full_graph_only(graph, "RGCN", "a sum over \\mathcal{N}_r(v) (relations on sampled blocks are not supported yet) needs the full graph (a sampled block holds part of each graph)")
+    def hop_depth(self) -> int:
+        """How many blocks forward takes: the hop depth of the output."""
+        return 2
+
+    def forward(self, graph: Graph, history=None):
+        # one graph per hop (2): the full graph each time, or the sampled blocks of a mini-batch
+        # (block 0 reads the inputs; with `history`, one block repeated and stale rows for its other sources)
+        blocks = ops.hops(graph, self.hop_depth(), history)
         B_r_stacked = torch.stack(tuple(self.B_r))
         A_r_stacked = torch.stack(tuple(self.A_r))
         
         # h_v \gets \mathrm{ReLU}\Big( \sum_{r \in \mathcal{R}} \sum_{u \in \mathcal{N}_r(v)}
         # \frac{1}{|\mathcal{N}_r(v)|} E_u A_r + E_v A_0 \Big)
-        h_proj = (self.E @ A_r_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, A_r_stacked.shape[::2])
-        h_rel = ops.rel_gspmm(graph, h_proj, None, x_rel=True, scale_rel=False, mean=True, fused=True)
-        h = torch.relu(h_rel + self.E @ self.A_0)
+        h_proj = (ops.node_rows(blocks[0], self.E) @ A_r_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, A_r_stacked.shape[::2])
+        h_rel = ops.rel_gspmm(blocks[0], h_proj, None, x_rel=True, scale_rel=False, mean=True, fused=True)
+        h = torch.relu(h_rel + ops.node_rows(blocks[0], self.E)[: blocks[0].num_dst] @ self.A_0)
+        # historical embeddings: stale rows of the sources outside the batch
+        h = ops.exchange(history, "h", h, blocks, 1)
         
         # o_v \gets \sum_{r \in \mathcal{R}} \sum_{u \in \mathcal{N}_r(v)} \frac{1}{|\mathcal{N}_r(v)|} h_u
         # B_r + h_v B_0
         o_proj = (h @ B_r_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, B_r_stacked.shape[::2])
-        o_rel = ops.rel_gspmm(graph, o_proj, None, x_rel=True, scale_rel=False, mean=True, fused=True)
-        o = o_rel + h @ self.B_0
+        o_rel = ops.rel_gspmm(blocks[1], o_proj, None, x_rel=True, scale_rel=False, mean=True, fused=True)
+        o = o_rel + h[: blocks[1].num_dst] @ self.B_0
         return o
 
 
 __kokoyi_models__ = {"RGCN": RGCN}
-RGCN.__kokoyi__ = {'name': 'RGCN', 'latex': '\\begin{model}{RGCN} \\hyper d_h, C \\\\ \\param E \\in \\mathbb{R}^{|\\mathcal{V}| \\times d_h} \\\\ \\param A_r \\in \\mathbb{R}^{d_h \\times d_h}, \\quad r \\in \\mathcal{R} \\\\ \\param A_0 \\in \\mathbb{R}^{d_h \\times d_h} \\\\ \\param B_r \\in \\mathbb{R}^{d_h \\times C}, \\quad r \\in \\mathcal{R} \\\\ \\param B_0 \\in \\mathbb{R}^{d_h \\times C} \\\\ h_v \\gets \\mathrm{ReLU}\\Big( \\sum_{r \\in \\mathcal{R}} \\sum_{u \\in \\mathcal{N}_r(v)} \\frac{1}{|\\mathcal{N}_r(v)|} E_u A_r + E_v A_0 \\Big) \\\\ o_v \\gets \\sum_{r \\in \\mathcal{R}} \\sum_{u \\in \\mathcal{N}_r(v)} \\frac{1}{|\\mathcal{N}_r(v)|} h_u B_r + h_v B_0 \\\\ \\return o \\\\ \\end{model}', 'hypers': [{'name': 'd_h', 'kind': 'dim', 'default': None}, {'name': 'C', 'kind': 'dim', 'default': None}, {'name': 'num_relations', 'kind': 'dim', 'default': None}, {'name': 'num_nodes', 'kind': 'dim', 'default': None}], 'inputs': [], 'params': [{'name': 'E', 'shape': ['N', 'd_h'], 'family': None, 'submodel': None}, {'name': 'A_r', 'shape': ['d_h', 'd_h'], 'family': 'num_relations', 'submodel': None}, {'name': 'A_0', 'shape': ['d_h', 'd_h'], 'family': None, 'submodel': None}, {'name': 'B_r', 'shape': ['d_h', 'C'], 'family': 'num_relations', 'submodel': None}, {'name': 'B_0', 'shape': ['d_h', 'C'], 'family': None, 'submodel': None}], 'outputs': [{'name': 'o', 'domain': 'node', 'shape': ['C'], 'family': []}], 'defs': [{'name': 'h', 'domain': 'node', 'shape': ['d_h'], 'family': []}, {'name': 'o', 'domain': 'node', 'shape': ['C'], 'family': []}], 'depth': '2', 'uses_graph': True, 'blocks': {'supported': False, 'reason': 'a sum over \\mathcal{N}_r(v) (relations on sampled blocks are not supported yet) needs the full graph (a sampled block holds part of each graph)'}}
+RGCN.__kokoyi__ = {'name': 'RGCN', 'latex': '\\begin{model}{RGCN} \\hyper d_h, C \\\\ \\param E \\in \\mathbb{R}^{|\\mathcal{V}| \\times d_h} \\\\ \\param A_r \\in \\mathbb{R}^{d_h \\times d_h}, \\quad r \\in \\mathcal{R} \\\\ \\param A_0 \\in \\mathbb{R}^{d_h \\times d_h} \\\\ \\param B_r \\in \\mathbb{R}^{d_h \\times C}, \\quad r \\in \\mathcal{R} \\\\ \\param B_0 \\in \\mathbb{R}^{d_h \\times C} \\\\ h_v \\gets \\mathrm{ReLU}\\Big( \\sum_{r \\in \\mathcal{R}} \\sum_{u \\in \\mathcal{N}_r(v)} \\frac{1}{|\\mathcal{N}_r(v)|} E_u A_r + E_v A_0 \\Big) \\\\ o_v \\gets \\sum_{r \\in \\mathcal{R}} \\sum_{u \\in \\mathcal{N}_r(v)} \\frac{1}{|\\mathcal{N}_r(v)|} h_u B_r + h_v B_0 \\\\ \\return o \\\\ \\end{model}', 'hypers': [{'name': 'd_h', 'kind': 'dim', 'default': None}, {'name': 'C', 'kind': 'dim', 'default': None}, {'name': 'num_relations', 'kind': 'dim', 'default': None}, {'name': 'num_nodes', 'kind': 'dim', 'default': None}], 'inputs': [], 'params': [{'name': 'E', 'shape': ['N', 'd_h'], 'family': None, 'submodel': None}, {'name': 'A_r', 'shape': ['d_h', 'd_h'], 'family': 'num_relations', 'submodel': None}, {'name': 'A_0', 'shape': ['d_h', 'd_h'], 'family': None, 'submodel': None}, {'name': 'B_r', 'shape': ['d_h', 'C'], 'family': 'num_relations', 'submodel': None}, {'name': 'B_0', 'shape': ['d_h', 'C'], 'family': None, 'submodel': None}], 'outputs': [{'name': 'o', 'domain': 'node', 'shape': ['C'], 'family': []}], 'defs': [{'name': 'h', 'domain': 'node', 'shape': ['d_h'], 'family': []}, {'name': 'o', 'domain': 'node', 'shape': ['C'], 'family': []}], 'depth': '2', 'uses_graph': True, 'blocks': {'supported': True, 'depth': '2', 'levels': {'B_r_stacked': 'plain', 'A_r_stacked': 'plain', 'h_proj': 'S_0', 'h_rel': 'D_1', 'h': 'D_1', 'o_proj': 'S_1', 'o_rel': 'D_2', 'o': 'D_2'}, 'boundaries': ['h'], 'uses': ['h_v: a sum over \\mathcal{N}_r(v) on block 0', 'o_v: a sum over \\mathcal{N}_r(v) on block 1'], 'control_variate': True}}
