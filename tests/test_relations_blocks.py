@@ -140,3 +140,27 @@ def test_train_entities_with_a_sampler_learns():
     assert r["test_acc"] > 0.95, r  # 3 classes: chance is ~1/3
     with pytest.raises(kokoyi.train.TrainError, match="sampler"):
         train_entities(Model, data, epochs=1, hypers={"d_h": 8}, sampler="neighbor:5,5,5")
+
+
+def test_per_type_inputs_on_blocks_are_refused_by_name():
+    """`x^{paper}_v` (per-type inputs of Graph.hetero) need the full heterogeneous graph: on sampled blocks
+    the input check says so (the relation sum itself would run)."""
+    src = r"""
+\begin{model}{HeteroRGCN}
+  \hyper d_p, h \\
+  \input x^{paper}_v \in \mathbb{R}^{d_p} \\
+  \param P_{paper} \in \mathbb{R}^{d_p \times h} \\
+  \param W_r \in \mathbb{R}^{h \times h}, \quad r \in \mathcal{R} \\
+  z_v \gets x^{paper}_v P_{paper} \\
+  o_v \gets \sum_{r \in \mathcal{R}} \sum_{u \in \mathcal{N}_r(v)} \frac{1}{|\mathcal{N}_r(v)|} z_u W_r \\
+  \return o \\
+\end{model}
+"""
+    cites = torch.tensor([[0, 1, 2, 3], [1, 2, 0, 0]])
+    g = kokoyi.Graph.hetero({("paper", "cites", "paper"): cites, ("paper", "cited", "paper"): cites.flip(0)},
+                            num_nodes={"paper": 4})
+    m = kokoyi.compile_model(src, "HeteroRGCN")(d_p=2, h=3, num_relations=2)
+    x = torch.randn(4, 2)
+    assert m(g, x).shape == (4, 3)
+    with pytest.raises(ValueError, match="not sampled blocks"):
+        m(full_blocks(g, torch.tensor([0]), 1), x)
