@@ -206,7 +206,7 @@ def test_generated_code_reads_like_the_math(spec):
     code = kokoyi.to_python(spec["GCN"], path="gcn.kky")
     # the LaTeX is the docstring and each line of math is a comment above its code
     assert r"h_v \gets \mathrm{ReLU}" in code.split("def forward")[1]
-    assert "ops.gspmm(blocks[0], \"copy_u\", \"sum\"" in code
+    assert "ops.gspmm_scaled(blocks[0], " in code  # the normalised sum: one scaled g-SpMM (compiler/scaled.py)
     assert "import kokoyi.compiler" not in code and "lark" not in code and "sympy" not in code
     plan = kokoyi.explain(spec["GCN"])
     assert "per-edge tensors: none" in plan  # no E x F intermediate

@@ -72,8 +72,10 @@ def test_gradients(gname, make, backend):
     x = torch.randn(g.num_src, 2, 3, dtype=torch.float64, requires_grad=True)
     s = (torch.rand(g.num_src, dtype=torch.float64) + 0.5).requires_grad_()
     d = (torch.rand(g.num_dst, dtype=torch.float64) + 0.5).requires_grad_()
+    x1 = torch.randn(g.num_src, dtype=torch.float64, requires_grad=True)  # no feature axis
     for self_loop in (False, True):
         torch.autograd.gradcheck(lambda x, s, d: kops.gspmm_scaled(g, x, s, d, self_loop), (x, s, d))
+        torch.autograd.gradcheck(lambda x, s, d: kops.gspmm_scaled(g, x, s, d, self_loop), (x1, s, d))
         # only x needs a gradient (degree scales): the reversed-CSR primitive alone
         gx, = torch.autograd.grad(kops.gspmm_scaled(g, x, s.detach(), d.detach(), self_loop).sum(), x)
         ref = _loop_reference(g, x, s.detach(), d.detach(), self_loop).sum()

@@ -172,7 +172,8 @@ def test_every_py_op_has_exactly_one_print_rule():
     # the full-graph ops with a mini-batch variant: each carries the attribute that selects it
     variants = set(blocks.BLOCK_PRINT) - block_only
     assert {c.op for c in variants} == {"unsqueeze_idx", "edge_output", "gspmm", "gsddmm", "edge_softmax",
-                                        "gat_aggregate", "softmax_aggregate", "rel_gspmm"}  # x[: n][:, None] printed as one slice
+                                        "gat_aggregate", "softmax_aggregate", "gspmm_scaled",
+                                        "rel_gspmm"}  # x[: n][:, None] printed as one slice
     assert all(issubclass(c, pynodes.OnBlock) or {"lv", "idx"} & {f.name for f in c.attr_fields()}
                for c in variants)
     rows = {c for c in classes if c.PRINTER is Printer.ROWS}

@@ -185,3 +185,41 @@ def test_arg_scatter_matches_torch(threads, monkeypatch):
     finally:
         torch.set_num_threads(old)
     torch.testing.assert_close(got, torch_ops.arg_scatter(g.src, arg, values, g.num_src))
+
+
+@pytest.mark.parametrize("idtype", [torch.int64, torch.int32])
+def test_sixteen_feature_rows_match_torch(idtype):
+    """16 features take the register-accumulator kernel (numba_cpu/narrow.py): sum and mean, fp32 and
+    fp64, against the torch primitive; every edge-case graph (empty rows, no edges)."""
+    torch.manual_seed(7)
+    for name, g in GRAPH_LIST + [("random", _random_graph(idtype))]:
+        for dtype in (torch.float32, torch.float64):
+            u = torch.randn(g.num_src, 16, dtype=dtype)
+            for reduce in ("sum", "mean"):
+                got, _ = nb.spmm(g.indptr, g.src, g.num_dst, "copy_u", reduce, u, None)
+                want, _ = torch_ops.spmm(g.indptr, g.src, g.num_dst, "copy_u", reduce, u, None)
+                torch.testing.assert_close(got, want, msg=f"{name} {dtype} {reduce}")
+            u2 = u.reshape(g.num_src, 4, 4)  # (4, 4) features flatten to the same 16-wide rows
+            got, _ = nb.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", u2, None)
+            torch.testing.assert_close(got, torch_ops.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", u2, None)[0])
+
+
+def test_pooled_outputs_are_reused_only_when_free():
+    """_common.empty hands a buffer out again only when nothing references it any more."""
+    from kokoyi.kernels.numba_cpu import _common
+    a = _common.empty((37, 5), torch.float32)
+    view = a[3:]
+    b = _common.empty((37, 5), torch.float32)
+    assert a.data_ptr() != b.data_ptr()  # a is alive: b is another buffer
+    ptr = a.data_ptr()
+    del a
+    c = _common.empty((37, 5), torch.float32)
+    assert c.data_ptr() not in (ptr, b.data_ptr())  # a's view keeps its buffer; b is alive too
+    del view, c
+    d = _common.empty((37, 5), torch.float32)
+    assert d.data_ptr() == ptr  # free again: reused
+    g = _random_graph()
+    u = torch.randn(g.num_src, 3)
+    first = nb.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", u, None)[0]
+    second = nb.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", 2 * u, None)[0]
+    torch.testing.assert_close(second, 2 * first)  # the first result was not overwritten

@@ -461,7 +461,8 @@ def test_powers_are_split_or_merged_only_where_that_holds():
     deg = A.sum(1) + 1
     close(w, (A / (deg[:, None] * deg[None, :]).sqrt()) @ x)
     code = kokoyi.to_python(source)
-    assert "w_src = x * torch.rsqrt(" in code and "w_edge" not in code  # separated: no per-edge term
+    # separated: no per-edge term; the source scale goes into the gather (gspmm_scaled)
+    assert "ops.gspmm_scaled(blocks[0], x, torch.rsqrt(" in code and "w_edge" not in code
 
 
 # ---------------------------------------------------------------- found by the interpreter's fuzzer after merging

@@ -335,3 +335,35 @@ def test_a_matrix_per_node_or_edge_times_a_vector(body):
   \return t \\
 \end{{model}}"""
     agrees_everywhere(src, [dict(d=2, h=3)])
+
+
+@pytest.mark.parametrize("cond", [r"\theta > 0", r"\theta \le 0.2", r"b \cdot b > 1"])
+def test_a_case_condition_of_numbers(cond):
+    """`\\begin{cases} ... & \\text{if } \\theta > 0 ...`: a condition of hyperparameters is a Python bool
+    and `torch.where(self.theta > 0, ...)` raised 'where() received an invalid combination of arguments'
+    (fuzz seeds 5082, 5121 of the final run)."""
+    src = rf"""\begin{{model}}{{M}}
+  \hyper d \\
+  \hyper \theta \in \mathbb{{R}} = 0.5 \\
+  \input x_v \in \mathbb{{R}}^{{d}} \\
+  \param b \in \mathbb{{R}}^{{d}} \\
+  s_v \gets \begin{{cases}} \tanh(x_v) & \text{{if }} {cond} \\ x_v \odot b & \text{{otherwise}} \end{{cases}} + \mathbb{{1}}_{{{cond}}} x_v \\
+  \return s \\
+\end{{model}}"""
+    agrees_everywhere(src, [dict(d=2, theta=0.5), dict(d=2, theta=-0.5)])
+
+
+@pytest.mark.parametrize("norm", ["BatchNorm", "GraphNorm", "LayerNorm"])
+def test_a_norm_of_a_value_that_does_not_vary_per_node(norm):
+    """`\\mathrm{BatchNorm}(\\chi(b))`: statistics over the nodes of a value without rows were refused by the
+    lowering after the check ('BatchNorm of a value that does not vary per node', seed 4054 of the final
+    run); now the value is expanded over the nodes first."""
+    src = rf"""\begin{{model}}{{M}}
+  \hyper d \\
+  \input x_v \in \mathbb{{R}}^{{d}} \\
+  \param b \in \mathbb{{R}}^{{d}} \\
+  \param \chi \sim \mathrm{{MLP}}(d, d, d) \\
+  n_v \gets \mathrm{{{norm}}}\left(\chi\left(b\right)\right) + x_v \\
+  \return n \\
+\end{{model}}"""
+    agrees_everywhere(src, [dict(d=3)])

@@ -134,9 +134,10 @@ RECURRENCE = "\n".join([r"h^{(0)}_v \gets x_v",
                         r"h^{(l)}_v \gets \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u W, \quad l = 1, \dots, L",
                         r"y_v \gets h^{(L)}_v"])
 LOWER = [
-    ("project-then-aggregate", r"y_v \gets \sum_{u \in \mathcal{N}(v)} x_u W", [
-        "y_proj = matmul(x, attr(self, W))",
-        "y = gspmm('copy_u', 'sum', y_proj, None, block=0)",
+    # W is d x d: at equal widths the map follows the sum (no g-SpMM backward when x needs no gradient)
+    ("aggregate-then-project at equal widths", r"y_v \gets \sum_{u \in \mathcal{N}(v)} x_u W", [
+        "y_agg = gspmm('copy_u', 'sum', x, None, block=0)",
+        "y = matmul(y_agg, attr(self, W))",
         "return y"]),
     ("mean", r"y_v \gets \mathrm{mean}_{u \in \mathcal{N}(v)} x_u", [
         "y = gspmm('copy_u', 'mean', x, None, block=0)",
@@ -153,11 +154,9 @@ LOWER = [
         "return y"]),
     ("symmetric normalisation with self loop",
      r"y_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \frac{x_u}{\sqrt{|\mathcal{N}(u)| |\mathcal{N}(v)|}}", [
-         "y_src = mul(x, unsqueeze_idx(pow(node_degrees(in_degrees), -0.5), idx=(':', None)))",
+         # one op: the scales and the self loop in the gather (kokoyi/compiler/scaled.py)
          "y_dst = pow(node_degrees(in_degrees), -0.5)",
-         "y_agg = gspmm('copy_u', 'sum', y_src, None, block=0)",
-         "y_agg_1 = add(y_agg, rows_to(y_src, lv=D_1, k=0))",
-         "y = mul(y_agg_1, unsqueeze_idx(rows_to(y_dst, lv=D_1, k=0), idx=(':', None)))",
+         "y = gspmm_scaled(x, pow(node_degrees(in_degrees), -0.5), rows_to(y_dst, lv=D_1, k=0), True, block=0)",
          "return y"]),
     ("fused attention", GAT_LIKE, [
         "s_src = matmul(x, attr(self, a))",
@@ -170,12 +169,11 @@ LOWER = [
         "return edge_output(y, lv=E_0, size_k=0)"]),
     # the matrix form of the GCN lowers as its per-node form (tests/test_matrix_form.py compares the two)
     ("matrix form", MATRIX_IN + "\n" + r"y \gets \tilde{D}^{-1/2} \tilde{A} \tilde{D}^{-1/2} X W", [
+        # W is d x d: aggregate first; scales and self loop in one gspmm_scaled (compiler/scaled.py)
         "y_dst = pow(add(node_degrees(in_degrees), 1), fn(0.5, name=neg, rank=0))",
-        "y_proj = matmul(X, attr(self, W))",
-        "y_msg = mul(y_proj, unsqueeze_idx(y_dst, idx=(':', None)))",
-        "y_agg = gspmm('copy_u', 'sum', y_msg, None, block=0)",
-        "y_agg_1 = add(y_agg, rows_to(y_msg, lv=D_1, k=0))",
-        "y = mul(y_agg_1, unsqueeze_idx(rows_to(y_dst, lv=D_1, k=0), idx=(':', None)))",
+        "y_agg = gspmm_scaled(X, pow(add(node_degrees(in_degrees), 1), fn(0.5, name=neg, rank=0)), "
+        "rows_to(y_dst, lv=D_1, k=0), True, block=0)",
+        "y = matmul(y_agg, attr(self, W))",
         "return y"]),
     ("named split", r"[\beta_v \Vert y_v] \gets [x_v \Vert x_v]", [
         "beta_y = cat(x, x)",
@@ -192,9 +190,9 @@ LOWER = [
         "getitem(h, 0) = x",
         "for l in 1..add(L, 1):",
         "  h_src = getitem(h, l - 1)",
-        "  h_proj = matmul(h_src, attr(self, W))",
-        "  h_agg = gspmm('copy_u', 'sum', h_proj, None, block=l - 1)",
-        "  getitem(h, l) = h_agg",
+        "  h_agg = gspmm('copy_u', 'sum', h_src, None, block=l - 1)",
+        "  h_out = matmul(h_agg, attr(self, W))",
+        "  getitem(h, l) = h_out",
         "  getitem(h, l) = exchange(getitem(h, l), key=h, k=l, loop=('l',))",
         "y = getitem(h, L)",
         "return y"]),

@@ -737,6 +737,10 @@ class Levels:
         p, b = self.sparse(py, roles, f"g-SpMM {op}/{py.args[1].args[0]}")
         return p, Lv(b + 1, "d")
 
+    def x_gspmm_scaled(self, py):
+        p, b = self.sparse(py, ["u", "u", "v", None], "g-SpMM copy_u/sum")  # scales folded in
+        return p, Lv(b + 1, "d")
+
     # graph-level values, GraphNorm and relations (issue 11; lang2): they read whole graphs
     def _whole_graph(self, what, why="a sampled block holds part of each graph"):
         raise BlockError(f"{what} needs the full graph ({why})")
@@ -908,8 +912,16 @@ def _print_gat_on_block(pr, py):
     return f"ops.gat_aggregate({_b(pr, py.block)}, {a[0]}, {a[1]}, {a[2]}, negative_slope={a[3]}, self_loop={a[4]})", 9
 
 
+def _print_scaled_on_block(pr, py):
+    if py.block is None:
+        return None
+    a = [pr(x) for x in py.args]
+    return f"ops.gspmm_scaled({_b(pr, py.block)}, {a[0]}, {a[1]}, {a[2]}, self_loop={a[3]})", 9
+
+
 # ops whose mini-batch form prints differently (None from a rule: the full-graph print applies)
 BLOCK_PRINT = {
+    P.GSpMMScaled: _print_scaled_on_block,
     P.UnsqueezeIdx: _print_unsqueeze,
     P.RowsTo: _print_rows_to,
     P.EdgeRows: lambda pr, py: (f"ops.edge_rows({_on_blk(pr, py)}, {pr(py.args[0])})", 9),

@@ -131,6 +131,9 @@ class CaseLowering:
         args = []
         for i, v in enumerate(vals):
             py = self.align(v, lay)
+            if i == 0 and v.lay.rows is None and not v.lay.fam and py.op in ("gt", "lt", "ge", "le", "eq", "ne"):
+                # a condition of numbers (`\theta > 0`) is a Python bool: torch.where takes a bool tensor
+                py = Py(py.op, (Py("as_tensor", (py.args[0],)), py.args[1]))
             if i and py.op == "const" and isinstance(py.args[0], (int, float)):
                 py = Py("const", (float(py.args[0]),))  # torch.where(c, 1.0, 0.0) is a float tensor
             args.append(py)

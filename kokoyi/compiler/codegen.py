@@ -520,7 +520,7 @@ def generate(program: LProgram, standalone: bool = False) -> str:
                      "readout=readout, broadcast_graph=broadcast_graph, "
                      "graph_softmax=graph_softmax, GraphNorm=GraphNorm, rel_gspmm=rel_gspmm, "
                      "rel_in_degrees=rel_in_degrees, rel_block_diag=rel_block_diag, check_type_input=check_type_input, "
-                     "full_graph_only=full_graph_only)\n")
+                     "full_graph_only=full_graph_only, gspmm_scaled=gspmm_scaled, add_product=add_product)\n")
     else:
         parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

@@ -83,11 +83,12 @@ class NormLowering:
 
     def n_norm_call(self, t, sl):
         from kokoyi.compiler.ir import Py
-        from kokoyi.compiler.lower import LowerError, Val
+        from kokoyi.compiler.lower import Lay, LowerError, Val
         a = self.node(t.args[0], sl)
         spec = NORMS[t.name]
-        if spec.across_rows and a.lay.rows is None:
-            raise LowerError(f"{t.name} of a value that does not vary per node")
+        if (spec.across_rows or spec.graph) and a.lay.rows is None:  # the same value at every node (`\chi(b)`):
+            lay = Lay("N", a.lay.fam, a.lay.shape)                      # statistics over its N equal rows
+            a = Val(self.expand_to(a, lay), lay, "n")
         if spec.graph and a.lay.rows != "N":
             raise LowerError(f"{t.name} of a value that is not per node")
         if sl and spec.across_rows:

@@ -828,6 +828,37 @@ class Exchange(Py):
     PRINTER: ClassVar[Printer] = Printer.BLOCKS
 
 
+@dataclass(eq=False, kw_only=True)
+class GSpMMScaled(OnBlock):
+    """copy_u sum with source/target scales and the self loop in the gather (compiler/scaled.py)"""
+
+    op: ClassVar[str] = "gspmm_scaled"
+    ARITY: ClassVar[tuple] = (4,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = 'ops.gspmm_scaled(graph, {0}, {1}, {2}, self_loop={3})'
+
+
+@dataclass(eq=False, kw_only=True)
+class AddProduct(Py):
+    """ops.add_product(acc, x, W): acc + x @ W in place on a fresh product (compiler/scaled.py)"""
+
+    op: ClassVar[str] = "addmm_"
+    ARITY: ClassVar[tuple] = (3,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = 'ops.add_product({0}, {1}, {2})'
+
+
+@dataclass(eq=False, kw_only=True)
+class AddInPlace(Py):
+    """acc.add_(b): a bias added in place to a fresh product (compiler/scaled.py)"""
+
+    op: ClassVar[str] = "add_"
+    ARITY: ClassVar[tuple] = (2,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = '{0}.add_({1})'
+    PREC: ClassVar[tuple] = (9,)
+
+
 def _concrete(cls):
     for sub in cls.__subclasses__():
         if sub.op:

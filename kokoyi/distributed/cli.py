@@ -54,9 +54,9 @@ def add_train_options(p) -> None:
     add("--sampler", help="with --nproc: neighbor:F1,F2,... (fanouts, input side first)")
     add("--batch-size", type=int, help="with --nproc: seeds per batch per process (default 512)")
     add("--cache-size", type=int, default=1024, help="hot remote feature rows cached per process")
-    add("--cache-policy", choices=["none", "static", "degree", "adaptive"], default="adaptive",
-        help="which remote feature rows to cache: adaptive (most requested, refilled as training runs), "
-        "degree (largest-degree halo nodes), static (most local edges), none")
+    add("--cache-policy", choices=["none", "static", "degree", "adaptive"], default="degree",
+        help="which remote feature rows to cache: degree (largest-degree halo nodes, the default), "
+        "static (most local edges), adaptive (most requested, refilled as training runs), none")
     add("--checkpoint", metavar="FILE", help="with --nproc: rank 0 writes a checkpoint after every epoch")
     add("--resume", action="store_true", help="continue from --checkpoint when it exists")
     add("--history", action="store_true", help="historical embeddings (one one-hop block per batch)")
@@ -180,7 +180,7 @@ def cmd_train_distributed(args, opts: dict, source: bytes, model_name: str, code
                           "batch_size": args.batch_size or 512, "epochs": opts["epochs"], "lr": opts["lr"],
                           "weight_decay": opts["weight_decay"], "seed": opts["seed"],
                           "cache_size": args.cache_size, "checkpoint": args.checkpoint,
-                          "cache_policy": getattr(args, "cache_policy", "adaptive"),
+                          "cache_policy": getattr(args, "cache_policy", "degree"),
                           "resume": bool(args.resume), "history": bool(getattr(args, "history", False)),
                           "device": device}}
         if under_torchrun:

@@ -63,7 +63,7 @@ class DistConfig:
     weight_decay: float = 5e-4
     seed: int = 0
     cache_size: int = 1024          # hot remote feature rows cached per rank
-    cache_policy: str = "adaptive"  # none | static | degree | adaptive (kokoyi.distributed.store.CachePolicy)
+    cache_policy: str = "degree"    # none | static | degree | adaptive (kokoyi.distributed.store.CachePolicy)
     cache_refresh: int = 4          # adaptive: pulls between refills
     transport: str = "auto"         # feature rows on the wire: auto (sparse when mostly zeros) | dense | sparse
     eval_batch_size: int = 4096     # validation + test seeds per rank per evaluation batch

@@ -128,6 +128,24 @@ def gat_aggregate(graph, s_src, t_dst, feat, negative_slope=0.2, self_loop=False
     return gspmm(graph, "mul", "sum", feat, alpha[..., None]) + feat[: graph.num_dst] * alpha_self[..., None]
 
 
+def gspmm_scaled(graph, x, src_scale=None, dst_scale=None, self_loop=False):
+    """dst_scale[v] * (sum_{u in N(v)} src_scale[u] x[u] + [self_loop] src_scale[v] x[v]); composed."""
+    def rows(s, n):
+        return s[:n].to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+    xs = x if src_scale is None else x * rows(src_scale, x.shape[0])
+    out = gspmm(graph, "copy_u", "sum", xs, None)
+    if self_loop:
+        out = out + xs[: graph.num_dst]
+    return out if dst_scale is None else out * rows(dst_scale, graph.num_dst)
+
+
+def add_product(acc, y, W):
+    """acc + y @ W, in place on acc (a fresh product of the generated code)."""
+    if acc.dim() == 2 and y.dim() == 2 and W.dim() == 2 and acc.dtype == y.dtype == W.dtype:
+        return acc.addmm_(y, W)
+    return acc + y @ W
+
+
 def softmax_aggregate(graph, scores, msg):
     """sum_{i -> v} softmax(scores)[i] * msg[i] per channel (kokoyi fuses it; here the composition)."""
     return gspmm(graph, "copy_e", "sum", None, edge_softmax(graph, scores) * msg)

@@ -840,3 +840,8 @@ def gat_aggregate(graph, s_src: torch.Tensor, t_dst: torch.Tensor, feat: torch.T
 from kokoyi.kernels.scaled import gspmm_scaled  # noqa: E402  (it reads this module's helpers)
 
 __all__.append("gspmm_scaled")
+
+# (kokoyi/kernels/linear.py: `x W_1 + y W_2` accumulated in place)
+from kokoyi.kernels.linear import add_product  # noqa: E402
+
+__all__.append("add_product")

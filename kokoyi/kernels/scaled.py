@@ -85,14 +85,14 @@ def _grad(ctx, g):
     if need_x or need_s:
         if need_s:  # the sum before the factor s[u]: s and its gradient both need it
             pre = _prim(rev_indptr, rev_dst, num_src, g, d, None, ctx.self_loop)
-            gs = (pre * x).flatten(1).sum(1).to(ctx.dtypes[1])
+            gs = (pre * x).reshape(pre.shape[0], -1).sum(1).to(ctx.dtypes[1])
             gx = pre * _rowwise(s, pre) if need_x else None
         else:
             gx = _prim(rev_indptr, rev_dst, num_src, g, d, s, ctx.self_loop)
         gx = None if gx is None else gx.to(ctx.dtypes[0])
     if need_d:
         inner = _prim(indptr, src, indptr.shape[0] - 1, x, s, None, ctx.self_loop)
-        gd = (g * inner).flatten(1).sum(1).to(ctx.dtypes[2])
+        gd = (g * inner).reshape(g.shape[0], -1).sum(1).to(ctx.dtypes[2])
     return None, None, None, None, None, None, gx, gs, gd, None
 
 

@@ -31,7 +31,7 @@ from kokoyi.graph import Graph
 from kokoyi.kernels import ops as _k
 from kokoyi.sampling.block import Block
 
-__all__ = ["gspmm", "edge_softmax", "gat_aggregate", "hops", "node_degrees", "node_rows", "edge_rows",
+__all__ = ["gspmm", "gspmm_scaled", "edge_softmax", "gat_aggregate", "hops", "node_degrees", "node_rows", "edge_rows",
            "check_edge_input", "exchange", "full_graph_only", "source_block"]
 
 
@@ -100,6 +100,25 @@ def _sparse_gspmm(graph, op: str, reduce: str, u):
     if not isinstance(u, SparseFeatures):
         raise TypeError(f"g-SpMM of {type(u).__name__}: expected a tensor or SparseFeatures")
     return Aggregated(graph, reduce, u, deg)
+
+
+def gspmm_scaled(graph, x: torch.Tensor, src_scale: Optional[torch.Tensor] = None,
+                 dst_scale: Optional[torch.Tensor] = None, self_loop: bool = False) -> torch.Tensor:
+    """`kokoyi.ops.gspmm_scaled` (d * (sum_u s_u x_u [+ s_v x_v])); on a weighted block the sum is the
+    weighted estimate, composed from `gspmm` above (the self term is exact)."""
+    if getattr(x, "is_sparse_features", False):
+        raise TypeError("a scaled neighbour sum is not supported on SparseFeatures (only sums and means of the "
+                        "neighbours' rows); pass dense features (x.to_dense()) for this model")
+    if getattr(graph, "weight", None) is None:
+        return _k.gspmm_scaled(graph, x, src_scale, dst_scale, self_loop)
+    nf = x.dim() - 1
+    xs = x if src_scale is None else x * src_scale.to(x.dtype).reshape((-1,) + (1,) * nf)
+    out = gspmm(graph, "copy_u", "sum", xs, None)
+    if self_loop:
+        out = out + xs[: graph.num_dst]
+    if dst_scale is not None:
+        out = out * dst_scale[: graph.num_dst].to(out.dtype).reshape((-1,) + (1,) * nf)
+    return out
 
 
 def edge_softmax(graph, scores: torch.Tensor, self_scores: Optional[torch.Tensor] = None):

@@ -81,7 +81,7 @@ class GAT(nn.Module):
         # \mathrm{dropout}_p(\alpha^{k}_{uv}) \, \tilde{x}_u W^{k} + b_1 \Big)
         h_edge = F.dropout(alpha, p=self.p, training=self.training)
         # apply the linear map on the narrower side of the sparse op
-        if self.d_h <= self.d_in:
+        if self.d_h < self.d_in:
             h_agg = ops.gspmm(blocks[0], "mul", "sum", e_src, h_edge[:, :, None])
             h_self = F.dropout(alpha_self, p=self.p, training=self.training)
             h_agg_1 = h_agg + e_src[: blocks[0].num_dst] * h_self[:, :, None]
@@ -114,7 +114,7 @@ class GAT(nn.Module):
         # b_o
         o_edge = F.dropout(beta, p=self.p, training=self.training)
         # apply the linear map on the narrower side of the sparse op
-        if self.C <= self.K*self.d_h:
+        if self.C < self.K*self.d_h:
             o_agg = ops.gspmm(blocks[1], "mul", "sum", s_src, o_edge[:, None])
             o_self = F.dropout(beta_self, p=self.p, training=self.training)
             o_agg_1 = o_agg + s_src[: blocks[1].num_dst] * o_self[:, None]

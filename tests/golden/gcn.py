@@ -57,20 +57,14 @@ class GCN(nn.Module):
         # W^{(1)}}{\sqrt{\tilde{d}_u \tilde{d}_v}} + b^{(1)} \Big)
         h_dst = torch.rsqrt(d_tilde)
         # apply the linear map on the narrower side of the sparse op
-        if self.d_h <= self.d_in:
+        if self.d_h < self.d_in:
             h_src = F.dropout(x, p=self.p, training=self.training)
             h_proj = h_src @ self.W_1
-            h_msg = h_proj * h_dst[:, None]
-            h_agg = ops.gspmm(blocks[0], "copy_u", "sum", h_msg, None)
-            h_agg_1 = h_agg + h_msg[: blocks[0].num_dst]
-            h_agg_2 = h_agg_1 * h_dst[: blocks[0].num_dst, None]
-            h_sum = h_agg_2
+            h_agg = ops.gspmm_scaled(blocks[0], h_proj, h_dst, h_dst[: blocks[0].num_dst], self_loop=True)
+            h_sum = h_agg
         else:
-            h_src_1 = F.dropout(x, p=self.p, training=self.training) * torch.rsqrt(d_tilde)[:, None]
-            h_agg_3 = ops.gspmm(blocks[0], "copy_u", "sum", h_src_1, None)
-            h_agg_4 = h_agg_3 + h_src_1[: blocks[0].num_dst]
-            h_agg_5 = h_agg_4 * h_dst[: blocks[0].num_dst, None]
-            h_out = h_agg_5 @ self.W_1
+            h_agg_1 = ops.gspmm_scaled(blocks[0], F.dropout(x, p=self.p, training=self.training), torch.rsqrt(d_tilde), h_dst[: blocks[0].num_dst], self_loop=True)
+            h_out = h_agg_1 @ self.W_1
             h_sum = h_out
         h = torch.relu(h_sum + self.b_1)
         # historical embeddings: stale rows of the sources outside the batch
@@ -79,30 +73,24 @@ class GCN(nn.Module):
         # o_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \frac{\mathrm{dropout}_p(h_u)
         # W^{(2)}}{\sqrt{\tilde{d}_u \tilde{d}_v}} + b^{(2)}
         # apply the linear map on the narrower side of the sparse op
-        if self.C <= self.d_h:
+        if self.C < self.d_h:
             o_src = F.dropout(h, p=self.p, training=self.training)
             o_proj = o_src @ self.W_2
             # d_tilde on the sources of block 1
             d_tilde_1 = ops.node_degrees(blocks[1], "in").to(x.dtype) + 1
             # h_dst on the sources of block 1
             h_dst_1 = torch.rsqrt(d_tilde_1)
-            o_msg = o_proj * h_dst_1[:, None]
-            o_agg = ops.gspmm(blocks[1], "copy_u", "sum", o_msg, None)
-            o_agg_1 = o_agg + o_msg[: blocks[1].num_dst]
-            o_agg_2 = o_agg_1 * h_dst[: blocks[1].num_dst, None]
-            o_sum = o_agg_2
+            o_agg = ops.gspmm_scaled(blocks[1], o_proj, h_dst_1, h_dst[: blocks[1].num_dst], self_loop=True)
+            o_sum = o_agg
         else:
             # d_tilde on the sources of block 1
             d_tilde_1 = ops.node_degrees(blocks[1], "in").to(x.dtype) + 1
-            o_src_1 = F.dropout(h, p=self.p, training=self.training) * torch.rsqrt(d_tilde_1)[:, None]
-            o_agg_3 = ops.gspmm(blocks[1], "copy_u", "sum", o_src_1, None)
-            o_agg_4 = o_agg_3 + o_src_1[: blocks[1].num_dst]
-            o_agg_5 = o_agg_4 * h_dst[: blocks[1].num_dst, None]
-            o_out = o_agg_5 @ self.W_2
+            o_agg_1 = ops.gspmm_scaled(blocks[1], F.dropout(h, p=self.p, training=self.training), torch.rsqrt(d_tilde_1), h_dst[: blocks[1].num_dst], self_loop=True)
+            o_out = o_agg_1 @ self.W_2
             o_sum = o_out
         o = o_sum + self.b_2
         return o
 
 
 __kokoyi_models__ = {"GCN": GCN}
-GCN.__kokoyi__ = {'name': 'GCN', 'latex': '\\begin{model}{GCN} \\hyper d_{in}, d_h, C \\\\ \\hyper p \\in \\mathbb{R} = 0.5 \\\\ \\input x_v \\in \\mathbb{R}^{d_{in}} \\\\ \\param W^{(1)} \\in \\mathbb{R}^{d_{in} \\times d_h} \\\\ \\param b^{(1)} \\in \\mathbb{R}^{d_h} \\\\ \\param W^{(2)} \\in \\mathbb{R}^{d_h \\times C} \\\\ \\param b^{(2)} \\in \\mathbb{R}^{C} \\\\ \\tilde{d}_v \\gets |\\mathcal{N}(v)| + 1 \\\\ h_v \\gets \\mathrm{ReLU}\\Big( \\sum_{u \\in \\mathcal{N}(v) \\cup \\{v\\}} \\frac{\\mathrm{dropout}_p(x_u) W^{(1)}}{\\sqrt{\\tilde{d}_u \\tilde{d}_v}} + b^{(1)} \\Big) \\\\ o_v \\gets \\sum_{u \\in \\mathcal{N}(v) \\cup \\{v\\}} \\frac{\\mathrm{dropout}_p(h_u) W^{(2)}}{\\sqrt{\\tilde{d}_u \\tilde{d}_v}} + b^{(2)} \\\\ \\return o \\\\ \\end{model}', 'hypers': [{'name': 'd_in', 'kind': 'dim', 'default': None}, {'name': 'd_h', 'kind': 'dim', 'default': None}, {'name': 'C', 'kind': 'dim', 'default': None}, {'name': 'p', 'kind': 'real', 'default': 0.5, 'range': [0.0, 1.0]}], 'inputs': [{'name': 'x', 'domain': 'node', 'shape': ['d_in']}], 'params': [{'name': 'W_1', 'shape': ['d_in', 'd_h'], 'family': None, 'submodel': None}, {'name': 'b_1', 'shape': ['d_h'], 'family': None, 'submodel': None}, {'name': 'W_2', 'shape': ['d_h', 'C'], 'family': None, 'submodel': None}, {'name': 'b_2', 'shape': ['C'], 'family': None, 'submodel': None}], 'outputs': [{'name': 'o', 'domain': 'node', 'shape': ['C'], 'family': []}], 'defs': [{'name': 'd_tilde', 'domain': 'node', 'shape': [], 'family': []}, {'name': 'h', 'domain': 'node', 'shape': ['d_h'], 'family': []}, {'name': 'o', 'domain': 'node', 'shape': ['C'], 'family': []}], 'depth': '2', 'uses_graph': True, 'blocks': {'supported': True, 'depth': '2', 'levels': {'d_tilde': 'S_0', 'h_dst': 'S_0', 'h_src': 'S_0', 'h_proj': 'S_0', 'h_msg': 'S_0', 'h_agg': 'D_1', 'h_agg_1': 'D_1', 'h_agg_2': 'D_1', 'h_sum': 'D_1', 'h_src_1': 'S_0', 'h_agg_3': 'D_1', 'h_agg_4': 'D_1', 'h_agg_5': 'D_1', 'h_out': 'D_1', 'h': 'D_1', 'o_src': 'S_1', 'o_proj': 'S_1', 'o_msg': 'S_1', 'o_agg': 'D_2', 'o_agg_1': 'D_2', 'o_agg_2': 'D_2', 'o_sum': 'D_2', 'o_src_1': 'S_1', 'o_agg_3': 'D_2', 'o_agg_4': 'D_2', 'o_agg_5': 'D_2', 'o_out': 'D_2', 'o': 'D_2'}, 'boundaries': ['h'], 'uses': ['h_v: g-SpMM copy_u/sum on block 0', 'o_v: g-SpMM copy_u/sum on block 1'], 'control_variate': True}}
+GCN.__kokoyi__ = {'name': 'GCN', 'latex': '\\begin{model}{GCN} \\hyper d_{in}, d_h, C \\\\ \\hyper p \\in \\mathbb{R} = 0.5 \\\\ \\input x_v \\in \\mathbb{R}^{d_{in}} \\\\ \\param W^{(1)} \\in \\mathbb{R}^{d_{in} \\times d_h} \\\\ \\param b^{(1)} \\in \\mathbb{R}^{d_h} \\\\ \\param W^{(2)} \\in \\mathbb{R}^{d_h \\times C} \\\\ \\param b^{(2)} \\in \\mathbb{R}^{C} \\\\ \\tilde{d}_v \\gets |\\mathcal{N}(v)| + 1 \\\\ h_v \\gets \\mathrm{ReLU}\\Big( \\sum_{u \\in \\mathcal{N}(v) \\cup \\{v\\}} \\frac{\\mathrm{dropout}_p(x_u) W^{(1)}}{\\sqrt{\\tilde{d}_u \\tilde{d}_v}} + b^{(1)} \\Big) \\\\ o_v \\gets \\sum_{u \\in \\mathcal{N}(v) \\cup \\{v\\}} \\frac{\\mathrm{dropout}_p(h_u) W^{(2)}}{\\sqrt{\\tilde{d}_u \\tilde{d}_v}} + b^{(2)} \\\\ \\return o \\\\ \\end{model}', 'hypers': [{'name': 'd_in', 'kind': 'dim', 'default': None}, {'name': 'd_h', 'kind': 'dim', 'default': None}, {'name': 'C', 'kind': 'dim', 'default': None}, {'name': 'p', 'kind': 'real', 'default': 0.5, 'range': [0.0, 1.0]}], 'inputs': [{'name': 'x', 'domain': 'node', 'shape': ['d_in']}], 'params': [{'name': 'W_1', 'shape': ['d_in', 'd_h'], 'family': None, 'submodel': None}, {'name': 'b_1', 'shape': ['d_h'], 'family': None, 'submodel': None}, {'name': 'W_2', 'shape': ['d_h', 'C'], 'family': None, 'submodel': None}, {'name': 'b_2', 'shape': ['C'], 'family': None, 'submodel': None}], 'outputs': [{'name': 'o', 'domain': 'node', 'shape': ['C'], 'family': []}], 'defs': [{'name': 'd_tilde', 'domain': 'node', 'shape': [], 'family': []}, {'name': 'h', 'domain': 'node', 'shape': ['d_h'], 'family': []}, {'name': 'o', 'domain': 'node', 'shape': ['C'], 'family': []}], 'depth': '2', 'uses_graph': True, 'blocks': {'supported': True, 'depth': '2', 'levels': {'d_tilde': 'S_0', 'h_dst': 'S_0', 'h_src': 'S_0', 'h_proj': 'S_0', 'h_agg': 'D_1', 'h_sum': 'D_1', 'h_agg_1': 'D_1', 'h_out': 'D_1', 'h': 'D_1', 'o_src': 'S_1', 'o_proj': 'S_1', 'o_agg': 'D_2', 'o_sum': 'D_2', 'o_agg_1': 'D_2', 'o_out': 'D_2', 'o': 'D_2'}, 'boundaries': ['h'], 'uses': ['h_v: g-SpMM copy_u/sum on block 0', 'o_v: g-SpMM copy_u/sum on block 1'], 'control_variate': True}}

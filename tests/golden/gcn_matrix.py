@@ -48,20 +48,14 @@ class GCNMatrix(nn.Module):
         # \big) W^{(1)}
         Z_p1_dst = (ops.node_degrees(blocks[0], "in").to(X.dtype) + 1) ** (-0.5)
         # apply the linear map on the narrower side of the sparse op
-        if self.d_h <= self.d_in:
+        if self.d_h < self.d_in:
             Z_p1_src = F.dropout(X, p=self.p, training=self.training)
             Z_p1_proj = Z_p1_src @ self.W_0
-            Z_p1_msg = Z_p1_proj * Z_p1_dst[:, None]
-            Z_p1_agg = ops.gspmm(blocks[0], "copy_u", "sum", Z_p1_msg, None)
-            Z_p1_agg_1 = Z_p1_agg + Z_p1_msg[: blocks[0].num_dst]
-            Z_p1_agg_2 = Z_p1_agg_1 * Z_p1_dst[: blocks[0].num_dst, None]
-            Z_p1_sum = Z_p1_agg_2
+            Z_p1_agg = ops.gspmm_scaled(blocks[0], Z_p1_proj, Z_p1_dst, Z_p1_dst[: blocks[0].num_dst], self_loop=True)
+            Z_p1_sum = Z_p1_agg
         else:
-            Z_p1_src_1 = F.dropout(X, p=self.p, training=self.training) * ((ops.node_degrees(blocks[0], "in").to(X.dtype) + 1) ** (-0.5))[:, None]
-            Z_p1_agg_3 = ops.gspmm(blocks[0], "copy_u", "sum", Z_p1_src_1, None)
-            Z_p1_agg_4 = Z_p1_agg_3 + Z_p1_src_1[: blocks[0].num_dst]
-            Z_p1_agg_5 = Z_p1_agg_4 * Z_p1_dst[: blocks[0].num_dst, None]
-            Z_p1_out = Z_p1_agg_5 @ self.W_0
+            Z_p1_agg_1 = ops.gspmm_scaled(blocks[0], F.dropout(X, p=self.p, training=self.training), (ops.node_degrees(blocks[0], "in").to(X.dtype) + 1) ** (-0.5), Z_p1_dst[: blocks[0].num_dst], self_loop=True)
+            Z_p1_out = Z_p1_agg_1 @ self.W_0
             Z_p1_sum = Z_p1_out
         Z_p1 = ((ops.node_degrees(blocks[0], "in").to(X.dtype)[: blocks[0].num_dst] + 1) ** (-0.5))[:, None] * F.dropout(torch.relu(Z_p1_sum), p=self.p, training=self.training) @ self.W_1
         # historical embeddings: stale rows of the sources outside the batch
@@ -69,11 +63,9 @@ class GCNMatrix(nn.Module):
         
         # Z \gets \hat{A} \, \mathrm{dropout}_p\big( \mathrm{ReLU}( \hat{A} \, \mathrm{dropout}_p(X) W^{(0)} )
         # \big) W^{(1)}
-        Z_agg = ops.gspmm(blocks[1], "copy_u", "sum", Z_p1, None)
-        Z_agg_1 = Z_agg + Z_p1[: blocks[1].num_dst]
-        Z = Z_agg_1 * Z_p1_dst[: blocks[1].num_dst, None]
+        Z = ops.gspmm_scaled(blocks[1], Z_p1, None, Z_p1_dst[: blocks[1].num_dst], self_loop=True)
         return Z
 
 
 __kokoyi_models__ = {"GCNMatrix": GCNMatrix}
-GCNMatrix.__kokoyi__ = {'name': 'GCNMatrix', 'latex': '\\begin{model}{GCNMatrix} \\hyper d_{in}, d_h, C \\\\ \\hyper p \\in \\mathbb{R} = 0.5 \\\\ \\input X \\in \\mathbb{R}^{|\\mathcal{V}| \\times d_{in}} \\\\ \\param W^{(0)} \\in \\mathbb{R}^{d_{in} \\times d_h} \\\\ \\param W^{(1)} \\in \\mathbb{R}^{d_h \\times C} \\\\ \\hat{A} \\gets \\tilde{D}^{-1/2} \\tilde{A} \\tilde{D}^{-1/2} \\\\ Z \\gets \\hat{A} \\, \\mathrm{dropout}_p\\big( \\mathrm{ReLU}( \\hat{A} \\, \\mathrm{dropout}_p(X) W^{(0)} ) \\big) W^{(1)} \\\\ \\return Z \\\\ \\end{model}', 'hypers': [{'name': 'd_in', 'kind': 'dim', 'default': None}, {'name': 'd_h', 'kind': 'dim', 'default': None}, {'name': 'C', 'kind': 'dim', 'default': None}, {'name': 'p', 'kind': 'real', 'default': 0.5, 'range': [0.0, 1.0]}], 'inputs': [{'name': 'X', 'domain': 'node', 'shape': ['d_in']}], 'params': [{'name': 'W_0', 'shape': ['d_in', 'd_h'], 'family': None, 'submodel': None}, {'name': 'W_1', 'shape': ['d_h', 'C'], 'family': None, 'submodel': None}], 'outputs': [{'name': 'Z', 'domain': 'node', 'shape': ['C'], 'family': []}], 'defs': [{'name': 'Z_p1', 'domain': 'node', 'shape': ['C'], 'family': []}, {'name': 'Z', 'domain': 'node', 'shape': ['C'], 'family': []}], 'depth': '2', 'uses_graph': True, 'blocks': {'supported': True, 'depth': '2', 'levels': {'Z_p1_dst': 'S_0', 'Z_p1_src': 'S_0', 'Z_p1_proj': 'S_0', 'Z_p1_msg': 'S_0', 'Z_p1_agg': 'D_1', 'Z_p1_agg_1': 'D_1', 'Z_p1_agg_2': 'D_1', 'Z_p1_sum': 'D_1', 'Z_p1_src_1': 'S_0', 'Z_p1_agg_3': 'D_1', 'Z_p1_agg_4': 'D_1', 'Z_p1_agg_5': 'D_1', 'Z_p1_out': 'D_1', 'Z_p1': 'D_1', 'Z_agg': 'D_2', 'Z_agg_1': 'D_2', 'Z': 'D_2'}, 'boundaries': ['Z_p1'], 'uses': ['Z: g-SpMM copy_u/sum on block 0', 'Z: g-SpMM copy_u/sum on block 1'], 'control_variate': True}}
+GCNMatrix.__kokoyi__ = {'name': 'GCNMatrix', 'latex': '\\begin{model}{GCNMatrix} \\hyper d_{in}, d_h, C \\\\ \\hyper p \\in \\mathbb{R} = 0.5 \\\\ \\input X \\in \\mathbb{R}^{|\\mathcal{V}| \\times d_{in}} \\\\ \\param W^{(0)} \\in \\mathbb{R}^{d_{in} \\times d_h} \\\\ \\param W^{(1)} \\in \\mathbb{R}^{d_h \\times C} \\\\ \\hat{A} \\gets \\tilde{D}^{-1/2} \\tilde{A} \\tilde{D}^{-1/2} \\\\ Z \\gets \\hat{A} \\, \\mathrm{dropout}_p\\big( \\mathrm{ReLU}( \\hat{A} \\, \\mathrm{dropout}_p(X) W^{(0)} ) \\big) W^{(1)} \\\\ \\return Z \\\\ \\end{model}', 'hypers': [{'name': 'd_in', 'kind': 'dim', 'default': None}, {'name': 'd_h', 'kind': 'dim', 'default': None}, {'name': 'C', 'kind': 'dim', 'default': None}, {'name': 'p', 'kind': 'real', 'default': 0.5, 'range': [0.0, 1.0]}], 'inputs': [{'name': 'X', 'domain': 'node', 'shape': ['d_in']}], 'params': [{'name': 'W_0', 'shape': ['d_in', 'd_h'], 'family': None, 'submodel': None}, {'name': 'W_1', 'shape': ['d_h', 'C'], 'family': None, 'submodel': None}], 'outputs': [{'name': 'Z', 'domain': 'node', 'shape': ['C'], 'family': []}], 'defs': [{'name': 'Z_p1', 'domain': 'node', 'shape': ['C'], 'family': []}, {'name': 'Z', 'domain': 'node', 'shape': ['C'], 'family': []}], 'depth': '2', 'uses_graph': True, 'blocks': {'supported': True, 'depth': '2', 'levels': {'Z_p1_dst': 'S_0', 'Z_p1_src': 'S_0', 'Z_p1_proj': 'S_0', 'Z_p1_agg': 'D_1', 'Z_p1_sum': 'D_1', 'Z_p1_agg_1': 'D_1', 'Z_p1_out': 'D_1', 'Z_p1': 'D_1', 'Z': 'D_2'}, 'boundaries': ['Z_p1'], 'uses': ['Z: g-SpMM copy_u/sum on block 0', 'Z: g-SpMM copy_u/sum on block 1'], 'control_variate': True}}

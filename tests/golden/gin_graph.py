@@ -75,7 +75,7 @@ class GINGraph(nn.Module):
         h = [None] * (self.L + 1)
         
         # h^{(0)}_v \gets x_v W_0 + b_0
-        h[0] = x @ self.W_0 + self.b_0
+        h[0] = (x @ self.W_0).add_(self.b_0)
         
         # h^{(l)}_v \gets \mathrm{ReLU}\Big( \mathrm{ReLU}\big( \big( (1 + \epsilon^{(l)}) h^{(l-1)}_v +
         # \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u \big) W_1^{(l)} + b_1^{(l)} \big) W_2^{(l)} + b_2^{(l)}

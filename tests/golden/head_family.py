@@ -35,9 +35,9 @@ class Heads(nn.Module):
         
         # h^{k}_v \gets \mathrm{ReLU}\Big( \sum_{u \in \mathcal{N}(v)} x_u \Theta^{k} \Big), \quad k = 1,
         # \dots, K
-        h_proj = (x @ Theta_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, Theta_stacked.shape[::2])
-        h_agg = ops.gspmm(graph, "copy_u", "sum", h_proj, None)
-        h = torch.relu(h_agg)
+        h_agg = ops.gspmm(graph, "copy_u", "sum", x, None)
+        h_out = (h_agg @ Theta_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, Theta_stacked.shape[::2])
+        h = torch.relu(h_out)
         
         # g_v \gets \mathrm{mean}_{k=1}^{K} h^{k}_v + \sum_{u \in \mathcal{N}_{out}(v)} x_u
         g_agg = ops.gspmm(graph.reverse(), "copy_u", "sum", x, None)

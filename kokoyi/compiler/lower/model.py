@@ -31,12 +31,14 @@ from kokoyi.compiler.lower.reduce import ReduceLowering
 from kokoyi.compiler.norms import NormLowering
 from kokoyi.compiler.readout_lower import G_GRAPHS, ReadoutLowering
 from kokoyi.compiler.relations import RelationLowering
+from kokoyi.compiler.scaled import LinearSumLowering, ScaledSumLowering, drop_unread
 from kokoyi.compiler.slices import SliceLowering
 from kokoyi.diagnostics import Collector
 
 
 class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, ReadoutLowering, NormLowering,
-                    RelationLowering, CaseLowering, LayerLowering, FusionLowering, SliceLowering):
+                    RelationLowering, CaseLowering, LayerLowering, FusionLowering, SliceLowering,
+                    ScaledSumLowering, LinearSumLowering):
     """Lowers one model: the mixins of this package (one per seam) plus the feature mixins of the
     language extensions (readout, norms, relations, cases, layers, fusion, slices)."""
 
@@ -57,6 +59,7 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
         self.diag = False  # evaluating an edge expression on the self loop (v, v): u and v coincide
         self.assigned: dict[str, Py] = {}  # name -> the expression assigned to it
         self.fuse_gat = True
+        self.fused_away: set[str] = set()  # source values a gspmm_scaled replaced (scaled.py)
         self.nesting: dict[int, int] = {}  # id(Py) -> operators nested in it (see `shallow`)
         self.edge_ctx = ("u", "v")  # the (source, target) letters of the edge expression being lowered
         self.block_loop_of = None  # (letter, lo, hi, Loop) of the last layer loop: a layer block joins it
@@ -162,6 +165,7 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
         for py in outputs:
             live |= _names(py)
         self.body = _drop_dead(self.body, live)
+        self.body = drop_unread(self.body, self.fused_away)
         kept = _assigned_names(self.body)
         self.intermediates = [(n, d) for n, d in self.intermediates if n.split(": ", 1)[-1] in kept]
         for p in self.plan:  # a definition whose code all went into a fused op

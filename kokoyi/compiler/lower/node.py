@@ -178,6 +178,9 @@ class NodeLowering:
 
     def combine(self, name, a: Val, b: Val, shape) -> Val:
         a, b = self.shallow(a), self.shallow(b)
+        fused = self.linear_sum(name, a, b, shape)  # x W_1 + y W_2 + b in place (scaled.py)
+        if fused is not None:
+            return fused
         lay = self.join(a, b, shape)
         side = "n" if lay.rows else "plain"
         return Val(call(name, self.align(a, lay), self.align(b, lay)), lay, side)

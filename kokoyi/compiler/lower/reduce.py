@@ -75,6 +75,9 @@ class ReduceLowering:
             D = self.product_of(dst + cst, f"{name}_dst") if (dst or cst) else None
 
         def reduce_with(S_val: Val | None, tag: str) -> Val:
+            fused = self.scaled_sum(red, S_val, E, D, t, ops_used)  # scales in the gather (scaled.py)
+            if fused is not None:
+                return fused
             out = self.spmm(red, S_val, E, t, ops_used)
             if D is not None:
                 lay = self.join(out, D, broadcast(out.lay.shape, D.lay.shape))  # `sum_u b`: (N,) deg times (d,) b
@@ -136,14 +139,16 @@ class ReduceLowering:
         return call("matmul", x.py, W.py)
 
     def linear_order(self, W: Val, S: Val):
-        """'before' when projecting first narrows the features, 'after' when it widens, else a run-time test."""
+        """'before' when projecting first narrows the features, 'after' when it keeps or widens them, else a
+        run-time test. At equal widths the sparse op costs the same either way, and 'after' needs no g-SpMM
+        backward when the features need no gradient (a model's input): W's gradient is then agg^T g."""
         d_in, d_out = W.lay.shape[0], W.lay.shape[1]
         diff = sp.simplify(d_in - d_out)
-        if diff.is_nonnegative:
+        if diff.is_positive:
             return "before"
-        if diff.is_negative:
+        if diff.is_nonpositive:
             return "after"
-        return Py("le", (self.dim_py(d_out), self.dim_py(d_in)))
+        return Py("lt", (self.dim_py(d_out), self.dim_py(d_in)))
 
     def spmm(self, red, S: Val | None, E: Val | None, t: T, ops_used) -> Val:
         name = self.current

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
 import types as types_mod
@@ -83,6 +84,33 @@ def zeros(shape, dtype: torch.dtype) -> torch.Tensor:
     if dtype not in _NP_DTYPES:
         return torch.zeros(shape, dtype=dtype)
     return torch.from_numpy(np.zeros(shape, dtype=_NP_DTYPES[dtype]))
+
+
+POOL_BYTES = 512 << 20   # outputs kept for reuse, all shapes together
+POOL_PER_SHAPE = 2
+_POOL: dict = {}         # (shape, numpy dtype) -> [ndarray]
+_POOL_LOCK = threading.Lock()
+
+
+def empty(shape, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor (for kernels that write every element), from a small pool of numpy
+    outputs: a buffer is reused once nothing references it any more (its tensor, views and storages
+    gone: the pool holds the only reference). A fresh 25 MB output costs ~6,000 page faults on first
+    touch (GLIBC's malloc returns big blocks to the OS); a reused one is already mapped. Bounded by
+    POOL_BYTES and POOL_PER_SHAPE; a buffer in use is never handed out twice."""
+    if dtype not in _NP_DTYPES:
+        return torch.empty(shape, dtype=dtype)
+    key = (tuple(int(d) for d in shape), _NP_DTYPES[dtype])
+    with _POOL_LOCK:
+        entries = _POOL.setdefault(key, [])
+        for arr in entries:
+            if sys.getrefcount(arr) == 3:  # the pool's list, this loop variable, getrefcount's argument
+                return torch.from_numpy(arr)
+        arr = np.empty(key[0], dtype=key[1])
+        used = sum(a.nbytes for lst in _POOL.values() for a in lst)
+        if len(entries) < POOL_PER_SHAPE and used + arr.nbytes <= POOL_BYTES:
+            entries.append(arr)
+        return torch.from_numpy(arr)
 
 
 def minus_ones(shape) -> torch.Tensor:

@@ -19,8 +19,9 @@ from numba import prange
 
 from kokoyi.kernels.torch_ops import broadcast_shape
 
-from ._common import (PREFETCH_AHEAD, Launch, device_fn, kernel, minus_ones, np_view, prefetch, prefetch_row,
-                      row_bounds, split_features, work_dtype, zeros)
+from . import narrow
+from ._common import (PREFETCH_AHEAD, Launch, device_fn, empty, kernel, minus_ones, np_view, prefetch,
+                      prefetch_row, row_bounds, split_features, work_dtype, zeros)
 
 ADD, SUB, MUL, DIV, COPY_U, COPY_E = range(6)
 FLAT, E_HEAD, U_HEAD, GENERAL = range(4)
@@ -52,21 +53,25 @@ def _copy_sum_rows(bounds, indptr, src, x, by_edge, mean, out):
     for c in prange(bounds.shape[0] - 1):
         for v in range(bounds[c], bounds[c + 1]):
             start, end = indptr[v], indptr[v + 1]
+            o = out[v]
+            for f in range(F):  # the row is written whole here: `out` needs no zero fill first
+                o[f] = 0.0
             if by_edge:
                 for k in range(start, end):
+                    r = x[k]
                     for f in range(F):
-                        out[v, f] += x[k, f]
+                        o[f] += r[f]
             else:
                 for k in range(start, end):
                     if k + PREFETCH_AHEAD < num_edges:
                         prefetch_row(x, src[k + PREFETCH_AHEAD])
-                    s = src[k]
+                    r = x[src[k]]
                     for f in range(F):
-                        out[v, f] += x[s, f]
+                        o[f] += r[f]
             if mean and end > start:
                 inv = 1.0 / (end - start)
                 for f in range(F):
-                    out[v, f] *= inv
+                    o[f] *= inv
 
 
 @kernel
@@ -274,7 +279,9 @@ def spmm(indptr, src, num_dst, op, reduce, u, e):
         return zeros(shape, dtype), arg
     layout, H, D, strides, u2, e2 = _canonical(u, e, feats)
     ip, sr = np_view(indptr), np_view(src)
-    out = zeros((num_dst, H * D), work)
+    # copy_u/copy_e sum and mean write every row whole (no zero fill: one pass less over the output)
+    plain_sum = not extreme and op in ("copy_u", "copy_e")
+    out = empty((num_dst, H * D), work) if plain_sum else zeros((num_dst, H * D), work)
     with Launch(num_edges * width) as launch:
         bounds = row_bounds(ip, launch.threads)
         code = OP_CODES[op]
@@ -287,7 +294,9 @@ def spmm(indptr, src, num_dst, op, reduce, u, e):
                 _extreme_rows(bounds, ip, sr, u2, e2, code, layout, H, D, strides,
                               reduce == "max", out.numpy(), arg.numpy())
             return out.reshape(shape).to(dtype), arg.reshape(shape)
-        if op in ("copy_u", "copy_e"):
+        if op == "copy_u" and H * D == narrow.WIDTH:  # 16 features: register accumulators (narrow.py)
+            narrow.sum_rows16(bounds, ip, sr, u2, u2[:0], False, reduce == "mean", out.numpy())
+        elif op in ("copy_u", "copy_e"):
             _copy_sum_rows(bounds, ip, sr, u2 if op == "copy_u" else e2, op == "copy_e",
                            reduce == "mean", out.numpy())
         else:
