@@ -286,6 +286,14 @@ ALL_BUGS = [
              "float, not a tensor", _constant_plain_output,
              lambda r: "not a tensor" in r.detail, found_by_interp=True, fixed=True),
 ]
+ALL_BUGS.append(KnownBug(
+    "constant-operand-of-a-reduction-regressed",
+    "NEW (fuzzfix's final run on main c62e13b, 23:17; agreed at 3853749): the operand of a neighbour "
+    "reduction that does not vary with the edge (`\\tau_{uv} <- b`, `\\mathrm{mean}_u \\chi(\\tau_{uv})`, or "
+    "`\\mathrm{softmax}` of a constant) reaches g-SpMM as an (h,) vector: 'e must have shape (E, ...) (one row "
+    "per edge), got shape (2,)' (seeds 1847, 2657, 4489, 4588, 4848, 5666, 6176, 8697); a regression of "
+    "value-not-varying-variants from a merge after 22:12", _not_varying,
+    lambda r: r.category in ("forward", "backward") and "must have shape" in r.detail, found_by_interp=True))
 KNOWN_BUGS = [b for b in ALL_BUGS if not b.fixed]  # still open: xfail
 FIXED_BUGS = [b for b in ALL_BUGS if b.fixed]  # fixed on main: their reproducers must agree
 
@@ -353,6 +361,8 @@ REPRODUCERS = {
     % r"y_v \gets \sum_{u \in \mathcal{N}(v)} \phi((x_u \cdot c) (x_v W)) \\ \return y",
     "recurrence-blocks-index": (Path(__file__).parent / "known_bug_recurrence_blocks.kky").read_text(),
     "constant-plain-output": r"\iota \gets 0.5 \\ y_v \gets x_v \\ \return y, \iota",
+    "constant-operand-of-a-reduction-regressed": r"\param \chi \sim \mathrm{MLP}(h, h, h) \\ \tau_{uv} \gets b "
+    r"\\ y_v \gets \mathrm{mean}_{u \in \mathcal{N}(v)} \left(\chi\left(\tau_{uv}\right)\right) + x_v W \\ \return y",
 }
 
 
