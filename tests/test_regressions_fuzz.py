@@ -367,3 +367,19 @@ def test_a_norm_of_a_value_that_does_not_vary_per_node(norm):
   \return n \\
 \end{{model}}"""
     agrees_everywhere(src, [dict(d=3)])
+
+
+def test_a_function_of_a_constant_edge_value_in_a_reduction():
+    """`\\tau_{uv} <- b`, `\\mathrm{mean}_u \\chi(\\tau_{uv})`: the edge operand (the same on every edge) reached
+    g-SpMM as an (h,) vector: 'e must have shape (E, ...)' (a regression on main after 22:12, found by the
+    rerun of the 10^4 programs: seeds 1847, 4848, 5666, 6176)."""
+    src = r"""\begin{model}{M}
+  \hyper d, h \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \param b \in \mathbb{R}^{h} \\
+  \param \chi \sim \mathrm{MLP}(h, h, h) \\
+  \tau_{uv} \gets b \\
+  \Phi_v \gets \mathrm{mean}_{u \in \mathcal{N}(v)} \left(\chi\left(\tau_{uv}\right)\right) + x_v \cdot x_v \\
+  \return \Phi \\
+\end{model}"""
+    agrees_everywhere(src, [dict(d=2, h=3)])

@@ -191,4 +191,6 @@ class FactorLowering:
         acc = vals[0]
         for b in vals[1:]:
             acc = self.edge_binary("mul", acc, b, broadcast(acc.lay.shape, b.lay.shape))
+        if acc.lay.rows is None and acc.side == "plain":  # `\chi(\tau_{uv})`, tau_uv <- b: the same on every edge
+            acc = self.per_edge(acc)
         return self.as_edge(acc, base)
