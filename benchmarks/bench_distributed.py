@@ -213,7 +213,7 @@ def main(argv=None):
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--method", default="metis")
     ap.add_argument("--cache", type=int, default=4096)
-    ap.add_argument("--cache-policy", default="adaptive", help="none, static, degree, adaptive "
+    ap.add_argument("--cache-policy", default="degree", help="none, static, degree, adaptive "
                     "(throughput: a comma-separated list, each run on the same partitions)")
     ap.add_argument("--eval-batch", type=int, default=4096, help="validation + test seeds per rank per batch")
     ap.add_argument("--workdir", default=None)
