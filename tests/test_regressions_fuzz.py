@@ -10,7 +10,7 @@ import torch
 
 import kokoyi
 from kokoyi.api import _front
-from kokoyi.differential import GRAPHS, compare_model, random_graph
+from kokoyi.differential import GRAPHS, compare_model, fuzz_one, random_graph
 from kokoyi.sampling import full_blocks
 
 ALL = dict(GRAPHS, random=random_graph(random.Random(0)))
@@ -383,3 +383,23 @@ def test_a_function_of_a_constant_edge_value_in_a_reduction():
   \return \Phi \\
 \end{model}"""
     agrees_everywhere(src, [dict(d=2, h=3)])
+
+
+def test_a_mean_of_a_plain_vector_read_in_a_scaled_sum_keeps_its_rows_and_definition():
+    # seeds 2657 / 8697: xi_v <- mean_u(-z) is (-z) * [deg(v) > 0]; the scaled-sum hook took the plain
+    # (d,) vector as the gathered features, and pruned `xi` although the other branch of the linear-map
+    # order's `if` read it (NameError): both branches must compute the math
+    src = r"""\begin{model}{M}
+  \hyper d, h \\
+  \input x_v \in \mathbb{R}^{d} \\
+  \input z \in \mathbb{R}^{d} \\
+  \param W \in \mathbb{R}^{d \times h} \\
+  \xi_v \gets \mathrm{mean}_{u \in \mathcal{N}(v)} \left(\left(-z\right)\right) \\
+  \mu_v \gets \sum_{u \in \mathcal{N}(v) \cup \{v\}} \left(\xi_{u} W\right) \\
+  \return \mu \\
+\end{model}
+"""
+    import kokoyi
+    assert kokoyi.verify(src).ok
+    for seed in (2657, 4489, 4588, 8697):
+        assert fuzz_one(seed).category == "agree", seed

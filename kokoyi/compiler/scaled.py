@@ -23,6 +23,19 @@ class ScaledSumLowering:
             py = self.assigned[py.args[0]]
         return py
 
+    def _has_rows(self, py: Py) -> bool:
+        """Whether `py` (the features X the fused op gathers) has a row per node: a name the lowering laid
+        out with rows, or an expression (a product of a parameter with such a name keeps its rows)."""
+        if isinstance(py, Py) and py.op == "var":
+            name = py.args[0]
+            if name in self.rows_of:
+                return self.rows_of[name] == "N"
+            value = self.tm.values.get(name)
+            return value is None or value.dom == "node"
+        if isinstance(py, Py) and py.op == "attr":  # a parameter: no row axis
+            return False
+        return True
+
     @staticmethod
     def _node_scalar(py: Py):
         """`s[:, None, ...]` (a per-node scalar aligned to features) -> s; else None."""
@@ -50,6 +63,8 @@ class ScaledSumLowering:
                     break
         if s is None and D is None and not self_loop:
             return None
+        if s is not None and not self._has_rows(X):  # `mean_u(-z)`: a plain vector times a node scalar
+            return None
         if s is not None and S.py.op == "var":
             self.fused_away.add(S.py.args[0])
         ops_used.append("g-SpMM copy_u/sum with the scales" + (" and the self loop" if self_loop else "")
@@ -64,7 +79,7 @@ def drop_unread(body: list, names: set) -> list:
     """Remove the assignments to `names` (source values `X * s` a fused op replaced) that nothing reads
     any more, also inside layer loops, where the general dead-code pass keeps every assignment (a
     value may be read by the next iteration)."""
-    from kokoyi.compiler.ir import Assign, Loop
+    from kokoyi.compiler.ir import Assign, If, Loop
     from kokoyi.compiler.lower.passes import _names
 
     read: set = set()
@@ -78,10 +93,10 @@ def drop_unread(body: list, names: set) -> list:
             elif isinstance(st, Loop):
                 read.update(_names(st.lo) | _names(st.hi))
                 collect(st.body)
-            elif isinstance(st, Py) and st.op == "if":
-                read.update(_names(st.args[0]))
-                collect(st.args[1])
-                collect(st.args[2])
+            elif isinstance(st, If):
+                read.update(_names(st.cond))
+                collect(st.then)
+                collect(st.orelse)
 
     def prune(stmts):
         out = []
@@ -91,9 +106,9 @@ def drop_unread(body: list, names: set) -> list:
                 continue
             if isinstance(st, Loop):
                 st.body = prune(st.body)
-            elif isinstance(st, Py) and st.op == "if":
-                st.args[1][:] = prune(st.args[1])
-                st.args[2][:] = prune(st.args[2])
+            elif isinstance(st, If):
+                st.then[:] = prune(st.then)
+                st.orelse[:] = prune(st.orelse)
             out.append(st)
         return out
 

@@ -83,6 +83,8 @@ class EdgeLowering:
         return a
 
     def as_edge(self, a: Val, base: str) -> Val:
+        if a.lay.rows is None and a.side == "plain":  # the same on every edge (tau_uv <- b): a row per edge
+            a = self.per_edge(a)
         a = self.as_edge_if_node(a)
         if isinstance(a.py, P.Var):
             return a

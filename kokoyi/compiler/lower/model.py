@@ -58,6 +58,7 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
         self.memo: dict = {}
         self.diag = False  # evaluating an edge expression on the self loop (v, v): u and v coincide
         self.assigned: dict[str, Py] = {}  # name -> the expression assigned to it
+        self.rows_of: dict[str, str | None] = {}  # name -> the row axis of its value ("N", "E", "G", None)
         self.fuse_gat = True
         self.fused_away: set[str] = set()  # source values a gspmm_scaled replaced (scaled.py)
         self.nesting: dict[int, int] = {}  # id(Py) -> operators nested in it (see `shallow`)
@@ -82,6 +83,7 @@ class ModelLowering(NodeLowering, EdgeLowering, FactorLowering, ReduceLowering, 
                 return Val(self.memo[k].py, lay, side)
         name = self.fresh(base)
         self.assigned[name] = expr
+        self.rows_of[name] = lay.rows
         self.target.append(Assign(name, expr, comment, self.layout_dims(lay)))
         self.intermediates.append((f"{self.current}: {name}", self.layout_dims(lay)))
         val = Val(var(name), lay, side)
