@@ -80,23 +80,9 @@ def drop_unread(body: list, names: set) -> list:
     any more, also inside layer loops, where the general dead-code pass keeps every assignment (a
     value may be read by the next iteration)."""
     from kokoyi.compiler.ir import Assign, If, Loop
-    from kokoyi.compiler.lower.passes import _names
+    from kokoyi.compiler.lower.passes import _read_in
 
-    read: set = set()
-
-    def collect(stmts):
-        for st in stmts:
-            if isinstance(st, Assign):
-                read.update(_names(st.expr))
-                if isinstance(st.target, Py):
-                    read.update(_names(st.target))
-            elif isinstance(st, Loop):
-                read.update(_names(st.lo) | _names(st.hi))
-                collect(st.body)
-            elif isinstance(st, If):
-                read.update(_names(st.cond))
-                collect(st.then)
-                collect(st.orelse)
+    read = _read_in(body)
 
     def prune(stmts):
         out = []
@@ -112,7 +98,6 @@ def drop_unread(body: list, names: set) -> list:
             out.append(st)
         return out
 
-    collect(body)
     return prune(body)
 
 

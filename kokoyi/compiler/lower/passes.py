@@ -43,16 +43,21 @@ def _stored(stmt) -> set:
     return _targets(stmt)
 
 
-def _stored_in(stmts) -> set:
-    out = set()
+def walk(stmts):
+    """Every statement of `stmts`, depth first through layer loops and both branches of an `if`: the one
+    walker of the statement classes (`ir.Assign`, `ir.Loop`, `ir.If`, `ir.Comment`) that passes share, so
+    a new statement class is handled in one place."""
     for st in stmts:
-        if isinstance(st, Assign):
-            out |= _stored(st)
-        elif isinstance(st, Loop):
-            out |= _stored_in(st.body)
+        yield st
+        if isinstance(st, Loop):
+            yield from walk(st.body)
         elif isinstance(st, If):
-            out |= _stored_in(st.then) | _stored_in(st.orelse)
-    return out
+            yield from walk(st.then)
+            yield from walk(st.orelse)
+
+
+def _stored_in(stmts) -> set:
+    return set().union(*(_stored(st) for st in walk(stmts) if isinstance(st, Assign)))
 
 
 def _drop_dead(stmts: list, live: set) -> list:
@@ -92,26 +97,18 @@ def _read_in(stmts) -> set:
     """Every name the statements read, in nested loops and branches too (a definition read only inside a
     linear-order `if` within a layer loop was dropped: NameError)."""
     out = set()
-    for st in stmts:
+    for st in walk(stmts):
         if isinstance(st, Assign):
             out |= _names(st.expr) | _names(st.target if isinstance(st.target, Py) else None)
         elif isinstance(st, Loop):
-            out |= _read_in(st.body) | _names(st.lo) | _names(st.hi)
+            out |= _names(st.lo) | _names(st.hi)
         elif isinstance(st, If):
-            out |= _names(st.cond) | _read_in(st.then) | _read_in(st.orelse)
+            out |= _names(st.cond)
     return out
 
 
 def _assigned_names(stmts) -> set:
-    out = set()
-    for st in stmts:
-        if isinstance(st, Assign):
-            out |= _targets(st)
-        elif isinstance(st, Loop):
-            out |= _assigned_names(st.body)
-        elif isinstance(st, If):
-            out |= _assigned_names(st.then) | _assigned_names(st.orelse)
-    return out
+    return set().union(*(_targets(st) for st in walk(stmts) if isinstance(st, Assign)))
 
 
 def _nesting(py, memo: dict) -> int:
