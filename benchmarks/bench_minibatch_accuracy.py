@@ -35,6 +35,7 @@ class Run:
     spec: str
     batch_size: int
     epochs: int
+    batch_parts: int | None = None  # seed batches in METIS-partition order (train_sampled(batch_parts=))
 
 
 # Planetoid (140 / 120 training nodes): batches of 32 seeds; the layer-wise samplers draw enough nodes
@@ -59,8 +60,14 @@ LARGE = {"neighbor": Run("neighbor:15,10", 1024, 20), "fastgcn": Run("fastgcn:12
          "cluster": Run("cluster:200,10", 1024, 60), "saint-node": Run("saint-node:6000", 1024, 80),
          "saint-edge": Run("saint-edge:4000", 1024, 60), "saint-rw": Run("saint-rw:3000,2", 1024, 60),
          "history": Run("neighbor:10", 4096, 40)}
-SETTINGS = {"cora": SMALL, "citeseer": SMALL, "facebook": LARGE}
-__doc__ += "".join(f"\n    {k}: " + ", ".join(f"{a}={r.spec} (batch {r.batch_size}, {r.epochs} epochs)"
+SETTINGS = {"cora": dict(SMALL), "citeseer": dict(SMALL), "facebook": dict(LARGE)}
+# Session 3. History batches follow METIS parts (GNNAutoScale's design and its Planetoid settings: Cora 40
+# parts, 10 per batch; CiteSeer 24 parts, 8 per batch): a batch of ~N/4 or N/3 nodes is a few whole parts.
+SETTINGS["cora"]["history"] = Run("neighbor:10", 677, 100, batch_parts=40)
+SETTINGS["citeseer"]["history"] = Run("neighbor:10", 1109, 100, batch_parts=24)
+SETTINGS["facebook"]["history"] = Run("neighbor:10", 4096, 40, batch_parts=40)
+__doc__ += "".join(f"\n    {k}: " + ", ".join(f"{a}={r.spec} (batch {r.batch_size}, {r.epochs} epochs"
+                                                  + (f", {r.batch_parts} METIS parts)" if r.batch_parts else ")")
                                                   for a, r in v.items()) for k, v in SETTINGS.items())
 FULL_EPOCHS = {"cora": 200, "citeseer": 200, "facebook": 200}
 
@@ -84,7 +91,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     out = Path(args.json) if args.json else None
     results = json.loads(out.read_text()) if out and out.exists() else []
-    done = {(r["dataset"], r["model"], r["sampler"], r["seed"]) for r in results}
+    done = {(r["dataset"], r["model"], r["sampler"], r.get("setting"), r["seed"]) for r in results}
     for ds in args.datasets:
         data = load(ds, args.data_dir)
         cfg = SETTINGS[ds]
@@ -93,7 +100,8 @@ def main(argv=None):
             hypers = {"d_h": 16 if mname == "gcn" else 64}
             for sname in args.samplers:
                 for seed in args.seeds:
-                    if (ds, mname, sname, seed) in done:
+                    setting = setting_of(ds, sname, args)
+                    if (ds, mname, sname, setting, seed) in done:
                         continue
                     t = time.perf_counter()
                     if sname == "full-batch":
@@ -103,21 +111,35 @@ def main(argv=None):
                         run = cfg[sname]
                         r = train_sampled(model, data, run.spec, batch_size=run.batch_size,
                                           epochs=args.epochs or run.epochs, seed=seed, hypers=hypers, progress=False,
-                                          history=sname == "history")
+                                          history=sname == "history", batch_parts=run.batch_parts)
                         extra = {k: r.stats[k] for k in ("s_per_batch", "edges_per_s")}
-                    row = {"dataset": ds, "model": mname, "sampler": sname, "seed": seed, "test_acc": r.test_acc,
+                    row = {"dataset": ds, "model": mname, "sampler": sname, "setting": setting, "seed": seed,
+                           "test_acc": r.test_acc,
                            "epochs": r.epochs,
                            "val_acc": r.val_acc, "seconds": time.perf_counter() - t, **extra}
                     results.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
                     if out:
                         out.write_text(json.dumps(results, indent=0))
-    print(table(results))
+    print(table(results, args))
 
 
-def table(results) -> str:
+def setting_of(ds: str, sname: str, args) -> str:
+    """The run's setting as a string (the resume key and the table's filter): sampler spelling, batch, epochs."""
+    if sname == "full-batch":
+        return f"full-batch e{args.full_epochs or FULL_EPOCHS[ds]}"
+    run = SETTINGS[ds][sname]
+    parts = f" p{run.batch_parts}" if run.batch_parts else ""
+    return f"{run.spec} b{run.batch_size} e{args.epochs or run.epochs}{parts}"
+
+
+def table(results, args=None) -> str:
+    """Mean test accuracy per cell over the rows of the current settings (all rows when a row has none)."""
+    if args is not None:
+        results = [r for r in results if r.get("setting") in (None, setting_of(r["dataset"], r["sampler"], args))]
     keys = sorted({(r["dataset"], r["model"]) for r in results}, key=lambda k: (["cora", "citeseer", "facebook"].index(k[0]), k[1]))
-    samplers = list(dict.fromkeys(r["sampler"] for r in results))
+    order = ["full-batch", *SMALL]
+    samplers = sorted(dict.fromkeys(r["sampler"] for r in results), key=lambda s: order.index(s) if s in order else 99)
     lines = ["| sampler | " + " | ".join(f"{d} {m.upper()}" for d, m in keys) + " |",
              "|---|" + "---|" * len(keys)]
     for s in samplers:

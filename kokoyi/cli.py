@@ -206,6 +206,9 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=1, help="full-graph evaluation every N epochs (default 1)")
     p.add_argument("--history", action="store_true", help="historical embeddings (GNNAutoScale): one sampled hop "
                    "per batch whatever the depth; use with --sampler neighbor:K")
+    p.add_argument("--batch-parts", type=int, default=None, metavar="P", help="take the seed batches in the order "
+                   "of a METIS partition into P parts (GNNAutoScale's batches for --history: most neighbours "
+                   "in the batch); seed samplers only")
     p.add_argument("--eval-mode", choices=["full", "layerwise"], default="full", help="evaluation: one full-graph "
                    "forward, or exact layer-wise inference in batches of --batch-size nodes (default full)")
 
@@ -229,7 +232,7 @@ def sampled_trainer(args):
                            f"got {value}")
     return functools.partial(train_sampled, sampler=spec, batch_size=args.batch_size,
                              num_workers=args.num_workers, eval_every=args.eval_every, history=args.history,
-                             eval_mode=args.eval_mode)
+                             eval_mode=args.eval_mode, batch_parts=getattr(args, "batch_parts", None))
 
 
 # --------------------------------------------------------------------------- commands

@@ -137,6 +137,23 @@ def test_history_training_on_cora(cora):
         train_sampled(sage, cora, "neighbor:10,5", epochs=1, history=True, progress=False)
 
 
+def test_history_training_with_metis_partition_batches(small):
+    """`batch_parts=P`: history batches in METIS-part order (GNNAutoScale): fewer pulled (stale) rows per
+    batch than random batches of the same size; only seed samplers take it."""
+    from kokoyi.sampling.train import train_sampled
+    d, _ = small
+    gcn = kokoyi.compile(EXAMPLES["gcn"])["GCN"]
+    kw = dict(batch_size=100, epochs=1, hypers={"d_h": 8}, progress=False, eval_every=1, history=True)
+    parts = train_sampled(gcn, d, "neighbor:10", batch_parts=6, **kw)
+    rand = train_sampled(gcn, d, "neighbor:10", **kw)
+    assert parts.stats["batch_parts"] == 6 and parts.stats["batches"] == 3 and parts.test_acc == parts.test_acc
+    assert parts.stats["staleness_pulled"] < 0.7 * rand.stats["staleness_pulled"]
+    with pytest.raises(kokoyi.train.TrainError, match="seed sampler"):
+        train_sampled(gcn, d, "cluster:10,2", batch_parts=4, epochs=1, progress=False)
+    with pytest.raises(kokoyi.train.TrainError, match="batch_parts must be an int in 1..300"):
+        train_sampled(gcn, d, "neighbor:5,5", batch_parts=0, epochs=1, progress=False)
+
+
 def test_layerwise_evaluation_gives_the_full_graph_accuracies(small):
     from kokoyi.sampling.train import evaluate
     d, g = small
@@ -165,6 +182,16 @@ def test_cli_sampler_flags_and_json(tmp_path, capsys):
     assert out["sampler"] == "cluster:20,5" and out["epochs"] == 2 and out["model"] == "GCN"
     for key in ("s_per_batch", "s_per_epoch", "edges_per_s", "peak_mem_mb", "wait_share"):
         assert out[key] >= 0
+
+
+def test_cli_history_with_batch_parts(capsys):
+    args = ["train", str(ROOT / "examples" / "gcn.kky"), "--history", "--batch-parts", "8", "--epochs", "1",
+            "--no-progress", "--json", "--batch-size", "700"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["batch_parts"] == 8 and out["staleness_pulled"] >= 0 and out["batches"] >= 1
+    assert main([a for a in args if a != "--history"] + ["--sampler", "saint-node:100"]) == 2
+    assert "orders the batches of a seed sampler" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("spec, message", [

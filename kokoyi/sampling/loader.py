@@ -7,6 +7,7 @@ sampling overlaps with the model's compute, torch ops release the GIL) or in ``n
 number counts up from 0 (or is set with `set_epoch`).
 
     NodeLoader(graph, seeds, sampler, batch_size)  batches of seeds, blocks from a seed sampler
+                                                   (``groups=``: in partition order, see `group_order`)
       NeighborLoader(graph, seeds, fanouts, ...)   GraphSAGE neighbour sampling
       FastGCNLoader / LadiesLoader(graph, seeds, layer_sizes, ...)
       ASGCNLoader(graph, seeds, layer_sizes, features, ...)   batches carry AS-GCN's variance loss
@@ -139,18 +140,48 @@ def _prefetched(loader: Loader, epoch: int):
         t.join()
 
 
+def as_groups(groups, num_nodes: int) -> torch.Tensor:
+    """A (num_nodes,) int64 tensor of non-negative group ids (e.g. METIS parts) from `groups`."""
+    t = torch.as_tensor(groups)
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.shape != (num_nodes,):
+        raise ValueError(f"groups must be a ({num_nodes},) integer tensor (one group id per node), got shape "
+                         f"{tuple(t.shape)} and dtype {t.dtype}")
+    t = t.to(torch.int64)
+    if t.numel() and int(t.min()) < 0:
+        raise ValueError(f"groups must be non-negative group ids, got a minimum of {int(t.min())}")
+    return t
+
+
+def group_order(seeds: torch.Tensor, groups: torch.Tensor, gen: Optional[torch.Generator]) -> torch.Tensor:
+    """`seeds` ordered group by group: the groups in a random order (`gen`; by id when None) and the
+    seeds of a group in a random order (given order when None). Cut into batches, every batch then
+    holds whole groups except at its two ends: GNNAutoScale's batches of METIS parts, in which most of
+    a node's neighbours are in the batch."""
+    g = groups.index_select(0, seeds)
+    if gen is None:
+        return seeds[torch.argsort(g, stable=True)]
+    rank = torch.randperm(int(groups.max()) + 1 if groups.numel() else 0, generator=gen)
+    within = torch.randperm(seeds.numel(), generator=gen)
+    s = seeds.index_select(0, within)
+    return s.index_select(0, torch.argsort(rank.index_select(0, g.index_select(0, within)), stable=True))
+
+
 class NodeLoader(Loader):
     """Batches of `batch_size` seeds (shuffled per epoch when `shuffle`), blocks from `sampler`
-    (anything with ``sample(graph, seeds, gen) -> list[Block]``)."""
+    (anything with ``sample(graph, seeds, gen) -> list[Block]``). With ``groups`` (one group id per
+    node of the graph, e.g. `kokoyi.sampling.cluster.metis_parts`) the seeds are taken in `group_order`
+    (shuffled groups when `shuffle`), so that a batch is a few whole groups."""
 
     def __init__(self, graph, seeds, sampler, batch_size: int = 1024, shuffle: bool = True,
-                 drop_last: bool = False, seed: int = 0, num_workers: int = 0, prefetch: int = 2):
+                 drop_last: bool = False, seed: int = 0, num_workers: int = 0, prefetch: int = 2,
+                 groups=None):
         graph = as_graph(graph)
         super().__init__(graph, seed, num_workers, prefetch)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.seeds = as_seeds(seeds, graph.num_src)
         self.sampler, self.batch_size, self.shuffle, self.drop_last = sampler, batch_size, shuffle, drop_last
+        self.groups = None if groups is None else as_groups(groups, graph.num_src)
 
     def __len__(self) -> int:
         n = self.seeds.numel()
@@ -158,7 +189,9 @@ class NodeLoader(Loader):
 
     def batch_seeds(self, i: int, epoch: int) -> torch.Tensor:
         seeds = self.seeds
-        if self.shuffle:
+        if self.groups is not None:
+            seeds = group_order(seeds, self.groups, generator(self.seed, epoch, SHUFFLE_BATCH) if self.shuffle else None)
+        elif self.shuffle:
             seeds = seeds[torch.randperm(seeds.numel(), generator=generator(self.seed, epoch, SHUFFLE_BATCH))]
         return seeds[i * self.batch_size:(i + 1) * self.batch_size]
 

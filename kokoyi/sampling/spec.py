@@ -14,7 +14,8 @@ each one builds.
 | `saint-edge:4000`     | SaintLoader edge sampler, 4000 edge draws                     |
 | `saint-rw:3000,2`     | SaintLoader random walks, 3000 roots, walk length 2          |
 
-Seed samplers batch the training nodes ``batch_size`` at a time; subgraph samplers ignore it.
+Seed samplers batch the training nodes ``batch_size`` at a time (in the order of ``groups`` when given:
+`kokoyi.sampling.loader.group_order`); subgraph samplers ignore both.
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def _per_layer(args, num_layers, what):
 
 def _seed_kw(ctx):
     return dict(batch_size=ctx["batch_size"], shuffle=True, seed=ctx["seed"], num_workers=ctx["num_workers"],
-                prefetch=ctx["prefetch"])
+                prefetch=ctx["prefetch"], groups=ctx["groups"])
 
 
 def _sub_kw(ctx):
@@ -79,7 +80,8 @@ KINDS = {k.name: k for k in [
                                                **_seed_kw(c))),
     SamplerKind("asgcn", (1, -1), "asgcn:N (nodes per layer)",
                 lambda g, a, c: L.ASGCNLoader(g, c["seeds"], _per_layer(a, c["num_layers"], "layer sizes"),
-                                              c["features"], batch_size=c["batch_size"], seed=c["seed"])),
+                                              c["features"], batch_size=c["batch_size"], seed=c["seed"],
+                                              groups=c["groups"])),
     SamplerKind("cluster", (2, 2), "cluster:PARTS,PARTS_PER_BATCH",
                 lambda g, a, c: L.ClusterLoader(g, a[0], a[1], **_sub_kw(c))),
     SamplerKind("saint-node", (1, 1), "saint-node:BUDGET (node draws)",
@@ -90,6 +92,9 @@ KINDS = {k.name: k for k in [
                 lambda g, a, c: L.SaintLoader(g, "rw", a[0], walk_length=a[1] if len(a) > 1 else 2,
                                               train_nodes=c["seeds"], **_sub_kw(c))),
 ]}
+
+
+SEED_SAMPLERS = tuple(n for n in KINDS if n.startswith(("neighbor", "full", "fastgcn", "ladies", "asgcn")))
 
 
 def usage() -> str:
@@ -115,9 +120,9 @@ def parse_sampler(text: str) -> SamplerSpec:
 
 
 def make_loader(spec, graph, seeds: torch.Tensor, num_layers: int, *, batch_size: int = 1024, seed: int = 0,
-                features: torch.Tensor | None = None, num_workers: int = 0, prefetch: int = 2):
+                features: torch.Tensor | None = None, num_workers: int = 0, prefetch: int = 2, groups=None):
     """The loader of `spec` (a SamplerSpec or its spelling) over `graph` for a model of `num_layers`."""
     spec = parse_sampler(spec) if isinstance(spec, str) else spec
     ctx = dict(seeds=seeds, num_layers=num_layers, batch_size=batch_size, seed=seed, features=features,
-               num_workers=num_workers, prefetch=prefetch)
+               num_workers=num_workers, prefetch=prefetch, groups=groups)
     return KINDS[spec.name].build(graph, spec.args, ctx)

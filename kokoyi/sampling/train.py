@@ -15,7 +15,10 @@ model runs all its L layers on that block, ``model([b] * L, x[b.src_ids], histor
 other sources' hidden values from the `History` H of every node's latest embeddings (pushed by the
 batches that held it); the cost per batch is then linear in L. As in GNNAutoScale, the batches then
 cover every node (the loss still reads only the training rows), so that every stored row is refreshed
-once per epoch. Its staleness is reported in `stats`.
+once per epoch. Its staleness is reported in `stats`. With ``batch_parts=P`` the batches follow a METIS
+partition of the graph into P parts (`kokoyi.sampling.loader.group_order`: shuffled parts, a batch of
+``batch_size`` nodes is a few whole parts), GNNAutoScale's design: most of a node's neighbours are then
+in its batch, fresh and differentiable, rather than stale (any seed sampler accepts it).
 After every ``eval_every`` epochs the model is evaluated on the full graph (eval mode, no gradients,
 ``model(graph, x)``, or with ``eval_mode="layerwise"`` `kokoyi.sampling.layerwise_inference` over
 full-neighbour one-hop blocks of ``batch_size`` nodes, which never holds more than one layer of the
@@ -122,7 +125,8 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
                   hypers: dict | None = None, progress: bool = True, patience: int | None = None,
                   num_workers: int = 0, prefetch: int = 2, eval_every: int = 1,
                   num_layers: int | None = None, history: bool = False, every: int | None = None, log=None,
-                  stream=None, run: int | None = None, eval_mode: str = "full") -> SampledTrainResult:
+                  stream=None, run: int | None = None, eval_mode: str = "full",
+                  batch_parts: int | None = None) -> SampledTrainResult:
     """Train `model` (class or instance) on `dataset` with mini-batches from `sampler` (module doc).
     `every`, `log`, `stream`, `run`: epoch lines and the log file, as for `kokoyi.train.train`; with
     `progress`, a bar per epoch over its batches shows the loss, ms per batch, sampled edges/s and memory."""
@@ -140,6 +144,15 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
         raise TrainError(f"train_sampled: eval_mode must be 'full' or 'layerwise', got {eval_mode!r}")
     if history and (spec.name not in ("neighbor", "neighbor-replace", "full") or len(spec.args) > 1):
         raise TrainError(f"history training samples one hop: use --sampler neighbor:K (one fanout), not {spec}")
+    if batch_parts is not None:
+        from kokoyi.sampling.spec import SEED_SAMPLERS
+
+        if spec.name not in SEED_SAMPLERS:
+            raise TrainError(f"train_sampled: batch_parts= orders the batches of a seed sampler "
+                             f"({', '.join(SEED_SAMPLERS)}); {spec} samples subgraphs")
+        if isinstance(batch_parts, bool) or not isinstance(batch_parts, int) or not 1 <= batch_parts <= dataset.num_nodes:
+            raise TrainError(f"train_sampled: batch_parts must be an int in 1..{dataset.num_nodes} (the number of "
+                             f"nodes), got {batch_parts!r}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TrainError("train_sampled: device 'cuda' was requested but torch sees no CUDA device")
@@ -156,9 +169,14 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
 
         store = History(dataset.num_nodes, device=dev)
         train_idx = torch.arange(dataset.num_nodes)
+    groups = None
+    if batch_parts is not None:
+        from kokoyi.sampling.cluster import metis_parts
+
+        groups = metis_parts(graph, batch_parts, seed)
     try:
         loader = make_loader(spec, graph, train_idx, 1 if history else depth, batch_size=batch_size, seed=seed,
-                             features=dataset.x, num_workers=num_workers, prefetch=prefetch)
+                             features=dataset.x, num_workers=num_workers, prefetch=prefetch, groups=groups)
     except ValueError as e:
         raise TrainError(str(e)) from None
     params = [p for p in module.parameters() if p.requires_grad]
@@ -249,7 +267,7 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
     if best["state"] is not None:
         module.load_state_dict(best["state"])
     e = best["epoch"] if best["epoch"] >= 0 else len(hist["loss"]) - 1
-    stats = {"sampler": str(spec), "batch_size": batch_size, "batches": len(batch_times),
+    stats = {"sampler": str(spec), "batch_size": batch_size, "batch_parts": batch_parts, "batches": len(batch_times),
              "s_per_batch": statistics.median(batch_times) if batch_times else float("nan"),
              "s_per_epoch": statistics.median(hist["s_per_epoch"]),
              "edges_per_s": statistics.median(hist["edges_per_s"]),
@@ -265,6 +283,7 @@ def train_sampled(model, dataset: Dataset, sampler="neighbor:15,10", *, batch_si
         stats["history"] = True
         stats["staleness_mean"] = statistics.mean(v.mean for v in st.values()) if st else 0.0
         stats["staleness_max"] = max((v.max for v in st.values()), default=0)
+        stats["staleness_pulled"] = statistics.mean(v.pulled for v in st.values()) if st else 0.0
     return SampledTrainResult(test_acc=hist["test_acc"][e], val_acc=hist["val_acc"][e], best_epoch=e,
                               epochs=len(hist["loss"]), seconds=time.perf_counter() - start, history=hist,
                               hypers=used, model=module, epoch_seconds=seconds, stats=stats)
