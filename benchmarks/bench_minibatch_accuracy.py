@@ -88,7 +88,17 @@ def main(argv=None):
     p.add_argument("--json", default=None)
     p.add_argument("--epochs", type=int, default=None, help="override the sampled runs' epochs")
     p.add_argument("--full-epochs", type=int, default=None, help="override the full-batch epochs")
+    p.add_argument("--set", action="append", default=[], metavar="DS:SAMPLER=SPEC/BATCH/EPOCHS[/PARTS]",
+                   help="replace one setting of the tables (a trial; its rows are keyed by the setting, and the "
+                   "table shows the rows of the settings in force), e.g. citeseer:neighbor=neighbor:10,10/256/200")
     args = p.parse_args(argv)
+    for item in args.set:
+        where, _, what = item.partition("=")
+        ds, _, sname = where.partition(":")
+        parts = what.split("/")
+        if ds not in SETTINGS or sname not in SETTINGS[ds] or len(parts) not in (3, 4):
+            p.error(f"--set {item!r}: expected DS:SAMPLER=SPEC/BATCH/EPOCHS[/PARTS] with DS in {list(SETTINGS)}")
+        SETTINGS[ds][sname] = Run(parts[0], int(parts[1]), int(parts[2]), int(parts[3]) if len(parts) == 4 else None)
     out = Path(args.json) if args.json else None
     results = json.loads(out.read_text()) if out and out.exists() else []
     done = {(r["dataset"], r["model"], r["sampler"], r.get("setting"), r["seed"]) for r in results}
