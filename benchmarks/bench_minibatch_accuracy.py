@@ -36,6 +36,7 @@ class Run:
     batch_size: int
     epochs: int
     batch_parts: int | None = None  # seed batches in METIS-partition order (train_sampled(batch_parts=))
+    variant: str = ""  # a code change that makes older rows of the same setting stale (appended to the key)
 
 
 # Planetoid (140 / 120 training nodes): batches of 32 seeds; the layer-wise samplers draw enough nodes
@@ -66,6 +67,9 @@ SETTINGS = {"cora": dict(SMALL), "citeseer": dict(SMALL), "facebook": dict(LARGE
 SETTINGS["cora"]["history"] = Run("neighbor:10", 677, 100, batch_parts=40)
 SETTINGS["citeseer"]["history"] = Run("neighbor:10", 1109, 100, batch_parts=24)
 SETTINGS["facebook"]["history"] = Run("neighbor:10", 4096, 40, batch_parts=40)
+# AS-GCN's variance loss on Facebook's SparseFeatures reads a 128-wide random projection of the rows
+# (kokoyi/sampling/layerwise.py, AdaptiveSampler.variance_features): ~2 s less per batch.
+SETTINGS["facebook"]["asgcn"] = Run("asgcn:8192", 1024, 20, variant="jl128")
 __doc__ += "".join(f"\n    {k}: " + ", ".join(f"{a}={r.spec} (batch {r.batch_size}, {r.epochs} epochs"
                                                   + (f", {r.batch_parts} METIS parts)" if r.batch_parts else ")")
                                                   for a, r in v.items()) for k, v in SETTINGS.items())
@@ -140,7 +144,7 @@ def setting_of(ds: str, sname: str, args) -> str:
         return f"full-batch e{args.full_epochs or FULL_EPOCHS[ds]}"
     run = SETTINGS[ds][sname]
     parts = f" p{run.batch_parts}" if run.batch_parts else ""
-    return f"{run.spec} b{run.batch_size} e{args.epochs or run.epochs}{parts}"
+    return f"{run.spec} b{run.batch_size} e{args.epochs or run.epochs}{parts}" + (f" {run.variant}" if run.variant else "")
 
 
 def table(results, args=None) -> str:

@@ -105,19 +105,29 @@ def test_dataset_and_training_accept_sparse_features(models):
     assert r.epochs == 2 and 0 <= r.test_acc <= 1
 
 
-def test_asgcn_variance_loss_is_the_same_on_sparse_features():
+def test_asgcn_variance_loss_on_sparse_features_is_the_dense_one_in_expectation():
+    """On SparseFeatures the variance loss reads a fixed random projection x P / sqrt(k) of the rows
+    (`AdaptiveSampler.variance_features`): over projections its mean is the dense loss (within 3 %,
+    40 projections), and one projection of k = 128 is within 25 %, its gradient pointing the same way."""
     x, graph = bag_of_words(), random_graph()
-    out = []
-    for feats in (x, SparseFeatures.from_dense(x)):
+
+    def loss_and_grad(feats, seed=0):
         torch.manual_seed(0)
         smp = S.layerwise.AdaptiveSampler([40, 40], feats)
+        smp.projection_seed = seed
         with torch.no_grad():
             smp.g.weight.normal_(0, 0.1)
         loss = smp.variance_loss(graph, torch.arange(25), 40, generator(0, 0, 3))
         loss.backward()
-        out.append((loss.detach(), smp.g.weight.grad.clone()))
-    torch.testing.assert_close(out[1][0], out[0][0])
-    torch.testing.assert_close(out[1][1], out[0][1])
+        return float(loss.detach()), smp.g.weight.grad.flatten().clone()
+
+    dense, g_dense = loss_and_grad(x)
+    xs = SparseFeatures.from_dense(x)
+    one, g_one = loss_and_grad(xs)
+    many = [loss_and_grad(xs, seed)[0] for seed in range(40)]
+    assert abs(sum(many) / len(many) - dense) < 0.03 * dense
+    assert abs(one - dense) < 0.25 * dense
+    assert torch.nn.functional.cosine_similarity(g_one, g_dense, dim=0) > 0.9
 
 
 @pytest.mark.parametrize("reduce", ["sum", "mean"])
