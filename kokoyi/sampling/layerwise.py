@@ -176,7 +176,7 @@ class AdaptiveSampler(LayerwiseSampler, nn.Module):
         din = graph.in_degrees().to(torch.float64) + 1
         a = (din[u] * din[dst[row]]).rsqrt()
         w = counts[inv].to(torch.float64) / (n * q[inv])
-        msg = self.variance_features().index_select(0, u).to(torch.float64) * a[:, None]
-        exact = torch.zeros(dst.numel(), msg.shape[1], dtype=torch.float64).index_add_(0, row, msg)
-        est = torch.zeros_like(exact).index_add_(0, row, msg * w[:, None])
-        return ((est - exact) ** 2).sum(1).mean().to(torch.float32)
+        xu = self.variance_features().index_select(0, u).to(torch.float64)
+        # est - exact = sum_u (w_uv - 1) Â_vu x_u: one pass over the edges
+        diff = torch.zeros(dst.numel(), xu.shape[1], dtype=torch.float64).index_add_(0, row, xu * ((w - 1) * a)[:, None])
+        return (diff ** 2).sum(1).mean().to(torch.float32)
