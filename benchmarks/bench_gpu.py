@@ -149,6 +149,39 @@ def _ops_note(r) -> str:
     return "; ".join(notes).replace("|", "/")
 
 
+def issue_targets(rec: Recorder) -> list[tuple[str, str, str]]:
+    """(target, measured, met) for the issue's targets that this run measured (fp32, biggest graph)."""
+    out = []
+    ops_rows = [r for r in rec.section_rows("ops") if r.get("case") == "copy_u-sum" and r.get("width") == 128
+                and r.get("dtype") == "fp32" and r.get("pass") == "fwd" and r.get("kokoyi_frac_peak")]
+    if ops_rows:
+        r = max(ops_rows, key=lambda r: r["nodes"])
+        frac = r["kokoyi_frac_peak"]
+        out.append((f"copy_u-sum F=128 on {r['graph']}: >= 60% of {rec.meta['peak_gbs']:.0f} GB/s",
+                    f"{100 * frac:.1f}% ({r['kokoyi_gbs']:.0f} GB/s)", "yes" if frac >= 0.6 else "**no**"))
+    models = [r for r in rec.section_rows("models") if r.get("ms")]
+    if models:
+        big = max(r["nodes"] for r in models)
+        at = {(r["model"], r["impl"]): r for r in models if r["nodes"] == big}
+        for model, speed_eager, lean in (("gat", 2.0, 3.0), ("gcn", 2.0, None), ("sage", 2.0, None)):
+            k, e, c = at.get((model, "kokoyi")), at.get((model, "pyg")), at.get((model, "pyg-compiled"))
+            if not k:
+                continue
+            if e:
+                x = e["ms"] / k["ms"]
+                out.append((f"{model.upper()} {k['graph']}: >= {speed_eager:g}x faster than PyG eager", f"{x:.2f}x",
+                            "yes" if x >= speed_eager else "**no**"))
+                if lean and e.get("peak_mb") and k.get("peak_mb"):
+                    m = e["peak_mb"] / k["peak_mb"]
+                    out.append((f"{model.upper()} {k['graph']}: >= {lean:g}x leaner in peak memory than PyG",
+                                f"{m:.2f}x", "yes" if m >= lean else "**no**"))
+            if c and model != "gat":
+                x = c["ms"] / k["ms"]
+                out.append((f"{model.upper()} {k['graph']}: faster than PyG compiled", f"{x:.2f}x",
+                            "yes" if x > 1 else "**no**"))
+    return out
+
+
 def summary_markdown(rec: Recorder) -> str:
     m = rec.meta
     lines = [f"### GPU: {m['device_name']} ({m['date']})", "",
@@ -163,7 +196,7 @@ def summary_markdown(rec: Recorder) -> str:
         lines += ["#### Ops (median ms; GB/s by the byte model of bench_gpu.py; x = baseline / kokoyi)", "",
                   "| op | graph | F | dtype | pass | kokoyi ms | GB/s | % peak | % copy | cuSPARSE ms | PyG ms "
                   "| x cuSPARSE | x PyG | note |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in ops_rows:
             k, c, p = r.get("kokoyi_ms"), r.get("cusparse_ms"), r.get("pyg_ms")
             lines.append(
@@ -176,7 +209,7 @@ def summary_markdown(rec: Recorder) -> str:
     model_rows = [r for r in rec.section_rows("models") if "model" in r]
     if model_rows:
         lines += ["#### Models, forward + backward (median ms; peak MB above the inputs; x = PyG / kokoyi)", "",
-                  "| model | graph | impl | ms | peak MB | x time | x memory | note |", "|---|---|---|---|---|---|---|---|"]
+                  "| model | graph | impl | ms | peak MB | x time | x memory | note |", "|---|---|---|---:|---:|---:|---:|---|"]
         ref = {(r["model"], r["graph"]): r for r in model_rows if r["impl"] == "kokoyi" and "ms" in r}
         for r in model_rows:
             k = ref.get((r["model"], r["graph"]))
@@ -190,7 +223,7 @@ def summary_markdown(rec: Recorder) -> str:
     if mb:
         lines += ["#### Mini-batch SAGE epoch (neighbor:15,10, batch 1024)", "",
                   "| graph | train nodes | steps | epoch s | steps/s | sampled edges/s | sampler wait | peak MB | note |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in mb:
             lines.append(f"| {r['graph']} | {r.get('train_nodes', '-')} | {r.get('steps', '-')} | "
                          f"{_f(r.get('epoch_s'), '{:.2f}')} | {_f(r.get('steps_per_s'), '{:.1f}')} | "
@@ -202,7 +235,7 @@ def summary_markdown(rec: Recorder) -> str:
     if sw:
         lines += ["#### Launch-config sweep (forward, big graph; best per case)", "",
                   "| case | default ms | best ms | speed-up | best config | configs timed | skipped |",
-                  "|---|---|---|---|---|---|---|"]
+                  "|---|---:|---:|---:|---|---:|---:|"]
         for r in best:
             lines.append(f"| {r['case']} | {_f(r.get('default_ms'))} | {_f(r.get('best_ms'))} | "
                          f"{_f(r.get('speedup'), '{:.2f}')} | `{r.get('best_config')}` | {r.get('timed', 0)} | "
@@ -213,6 +246,10 @@ def summary_markdown(rec: Recorder) -> str:
             lines.append(f"- skipped: {s}")
         if skipped_notes:
             lines.append("")
+    targets = issue_targets(rec)
+    if targets:
+        lines += ["#### Issue 13 targets (from the rows above)", "", "| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {t} | {m} | {ok} |" for t, m, ok in targets] + [""]
     if rec.notes:
         lines += ["Notes:", ""] + [f"- {n}" for n in rec.notes] + [""]
     return "\n".join(lines)
@@ -540,6 +577,13 @@ def section_minibatch(args, rec: Recorder, timer: Timer, graphs: Graphs, deadlin
           f"{_status(r)}", flush=True)
 
 
+def _close(it):
+    """Stop a loader iterator's prefetch thread now (an abandoned one would keep sampling)."""
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()
+
+
 def run_epoch(args, timer, n, e, deadline) -> dict:
     import torch.nn.functional as F
 
@@ -575,6 +619,7 @@ def run_epoch(args, timer, n, e, deadline) -> dict:
 
     it = iter(loader)  # warm-up step (kernel compilation), not counted
     step(next(it))
+    _close(it)
     timer.sync()
     if timer.cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -597,6 +642,7 @@ def run_epoch(args, timer, n, e, deadline) -> dict:
             break
     timer.sync()
     secs = time.perf_counter() - t_epoch
+    _close(it)
     r = {"edges": graph.num_edges, "train_nodes": int(train.numel()), "steps": steps, "steps_in_epoch": len(loader),
          "epoch_s": secs if stopped is None else secs * len(loader) / max(steps, 1),
          "measured_s": secs, "steps_per_s": steps / secs, "edges_per_s": edges / secs, "wait_share": wait / secs,
@@ -751,6 +797,8 @@ def final_table(rec: Recorder) -> str:
         if r.get("kind") == "best":
             out.append(f"sweep {r['case']:16} default {_f(r.get('default_ms'))} best {_f(r.get('best_ms'))} "
                        f"{r.get('best_config')} {_status(r)[:60]}")
+    for t, m, ok in issue_targets(rec):
+        out.append(f"target {t}: {m} {ok.strip('*')}")
     skipped = sum(1 for r in rec.rows if "skipped" in r)
     errors = sum(1 for r in rec.rows if "error" in r or r.get("errors"))
     out.append(f"== {len(rec.rows)} rows, {errors} with errors, {skipped} skipped; files in {rec.out}")

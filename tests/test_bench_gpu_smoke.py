@@ -130,3 +130,25 @@ def test_power_law_edges():
     deg = torch.bincount(dst, minlength=500).sort(descending=True).values
     assert deg[0] > 10 * deg[250].clamp(min=1)  # heavy-tailed in-degrees
     assert torch.equal(ei, bench_gpu.power_law_edges(500, 5000, "cpu", seed=3))
+
+
+def test_issue_targets_from_rows(tmp_path):
+    meta = {"peak_gbs": 4800.0}
+    rec = bench_gpu.Recorder.__new__(bench_gpu.Recorder)
+    rec.meta, rec.notes = meta, []
+    rec.rows = [
+        {"section": "ops", "case": "copy_u-sum", "width": 128, "dtype": "fp32", "pass": "fwd", "nodes": 10**6,
+         "graph": "10^6/10^7", "kokoyi_frac_peak": 0.65, "kokoyi_gbs": 3120.0},
+        {"section": "ops", "case": "copy_u-sum", "width": 128, "dtype": "fp32", "pass": "fwd", "nodes": 10**5,
+         "graph": "10^5/10^6", "kokoyi_frac_peak": 0.2, "kokoyi_gbs": 960.0},
+        {"section": "models", "model": "gat", "impl": "kokoyi", "nodes": 10**5, "graph": "g", "ms": 10.0, "peak_mb": 100.0},
+        {"section": "models", "model": "gat", "impl": "pyg", "nodes": 10**5, "graph": "g", "ms": 25.0, "peak_mb": 250.0},
+        {"section": "models", "model": "gcn", "impl": "kokoyi", "nodes": 10**5, "graph": "g", "ms": 4.0, "peak_mb": 50.0},
+        {"section": "models", "model": "gcn", "impl": "pyg-compiled", "nodes": 10**5, "graph": "g", "ms": 3.0},
+    ]
+    got = {t: (m, ok) for t, m, ok in bench_gpu.issue_targets(rec)}
+    assert got["copy_u-sum F=128 on 10^6/10^7: >= 60% of 4800 GB/s"] == ("65.0% (3120 GB/s)", "yes")
+    assert got["GAT g: >= 2x faster than PyG eager"] == ("2.50x", "yes")
+    assert got["GAT g: >= 3x leaner in peak memory than PyG"] == ("2.50x", "**no**")
+    assert got["GCN g: faster than PyG compiled"] == ("0.75x", "**no**")
+    assert len(got) == 4
