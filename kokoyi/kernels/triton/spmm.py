@@ -13,8 +13,9 @@ import torch
 import triton
 import triton.language as tl
 
+from . import tuning
 from ._common import (broadcast_features, check_device, check_float, check_index, common_dtype,
-                      edge_block, feature_block, feature_offsets, numel, rows_per_program)
+                      feature_offsets, numel)
 
 # binary operators `u OP e`; codes shared with sddmm.py
 BINARY_OPS = {"copy_u": 0, "copy_e": 1, "add": 2, "sub": 3, "mul": 4, "div": 5}
@@ -155,15 +156,14 @@ def spmm(indptr, src, num_dst, op, reduce, u=None, e=None):
     e_c = e.to(dtype).contiguous() if uses_e else out
     u_off = feature_offsets(fu, F, device) if uses_u else None
     e_off = feature_offsets(fe, F, device) if uses_e else None
-    block_f = feature_block(width)
-    rows = rows_per_program(block_f)
-    grid = (triton.cdiv(num_dst, rows), triton.cdiv(width, block_f))
+    cfg = tuning.config("spmm", width)
+    grid = (triton.cdiv(num_dst, cfg.rows), triton.cdiv(width, cfg.block_f))
     _spmm_kernel[grid](
         indptr, src, u_c, e_c,
         u_off if u_off is not None else indptr, e_off if e_off is not None else indptr,
         out, arg if arg is not None else indptr,
         num_dst, width, numel(fu) if uses_u else 0, numel(fe) if uses_e else 0,
         OP=BINARY_OPS[op], REDUCE=REDUCERS[reduce], HAS_U=uses_u, HAS_E=uses_e,
-        U_BCAST=u_off is not None, E_BCAST=e_off is not None, ROWS=rows,
-        BLOCK_E=edge_block(block_f), BLOCK_F=block_f)
+        U_BCAST=u_off is not None, E_BCAST=e_off is not None, ROWS=cfg.rows,
+        BLOCK_E=cfg.block_e, BLOCK_F=cfg.block_f, **tuning.launch_options(cfg))
     return out, arg
