@@ -26,6 +26,8 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.compiler import compile as triton_compile
 
+from . import tuning
+
 _POINTER = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16",
             torch.int32: "*i32", torch.int64: "*i64"}
 _FAMILIES = ("spmm", "sddmm", "softmax", "gat", "softmax_agg", "relations")
@@ -103,6 +105,9 @@ def _exercise(kt, full: bool):
         src, dst = torch.tensor([0, 1, 2, 0, 3], dtype=idx), torch.tensor([0, 0, 1, 1, 1], dtype=idx)
         for (op, red), (fu, fe) in itertools.product(spmm_cases, spmm_shapes):
             kt.spmm(indptr, src, 2, op, red, rand(4, *fu), rand(5, *fe))
+        with tuning.override("spmm", hub_split=1):                  # both rows are hubs
+            for op, red in ([("copy_u", "sum"), ("mul", "max")] if not full else spmm_cases):
+                kt.spmm(indptr, src, 2, op, red, rand(4, 8), rand(5, 1))
         rows = {"u": 4, "v": 2, "e": 5}
         for op, (lt, rt) in itertools.product(sddmm_ops, sddmm_targets):
             kt.sddmm(src, dst, op, rand(rows[lt], 4, 70), rand(rows[rt], 1, 70), lt, rt)
@@ -139,11 +144,10 @@ def main(argv=None) -> int:
     with compiling_instead_of_launching(GPUTarget("cuda", opts.arch, 32)) as seen:
         _exercise(kt, opts.all)
         if opts.sweep:
-            from .tuning import SWEEP, override
-            for primitive, fields in SWEEP.items():
+            for primitive, fields in tuning.SWEEP.items():
                 for field, values in fields.items():
                     for value in values:
-                        with override(primitive, **{field: value}):
+                        with tuning.override(primitive, **{field: value}):
                             _exercise(kt, False)
     kernels = sorted({key[0] for key in seen})
     print(f"compiled {len(seen)} variants of {len(kernels)} kernels for sm_{opts.arch}: "

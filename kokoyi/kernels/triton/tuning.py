@@ -75,7 +75,7 @@ _LAUNCH_FIELDS = ("num_warps", "num_stages")
 
 # which fields each primitive reads (overriding any other field is an error, not a silent no-op)
 USES: dict[str, tuple[str, ...]] = {
-    "spmm": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
+    "spmm": _LAUNCH_FIELDS + ("rows", "block_e", "block_f", "hub_split"),
     "edge_softmax": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
     "sddmm": _LAUNCH_FIELDS + ("block_e", "block_f"),
     "gat": _LAUNCH_FIELDS + ("block_e", "block_f"),
@@ -109,7 +109,7 @@ _WARPS = (1, 2, 4, 8)
 _STAGES = (1, 2, 3, 4)
 SWEEP: dict[str, dict[str, tuple[int, ...]]] = {
     "spmm": dict(num_warps=_WARPS, num_stages=_STAGES, rows=(1, 2, 4, 8), block_e=(8, 16, 32, 64),
-                 block_f=(16, 32, 64, 128)),
+                 block_f=(16, 32, 64, 128), hub_split=(0, 64, 256, 1024)),
     "edge_softmax": dict(num_warps=_WARPS, num_stages=_STAGES, rows=(1, 2, 4, 8),
                          block_e=(8, 16, 32, 64), block_f=(16, 32, 64, 128)),
     "sddmm": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(16, 32, 64, 128),
