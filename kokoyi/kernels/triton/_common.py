@@ -1,5 +1,5 @@
-"""Host-side helpers shared by the Triton kernel families: argument checks, feature broadcasting,
-launch sizes. Nothing in here launches a kernel."""
+"""Host-side helpers shared by the Triton kernel families: argument checks, feature broadcasting.
+Nothing in here launches a kernel; launch sizes come from tuning.py."""
 from __future__ import annotations
 
 import math
@@ -10,10 +10,6 @@ from triton import knobs
 INDEX_DTYPES = (torch.int32, torch.int64)
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
-# tile-size ceilings: a (BLOCK_E x BLOCK_F) fp32 tile of 32 x 128 is 16 KiB of registers per program
-MAX_BLOCK_F = 128
-MAX_BLOCK_E = 32
-
 
 # read once, when the kernel modules (which import this one first) define their kernels: that is
 # when triton.jit binds a kernel to the interpreter or to the GPU compiler
@@ -23,10 +19,6 @@ _INTERPRETED = bool(knobs.runtime.interpret)
 def interpreting() -> bool:
     """True when the kernels were defined under Triton's CPU interpreter (``TRITON_INTERPRET=1``)."""
     return _INTERPRETED
-
-
-def next_pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
 def numel(shape) -> int:
@@ -97,18 +89,3 @@ def feature_offsets(own: tuple[int, ...], full: tuple[int, ...], device) -> torc
     padded = (1,) * (len(full) - len(own)) + own
     table = torch.arange(max(numel(own), 1), dtype=torch.int32).reshape(padded).expand(full)
     return table.reshape(-1).contiguous().to(device)
-
-
-def feature_block(width: int) -> int:
-    """Feature tile: the whole row up to MAX_BLOCK_F, a power of two."""
-    return min(next_pow2(width), MAX_BLOCK_F)
-
-
-def edge_block(feature_block_size: int) -> int:
-    """Edges per chunk: a (BLOCK_E x BLOCK_F) tile of at most MAX_BLOCK_E * MAX_BLOCK_F elements."""
-    return max(8, min(MAX_BLOCK_E, (MAX_BLOCK_E * MAX_BLOCK_F) // max(feature_block_size, 1)))
-
-
-def rows_per_program(feature_block_size: int) -> int:
-    """Narrow rows share a program (a row block) so that a program handles >= 32 feature lanes."""
-    return max(1, 32 // feature_block_size)

@@ -28,7 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import check_device, check_float, check_index, edge_block, feature_block
+from . import tuning
+from ._common import check_device, check_float, check_index
 from .softmax import finite_weight
 
 
@@ -196,11 +197,6 @@ def _check_gat_inputs(indptr, src, s_src, t_dst, feat, self_loop):
     return num_dst, num_src, heads, width
 
 
-def _gat_blocks(width):
-    block_d = feature_block(width)
-    return block_d, edge_block(block_d)
-
-
 def gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False):
     """Fused GAT attention forward -> ``(out, (row_max, row_sum))``.
 
@@ -216,12 +212,13 @@ def gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=Fal
     row_sum = torch.zeros((num_dst, heads), dtype=torch.float32, device=device)
     if num_dst == 0 or heads == 0:
         return out, (row_max, row_sum)
-    block_d, block_e = _gat_blocks(max(width, 1))  # D = 0 still computes the statistics
-    grid = (num_dst, heads, triton.cdiv(max(width, 1), block_d))
+    cfg = tuning.config("gat", max(width, 1), heads=heads)  # D = 0 still computes the statistics
+    grid = (num_dst, heads, triton.cdiv(max(width, 1), cfg.block_f))
     _gat_forward_kernel[grid](
         indptr, src, s_src.contiguous(), t_dst.contiguous(), feat.contiguous(), out,
         row_max, row_sum, heads, width, float(negative_slope),
-        SELF_LOOP=bool(self_loop), BLOCK_E=block_e, BLOCK_D=block_d)
+        SELF_LOOP=bool(self_loop), BLOCK_E=cfg.block_e, BLOCK_D=cfg.block_f,
+        **tuning.launch_options(cfg))
     return out, (row_max, row_sum)
 
 
@@ -260,15 +257,17 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
     g_c = grad_out.contiguous()
     dz = torch.empty((num_edges, heads), dtype=torch.float32, device=device)
     dz_self = torch.zeros((num_dst, heads), dtype=torch.float32, device=device)
-    block_d, block_e = _gat_blocks(width)
+    cfg = tuning.config("gat_backward", width, heads=heads)
+    block_e, block_d, options = cfg.block_e, cfg.block_f, tuning.launch_options(cfg)
     slope = float(negative_slope)
     if num_dst > 0:
         _gat_backward_dst_kernel[(num_dst, heads)](
             indptr, src, s_c, t_c, f_c, out.contiguous(), g_c, row_max, row_sum, dz, dz_self,
-            grad_t, heads, width, slope, SELF_LOOP=bool(self_loop), BLOCK_E=block_e, BLOCK_D=block_d)
+            grad_t, heads, width, slope, SELF_LOOP=bool(self_loop), BLOCK_E=block_e, BLOCK_D=block_d,
+            **options)
     if num_src > 0:
         _gat_backward_src_kernel[(num_src, heads, triton.cdiv(width, block_d))](
             rev_indptr, rev_dst, rev_perm, s_c, t_c, g_c, row_max, row_sum, dz, dz_self, grad_s,
             grad_feat, num_dst, heads, width, slope, SELF_LOOP=bool(self_loop),
-            BLOCK_E=block_e, BLOCK_D=block_d)
+            BLOCK_E=block_e, BLOCK_D=block_d, **options)
     return grad_s, grad_t, grad_feat

@@ -17,8 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (check_device, check_float, check_index, edge_block, feature_block, numel,
-                      rows_per_program)
+from . import tuning
+from ._common import check_device, check_float, check_index, numel
 
 
 @triton.jit
@@ -107,11 +107,10 @@ def edge_softmax(indptr, dst, scores, self_scores=None):
     self_alpha = torch.empty_like(y) if y is not None else None
     width = numel(feats)
     if num_dst > 0 and width > 0:
-        block_f = feature_block(width)
-        rows = rows_per_program(block_f)
-        grid = (triton.cdiv(num_dst, rows), triton.cdiv(width, block_f))
+        cfg = tuning.config("edge_softmax", width)
+        grid = (triton.cdiv(num_dst, cfg.rows), triton.cdiv(width, cfg.block_f))
         _edge_softmax_kernel[grid](
             indptr, x, y if y is not None else x, alpha, self_alpha if y is not None else x,
-            num_dst, width, HAS_SELF=y is not None, ROWS=rows,
-            BLOCK_E=edge_block(block_f), BLOCK_F=block_f)
+            num_dst, width, HAS_SELF=y is not None, ROWS=cfg.rows,
+            BLOCK_E=cfg.block_e, BLOCK_F=cfg.block_f, **tuning.launch_options(cfg))
     return alpha if self_scores is None else (alpha, self_alpha)
