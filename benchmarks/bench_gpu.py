@@ -32,10 +32,13 @@ minibatch
     Adam) on a power-law graph; sampling on the CPU, model, features and blocks on the device: epoch
     time, steps/s, sampled edges/s, the share of time waiting for the sampler, peak memory.
 sweep
-    copy_u-sum (F = 16, 64, 128) and the fused GAT (H = 8, D = 8) forward on the big graph under a grid
-    of launch configs ``kokoyi.kernels.triton.tuning.override(primitive, **fields)`` (num_warps 1..8,
-    rows per program 1..8 for narrow widths, hub_split on/off when the table has it); the best per case
-    against the default. A missing ``tuning`` module or an unknown field skips the row with a note.
+    copy_u-sum (F = 16, 64, 128) and the fused GAT (H = 8, D = 8) forward on the big graph under launch
+    configs ``kokoyi.kernels.triton.tuning.override(primitive, **fields)``, by coordinate descent
+    (`sweep_stages`): hub_split, then num_warps x rows (narrow widths), then the other fields of
+    ``tuning.SWEEP`` one at a time, each stage on top of the best so far. Every config's output is
+    compared with the default launch's (a mismatch is an error row, never "best"); the best per case
+    against the default. A missing ``tuning`` module or a field the primitive does not read skips the
+    row with a note.
 
 Timing: on CUDA ``triton.testing.do_bench(fn, warmup, rep, return_mode="median")`` (it warms up, and
 clears the L2 cache before every call, so every run starts cold; inputs are not rotated); on the CPU
@@ -91,7 +94,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 SECTIONS = ("ops", "models", "minibatch", "sweep")
-DEFAULT_BUDGET_S = {"ops": 75.0, "models": 95.0, "minibatch": 20.0, "sweep": 40.0}
+DEFAULT_BUDGET_S = {"ops": 65.0, "models": 90.0, "minibatch": 20.0, "sweep": 60.0}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 OP_CASES = ("copy_u-sum", "u_mul_e-sum", "copy_u-max", "u_dot_v", "edge_softmax", "gat")
 HEADS = 8
@@ -665,47 +668,73 @@ def _tuning():
 
 
 def _known_fields(tuning, primitive):
-    """The field names the CONFIG table declares for `primitive`, or None when it cannot be told."""
-    cfg = getattr(tuning, "CONFIG", None)
-    try:
-        entry = cfg[primitive]
-    except Exception:  # noqa: BLE001
-        entry = getattr(cfg, primitive, None) if cfg is not None else None
-    if entry is None:
-        return None
-    if dataclasses.is_dataclass(entry):
-        return {f.name for f in dataclasses.fields(entry)}
-    if isinstance(entry, dict):
-        return set(entry)
-    fields = getattr(entry, "_fields", None) or getattr(entry, "__dict__", None)
-    return set(fields) if fields else None
+    """The fields `primitive` reads: ``tuning.USES[primitive]``, else the fields of its CONFIG/TABLE
+    entry; None when they cannot be told (then override() itself must reject an unknown one)."""
+    uses = getattr(tuning, "USES", None)
+    if isinstance(uses, dict) and primitive in uses:
+        return set(uses[primitive])
+    for name in ("CONFIG", "TABLE"):
+        cfg = getattr(tuning, name, None)
+        try:
+            entry = cfg[primitive]
+        except Exception:  # noqa: BLE001
+            entry = None
+        if isinstance(entry, tuple) and entry and isinstance(entry[0], tuple):
+            entry = entry[0][-1]  # TABLE rows: ((max_width, Launch), ...)
+        if dataclasses.is_dataclass(entry):
+            return {f.name for f in dataclasses.fields(entry)}
+        if isinstance(entry, dict):
+            return set(entry)
+    return None
 
 
-def sweep_grid(primitive: str, width: int, known) -> list[dict]:
-    """The launch configs to time (see the module docstring); `known` limits optional fields."""
-    warps = (1, 2, 4, 8)
-    rows = (1, 2, 4, 8) if (primitive == "spmm" and width <= 64) else (None,)
-    hub = (None,) if known is None or "hub_split" not in known else (False, True)
-    grid = []
-    for w in warps:
-        for r in rows:
-            for hs in hub:
-                cfg = {"num_warps": w}
-                if r is not None:
-                    cfg["rows"] = r
-                if hs is not None:
-                    cfg["hub_split"] = hs
-                grid.append(cfg)
-    return grid
+# values tried when tuning.SWEEP does not list a field
+_FALLBACK_VALUES = {"num_warps": (1, 2, 4, 8), "rows": (1, 2, 4, 8), "hub_split": (0, 256),
+                    "heads_per_program": (1, 2, 4, 8, 0)}
+
+
+def sweep_stages(tuning, primitive: str, width: int, known) -> list[tuple[str, list[dict]]]:
+    """The sweep as stages of candidate overrides, each stage applied on top of the best config so far
+    (coordinate descent):
+
+    1. hub_split (spmm: the power-law graph's hubs serialise one program per row), when read;
+    2. the grid num_warps x rows (rows only for narrow spmm, F <= 64) or, for GAT, num_warps x
+       heads_per_program when the primitive reads it;
+    3. every other field tuning.SWEEP lists (block_e, num_stages, block_f), one at a time.
+    The optional schedules (hub_split, heads_per_program) are tried only when ``known`` says the
+    primitive reads them; rows (narrow spmm) always, so that a table without it is recorded as
+    skipped rows; when ``known`` is None override() decides."""
+    sweep = getattr(tuning, "SWEEP", {}) or {}
+    values = {**_FALLBACK_VALUES, **{k: tuple(v) for k, v in sweep.get(primitive, {}).items()}}
+    reads = (lambda f: False) if known is None else (lambda f: f in known)  # noqa: E731
+    stages = []
+    if reads("hub_split") and primitive == "spmm":
+        stages.append(("hub_split", [{"hub_split": v} for v in values["hub_split"]]))
+    second = ("rows" if primitive == "spmm" and width <= 64 else
+              "heads_per_program" if primitive == "gat" and reads("heads_per_program") else None)
+    grid = [{"num_warps": w, **({second: v} if second else {})} for w in values["num_warps"]
+            for v in (values[second] if second else (None,))]
+    stages.append(("num_warps x " + second if second else "num_warps", grid))
+    done = {"hub_split", "num_warps", "rows", "heads_per_program"}
+    for field in sweep.get(primitive, {}):
+        if field not in done and reads(field):
+            stages.append((field, [{field: v} for v in values[field]]))
+    return stages
 
 
 def sweep_label(case: str, width: int) -> str:
     return f"{case} F={width}" if case != "gat" else f"gat H={HEADS} D={width // HEADS}"
 
 
-def section_sweep(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: float):
-    import kokoyi.ops as ops
+def _same(out, ref) -> tuple[bool, float]:
+    """Whether a tuned launch gives the default launch's result (fp32 sums may be reordered)."""
+    out, ref = out.float(), ref.float()
+    diff = float((out - ref).abs().max()) if out.numel() else 0.0
+    scale = float(ref.abs().max()) if ref.numel() else 0.0
+    return out.shape == ref.shape and diff <= 1e-4 * max(scale, 1.0), diff
 
+
+def section_sweep(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: float):
     tuning, why = _tuning()
     n, e = args.sweep_graph
     cases = [("copy_u-sum", "spmm", w) for w in args.sweep_widths] + [("gat", "gat", HEADS * 8)]
@@ -718,55 +747,66 @@ def section_sweep(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: f
     start = time.monotonic()
     for i, (case, prim, width) in enumerate(cases):
         name = sweep_label(case, width)
+        table_width = width if prim != "gat" else width // HEADS  # gat's table is keyed by D
         case_deadline = min(deadline, start + (deadline - start) * (i + 1) / len(cases))
         base = {"section": "sweep", "case": name, "primitive": prim, "graph": graph_label(n, e)}
         try:
             ei, graph = graphs.get(n, e)
             impls, inputs = op_impls(case, graph, ei, width, torch.float32, args.device)
             fn = impls["kokoyi"]
+            with torch.no_grad():
+                ref = fn()
+                default_ms = timer.ms(fn)
         except Exception as ex:  # noqa: BLE001
             rec.row({**base, "kind": "best", "error": _err(ex)})
             continue
+        resolved = None
+        with contextlib.suppress(Exception):
+            resolved = tuning.as_dict(prim, table_width, **({"heads": HEADS} if prim == "gat" else {}))
+        rec.row({**base, "kind": "config", "config": "default", "resolved": resolved, "ms": default_ms})
         known = _known_fields(tuning, prim)
-        results, skipped = [], 0
-        with torch.no_grad():
-            try:
-                default_ms = timer.ms(fn)
-            except Exception as ex:  # noqa: BLE001
-                rec.row({**base, "kind": "best", "error": f"default config: {_err(ex)}"})
-                continue
-            rec.row({**base, "kind": "config", "config": "default", "ms": default_ms})
-            for cfg in sweep_grid(prim, width, known):
-                r = {**base, "kind": "config", "config": cfg}
+        best_ms, best_cfg = default_ms, {}
+        timed = skipped = 0
+        for stage, candidates in sweep_stages(tuning, prim, width, known):
+            stage_best = (best_ms, best_cfg)
+            for cand in candidates:
+                cfg = {**best_cfg, **cand}
+                r = {**base, "kind": "config", "stage": stage, "config": cfg}
                 unknown = sorted(set(cfg) - known) if known is not None else []
                 if unknown:
                     skipped += 1
-                    rec.row({**r, "skipped": f"{prim}: no field {', '.join(unknown)} in tuning.CONFIG"})
+                    rec.row({**r, "skipped": f"{prim} does not read {', '.join(unknown)} (tuning table)"})
                     continue
                 if time.monotonic() > case_deadline:
                     skipped += 1
                     rec.row({**r, "skipped": f"sweep budget of {args.budget['sweep']:.0f} s spent"})
                     continue
                 try:
-                    ctx = tuning.override(prim, **cfg)
-                    with ctx:
-                        ms = timer.ms(fn)
+                    with tuning.override(prim, **cfg), torch.no_grad():
+                        ok, diff = _same(fn(), ref)
+                        ms = timer.ms(fn) if ok else None
                 except (TypeError, KeyError, ValueError, AttributeError) as ex:
                     skipped += 1
                     rec.row({**r, "skipped": f"{prim} {cfg}: {_err(ex)}"})
                     continue
                 except Exception as ex:  # noqa: BLE001 - e.g. a launch the compiler rejects
                     rec.row({**r, "error": _err(ex)})
+                    _free(args.device)
                     continue
-                results.append((ms, cfg))
-                rec.row({**r, "ms": ms})
-        best_ms, best_cfg = min(results, key=lambda t: t[0]) if results else (None, None)
-        rec.row({**base, "kind": "best", "default_ms": default_ms, "best_ms": best_ms, "best_config": best_cfg,
-                 "speedup": default_ms / best_ms if best_ms else None, "timed": len(results),
-                 "skipped_count": skipped})
-        print(f"sweep {name:16} default {_f(default_ms)} ms, best {_f(best_ms)} ms {best_cfg} "
-              f"({len(results)} timed, {skipped} skipped)", flush=True)
-        del impls, inputs, fn
+                if not ok:
+                    rec.row({**r, "error": f"wrong result: max |diff| {diff:.3g} from the default launch"})
+                    continue
+                timed += 1
+                rec.row({**r, "ms": ms, "max_abs_diff": diff})
+                if ms < stage_best[0]:
+                    stage_best = (ms, cfg)
+            best_ms, best_cfg = stage_best
+        rec.row({**base, "kind": "best", "default_ms": default_ms, "default_config": resolved,
+                 "best_ms": best_ms, "best_config": best_cfg or "default",
+                 "speedup": default_ms / best_ms, "timed": timed, "skipped_count": skipped})
+        print(f"sweep {name:16} default {_f(default_ms)} ms, best {_f(best_ms)} ms {best_cfg or 'default'} "
+              f"({timed} timed, {skipped} skipped)", flush=True)
+        del impls, inputs, fn, ref
         _free(args.device)
 
 
@@ -827,7 +867,7 @@ def main(argv=None):
     p.add_argument("--budget-s", nargs="+", metavar="SECTION=S",
                    help=f"per-section time budgets in seconds (defaults {DEFAULT_BUDGET_S}); a bare number sets all")
     p.add_argument("--compile-budget-s", type=float, default=None,
-                   help="time for the torch.compile'd PyG rows within the models section (default 70)")
+                   help="time for the torch.compile'd PyG rows within the models section (default 65)")
     p.add_argument("--no-compile", action="store_true", help="no torch.compile'd PyG rows")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtypes", nargs="+", default=["fp32"], choices=list(DTYPES), help="ops section dtypes")
@@ -863,7 +903,7 @@ def main(argv=None):
         os.environ["KOKOYI_BACKEND"] = args.backend
     args.budget = parse_budget(args.budget_s, args.smoke)
     args.compile_budget_s = 0.0 if args.no_compile else (
-        args.compile_budget_s if args.compile_budget_s is not None else 70.0)
+        args.compile_budget_s if args.compile_budget_s is not None else 65.0)
     big, small = (1_000_000, 10_000_000), (100_000, 1_000_000)
     if args.smoke:
         tiny = (1_000, 10_000)

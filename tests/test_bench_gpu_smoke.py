@@ -28,11 +28,11 @@ def _stub(calls):
     """A stand-in for kokoyi.kernels.triton.tuning: spmm knows num_warps/rows/block_e, gat has a dict
     entry without hub_split; override() rejects unknown fields like the real one should."""
     mod = types.ModuleType("kokoyi.kernels.triton.tuning")
-    mod.TABLE = mod.CONFIG = {"spmm": _Spmm(), "gat": {"num_warps": 4, "block_d": 8}}
+    mod._FIELDS = mod.CONFIG = {"spmm": _Spmm(), "gat": {"num_warps": 4, "block_d": 8}}
 
     @contextlib.contextmanager
     def override(primitive, **fields):
-        entry = mod.TABLE[primitive]
+        entry = mod._FIELDS[primitive]
         names = {f.name for f in dataclasses.fields(entry)} if dataclasses.is_dataclass(entry) else set(entry)
         bad = set(fields) - names
         if bad:
@@ -68,9 +68,13 @@ def test_sweep_with_stub_tuning(tmp_path, monkeypatch):
     assert len(configs) == 16 and all("ms" in r for r in configs)
     assert all("hub_split" not in r["config"] for r in configs)
     timed = {json.dumps(r["config"], sort_keys=True): r["ms"] for r in configs}
+    default = next(r["ms"] for r in sweep if r["kind"] == "config" and r["config"] == "default"
+                   and r["case"] == "copy_u-sum F=16")
     b = best["copy_u-sum F=16"]
-    assert b["timed"] == 16 and b["best_ms"] == min(timed.values())
-    assert timed[json.dumps(b["best_config"], sort_keys=True)] == b["best_ms"]
+    assert b["timed"] == 16 and b["best_ms"] == min(default, *timed.values())
+    if b["best_config"] != "default":
+        assert timed[json.dumps(b["best_config"], sort_keys=True)] == b["best_ms"]
+    assert all(r["max_abs_diff"] == 0 for r in configs)  # the torch path ignores launch configs
     assert ("spmm", {"num_warps": 1, "rows": 8}) in calls
     # gat: only num_warps, 4 configs timed through override("gat", ...)
     assert best["gat H=8 D=8"]["timed"] == 4
@@ -83,18 +87,36 @@ def test_sweep_unknown_field_is_skipped_with_a_note(tmp_path, monkeypatch):
 
     calls = []
     stub = _stub(calls)
-    stub.TABLE = {"spmm": {"num_warps": 4}, "gat": {"num_warps": 4}}  # spmm has no 'rows'
+    stub._FIELDS = {"spmm": {"num_warps": 4}, "gat": {"num_warps": 4}}  # spmm has no "rows"
     stub.CONFIG = object()  # the fields cannot be told from CONFIG: override() itself must reject 'rows'
     monkeypatch.setitem(sys.modules, "kokoyi.kernels.triton.tuning", stub)
     monkeypatch.setattr(kt, "tuning", stub, raising=False)
     rows, _ = _run(tmp_path, monkeypatch, ["--sections", "sweep"])
     configs = [r for r in rows if r.get("section") == "sweep" and r.get("kind") == "config" and r["config"] != "default"]
     spmm = [r for r in configs if r["primitive"] == "spmm"]
-    assert len(spmm) == 16 and all("unknown field(s) ['rows']" in r["skipped"] for r in spmm)
+    # fields unknown: no optional schedule (hub_split) is tried; the rows grid is, and refused
+    assert [r["stage"] for r in spmm] == ["num_warps x rows"] * 16
+    assert all("unknown field(s) ['rows']" in r["skipped"] for r in spmm)
     assert all("ms" in r for r in configs if r["primitive"] == "gat")
     best = {r["case"]: r for r in rows if r.get("kind") == "best"}
-    assert best["copy_u-sum F=16"]["timed"] == 0 and best["copy_u-sum F=16"]["best_ms"] is None
+    assert best["copy_u-sum F=16"]["timed"] == 0 and best["copy_u-sum F=16"]["best_config"] == "default"
     assert best["copy_u-sum F=16"]["skipped_count"] == 16 and best["gat H=8 D=8"]["timed"] == 4
+
+
+def test_sweep_with_the_real_tuning_module(tmp_path, monkeypatch):
+    """gputune's kokoyi/kernels/triton/tuning.py: every override the sweep makes is one it accepts."""
+    tuning = pytest.importorskip("kokoyi.kernels.triton.tuning")
+    rows, md = _run(tmp_path, monkeypatch, ["--sections", "sweep"])
+    sweep = [r for r in rows if r.get("section") == "sweep"]
+    assert not [r for r in sweep if "error" in r]
+    configs = [r for r in sweep if r["kind"] == "config" and r["config"] != "default"]
+    assert configs and all("ms" in r or "budget" in r["skipped"] for r in configs)
+    stages = {r["stage"] for r in configs if r["primitive"] == "spmm"}
+    assert {"hub_split", "num_warps x rows"} <= stages
+    for r in configs:  # each stage sits on top of the best config of the stages before it
+        assert set(r["config"]) <= set(tuning.USES[r["primitive"]])
+    default = next(r for r in sweep if r["config"] == "default" and r["primitive"] == "spmm")
+    assert default["resolved"] == tuning.as_dict("spmm", 16)
 
 
 def test_sweep_without_tuning_module(tmp_path, monkeypatch):
