@@ -146,6 +146,11 @@ def _status(r):
 
 def _ops_note(r) -> str:
     notes = [_status(r)] if _status(r) else []
+    if r.get("match_pyg") is False or r.get("match_cusparse") is False:
+        notes.append(f"**output differs** (max diff vs PyG {_f(r.get('max_abs_diff_pyg'), '{:.3g}')}; "
+                     f"cuSPARSE match {r.get('match_cusparse')})")
+    if r.get("check_error"):
+        notes.append("check: " + r["check_error"][:80])
     if r.get("cusparse_grads"):
         notes.append("cuSPARSE: grad x only")
     notes += [e.splitlines()[0][:100] for e in r.get("errors", [])]
@@ -432,6 +437,35 @@ def op_impls(case: str, graph, ei, width: int, dtype, device, seed: int = 0):
     raise KeyError(case)
 
 
+def compare_outputs(impls, dtype) -> dict:
+    """kokoyi's forward output against PyG's (and cuSPARSE's), once per case: a fast wrong kernel must
+    not pass for a fast one. Tolerance: max |diff| <= tol * (max |PyG| + 1), tol 1e-4 in fp32 (sums are
+    reordered), 3e-2 in bf16/fp16."""
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    out = {}
+    call = {lib: (fn[0] if isinstance(fn, tuple) else fn) for lib, fn in impls.items()}
+    with torch.no_grad():
+        try:
+            ref = call["pyg"]().float()
+            k = call["kokoyi"]().float()
+        except Exception as ex:  # noqa: BLE001
+            return {"check_error": _err(ex)}
+        if k.shape != ref.shape and k.numel() == ref.numel():
+            k = k.reshape(ref.shape)
+        diff = float((k - ref).abs().max()) if k.shape == ref.shape else float("inf")
+        out["max_abs_diff_pyg"] = diff
+        out["match_pyg"] = diff <= tol * (float(ref.abs().max()) + 1.0)
+        for lib in set(call) - {"pyg", "kokoyi"}:
+            try:
+                o = call[lib]()
+                o = o.to_dense().float() if o.layout != torch.strided else o.float()
+                out[f"match_{lib}"] = bool(o.shape == k.shape and
+                                          float((o - k).abs().max()) <= tol * (float(o.abs().max()) + 1.0))
+            except Exception:  # noqa: BLE001 - the timing row records the same failure
+                out[f"match_{lib}"] = None
+    return out
+
+
 def fwd_bwd(fn, inputs):
     """fn() then its gradient w.r.t. `inputs` for an all-ones output gradient (the ones are made once)."""
     cell = {}
@@ -472,10 +506,11 @@ def section_ops(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: flo
                         for p in ("fwd", "fwd+bwd"):
                             rec.row({**base, "pass": p, "error": _err(ex)})
                         continue
+                    check = compare_outputs(impls, dtype)
                     s = inputs[0].element_size()
                     nbytes = op_bytes(case, graph.num_src, graph.num_edges, width, s, graph.src.element_size())
                     for p, nb in zip(("fwd", "fwd+bwd"), nbytes):
-                        r = {**base, "edges": graph.num_edges, "pass": p, "bytes": nb, "errors": []}
+                        r = {**base, "edges": graph.num_edges, "pass": p, "bytes": nb, "errors": [], **check}
                         for lib, fn in impls.items():
                             lib_inputs = inputs
                             if isinstance(fn, tuple):
@@ -823,7 +858,8 @@ def final_table(rec: Recorder) -> str:
                        f"{_f(r.get('kokoyi_ms'))}ms {_f(r.get('kokoyi_gbs'), '{:.0f}')}GB/s "
                        f"{_f(r.get('kokoyi_frac_peak') and 100 * r['kokoyi_frac_peak'], '{:.0f}')}% "
                        f"xPyG {_f(x, '{:.2f}')} xcuSP {_f(c, '{:.2f}')}"
-                       + (" ERR" if r.get("errors") or "error" in r else ""))
+                       + (" ERR" if r.get("errors") or "error" in r else "")
+                       + (" MISMATCH" if r.get("match_pyg") is False or r.get("match_cusparse") is False else ""))
     for r in rec.section_rows("models"):
         if "model" in r:
             out.append(f"model {r['model']:4} {r['graph']:10} {r['impl']:12} {_f(r.get('ms'), '{:.2f}')}ms "
