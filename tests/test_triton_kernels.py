@@ -130,13 +130,17 @@ def ref_edge_softmax(g, x, y=None):
     return alpha if y is None else (alpha, self_alpha)
 
 
-def ref_gat(g, s, t, feat, slope, self_loop):
-    """Composed torch: scores per edge, softmax per destination (masked dense), weighted sum."""
+def ref_gat(g, s, t, feat, slope, self_loop, log_w=None):
+    """Composed torch: scores per edge (+ log_w, the self loop's 0), softmax per destination
+    (masked dense), weighted sum."""
     src, dst = g.src.long(), g.dst.long()
     if self_loop:
         loops = torch.arange(g.num_dst, device=DEVICE)
         src, dst = torch.cat([src, loops]), torch.cat([dst, loops])
     z = torch.nn.functional.leaky_relu(s[src] + t[dst], slope)                    # (E', H)
+    if log_w is not None:
+        lw = log_w.to(z.dtype)
+        z = z + (torch.cat([lw, lw.new_zeros(g.num_dst)]) if self_loop else lw)[:, None]
     dense = torch.full((g.num_dst, src.shape[0], z.shape[1]), float("-inf"), dtype=z.dtype)
     dense[dst, torch.arange(src.shape[0])] = z
     alpha = torch.nan_to_num(torch.softmax(dense, dim=1), nan=0.0)               # empty rows -> 0
@@ -683,3 +687,41 @@ def test_hub_split_half_precision_int32_scalar_features_and_no_hub():
     with tuning.override("spmm", hub_split=deg):                      # a row of exactly T: no split
         out, _ = kt.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", u, None)
     close(out, ref_spmm(g, "copy_u", "sum", u, None)[0], torch.float16)
+
+
+# ------------------------------------------- GAT per-edge log-weights (weighted sampled blocks)
+@pytest.mark.parametrize("heads_per_program", [1, 0])
+@pytest.mark.parametrize("self_loop", [False, True])
+def test_gat_log_weights_forward_and_backward_match_composition(self_loop, heads_per_program):
+    """z_uv = LeakyReLU(s_u + t_v) + log_w[uv] (self loop: + 0) in both layouts; the gradients of
+    s, t, feat are autograd's through the composition with log_w held constant."""
+    g = SWEEP_GRAPH
+    s, t, feat = gat_inputs(g, heads=3, width=4, seed=31)
+    log_w = rand(g.num_edges, seed=32) * 2
+    log_w[int(g.indptr[0])] = float("-inf")          # a zero-weight edge in the hub row
+    grad_out = rand(g.num_dst, 3, 4, seed=33)
+    with tuning.override("gat", heads_per_program=heads_per_program), \
+            tuning.override("gat_backward", heads_per_program=heads_per_program):
+        out, stats = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, self_loop, log_w=log_w)
+        grads = kt.gat_aggregate_backward(g.indptr, g.src, g.rev_indptr, g.rev_dst, g.rev_perm,
+                                          s, t, feat, out, stats, grad_out, 0.2, self_loop,
+                                          log_w=log_w)
+    leaves = [x.double().requires_grad_() for x in (s, t, feat)]
+    ref = ref_gat(g, *leaves, 0.2, self_loop, log_w=log_w.double())
+    close(out, ref.detach())
+    ref.backward(grad_out.double())
+    for name, got, leaf in zip(("s_src", "t_dst", "feat"), grads, leaves):
+        torch.testing.assert_close(got.double(), leaf.grad, atol=1e-5, rtol=1e-5, msg=name)
+    plain, _ = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, self_loop)
+    assert not torch.allclose(plain, out)              # the weights change the result
+    zero, _ = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, self_loop, log_w=torch.zeros_like(log_w))
+    close(zero, plain)                                   # log 1 = 0: the unweighted attention
+
+
+def test_gat_log_weights_reject_bad_shape():
+    g = SQUARE
+    s, t, feat = gat_inputs(g)
+    with pytest.raises(ValueError, match=r"log_w: expected shape \(40,\) \(one log-weight per edge"):
+        kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, log_w=rand(g.num_edges, 1))
+    with pytest.raises(ValueError, match="log_w: expected dtype float32"):
+        kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, log_w=torch.zeros(g.num_edges, dtype=torch.long))

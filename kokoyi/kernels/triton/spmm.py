@@ -264,7 +264,8 @@ def _split_hubs(cfg, hubs, src, x, out, arg, width, reduce):
     _launch(cfg, hubs.bounds, src, x, partial, partial_arg, hubs.num_chunks, width, chunk_reduce,
             pairs=True)
     combined = torch.empty((hubs.rows.numel(), width), dtype=torch.float32, device=device)
-    pick = torch.empty((hubs.rows.numel(), width), dtype=torch.int64, device=device) \
+    # (zeros, not empty: a few hubs x width, and a gather index must be valid even if never written)
+    pick = torch.zeros((hubs.rows.numel(), width), dtype=torch.int64, device=device) \
         if arg is not None else None
     over_chunks = _Operands(partial, partial, None, None, 0, width, BINARY_OPS["copy_e"], False, True)
     _launch(cfg, hubs.chunk_indptr, hubs.chunk_indptr, over_chunks, combined, pick,

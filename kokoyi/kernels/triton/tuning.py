@@ -19,8 +19,6 @@ block_e      edges per chunk (row-parallel kernels: the loop step over a row's i
              32 x 128 elements, at least 8 edges.
 block_f      feature tile (per head for GAT; the output-feature tile for sddmm). auto: next power of
              two of the width, at most 128.
-(hub_split and heads_per_program are declared for the schedules being built; a primitive reads them,
-and USES / SWEEP list them, once that schedule exists.)
 hub_split    spmm only: rows with more than ``hub_split`` in-edges are cut into chunks of
              ``hub_split`` edges, each its own program, combined in a fixed order (no atomics,
              bit-reproducible). 0 = off.
@@ -78,8 +76,8 @@ USES: dict[str, tuple[str, ...]] = {
     "spmm": _LAUNCH_FIELDS + ("rows", "block_e", "block_f", "hub_split"),
     "edge_softmax": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
     "sddmm": _LAUNCH_FIELDS + ("block_e", "block_f"),
-    "gat": _LAUNCH_FIELDS + ("block_e", "block_f"),
-    "gat_backward": _LAUNCH_FIELDS + ("block_e", "block_f"),
+    "gat": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program"),
+    "gat_backward": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program"),
     "softmax_agg": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
     "softmax_agg_backward": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
     "rel_spmm": _LAUNCH_FIELDS + ("block_e", "block_f"),
@@ -115,9 +113,9 @@ SWEEP: dict[str, dict[str, tuple[int, ...]]] = {
     "sddmm": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(16, 32, 64, 128),
                   block_f=(1, 2, 4, 8, 16)),
     "gat": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(8, 16, 32, 64),
-                block_f=(8, 16, 32, 64)),
+                block_f=(8, 16, 32, 64), heads_per_program=(1, 2, 4, 0)),
     "gat_backward": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(8, 16, 32, 64),
-                         block_f=(8, 16, 32, 64)),
+                         block_f=(8, 16, 32, 64), heads_per_program=(1, 2, 4, 0)),
 }
 
 _overrides: dict[str, dict[str, int]] = {}
