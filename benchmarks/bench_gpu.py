@@ -32,7 +32,8 @@ minibatch
     Adam) on a power-law graph; sampling on the CPU, model, features and blocks on the device: epoch
     time, steps/s, sampled edges/s, the share of time waiting for the sampler, peak memory.
 sweep
-    copy_u-sum (F = 16, 64, 128) and the fused GAT (H = 8, D = 8) forward on the big graph under launch
+    copy_u-sum (F = 16, 64, 128) and the fused GAT (H = 8, D = 8) forward, and the GAT backward's
+    launches (timed as forward + backward, gradients compared), on the big graph under launch
     configs ``kokoyi.kernels.triton.tuning.override(primitive, **fields)``, by coordinate descent
     (`sweep_stages`): hub_split, then num_warps x rows (narrow widths), then the other fields of
     ``tuning.SWEEP`` one at a time, each stage on top of the best so far. Every config's output is
@@ -243,7 +244,7 @@ def summary_markdown(rec: Recorder) -> str:
     sw = rec.section_rows("sweep")
     best = [r for r in sw if r.get("kind") == "best"]
     if sw:
-        lines += ["#### Launch-config sweep (forward, big graph; best per case)", "",
+        lines += ["#### Launch-config sweep (big graph; forward, `bwd`: forward + backward; best per case)", "",
                   "| case | default ms | best ms | speed-up | best config | configs timed | skipped |",
                   "|---|---:|---:|---:|---|---:|---:|"]
         for r in best:
@@ -753,7 +754,8 @@ def sweep_stages(tuning, primitive: str, width: int, known) -> list[tuple[str, l
     if reads("hub_split") and primitive == "spmm":
         stages.append(("hub_split", [{"hub_split": v} for v in values["hub_split"]]))
     second = ("rows" if primitive == "spmm" and width <= 64 else
-              "heads_per_program" if primitive == "gat" and reads("heads_per_program") else None)
+              "heads_per_program" if primitive in ("gat", "gat_backward") and reads("heads_per_program")
+              else None)
     grid = [{"num_warps": w, **({second: v} if second else {})} for w in values["num_warps"]
             for v in (values[second] if second else (None,))]
     stages.append(("num_warps x " + second if second else "num_warps", grid))
@@ -764,39 +766,62 @@ def sweep_stages(tuning, primitive: str, width: int, known) -> list[tuple[str, l
     return stages
 
 
-def sweep_label(case: str, width: int) -> str:
-    return f"{case} F={width}" if case != "gat" else f"gat H={HEADS} D={width // HEADS}"
+# (case, primitive tuned, width F, pass): the gat_backward launches are timed as forward + backward with
+# the forward at its default (the forward's own sweep is the row before)
+SWEEP_GAT = (("gat", "gat", HEADS * 8, "fwd"), ("gat", "gat_backward", HEADS * 8, "fwd+bwd"))
+
+
+def sweep_label(case: str, width: int, primitive: str = "") -> str:
+    if case != "gat":
+        return f"{case} F={width}"
+    return f"gat H={HEADS} D={width // HEADS}" + (" bwd" if primitive == "gat_backward" else "")
 
 
 def _same(out, ref) -> tuple[bool, float]:
-    """Whether a tuned launch gives the default launch's result (fp32 sums may be reordered)."""
+    """Whether a tuned launch gives the default launch's result (a tensor or a tuple of gradients;
+    fp32 sums may be reordered)."""
+    if isinstance(ref, (tuple, list)):
+        checks = [_same(o, r) for o, r in zip(out, ref)]
+        return len(out) == len(ref) and all(ok for ok, _ in checks), max((d for _, d in checks), default=0.0)
     out, ref = out.float(), ref.float()
+    if out.shape != ref.shape:
+        return False, float("inf")
     diff = float((out - ref).abs().max()) if out.numel() else 0.0
     scale = float(ref.abs().max()) if ref.numel() else 0.0
-    return out.shape == ref.shape and diff <= 1e-4 * max(scale, 1.0), diff
+    return diff <= 1e-4 * max(scale, 1.0), diff
+
+
+def _grads(fn, inputs):
+    """fn's gradients w.r.t. inputs for an all-ones output gradient, as a tuple (forward + backward)."""
+    def run():
+        out = fn()
+        return torch.autograd.grad(out, inputs, torch.ones_like(out))
+    return run
 
 
 def section_sweep(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: float):
     tuning, why = _tuning()
     n, e = args.sweep_graph
-    cases = [("copy_u-sum", "spmm", w) for w in args.sweep_widths] + [("gat", "gat", HEADS * 8)]
+    cases = [("copy_u-sum", "spmm", w, "fwd") for w in args.sweep_widths] + list(SWEEP_GAT)
     if tuning is None:
-        for case, prim, width in cases:
-            rec.row({"section": "sweep", "case": sweep_label(case, width), "kind": "best",
+        for case, prim, width, _ in cases:
+            rec.row({"section": "sweep", "case": sweep_label(case, width, prim), "kind": "best",
                      "skipped": f"no tuning module ({why})"})
         rec.note(f"sweep skipped: kokoyi.kernels.triton.tuning unavailable ({why})")
         return
     start = time.monotonic()
-    for i, (case, prim, width) in enumerate(cases):
-        name = sweep_label(case, width)
-        table_width = width if prim != "gat" else width // HEADS  # gat's table is keyed by D
+    for i, (case, prim, width, pass_) in enumerate(cases):
+        name = sweep_label(case, width, prim)
+        is_gat = prim in ("gat", "gat_backward")
+        table_width = width // HEADS if is_gat else width  # gat's table is keyed by D
         case_deadline = min(deadline, start + (deadline - start) * (i + 1) / len(cases))
-        base = {"section": "sweep", "case": name, "primitive": prim, "graph": graph_label(n, e)}
+        base = {"section": "sweep", "case": name, "primitive": prim, "pass": pass_, "graph": graph_label(n, e)}
+        grad_mode = contextlib.nullcontext if pass_ != "fwd" else torch.no_grad
         try:
             ei, graph = graphs.get(n, e)
             impls, inputs = op_impls(case, graph, ei, width, torch.float32, args.device)
-            fn = impls["kokoyi"]
-            with torch.no_grad():
+            fn = impls["kokoyi"] if pass_ == "fwd" else _grads(impls["kokoyi"], inputs)
+            with grad_mode():
                 ref = fn()
                 default_ms = timer.ms(fn)
         except Exception as ex:  # noqa: BLE001
@@ -804,7 +829,7 @@ def section_sweep(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: f
             continue
         resolved = None
         with contextlib.suppress(Exception):
-            resolved = tuning.as_dict(prim, table_width, **({"heads": HEADS} if prim == "gat" else {}))
+            resolved = tuning.as_dict(prim, table_width, **({"heads": HEADS} if is_gat else {}))
         rec.row({**base, "kind": "config", "config": "default", "resolved": resolved, "ms": default_ms})
         known = _known_fields(tuning, prim)
         best_ms, best_cfg = default_ms, {}
@@ -824,7 +849,7 @@ def section_sweep(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: f
                     rec.row({**r, "skipped": f"sweep budget of {args.budget['sweep']:.0f} s spent"})
                     continue
                 try:
-                    with tuning.override(prim, **cfg), torch.no_grad():
+                    with tuning.override(prim, **cfg), grad_mode():
                         ok, diff = _same(fn(), ref)
                         ms = timer.ms(fn) if ok else None
                 except (TypeError, KeyError, ValueError, AttributeError) as ex:

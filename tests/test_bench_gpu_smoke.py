@@ -62,7 +62,9 @@ def test_sweep_with_stub_tuning(tmp_path, monkeypatch):
     rows, md = _run(tmp_path, monkeypatch, ["--sections", "sweep"])
     sweep = [r for r in rows if r.get("section") == "sweep"]
     best = {r["case"]: r for r in sweep if r["kind"] == "best"}
-    assert set(best) == {"copy_u-sum F=16", "gat H=8 D=8"}
+    assert set(best) == {"copy_u-sum F=16", "gat H=8 D=8", "gat H=8 D=8 bwd"}
+    # the stub has no gat_backward entry: its overrides are refused (KeyError), skipped, no crash
+    assert best["gat H=8 D=8 bwd"]["timed"] == 0 and best["gat H=8 D=8 bwd"]["skipped_count"] == 4
     # copy_u-sum F=16: 4 warps x 4 rows, all known fields; hub_split absent from CONFIG: not tried
     configs = [r for r in sweep if r["kind"] == "config" and r["case"] == "copy_u-sum F=16" and r["config"] != "default"]
     assert len(configs) == 16 and all("ms" in r for r in configs)
@@ -113,6 +115,8 @@ def test_sweep_with_the_real_tuning_module(tmp_path, monkeypatch):
     assert configs and all("ms" in r or "budget" in r["skipped"] for r in configs)
     stages = {r["stage"] for r in configs if r["primitive"] == "spmm"}
     assert {"hub_split", "num_warps x rows"} <= stages
+    assert {r["primitive"] for r in configs} == {"spmm", "gat", "gat_backward"}
+    assert all("max_abs_diff" in r for r in configs if "ms" in r)
     for r in configs:  # each stage sits on top of the best config of the stages before it
         assert set(r["config"]) <= set(tuning.USES[r["primitive"]])
     default = next(r for r in sweep if r["config"] == "default" and r["primitive"] == "spmm")
@@ -126,7 +130,7 @@ def test_sweep_without_tuning_module(tmp_path, monkeypatch):
     monkeypatch.delattr(kt, "tuning", raising=False)
     rows, md = _run(tmp_path, monkeypatch, ["--sections", "sweep"])
     best = [r for r in rows if r.get("section") == "sweep"]
-    assert len(best) == 2 and all("no tuning module" in r["skipped"] for r in best)
+    assert len(best) == 3 and all("no tuning module" in r["skipped"] for r in best)
     assert "sweep skipped" in md
 
 
