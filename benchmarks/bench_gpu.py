@@ -817,6 +817,9 @@ def section_sweep(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: f
         case_deadline = min(deadline, start + (deadline - start) * (i + 1) / len(cases))
         base = {"section": "sweep", "case": name, "primitive": prim, "pass": pass_, "graph": graph_label(n, e)}
         grad_mode = contextlib.nullcontext if pass_ != "fwd" else torch.no_grad
+        if time.monotonic() > deadline:
+            rec.row({**base, "kind": "best", "skipped": f"sweep budget of {args.budget['sweep']:.0f} s spent"})
+            continue
         try:
             ei, graph = graphs.get(n, e)
             impls, inputs = op_impls(case, graph, ei, width, torch.float32, args.device)
