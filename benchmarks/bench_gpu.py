@@ -100,6 +100,18 @@ SECTIONS = ("ops", "models", "minibatch", "sweep")
 DEFAULT_BUDGET_S = {"ops": 60.0, "models": 85.0, "minibatch": 20.0, "sweep": 50.0}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 OP_CASES = ("copy_u-sum", "u_mul_e-sum", "copy_u-max", "u_dot_v", "edge_softmax", "gat")
+# the kokoyi.kernels.ops primitive each case's forward dispatches (its backend is recorded per row)
+PRIMITIVE = {"copy_u-sum": "spmm", "u_mul_e-sum": "spmm", "copy_u-max": "spmm", "u_dot_v": "sddmm",
+             "edge_softmax": "edge_softmax", "gat": "gat_aggregate"}
+
+
+def backend_of(case: str, x: torch.Tensor) -> str:
+    from kokoyi.kernels.ops import backend_name
+
+    try:
+        return backend_name(PRIMITIVE[case], x)
+    except Exception as ex:  # noqa: BLE001
+        return f"? ({_err(ex)[:60]})"
 HEADS = 8
 
 
@@ -149,6 +161,8 @@ def _status(r):
 
 def _ops_note(r) -> str:
     notes = [_status(r)] if _status(r) else []
+    if r.get("backend") not in (None, "triton"):
+        notes.append(f"kokoyi on {r['backend']}")
     if r.get("match_pyg") is False or r.get("match_cusparse") is False:
         notes.append(f"**output differs** (max diff vs PyG {_f(r.get('max_abs_diff_pyg'), '{:.3g}')}; "
                      f"cuSPARSE match {r.get('match_cusparse')})")
@@ -245,10 +259,10 @@ def summary_markdown(rec: Recorder) -> str:
     best = [r for r in sw if r.get("kind") == "best"]
     if sw:
         lines += ["#### Launch-config sweep (big graph; forward, `bwd`: forward + backward; best per case)", "",
-                  "| case | default ms | best ms | speed-up | best config | configs timed | skipped |",
-                  "|---|---:|---:|---:|---|---:|---:|"]
+                  "| case | backend | default ms | best ms | speed-up | best config | configs timed | skipped |",
+                  "|---|---|---:|---:|---:|---|---:|---:|"]
         for r in best:
-            lines.append(f"| {r['case']} | {_f(r.get('default_ms'))} | {_f(r.get('best_ms'))} | "
+            lines.append(f"| {r['case']} | {r.get('backend', '-')} | {_f(r.get('default_ms'))} | {_f(r.get('best_ms'))} | "
                          f"{_f(r.get('speedup'), '{:.2f}')} | `{r.get('best_config')}` | {r.get('timed', 0)} | "
                          f"{r.get('skipped_count', 0)} |")
         lines.append("")
@@ -509,7 +523,7 @@ def section_ops(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: flo
                         for p in ("fwd", "fwd+bwd"):
                             rec.row({**base, "pass": p, "error": _err(ex)})
                         continue
-                    check = compare_outputs(impls, dtype)
+                    check = {"backend": backend_of(case, inputs[-1]), **compare_outputs(impls, dtype)}
                     s = inputs[0].element_size()
                     nbytes = op_bytes(case, graph.num_src, graph.num_edges, width, s, graph.src.element_size())
                     for p, nb in zip(("fwd", "fwd+bwd"), nbytes):
@@ -830,6 +844,11 @@ def section_sweep(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: f
         except Exception as ex:  # noqa: BLE001
             rec.row({**base, "kind": "best", "error": _err(ex)})
             continue
+        backend = backend_of(case, inputs[-1])
+        base["backend"] = backend
+        if backend != "triton":
+            rec.note(f"sweep {name}: kokoyi runs on the {backend} backend here, which ignores Triton launch "
+                     "configs: its timings only show noise")
         resolved = None
         with contextlib.suppress(Exception):
             resolved = tuning.as_dict(prim, table_width, **({"heads": HEADS} if is_gat else {}))
