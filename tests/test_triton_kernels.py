@@ -547,7 +547,7 @@ from kokoyi.kernels.triton import tuning  # noqa: E402
 
 # launch options only matter to the compiler: the interpreter runs every program the same way, so
 # they are checked by the sm_90 compile check (_compile_check --sweep), not here
-_INTERPRETER_FIELDS = ("rows", "block_e", "block_f", "hub_split", "heads_per_program")
+_INTERPRETER_FIELDS = ("rows", "block_e", "block_f", "hub_split", "heads_per_program", "rows_in_tile")
 SWEEP_CASES = [(prim, field, value) for prim, fields in tuning.SWEEP.items()
                for field, values in fields.items()
                if field in _INTERPRETER_FIELDS or DEVICE == "cuda" for value in values]
@@ -595,8 +595,8 @@ def test_override_rejects_unknown_names_and_bad_values():
     with pytest.raises(ValueError, match="'sddmm' does not read 'rows'; it reads num_warps"):
         with tuning.override("sddmm", rows=2):
             pass
-    for field, value in (("num_warps", 3), ("block_e", 24), ("num_stages", 0), ("rows", -1),
-                         ("block_f", 2.0)):
+    for field, value in (("num_warps", 3), ("block_e", 24), ("num_stages", 0), ("rows", 3),
+                         ("block_f", 2.0), ("hub_split", -1), ("rows_in_tile", 2)):
         with pytest.raises(ValueError, match=f"spmm.{field} must be"):
             with tuning.override("spmm", **{field: value}):
                 pass
@@ -730,3 +730,25 @@ def test_gat_log_weights_reject_bad_shape():
     with pytest.raises(ValueError, match="log_w: expected dtype float32"):
         kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2,
                          log_w=torch.zeros(g.num_edges, dtype=torch.long, device=DEVICE))
+
+
+# ----------------------------------------------------- spmm tiled rows (rows_in_tile = 1)
+@pytest.mark.parametrize("rows,hub_split", [(4, 0), (8, 16)])
+def test_tiled_rows_match_reference_with_hubs_isolated_rows_and_ties(rows, hub_split):
+    """Rows of very different degrees (a 70-edge hub, empty rows) in one tile; with hub_split the
+    hub is skipped by the tile and done by chunks."""
+    g = BIPARTITE
+    u = rand(g.num_src, 2, 2, seed=41).round(decimals=0)     # ties across the hub's edges
+    e = rand(g.num_edges, 2, 1, seed=42)
+    with tuning.override("spmm", rows_in_tile=1, rows=rows, block_e=8, hub_split=hub_split):
+        for op, reduce in (("mul", "sum"), ("copy_u", "mean"), ("copy_u", "max"), ("sub", "min")):
+            out, arg = kt.spmm(g.indptr, g.src, g.num_dst, op, reduce, u, e)
+            ref, ref_arg = ref_spmm(g, op, reduce, u, e if op != "copy_u" else None)
+            close(out, ref)
+            if arg is not None:
+                torch.testing.assert_close(arg, ref_arg)
+        s = rand(g.num_src, seed=43)                          # F = (): one lane per row
+        out, arg = kt.spmm(g.indptr, g.src, g.num_dst, "copy_u", "max", s, None)
+    ref, ref_arg = ref_spmm(g, "copy_u", "max", s, None)
+    close(out, ref)
+    torch.testing.assert_close(arg, ref_arg)
