@@ -29,7 +29,7 @@ import triton.language as tl
 
 from . import tuning
 from ._common import (broadcast_features, check_device, check_float, check_index, common_dtype,
-                      feature_offsets, numel)
+                      csr_row, feature_offsets, numel)
 
 # binary operators `u OP e`; codes shared with sddmm.py
 BINARY_OPS = {"copy_u": 0, "copy_e": 1, "add": 2, "sub": 3, "mul": 4, "div": 5}
@@ -74,14 +74,8 @@ def _spmm_kernel(indptr_ptr, src_ptr, u_ptr, e_ptr, u_off_ptr, e_off_ptr, out_pt
     if E_BCAST:
         ef = tl.load(e_off_ptr + f, mask=fmask, other=0)
     for r in range(ROWS):
-        row = tl.program_id(0) * ROWS + r
-        live = row < num_dst
-        if PAIRS:
-            start = tl.load(indptr_ptr + 2 * row, mask=live, other=0).to(tl.int64)
-            end = tl.load(indptr_ptr + 2 * row + 1, mask=live, other=0).to(tl.int64)
-        else:
-            start = tl.load(indptr_ptr + row, mask=live, other=0).to(tl.int64)
-            end = tl.load(indptr_ptr + row + 1, mask=live, other=0).to(tl.int64)
+        start, end, smask, orow = csr_row(indptr_ptr, tl.program_id(0) * ROWS + r, num_dst, F, fmask,
+                                          BLOCK_F, PAIRS)
         degree = end - start
         if SKIP_HUBS:
             end = tl.where(degree > hub_limit, start, end)
@@ -119,10 +113,8 @@ def _spmm_kernel(indptr_ptr, src_ptr, u_ptr, e_ptr, u_off_ptr, e_off_ptr, out_pt
             acc = acc / tl.maximum(end - start, 1).to(tl.float32)
         if REDUCE >= 2:
             acc = tl.where(best < 0, 0.0, acc)
-        smask = fmask & ((tl.zeros((BLOCK_F,), tl.int32) + row) < num_dst)
         if SKIP_HUBS:
             smask = smask & ((tl.zeros((BLOCK_F,), tl.int64) + degree) <= hub_limit)
-        orow = row.to(tl.int64) * F
         tl.store(out_ptr + orow + f, acc.to(out_ptr.dtype.element_ty), mask=smask)
         if REDUCE >= 2:
             tl.store(arg_ptr + orow + f, best, mask=smask)
