@@ -3,7 +3,7 @@
 `KOKOYI_TEST_DEVICE` names the device the tests run on (default ``cuda``); a device that is not
 available skips them, so CI without a GPU skips them. ``KOKOYI_TEST_DEVICE=cpu`` runs the same tests on
 the CPU path (numba / torch) to check their logic without a GPU; ``KOKOYI_TEST_BACKEND=triton`` with
-``TRITON_INTERPRET=1`` there forces the Triton kernels under the interpreter.
+``TRITON_INTERPRET=1`` there runs the Triton kernels under the interpreter, dispatched as on CUDA.
 
 Tolerances are relative norm errors ``|got - want|_2 / |want|_2`` against a float64 CPU reference
 computed from the *same rounded inputs*, so they bound the arithmetic of the op or model, not the input
@@ -26,6 +26,8 @@ import os
 
 import pytest
 import torch
+
+from kokoyi.kernels.ops import backend_name as _REAL_BACKEND_NAME  # noqa: E402
 
 DEVICE = os.environ.get("KOKOYI_TEST_DEVICE", "cuda")
 BACKEND = os.environ.get("KOKOYI_TEST_BACKEND", "")   # "" = kokoyi's own dispatch for the device
@@ -51,11 +53,29 @@ needs_device = pytest.mark.skipif(
 
 
 def use_backend(monkeypatch):
-    """The backend of the run under test: forced by KOKOYI_TEST_BACKEND, else kokoyi's dispatch."""
-    if BACKEND:
-        monkeypatch.setenv("KOKOYI_BACKEND", BACKEND)
+    """The backend of the run under test: kokoyi's dispatch, or KOKOYI_TEST_BACKEND forced. On the CPU,
+    KOKOYI_TEST_BACKEND=triton (with TRITON_INTERPRET=1) emulates CUDA's dispatch rule instead of forcing:
+    the Triton kernel where kokoyi.kernels.triton has the primitive, the torch path where it has not
+    (GCN's scaled aggregation), as on a GPU."""
+    monkeypatch.delenv("KOKOYI_BACKEND", raising=False)
+    if not BACKEND:
+        return
+    from kokoyi.kernels import ops as kops
+    if BACKEND == "triton" and torch.device(DEVICE).type == "cpu" and hasattr(kops, "_TRITON_DTYPES"):
+        def cuda_rule(primitive, x):
+            if x.dtype in kops._TRITON_DTYPES and kops._has(kops._module("triton"), primitive):
+                return "triton"
+            return "torch"
+        monkeypatch.setattr(kops, "backend_name", cuda_rule)
     else:
-        monkeypatch.delenv("KOKOYI_BACKEND", raising=False)
+        monkeypatch.setenv("KOKOYI_BACKEND", BACKEND)
+
+
+def force_backend(monkeypatch, name: str):
+    """KOKOYI_BACKEND=name with kokoyi's own dispatch (undoes use_backend's CUDA-rule emulation)."""
+    from kokoyi.kernels import ops as kops
+    monkeypatch.setattr(kops, "backend_name", _REAL_BACKEND_NAME)
+    monkeypatch.setenv("KOKOYI_BACKEND", name)
 
 
 def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:

@@ -15,8 +15,8 @@ import torch
 import kokoyi
 from kokoyi.kernels import ops as kops
 
-from cuda_device import (DEVICE, DTYPE_IDS, DTYPES, MODEL_TOL, assert_rel, bound, needs_device, on_device,
-                         rel_err, use_backend)
+from cuda_device import (BACKEND, DEVICE, DTYPE_IDS, DTYPES, MODEL_TOL, assert_rel, bound,
+                         force_backend, needs_device, on_device, rel_err, use_backend)
 
 pyg = pytest.importorskip("torch_geometric.nn")
 pytestmark = needs_device
@@ -145,7 +145,7 @@ def _parity(name, dtype, monkeypatch, backend=None):
     want = ref(x)
     cot = torch.randn(want.shape, generator=gen, dtype=torch.float64)
     want_gx = torch.autograd.grad(want, x, cot)[0]
-    monkeypatch.setenv("KOKOYI_BACKEND", "torch")
+    force_backend(monkeypatch, "torch")
     g = kokoyi.Graph.from_edge_index(EI, N)
     mine = m(g, x)
     assert_rel(mine, want, 1e-10, "float64 CPU kokoyi vs PyG")   # the oracle itself
@@ -160,7 +160,7 @@ def _parity(name, dtype, monkeypatch, backend=None):
 
     use_backend(monkeypatch)
     if backend:
-        monkeypatch.setenv("KOKOYI_BACKEND", backend)
+        force_backend(monkeypatch, backend)
     md = copy.deepcopy(m).to(DEVICE, dtype)
     xd = on_device(x, dtype)
     out = md(g.to(DEVICE), xd)
@@ -174,24 +174,34 @@ def _parity(name, dtype, monkeypatch, backend=None):
 
 
 def test_fused_gat_runs_the_fused_op_on_device(monkeypatch):
-    """The golden attention model compiles to ops.gat_aggregate, and on CUDA that op runs the Triton
-    kernel (the parity of its numbers is test_model_matches_pyg_on_device[..-gat_fused])."""
+    """The golden attention model compiles to ops.gat_aggregate; on the device the custom op
+    kokoyi::gat_aggregate and its backward run (recorded by a dispatch mode), with CUDA tensors on the
+    Triton backend (the parity of its numbers is test_model_matches_pyg_on_device[gat_fused-*])."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
     assert "ops.gat_aggregate(" in kokoyi.to_python(SOURCES["gat_fused"].read_text())
     use_backend(monkeypatch)
-    seen = []
-    run = kops._run_gat
-
-    def spy(indptr, src, s_src, *rest):
-        seen.append(kops.backend_name("gat_aggregate", s_src))
-        return run(indptr, src, s_src, *rest)
-
-    monkeypatch.setattr(kops, "_run_gat", spy)
     m = _kokoyi("gat_fused").float().to(DEVICE)
-    out = m(kokoyi.Graph.from_edge_index(EI, N).to(DEVICE), torch.randn(N, D_IN, device=DEVICE))
-    out.sum().backward()
-    assert seen, "gat_aggregate was not called"
-    if torch.device(DEVICE).type == "cuda":
-        assert set(seen) == {"triton"}, seen
+    x = torch.randn(N, D_IN, device=DEVICE)
+    with Record() as rec:
+        out = m(kokoyi.Graph.from_edge_index(EI, N).to(DEVICE), x)
+        out.sum().backward()
+    assert out.device.type == torch.device(DEVICE).type
+    fused = [op for op in rec.ops if op.startswith("kokoyi.gat_aggregate")]
+    assert any(op.startswith("kokoyi.gat_aggregate.") for op in fused), rec.ops
+    assert any(op.startswith("kokoyi.gat_aggregate_backward") for op in fused), rec.ops
+    assert not any(op.startswith("kokoyi.edge_softmax") for op in rec.ops), "the attention was not fused"
+    if torch.device(DEVICE).type == "cuda" and not BACKEND:
+        assert kops.backend_name("gat_aggregate", x) == "triton"
 
 
 def _fp32_case(name):
@@ -271,7 +281,7 @@ def test_sampled_blocks_on_device(name, monkeypatch):
     g = kokoyi.Graph.from_edge_index(EI, N)
     x = torch.randn(N, D_IN, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     seeds = torch.arange(0, N, 5)
-    monkeypatch.setenv("KOKOYI_BACKEND", "torch")
+    force_backend(monkeypatch, "torch")
     full = m64(g, x)
     use_backend(monkeypatch)
     md = copy.deepcopy(m64).float().to(DEVICE)
@@ -279,7 +289,7 @@ def test_sampled_blocks_on_device(name, monkeypatch):
     for fanout in ([big, big], [3, 3]):
         blocks = S.NeighborSampler(fanout).sample(g, seeds, generator(0, 0, 0))
         batch = S.Batch(blocks, blocks[0].src_ids, seeds)
-        monkeypatch.setenv("KOKOYI_BACKEND", "torch")
+        force_backend(monkeypatch, "torch")
         xb = x[batch.input_nodes].clone().requires_grad_()
         want = m64(batch.blocks, xb)
         want_g = torch.autograd.grad(want.square().sum(), xb)[0]
@@ -342,7 +352,7 @@ def test_constants_and_identity_on_device(monkeypatch):
             continue
         ran.append(name)
         args = (g,) if meta.get("uses_graph", True) else ()
-        monkeypatch.setenv("KOKOYI_BACKEND", "torch")
+        force_backend(monkeypatch, "torch")
         want = m(*args, *inputs)
         want = want if isinstance(want, tuple) else (want,)
         cot = [torch.randn(w.shape, generator=gen, dtype=torch.float64) for w in want]
@@ -368,3 +378,38 @@ def test_constants_and_identity_on_device(monkeypatch):
             failures.append(f"{name}: {type(e).__name__}: {str(e)[:300]}")
     assert not failures, "\n".join(failures)
     assert len(ran) >= 6, ran
+
+
+@pytest.mark.parametrize("which", ["pool", "gin_graph"])
+def test_graph_batch_readouts_on_device(which, monkeypatch):
+    """A batch of graphs (Graph.batch, with an empty and a one-node graph) moved to the device: the
+    readouts (sum/max/mean over a graph's nodes, softmax over them) of tests/test_readout.py's pooling
+    model and of examples/gin_graph.kky, fp32 on the device against float64 on the CPU, forward and
+    gradient of x (the float64 model is checked against PyG's pools in tests/test_readout.py)."""
+    from test_readout import POOL, _batch
+    g, _ei, _b = _batch(seed=1)
+    if which == "pool":
+        m = kokoyi.compile_model(POOL, "Pool")(d_in=4, d_h=6, C=3).double().eval()
+        with torch.no_grad():
+            m.s.normal_(generator=torch.Generator().manual_seed(0))
+    else:
+        path = ROOT / "examples" / "gin_graph.kky"
+        torch.manual_seed(0)
+        m = kokoyi.compile_model(path.read_text(), "GINGraph", path=str(path))(d_in=4, d_h=6, C=3, L=2)
+        m = m.double().eval()
+    x = torch.randn(g.num_src, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    force_backend(monkeypatch, "torch")
+    xa = x.clone().requires_grad_()
+    want = m(g, xa)
+    cot = torch.randn(want.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    want_g = torch.autograd.grad(want, xa, cot)[0]
+    use_backend(monkeypatch)
+    md = copy.deepcopy(m).float().to(DEVICE)
+    gd = g.to(DEVICE)
+    assert gd.num_graphs == g.num_graphs and gd.node_graph.device.type == torch.device(DEVICE).type
+    xd = x.float().to(DEVICE).requires_grad_()
+    out = md(gd, xd)
+    assert out.shape == want.shape and out.device.type == torch.device(DEVICE).type
+    assert_rel(out, want, MODEL_TOL[torch.float32], f"{which} output")
+    got_g = torch.autograd.grad(out, xd, cot.float().to(DEVICE))[0]
+    assert_rel(got_g, want_g, MODEL_TOL[torch.float32], f"{which} gradient of x")

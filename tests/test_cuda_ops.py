@@ -12,8 +12,8 @@ import kokoyi.ops as ops
 from kokoyi import Graph
 from kokoyi.kernels import ops as kops
 
-from cuda_device import (BACKEND, DEVICE, DTYPE_IDS, DTYPES, OP_TOL, assert_rel, bound, needs_device, on_device,
-                         rel_err, rounded, use_backend)
+from cuda_device import (BACKEND, DEVICE, DTYPE_IDS, DTYPES, OP_TOL, assert_rel, bound, force_backend,
+                         needs_device, on_device, rel_err, rounded, use_backend)
 
 pytestmark = needs_device
 N, HUB, H, D = 24, 80, 2, 8
@@ -46,7 +46,7 @@ def _check(fn, inputs, dtype, monkeypatch, what):
     """fn(graph, *inputs) on the device in `dtype` against float64 CPU (torch backend), forward and the
     gradients of every input for a fixed random cotangent; the bound is cuda_device.bound (the unit
     roundoff tolerance, or twice the error of the CPU torch path in `dtype`)."""
-    monkeypatch.setenv("KOKOYI_BACKEND", "torch")
+    force_backend(monkeypatch, "torch")
     ref_in = [rounded(x, dtype) for x in inputs]
     want = fn(GRAPH, *ref_in)
     want = want if isinstance(want, tuple) else (want,)
