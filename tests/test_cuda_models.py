@@ -413,3 +413,39 @@ def test_graph_batch_readouts_on_device(which, monkeypatch):
     assert_rel(out, want, MODEL_TOL[torch.float32], f"{which} output")
     got_g = torch.autograd.grad(out, xd, cot.float().to(DEVICE))[0]
     assert_rel(got_g, want_g, MODEL_TOL[torch.float32], f"{which} gradient of x")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("variant", ["fused", "slots", "aggregate-first"])
+def test_rgcn_matches_pyg_on_device(variant, dtype, monkeypatch):
+    """R-GCN layers of tests/test_relations.py (one segmented relational g-SpMM; a slot per relation;
+    aggregate first) on a graph with edge types moved to the device, against PyG's RGCNConv (float64,
+    CPU, the same rounded weights): output and gradient of x."""
+    from test_relations import RGCN, RGCN_AGG, RGCN_SLOTS, _graph
+    src = {"fused": RGCN, "slots": RGCN_SLOTS, "aggregate-first": RGCN_AGG}[variant]
+    ei, et, n, R = _graph()
+    torch.manual_seed(0)
+    m = _round_params(kokoyi.compile_model(src, "RGCN")(d_in=5, d_h=3, num_relations=R).double().eval(), dtype)
+    conv = pyg.RGCNConv(5, 3, R, aggr="mean").double()
+    with torch.no_grad():
+        for r in range(R):
+            conv.weight[r].copy_(m.W_r[r].T)
+        conv.root.copy_(m.W_0.T)
+        conv.bias.copy_(m.b)
+    x = torch.randn(n, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dtype).double()
+    xa = x.clone().requires_grad_()
+    want = conv(xa, ei, et)
+    cot = torch.randn(want.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    want_g = torch.autograd.grad(want, xa, cot)[0]
+    g = kokoyi.Graph.from_edge_index(ei, n).set_edge_types(et, R)
+    force_backend(monkeypatch, "torch")   # plain PyTorch in `dtype` on the CPU: cuda_device.bound's yardstick
+    mc, xc = copy.deepcopy(m).to(dtype), x.to(dtype).requires_grad_()
+    pc = mc(g, xc)
+    plain = [pc, torch.autograd.grad(pc, xc, cot.to(dtype))[0]]
+    use_backend(monkeypatch)
+    md, xd = copy.deepcopy(m).to(DEVICE, dtype), x.to(DEVICE, dtype).requires_grad_()
+    out = md(g.to(DEVICE), xd)
+    assert out.device.type == torch.device(DEVICE).type and out.dtype == dtype
+    got = [out, torch.autograd.grad(out, xd, cot.to(DEVICE, dtype))[0]]
+    for what, a, b, p in zip(("output", "gradient of x"), got, (want, want_g), plain):
+        assert_rel(a, b, bound(MODEL_TOL[dtype], rel_err(p, b)), f"rgcn {variant} {what}")
