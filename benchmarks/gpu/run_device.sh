@@ -28,7 +28,9 @@ pack() { tar -czf "$OUT/results.tgz" -C "$OUT" res >/dev/null 2>&1; }
 trap pack EXIT
 test_pid=
 if [ "$MODE" != bench ]; then
-  ( timeout -k 5 "$TEST_S" bash tests/run_cuda_suite.sh > "$OUT/tests.log" 2>&1; echo "cuda suite rc=$?" >> "$OUT/tests.log" ) &
+  XDIST=(); python3 -c "import xdist" 2>/dev/null && XDIST=(-n "${CUDA_SUITE_WORKERS:-8}")
+  ( SUITE_TIMEOUT=$((TEST_S - 15)) timeout -k 5 "$TEST_S" bash tests/run_cuda_suite.sh "${XDIST[@]}" > "$OUT/tests.log" 2>&1
+    echo "cuda suite rc=$?" >> "$OUT/tests.log" ) &
   test_pid=$!
 fi
 if [ "$MODE" != tests ]; then
