@@ -1,10 +1,13 @@
-"""Host-side helpers shared by the Triton kernel families: argument checks, feature broadcasting.
-Nothing in here launches a kernel; launch sizes come from tuning.py."""
+"""Helpers shared by the Triton kernel families: host-side argument checks and feature broadcasting,
+and the device-side prologue of the row-parallel kernels (`csr_row`). Nothing in here launches a
+kernel; launch sizes come from tuning.py."""
 from __future__ import annotations
 
 import math
 
 import torch
+import triton
+import triton.language as tl
 from triton import knobs
 
 INDEX_DTYPES = (torch.int32, torch.int64)
@@ -89,3 +92,21 @@ def feature_offsets(own: tuple[int, ...], full: tuple[int, ...], device) -> torc
     padded = (1,) * (len(full) - len(own)) + own
     table = torch.arange(max(numel(own), 1), dtype=torch.int32).reshape(padded).expand(full)
     return table.reshape(-1).contiguous().to(device)
+
+
+@triton.jit
+def csr_row(indptr_ptr, row, num_rows, F, fmask, BLOCK_F: tl.constexpr, PAIRS: tl.constexpr):
+    """Prologue of a row-parallel program for destination row ``row`` -> (start, end, rmask, orow):
+    its in-edges are CSR positions start .. end-1 (indptr[row], indptr[row+1]; with PAIRS the
+    explicit range indptr[2 row], indptr[2 row + 1]), both int64; rmask = the feature lanes fmask of
+    a row that exists (row < num_rows; a row past the end gets the empty range 0 .. 0); orow = the
+    row's first element in a (num_rows, F) output, int64."""
+    live = row < num_rows
+    if PAIRS:
+        start = tl.load(indptr_ptr + 2 * row, mask=live, other=0).to(tl.int64)
+        end = tl.load(indptr_ptr + 2 * row + 1, mask=live, other=0).to(tl.int64)
+    else:
+        start = tl.load(indptr_ptr + row, mask=live, other=0).to(tl.int64)
+        end = tl.load(indptr_ptr + row + 1, mask=live, other=0).to(tl.int64)
+    rmask = fmask & ((tl.zeros((BLOCK_F,), tl.int32) + row) < num_rows)
+    return start, end, rmask, row.to(tl.int64) * F

@@ -105,9 +105,10 @@ def _exercise(kt, full: bool):
         src, dst = torch.tensor([0, 1, 2, 0, 3], dtype=idx), torch.tensor([0, 0, 1, 1, 1], dtype=idx)
         for (op, red), (fu, fe) in itertools.product(spmm_cases, spmm_shapes):
             kt.spmm(indptr, src, 2, op, red, rand(4, *fu), rand(5, *fe))
-        with tuning.override("spmm", hub_split=1):                  # both rows are hubs
-            for op, red in ([("copy_u", "sum"), ("mul", "max")] if not full else spmm_cases):
-                kt.spmm(indptr, src, 2, op, red, rand(4, 8), rand(5, 1))
+        for schedule in (dict(hub_split=1), dict(rows_in_tile=1, rows=4), dict(rows_in_tile=1, hub_split=2)):
+            with tuning.override("spmm", **schedule):                 # hub_split=1: both rows hubs
+                for op, red in ([("copy_u", "sum"), ("mul", "max")] if not full else spmm_cases):
+                    kt.spmm(indptr, src, 2, op, red, rand(4, 8), rand(5, 1))
         rows = {"u": 4, "v": 2, "e": 5}
         for op, (lt, rt) in itertools.product(sddmm_ops, sddmm_targets):
             kt.sddmm(src, dst, op, rand(rows[lt], 4, 70), rand(rows[rt], 1, 70), lt, rt)

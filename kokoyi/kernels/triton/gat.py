@@ -21,6 +21,18 @@ sum_u alpha_uv (g_v . feat_u) = g_v . out_v =: delta_v:
 
 alpha is recomputed from (s_src, t_dst, m, l) in both passes; the only edge-sized intermediate is
 dz (E, H) fp32. Self-loop terms are added by the program of v (pass 1) and of u = v (pass 2).
+
+Per-edge log-weights (weighted sampled blocks): with ``log_w`` (E,) in CSR order the score is
+z_uv = LeakyReLU(s_src[u] + t_dst[v]) + log_w[uv] for every head (the self loop adds log 1 = 0),
+i.e. alpha_uv = w_uv exp(.) / sum w exp(.). The backward formulas above are unchanged given alpha
+(dz/d pre = LeakyReLU'(pre); log_w gets no gradient); both passes recompute alpha with log_w
+(pass 2 finds an edge's log_w through rev_perm).
+
+Layouts (tuning.py: gat / gat_backward heads_per_program): 1 = one program per (node, head, D tile)
+as above; HEADS > 1 = one program per (node, HEADS heads, D tile) over a (BLOCK_E, HEADS, BLOCK_D)
+tile, with m, l (and delta, grad_t, grad_s) as HEADS-vectors; same arithmetic per head. For GAT's
+usual D = 8 a per-head program keeps 8 lanes busy; all H = 8 heads of a node read its whole 256 B
+(fp32) feature row in one go.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from . import tuning
-from ._common import check_device, check_float, check_index, numel
+from ._common import check_device, check_float, check_index, csr_row, numel
 
 
 @triton.jit
@@ -48,12 +48,8 @@ def _edge_softmax_kernel(indptr_ptr, x_ptr, self_ptr, alpha_ptr, self_alpha_ptr,
     f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
     fmask = f < F
     for r in range(ROWS):
-        row = tl.program_id(0) * ROWS + r
-        live = row < num_dst
-        rmask = fmask & ((tl.zeros((BLOCK_F,), tl.int32) + row) < num_dst)
-        start = tl.load(indptr_ptr + row, mask=live, other=0).to(tl.int64)
-        end = tl.load(indptr_ptr + row + 1, mask=live, other=0).to(tl.int64)
-        orow = row.to(tl.int64) * F
+        start, end, rmask, orow = csr_row(indptr_ptr, tl.program_id(0) * ROWS + r, num_dst, F, fmask,
+                                          BLOCK_F, False)
         if HAS_SELF:
             m = tl.load(self_ptr + orow + f, mask=rmask, other=0.0).to(tl.float32)
             s = finite_weight(m, m)                     # 1, or 0 for a -inf self score

@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 
 from . import tuning
-from ._common import check_device, check_float, check_index, numel
+from ._common import check_device, check_float, check_index, csr_row, numel
 from .softmax import finite_weight
 
 
@@ -29,11 +29,8 @@ def _agg_kernel(indptr_ptr, s_ptr, m_ptr, out_ptr, max_ptr, sum_ptr, num_dst, F,
     f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
     fmask = f < F
     for r in range(ROWS):
-        row = tl.program_id(0) * ROWS + r
-        live = row < num_dst
-        rmask = fmask & ((tl.zeros((BLOCK_F,), tl.int32) + row) < num_dst)
-        start = tl.load(indptr_ptr + row, mask=live, other=0).to(tl.int64)
-        end = tl.load(indptr_ptr + row + 1, mask=live, other=0).to(tl.int64)
+        start, end, rmask, orow = csr_row(indptr_ptr, tl.program_id(0) * ROWS + r, num_dst, F, fmask,
+                                          BLOCK_F, False)
         mx = tl.full((BLOCK_F,), float("-inf"), tl.float32)
         sm = tl.zeros((BLOCK_F,), tl.float32)
         acc = tl.zeros((BLOCK_F,), tl.float32)
@@ -49,7 +46,6 @@ def _agg_kernel(indptr_ptr, s_ptr, m_ptr, out_ptr, max_ptr, sum_ptr, num_dst, F,
             acc = acc * scale + tl.sum(w * msg, axis=0)
             mx = m_new
         res = tl.where(sm == 0.0, 0.0, acc / tl.where(sm == 0.0, 1.0, sm))
-        orow = row.to(tl.int64) * F
         tl.store(out_ptr + orow + f, res.to(out_ptr.dtype.element_ty), mask=rmask)
         tl.store(max_ptr + orow + f, mx, mask=rmask)
         tl.store(sum_ptr + orow + f, sm, mask=rmask)
@@ -61,12 +57,8 @@ def _agg_backward_kernel(indptr_ptr, s_ptr, m_ptr, out_ptr, max_ptr, sum_ptr, g_
     f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
     fmask = f < F
     for r in range(ROWS):
-        row = tl.program_id(0) * ROWS + r
-        live = row < num_dst
-        rmask = fmask & ((tl.zeros((BLOCK_F,), tl.int32) + row) < num_dst)
-        start = tl.load(indptr_ptr + row, mask=live, other=0).to(tl.int64)
-        end = tl.load(indptr_ptr + row + 1, mask=live, other=0).to(tl.int64)
-        orow = row.to(tl.int64) * F
+        start, end, rmask, orow = csr_row(indptr_ptr, tl.program_id(0) * ROWS + r, num_dst, F, fmask,
+                                          BLOCK_F, False)
         mx = tl.load(max_ptr + orow + f, mask=rmask, other=0.0)
         sm = tl.load(sum_ptr + orow + f, mask=rmask, other=0.0)
         o = tl.load(out_ptr + orow + f, mask=rmask, other=0.0).to(tl.float32)

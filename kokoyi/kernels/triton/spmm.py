@@ -7,6 +7,9 @@ broadcast) feature axis; it walks each row's in-edges in BLOCK_E chunks, so a hu
 of in-edges costs a loop, not a bigger tile. Accumulation is fp32, in registers, with no atomics: the
 result does not depend on scheduling. For max/min the winning edge id (lowest id on ties) is kept.
 
+Tiled rows (tuning table: spmm.rows_in_tile = 1): the ROWS rows of a program become a tile axis
+instead of a loop (_spmm_rows_kernel), each step loading BLOCK_E edges of every row at once.
+
 Hub split (tuning table: spmm.hub_split = T > 0): on power-law graphs one program per row serialises
 a hub's thousands of edges. Rows with more than T in-edges are skipped by the row launch and cut
 into chunks of T consecutive edges instead; one program per (chunk, feature tile) writes a fp32
@@ -26,7 +29,7 @@ import triton.language as tl
 
 from . import tuning
 from ._common import (broadcast_features, check_device, check_float, check_index, common_dtype,
-                      feature_offsets, numel)
+                      csr_row, feature_offsets, numel)
 
 # binary operators `u OP e`; codes shared with sddmm.py
 BINARY_OPS = {"copy_u": 0, "copy_e": 1, "add": 2, "sub": 3, "mul": 4, "div": 5}
@@ -71,14 +74,8 @@ def _spmm_kernel(indptr_ptr, src_ptr, u_ptr, e_ptr, u_off_ptr, e_off_ptr, out_pt
     if E_BCAST:
         ef = tl.load(e_off_ptr + f, mask=fmask, other=0)
     for r in range(ROWS):
-        row = tl.program_id(0) * ROWS + r
-        live = row < num_dst
-        if PAIRS:
-            start = tl.load(indptr_ptr + 2 * row, mask=live, other=0).to(tl.int64)
-            end = tl.load(indptr_ptr + 2 * row + 1, mask=live, other=0).to(tl.int64)
-        else:
-            start = tl.load(indptr_ptr + row, mask=live, other=0).to(tl.int64)
-            end = tl.load(indptr_ptr + row + 1, mask=live, other=0).to(tl.int64)
+        start, end, smask, orow = csr_row(indptr_ptr, tl.program_id(0) * ROWS + r, num_dst, F, fmask,
+                                          BLOCK_F, PAIRS)
         degree = end - start
         if SKIP_HUBS:
             end = tl.where(degree > hub_limit, start, end)
@@ -116,13 +113,83 @@ def _spmm_kernel(indptr_ptr, src_ptr, u_ptr, e_ptr, u_off_ptr, e_off_ptr, out_pt
             acc = acc / tl.maximum(end - start, 1).to(tl.float32)
         if REDUCE >= 2:
             acc = tl.where(best < 0, 0.0, acc)
-        smask = fmask & ((tl.zeros((BLOCK_F,), tl.int32) + row) < num_dst)
         if SKIP_HUBS:
             smask = smask & ((tl.zeros((BLOCK_F,), tl.int64) + degree) <= hub_limit)
-        orow = row.to(tl.int64) * F
         tl.store(out_ptr + orow + f, acc.to(out_ptr.dtype.element_ty), mask=smask)
         if REDUCE >= 2:
             tl.store(arg_ptr + orow + f, best, mask=smask)
+
+
+@triton.jit
+def _spmm_rows_kernel(indptr_ptr, src_ptr, u_ptr, e_ptr, u_off_ptr, e_off_ptr, out_ptr, arg_ptr,
+                      num_dst, F, u_row, e_row, hub_limit,
+                      OP: tl.constexpr, REDUCE: tl.constexpr, HAS_U: tl.constexpr, HAS_E: tl.constexpr,
+                      U_BCAST: tl.constexpr, E_BCAST: tl.constexpr, ROWS: tl.constexpr,
+                      BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr, SKIP_HUBS: tl.constexpr):
+    """The tiled-rows layout (tuning: spmm.rows_in_tile = 1) of _spmm_kernel: the program's ROWS
+    rows are a tile axis, so each step loads a (ROWS, BLOCK_E, BLOCK_F) block holding BLOCK_E
+    edges of every row at once (step c covers edges c .. c+BLOCK_E-1 of each row; the loop runs to
+    the largest degree in the block). For narrow features and low degrees a row-by-row loop leaves
+    most of a warp idle; here the lanes hold several rows' gathers in flight."""
+    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    live = rows < num_dst
+    f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
+    fmask = f < F
+    uf = f
+    ef = f
+    if U_BCAST:
+        uf = tl.load(u_off_ptr + f, mask=fmask, other=0)
+    if E_BCAST:
+        ef = tl.load(e_off_ptr + f, mask=fmask, other=0)
+    start = tl.load(indptr_ptr + rows, mask=live, other=0).to(tl.int64)
+    degree = tl.load(indptr_ptr + rows + 1, mask=live, other=0).to(tl.int64) - start
+    keep = live
+    if SKIP_HUBS:
+        keep = keep & (degree <= hub_limit)
+    todo = tl.where(keep, degree, 0)                                 # edges walked per row
+    if REDUCE == 2:
+        acc = tl.full((ROWS, BLOCK_F), float("-inf"), tl.float32)
+    elif REDUCE == 3:
+        acc = tl.full((ROWS, BLOCK_F), float("inf"), tl.float32)
+    else:
+        acc = tl.zeros((ROWS, BLOCK_F), tl.float32)
+    best = tl.full((ROWS, BLOCK_F), -1, tl.int64)
+    lane = tl.arange(0, BLOCK_E)
+    for c in range(0, tl.max(todo, axis=0), BLOCK_E):
+        kmask = (c + lane)[None, :] < todo[:, None]                  # (ROWS, BLOCK_E)
+        k = start[:, None] + c + lane[None, :]
+        m3 = kmask[:, :, None] & fmask[None, None, :]
+        x = tl.zeros((ROWS, BLOCK_E, BLOCK_F), tl.float32)
+        y = tl.zeros((ROWS, BLOCK_E, BLOCK_F), tl.float32)
+        if HAS_U:
+            s = tl.load(src_ptr + k, mask=kmask, other=0).to(tl.int64)
+            x = tl.load(u_ptr + s[:, :, None] * u_row + uf[None, None, :], mask=m3,
+                        other=0.0).to(tl.float32)
+        if HAS_E:
+            y = tl.load(e_ptr + k[:, :, None] * e_row + ef[None, None, :], mask=m3,
+                        other=1.0).to(tl.float32)
+        v = apply_binary(x, y, OP)
+        if REDUCE < 2:
+            acc += tl.sum(tl.where(m3, v, 0.0), axis=1)
+        else:
+            has = (c < todo)[:, None]                                # rows with an edge in this step
+            if REDUCE == 2:
+                cval, cidx = tl.max(tl.where(m3, v, float("-inf")), axis=1, return_indices=True)
+                better = has & ((cval > acc) | (best < 0))
+            else:
+                cval, cidx = tl.min(tl.where(m3, v, float("inf")), axis=1, return_indices=True)
+                better = has & ((cval < acc) | (best < 0))
+            acc = tl.where(better, cval, acc)
+            best = tl.where(better, start[:, None] + c + cidx.to(tl.int64), best)
+    if REDUCE == 1:
+        acc = acc / tl.maximum(degree, 1).to(tl.float32)[:, None]
+    if REDUCE >= 2:
+        acc = tl.where(best < 0, 0.0, acc)
+    smask = keep[:, None] & fmask[None, :]
+    o = rows.to(tl.int64)[:, None] * F + f[None, :]
+    tl.store(out_ptr + o, acc.to(out_ptr.dtype.element_ty), mask=smask)
+    if REDUCE >= 2:
+        tl.store(arg_ptr + o, best, mask=smask)
 
 
 def _operand_shapes(op, u, e):
@@ -205,17 +272,20 @@ class _Operands(NamedTuple):
 
 
 def _launch(cfg, bounds, src, x, out, arg, num_rows, width, reduce, hub_limit=0, pairs=False):
-    """One _spmm_kernel launch over num_rows rows (edge ranges from bounds, see the kernel)."""
+    """One launch over num_rows rows (edge ranges from bounds, see _spmm_kernel): the row-loop
+    kernel, or the tiled-rows one when the config asks for it (never for hub chunks: pairs)."""
     grid = (triton.cdiv(num_rows, cfg.rows), triton.cdiv(width, cfg.block_f))
-    _spmm_kernel[grid](
-        bounds, src, x.u, x.e,
-        x.u_off if x.u_off is not None else bounds, x.e_off if x.e_off is not None else bounds,
-        out, arg if arg is not None else bounds,
-        num_rows, width, x.u_row, x.e_row, hub_limit,
-        OP=x.op, REDUCE=reduce, HAS_U=x.has_u, HAS_E=x.has_e,
-        U_BCAST=x.u_off is not None, E_BCAST=x.e_off is not None, ROWS=cfg.rows,
-        BLOCK_E=cfg.block_e, BLOCK_F=cfg.block_f, PAIRS=pairs, SKIP_HUBS=hub_limit > 0,
-        **tuning.launch_options(cfg))
+    args = (bounds, src, x.u, x.e,
+            x.u_off if x.u_off is not None else bounds, x.e_off if x.e_off is not None else bounds,
+            out, arg if arg is not None else bounds, num_rows, width, x.u_row, x.e_row, hub_limit)
+    flags = dict(OP=x.op, REDUCE=reduce, HAS_U=x.has_u, HAS_E=x.has_e,
+                 U_BCAST=x.u_off is not None, E_BCAST=x.e_off is not None, ROWS=cfg.rows,
+                 BLOCK_E=cfg.block_e, BLOCK_F=cfg.block_f, SKIP_HUBS=hub_limit > 0,
+                 **tuning.launch_options(cfg))
+    if cfg.rows_in_tile and not pairs:
+        _spmm_rows_kernel[grid](*args, **flags)
+    else:
+        _spmm_kernel[grid](*args, PAIRS=pairs, **flags)
 
 
 class _HubPlan(NamedTuple):

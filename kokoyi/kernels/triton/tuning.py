@@ -14,6 +14,7 @@ num_warps    warps per program (triton's ``num_warps``): more warps split a tile
 num_stages   software-pipelining depth of the compiled loops (triton's ``num_stages``).
 rows         destination rows per program (row-parallel kernels): narrow features share a program
              so that one program keeps >= 32 feature lanes busy. auto: max(1, 32 // block_f).
+             A power of two (it can be a tile axis, see rows_in_tile).
 block_e      edges per chunk (row-parallel kernels: the loop step over a row's in-edges;
              edge-parallel kernels: edges per program). auto: a (block_e x block_f) tile of at most
              32 x 128 elements, at least 8 edges.
@@ -22,6 +23,9 @@ block_f      feature tile (per head for GAT; the output-feature tile for sddmm).
 hub_split    spmm only: rows with more than ``hub_split`` in-edges are cut into chunks of
              ``hub_split`` edges, each its own program, combined in a fixed order (no atomics,
              bit-reproducible). 0 = off.
+rows_in_tile spmm only: 0 = a program walks its rows one after another (a loop over rows);
+             1 = the rows are a tile axis: each step loads BLOCK_E edges of every row at once, a
+             (rows, block_e, block_f) block (auto block_e then budgets rows x block_e x block_f).
 heads_per_program
              gat / gat_backward only: heads handled by one program, a (block_e, heads, block_f)
              tile with per-head softmax statistics as a vector. 1 = one program per (node, head)
@@ -66,6 +70,7 @@ class Launch:
     block_f: int = 0
     hub_split: int = 0
     heads_per_program: int = 1
+    rows_in_tile: int = 0
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(Launch))
@@ -73,7 +78,7 @@ _LAUNCH_FIELDS = ("num_warps", "num_stages")
 
 # which fields each primitive reads (overriding any other field is an error, not a silent no-op)
 USES: dict[str, tuple[str, ...]] = {
-    "spmm": _LAUNCH_FIELDS + ("rows", "block_e", "block_f", "hub_split"),
+    "spmm": _LAUNCH_FIELDS + ("rows", "block_e", "block_f", "hub_split", "rows_in_tile"),
     "edge_softmax": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
     "sddmm": _LAUNCH_FIELDS + ("block_e", "block_f"),
     "gat": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program"),
@@ -107,7 +112,7 @@ _WARPS = (1, 2, 4, 8)
 _STAGES = (1, 2, 3, 4)
 SWEEP: dict[str, dict[str, tuple[int, ...]]] = {
     "spmm": dict(num_warps=_WARPS, num_stages=_STAGES, rows=(1, 2, 4, 8), block_e=(8, 16, 32, 64),
-                 block_f=(16, 32, 64, 128), hub_split=(0, 64, 256, 1024)),
+                 block_f=(16, 32, 64, 128), hub_split=(0, 64, 256, 1024), rows_in_tile=(0, 1)),
     "edge_softmax": dict(num_warps=_WARPS, num_stages=_STAGES, rows=(1, 2, 4, 8),
                          block_e=(8, 16, 32, 64), block_f=(16, 32, 64, 128)),
     "sddmm": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(16, 32, 64, 128),
@@ -148,8 +153,10 @@ def _check_fields(primitive: str, fields: dict) -> None:
             raise ValueError(f"tuning: {primitive}.num_warps must be a power of two <= 32, got {value}")
         if name == "num_stages" and value < 1:
             raise ValueError(f"tuning: {primitive}.num_stages must be >= 1, got {value}")
-        if name in ("block_e", "block_f", "heads_per_program") and value != 0 and not _is_pow2(value):
+        if name in ("rows", "block_e", "block_f", "heads_per_program") and value != 0 and not _is_pow2(value):
             raise ValueError(f"tuning: {primitive}.{name} must be 0 (auto) or a power of two, got {value}")
+        if name == "rows_in_tile" and value not in (0, 1):
+            raise ValueError(f"tuning: {primitive}.rows_in_tile must be 0 or 1, got {value}")
         if name in ("rows", "hub_split") and value < 0:
             raise ValueError(f"tuning: {primitive}.{name} must be >= 0, got {value}")
 
@@ -217,8 +224,10 @@ def config(primitive: str, width: int, heads: int = 1, block_d: int = 1) -> Laun
     if primitive in ("gat", "gat_backward"):
         heads_pp = min(heads_pp or next_pow2(heads), next_pow2(heads))
         tile = block_f * heads_pp
-    block_e = launch.block_e or _auto_block_e(tile)
     rows = launch.rows or _auto_rows(block_f)
+    if launch.rows_in_tile:
+        tile = rows * block_f
+    block_e = launch.block_e or _auto_block_e(tile)
     return dataclasses.replace(launch, block_f=block_f, block_e=block_e, rows=rows,
                                heads_per_program=heads_pp)
 
