@@ -550,9 +550,10 @@ from kokoyi.kernels.triton import tuning  # noqa: E402
 # launch options only matter to the compiler: the interpreter runs every program the same way, so
 # they are checked by the sm_90 compile check (_compile_check --sweep), not here
 _INTERPRETER_FIELDS = ("rows", "block_e", "block_f", "hub_split", "heads_per_program", "rows_in_tile")
-SWEEP_CASES = [(prim, field, value) for prim, fields in tuning.SWEEP.items()
+SWEEP_CASES = [(prim, {field: value}) for prim, fields in tuning.SWEEP.items()
                for field, values in fields.items()
                if field in _INTERPRETER_FIELDS or DEVICE == "cuda" for value in values]
+SWEEP_CASES += [(prim, combo) for prim, combos in tuning.COMBOS.items() for combo in combos]
 
 
 def test_default_table_keeps_the_launches_of_the_auto_rules():
@@ -609,6 +610,27 @@ def test_override_rejects_unknown_names_and_bad_values():
 SWEEP_GRAPH = make_graph(10, 6, 12, hub=70, isolated=(2,), seed=3)
 
 
+def test_width_buckets_and_environment_overrides(monkeypatch):
+    rows = ((16, tuning.Launch(num_warps=1)), (64, tuning.Launch(num_warps=2, block_e=16)),
+            (None, tuning.Launch(num_warps=8)))
+    monkeypatch.setitem(tuning.TABLE, "spmm", rows)
+    assert [tuning.config("spmm", w).num_warps for w in (1, 16, 17, 64, 65, 10**6)] == [1, 1, 2, 2, 8, 8]
+    assert tuning.config("spmm", 40).block_e == 16 and tuning.config("spmm", 40).block_f == 64
+    parsed = tuning.parse_overrides(" spmm:num_warps=8, block_e=16 ; gat:heads_per_program=0;")
+    assert parsed == {"spmm": {"num_warps": 8, "block_e": 16}, "gat": {"heads_per_program": 0}}
+    for bad, message in (("spmm", "expected 'primitive:field=value"), ("spmm:num_warps", "field=<non"),
+                         ("spmm:num_warps=x", "field=<non"), ("spmm:num_warps=-2", "field=<non"),
+                         ("sddmm:rows=2", "'sddmm' does not read 'rows'"), ("spnn:rows=2", "unknown primitive")):
+        with pytest.raises(ValueError, match=message):
+            tuning.parse_overrides(bad)
+    env = {**os.environ, "KOKOYI_TRITON_TUNING": "spmm:num_warps=2;gat:block_e=8"}
+    code = ("from kokoyi.kernels.triton import tuning as t; "
+            "print(t.config('spmm', 8).num_warps, t.config('gat', 8, heads=2).block_e, t.config('sddmm', 8).num_warps)")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.stdout.split() == ["2", "8", "4"], run.stderr[-2000:]
+
+
 def _run_primitive(prim, g):
     """(results, references) of one primitive on g at a width where every block_f tried matters."""
     if prim == "spmm":
@@ -642,11 +664,11 @@ def _run_primitive(prim, g):
 # on a GPU every case compiles new kernel variants (~1 s each): opt in with KOKOYI_TUNING_TESTS=1
 @pytest.mark.skipif(DEVICE == "cuda" and os.environ.get("KOKOYI_TUNING_TESTS") != "1",
                     reason="compiles ~100 kernel variants on a GPU; set KOKOYI_TUNING_TESTS=1")
-@pytest.mark.parametrize("prim,field,value", SWEEP_CASES,
-                         ids=[f"{p}-{f}={v}" for p, f, v in SWEEP_CASES])
-def test_every_swept_launch_gives_the_reference_results(prim, field, value):
+@pytest.mark.parametrize("prim,fields", SWEEP_CASES,
+                         ids=[p + "-" + ",".join(f"{f}={v}" for f, v in c.items()) for p, c in SWEEP_CASES])
+def test_every_swept_launch_gives_the_reference_results(prim, fields):
     g = SWEEP_GRAPH
-    with tuning.override(prim, **{field: value}):
+    with tuning.override(prim, **fields):
         got, want = _run_primitive(prim, g)
     for a, b in zip(got, want):
         if a.dtype == torch.int64:

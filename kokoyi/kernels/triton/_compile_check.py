@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="every variant (minutes)")
     parser.add_argument("--sweep", action="store_true",
-                        help="also every value of tuning.SWEEP (one field at a time)")
+                        help="also every value of tuning.SWEEP (one field at a time) and tuning.COMBOS")
     parser.add_argument("--arch", type=int, default=90, help="CUDA compute capability (90: H100)")
     opts = parser.parse_args(argv)
     import kokoyi.kernels.triton as kt
@@ -151,11 +151,12 @@ def main(argv=None) -> int:
     with compiling_instead_of_launching(GPUTarget("cuda", opts.arch, 32)) as seen:
         _exercise(kt, opts.all)
         if opts.sweep:
-            for primitive, fields in tuning.SWEEP.items():
-                for field, values in fields.items():
-                    for value in values:
-                        with tuning.override(primitive, **{field: value}):
-                            _exercise(kt, False)
+            cases = [(prim, {field: value}) for prim, fields in tuning.SWEEP.items()
+                     for field, values in fields.items() for value in values]
+            cases += [(prim, combo) for prim, combos in tuning.COMBOS.items() for combo in combos]
+            for primitive, fields in cases:
+                with tuning.override(primitive, **fields):
+                    _exercise(kt, False)
     kernels = sorted({key[0] for key in seen})
     print(f"compiled {len(seen)} variants of {len(kernels)} kernels for sm_{opts.arch}: "
           f"{', '.join(kernels)}")

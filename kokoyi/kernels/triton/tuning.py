@@ -39,6 +39,9 @@ gat, gat_backward: the per-head width D.
 
 Sweeps
 ------
+``KOKOYI_TRITON_TUNING="spmm:num_warps=8,block_e=16;gat:heads_per_program=0"`` in the environment
+applies such overrides to the whole process (read when this module is imported).
+
 ``with tuning.override("spmm", num_warps=8, block_e=64): ...`` replaces fields for every width of
 one primitive for the duration of the block (nested overrides stack; an unknown primitive or field,
 or a field the primitive does not read, is a ValueError naming the known ones). ``config()`` gives
@@ -122,6 +125,19 @@ SWEEP: dict[str, dict[str, tuple[int, ...]]] = {
     "gat_backward": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(8, 16, 32, 64),
                          block_f=(8, 16, 32, 64), heads_per_program=(1, 2, 4, 0)),
 }
+
+# Joint configurations worth timing besides the one-field-at-a-time sweep (a schedule often needs
+# its tiles changed with it); tested like SWEEP.
+COMBOS: dict[str, tuple[dict[str, int], ...]] = {
+    "spmm": (dict(rows_in_tile=1, rows=4, block_e=8), dict(rows_in_tile=1, rows=8, block_e=8, num_warps=2),
+             dict(rows_in_tile=1, rows=2, block_e=16, num_warps=2), dict(hub_split=256, num_warps=8),
+             dict(hub_split=256, rows_in_tile=1, rows=4, block_e=8)),
+    "gat": (dict(heads_per_program=0, num_warps=2), dict(heads_per_program=0, block_e=16, num_warps=2),
+            dict(heads_per_program=0, block_e=8, num_warps=1)),
+    "gat_backward": (dict(heads_per_program=0, num_warps=2), dict(heads_per_program=0, block_e=16)),
+}
+
+ENV = "KOKOYI_TRITON_TUNING"
 
 _overrides: dict[str, dict[str, int]] = {}
 
@@ -240,3 +256,36 @@ def launch_options(launch: Launch) -> dict:
 def as_dict(primitive: str, width: int, **kw) -> dict:
     """The resolved config as a plain dict (to store next to a benchmark row)."""
     return dataclasses.asdict(config(primitive, width, **kw))
+
+
+def parse_overrides(text: str) -> dict[str, dict[str, int]]:
+    """``"spmm:num_warps=8,block_e=16;gat:heads_per_program=0"`` -> {primitive: {field: int}},
+    checked like override() (the format of the KOKOYI_TRITON_TUNING environment variable)."""
+    result: dict[str, dict[str, int]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        primitive, sep, assignments = part.partition(":")
+        primitive = primitive.strip()
+        if not sep:
+            raise ValueError(f"{ENV}: expected 'primitive:field=value,...', got {part!r}")
+        _check_primitive(primitive)
+        fields = {}
+        for item in filter(None, (a.strip() for a in assignments.split(","))):
+            name, eq, value = item.partition("=")
+            if not eq or not value.strip().isdigit():
+                raise ValueError(f"{ENV}: expected field=<non-negative integer> in {part!r}, got {item!r}")
+            fields[name.strip()] = int(value)
+        _check_fields(primitive, fields)
+        result.setdefault(primitive, {}).update(fields)
+    return result
+
+
+def _apply_environment() -> None:
+    """Start from the overrides in $KOKOYI_TRITON_TUNING (e.g. to run a whole benchmark or test
+    suite with a candidate table without editing it)."""
+    import os
+    text = os.environ.get(ENV, "")
+    if text.strip():
+        _overrides.update(parse_overrides(text))
+
+
+_apply_environment()
