@@ -11,7 +11,10 @@ after every section, so a killed run still leaves a usable file; its tables are 
 under "## GPU" in BENCHMARKS.md). A short table is printed at the very end.
 
 Sections (``--sections``; each has its own time budget ``--budget-s SECTION=SECONDS``; when a section
-is over budget its remaining rows are skipped and recorded as skipped):
+is over budget its remaining rows are skipped and recorded as skipped). ``--total-s`` (default 225 s,
+for benchmarks/gpu/run_device.sh's 240 s timeout) caps the whole run: each section gets at most its
+share of the time left. A SIGTERM (``timeout``) ends the run early with the summary and the final table
+of what was measured.
 
 ops
     copy_u-sum, u_mul_e-sum, copy_u-max, u_dot_v, edge_softmax and the fused GAT attention
@@ -81,6 +84,7 @@ import json
 import math
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -96,6 +100,7 @@ if str(HERE) not in sys.path:
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # this checkout's kokoyi, unless PYTHONPATH names one
 
+T_START = time.monotonic()  # --total-s counts from here (imports included)
 SECTIONS = ("ops", "models", "minibatch", "sweep")
 DEFAULT_BUDGET_S = {"ops": 60.0, "models": 85.0, "minibatch": 20.0, "sweep": 50.0}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -579,8 +584,9 @@ def section_models(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: 
             continue
         if impl == "pyg-compiled":
             compile_deadline = compile_deadline or now + args.compile_budget_s
-            if now > compile_deadline:
-                rec.row({**base, "skipped": f"compile budget of {args.compile_budget_s:.0f} s spent"})
+            if min(compile_deadline, deadline) - now < args.min_compile_s:
+                rec.row({**base, "skipped": f"compile budget of {args.compile_budget_s:.0f} s spent (a compiled "
+                                            f"row starts only with >= {args.min_compile_s:.0f} s left)"})
                 continue
         try:
             rec.row({**base, **measure_model(args, timer, graphs, model, impl, n, e, bench_models)})
@@ -901,37 +907,56 @@ def section_sweep(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: f
 
 # ============================================================================ main
 def final_table(rec: Recorder) -> str:
-    """The few lines the device tool's 12,000-character tail must keep."""
+    """The short table printed last (a device run's log is often read through its last ~6,000
+    characters): one line per op case (fwd | fwd+bwd), model row, sweep case and target."""
     out = [f"== {rec.meta['device_name']} | torch {rec.meta['torch']} | triton {rec.meta['triton']} | "
-           f"copy {_f(rec.meta.get('copy_gbs'), '{:.0f}')} GB/s"]
+           f"copy_ {_f(rec.meta.get('copy_gbs'), '{:.0f}')} GB/s | peak {rec.meta['peak_gbs']:.0f} GB/s",
+           "op graph F dtype: fwd ms GB/s %peak xPyG xcuSPARSE | fwd+bwd ms xPyG xcuSPARSE  (x = baseline/kokoyi)"]
+
+    def ratio(r, lib):
+        return _f(r[f"{lib}_ms"] / r["kokoyi_ms"] if r.get(f"{lib}_ms") and r.get("kokoyi_ms") else None, "{:.2f}")
+
+    def flag(r):
+        bad = r.get("errors") or "error" in r
+        return (" ERR" if bad else "") + (" MISMATCH" if r.get("match_pyg") is False
+                                          or r.get("match_cusparse") is False else "")
+
+    groups: dict = {}
     for r in rec.section_rows("ops"):
-        if "case" in r and "pass" in r and ("kokoyi_ms" in r or "error" in r or r.get("errors")):
-            x = r.get("pyg_ms") / r["kokoyi_ms"] if r.get("pyg_ms") and r.get("kokoyi_ms") else None
-            c = r.get("cusparse_ms") / r["kokoyi_ms"] if r.get("cusparse_ms") and r.get("kokoyi_ms") else None
-            out.append(f"op {r['case']:12} {r['graph']:10} F{r['width']:<4}{r['dtype']} {r['pass']:7} "
-                       f"{_f(r.get('kokoyi_ms'))}ms {_f(r.get('kokoyi_gbs'), '{:.0f}')}GB/s "
-                       f"{_f(r.get('kokoyi_frac_peak') and 100 * r['kokoyi_frac_peak'], '{:.0f}')}% "
-                       f"xPyG {_f(x, '{:.2f}')} xcuSP {_f(c, '{:.2f}')}"
-                       + (" ERR" if r.get("errors") or "error" in r else "")
-                       + (" MISMATCH" if r.get("match_pyg") is False or r.get("match_cusparse") is False else ""))
+        if "case" in r and "pass" in r and "skipped" not in r:
+            groups.setdefault((r["case"], r["graph"], r["width"], r["dtype"]), {})[r["pass"]] = r
+    for (case, graph, width, dtype), passes in groups.items():
+        f, b = passes.get("fwd", {}), passes.get("fwd+bwd", {})
+        out.append(f"{case} {graph} F{width} {dtype}: {_f(f.get('kokoyi_ms'))} "
+                   f"{_f(f.get('kokoyi_gbs'), '{:.0f}')} "
+                   f"{_f(f.get('kokoyi_frac_peak') and 100 * f['kokoyi_frac_peak'], '{:.0f}')}% "
+                   f"{ratio(f, 'pyg')} {ratio(f, 'cusparse')}{flag(f)} | {_f(b.get('kokoyi_ms'))} "
+                   f"{ratio(b, 'pyg')} {ratio(b, 'cusparse')}{flag(b)}")
+    n_ops_skipped = sum(1 for r in rec.section_rows("ops") if "skipped" in r)
+    if n_ops_skipped:
+        out.append(f"ops: {n_ops_skipped} rows skipped (budget)")
     for r in rec.section_rows("models"):
-        if "model" in r:
-            out.append(f"model {r['model']:4} {r['graph']:10} {r['impl']:12} {_f(r.get('ms'), '{:.2f}')}ms "
-                       f"{_f(r.get('peak_mb'), '{:.0f}')}MB {_status(r)[:60]}")
+        if "model" in r and "skipped" not in r:
+            out.append(f"model {r['model']} {r['graph']} {r['impl']}: {_f(r.get('ms'), '{:.2f}')} ms "
+                       f"{_f(r.get('peak_mb'), '{:.0f}')} MB {_status(r)[:70]}")
+    n_models_skipped = sum(1 for r in rec.section_rows("models") if "skipped" in r)
+    if n_models_skipped:
+        out.append(f"models: {n_models_skipped} rows skipped (budget)")
     for r in rec.section_rows("minibatch"):
         if "graph" in r:
-            out.append(f"minibatch {r['graph']} {_f(r.get('epoch_s'), '{:.2f}')}s/epoch "
-                       f"{_f(r.get('steps_per_s'), '{:.1f}')}steps/s {_f(r.get('edges_per_s'), '{:.3g}')}edges/s "
-                       f"{_f(r.get('peak_mb'), '{:.0f}')}MB {_status(r)[:60]}")
+            out.append(f"minibatch {r['graph']}: {_f(r.get('epoch_s'), '{:.2f}')} s/epoch "
+                       f"{_f(r.get('steps_per_s'), '{:.1f}')} steps/s {_f(r.get('edges_per_s'), '{:.3g}')} edges/s "
+                       f"{_f(r.get('peak_mb'), '{:.0f}')} MB {r.get('partial', '')} {_status(r)[:70]}")
     for r in rec.section_rows("sweep"):
         if r.get("kind") == "best":
-            out.append(f"sweep {r['case']:16} default {_f(r.get('default_ms'))} best {_f(r.get('best_ms'))} "
-                       f"{r.get('best_config')} {_status(r)[:60]}")
+            out.append(f"sweep {r['case']} [{r.get('backend', '-')}]: default {_f(r.get('default_ms'))} best "
+                       f"{_f(r.get('best_ms'))} {r.get('best_config')} ({r.get('timed', 0)} timed) {_status(r)[:60]}")
     for t, m, ok in issue_targets(rec):
         out.append(f"target {t}: {m} {ok.strip('*')}")
     skipped = sum(1 for r in rec.rows if "skipped" in r)
     errors = sum(1 for r in rec.rows if "error" in r or r.get("errors"))
-    out.append(f"== {len(rec.rows)} rows, {errors} with errors, {skipped} skipped; files in {rec.out}")
+    out.append(f"== {len(rec.rows)} rows, {errors} with errors, {skipped} skipped; "
+               f"{time.monotonic() - T_START:.0f} s; files in {rec.out}")
     return "\n".join(out)
 
 
@@ -959,6 +984,11 @@ def main(argv=None):
     p.add_argument("--compile-budget-s", type=float, default=None,
                    help="time for the torch.compile'd PyG rows within the models section (default 50; a compiled row starts only while it lasts)")
     p.add_argument("--no-compile", action="store_true", help="no torch.compile'd PyG rows")
+    p.add_argument("--total-s", type=float, default=225.0,
+                   help="aim to end within this many seconds of the start (0: no cap): the section budgets "
+                        "shrink to their share of the time left (default 225, inside a 240 s timeout)")
+    p.add_argument("--reserve-s", type=float, default=20.0,
+                   help="time kept free at the end of --total-s for a started compile and the summary")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtypes", nargs="+", default=["fp32"], choices=list(DTYPES), help="ops section dtypes")
     p.add_argument("--smoke", action="store_true", help="tiny graphs (10^3/10^4), one repeat, all sections")
@@ -992,6 +1022,7 @@ def main(argv=None):
     if args.backend != "auto":
         os.environ["KOKOYI_BACKEND"] = args.backend
     args.budget = parse_budget(args.budget_s, args.smoke)
+    args.min_compile_s = 0.0 if args.smoke else 25.0  # a torch.compile of a PyG stack takes ~20-40 s
     args.compile_budget_s = 0.0 if args.no_compile else (
         args.compile_budget_s if args.compile_budget_s is not None else 50.0)
     big, small = (1_000_000, 10_000_000), (100_000, 1_000_000)
@@ -1036,28 +1067,52 @@ def main(argv=None):
           f"{_f(meta.get('copy_gbs'), '{:.0f}')} GB/s; budgets {args.budget}", flush=True)
     graphs = Graphs(args.device)
     runners = {"ops": section_ops, "models": section_models, "minibatch": section_minibatch, "sweep": section_sweep}
-    t_all = time.monotonic()
-    for name in args.sections:
-        t0 = time.monotonic()
-        deadline = t0 + args.budget[name]
-        try:
-            runners[name](args, rec, timer, graphs, deadline)
-        except Exception as ex:  # noqa: BLE001 - a section's crash must not lose the others
-            rec.row({"section": name, "error": f"section crashed: {_err(ex)}"})
-            rec.note(f"section {name} crashed: {_err(ex)}")
-            traceback.print_exc()
-        spent = time.monotonic() - t0
-        n_skip = sum(1 for r in rec.section_rows(name) if "skipped" in r)
-        rec.note(f"{name}: {spent:.0f} s (budget {args.budget[name]:.0f} s)"
-                 + (f", {n_skip} rows skipped" if n_skip else ""))
-        keep = {tuple(args.sweep_graph)} if "sweep" in args.sections else set()
-        graphs.drop(keep)
-        _free(args.device)
-        rec.write_summary()
-    rec.note(f"total {time.monotonic() - t_all:.0f} s")
+    signal.signal(signal.SIGTERM, _terminated)  # `timeout` sends SIGTERM: write what there is, then exit
+    try:
+        for i, name in enumerate(args.sections):
+            t0 = time.monotonic()
+            deadline = section_deadline(args, name, args.sections[i + 1:], t0)
+            try:
+                runners[name](args, rec, timer, graphs, deadline)
+            except Exception as ex:  # noqa: BLE001 - a section's crash must not lose the others
+                rec.row({"section": name, "error": f"section crashed: {_err(ex)}"})
+                rec.note(f"section {name} crashed: {_err(ex)}")
+                traceback.print_exc()
+            spent = time.monotonic() - t0
+            n_skip = sum(1 for r in rec.section_rows(name) if "skipped" in r)
+            rec.note(f"{name}: {spent:.0f} s (budget {deadline - t0:.0f} s)"
+                     + (f", {n_skip} rows skipped" if n_skip else ""))
+            keep = {tuple(args.sweep_graph)} if "sweep" in args.sections[i + 1:] else set()
+            graphs.drop(keep)
+            _free(args.device)
+            rec.write_summary()
+    except Terminated:
+        rec.note(f"terminated (SIGTERM) after {time.monotonic() - T_START:.0f} s: the rows above are all there is")
+    rec.note(f"total {time.monotonic() - T_START:.0f} s")
     rec.write_summary()
     print(final_table(rec), flush=True)
     return 0
+
+
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler (a BaseException, so the per-row `except Exception` lets it pass)."""
+
+
+def _terminated(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills
+    raise Terminated()
+
+
+def section_deadline(args, name, later, now) -> float:
+    """now + the section's budget, shrunk (with --total-s) to its share of the time left: the time
+    left before T_START + total_s - reserve, split over this and the later sections in proportion to
+    their budgets."""
+    budget = args.budget[name]
+    if not args.total_s:
+        return now + budget
+    left = T_START + args.total_s - args.reserve_s - now
+    share = budget / sum(args.budget[s] for s in (name, *later))
+    return now + max(0.0, min(budget, left * share))
 
 
 if __name__ == "__main__":
