@@ -178,3 +178,16 @@ def test_issue_targets_from_rows(tmp_path):
     assert got["GAT g: >= 3x leaner in peak memory than PyG"] == ("2.50x", "**no**")
     assert got["GCN g: faster than PyG compiled"] == ("0.75x", "**no**")
     assert len(got) == 4
+
+
+def test_bf16_rows_checked_against_fp32_pyg(tmp_path, monkeypatch):
+    rows, md = _run(tmp_path, monkeypatch, ["--sections", "ops", "--ops", "copy_u-sum", "edge_softmax",
+                                            "--widths", "16", "--dtypes", "bf16"])
+    ops = [r for r in rows if r.get("section") == "ops"]
+    assert len(ops) == 4 and all(r["dtype"] == "bf16" and r["match_pyg"] is True for r in ops)
+    assert all(0 < r["max_abs_diff_pyg"] for r in ops)  # bf16 output vs the fp32 reference: rounding only
+    # the fp32 reference is PyG on the same rounded inputs, so a wrong kernel is still caught
+    x = torch.randn(5, 3).to(torch.bfloat16)
+    impls = {"kokoyi": lambda: x * 2, "pyg": lambda: x * 2}
+    assert bench_gpu.compare_outputs(impls, torch.bfloat16, lambda: x.float() * 2.5)["match_pyg"] is False
+    assert bench_gpu.compare_outputs(impls, torch.bfloat16, lambda: x.float() * 2)["match_pyg"] is True
