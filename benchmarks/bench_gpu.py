@@ -122,12 +122,12 @@ HEADS = 8
 
 # ============================================================================ output
 class Recorder:
-    """results.jsonl (append + flush per row) and summary.md (rewritten by `write_summary`)."""
+    """results.jsonl (written fresh, flushed per row) and summary.md (rewritten by `write_summary`)."""
 
     def __init__(self, out: Path, meta: dict):
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
-        self.jsonl = open(out / "results.jsonl", "a")
+        self.jsonl = open(out / "results.jsonl", "w")  # one run per folder
         self.meta = meta
         self.rows: list[dict] = []
         self.notes: list[str] = []
