@@ -186,9 +186,12 @@ def issue_targets(rec: Recorder) -> list[tuple[str, str, str]]:
                 and r.get("dtype") == "fp32" and r.get("pass") == "fwd" and r.get("kokoyi_frac_peak")]
     if ops_rows:
         r = max(ops_rows, key=lambda r: r["nodes"])
-        frac = r["kokoyi_frac_peak"]
-        out.append((f"copy_u-sum F=128 on {r['graph']}: >= 60% of {rec.meta['peak_gbs']:.0f} GB/s",
-                    f"{100 * frac:.1f}% ({r['kokoyi_gbs']:.0f} GB/s)", "yes" if frac >= 0.6 else "**no**"))
+        # the issue counts the gathered rows read and the output written (no indices): E*F*4 + N*F*4
+        gbs = (r["edges"] + r["nodes"]) * r["width"] * 4 / (r["kokoyi_ms"] * 1e-3) / 1e9
+        frac = gbs / rec.meta["peak_gbs"]
+        out.append((f"copy_u-sum F=128 on {r['graph']}: >= 60% of {rec.meta['peak_gbs']:.0f} GB/s (rows read + "
+                    "output written)", f"{100 * frac:.1f}% ({gbs:.0f} GB/s; with indices "
+                    f"{100 * r['kokoyi_frac_peak']:.1f}%)", "yes" if frac >= 0.6 else "**no**"))
     models = [r for r in rec.section_rows("models") if r.get("ms")]
     if models:
         big = max(r["nodes"] for r in models)
