@@ -118,6 +118,16 @@ def backend_of(case: str, x: torch.Tensor) -> str:
     except Exception as ex:  # noqa: BLE001
         return f"? ({_err(ex)[:60]})"
 HEADS = 8
+# HBM bandwidth from the datasheets (GB/s), matched against torch.cuda.get_device_name(); first match wins
+DATASHEET_GBS = (("H200", 4800.0), ("H100 PCIe", 2000.0), ("H100", 3350.0), ("A100-SXM4-80GB", 2039.0),
+                 ("A100 80GB PCIe", 1935.0), ("A100", 1555.0), ("L40S", 864.0), ("A10", 600.0))
+
+
+def datasheet_gbs(name: str) -> tuple[float, str]:
+    for key, gbs in DATASHEET_GBS:
+        if key.lower() in name.lower():
+            return gbs, f"datasheet ({key})"
+    return 4800.0, "H200's datasheet figure (card not in DATASHEET_GBS)"
 
 
 # ============================================================================ output
@@ -223,7 +233,8 @@ def summary_markdown(rec: Recorder) -> str:
              f"timing: {m['timing']}; measured by `benchmarks/bench_gpu.py {' '.join(m['argv'])}`.", ""]
     copy = m.get("copy_gbs")
     lines += [f"Device-to-device `copy_` ({m.get('copy_bytes', 0) / 2**30:.1f} GiB, read + write): "
-              f"{_f(copy, '{:.0f}')} GB/s; datasheet peak used for fractions: {m['peak_gbs']:.0f} GB/s.", ""]
+              f"{_f(copy, '{:.0f}')} GB/s; peak used for fractions: {m['peak_gbs']:.0f} GB/s "
+              f"({m.get('peak_source', '')}).", ""]
     ops_rows = [r for r in rec.section_rows("ops") if "case" in r]
     if ops_rows:
         lines += ["#### Ops (median ms; GB/s by the byte model of bench_gpu.py; x = baseline / kokoyi)", "",
@@ -701,8 +712,9 @@ def run_epoch(args, timer, n, e, deadline) -> dict:
         opt.step()
         return batch.num_sampled_edges
 
-    it = iter(loader)  # warm-up step (kernel compilation), not counted
-    step(next(it))
+    it = iter(loader)  # warm-up steps (kernel compilation for a few batch shapes), not counted
+    for _ in range(min(3, len(loader))):
+        step(next(it))
     _close(it)
     timer.sync()
     if timer.cuda:
@@ -1015,7 +1027,8 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=5, help="CPU timing repeats")
     p.add_argument("--warmup-ms", type=float, default=10.0, help="do_bench warm-up")
     p.add_argument("--rep-ms", type=float, default=40.0, help="do_bench measuring time per row")
-    p.add_argument("--peak-gbs", type=float, default=4800.0, help="datasheet bandwidth (H200: 4800 GB/s)")
+    p.add_argument("--peak-gbs", type=float, default=None,
+                   help="datasheet bandwidth in GB/s (default: by the card's name, DATASHEET_GBS; H200: 4800)")
     p.add_argument("--copy-gib", type=float, default=2.0, help="size of the copy_ bandwidth probe")
     p.add_argument("--ops", dest="op_cases", nargs="+", default=list(OP_CASES), choices=OP_CASES)
     p.add_argument("--widths", type=int, nargs="+", default=[16, 64, 128])
@@ -1063,12 +1076,17 @@ def main(argv=None):
     import torch_geometric
 
     timer = Timer(args.device, args.repeat, args.warmup_ms, args.rep_ms)
+    if args.peak_gbs is None:
+        card = torch.cuda.get_device_name(torch.device(args.device)) if timer.cuda else ""
+        args.peak_gbs, peak_source = datasheet_gbs(card)
+    else:
+        peak_source = "--peak-gbs"
     meta = {"device": args.device,
             "device_name": torch.cuda.get_device_name(torch.device(args.device)) if timer.cuda
             else f"{platform.processor() or 'CPU'} ({torch.get_num_threads()} threads)",
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "torch": torch.__version__, "triton": triton.__version__, "pyg": torch_geometric.__version__,
-            "python": platform.python_version(), "dtypes": args.dtypes, "peak_gbs": args.peak_gbs,
+            "python": platform.python_version(), "dtypes": args.dtypes, "peak_gbs": args.peak_gbs, "peak_source": peak_source,
             "backend": os.environ.get("KOKOYI_BACKEND", "auto"),
             "triton_interpret": os.environ.get("TRITON_INTERPRET", ""),
             "timing": ("triton.testing.do_bench median (L2 cleared per call, inputs not rotated), "
