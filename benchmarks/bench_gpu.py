@@ -229,10 +229,11 @@ def summary_markdown(rec: Recorder) -> str:
     m = rec.meta
     lines = [f"### GPU: {m['device_name']} ({m['date']})", "",
              f"torch {m['torch']}, triton {m['triton']}, torch_geometric {m['pyg']}, Python {m['python']}; "
+             f"{m.get('cpu_cores')} CPU cores ({m.get('torch_threads')} torch threads: the mini-batch sampler); "
              f"device `{m['device']}`; dtypes {', '.join(m['dtypes'])}; "
              f"timing: {m['timing']}; measured by `benchmarks/bench_gpu.py {' '.join(m['argv'])}`.", ""]
     copy = m.get("copy_gbs")
-    lines += [f"Device-to-device `copy_` ({m.get('copy_bytes', 0) / 2**30:.1f} GiB, read + write): "
+    lines += [f"Device-to-device `copy_` ({m.get('copy_bytes', 0) / 2**30:.2f} GiB, read + write): "
               f"{_f(copy, '{:.0f}')} GB/s; peak used for fractions: {m['peak_gbs']:.0f} GB/s "
               f"({m.get('peak_source', '')}).", ""]
     ops_rows = [r for r in rec.section_rows("ops") if "case" in r]
@@ -1086,7 +1087,7 @@ def main(argv=None):
             else f"{platform.processor() or 'CPU'} ({torch.get_num_threads()} threads)",
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "torch": torch.__version__, "triton": triton.__version__, "pyg": torch_geometric.__version__,
-            "python": platform.python_version(), "dtypes": args.dtypes, "peak_gbs": args.peak_gbs, "peak_source": peak_source,
+            "python": platform.python_version(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "dtypes": args.dtypes, "peak_gbs": args.peak_gbs, "peak_source": peak_source,
             "backend": os.environ.get("KOKOYI_BACKEND", "auto"),
             "triton_interpret": os.environ.get("TRITON_INTERPRET", ""),
             "timing": ("triton.testing.do_bench median (L2 cleared per call, inputs not rotated), "
