@@ -193,3 +193,14 @@ def test_bf16_rows_checked_against_fp32_pyg(tmp_path, monkeypatch):
     impls = {"kokoyi": lambda: x * 2, "pyg": lambda: x * 2}
     assert bench_gpu.compare_outputs(impls, torch.bfloat16, lambda: x.float() * 2.5)["match_pyg"] is False
     assert bench_gpu.compare_outputs(impls, torch.bfloat16, lambda: x.float() * 2)["match_pyg"] is True
+
+
+def test_minibatch_rows(tmp_path, monkeypatch):
+    rows, md = _run(tmp_path, monkeypatch, ["--sections", "minibatch"])
+    mb = {r["loop"]: r for r in rows if r.get("section") == "minibatch"}
+    assert set(mb) == {"script", "train_sampled"}
+    for r in mb.values():
+        assert "error" not in r and r["train_nodes"] == 500 and r["steps"] == 2  # 500 seeds, batch 256
+        assert r["edges_per_s"] > 0 and r["epoch_s"] > 0
+    assert mb["script"]["steps_in_epoch"] == 2 and "partial" not in mb["script"]
+    assert "| 10^3/10^4 | script | 500 | 2 |" in md and "batch 256" in md
