@@ -834,7 +834,22 @@ _FALLBACK_VALUES = {"num_warps": (1, 2, 4, 8), "rows": (1, 2, 4, 8), "hub_split"
                     "heads_per_program": (1, 2, 4, 8, 0)}
 
 
-def sweep_stages(tuning, primitive: str, width: int, known) -> list[tuple[str, list[dict]]]:
+def _log2_distance(cfg: dict, default: dict | None) -> float:
+    """How far a grid point is from the default launch (sum of |log2| steps; heads_per_program 0 = all
+    HEADS heads): the grid is tried nearest first, so a budget cut keeps the neighbourhood of the default."""
+    if not default:
+        return 0.0
+    total = 0.0
+    for k, v in cfg.items():
+        d = default.get(k)
+        v = HEADS if (k == "heads_per_program" and v == 0) else v
+        d = HEADS if (k == "heads_per_program" and d == 0) else d
+        if isinstance(d, int) and d > 0 and v > 0:
+            total += abs(math.log2(v) - math.log2(d))
+    return total
+
+
+def sweep_stages(tuning, primitive: str, width: int, known, default: dict | None = None) -> list[tuple[str, list[dict]]]:
     """The sweep as stages of candidate overrides, each stage applied on top of the best config so far
     (coordinate descent):
 
@@ -842,6 +857,7 @@ def sweep_stages(tuning, primitive: str, width: int, known) -> list[tuple[str, l
     2. the grid num_warps x rows (rows only for narrow spmm, F <= 64) or, for GAT, num_warps x
        heads_per_program when the primitive reads it;
     3. every other field tuning.SWEEP lists (block_e, num_stages, block_f), one at a time.
+    The grid is ordered nearest the ``default`` launch first (`_log2_distance`).
     The optional schedules (hub_split, heads_per_program) are tried only when ``known`` says the
     primitive reads them; rows (narrow spmm) always, so that a table without it is recorded as
     skipped rows; when ``known`` is None override() decides."""
@@ -856,6 +872,7 @@ def sweep_stages(tuning, primitive: str, width: int, known) -> list[tuple[str, l
               else None)
     grid = [{"num_warps": w, **({second: v} if second else {})} for w in values["num_warps"]
             for v in (values[second] if second else (None,))]
+    grid.sort(key=lambda c: _log2_distance(c, default))  # stable: ties keep the table's order
     stages.append(("num_warps x " + second if second else "num_warps", grid))
     done = {"hub_split", "num_warps", "rows", "heads_per_program"}
     for field in sweep.get(primitive, {}):
@@ -940,10 +957,16 @@ def section_sweep(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: f
         known = _known_fields(tuning, prim)
         best_ms, best_cfg = default_ms, {}
         timed = skipped = 0
-        for stage, candidates in sweep_stages(tuning, prim, width, known):
+        seen = {json.dumps(resolved or {}, sort_keys=True)}  # launches already timed (the default)
+        for stage, candidates in sweep_stages(tuning, prim, width, known, resolved):
             stage_best = (best_ms, best_cfg)
             for cand in candidates:
                 cfg = {**best_cfg, **cand}
+                if resolved is not None:  # a candidate that is a launch already timed is not timed again
+                    key = json.dumps({**resolved, **cfg}, sort_keys=True)
+                    if key in seen:
+                        continue
+                    seen.add(key)
                 r = {**base, "kind": "config", "stage": stage, "config": cfg}
                 unknown = sorted(set(cfg) - known) if known is not None else []
                 if unknown:

@@ -121,6 +121,11 @@ def test_sweep_with_the_real_tuning_module(tmp_path, monkeypatch):
         assert set(r["config"]) <= set(tuning.USES[r["primitive"]])
     default = next(r for r in sweep if r["config"] == "default" and r["primitive"] == "spmm")
     assert default["resolved"] == tuning.as_dict("spmm", 16)
+    # the default launch is not timed twice: hub_split 0 and the default's own (num_warps, rows) are left out
+    spmm = [r["config"] for r in configs if r["primitive"] == "spmm"]
+    assert {"hub_split": 0} not in spmm and spmm[0] == {"hub_split": 64}
+    d = default["resolved"]
+    assert not [c for c in spmm if {**d, **c} == d]
 
 
 def test_sweep_without_tuning_module(tmp_path, monkeypatch):
