@@ -102,7 +102,7 @@ if str(ROOT) not in sys.path:
 
 T_START = time.monotonic()  # --total-s counts from here (imports included)
 SECTIONS = ("ops", "models", "minibatch", "sweep")
-DEFAULT_BUDGET_S = {"ops": 60.0, "models": 80.0, "minibatch": 30.0, "sweep": 45.0}
+DEFAULT_BUDGET_S = {"ops": 55.0, "models": 95.0, "minibatch": 30.0, "sweep": 35.0}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 OP_CASES = ("copy_u-sum", "u_mul_e-sum", "copy_u-max", "u_dot_v", "edge_softmax", "gat")
 # the kokoyi.kernels.ops primitive each case's forward dispatches (its backend is recorded per row)
@@ -1083,7 +1083,8 @@ def main(argv=None):
     p.add_argument("--budget-s", nargs="+", metavar="SECTION=S",
                    help=f"per-section time budgets in seconds (defaults {DEFAULT_BUDGET_S}); a bare number sets all")
     p.add_argument("--compile-budget-s", type=float, default=None,
-                   help="time for the torch.compile'd PyG rows within the models section (default 50; a compiled row starts only while it lasts)")
+                   help="time for the torch.compile'd PyG rows within the models section (default 65; a "
+                        "compiled row starts only with >= 20 s of it left)")
     p.add_argument("--no-compile", action="store_true", help="no torch.compile'd PyG rows")
     p.add_argument("--total-s", type=float, default=225.0,
                    help="aim to end within this many seconds of the start (0: no cap): the section budgets "
@@ -1124,9 +1125,9 @@ def main(argv=None):
     if args.backend != "auto":
         os.environ["KOKOYI_BACKEND"] = args.backend
     args.budget = parse_budget(args.budget_s, args.smoke)
-    args.min_compile_s = 0.0 if args.smoke else 25.0  # a torch.compile of a PyG stack takes ~20-40 s
+    args.min_compile_s = 0.0 if args.smoke else 20.0  # a torch.compile of a PyG stack takes ~20-40 s
     args.compile_budget_s = 0.0 if args.no_compile else (
-        args.compile_budget_s if args.compile_budget_s is not None else 50.0)
+        args.compile_budget_s if args.compile_budget_s is not None else 65.0)
     big, small = (1_000_000, 10_000_000), (100_000, 1_000_000)
     if args.smoke:
         tiny = (1_000, 10_000)
@@ -1157,7 +1158,9 @@ def main(argv=None):
             else f"{platform.processor() or 'CPU'} ({torch.get_num_threads()} threads)",
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "torch": torch.__version__, "triton": triton.__version__, "pyg": torch_geometric.__version__,
-            "python": platform.python_version(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "dtypes": args.dtypes, "peak_gbs": args.peak_gbs, "peak_source": peak_source,
+            "python": platform.python_version(), "cpu_cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "dtypes": args.dtypes, "peak_gbs": args.peak_gbs,
+            "peak_source": peak_source,
             "backend": os.environ.get("KOKOYI_BACKEND", "auto"),
             "triton_interpret": os.environ.get("TRITON_INTERPRET", ""),
             "timing": ("triton.testing.do_bench median (L2 cleared per call, inputs not rotated), "
