@@ -810,3 +810,15 @@ def test_gat_hub_split_matches_composition_and_is_reproducible(self_loop, heads_
                                                          log_w=log_w)
     close(row_max, plain_max)                                      # the merged statistics are the
     close(row_sum, plain_sum)                                      # row kernel's
+
+
+def test_hub_plan_is_cached_per_indptr_tensor_and_invalidated_by_writes():
+    from kokoyi.kernels.triton._common import hub_plan
+    indptr = STAR.indptr.clone()
+    first = hub_plan(indptr, 7)
+    assert first is not None and first.num_chunks == -(-int(indptr[1] - indptr[0]) // 7)
+    assert hub_plan(indptr, 7) is first                       # same tensor, same threshold: reused
+    assert hub_plan(indptr, 8) is not first
+    assert hub_plan(indptr.clone(), 7) is not first           # another tensor: its own plan
+    indptr[1:] = indptr[1:] - indptr[1] + 1                   # in place: row 0 keeps one edge
+    assert hub_plan(indptr, 7) is None                        # the write is seen: no hub left
