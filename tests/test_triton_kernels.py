@@ -776,3 +776,49 @@ def test_tiled_rows_match_reference_with_hubs_isolated_rows_and_ties(rows, hub_s
     ref, ref_arg = ref_spmm(g, "copy_u", "max", s, None)
     close(out, ref)
     torch.testing.assert_close(arg, ref_arg)
+
+
+# --------------------------------------------------------- GAT hub split (gat(_backward).hub_split)
+@pytest.mark.parametrize("self_loop,heads_per_program,threshold", [(True, 1, 7), (False, 0, 64), (True, 0, 16)])
+def test_gat_hub_split_matches_composition_and_is_reproducible(self_loop, heads_per_program, threshold):
+    """The 300-edge hub runs as chunks merged by log-sum-exp (forward) and partial grad_t sums
+    (backward), with per-edge log-weights (one -inf: a zero-weight edge) in both layouts."""
+    g = STAR
+    s, t, feat = gat_inputs(g, heads=3, width=4, seed=51)
+    s = s * 3                                                     # spread the scores across chunks
+    log_w = rand(g.num_edges, seed=52)
+    log_w[int(g.indptr[0]) + 5] = float("-inf")
+    grad_out = rand(g.num_dst, 3, 4, seed=53)
+    fields = dict(heads_per_program=heads_per_program, hub_split=threshold)
+    with tuning.override("gat", **fields), tuning.override("gat_backward", **fields):
+        runs = []
+        for _ in range(2):
+            out, stats = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, self_loop, log_w=log_w)
+            grads = kt.gat_aggregate_backward(g.indptr, g.src, g.rev_indptr, g.rev_dst, g.rev_perm,
+                                              s, t, feat, out, stats, grad_out, 0.2, self_loop, log_w=log_w)
+            runs.append((out, *stats, *grads))
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)                                   # no atomics: bit-reproducible
+    out, row_max, row_sum, *grads = runs[0]
+    leaves = [x.double().requires_grad_() for x in (s, t, feat)]
+    ref = ref_gat(g, *leaves, 0.2, self_loop, log_w=log_w.double())
+    close(out, ref.detach())
+    ref.backward(grad_out.double())
+    for name, got, leaf in zip(("s_src", "t_dst", "feat"), grads, leaves):
+        torch.testing.assert_close(got.double(), leaf.grad, atol=1e-5, rtol=1e-5, msg=name)
+    plain_out, (plain_max, plain_sum) = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, self_loop,
+                                                         log_w=log_w)
+    close(row_max, plain_max)                                      # the merged statistics are the
+    close(row_sum, plain_sum)                                      # row kernel's
+
+
+def test_hub_plan_is_cached_per_indptr_tensor_and_invalidated_by_writes():
+    from kokoyi.kernels.triton._common import hub_plan
+    indptr = STAR.indptr.clone()
+    first = hub_plan(indptr, 7)
+    assert first is not None and first.num_chunks == -(-int(indptr[1] - indptr[0]) // 7)
+    assert hub_plan(indptr, 7) is first                       # same tensor, same threshold: reused
+    assert hub_plan(indptr, 8) is not first
+    assert hub_plan(indptr.clone(), 7) is not first           # another tensor: its own plan
+    indptr[1:] = indptr[1:] - indptr[1] + 1                   # in place: row 0 keeps one edge
+    assert hub_plan(indptr, 7) is None                        # the write is seen: no hub left

@@ -115,13 +115,14 @@ def _exercise(kt, full: bool):
         kt.edge_softmax(indptr, dst, rand(5, 4, 8))
         kt.edge_softmax(indptr, dst, rand(5, 4, 8), rand(2, 4, 8))
         rev_indptr, rev_perm = torch.tensor([0, 2, 3, 4, 5], dtype=idx), torch.arange(5, dtype=idx)
-        gat_cases = (itertools.product((False, True), (8, 130), (1, 0), (False, True)) if full
-                     else [(False, 130, 1, False), (True, 130, 1, False), (True, 8, 0, True)])
-        for self_loop, width, heads_pp, weighted in gat_cases:
+        gat_cases = (itertools.product((False, True), (8, 130), (1, 0), (False, True), (0, 1)) if full
+                     else [(False, 130, 1, False, 0), (True, 130, 1, False, 0), (True, 8, 0, True, 0),
+                           (True, 8, 1, True, 1), (False, 8, 0, False, 1)])
+        for self_loop, width, heads_pp, weighted, hub_split in gat_cases:
             s, t, feat = rand(4, 2), rand(2, 2), rand(4, 2, width)
             log_w = rand(5) if weighted else None
-            with tuning.override("gat", heads_per_program=heads_pp), \
-                    tuning.override("gat_backward", heads_per_program=heads_pp):
+            fields = dict(heads_per_program=heads_pp, hub_split=hub_split)   # hub_split=1: all hubs
+            with tuning.override("gat", **fields), tuning.override("gat_backward", **fields):
                 out, stats = kt.gat_aggregate(indptr, src, s, t, feat, 0.2, self_loop, log_w=log_w)
                 kt.gat_aggregate_backward(indptr, src, rev_indptr, dst, rev_perm, s, t, feat, out,
                                           (torch.zeros(2, 2), torch.ones(2, 2)), out, 0.2, self_loop,

@@ -20,9 +20,11 @@ block_e      edges per chunk (row-parallel kernels: the loop step over a row's i
              32 x 128 elements, at least 8 edges.
 block_f      feature tile (per head for GAT; the output-feature tile for sddmm). auto: next power of
              two of the width, at most 128.
-hub_split    spmm only: rows with more than ``hub_split`` in-edges are cut into chunks of
-             ``hub_split`` edges, each its own program, combined in a fixed order (no atomics,
-             bit-reproducible). 0 = off.
+hub_split    spmm, gat, gat_backward: rows with more than ``hub_split`` in-edges are cut into
+             chunks of ``hub_split`` edges, each its own program, combined in a fixed order (no
+             atomics, bit-reproducible). 0 = off. (gat: online-softmax partials per chunk merged by
+             log-sum-exp; gat_backward: the by-destination pass, partial grad_t sums per chunk.)
+             Costs one device sync per call (finding the hubs).
 rows_in_tile spmm only: 0 = a program walks its rows one after another (a loop over rows);
              1 = the rows are a tile axis: each step loads BLOCK_E edges of every row at once, a
              (rows, block_e, block_f) block (auto block_e then budgets rows x block_e x block_f).
@@ -84,8 +86,8 @@ USES: dict[str, tuple[str, ...]] = {
     "spmm": _LAUNCH_FIELDS + ("rows", "block_e", "block_f", "hub_split", "rows_in_tile"),
     "edge_softmax": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
     "sddmm": _LAUNCH_FIELDS + ("block_e", "block_f"),
-    "gat": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program"),
-    "gat_backward": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program"),
+    "gat": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program", "hub_split"),
+    "gat_backward": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program", "hub_split"),
     "softmax_agg": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
     "softmax_agg_backward": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
     "rel_spmm": _LAUNCH_FIELDS + ("block_e", "block_f"),
@@ -121,9 +123,10 @@ SWEEP: dict[str, dict[str, tuple[int, ...]]] = {
     "sddmm": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(16, 32, 64, 128),
                   block_f=(1, 2, 4, 8, 16)),
     "gat": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(8, 16, 32, 64),
-                block_f=(8, 16, 32, 64), heads_per_program=(1, 2, 4, 0)),
+                block_f=(8, 16, 32, 64), heads_per_program=(1, 2, 4, 0), hub_split=(0, 64, 256, 1024)),
     "gat_backward": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(8, 16, 32, 64),
-                         block_f=(8, 16, 32, 64), heads_per_program=(1, 2, 4, 0)),
+                         block_f=(8, 16, 32, 64), heads_per_program=(1, 2, 4, 0),
+                         hub_split=(0, 64, 256, 1024)),
 }
 
 # Joint configurations worth timing besides the one-field-at-a-time sweep (a schedule often needs
@@ -133,8 +136,9 @@ COMBOS: dict[str, tuple[dict[str, int], ...]] = {
              dict(rows_in_tile=1, rows=2, block_e=16, num_warps=2), dict(hub_split=256, num_warps=8),
              dict(hub_split=256, rows_in_tile=1, rows=4, block_e=8)),
     "gat": (dict(heads_per_program=0, num_warps=2), dict(heads_per_program=0, block_e=16, num_warps=2),
-            dict(heads_per_program=0, block_e=8, num_warps=1)),
-    "gat_backward": (dict(heads_per_program=0, num_warps=2), dict(heads_per_program=0, block_e=16)),
+            dict(heads_per_program=0, block_e=8, num_warps=1), dict(heads_per_program=0, hub_split=256)),
+    "gat_backward": (dict(heads_per_program=0, num_warps=2), dict(heads_per_program=0, block_e=16),
+                     dict(heads_per_program=0, hub_split=256)),
 }
 
 ENV = "KOKOYI_TRITON_TUNING"
