@@ -73,8 +73,8 @@ SETTINGS["facebook"]["history"] = Run("full", 4096, 120, batch_parts=40)
 # CiteSeer GCN: batches of 32 of the 120 training nodes moved test accuracy by up to 8 points between
 # seeds (neighbour sampling 64.7 / 73.0 / 68.4); one batch of all training nodes per step and the full-batch
 # epoch count (200 steps) leave only the sampler's noise.
-SETTINGS["citeseer"]["neighbor"] = Run("neighbor:10,10", 256, 200)
-SETTINGS["citeseer"]["asgcn"] = Run("asgcn:256", 256, 200)
+CELLS = {("citeseer", "gcn", "neighbor"): Run("neighbor:10,10", 256, 200),
+         ("citeseer", "gcn", "asgcn"): Run("asgcn:256", 256, 200)}
 # AS-GCN's variance loss on Facebook's SparseFeatures reads a 128-wide random projection of the rows
 # (kokoyi/sampling/layerwise.py, AdaptiveSampler.variance_features): ~2 s less per batch.
 SETTINGS["facebook"]["asgcn"] = Run("asgcn:8192", 1024, 20, variant="jl128")
@@ -82,6 +82,11 @@ __doc__ += "".join(f"\n    {k}: " + ", ".join(f"{a}={r.spec} (batch {r.batch_siz
                                                   + (f", {r.batch_parts} METIS parts)" if r.batch_parts else ")")
                                                   for a, r in v.items()) for k, v in SETTINGS.items())
 FULL_EPOCHS = {"cora": 200, "citeseer": 200, "facebook": 200}
+
+
+def run_of(ds: str, model: str, sname: str) -> Run:
+    """The setting of one cell: `CELLS` (one dataset and model) over `SETTINGS` (the dataset's)."""
+    return CELLS.get((ds, model, sname), SETTINGS[ds][sname])
 
 
 def load(name, data_dir):
@@ -110,19 +115,19 @@ def main(argv=None):
         parts = what.split("/")
         if ds not in SETTINGS or sname not in SETTINGS[ds] or len(parts) not in (3, 4):
             p.error(f"--set {item!r}: expected DS:SAMPLER=SPEC/BATCH/EPOCHS[/PARTS] with DS in {list(SETTINGS)}")
+        CELLS.pop((ds, "gcn", sname), None), CELLS.pop((ds, "sage", sname), None)
         SETTINGS[ds][sname] = Run(parts[0], int(parts[1]), int(parts[2]), int(parts[3]) if len(parts) == 4 else None)
     out = Path(args.json) if args.json else None
     results = json.loads(out.read_text()) if out and out.exists() else []
     done = {(r["dataset"], r["model"], r["sampler"], r.get("setting"), r["seed"]) for r in results}
     for ds in args.datasets:
         data = load(ds, args.data_dir)
-        cfg = SETTINGS[ds]
         for mname in args.models:
             model = next(iter(kokoyi.load(ROOT / "examples" / f"{mname}.kky").values()))
             hypers = {"d_h": 16 if mname == "gcn" else 64}
             for sname in args.samplers:
                 for seed in args.seeds:
-                    setting = setting_of(ds, sname, args)
+                    setting = setting_of(ds, mname, sname, args)
                     if (ds, mname, sname, setting, seed) in done:
                         continue
                     t = time.perf_counter()
@@ -130,7 +135,7 @@ def main(argv=None):
                         r = train(model, data, epochs=args.full_epochs or FULL_EPOCHS[ds], seed=seed, hypers=hypers, progress=False)
                         extra = {}
                     else:
-                        run = cfg[sname]
+                        run = run_of(ds, mname, sname)
                         r = train_sampled(model, data, run.spec, batch_size=run.batch_size,
                                           epochs=args.epochs or run.epochs, seed=seed, hypers=hypers, progress=False,
                                           history=sname == "history", batch_parts=run.batch_parts)
@@ -146,11 +151,11 @@ def main(argv=None):
     print(table(results, args))
 
 
-def setting_of(ds: str, sname: str, args) -> str:
+def setting_of(ds: str, model: str, sname: str, args) -> str:
     """The run's setting as a string (the resume key and the table's filter): sampler spelling, batch, epochs."""
     if sname == "full-batch":
         return f"full-batch e{args.full_epochs or FULL_EPOCHS[ds]}"
-    run = SETTINGS[ds][sname]
+    run = run_of(ds, model, sname)
     parts = f" p{run.batch_parts}" if run.batch_parts else ""
     return f"{run.spec} b{run.batch_size} e{args.epochs or run.epochs}{parts}" + (f" {run.variant}" if run.variant else "")
 
@@ -158,7 +163,7 @@ def setting_of(ds: str, sname: str, args) -> str:
 def table(results, args=None) -> str:
     """Mean test accuracy per cell over the rows of the current settings (all rows when a row has none)."""
     if args is not None:
-        results = [r for r in results if r.get("setting") in (None, setting_of(r["dataset"], r["sampler"], args))]
+        results = [r for r in results if r.get("setting") in (None, setting_of(r["dataset"], r["model"], r["sampler"], args))]
     keys = sorted({(r["dataset"], r["model"]) for r in results}, key=lambda k: (["cora", "citeseer", "facebook"].index(k[0]), k[1]))
     order = ["full-batch", *SMALL]
     samplers = sorted(dict.fromkeys(r["sampler"] for r in results), key=lambda s: order.index(s) if s in order else 99)
