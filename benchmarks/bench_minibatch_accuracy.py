@@ -81,6 +81,8 @@ SETTINGS["facebook"]["asgcn"] = Run("asgcn:8192", 1024, 20, variant="jl128")
 __doc__ += "".join(f"\n    {k}: " + ", ".join(f"{a}={r.spec} (batch {r.batch_size}, {r.epochs} epochs"
                                                   + (f", {r.batch_parts} METIS parts)" if r.batch_parts else ")")
                                                   for a, r in v.items()) for k, v in SETTINGS.items())
+__doc__ += "\n  cells with their own setting:" + "".join(f"\n    {d} {m} {a}={r.spec} (batch {r.batch_size}, {r.epochs} epochs)"
+                                                     for (d, m, a), r in CELLS.items())
 FULL_EPOCHS = {"cora": 200, "citeseer": 200, "facebook": 200}
 
 
