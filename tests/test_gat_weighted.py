@@ -422,3 +422,17 @@ def test_numba_weighted_forward_and_backward_do_not_depend_on_threads(monkeypatc
         torch.set_num_threads(old)
     for a, b in zip(*results):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_low_precision_with_log_w(backend):
+    """fp32 / bf16 / fp16 inputs with float32 log-weights: within rounding of the float64 composition."""
+    g = GRAPHS["hub"]()
+    s, t, x = (z.detach() for z in inputs(g))
+    lw = log_weights(g, zero_one=False)
+    want = looped(g, s, t, x, lw, SLOPE, True)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 3e-2), (torch.float16, 3e-3)):
+        with torch.no_grad():
+            got = kops.gat_aggregate(g, s.to(dtype), t.to(dtype), x.to(dtype), SLOPE, True, log_w=lw.float())
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), want, atol=tol, rtol=tol)
