@@ -1,18 +1,19 @@
-"""Host-side helpers shared by the Triton kernel families: argument checks, feature broadcasting,
-launch sizes. Nothing in here launches a kernel."""
+"""Helpers shared by the Triton kernel families: host-side argument checks and feature broadcasting,
+and the device-side prologue of the row-parallel kernels (`csr_row`). Nothing in here launches a
+kernel; launch sizes come from tuning.py."""
 from __future__ import annotations
 
 import math
+import weakref
+from typing import NamedTuple
 
 import torch
+import triton
+import triton.language as tl
 from triton import knobs
 
 INDEX_DTYPES = (torch.int32, torch.int64)
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-# tile-size ceilings: a (BLOCK_E x BLOCK_F) fp32 tile of 32 x 128 is 16 KiB of registers per program
-MAX_BLOCK_F = 128
-MAX_BLOCK_E = 32
 
 
 # read once, when the kernel modules (which import this one first) define their kernels: that is
@@ -23,10 +24,6 @@ _INTERPRETED = bool(knobs.runtime.interpret)
 def interpreting() -> bool:
     """True when the kernels were defined under Triton's CPU interpreter (``TRITON_INTERPRET=1``)."""
     return _INTERPRETED
-
-
-def next_pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
 def numel(shape) -> int:
@@ -99,16 +96,75 @@ def feature_offsets(own: tuple[int, ...], full: tuple[int, ...], device) -> torc
     return table.reshape(-1).contiguous().to(device)
 
 
-def feature_block(width: int) -> int:
-    """Feature tile: the whole row up to MAX_BLOCK_F, a power of two."""
-    return min(next_pow2(width), MAX_BLOCK_F)
+
+class HubPlan(NamedTuple):
+    """Rows of more than T in-edges (`rows`, their in-degree `degree`) cut into chunks of at most
+    T consecutive CSR edges: chunk c covers bounds[2c] .. bounds[2c+1]-1; the chunks of hub i are
+    chunk_indptr[i] .. chunk_indptr[i+1]-1, in edge order; chunk_rows[c] = the row of chunk c."""
+    rows: torch.Tensor
+    degree: torch.Tensor
+    bounds: torch.Tensor
+    chunk_indptr: torch.Tensor
+    num_chunks: int
+    chunk_rows: torch.Tensor
 
 
-def edge_block(feature_block_size: int) -> int:
-    """Edges per chunk: a (BLOCK_E x BLOCK_F) tile of at most MAX_BLOCK_E * MAX_BLOCK_F elements."""
-    return max(8, min(MAX_BLOCK_E, (MAX_BLOCK_E * MAX_BLOCK_F) // max(feature_block_size, 1)))
+# hub plans of recently seen indptr tensors (a Graph keeps its indptr, so repeated calls on one graph
+# reuse the plan): key -> (weak reference to the indptr tensor, plan)
+_PLANS: dict = {}
+_PLANS_KEPT = 16
 
 
-def rows_per_program(feature_block_size: int) -> int:
-    """Narrow rows share a program (a row block) so that a program handles >= 32 feature lanes."""
-    return max(1, 32 // feature_block_size)
+def hub_plan(indptr, threshold):
+    """The chunks of the rows with more than `threshold` in-edges, or None if there is none.
+
+    Computing a plan costs one device sync (how many hubs and chunks there are) and a few small
+    kernels; it is cached per indptr tensor (identity, storage, in-place version) and threshold, so
+    a model calling the same graph again pays nothing and syncs nothing."""
+    key = (id(indptr), indptr.data_ptr(), indptr._version, indptr.shape[0], indptr.device, int(threshold))
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0]() is indptr:
+        return hit[1]
+    plan = _make_hub_plan(indptr, threshold)
+    if len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.pop(next(iter(_PLANS)))
+    _PLANS[key] = (weakref.ref(indptr), plan)
+    return plan
+
+
+def _make_hub_plan(indptr, threshold):
+    indptr = indptr.to(torch.int64)
+    degree = indptr[1:] - indptr[:-1]
+    rows = torch.nonzero(degree > threshold).flatten()
+    if rows.numel() == 0:
+        return None
+    degree = degree[rows]
+    per_hub = (degree + threshold - 1) // threshold
+    chunk_indptr = torch.zeros(rows.numel() + 1, dtype=torch.int64, device=indptr.device)
+    torch.cumsum(per_hub, 0, out=chunk_indptr[1:])
+    num_chunks = int(chunk_indptr[-1])
+    hub_of_chunk = torch.repeat_interleave(torch.arange(rows.numel(), device=indptr.device),
+                                           per_hub, output_size=num_chunks)
+    within = torch.arange(num_chunks, device=indptr.device) - chunk_indptr[hub_of_chunk]
+    start = indptr[rows][hub_of_chunk] + within * threshold
+    end = torch.minimum(start + threshold, indptr[rows + 1][hub_of_chunk])
+    bounds = torch.stack([start, end], 1).reshape(-1).contiguous()
+    return HubPlan(rows, degree, bounds, chunk_indptr, num_chunks, rows[hub_of_chunk])
+
+
+@triton.jit
+def csr_row(indptr_ptr, row, num_rows, F, fmask, BLOCK_F: tl.constexpr, PAIRS: tl.constexpr):
+    """Prologue of a row-parallel program for destination row ``row`` -> (start, end, rmask, orow):
+    its in-edges are CSR positions start .. end-1 (indptr[row], indptr[row+1]; with PAIRS the
+    explicit range indptr[2 row], indptr[2 row + 1]), both int64; rmask = the feature lanes fmask of
+    a row that exists (row < num_rows; a row past the end gets the empty range 0 .. 0); orow = the
+    row's first element in a (num_rows, F) output, int64."""
+    live = row < num_rows
+    if PAIRS:
+        start = tl.load(indptr_ptr + 2 * row, mask=live, other=0).to(tl.int64)
+        end = tl.load(indptr_ptr + 2 * row + 1, mask=live, other=0).to(tl.int64)
+    else:
+        start = tl.load(indptr_ptr + row, mask=live, other=0).to(tl.int64)
+        end = tl.load(indptr_ptr + row + 1, mask=live, other=0).to(tl.int64)
+    rmask = fmask & ((tl.zeros((BLOCK_F,), tl.int32) + row) < num_rows)
+    return start, end, rmask, row.to(tl.int64) * F
