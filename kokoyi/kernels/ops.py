@@ -733,10 +733,9 @@ def _takes_log_w(module, primitive) -> bool:
 
 def _gat_backend(primitive: str, feat: Tensor, log_w: Optional[Tensor]) -> str:
     """The backend of a GAT primitive: `backend_name`, except that a weighted call (log_w given) whose
-    backend's kernel has no log_w input runs on torch (the reference).
-    TODO(gputune, issue 8/13): kokoyi/kernels/triton/gat.py gets ``log_w=None`` as the last argument of
-    gat_aggregate and gat_aggregate_backward (same meaning as torch_ops); once merged, `_takes_log_w`
-    sees it and weighted blocks on CUDA run the Triton kernel with no change here."""
+    backend's kernel has no log_w input runs on torch (the reference). torch, numba and triton
+    (kokoyi/kernels/triton/gat.py, ``log_w=None`` last, same meaning) all take it; the check keeps a
+    backend without it (an older or third kernel) correct rather than failing."""
     name = backend_name(primitive, feat)
     if log_w is not None and not _takes_log_w(_module(name), primitive):
         return "torch"
