@@ -34,6 +34,23 @@ heads_per_program
              tile with per-head softmax statistics as a vector. 1 = one program per (node, head)
              (the original layout); 0 = all heads of a node in one program; else a power of two.
 
+What to look for in a GPU sweep (H200; not measured when this was written)
+---------------------------------------------------------------------------
+* hub_split first: the power-law benchmark graphs put ~1/75 of the edges on their top row (~130 k
+  in-edges at 10^6 nodes / 10^7 edges), so without a split one program walks ~4000 chunks while the
+  rest of the grid is long done; expect the largest gain there (spmm, edge_softmax, gat forward and
+  gat_backward), with T ~ 256-1024 (smaller T: more partials to merge). The first call on a graph
+  pays one sync to find the hubs (then cached per indptr tensor).
+* narrow widths (F = 16): num_warps 1-2, rows 4-8, rows_in_tile = 1 with block_e 8-16 (COMBOS): a
+  32 x 16 tile of a row of ~10 edges leaves most of 4 warps idle.
+* GAT with D = 8, H = 8: heads_per_program = 0 (all heads of a node: one 256 B feature row per edge
+  per program instead of eight 32 B pieces) with num_warps 1-2.
+* wide widths (F = 128): the defaults (block_f 128, block_e 32, 4 warps) are a reasonable start;
+  num_stages matters little for gathers whose addresses come from the previous load.
+Write the winners as TABLE rows (with width buckets where narrow and wide differ), then confirm with
+a second run of the benchmarks under the new table (``KOKOYI_TRITON_TUNING`` can stand in for the
+edit).
+
 Widths (what ``width`` means per primitive)
 -------------------------------------------
 spmm, edge_softmax, softmax_agg(_backward), rel_spmm, rel_edge_dot: the flattened feature width F;
