@@ -853,7 +853,7 @@ def sweep_stages(tuning, primitive: str, width: int, known, default: dict | None
     """The sweep as stages of candidate overrides, each stage applied on top of the best config so far
     (coordinate descent):
 
-    1. hub_split (spmm: the power-law graph's hubs serialise one program per row), when read;
+    1. hub_split (the power-law graph's hubs serialise one program per row), when the primitive reads it;
     2. the grid num_warps x rows (rows only for narrow spmm, F <= 64) or, for GAT, num_warps x
        heads_per_program when the primitive reads it;
     3. every other field tuning.SWEEP lists (block_e, num_stages, block_f), one at a time.
@@ -865,7 +865,7 @@ def sweep_stages(tuning, primitive: str, width: int, known, default: dict | None
     values = {**_FALLBACK_VALUES, **{k: tuple(v) for k, v in sweep.get(primitive, {}).items()}}
     reads = (lambda f: False) if known is None else (lambda f: f in known)  # noqa: E731
     stages = []
-    if reads("hub_split") and primitive == "spmm":
+    if reads("hub_split"):
         stages.append(("hub_split", [{"hub_split": v} for v in values["hub_split"]]))
     second = ("rows" if primitive == "spmm" and width <= 64 else
               "heads_per_program" if primitive in ("gat", "gat_backward") and reads("heads_per_program")
