@@ -109,11 +109,18 @@ def run_sampled(variant, args):
         model(blocks, x).square().sum().backward()
         model.zero_grad(set_to_none=True)
 
+    made = {}
+
     def attention(blocks=blocks, x=None):  # --part attention: the op alone on block 0, forward + backward
-        b, gen = blocks[0], torch.Generator().manual_seed(0)
-        s_, t_ = (torch.randn(n, args.heads, generator=gen).requires_grad_() for n in (b.num_src, b.num_dst))
-        f_ = torch.randn(b.num_src, args.heads, args.width, generator=gen).requires_grad_()
+        b = blocks[0]
+        if id(b) not in made:  # random inputs, made once per block
+            gen = torch.Generator().manual_seed(0)
+            made[id(b)] = [torch.randn(n, args.heads, generator=gen).requires_grad_() for n in (b.num_src, b.num_dst)] \
+                + [torch.randn(b.num_src, args.heads, args.width, generator=gen).requires_grad_()]
+        s_, t_, f_ = made[id(b)]
         _internal.gat_aggregate(b, s_, t_, f_, 0.2, True).square().sum().backward()
+        for z in made[id(b)]:
+            z.grad = None
 
     if args.part == "attention":
         step = attention

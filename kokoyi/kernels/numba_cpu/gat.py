@@ -57,6 +57,8 @@ def _gat_forward(bounds, indptr, src, s, t, feat, feat2, slope, self_loop, logw,
                 total[h] = 0.0
             for k in range(start, end):  # sweep 1: the row max, every head per edge
                 u = src[k]
+                if k + PREFETCH_AHEAD < num_edges:
+                    prefetch_row(s, src[k + PREFETCH_AHEAD])
                 lw = logw[k] if weighted else 0.0
                 for h in range(H):
                     z = _leaky(s[u, h] + t[v, h], slope) + lw
@@ -94,9 +96,10 @@ def _alpha(z, m, total):
 
 
 @kernel
-def _gat_backward_dst(bounds, indptr, src, s, t, feat, out, g, row_max, row_sum, slope, self_loop,
+def _gat_backward_dst(bounds, indptr, src, s, t, feat, feat2, out, g, row_max, row_sum, slope, self_loop,
                       logw, weighted, dz, alpha, dz_self, alpha_self, grad_t):
     H, D = feat.shape[1], feat.shape[2]
+    num_edges = src.shape[0]
     for c in prange(bounds.shape[0] - 1):
         delta = np.empty(H, dtype=np.float64)
         acc = np.empty(H, dtype=np.float64)
@@ -110,6 +113,9 @@ def _gat_backward_dst(bounds, indptr, src, s, t, feat, out, g, row_max, row_sum,
                 acc[h] = 0.0
             for k in range(start, end):
                 u = src[k]
+                if k + PREFETCH_AHEAD < num_edges:
+                    prefetch_row(feat2, src[k + PREFETCH_AHEAD])
+                    prefetch_row(s, src[k + PREFETCH_AHEAD])
                 lw = logw[k] if weighted else 0.0
                 for h in range(H):
                     pre = s[u, h] + t[v, h]
@@ -138,10 +144,10 @@ def _gat_backward_dst(bounds, indptr, src, s, t, feat, out, g, row_max, row_sum,
 
 
 @kernel
-def _gat_backward_src(bounds, rev_indptr, rev_dst, rev_perm, g, self_loop, dz, alpha, dz_self, alpha_self,
+def _gat_backward_src(bounds, rev_indptr, rev_dst, rev_perm, g, g2, self_loop, dz, alpha, dz_self, alpha_self,
                       grad_s, grad_feat):
     H, D = g.shape[1], g.shape[2]
-    num_dst = g.shape[0]
+    num_dst, num_edges = g.shape[0], rev_dst.shape[0]
     for c in prange(bounds.shape[0] - 1):
         acc = np.empty(H, dtype=np.float64)
         for u in range(bounds[c], bounds[c + 1]):
@@ -151,6 +157,11 @@ def _gat_backward_src(bounds, rev_indptr, rev_dst, rev_perm, g, self_loop, dz, a
             for j in range(start, end):
                 v = rev_dst[j]
                 k = rev_perm[j]
+                if j + PREFETCH_AHEAD < num_edges:
+                    ahead = rev_perm[j + PREFETCH_AHEAD]
+                    prefetch_row(dz, ahead)
+                    prefetch_row(alpha, ahead)
+                    prefetch_row(g2, rev_dst[j + PREFETCH_AHEAD])
                 for h in range(H):
                     acc[h] += dz[k, h]
                     a = alpha[k, h]
@@ -224,10 +235,12 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
         ip, rip = np_view(indptr), np_view(rev_indptr)
         slope = float(negative_slope)
         with Launch((num_edges + num_dst) * heads * max(width, 1)) as launch:
-            _gat_backward_dst(row_bounds(ip, launch.threads), ip, np_view(src), s, t, x, o, g, m,
+            _gat_backward_dst(row_bounds(ip, launch.threads), ip, np_view(src), s, t, x,
+                              x.reshape(x.shape[0], heads * width), o, g, m,
                               total, slope, bool(self_loop), lw, weighted, dz, alpha, dz_self, alpha_self,
                               grad_t.numpy())
             _gat_backward_src(row_bounds(rip, launch.threads), rip, np_view(rev_dst),
-                              np_view(rev_perm), g, bool(self_loop), dz, alpha, dz_self, alpha_self,
+                              np_view(rev_perm), g, g.reshape(g.shape[0], heads * width), bool(self_loop), dz,
+                              alpha, dz_self, alpha_self,
                               grad_s.numpy(), grad_feat.numpy())
     return grad_s.to(s_src.dtype), grad_t.to(t_dst.dtype), grad_feat.to(feat.dtype)
