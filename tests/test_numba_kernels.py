@@ -169,6 +169,35 @@ def test_threaded_path_is_taken_for_big_work(monkeypatch):
     assert _common.threads_for(100) == 1
 
 
+def _fake_proc(root, running, states):
+    """A /proc with loadavg's runnable count and one task per entry of `states` (its state letter)."""
+    (root / "self" / "task").mkdir(parents=True)
+    (root / "loadavg").write_text(f"3.10 2.00 1.50 {running}/300 4242\n")
+    for tid, state in enumerate(states, start=100):
+        (root / "self" / "task" / str(tid)).mkdir()
+        (root / "self" / "task" / str(tid) / "stat").write_text(f"{tid} (python (x) y) {state} 1 2 3\n")
+
+
+def test_own_threads_are_not_counted_as_load(tmp_path, monkeypatch):
+    """The thread-count decision subtracts this process's runnable threads from the system's: a
+    2-thread job on an idle 2-core machine keeps its 2 threads; others' work makes it serial."""
+    from kokoyi.kernels.numba_cpu import _common
+    _fake_proc(tmp_path / "a", running=3, states="RSRS")  # 3 runnable, 2 of them ours
+    assert _common._others_running(str(tmp_path / "a")) == 1
+    _fake_proc(tmp_path / "b", running=2, states="RR")
+    assert _common._others_running(str(tmp_path / "b")) == 0
+    assert _common._others_running(str(tmp_path / "missing")) is None
+    monkeypatch.setattr(_common.os, "cpu_count", lambda: 2)
+    for samples, want in (([0, 0, 0], False), ([4, 4, 4], True), ([0, 3], True), ([3, 0, 0, 0], False)):
+        monkeypatch.setattr(_common, "_LOAD", [-1e9, False, None])
+        it = iter(samples)
+        monkeypatch.setattr(_common, "_others_running", lambda: next(it))
+        for _ in samples:
+            _common._LOAD[0] = -1e9  # the next call samples again
+            got = _common._oversubscribed()
+        assert got is want, samples
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_arg_scatter_matches_torch(threads, monkeypatch):
     g = _random_graph(n=500, e=20000)
