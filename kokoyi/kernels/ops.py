@@ -40,6 +40,7 @@ test reference).
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from typing import Optional
 
@@ -715,9 +716,41 @@ def _gat_stats_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _run_gat(indptr, src, s_src, t_dst, feat, negative_slope, self_loop):
-    out, (row_max, row_sum) = _primitive("gat_aggregate", feat)(
-        indptr, src, s_src, t_dst, feat, negative_slope, self_loop)
+_TAKES_LOG_W: dict = {}  # (module name, primitive) -> bool
+
+
+def _takes_log_w(module, primitive) -> bool:
+    """Whether a backend's GAT primitive accepts the per-edge ``log_w`` (weighted sampled blocks)."""
+    key = (getattr(module, "__name__", None), primitive)
+    if key not in _TAKES_LOG_W:
+        fn = getattr(module, primitive, None)
+        try:
+            _TAKES_LOG_W[key] = fn is not None and "log_w" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            _TAKES_LOG_W[key] = False
+    return _TAKES_LOG_W[key]
+
+
+def _gat_backend(primitive: str, feat: Tensor, log_w: Optional[Tensor]) -> str:
+    """The backend of a GAT primitive: `backend_name`, except that a weighted call (log_w given) whose
+    backend's kernel has no log_w input runs on torch (the reference).
+    TODO(gputune, issue 8/13): kokoyi/kernels/triton/gat.py gets ``log_w=None`` as the last argument of
+    gat_aggregate and gat_aggregate_backward (same meaning as torch_ops); once merged, `_takes_log_w`
+    sees it and weighted blocks on CUDA run the Triton kernel with no change here."""
+    name = backend_name(primitive, feat)
+    if log_w is not None and not _takes_log_w(_module(name), primitive):
+        return "torch"
+    return name
+
+
+def _log_w_kwargs(log_w):
+    return {} if log_w is None else {"log_w": log_w}
+
+
+def _run_gat(indptr, src, s_src, t_dst, feat, negative_slope, self_loop, log_w=None):
+    name = _gat_backend("gat_aggregate", feat, log_w)
+    out, (row_max, row_sum) = getattr(_module(name), "gat_aggregate")(
+        indptr, src, s_src, t_dst, feat, negative_slope, self_loop, **_log_w_kwargs(log_w))
     stats = _gat_stats_dtype(feat.dtype)
     return out, row_max.to(stats), row_sum.to(stats)
 
@@ -725,14 +758,14 @@ def _run_gat(indptr, src, s_src, t_dst, feat, negative_slope, self_loop):
 @torch.library.custom_op("kokoyi::gat_aggregate", mutates_args=())
 def _gat_op(indptr: Tensor, src: Tensor, dst: Tensor, rev_indptr: Tensor, rev_dst: Tensor,
             rev_perm: Tensor, s_src: Tensor, t_dst: Tensor, feat: Tensor, negative_slope: float,
-            self_loop: bool) -> tuple[Tensor, Tensor, Tensor]:
+            self_loop: bool, log_w: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
     """Differentiable fused GAT attention: (out, row_max, row_sum)."""
-    return _run_gat(indptr, src, s_src, t_dst, feat, negative_slope, self_loop)
+    return _run_gat(indptr, src, s_src, t_dst, feat, negative_slope, self_loop, log_w)
 
 
 @_gat_op.register_fake
 def _(indptr, src, dst, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, negative_slope,
-      self_loop):
+      self_loop, log_w=None):
     num_dst = indptr.shape[0] - 1
     stats = feat.new_empty((num_dst, feat.shape[1]), dtype=_gat_stats_dtype(feat.dtype))
     return feat.new_empty((num_dst,) + tuple(feat.shape[1:])), stats, torch.empty_like(stats)
@@ -742,37 +775,39 @@ def _(indptr, src, dst, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, negat
 def _gat_backward_prim(indptr: Tensor, src: Tensor, rev_indptr: Tensor, rev_dst: Tensor,
                        rev_perm: Tensor, s_src: Tensor, t_dst: Tensor, feat: Tensor, out: Tensor,
                        row_max: Tensor, row_sum: Tensor, grad_out: Tensor, negative_slope: float,
-                       self_loop: bool) -> tuple[Tensor, Tensor, Tensor]:
+                       self_loop: bool, log_w: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
     """Primitive GAT backward: (grad_s_src, grad_t_dst, grad_feat)."""
-    name = backend_name("gat_aggregate_backward", feat)
+    name = _gat_backend("gat_aggregate_backward", feat, log_w)
     if name == "triton":  # the triton kernels keep their statistics in float32
         row_max, row_sum = row_max.float(), row_sum.float()
     return getattr(_module(name), "gat_aggregate_backward")(
         indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out, (row_max, row_sum),
-        grad_out.to(out.dtype), negative_slope, self_loop)
+        grad_out.to(out.dtype), negative_slope, self_loop, **_log_w_kwargs(log_w))
 
 
 @_gat_backward_prim.register_fake
 def _(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out, row_max, row_sum,
-      grad_out, negative_slope, self_loop):
+      grad_out, negative_slope, self_loop, log_w=None):
     return torch.empty_like(s_src), torch.empty_like(t_dst), torch.empty_like(feat)
 
 
 def _gat_setup(ctx, inputs, output):
-    indptr, src, _, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, slope, self_loop = inputs
+    indptr, src, _, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, slope, self_loop, log_w = inputs
     out, row_max, row_sum = output
-    ctx.slope, ctx.self_loop = slope, self_loop
+    ctx.slope, ctx.self_loop, ctx.weighted = slope, self_loop, log_w is not None
     ctx.mark_non_differentiable(row_max, row_sum)
     ctx.save_for_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out,
-                          row_max, row_sum)
+                          row_max, row_sum, *((log_w,) if log_w is not None else ()))
 
 
 def _gat_grad(ctx, grad_out, grad_max, grad_sum):
-    gs, gt, gf = _gat_backward_prim(*ctx.saved_tensors, grad_out.contiguous(), ctx.slope,
-                                    ctx.self_loop)
+    saved = ctx.saved_tensors
+    log_w = saved[11] if ctx.weighted else None
+    gs, gt, gf = _gat_backward_prim(*saved[:11], grad_out.contiguous(), ctx.slope, ctx.self_loop,
+                                    log_w)
     need = ctx.needs_input_grad
     return (None,) * 6 + (gs if need[6] else None, gt if need[7] else None,
-                          gf if need[8] else None, None, None)
+                          gf if need[8] else None, None, None, None)
 
 
 _gat_op.register_autograd(_gat_grad, setup_context=_gat_setup)
@@ -800,8 +835,24 @@ def _check_gat_shapes(graph, s_src, t_dst, feat):
                          f"feat {tuple(feat.shape)}), got {_describe(t_dst)}")
 
 
+def _check_log_w(graph, log_w):
+    """log_w: None or an (E,) floating tensor on the graph's device, without a gradient."""
+    if log_w is None:
+        return None
+    _check_tensor(log_w, "log_w", graph.num_edges, "edge, in CSR-by-target order", graph)
+    if log_w.dim() != 1:
+        raise ValueError(f"log_w must have shape (E,) = ({graph.num_edges},) (one log-weight per edge), "
+                         f"got {_describe(log_w)}")
+    if log_w.requires_grad and torch.is_grad_enabled():
+        raise ValueError("log_w gets no gradient from gat_aggregate (the weights are constants of the "
+                         "sample); pass log_w.detach(), or compose edge_softmax and gspmm for a "
+                         "gradient to the weights")
+    return log_w
+
+
 def gat_aggregate(graph, s_src: torch.Tensor, t_dst: torch.Tensor, feat: torch.Tensor,
-                  negative_slope: float = 0.2, self_loop: bool = False) -> torch.Tensor:
+                  negative_slope: float = 0.2, self_loop: bool = False,
+                  log_w: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Fused GAT attention (scores, edge softmax and aggregation in one op). Per target v, head h:
 
         score_uv = LeakyReLU_{negative_slope}(s_src[u, h] + t_dst[v, h])   for u -> v
@@ -812,6 +863,12 @@ def gat_aggregate(graph, s_src: torch.Tensor, t_dst: torch.Tensor, feat: torch.T
     target nodes are a prefix of the source nodes). Equal to gsddmm(add) -> leaky_relu ->
     edge_softmax -> gspmm(mul, sum), but neither the (E, H) attention nor an (E, H, D) message is
     kept for the backward, only the per-(v, h) softmax max and sum.
+
+    ``log_w`` (E,), in the graph's internal (CSR-by-target) edge order: log-weights added to the
+    score of edge uv in every head before the softmax (the self loop's is 0), so that
+    ``alpha_uv = w_uv exp(score_uv) / (sum_u' w_u'v exp(score_u'v) [+ exp(score_vv)])``: the
+    weighted softmax of a sampled block (`kokoyi.sampling.estimator.gat_aggregate`). A constant: no
+    gradient flows to it (a log_w that requires grad is refused). w = 0 (log_w = -inf) drops an edge.
 
     s_src: (num_src, H); t_dst: (num_dst, H) (num_src rows are accepted: the first num_dst are
     used); feat: (num_src, H, D). Returns (num_dst, H, D) in the promoted dtype of the three.
@@ -827,11 +884,14 @@ def gat_aggregate(graph, s_src: torch.Tensor, t_dst: torch.Tensor, feat: torch.T
     if self_loop and graph.num_dst > graph.num_src:
         raise ValueError(f"self_loop=True needs the target nodes to be a prefix of the source "
                          f"nodes, got num_dst={graph.num_dst} > num_src={graph.num_src}")
+    log_w = _check_log_w(graph, log_w)
     dtype = torch.promote_types(torch.promote_types(s_src.dtype, t_dst.dtype), feat.dtype)
     s_src, t_dst, feat = (x.to(dtype) for x in (s_src, t_dst, feat))
+    if log_w is not None:
+        log_w = log_w.to(_gat_stats_dtype(dtype))
     if _plain_call(s_src, t_dst, feat):
-        return _run_gat(graph.indptr, graph.src, s_src, t_dst, feat, slope, self_loop)[0]
-    out, _, _ = _gat_op(*_gt(graph), s_src, t_dst, feat, slope, self_loop)
+        return _run_gat(graph.indptr, graph.src, s_src, t_dst, feat, slope, self_loop, log_w)[0]
+    out, _, _ = _gat_op(*_gt(graph), s_src, t_dst, feat, slope, self_loop, log_w)
     return out
 
 

@@ -25,9 +25,10 @@ implements forward passes only and never needs to support autograd):
         Infinite scores give a finite answer on every backend (see softmax_weight): the +inf
         scores of a group share its mass equally, a group whose scores are all -inf gets 0.
 
-    gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False)
+    gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False, log_w=None)
         -> (out, (row_max, row_sum)) and gat_aggregate_backward(...): the fused GAT attention,
-        same interface as kokoyi/kernels/triton/gat.py (statistics in float64 for float64 input).
+        same interface as kokoyi/kernels/triton/gat.py (statistics in float64 for float64 input);
+        log_w (E,) optional per-edge log-weights added to every head's score before the softmax.
 
 Index tensors are int32 or int64, all on the data's device. Inputs are validated by ops.py.
 
@@ -315,10 +316,13 @@ def softmax_weight(z: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- fused GAT attention
-# gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False)
+# gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False, log_w=None)
 #     -> (out, (row_max, row_sum))
 # gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out,
-#     stats, grad_out, negative_slope, self_loop=False) -> (grad_s_src, grad_t_dst, grad_feat)
+#     stats, grad_out, negative_slope, self_loop=False, log_w=None)
+#     -> (grad_s_src, grad_t_dst, grad_feat)
+# log_w (E,), CSR edge order: a sampled block's log estimator weights, added to the score of edge uv
+# in every head before the softmax (the self loop's log-weight is 0); a constant, no gradient.
 # The same interface as kokoyi/kernels/triton/gat.py (see its docstring for the math). Here the
 # per-(edge, head) tensors (E, H) are materialised, never an (E, H, D) one: the aggregation is one
 # CSR matmul per head and the backward's g_v . feat_u dots run over bounded edge chunks.
@@ -342,6 +346,11 @@ def _gat_self_scores(s_src, t_dst, negative_slope):
     return pre, torch.nn.functional.leaky_relu(pre, negative_slope)
 
 
+def _gat_weighted(z, log_w):
+    """The softmax's scores: z (E, H) plus the per-edge log-weight (E,) when there is one."""
+    return z if log_w is None else z + log_w.to(z.dtype).unsqueeze(-1)
+
+
 def _gat_row_max(indptr, z, z_self):
     """m_v = max over v's in-edges of z (E, H), and of z_self[v] when given; 0 on empty rows.
     (segment_reduce: 2 ms against 14 ms for scatter_reduce on 200k x 8 scores, 1 thread.)"""
@@ -363,19 +372,21 @@ def _gat_aggregate_rows(indptr, src, feat, alpha):
 
 def gat_aggregate(indptr: torch.Tensor, src: torch.Tensor, s_src: torch.Tensor,
                   t_dst: torch.Tensor, feat: torch.Tensor, negative_slope: float,
-                  self_loop: bool = False):
+                  self_loop: bool = False, log_w: Optional[torch.Tensor] = None):
     """Fused GAT attention forward -> ``(out, (row_max, row_sum))``; per target v and head h:
 
-        z_uv = LeakyReLU(s_src[u, h] + t_dst[v, h]),   m_v = max_u z_uv,
+        z_uv = LeakyReLU(s_src[u, h] + t_dst[v, h]) [+ log_w[uv]],   m_v = max_u z_uv,
         l_v = sum_u exp(z_uv - m_v),   out[v, h] = sum_u exp(z_uv - m_v) / l_v * feat[u, h]
 
-    over v's in-edges plus u = v when ``self_loop``; an empty row gives out = 0, m = l = 0.
+    over v's in-edges plus u = v when ``self_loop`` (log-weight 0); an empty row gives out = 0,
+    m = l = 0. With log_w = log w: alpha_uv = w_uv exp(z_uv) / (sum_u' w_u'v exp(z_u'v) [+ self]).
     """
     dtype = feat.dtype
     work = _compute_dtype(dtype)
     s, t, x = s_src.to(work), t_dst.to(work), feat.to(work)
     num_dst = indptr.numel() - 1
     dst, _, z = _gat_scores(indptr, src, s, t, negative_slope)
+    z = _gat_weighted(z, log_w)
     z_self = _gat_self_scores(s, t, negative_slope)[1] if self_loop else None
     row_max = _gat_row_max(indptr, z, z_self)
     p = softmax_weight(z, row_max.index_select(0, dst))
@@ -410,9 +421,10 @@ def _leaky_backward(grad, pre, negative_slope):
 
 
 def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out,
-                           stats, grad_out, negative_slope, self_loop=False):
-    """Gradients of gat_aggregate -> ``(grad_s_src, grad_t_dst, grad_feat)``. With alpha recomputed
-    from the saved stats (m, l), g = grad_out and delta_v = g_v . out_v:
+                           stats, grad_out, negative_slope, self_loop=False, log_w=None):
+    """Gradients of gat_aggregate -> ``(grad_s_src, grad_t_dst, grad_feat)`` (none to log_w). With
+    alpha recomputed from the saved stats (m, l) and the scores with their log-weights, g = grad_out
+    and delta_v = g_v . out_v:
 
         dz_uv = alpha_uv (g_v . feat_u - delta_v) LeakyReLU'(s_src[u] + t_dst[v])
         grad_t_dst[v] = sum_{u -> v} dz_uv,  grad_s_src[u] = sum_{u -> v} dz_uv,
@@ -425,7 +437,7 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
     num_dst, num_src = t.shape[0], s.shape[0]
     dst, pre, z = _gat_scores(indptr, src, s, t, negative_slope)
     inv = torch.where(row_sum > 0, torch.reciprocal(row_sum), torch.zeros_like(row_sum))
-    alpha = softmax_weight(z, row_max.index_select(0, dst)) * inv.index_select(0, dst)
+    alpha = softmax_weight(_gat_weighted(z, log_w), row_max.index_select(0, dst)) * inv.index_select(0, dst)
     delta = (g * o).sum(-1)
     dz = _leaky_backward(alpha * (_gat_edge_dots(src, dst, x, g) - delta.index_select(0, dst)),
                          pre, negative_slope)

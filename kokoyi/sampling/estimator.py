@@ -135,11 +135,47 @@ def edge_softmax(graph, scores: torch.Tensor, self_scores: Optional[torch.Tensor
 
 def gat_aggregate(graph, s_src: torch.Tensor, t_dst: torch.Tensor, feat: torch.Tensor,
                   negative_slope: float = 0.2, self_loop: bool = False) -> torch.Tensor:
-    """`kokoyi.ops.gat_aggregate`; on a weighted block the composition with the weighted softmax:
-    ``sum_u w_uv alpha_uv feat_u = sum_u softmax_u(score_uv + log w_uv) feat_u``."""
-    if getattr(graph, "weight", None) is None:
+    """`kokoyi.ops.gat_aggregate`; on a weighted block the weighted softmax of the module docstring,
+
+        out_v = sum_u w_uv alpha_uv feat_u = sum_u softmax_u(score_uv + log w_uv) feat_u
+                (+ softmax_v(score_vv) feat_v for the self loop, whose weight is 1),
+
+    run by the fused kernel with its per-edge ``log_w`` input (no (E, H) tensor kept for the
+    backward). Without a self loop and with weights constant per target (uniform neighbour sampling:
+    w_uv = deg(v)/k) log w cancels in the normaliser, so the unweighted kernel runs: exact, and no
+    log_w to read. Weights that require a gradient keep the composition (the fused op gives log_w
+    none); `_composed_gat` is that composition, the reference the fused paths are tested against."""
+    w = getattr(graph, "weight", None)
+    if w is None:
         return _k.gat_aggregate(graph, s_src, t_dst, feat, negative_slope=negative_slope, self_loop=self_loop)
     _no_negative_weights(graph, "attention")
+    if w.requires_grad and torch.is_grad_enabled():
+        return _composed_gat(graph, s_src, t_dst, feat, negative_slope, self_loop)
+    if not self_loop and _weight_constant_per_target(graph, w):
+        return _k.gat_aggregate(graph, s_src, t_dst, feat, negative_slope=negative_slope, self_loop=False)
+    dtype = torch.promote_types(s_src.dtype, t_dst.dtype)  # the composition's score dtype
+    log_w = torch.log(w.to(torch.float64 if dtype == torch.float64 else torch.float32))
+    return _k.gat_aggregate(graph, s_src, t_dst, feat, negative_slope=negative_slope, self_loop=self_loop,
+                            log_w=log_w)
+
+
+def _weight_constant_per_target(graph, w: torch.Tensor) -> bool:
+    """Whether every target's sampled in-edges share one weight (w_uv = c_v), cached on the block for
+    this weight tensor (one gather and compare over the edges)."""
+    if torch.compiler.is_compiling():
+        return False
+    hit = graph.__dict__.get("_w_per_target")
+    if hit is not None and hit[0] is w and hit[1] == w._version:
+        return hit[2]
+    first = graph.indptr[:-1].index_select(0, graph.dst)  # the first in-edge of each edge's target
+    same = bool(torch.equal(w.index_select(0, first), w))
+    graph.__dict__["_w_per_target"] = (w, w._version, same)
+    return same
+
+
+def _composed_gat(graph, s_src, t_dst, feat, negative_slope, self_loop):
+    """The weighted attention composed from the unfused ops (scores + log w, edge softmax, weighted
+    sum): what `gat_aggregate` computes on a weighted block, with a gradient to the weights."""
     t_dst = t_dst[: graph.num_dst]
     scores = F.leaky_relu(_k.gsddmm(graph, "add", s_src, t_dst, "u", "v"), negative_slope)
     logw = torch.log(_weight(graph, scores))

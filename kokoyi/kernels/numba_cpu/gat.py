@@ -2,16 +2,20 @@
 
 Forward, per target v (rows in edge-balanced chunks) and head h:
 
-    z_uv = LeakyReLU(s_src[u, h] + t_dst[v, h]),   m_v = max_u z_uv,   l_v = sum_u w(z_uv, m_v),
-    out[v, h, :] = sum_u w(z_uv, m_v) / l_v * feat[u, h, :]
+    z_uv = LeakyReLU(s_src[u, h] + t_dst[v, h]) [+ log_w[uv]],   m_v = max_u z_uv,
+    l_v = sum_u w(z_uv, m_v),   out[v, h, :] = sum_u w(z_uv, m_v) / l_v * feat[u, h, :]
 
-over v's in-edges (and u = v with self_loop), w the finite softmax weight of _common (a +inf score
-takes the mass, an all -inf row gives out = 0); an empty row gives out = 0, m = l = 0. Two sweeps
-over the row's edges (max, then weights and the weighted sum); no (E, H) or (E, H, D) tensor.
+over v's in-edges (and u = v with self_loop, whose log-weight is 0), w the finite softmax weight of
+_common (a +inf score takes the mass, an all -inf row gives out = 0); an empty row gives out = 0,
+m = l = 0. The optional per-edge ``log_w`` (E,) (a sampled block's estimator weights, CSR edge order)
+is added to every head's score before the softmax, so that alpha_uv = w_uv exp(z_uv) / l_v; it is a
+constant (no gradient). Two sweeps over the row's edges (max, then weights and the weighted sum); no
+(E, H) or (E, H, D) tensor.
 
 Backward, with alpha recomputed from (m, l), g = grad_out and delta_v = g_v . out_v:
 
     pass 1 (by target, CSR):  dz_uv = alpha_uv (g_v . feat_u - delta_v) LeakyReLU'(pre_uv),
+                              (alpha with the log-weight in its score; pre_uv = s_u + t_v without it)
                               grad_t_dst[v] = sum_u dz_uv        (dz kept as an (E, H) buffer)
     pass 2 (by source, reversed CSR: rev_indptr, rev_dst, rev_perm):
                               grad_s_src[u] = sum_v dz_uv,  grad_feat[u] = sum_v alpha_uv g_v
@@ -33,7 +37,8 @@ def _leaky(x, slope):
 
 
 @kernel
-def _gat_forward(bounds, indptr, src, s, t, feat, feat2, slope, self_loop, out, row_max, row_sum):
+def _gat_forward(bounds, indptr, src, s, t, feat, feat2, slope, self_loop, logw, weighted, out, row_max,
+                 row_sum):
     H, D = feat.shape[1], feat.shape[2]
     num_edges = src.shape[0]
     for c in prange(bounds.shape[0] - 1):
@@ -46,6 +51,8 @@ def _gat_forward(bounds, indptr, src, s, t, feat, feat2, slope, self_loop, out, 
                 m = _leaky(s[v, h] + tv, slope) if self_loop else -np.inf
                 for k in range(start, end):
                     z = _leaky(s[src[k], h] + tv, slope)
+                    if weighted:
+                        z += logw[k]
                     if z > m or (z != z and m == m):
                         m = z
                 total = 0.0
@@ -58,7 +65,10 @@ def _gat_forward(bounds, indptr, src, s, t, feat, feat2, slope, self_loop, out, 
                     u = src[k]
                     if h == 0 and k + PREFETCH_AHEAD < num_edges:
                         prefetch_row(feat2, src[k + PREFETCH_AHEAD])
-                    w = softmax_weight(_leaky(s[u, h] + tv, slope), m)
+                    z = _leaky(s[u, h] + tv, slope)
+                    if weighted:
+                        z += logw[k]
+                    w = softmax_weight(z, m)
                     total += w
                     if w != 0.0:
                         for d in range(D):
@@ -78,7 +88,7 @@ def _alpha(z, m, total):
 
 @kernel
 def _gat_backward_dst(bounds, indptr, src, s, t, feat, out, g, row_max, row_sum, slope, self_loop,
-                      dz, dz_self, grad_t):
+                      logw, weighted, dz, dz_self, grad_t):
     H, D = feat.shape[1], feat.shape[2]
     for c in prange(bounds.shape[0] - 1):
         for v in range(bounds[c], bounds[c + 1]):
@@ -91,7 +101,10 @@ def _gat_backward_dst(bounds, indptr, src, s, t, feat, out, g, row_max, row_sum,
                 acc = 0.0
                 for k in range(start, end):
                     pre = s[src[k], h] + tv
-                    a = _alpha(_leaky(pre, slope), m, total)
+                    z = _leaky(pre, slope)
+                    if weighted:
+                        z += logw[k]
+                    a = _alpha(z, m, total)
                     dot = 0.0
                     if a != 0.0:
                         u = src[k]
@@ -114,7 +127,7 @@ def _gat_backward_dst(bounds, indptr, src, s, t, feat, out, g, row_max, row_sum,
 
 @kernel
 def _gat_backward_src(bounds, rev_indptr, rev_dst, rev_perm, s, t, g, row_max, row_sum, slope,
-                      self_loop, dz, dz_self, grad_s, grad_feat):
+                      self_loop, logw, weighted, dz, dz_self, grad_s, grad_feat):
     H, D = g.shape[1], g.shape[2]
     num_dst = t.shape[0]
     for c in prange(bounds.shape[0] - 1):
@@ -125,8 +138,12 @@ def _gat_backward_src(bounds, rev_indptr, rev_dst, rev_perm, s, t, g, row_max, r
                 acc = 0.0
                 for j in range(start, end):
                     v = rev_dst[j]
-                    acc += dz[rev_perm[j], h]
-                    a = _alpha(_leaky(su + t[v, h], slope), row_max[v, h], row_sum[v, h])
+                    k = rev_perm[j]
+                    acc += dz[k, h]
+                    z = _leaky(su + t[v, h], slope)
+                    if weighted:
+                        z += logw[k]
+                    a = _alpha(z, row_max[v, h], row_sum[v, h])
                     if a != 0.0:
                         for d in range(D):
                             grad_feat[u, h, d] += a * g[v, h, d]
@@ -142,7 +159,18 @@ def _stats_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False):
+def _log_weights(log_w, num_edges, work):
+    """(array, weighted): the per-edge log-weights as a contiguous numpy array of the work dtype, or
+    an empty one (and False) without weights: one compiled kernel serves both."""
+    if log_w is None:
+        return np.zeros(0, dtype=np.float64 if work == torch.float64 else np.float32), False
+    if tuple(log_w.shape) != (num_edges,):
+        raise ValueError(f"log_w must have shape (E,) = ({num_edges},), one log-weight per edge in CSR "
+                         f"order, got shape {tuple(log_w.shape)}")
+    return np_view(log_w.detach().to(work)), True
+
+
+def gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False, log_w=None):
     """Fused GAT attention forward -> ``(out, (row_max, row_sum))`` (see the module docstring)."""
     dtype = feat.dtype
     work = work_dtype(dtype)
@@ -151,20 +179,21 @@ def gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=Fal
     out = zeros((num_dst, heads, width), work)
     row_max = zeros((num_dst, heads), work)
     row_sum = zeros((num_dst, heads), work)
+    lw, weighted = _log_weights(log_w, src.shape[0], work)
     if num_dst and heads:
         ip = np_view(indptr)
         s, t, x = (np_view(a.to(work)) for a in (s_src, t_dst[:num_dst], feat))
         with Launch((src.shape[0] + num_dst) * heads * max(width, 1)) as launch:
             _gat_forward(row_bounds(ip, launch.threads), ip, np_view(src), s, t, x,
-                         x.reshape(x.shape[0], heads * width), float(negative_slope), bool(self_loop), out.numpy(), row_max.numpy(),
-                         row_sum.numpy())
+                         x.reshape(x.shape[0], heads * width), float(negative_slope), bool(self_loop), lw,
+                         weighted, out.numpy(), row_max.numpy(), row_sum.numpy())
     stats = _stats_dtype(dtype)
     return out.to(dtype), (row_max.to(stats), row_sum.to(stats))
 
 
 def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out,
-                           stats, grad_out, negative_slope, self_loop=False):
-    """Gradients of gat_aggregate -> ``(grad_s_src, grad_t_dst, grad_feat)``."""
+                           stats, grad_out, negative_slope, self_loop=False, log_w=None):
+    """Gradients of gat_aggregate -> ``(grad_s_src, grad_t_dst, grad_feat)`` (none to log_w)."""
     work = work_dtype(feat.dtype)
     num_dst, num_src = indptr.shape[0] - 1, feat.shape[0]
     heads, width = feat.shape[1], feat.shape[2]
@@ -172,6 +201,7 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
     grad_s = zeros((num_src, heads), work)
     grad_t = zeros((num_dst, heads), work)
     grad_feat = zeros((num_src, heads, width), work)
+    lw, weighted = _log_weights(log_w, num_edges, work)
     if heads and num_src:
         s, t, x = (np_view(a.to(work)) for a in (s_src, t_dst[:num_dst], feat))
         o, g = np_view(out.to(work)), np_view(grad_out.to(work))
@@ -182,8 +212,8 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
         slope = float(negative_slope)
         with Launch((num_edges + num_dst) * heads * max(width, 1)) as launch:
             _gat_backward_dst(row_bounds(ip, launch.threads), ip, np_view(src), s, t, x, o, g, m,
-                              total, slope, bool(self_loop), dz, dz_self, grad_t.numpy())
+                              total, slope, bool(self_loop), lw, weighted, dz, dz_self, grad_t.numpy())
             _gat_backward_src(row_bounds(rip, launch.threads), rip, np_view(rev_dst),
-                              np_view(rev_perm), s, t, g, m, total, slope, bool(self_loop), dz,
-                              dz_self, grad_s.numpy(), grad_feat.numpy())
+                              np_view(rev_perm), s, t, g, m, total, slope, bool(self_loop), lw, weighted,
+                              dz, dz_self, grad_s.numpy(), grad_feat.numpy())
     return grad_s.to(s_src.dtype), grad_t.to(t_dst.dtype), grad_feat.to(feat.dtype)
