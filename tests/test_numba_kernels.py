@@ -101,6 +101,45 @@ def test_gat_matches_torch(gname, g, self_loop):
         torch.testing.assert_close(got, ref)
 
 
+@pytest.mark.parametrize("idtype", [torch.int64, torch.int32])
+def test_gat_eight_heads_hubs_and_threads(idtype, monkeypatch):
+    """The edge-major fused attention kernels at GAT's 8 heads x 8: a graph with hub rows and empty
+    rows, log-weights, self loops, fp32: forward and backward against the torch primitive, and
+    bit-identical with 1 and 2 threads."""
+    from kokoyi.kernels.numba_cpu import _common
+    monkeypatch.setattr(_common, "_oversubscribed", lambda: False)
+    monkeypatch.setattr(_common, "SERIAL_WORK", 1 << 8)
+    gen = torch.Generator().manual_seed(11)
+    n, e = 400, 6000
+    dst = (torch.rand(e, generator=gen) ** 4 * (n - 50)).long()  # hubs at low ids, rows >= 350 empty
+    src = torch.randint(0, n, (e,), generator=gen)
+    g = Graph.from_edge_index(torch.stack([src, dst]).to(idtype), n)
+    s, t = torch.randn(n, 8, generator=gen), torch.randn(n, 8, generator=gen)
+    x = torch.randn(n, 8, 8, generator=gen)
+    log_w = torch.randn(g.num_edges, generator=gen)
+    old = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for self_loop in (False, True):
+                args = (g.indptr, g.src, s, t, x, 0.2, self_loop, log_w)
+                out, stats = nb.gat_aggregate(*args)
+                grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+                back = (g.indptr, g.src, g.rev_indptr, g.rev_dst, g.rev_perm, s, t, x, out, stats,
+                        grad, 0.2, self_loop, log_w)
+                got = (out, *stats, *nb.gat_aggregate_backward(*back))
+                want_out, want_stats = torch_ops.gat_aggregate(*args)
+                want = (want_out, *want_stats, *torch_ops.gat_aggregate_backward(*back))
+                for a, b in zip(got, want):
+                    torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+                runs.append(got)
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(runs[0] + runs[1], runs[2] + runs[3]):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_accumulates_in_fp32(dtype):
     g = _random_graph()
