@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from numba import prange
 
-from . import narrow
+from . import rowsum
 from ._common import PREFETCH_AHEAD, Launch, empty, kernel, np_view, prefetch_row, row_bounds, work_dtype
 
 
@@ -70,8 +70,8 @@ def gspmm_scaled(indptr, src, num_rows, x, src_scale, dst_scale, self_loop):
         # the source scale first, in one pass over x (measured faster than a scale gathered per edge:
         # 14.6 vs 15.5-17.3 ms at 64 features), then a plain gather-sum with the self term and d
         xs = x2 if src_scale is None else x2 * ss
-        if width == narrow.WIDTH:  # 16 features: register accumulators (narrow.py)
-            narrow.sum_rows16(bounds, ip, np_view(src), xs, ds, bool(self_loop), False, out.numpy())
+        if rowsum.fits(width, xs.itemsize):  # rows of whole 64-byte vectors: SIMD registers (rowsum.py)
+            rowsum.sum_rows(bounds, ip, np_view(src), xs, ds, bool(self_loop), False, out.numpy())
         else:
             _scaled_rows(bounds, ip, np_view(src), xs, ds, bool(self_loop), out.numpy())
     return out.reshape((num_rows,) + feats).to(dtype)
