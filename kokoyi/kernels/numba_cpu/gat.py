@@ -16,7 +16,7 @@ Backward, with alpha recomputed from (m, l), g = grad_out and delta_v = g_v . ou
 
     pass 1 (by target, CSR):  dz_uv = alpha_uv (g_v . feat_u - delta_v) LeakyReLU'(pre_uv),
                               (alpha with the log-weight in its score; pre_uv = s_u + t_v without it)
-                              grad_t_dst[v] = sum_u dz_uv        (dz kept as an (E, H) buffer)
+                              grad_t_dst[v] = sum_u dz_uv        (dz and alpha kept in an (E, 2H) buffer)
     pass 2 (by source, reversed CSR: rev_indptr, rev_dst, rev_perm):
                               grad_s_src[u] = sum_v dz_uv,  grad_feat[u] = sum_v alpha_uv g_v
 Self-loop terms join at u = v. Every output row is written by one thread: deterministic.
@@ -24,8 +24,12 @@ Self-loop terms join at u = v. Every output row is written by one thread: determ
 The loops are edge-major: each sweep visits an edge once for all heads (one gather of its score row
 and one of its feature row, prefetched ahead), the heads' running values in small per-chunk arrays.
 The per-head loops they replace swept a row's edges once per head, and every sweep after the first
-gathered unprefetched rows: 1 thread, 10^5 / 10^6 power law, 8 heads x 8: forward 144 -> 114 ms,
-backward 440 -> 210-260 ms, with bit-identical results (same arithmetic in the same order).
+gathered unprefetched rows: 1 thread, 10^5 / 10^6 power law, 8 heads x 8: forward 144 -> 110 ms,
+backward 440 -> 250 ms, with bit-identical results (same arithmetic in the same order). The first
+backward pass also stores each (edge, head)'s alpha beside its dz (one 2H-wide row per edge, in the
+work dtype), so the second pass reads it instead of gathering the target's t, max and sum rows and
+recomputing the exponential: backward 250 -> 190 ms; grad_feat then uses alpha rounded to the work
+dtype (fp32 for fp32 inputs, as the composition's alpha tensor is).
 """
 from __future__ import annotations
 
@@ -151,6 +155,7 @@ def _gat_backward_dst(bounds, indptr, src, s, t, feat, out, g, D, row_max, row_s
                             dot += gv[h * D + d] * fu[h * D + d]
                     val = a * (dot - delta[h]) * (1.0 if pre > 0 else slope)
                     dzk[h] = val
+                    dzk[H + h] = a
                     acc[h] += val
             if self_loop:
                 fv = feat[v]
@@ -169,9 +174,10 @@ def _gat_backward_dst(bounds, indptr, src, s, t, feat, out, g, D, row_max, row_s
 
 @kernel
 def _gat_backward_src(bounds, rev_indptr, rev_dst, rev_perm, s, t, g, D, row_max, row_sum, slope,
-                      self_loop, logw, weighted, dz, dz_self, grad_s, grad_feat):
-    """g and grad_feat (preset to 0) as (n, H*D) rows. Source-major over the reversed CSR: per
-    out-edge one gather of the target's t, max, sum and gradient rows for all heads."""
+                      self_loop, dz, dz_self, grad_s, grad_feat):
+    """g and grad_feat (preset to 0) as (n, H*D) rows; dz (E, 2H): the first pass's dz and alpha.
+    Source-major over the reversed CSR: per out-edge one gather of its dz/alpha row and one of the
+    target's gradient row, for all heads."""
     H = s.shape[1]
     num_dst = t.shape[0]
     num_rev = rev_dst.shape[0]
@@ -186,19 +192,12 @@ def _gat_backward_src(bounds, rev_indptr, rev_dst, rev_perm, s, t, g, D, row_max
                 v = rev_dst[j]
                 k = rev_perm[j]
                 if j + PREFETCH_AHEAD < num_rev:
-                    ahead = rev_dst[j + PREFETCH_AHEAD]
-                    prefetch_row(g, ahead)
-                    prefetch(t, ahead, 0)
-                    prefetch(row_max, ahead, 0)
-                    prefetch(row_sum, ahead, 0)
+                    prefetch_row(g, rev_dst[j + PREFETCH_AHEAD])
                     prefetch(dz, rev_perm[j + PREFETCH_AHEAD], 0)
-                tv, mv, lv, gv, dzk = t[v], row_max[v], row_sum[v], g[v], dz[k]
+                gv, dzk = g[v], dz[k]
                 for h in range(H):
                     acc[h] += dzk[h]
-                    z = _leaky(su[h] + tv[h], slope)
-                    if weighted:
-                        z += logw[k]
-                    a = _alpha(z, mv[h], lv[h])
+                    a = dzk[H + h]
                     if a != 0.0:
                         for d in range(D):
                             gf[h * D + d] += a * gv[h * D + d]
@@ -265,7 +264,8 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
         s, t, x = (np_view(a.to(work)) for a in (s_src, t_dst[:num_dst], feat))
         o, g = np_view(out.to(work)), np_view(grad_out.to(work))
         m, total = (np_view(a.to(work)) for a in stats)
-        dz = np.zeros((num_edges, heads), dtype=s.dtype)
+        # per edge and head: dz, then alpha (written by the first pass for every edge: no fill)
+        dz = np.empty((num_edges, 2 * heads), dtype=s.dtype)
         dz_self = np.zeros((num_dst if self_loop else 0, heads), dtype=s.dtype)
         ip, rip = np_view(indptr), np_view(rev_indptr)
         slope = float(negative_slope)
@@ -276,7 +276,7 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
                               width, m, total, slope, bool(self_loop), lw, weighted, dz, dz_self,
                               grad_t.numpy())
             _gat_backward_src(row_bounds(rip, launch.threads), rip, np_view(rev_dst),
-                              np_view(rev_perm), s, t, g2, width, m, total, slope, bool(self_loop), lw,
-                              weighted, dz, dz_self, grad_s.numpy(),
+                              np_view(rev_perm), s, t, g2, width, m, total, slope, bool(self_loop),
+                              dz, dz_self, grad_s.numpy(),
                               grad_feat.numpy().reshape(num_src, rows))
     return grad_s.to(s_src.dtype), grad_t.to(t_dst.dtype), grad_feat.to(feat.dtype)
