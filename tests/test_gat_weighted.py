@@ -396,3 +396,29 @@ def test_weighted_full_blocks_agree_with_the_interpreter(monkeypatch):
         assert c.ok, c.report()
         assert any(dd.what.startswith("blocks: grad") for dd in c.diffs)
     assert any(lw is not None for lw in seen)
+
+
+def test_numba_weighted_forward_and_backward_do_not_depend_on_threads(monkeypatch):
+    """Every output row is summed by one thread in a fixed order: 1 and 2 threads agree bit for bit."""
+    nb = _numba_or_skip()
+    from kokoyi.kernels.numba_cpu import _common
+    monkeypatch.setattr(_common, "_oversubscribed", lambda: False)
+    monkeypatch.setattr(_common, "SERIAL_WORK", 1 << 8)
+    gen = torch.Generator().manual_seed(6)
+    g = Graph.bipartite(torch.stack([torch.randint(0, 600, (6000,), generator=gen),
+                                     torch.randint(0, 300, (6000,), generator=gen)]), 600, 300)
+    s, t, x = (z.detach().float() for z in inputs(g, heads=4, width=4))
+    lw = log_weights(g).float()
+    grad = torch.randn(g.num_dst, 4, 4, generator=gen)
+    old, results = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out, stats = nb.gat_aggregate(g.indptr, g.src, s, t, x, SLOPE, True, log_w=lw)
+            back = nb.gat_aggregate_backward(g.indptr, g.src, g.rev_indptr, g.rev_dst, g.rev_perm, s, t, x, out,
+                                             stats, grad, SLOPE, True, log_w=lw)
+            results.append([out, *stats, *back])
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

@@ -9,27 +9,21 @@ over v's in-edges (and u = v with self_loop, whose log-weight is 0), w the finit
 _common (a +inf score takes the mass, an all -inf row gives out = 0); an empty row gives out = 0,
 m = l = 0. The optional per-edge ``log_w`` (E,) (a sampled block's estimator weights, CSR edge order)
 is added to every head's score before the softmax, so that alpha_uv = w_uv exp(z_uv) / l_v; it is a
-constant (no gradient). Two sweeps over the row's edges (max, then weights and the weighted sum); no
+constant (no gradient). Two sweeps over the row's edges (max, then weights and the weighted sum), each
+edge visiting every head (one gather of the source's H x D row per sweep, not one per head); no
 (E, H) or (E, H, D) tensor.
 
 Backward, with alpha recomputed from (m, l), g = grad_out and delta_v = g_v . out_v:
 
     pass 1 (by target, CSR):  dz_uv = alpha_uv (g_v . feat_u - delta_v) LeakyReLU'(pre_uv),
                               (alpha with the log-weight in its score; pre_uv = s_u + t_v without it)
-                              grad_t_dst[v] = sum_u dz_uv        (dz and alpha kept in an (E, 2H) buffer)
+                              grad_t_dst[v] = sum_u dz_uv    (dz and alpha kept in (E, H) scratch
+                                                              buffers of the backward)
     pass 2 (by source, reversed CSR: rev_indptr, rev_dst, rev_perm):
                               grad_s_src[u] = sum_v dz_uv,  grad_feat[u] = sum_v alpha_uv g_v
-Self-loop terms join at u = v. Every output row is written by one thread: deterministic.
-
-The loops are edge-major: each sweep visits an edge once for all heads (one gather of its score row
-and one of its feature row, prefetched ahead), the heads' running values in small per-chunk arrays.
-The per-head loops they replace swept a row's edges once per head, and every sweep after the first
-gathered unprefetched rows: 1 thread, 10^5 / 10^6 power law, 8 heads x 8: forward 144 -> 110 ms,
-backward 440 -> 250 ms, with bit-identical results (same arithmetic in the same order). The first
-backward pass also stores each (edge, head)'s alpha beside its dz (one 2H-wide row per edge, in the
-work dtype), so the second pass reads it instead of gathering the target's t, max and sum rows and
-recomputing the exponential: backward 250 -> 190 ms; grad_feat then uses alpha rounded to the work
-dtype (fp32 for fp32 inputs, as the composition's alpha tensor is).
+                              (alpha read back, not recomputed: no exp, no target statistics)
+Self-loop terms join at u = v. Every output row is written by one thread, summing in a fixed order
+(edges ascending, then the self loop) with float64 accumulators: deterministic for any thread count.
 """
 from __future__ import annotations
 
@@ -37,8 +31,8 @@ import numpy as np
 import torch
 from numba import prange
 
-from ._common import (PREFETCH_AHEAD, Launch, device_fn, kernel, np_view, prefetch, prefetch_row,
-                      row_bounds, softmax_weight, work_dtype, zeros)
+from ._common import (PREFETCH_AHEAD, Launch, device_fn, kernel, np_view, prefetch_row, row_bounds,
+                      softmax_weight, work_dtype, zeros)
 
 
 @device_fn
@@ -47,67 +41,51 @@ def _leaky(x, slope):
 
 
 @kernel
-def _gat_forward(bounds, indptr, src, s, t, feat, D, slope, self_loop, logw, weighted, out, row_max,
+def _gat_forward(bounds, indptr, src, s, t, feat, feat2, slope, self_loop, logw, weighted, out, row_max,
                  row_sum):
-    """feat (N, H*D) and out (V, H*D, preset to 0) as rows; s (N, H), t (V, H). Edge-major: each
-    sweep visits an edge once for all heads (one gather of its s row, one of its feature row), the
-    heads' running max m, sum l and weights w in small per-chunk arrays. Per (v, h) the arithmetic
-    and its order are the per-head loop's (z in float64, in-edges in CSR order, the self term first)."""
-    H = s.shape[1]
+    H, D = feat.shape[1], feat.shape[2]
     num_edges = src.shape[0]
     for c in prange(bounds.shape[0] - 1):
-        m = np.empty(H, dtype=np.float64)
+        m = np.empty(H, dtype=np.float64)      # per-head running max and sum of the row
         total = np.empty(H, dtype=np.float64)
-        w = np.empty(H, dtype=np.float64)
         for v in range(bounds[c], bounds[c + 1]):
             start, end = indptr[v], indptr[v + 1]
             if end == start and not self_loop:
                 continue
-            tv = t[v]
-            o = out[v]
             for h in range(H):
-                m[h] = _leaky(s[v, h] + tv[h], slope) if self_loop else -np.inf
+                m[h] = _leaky(s[v, h] + t[v, h], slope) if self_loop else -np.inf
                 total[h] = 0.0
-            for k in range(start, end):
-                if k + PREFETCH_AHEAD < num_edges:
-                    prefetch(s, src[k + PREFETCH_AHEAD], 0)
-                su = s[src[k]]
-                for h in range(H):
-                    z = _leaky(su[h] + tv[h], slope)
-                    if weighted:
-                        z += logw[k]
-                    mh = m[h]
-                    m[h] = z if (z > mh) | ((z != z) & (mh == mh)) else mh
-            if self_loop:
-                fv = feat[v]
-                for h in range(H):
-                    wh = softmax_weight(_leaky(s[v, h] + tv[h], slope), m[h])
-                    total[h] += wh
-                    for d in range(D):
-                        o[h * D + d] += wh * fv[h * D + d]
-            for k in range(start, end):
+            for k in range(start, end):  # sweep 1: the row max, every head per edge
                 u = src[k]
                 if k + PREFETCH_AHEAD < num_edges:
-                    prefetch_row(feat, src[k + PREFETCH_AHEAD])
-                su = s[u]
+                    prefetch_row(s, src[k + PREFETCH_AHEAD])
+                lw = logw[k] if weighted else 0.0
                 for h in range(H):
-                    z = _leaky(su[h] + tv[h], slope)
-                    if weighted:
-                        z += logw[k]
-                    wh = softmax_weight(z, m[h])
-                    w[h] = wh
-                    total[h] += wh
-                fu = feat[u]
+                    z = _leaky(s[u, h] + t[v, h], slope) + lw
+                    if z > m[h] or (z != z and m[h] == m[h]):
+                        m[h] = z
+            if self_loop:
                 for h in range(H):
-                    wh = w[h]
-                    if wh != 0.0:
+                    w = softmax_weight(_leaky(s[v, h] + t[v, h], slope), m[h])
+                    total[h] += w
+                    for d in range(D):
+                        out[v, h, d] += w * feat[v, h, d]
+            for k in range(start, end):  # sweep 2: weights and the weighted sum, one row gather per edge
+                u = src[k]
+                if k + PREFETCH_AHEAD < num_edges:
+                    prefetch_row(feat2, src[k + PREFETCH_AHEAD])
+                lw = logw[k] if weighted else 0.0
+                for h in range(H):
+                    w = softmax_weight(_leaky(s[u, h] + t[v, h], slope) + lw, m[h])
+                    total[h] += w
+                    if w != 0.0:
                         for d in range(D):
-                            o[h * D + d] += wh * fu[h * D + d]
+                            out[v, h, d] += w * feat[u, h, d]
             for h in range(H):
                 if total[h] != 0.0:
                     inv = 1.0 / total[h]
                     for d in range(D):
-                        o[h * D + d] *= inv
+                        out[v, h, d] *= inv
                 row_max[v, h] = m[h]
                 row_sum[v, h] = total[h]
 
@@ -118,96 +96,84 @@ def _alpha(z, m, total):
 
 
 @kernel
-def _gat_backward_dst(bounds, indptr, src, s, t, feat, out, g, D, row_max, row_sum, slope, self_loop,
-                      logw, weighted, dz, dz_self, grad_t):
-    """feat, out, g as (n, H*D) rows. Edge-major, as the forward: per edge one gather of s[u] and
-    feat[u] for all heads; per (v, h) the per-head loop's arithmetic in its order."""
-    H = s.shape[1]
+def _gat_backward_dst(bounds, indptr, src, s, t, feat, feat2, out, g, row_max, row_sum, slope, self_loop,
+                      logw, weighted, dz, alpha, dz_self, alpha_self, grad_t):
+    H, D = feat.shape[1], feat.shape[2]
     num_edges = src.shape[0]
     for c in prange(bounds.shape[0] - 1):
         delta = np.empty(H, dtype=np.float64)
         acc = np.empty(H, dtype=np.float64)
         for v in range(bounds[c], bounds[c + 1]):
             start, end = indptr[v], indptr[v + 1]
-            gv, ov, tv, mv, lv = g[v], out[v], t[v], row_max[v], row_sum[v]
             for h in range(H):
-                dl = 0.0
+                dv = 0.0
                 for d in range(D):
-                    dl += gv[h * D + d] * ov[h * D + d]
-                delta[h] = dl
+                    dv += g[v, h, d] * out[v, h, d]
+                delta[h] = dv
                 acc[h] = 0.0
             for k in range(start, end):
                 u = src[k]
                 if k + PREFETCH_AHEAD < num_edges:
-                    ahead = src[k + PREFETCH_AHEAD]
-                    prefetch_row(feat, ahead)
-                    prefetch(s, ahead, 0)
-                su, fu, dzk = s[u], feat[u], dz[k]
+                    prefetch_row(feat2, src[k + PREFETCH_AHEAD])
+                    prefetch_row(s, src[k + PREFETCH_AHEAD])
+                lw = logw[k] if weighted else 0.0
                 for h in range(H):
-                    pre = su[h] + tv[h]
-                    z = _leaky(pre, slope)
-                    if weighted:
-                        z += logw[k]
-                    a = _alpha(z, mv[h], lv[h])
+                    pre = s[u, h] + t[v, h]
+                    a = _alpha(_leaky(pre, slope) + lw, row_max[v, h], row_sum[v, h])
                     dot = 0.0
                     if a != 0.0:
                         for d in range(D):
-                            dot += gv[h * D + d] * fu[h * D + d]
+                            dot += g[v, h, d] * feat[u, h, d]
                     val = a * (dot - delta[h]) * (1.0 if pre > 0 else slope)
-                    dzk[h] = val
-                    dzk[H + h] = a
+                    dz[k, h] = val
+                    alpha[k, h] = a
                     acc[h] += val
             if self_loop:
-                fv = feat[v]
                 for h in range(H):
-                    pre = s[v, h] + tv[h]
-                    a = _alpha(_leaky(pre, slope), mv[h], lv[h])
+                    pre = s[v, h] + t[v, h]
+                    a = _alpha(_leaky(pre, slope), row_max[v, h], row_sum[v, h])
                     dot = 0.0
                     for d in range(D):
-                        dot += gv[h * D + d] * fv[h * D + d]
+                        dot += g[v, h, d] * feat[v, h, d]
                     val = a * (dot - delta[h]) * (1.0 if pre > 0 else slope)
                     dz_self[v, h] = val
+                    alpha_self[v, h] = a
                     acc[h] += val
             for h in range(H):
                 grad_t[v, h] = acc[h]
 
 
 @kernel
-def _gat_backward_src(bounds, rev_indptr, rev_dst, rev_perm, s, t, g, D, row_max, row_sum, slope,
-                      self_loop, dz, dz_self, grad_s, grad_feat):
-    """g and grad_feat (preset to 0) as (n, H*D) rows; dz (E, 2H): the first pass's dz and alpha.
-    Source-major over the reversed CSR: per out-edge one gather of its dz/alpha row and one of the
-    target's gradient row, for all heads."""
-    H = s.shape[1]
-    num_dst = t.shape[0]
-    num_rev = rev_dst.shape[0]
+def _gat_backward_src(bounds, rev_indptr, rev_dst, rev_perm, g, g2, self_loop, dz, alpha, dz_self, alpha_self,
+                      grad_s, grad_feat):
+    H, D = g.shape[1], g.shape[2]
+    num_dst, num_edges = g.shape[0], rev_dst.shape[0]
     for c in prange(bounds.shape[0] - 1):
         acc = np.empty(H, dtype=np.float64)
         for u in range(bounds[c], bounds[c + 1]):
             start, end = rev_indptr[u], rev_indptr[u + 1]
-            su, gf = s[u], grad_feat[u]
             for h in range(H):
                 acc[h] = 0.0
             for j in range(start, end):
                 v = rev_dst[j]
                 k = rev_perm[j]
-                if j + PREFETCH_AHEAD < num_rev:
-                    prefetch_row(g, rev_dst[j + PREFETCH_AHEAD])
-                    prefetch(dz, rev_perm[j + PREFETCH_AHEAD], 0)
-                gv, dzk = g[v], dz[k]
+                if j + PREFETCH_AHEAD < num_edges:
+                    ahead = rev_perm[j + PREFETCH_AHEAD]
+                    prefetch_row(dz, ahead)
+                    prefetch_row(alpha, ahead)
+                    prefetch_row(g2, rev_dst[j + PREFETCH_AHEAD])
                 for h in range(H):
-                    acc[h] += dzk[h]
-                    a = dzk[H + h]
+                    acc[h] += dz[k, h]
+                    a = alpha[k, h]
                     if a != 0.0:
                         for d in range(D):
-                            gf[h * D + d] += a * gv[h * D + d]
+                            grad_feat[u, h, d] += a * g[v, h, d]
             if self_loop and u < num_dst:
-                gu = g[u]
                 for h in range(H):
                     acc[h] += dz_self[u, h]
-                    a = _alpha(_leaky(su[h] + t[u, h], slope), row_max[u, h], row_sum[u, h])
+                    a = alpha_self[u, h]
                     for d in range(D):
-                        gf[h * D + d] += a * gu[h * D + d]
+                        grad_feat[u, h, d] += a * g[u, h, d]
             for h in range(H):
                 grad_s[u, h] = acc[h]
 
@@ -241,10 +207,9 @@ def gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=Fal
         ip = np_view(indptr)
         s, t, x = (np_view(a.to(work)) for a in (s_src, t_dst[:num_dst], feat))
         with Launch((src.shape[0] + num_dst) * heads * max(width, 1)) as launch:
-            _gat_forward(row_bounds(ip, launch.threads), ip, np_view(src), s, t,
-                         x.reshape(x.shape[0], heads * width), width, float(negative_slope),
-                         bool(self_loop), lw, weighted, out.numpy().reshape(num_dst, heads * width),
-                         row_max.numpy(), row_sum.numpy())
+            _gat_forward(row_bounds(ip, launch.threads), ip, np_view(src), s, t, x,
+                         x.reshape(x.shape[0], heads * width), float(negative_slope), bool(self_loop), lw,
+                         weighted, out.numpy(), row_max.numpy(), row_sum.numpy())
     stats = _stats_dtype(dtype)
     return out.to(dtype), (row_max.to(stats), row_sum.to(stats))
 
@@ -264,19 +229,18 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
         s, t, x = (np_view(a.to(work)) for a in (s_src, t_dst[:num_dst], feat))
         o, g = np_view(out.to(work)), np_view(grad_out.to(work))
         m, total = (np_view(a.to(work)) for a in stats)
-        # per edge and head: dz, then alpha (written by the first pass for every edge: no fill)
-        dz = np.empty((num_edges, 2 * heads), dtype=s.dtype)
-        dz_self = np.zeros((num_dst if self_loop else 0, heads), dtype=s.dtype)
+        # (E, H) scratch of the backward only: dz and alpha of every edge, written by target, read by source
+        dz, alpha = (np.empty((num_edges, heads), dtype=s.dtype) for _ in range(2))
+        dz_self, alpha_self = (np.empty((num_dst if self_loop else 0, heads), dtype=s.dtype) for _ in range(2))
         ip, rip = np_view(indptr), np_view(rev_indptr)
         slope = float(negative_slope)
         with Launch((num_edges + num_dst) * heads * max(width, 1)) as launch:
-            rows = heads * width
-            x2, o2, g2 = (a.reshape(a.shape[0], rows) for a in (x, o, g))
-            _gat_backward_dst(row_bounds(ip, launch.threads), ip, np_view(src), s, t, x2, o2, g2,
-                              width, m, total, slope, bool(self_loop), lw, weighted, dz, dz_self,
+            _gat_backward_dst(row_bounds(ip, launch.threads), ip, np_view(src), s, t, x,
+                              x.reshape(x.shape[0], heads * width), o, g, m,
+                              total, slope, bool(self_loop), lw, weighted, dz, alpha, dz_self, alpha_self,
                               grad_t.numpy())
             _gat_backward_src(row_bounds(rip, launch.threads), rip, np_view(rev_dst),
-                              np_view(rev_perm), s, t, g2, width, m, total, slope, bool(self_loop),
-                              dz, dz_self, grad_s.numpy(),
-                              grad_feat.numpy().reshape(num_src, rows))
+                              np_view(rev_perm), g, g.reshape(g.shape[0], heads * width), bool(self_loop), dz,
+                              alpha, dz_self, alpha_self,
+                              grad_s.numpy(), grad_feat.numpy())
     return grad_s.to(s_src.dtype), grad_t.to(t_dst.dtype), grad_feat.to(feat.dtype)
