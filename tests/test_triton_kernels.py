@@ -8,6 +8,7 @@ the interpreter is ~1000x slower than a GPU.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,15 +130,19 @@ def ref_edge_softmax(g, x, y=None):
     return alpha if y is None else (alpha, self_alpha)
 
 
-def ref_gat(g, s, t, feat, slope, self_loop):
-    """Composed torch: scores per edge, softmax per destination (masked dense), weighted sum."""
+def ref_gat(g, s, t, feat, slope, self_loop, log_w=None):
+    """Composed torch: scores per edge (+ log_w, the self loop's 0), softmax per destination
+    (masked dense), weighted sum."""
     src, dst = g.src.long(), g.dst.long()
     if self_loop:
         loops = torch.arange(g.num_dst, device=DEVICE)
         src, dst = torch.cat([src, loops]), torch.cat([dst, loops])
     z = torch.nn.functional.leaky_relu(s[src] + t[dst], slope)                    # (E', H)
-    dense = torch.full((g.num_dst, src.shape[0], z.shape[1]), float("-inf"), dtype=z.dtype)
-    dense[dst, torch.arange(src.shape[0])] = z
+    if log_w is not None:
+        lw = log_w.to(z.dtype)
+        z = z + (torch.cat([lw, lw.new_zeros(g.num_dst)]) if self_loop else lw)[:, None]
+    dense = torch.full((g.num_dst, src.shape[0], z.shape[1]), float("-inf"), dtype=z.dtype, device=z.device)
+    dense[dst, torch.arange(src.shape[0], device=z.device)] = z
     alpha = torch.nan_to_num(torch.softmax(dense, dim=1), nan=0.0)               # empty rows -> 0
     return torch.einsum("veh,ehd->vhd", alpha, feat[src])
 
@@ -183,8 +188,8 @@ def test_spmm_half_precision_int32_square(dtype, op, reduce):
     close(out, ref, dtype)
     if reduce == "max":  # ties are possible in fp16; check the winner's value, not its id
         won = torch.where(arg >= 0, arg, 0)
-        vals = torch.where(ref_arg >= 0, u.double()[g.src.long()[won], torch.arange(H)[:, None],
-                                                    torch.arange(D)], 0.0)
+        vals = torch.where(ref_arg >= 0, u.double()[g.src.long()[won], torch.arange(H, device=DEVICE)[:, None],
+                                                    torch.arange(D, device=DEVICE)], 0.0)
         close(out, vals.to(dtype).double(), dtype)
 
 
@@ -233,7 +238,7 @@ def test_spmm_no_edges_and_no_destinations():
     u = rand(g.num_src, H, seed=7)
     out, arg = kt.spmm(g.indptr, g.src, g.num_dst, "copy_u", "max", u, None)
     assert out.shape == (g.num_dst, H) and (out == 0).all() and (arg == -1).all()
-    out, arg = kt.spmm(torch.zeros(1, dtype=torch.int64), g.src, 0, "copy_u", "sum", u, None)
+    out, arg = kt.spmm(torch.zeros(1, dtype=torch.int64, device=DEVICE), g.src, 0, "copy_u", "sum", u, None)
     assert out.shape == (0, H) and arg is None
 
 
@@ -324,7 +329,7 @@ def test_edge_softmax_large_scores_are_stable_and_rows_sum_to_one():
     x = rand(g.num_edges, 1, seed=3) * 1000             # exp overflows without the max subtraction
     alpha = kt.edge_softmax(g.indptr, g.dst, x)
     assert torch.isfinite(alpha).all()
-    sums = torch.zeros(g.num_dst, 1, dtype=torch.float64).index_add_(0, g.dst.long(), alpha.double())
+    sums = torch.zeros(g.num_dst, 1, dtype=torch.float64, device=DEVICE).index_add_(0, g.dst.long(), alpha.double())
     has_edges = (g.indptr[1:] > g.indptr[:-1])
     torch.testing.assert_close(sums[has_edges], torch.ones_like(sums[has_edges]))
     close(alpha, ref_edge_softmax(g, x))
@@ -360,10 +365,10 @@ def test_gat_aggregate_matches_composed_torch(g, self_loop):
     close(out, ref_gat(g, s.double(), t.double(), feat.double(), 0.2, self_loop))
     # the saved statistics reproduce the softmax denominators
     z = torch.nn.functional.leaky_relu(s.double()[g.src.long()] + t.double()[g.dst.long()], 0.2)
-    denom = torch.zeros(g.num_dst, H, dtype=torch.float64).index_add_(
+    denom = torch.zeros(g.num_dst, H, dtype=torch.float64, device=DEVICE).index_add_(
         0, g.dst.long(), torch.exp(z - row_max.double()[g.dst.long()]))
     if self_loop:
-        loops = torch.arange(g.num_dst)
+        loops = torch.arange(g.num_dst, device=DEVICE)
         denom += torch.exp(torch.nn.functional.leaky_relu(s.double()[loops] + t.double(), 0.2)
                            - row_max.double())
     close(row_sum, denom)
@@ -452,13 +457,18 @@ def test_kernels_compile_for_h100_without_a_gpu():
     """The interpreter accepts programs the compiler rejects (a loop-carried variable changing
     type, ...): compile one launch per kernel code path to an sm_90 cubin in a clean process."""
     pytest.importorskip("triton.backends.nvidia")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the other tests compile and run every kernel on it")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     run = subprocess.run([sys.executable, "-m", "kokoyi.kernels.triton._compile_check"],
                          cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-4000:]
-    assert "compiled 12 variants of 6 kernels for sm_90" in run.stdout, run.stdout
+    folder = Path(kt.__file__).parent
+    kernels = {m for f in folder.glob("*.py") for m in re.findall(r"^def (_\w+_kernel)\(", f.read_text(), re.M)}
+    compiled = set(re.search(r"for sm_90: (.*)", run.stdout).group(1).split(", "))
+    assert compiled == kernels, (sorted(kernels - compiled), run.stdout)
 
 
 # ------------------------------------------------------------- fused softmax aggregation (GENConv)
@@ -532,3 +542,215 @@ def test_rel_gspmm_matches_torch_path(monkeypatch, x_rel, fused):
     assert rel_segmented.segmented_backend(x) == "triton"
     for a, b in zip(*outs):
         torch.testing.assert_close(b, a, **TOL[torch.float32])
+
+
+# ------------------------------------------------------------------------- launch table (tuning.py)
+from kokoyi.kernels.triton import tuning  # noqa: E402
+
+# launch options only matter to the compiler: the interpreter runs every program the same way, so
+# they are checked by the sm_90 compile check (_compile_check --sweep), not here
+_INTERPRETER_FIELDS = ("rows", "block_e", "block_f", "hub_split", "heads_per_program", "rows_in_tile")
+SWEEP_CASES = [(prim, field, value) for prim, fields in tuning.SWEEP.items()
+               for field, values in fields.items()
+               if field in _INTERPRETER_FIELDS or DEVICE == "cuda" for value in values]
+
+
+def test_default_table_keeps_the_launches_of_the_auto_rules():
+    """The defaults are the pre-table launch sizes: the feature row up to 128 lanes, 32 lanes per
+    program via row blocks, (BLOCK_E x BLOCK_F) <= 32 x 128 with at least 8 edges."""
+    expect = {1: (32, 1, 32), 6: (4, 8, 32), 40: (1, 64, 32), 128: (1, 128, 32), 300: (1, 128, 32)}
+    for width, (rows, block_f, block_e) in expect.items():
+        for prim in ("spmm", "edge_softmax", "softmax_agg", "softmax_agg_backward"):
+            got = tuning.config(prim, width)
+            assert (got.rows, got.block_f, got.block_e) == (rows, block_f, block_e), (prim, width)
+            assert (got.num_warps, got.num_stages, got.hub_split) == (4, 3, 0)
+    assert tuning.config("gat", 8, heads=8).heads_per_program == 1
+    assert (tuning.config("gat", 8, heads=8).block_f, tuning.config("gat", 8, heads=8).block_e) == (8, 32)
+    dot = tuning.config("sddmm", 4, block_d=tuning.sddmm_block_d(70))     # 4 dots of length 70
+    assert (dot.block_f, dot.block_e) == (2, 32)
+    assert (tuning.config("rel_spmm", 70).block_e, tuning.config("rel_spmm", 70).block_f) == (32, 128)
+
+
+def test_override_applies_stacks_and_restores():
+    base = tuning.config("spmm", 16)
+    with tuning.override("spmm", num_warps=8, block_e=64):
+        assert tuning.config("spmm", 16).num_warps == 8 and tuning.config("spmm", 300).block_e == 64
+        with tuning.override("spmm", rows=2):
+            got = tuning.config("spmm", 16)
+            assert (got.num_warps, got.block_e, got.rows) == (8, 64, 2)
+        assert tuning.config("spmm", 16).rows == base.rows
+        assert tuning.config("edge_softmax", 16) == tuning.config("edge_softmax", 16)
+        assert tuning.config("edge_softmax", 16).num_warps == 4      # other primitives untouched
+    assert tuning.config("spmm", 16) == base
+    with pytest.raises(RuntimeError), tuning.override("spmm", num_warps=2):
+        raise RuntimeError("a failing sweep case")
+    assert tuning.config("spmm", 16) == base                            # restored after an error
+
+
+def test_override_rejects_unknown_names_and_bad_values():
+    with pytest.raises(ValueError, match="unknown primitive 'spmv'; known: spmm, edge_softmax"):
+        with tuning.override("spmv", num_warps=8):
+            pass
+    with pytest.raises(ValueError, match="unknown field 'warps'.*known fields: num_warps, num_stages"):
+        with tuning.override("spmm", warps=8):
+            pass
+    with pytest.raises(ValueError, match="'sddmm' does not read 'rows'; it reads num_warps"):
+        with tuning.override("sddmm", rows=2):
+            pass
+    for field, value in (("num_warps", 3), ("block_e", 24), ("num_stages", 0), ("rows", 3),
+                         ("block_f", 2.0), ("hub_split", -1), ("rows_in_tile", 2)):
+        with pytest.raises(ValueError, match=f"spmm.{field} must be"):
+            with tuning.override("spmm", **{field: value}):
+                pass
+
+
+# a hub of 70+ in-edges (several chunks at every block_e tried), an isolated destination,
+# num_src > num_dst; small, since every case runs in the interpreter
+SWEEP_GRAPH = make_graph(10, 6, 12, hub=70, isolated=(2,), seed=3)
+
+
+def _run_primitive(prim, g):
+    """(results, references) of one primitive on g at a width where every block_f tried matters."""
+    if prim == "spmm":
+        u, e = rand(g.num_src, 4, 10, seed=11), rand(g.num_edges, 4, 1, seed=12)
+        got, want = [], []
+        for op, red in (("mul", "mean"), ("sub", "max")):
+            out, arg = kt.spmm(g.indptr, g.src, g.num_dst, op, red, u, e)
+            ref, ref_arg = ref_spmm(g, op, red, u, e if op != "copy_u" else None)
+            got += [out] + ([arg] if arg is not None else [])
+            want += [ref] + ([ref_arg] if ref_arg is not None else [])
+        return got, want
+    if prim == "edge_softmax":
+        x, y = rand(g.num_edges, 4, 10, seed=13) * 4, rand(g.num_dst, 4, 10, seed=14) * 4
+        return list(kt.edge_softmax(g.indptr, g.dst, x, y)), list(ref_edge_softmax(g, x, y))
+    if prim == "sddmm":
+        a, b = rand(g.num_src, 4, 10, seed=15), rand(g.num_dst, 1, 10, seed=16)
+        return ([kt.sddmm(g.src, g.dst, "dot", a, b, "u", "v"), kt.sddmm(g.src, g.dst, "mul", a, b, "u", "v")],
+                [ref_sddmm(g, "dot", a, b, "u", "v"), ref_sddmm(g, "mul", a, b, "u", "v")])
+    s, t, feat = gat_inputs(g, heads=3, width=10, seed=17)
+    out, stats = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, True)
+    if prim == "gat":
+        return [out], [ref_gat(g, s.double(), t.double(), feat.double(), 0.2, True)]
+    grad_out = rand(g.num_dst, 3, 10, seed=18)
+    grads = kt.gat_aggregate_backward(g.indptr, g.src, g.rev_indptr, g.rev_dst, g.rev_perm,
+                                      s, t, feat, out, stats, grad_out, 0.2, True)
+    leaves = [x.double().requires_grad_() for x in (s, t, feat)]
+    ref_gat(g, *leaves, 0.2, True).backward(grad_out.double())
+    return list(grads), [leaf.grad for leaf in leaves]
+
+
+# on a GPU every case compiles new kernel variants (~1 s each): opt in with KOKOYI_TUNING_TESTS=1
+@pytest.mark.skipif(DEVICE == "cuda" and os.environ.get("KOKOYI_TUNING_TESTS") != "1",
+                    reason="compiles ~100 kernel variants on a GPU; set KOKOYI_TUNING_TESTS=1")
+@pytest.mark.parametrize("prim,field,value", SWEEP_CASES,
+                         ids=[f"{p}-{f}={v}" for p, f, v in SWEEP_CASES])
+def test_every_swept_launch_gives_the_reference_results(prim, field, value):
+    g = SWEEP_GRAPH
+    with tuning.override(prim, **{field: value}):
+        got, want = _run_primitive(prim, g)
+    for a, b in zip(got, want):
+        if a.dtype == torch.int64:
+            torch.testing.assert_close(a, b)
+        else:
+            torch.testing.assert_close(a.double(), b.double(), atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ hub split (spmm, hub_split > 0)
+STAR = make_graph(30, 5, 10, hub=300, isolated=(3,), seed=7)   # destination 0: > 300 in-edges
+
+
+@pytest.mark.parametrize("threshold", [7, 64])
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min"])
+def test_hub_split_matches_reference_and_is_bit_reproducible(reduce, threshold):
+    g = STAR
+    u, e = rand(g.num_src, 2, 3, seed=21), rand(g.num_edges, 2, 1, seed=22)
+    # copies of a few values make ties across chunks: the lowest edge id must still win
+    u = u.round(decimals=0)
+    with tuning.override("spmm", hub_split=threshold):
+        out, arg = kt.spmm(g.indptr, g.src, g.num_dst, "mul", reduce, u, e.round(decimals=0))
+        again, arg2 = kt.spmm(g.indptr, g.src, g.num_dst, "mul", reduce, u, e.round(decimals=0))
+    ref, ref_arg = ref_spmm(g, "mul", reduce, u, e.round(decimals=0))
+    close(out, ref)
+    assert torch.equal(out, again)
+    if arg is not None:
+        torch.testing.assert_close(arg, ref_arg)
+        assert torch.equal(arg, arg2)
+        assert (arg[3] == -1).all()                                # isolated row untouched
+
+
+def test_hub_split_half_precision_int32_scalar_features_and_no_hub():
+    g = make_graph(20, 4, 6, hub=100, index=torch.int32, seed=8)
+    u = rand(g.num_src, dtype=torch.float16, seed=23)                # F = (): width 1
+    with tuning.override("spmm", hub_split=16):
+        out, _ = kt.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", u, None)
+        close(out, ref_spmm(g, "copy_u", "sum", u, None)[0], torch.float16)
+        e = rand(g.num_edges, 5, seed=24)                            # copy_e max, 5 features
+        out, arg = kt.spmm(g.indptr, g.src, g.num_dst, "copy_e", "max", None, e)
+        ref, ref_arg = ref_spmm(g, "copy_e", "max", None, e)
+        close(out, ref)
+        torch.testing.assert_close(arg, ref_arg)
+    deg = int((g.indptr[1:] - g.indptr[:-1]).max())
+    with tuning.override("spmm", hub_split=deg):                      # a row of exactly T: no split
+        out, _ = kt.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", u, None)
+    close(out, ref_spmm(g, "copy_u", "sum", u, None)[0], torch.float16)
+
+
+# ------------------------------------------- GAT per-edge log-weights (weighted sampled blocks)
+@pytest.mark.parametrize("heads_per_program", [1, 0])
+@pytest.mark.parametrize("self_loop", [False, True])
+def test_gat_log_weights_forward_and_backward_match_composition(self_loop, heads_per_program):
+    """z_uv = LeakyReLU(s_u + t_v) + log_w[uv] (self loop: + 0) in both layouts; the gradients of
+    s, t, feat are autograd's through the composition with log_w held constant."""
+    g = SWEEP_GRAPH
+    s, t, feat = gat_inputs(g, heads=3, width=4, seed=31)
+    log_w = rand(g.num_edges, seed=32) * 2
+    log_w[int(g.indptr[0])] = float("-inf")          # a zero-weight edge in the hub row
+    grad_out = rand(g.num_dst, 3, 4, seed=33)
+    with tuning.override("gat", heads_per_program=heads_per_program), \
+            tuning.override("gat_backward", heads_per_program=heads_per_program):
+        out, stats = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, self_loop, log_w=log_w)
+        grads = kt.gat_aggregate_backward(g.indptr, g.src, g.rev_indptr, g.rev_dst, g.rev_perm,
+                                          s, t, feat, out, stats, grad_out, 0.2, self_loop,
+                                          log_w=log_w)
+    leaves = [x.double().requires_grad_() for x in (s, t, feat)]
+    ref = ref_gat(g, *leaves, 0.2, self_loop, log_w=log_w.double())
+    close(out, ref.detach())
+    ref.backward(grad_out.double())
+    for name, got, leaf in zip(("s_src", "t_dst", "feat"), grads, leaves):
+        torch.testing.assert_close(got.double(), leaf.grad, atol=1e-5, rtol=1e-5, msg=name)
+    plain, _ = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, self_loop)
+    assert not torch.allclose(plain, out)              # the weights change the result
+    zero, _ = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, self_loop, log_w=torch.zeros_like(log_w))
+    close(zero, plain)                                   # log 1 = 0: the unweighted attention
+
+
+def test_gat_log_weights_reject_bad_shape():
+    g = SQUARE
+    s, t, feat = gat_inputs(g)
+    with pytest.raises(ValueError, match=r"log_w: expected shape \(40,\) \(one log-weight per edge"):
+        kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, log_w=rand(g.num_edges, 1))
+    with pytest.raises(ValueError, match="log_w: expected dtype float32"):
+        kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2,
+                         log_w=torch.zeros(g.num_edges, dtype=torch.long, device=DEVICE))
+
+
+# ----------------------------------------------------- spmm tiled rows (rows_in_tile = 1)
+@pytest.mark.parametrize("rows,hub_split", [(4, 0), (8, 16)])
+def test_tiled_rows_match_reference_with_hubs_isolated_rows_and_ties(rows, hub_split):
+    """Rows of very different degrees (a 70-edge hub, empty rows) in one tile; with hub_split the
+    hub is skipped by the tile and done by chunks."""
+    g = BIPARTITE
+    u = rand(g.num_src, 2, 2, seed=41).round(decimals=0)     # ties across the hub's edges
+    e = rand(g.num_edges, 2, 1, seed=42)
+    with tuning.override("spmm", rows_in_tile=1, rows=rows, block_e=8, hub_split=hub_split):
+        for op, reduce in (("mul", "sum"), ("copy_u", "mean"), ("copy_u", "max"), ("sub", "min")):
+            out, arg = kt.spmm(g.indptr, g.src, g.num_dst, op, reduce, u, e)
+            ref, ref_arg = ref_spmm(g, op, reduce, u, e if op != "copy_u" else None)
+            close(out, ref)
+            if arg is not None:
+                torch.testing.assert_close(arg, ref_arg)
+        s = rand(g.num_src, seed=43)                          # F = (): one lane per row
+        out, arg = kt.spmm(g.indptr, g.src, g.num_dst, "copy_u", "max", s, None)
+    ref, ref_arg = ref_spmm(g, "copy_u", "max", s, None)
+    close(out, ref)
+    torch.testing.assert_close(arg, ref_arg)

@@ -84,9 +84,11 @@ class _DimPrinter(StrPrinter):
 
 
 class Printer:
-    def __init__(self, in_forward: bool = True, dtype: str = "torch.get_default_dtype()", aliases=None):
+    def __init__(self, in_forward: bool = True, dtype: str = "torch.get_default_dtype()", aliases=None,
+                 device: str = "None"):
         self.in_forward = in_forward
         self.dtype = dtype  # degrees and other graph-made tensors follow the inputs' dtype
+        self.device = device  # ... and their device (a CPU constant next to CUDA tensors fails)
         self.aliases = aliases or {}  # sympy symbol name -> hyperparameter name (`N` -> `num_nodes`)
 
     def dim(self, e, loop_vars=None) -> str:
@@ -127,7 +129,7 @@ class Printer:
     def tensor_arg(self, py: Py) -> str:
         """The argument of a torch function: a Python number becomes a 0-d tensor of the inputs' dtype."""
         if self.is_number(py):
-            return f"torch.as_tensor({self(py)}, dtype={self.dtype})"
+            return f"torch.as_tensor({self(py)}, dtype={self.dtype}, device={self.device})"
         return self(py)
 
     def expr(self, py: Py):
@@ -190,6 +192,7 @@ def _template(pr, py):
                for i, a in enumerate(py.args)]
     kw = {f"a{i}": a for i, a in enumerate(py.args)}
     kw["dtype"] = pr.dtype
+    kw["device"] = pr.device
     return py.TEMPLATE.format(*printed, **kw), 9
 
 
@@ -209,7 +212,7 @@ def _einsum(pr, py):
 def _expand_lead(pr, py):
     x = py.args[0]
     sizes = [pr.rows(a) if isinstance(a, P.RowsOf) else pr(a) for a in py.args[1:]]
-    head = f"torch.as_tensor({pr(x)}, dtype={pr.dtype})" if pr.is_number(x) else pr.wrap(x, 9)
+    head = f"torch.as_tensor({pr(x)}, dtype={pr.dtype}, device={pr.device})" if pr.is_number(x) else pr.wrap(x, 9)
     return f"{head}.expand({', '.join(sizes + ['-1'] * py.feat)})", 9
 
 
@@ -234,7 +237,7 @@ def _extremum(pr, py):  # \max(\theta, x): a number never comes first in torch.m
     a, b = py.args
     if pr.is_number(a) and not pr.is_number(b):
         a, b = b, a
-    return f"torch.{py.op}({pr.tensor_arg(a)}, torch.as_tensor({pr(b)}))", 9
+    return f"torch.{py.op}({pr.tensor_arg(a)}, torch.as_tensor({pr(b)}, device={pr.device}))", 9
 
 
 PRINT = {
@@ -293,7 +296,7 @@ def generate_model(m: LModel) -> str:
     floats = [i.key for i in tm.inputs if i.dom in ("node", "edge")]
     aliases = {h.info["symbol"]: h.key for h in tm.hypers if h.info.get("symbol")}
     pr = Printer(in_forward=True, dtype=f"{floats[0]}.dtype" if floats else "torch.get_default_dtype()",
-                 aliases=aliases)
+                 aliases=aliases, device=f"{floats[0]}.device" if floats else "None")
     pinit = Printer(in_forward=False, aliases=aliases)
     out = [f"class {tm.name}(nn.Module):"]
     out.append(INDENT + quote(tm.latex + "\n" + INDENT, doc=True))

@@ -588,7 +588,7 @@ class AsTensor(Py):
     op: ClassVar[str] = "as_tensor"
     ARITY: ClassVar[tuple] = (1,)
     PRINTER: ClassVar[Printer] = Printer.TEMPLATE
-    TEMPLATE: ClassVar[str] = 'torch.as_tensor({0}, dtype={dtype})'
+    TEMPLATE: ClassVar[str] = 'torch.as_tensor({0}, dtype={dtype}, device={device})'
 
 
 @dataclass(eq=False, kw_only=True)
@@ -668,7 +668,7 @@ class Eye(Py):
     op: ClassVar[str] = "eye"
     ARITY: ClassVar[tuple] = (1,)
     PRINTER: ClassVar[Printer] = Printer.TEMPLATE
-    TEMPLATE: ClassVar[str] = 'torch.eye({0}, dtype={dtype})'
+    TEMPLATE: ClassVar[str] = 'torch.eye({0}, dtype={dtype}, device={device})'
 
 
 @dataclass(eq=False, kw_only=True)

@@ -296,7 +296,7 @@ def edge_softmax(indptr: torch.Tensor, dst: torch.Tensor, scores: torch.Tensor,
     if self_scores is not None:
         self_ex = softmax_weight(self_scores.to(work), peak)
         denom = denom + self_ex
-    denom = torch.where(denom == 0, torch.ones((), dtype=work), denom)  # all -inf: 0 / 1
+    denom = torch.where(denom == 0, torch.ones((), dtype=work, device=denom.device), denom)  # all -inf: 0 / 1
     alpha = ex / denom.gather(0, index)
     if self_scores is None:
         return alpha.to(dtype)

@@ -6,10 +6,12 @@ device, with the graph's edges in CSR-by-destination order (an edge's id is its 
     spmm(indptr, src, num_dst, op, reduce, u, e) -> (out, arg)               spmm.py
     sddmm(src, dst, op, lhs, rhs, lhs_target, rhs_target) -> (E, *F)        sddmm.py
     edge_softmax(indptr, dst, scores, self_scores=None) -> alpha | (alpha, self_alpha)   softmax.py
-    gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False)
+    gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False, log_w=None)
         -> (out, (row_max, row_sum))                                        gat.py
     gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out,
-        stats, grad_out, negative_slope, self_loop=False) -> (grad_s_src, grad_t_dst, grad_feat)
+        stats, grad_out, negative_slope, self_loop=False, log_w=None)
+        -> (grad_s_src, grad_t_dst, grad_feat)
+    (launch sizes for all of them: the table in tuning.py)
 
 Launch design
 -------------
@@ -25,9 +27,15 @@ Launch design
   each output element is written by exactly one program: no atomics, bit-deterministic. max/min
   carry the winning edge id (lowest id on ties, -1 on empty rows). edge_softmax makes two passes
   over the row: an online (max, sum) pass, then a write pass.
+* Hubs (spmm, optional: tuning.py's hub_split = T): rows of more than T in-edges are cut into
+  T-edge chunks run as separate programs writing fp32 partials, reduced per hub in chunk order by a
+  second launch of the same kernel; still no atomics, still bit-reproducible.
+* Launch sizes (tiles, rows per program, num_warps, num_stages, the schedules) come from one table,
+  ``tuning.py``; ``tuning.override(primitive, **fields)`` changes them for a sweep.
 * sddmm: grid = (ceil(E / BLOCK_E), ceil(F_out / BLOCK_O)); a (BLOCK_E, BLOCK_O, BLOCK_D) tile,
   with ``dot`` looping over the reduced axis in BLOCK_D <= 64 chunks.
-* gat_aggregate: grid = (num_dst, H, ceil(D / BLOCK_D)); per program an online softmax over the
+* gat_aggregate: grid = (num_dst, H, ceil(D / BLOCK_D)) (or, with tuning's heads_per_program =
+  HEADS > 1, (num_dst, ceil(H / HEADS), ceil(D / BLOCK_D)) over (BLOCK_E, HEADS, BLOCK_D) tiles); per program an online softmax over the
   in-edges (running max m, running sum l, accumulator rescaled by exp(m_old - m_new)), so neither
   the E x H scores nor an E x H x D message tensor exists. Saved for backward: (m, l) per (v, h),
   fp32, plus the forward inputs and out.

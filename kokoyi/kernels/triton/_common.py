@@ -1,18 +1,17 @@
-"""Host-side helpers shared by the Triton kernel families: argument checks, feature broadcasting,
-launch sizes. Nothing in here launches a kernel."""
+"""Helpers shared by the Triton kernel families: host-side argument checks and feature broadcasting,
+and the device-side prologue of the row-parallel kernels (`csr_row`). Nothing in here launches a
+kernel; launch sizes come from tuning.py."""
 from __future__ import annotations
 
 import math
 
 import torch
+import triton
+import triton.language as tl
 from triton import knobs
 
 INDEX_DTYPES = (torch.int32, torch.int64)
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-# tile-size ceilings: a (BLOCK_E x BLOCK_F) fp32 tile of 32 x 128 is 16 KiB of registers per program
-MAX_BLOCK_F = 128
-MAX_BLOCK_E = 32
 
 
 # read once, when the kernel modules (which import this one first) define their kernels: that is
@@ -23,10 +22,6 @@ _INTERPRETED = bool(knobs.runtime.interpret)
 def interpreting() -> bool:
     """True when the kernels were defined under Triton's CPU interpreter (``TRITON_INTERPRET=1``)."""
     return _INTERPRETED
-
-
-def next_pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
 def numel(shape) -> int:
@@ -99,16 +94,19 @@ def feature_offsets(own: tuple[int, ...], full: tuple[int, ...], device) -> torc
     return table.reshape(-1).contiguous().to(device)
 
 
-def feature_block(width: int) -> int:
-    """Feature tile: the whole row up to MAX_BLOCK_F, a power of two."""
-    return min(next_pow2(width), MAX_BLOCK_F)
-
-
-def edge_block(feature_block_size: int) -> int:
-    """Edges per chunk: a (BLOCK_E x BLOCK_F) tile of at most MAX_BLOCK_E * MAX_BLOCK_F elements."""
-    return max(8, min(MAX_BLOCK_E, (MAX_BLOCK_E * MAX_BLOCK_F) // max(feature_block_size, 1)))
-
-
-def rows_per_program(feature_block_size: int) -> int:
-    """Narrow rows share a program (a row block) so that a program handles >= 32 feature lanes."""
-    return max(1, 32 // feature_block_size)
+@triton.jit
+def csr_row(indptr_ptr, row, num_rows, F, fmask, BLOCK_F: tl.constexpr, PAIRS: tl.constexpr):
+    """Prologue of a row-parallel program for destination row ``row`` -> (start, end, rmask, orow):
+    its in-edges are CSR positions start .. end-1 (indptr[row], indptr[row+1]; with PAIRS the
+    explicit range indptr[2 row], indptr[2 row + 1]), both int64; rmask = the feature lanes fmask of
+    a row that exists (row < num_rows; a row past the end gets the empty range 0 .. 0); orow = the
+    row's first element in a (num_rows, F) output, int64."""
+    live = row < num_rows
+    if PAIRS:
+        start = tl.load(indptr_ptr + 2 * row, mask=live, other=0).to(tl.int64)
+        end = tl.load(indptr_ptr + 2 * row + 1, mask=live, other=0).to(tl.int64)
+    else:
+        start = tl.load(indptr_ptr + row, mask=live, other=0).to(tl.int64)
+        end = tl.load(indptr_ptr + row + 1, mask=live, other=0).to(tl.int64)
+    rmask = fmask & ((tl.zeros((BLOCK_F,), tl.int32) + row) < num_rows)
+    return start, end, rmask, row.to(tl.int64) * F

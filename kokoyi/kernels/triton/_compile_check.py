@@ -8,6 +8,7 @@ Triton's own pipeline (TTIR -> TTGIR -> LLVM -> PTX -> ptxas). Nothing runs on a
 
     python -m kokoyi.kernels.triton._compile_check            # one variant per kernel code path, ~10 s
     python -m kokoyi.kernels.triton._compile_check --all      # every op/reduce/dtype/index variant
+    python -m kokoyi.kernels.triton._compile_check --sweep    # + every launch config of tuning.SWEEP
 
 Must run without TRITON_INTERPRET=1 (kernels must be bound to the compiler).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import itertools
 import sys
 
@@ -24,9 +26,12 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.compiler import compile as triton_compile
 
+from . import tuning
+
 _POINTER = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16",
             torch.int32: "*i32", torch.int64: "*i64"}
-_FAMILIES = ("spmm", "sddmm", "softmax", "gat")
+_FAMILIES = ("spmm", "sddmm", "softmax", "gat", "softmax_agg", "relations")
+_OPTIONS = ("num_warps", "num_stages")  # launch options, not kernel arguments
 
 
 def _signature(fn, args, constexprs):
@@ -54,19 +59,22 @@ class _Compiler:
         self.fn, self.target, self.seen = fn, target, seen
 
     def __getitem__(self, grid):
-        def launch(*args, **constexprs):
+        def launch(*args, **kwargs):
+            options = {k: kwargs.pop(k) for k in _OPTIONS if k in kwargs}
+            constexprs = kwargs
             sig = _signature(self.fn, args, constexprs)
-            key = (self.fn.__name__, tuple(sorted(sig.items())), tuple(sorted(constexprs.items())))
+            key = (self.fn.__name__, tuple(sorted(sig.items())), tuple(sorted(constexprs.items())),
+                   tuple(sorted(options.items())))
             if key not in self.seen:
                 self.seen[key] = triton_compile(ASTSource(self.fn, sig, constexprs),
-                                                target=self.target)
+                                                target=self.target, options=options)
         return launch
 
 
 @contextlib.contextmanager
 def compiling_instead_of_launching(target):
     """Within the block, primitives accept CPU tensors and compile their launches for `target`."""
-    modules = [sys.modules[f"kokoyi.kernels.triton.{name}"] for name in _FAMILIES]
+    modules = [importlib.import_module(f"kokoyi.kernels.triton.{name}") for name in _FAMILIES]
     seen, saved = {}, []
     for mod in modules:
         for name, obj in vars(mod).items():
@@ -97,22 +105,44 @@ def _exercise(kt, full: bool):
         src, dst = torch.tensor([0, 1, 2, 0, 3], dtype=idx), torch.tensor([0, 0, 1, 1, 1], dtype=idx)
         for (op, red), (fu, fe) in itertools.product(spmm_cases, spmm_shapes):
             kt.spmm(indptr, src, 2, op, red, rand(4, *fu), rand(5, *fe))
+        for schedule in (dict(hub_split=1), dict(rows_in_tile=1, rows=4), dict(rows_in_tile=1, hub_split=2)):
+            with tuning.override("spmm", **schedule):                 # hub_split=1: both rows hubs
+                for op, red in ([("copy_u", "sum"), ("mul", "max")] if not full else spmm_cases):
+                    kt.spmm(indptr, src, 2, op, red, rand(4, 8), rand(5, 1))
         rows = {"u": 4, "v": 2, "e": 5}
         for op, (lt, rt) in itertools.product(sddmm_ops, sddmm_targets):
             kt.sddmm(src, dst, op, rand(rows[lt], 4, 70), rand(rows[rt], 1, 70), lt, rt)
         kt.edge_softmax(indptr, dst, rand(5, 4, 8))
         kt.edge_softmax(indptr, dst, rand(5, 4, 8), rand(2, 4, 8))
         rev_indptr, rev_perm = torch.tensor([0, 2, 3, 4, 5], dtype=idx), torch.arange(5, dtype=idx)
-        for self_loop, width in itertools.product((False, True), (8, 130) if full else (130,)):
+        gat_cases = (itertools.product((False, True), (8, 130), (1, 0), (False, True)) if full
+                     else [(False, 130, 1, False), (True, 130, 1, False), (True, 8, 0, True)])
+        for self_loop, width, heads_pp, weighted in gat_cases:
             s, t, feat = rand(4, 2), rand(2, 2), rand(4, 2, width)
-            out, stats = kt.gat_aggregate(indptr, src, s, t, feat, 0.2, self_loop)
-            kt.gat_aggregate_backward(indptr, src, rev_indptr, dst, rev_perm, s, t, feat, out,
-                                      (torch.zeros(2, 2), torch.ones(2, 2)), out, 0.2, self_loop)
+            log_w = rand(5) if weighted else None
+            with tuning.override("gat", heads_per_program=heads_pp), \
+                    tuning.override("gat_backward", heads_per_program=heads_pp):
+                out, stats = kt.gat_aggregate(indptr, src, s, t, feat, 0.2, self_loop, log_w=log_w)
+                kt.gat_aggregate_backward(indptr, src, rev_indptr, dst, rev_perm, s, t, feat, out,
+                                          (torch.zeros(2, 2), torch.ones(2, 2)), out, 0.2, self_loop,
+                                          log_w=log_w)
+        agg = importlib.import_module("kokoyi.kernels.triton.softmax_agg")
+        scores, msg = rand(5, 3), rand(5, 3)
+        out, stats = agg.softmax_aggregate(indptr, scores, msg)
+        agg.softmax_aggregate_backward(indptr, scores, msg, out, stats, out)
+        rel = importlib.import_module("kokoyi.kernels.triton.relations")
+        et, c = torch.tensor([0, 1, 0, 1, 1], dtype=idx), torch.rand(5)
+        for x_rel, out_rel in ((False, False), (True, True), (True, False)):
+            x = rand(4, 2, 6) if x_rel else rand(4, 6)
+            rel.rel_spmm(indptr, src, None, et, c, x, 2, 2, x_rel, out_rel)
+            rel.rel_edge_dot(src, dst, et, rand(2, 2, 6) if out_rel else rand(2, 6), out_rel, x, x_rel, 2)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="every variant (minutes)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also every value of tuning.SWEEP (one field at a time)")
     parser.add_argument("--arch", type=int, default=90, help="CUDA compute capability (90: H100)")
     opts = parser.parse_args(argv)
     import kokoyi.kernels.triton as kt
@@ -120,6 +150,12 @@ def main(argv=None) -> int:
         parser.error("unset TRITON_INTERPRET: the kernels are bound to the interpreter")
     with compiling_instead_of_launching(GPUTarget("cuda", opts.arch, 32)) as seen:
         _exercise(kt, opts.all)
+        if opts.sweep:
+            for primitive, fields in tuning.SWEEP.items():
+                for field, values in fields.items():
+                    for value in values:
+                        with tuning.override(primitive, **{field: value}):
+                            _exercise(kt, False)
     kernels = sorted({key[0] for key in seen})
     print(f"compiled {len(seen)} variants of {len(kernels)} kernels for sm_{opts.arch}: "
           f"{', '.join(kernels)}")

@@ -21,6 +21,18 @@ sum_u alpha_uv (g_v . feat_u) = g_v . out_v =: delta_v:
 
 alpha is recomputed from (s_src, t_dst, m, l) in both passes; the only edge-sized intermediate is
 dz (E, H) fp32. Self-loop terms are added by the program of v (pass 1) and of u = v (pass 2).
+
+Per-edge log-weights (weighted sampled blocks): with ``log_w`` (E,) in CSR order the score is
+z_uv = LeakyReLU(s_src[u] + t_dst[v]) + log_w[uv] for every head (the self loop adds log 1 = 0),
+i.e. alpha_uv = w_uv exp(.) / sum w exp(.). The backward formulas above are unchanged given alpha
+(dz/d pre = LeakyReLU'(pre); log_w gets no gradient); both passes recompute alpha with log_w
+(pass 2 finds an edge's log_w through rev_perm).
+
+Layouts (tuning.py: gat / gat_backward heads_per_program): 1 = one program per (node, head, D tile)
+as above; HEADS > 1 = one program per (node, HEADS heads, D tile) over a (BLOCK_E, HEADS, BLOCK_D)
+tile, with m, l (and delta, grad_t, grad_s) as HEADS-vectors; same arithmetic per head. For GAT's
+usual D = 8 a per-head program keeps 8 lanes busy; all H = 8 heads of a node read its whole 256 B
+(fp32) feature row in one go.
 """
 from __future__ import annotations
 
@@ -28,7 +40,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import check_device, check_float, check_index, edge_block, feature_block
+from . import tuning
+from ._common import check_device, check_float, check_index
 from .softmax import finite_weight
 
 
@@ -38,8 +51,8 @@ def _leaky(x, slope):
 
 
 @triton.jit
-def _gat_forward_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, out_ptr, m_ptr, l_ptr,
-                        H, D, slope, SELF_LOOP: tl.constexpr,
+def _gat_forward_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, lw_ptr, out_ptr, m_ptr, l_ptr,
+                        H, D, slope, SELF_LOOP: tl.constexpr, HAS_LOGW: tl.constexpr,
                         BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
     v = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1)
@@ -61,6 +74,8 @@ def _gat_forward_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, out_ptr, m_
         kmask = k < end
         u = tl.load(src_ptr + k, mask=kmask, other=0).to(tl.int64)
         z = _leaky(tl.load(s_ptr + u * H + h, mask=kmask, other=0.0).to(tl.float32) + t, slope)
+        if HAS_LOGW:
+            z += tl.load(lw_ptr + k, mask=kmask, other=0.0).to(tl.float32)
         z = tl.where(kmask, z, float("-inf"))
         m_new = tl.maximum(m, tl.max(z, axis=0))
         scale = finite_weight(m, m_new)
@@ -79,9 +94,10 @@ def _gat_forward_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, out_ptr, m_
 
 
 @triton.jit
-def _gat_backward_dst_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, out_ptr, g_ptr, m_ptr,
-                             l_ptr, dz_ptr, dz_self_ptr, grad_t_ptr, H, D, slope,
-                             SELF_LOOP: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
+def _gat_backward_dst_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, lw_ptr, out_ptr, g_ptr,
+                             m_ptr, l_ptr, dz_ptr, dz_self_ptr, grad_t_ptr, H, D, slope,
+                             SELF_LOOP: tl.constexpr, HAS_LOGW: tl.constexpr,
+                             BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
     """Pass 1, one program per (v, h): dz of each in-edge (and of the self loop), grad_t[v, h]."""
     v = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1)
@@ -112,7 +128,10 @@ def _gat_backward_dst_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, out_pt
         kmask = k < end
         u = tl.load(src_ptr + k, mask=kmask, other=0).to(tl.int64)
         pre = tl.load(s_ptr + u * H + h, mask=kmask, other=0.0).to(tl.float32) + t
-        a = finite_weight(_leaky(pre, slope), m) * inv_l
+        z = _leaky(pre, slope)
+        if HAS_LOGW:
+            z += tl.load(lw_ptr + k, mask=kmask, other=0.0).to(tl.float32)
+        a = finite_weight(z, m) * inv_l
         dots = tl.zeros((BLOCK_E,), tl.float32)
         for d0 in range(0, D, BLOCK_D):
             d = d0 + tl.arange(0, BLOCK_D)
@@ -128,9 +147,9 @@ def _gat_backward_dst_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, out_pt
 
 
 @triton.jit
-def _gat_backward_src_kernel(rev_indptr_ptr, rev_dst_ptr, rev_perm_ptr, s_ptr, t_ptr, g_ptr, m_ptr,
-                             l_ptr, dz_ptr, dz_self_ptr, grad_s_ptr, grad_feat_ptr,
-                             num_dst, H, D, slope, SELF_LOOP: tl.constexpr,
+def _gat_backward_src_kernel(rev_indptr_ptr, rev_dst_ptr, rev_perm_ptr, s_ptr, t_ptr, lw_ptr, g_ptr,
+                             m_ptr, l_ptr, dz_ptr, dz_self_ptr, grad_s_ptr, grad_feat_ptr,
+                             num_dst, H, D, slope, SELF_LOOP: tl.constexpr, HAS_LOGW: tl.constexpr,
                              BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
     """Pass 2, one program per (u, h, D tile): grad_feat[u, h, tile] and (tile 0) grad_s[u, h]."""
     u = tl.program_id(0).to(tl.int64)
@@ -159,7 +178,11 @@ def _gat_backward_src_kernel(rev_indptr_ptr, rev_dst_ptr, rev_perm_ptr, s_ptr, t
         pre = s + tl.load(t_ptr + vh, mask=jmask, other=0.0).to(tl.float32)
         m = tl.load(m_ptr + vh, mask=jmask, other=0.0)
         l_v = tl.load(l_ptr + vh, mask=jmask, other=1.0)
-        a = tl.where(jmask, finite_weight(_leaky(pre, slope), m) / tl.where(l_v == 0.0, 1.0, l_v), 0.0)
+        z = _leaky(pre, slope)
+        if HAS_LOGW:
+            kw = tl.load(rev_perm_ptr + j, mask=jmask, other=0).to(tl.int64)
+            z += tl.load(lw_ptr + kw, mask=jmask, other=0.0).to(tl.float32)
+        a = tl.where(jmask, finite_weight(z, m) / tl.where(l_v == 0.0, 1.0, l_v), 0.0)
         g = tl.load(g_ptr + vh[:, None] * D + d[None, :], mask=jmask[:, None] & dmask[None, :],
                     other=0.0).to(tl.float32)
         acc += tl.sum(a[:, None] * g, axis=0)
@@ -169,6 +192,174 @@ def _gat_backward_src_kernel(rev_indptr_ptr, rev_dst_ptr, rev_perm_ptr, s_ptr, t
     tl.store(grad_feat_ptr + uh * D + d, acc.to(grad_feat_ptr.dtype.element_ty), mask=dmask)
     if first_tile:
         tl.store(grad_s_ptr + uh, grad_s.to(grad_s_ptr.dtype.element_ty))
+
+
+# ---- (node, heads) layout: one program handles HEADS heads of a node (tuning: heads_per_program),
+# a (BLOCK_E, HEADS, BLOCK_D) tile with the softmax statistics as HEADS-vectors. For narrow heads
+# (GAT's usual D = 8) a per-head program would use 8 lanes of a warp; H heads together read a node's
+# whole H x D feature row at once. Same math as the kernels above, head by head.
+@triton.jit
+def _gat_forward_heads_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, lw_ptr, out_ptr, m_ptr,
+                              l_ptr, H, D, slope, SELF_LOOP: tl.constexpr, HAS_LOGW: tl.constexpr,
+                              HEADS: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
+    v = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1) * HEADS + tl.arange(0, HEADS)
+    hmask = h < H
+    d = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < D
+    vh = v * H + h                                                   # (HEADS,)
+    hd = h[:, None] * D + d[None, :]                                 # (HEADS, BLOCK_D) in a row
+    tile = v * H * D + hd
+    tmask = hmask[:, None] & dmask[None, :]
+    start = tl.load(indptr_ptr + v).to(tl.int64)
+    end = tl.load(indptr_ptr + v + 1).to(tl.int64)
+    t = tl.load(t_ptr + vh, mask=hmask, other=0.0).to(tl.float32)
+    if SELF_LOOP:
+        m = _leaky(tl.load(s_ptr + vh, mask=hmask, other=0.0).to(tl.float32) + t, slope)
+        m = tl.where(hmask, m, float("-inf"))
+        l = finite_weight(m, m)
+        acc = l[:, None] * tl.load(feat_ptr + tile, mask=tmask, other=0.0).to(tl.float32)
+    else:
+        m = tl.full((HEADS,), float("-inf"), tl.float32)
+        l = tl.zeros((HEADS,), tl.float32)
+        acc = tl.zeros((HEADS, BLOCK_D), tl.float32)
+    for chunk in range(start, end, BLOCK_E):
+        k = chunk + tl.arange(0, BLOCK_E)
+        kmask = k < end
+        u = tl.load(src_ptr + k, mask=kmask, other=0).to(tl.int64)
+        eh = kmask[:, None] & hmask[None, :]                         # (BLOCK_E, HEADS)
+        z = _leaky(tl.load(s_ptr + u[:, None] * H + h[None, :], mask=eh, other=0.0).to(tl.float32)
+                   + t[None, :], slope)
+        if HAS_LOGW:
+            z += tl.load(lw_ptr + k, mask=kmask, other=0.0).to(tl.float32)[:, None]
+        z = tl.where(eh, z, float("-inf"))
+        m_new = tl.maximum(m, tl.max(z, axis=0))
+        scale = finite_weight(m, m_new)
+        p = finite_weight(z, m_new[None, :])
+        x = tl.load(feat_ptr + u[:, None, None] * H * D + hd[None, :, :],
+                    mask=kmask[:, None, None] & tmask[None, :, :], other=0.0).to(tl.float32)
+        acc = acc * scale[:, None] + tl.sum(p[:, :, None] * x, axis=0)
+        l = l * scale + tl.sum(p, axis=0)
+        m = m_new
+    empty = l == 0.0
+    res = tl.where(empty[:, None], 0.0, acc / tl.where(empty, 1.0, l)[:, None])
+    tl.store(out_ptr + tile, res.to(out_ptr.dtype.element_ty), mask=tmask)
+    if tl.program_id(2) == 0:
+        tl.store(m_ptr + vh, tl.where(empty, 0.0, m), mask=hmask)
+        tl.store(l_ptr + vh, l, mask=hmask)
+
+
+@triton.jit
+def _gat_backward_dst_heads_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, lw_ptr, out_ptr, g_ptr,
+                                   m_ptr, l_ptr, dz_ptr, dz_self_ptr, grad_t_ptr, H, D, slope,
+                                   SELF_LOOP: tl.constexpr, HAS_LOGW: tl.constexpr,
+                                   HEADS: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Pass 1, one program per (v, HEADS heads)."""
+    v = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1) * HEADS + tl.arange(0, HEADS)
+    hmask = h < H
+    vh = v * H + h
+    start = tl.load(indptr_ptr + v).to(tl.int64)
+    end = tl.load(indptr_ptr + v + 1).to(tl.int64)
+    t = tl.load(t_ptr + vh, mask=hmask, other=0.0).to(tl.float32)
+    m = tl.load(m_ptr + vh, mask=hmask, other=0.0)
+    l_v = tl.load(l_ptr + vh, mask=hmask, other=0.0)
+    inv_l = 1.0 / tl.where(l_v == 0.0, 1.0, l_v)
+    delta = tl.zeros((HEADS,), tl.float32)
+    self_dot = tl.zeros((HEADS,), tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        d = d0 + tl.arange(0, BLOCK_D)
+        tile = vh[:, None] * D + d[None, :]
+        tmask = hmask[:, None] & (d < D)[None, :]
+        g = tl.load(g_ptr + tile, mask=tmask, other=0.0).to(tl.float32)
+        delta += tl.sum(g * tl.load(out_ptr + tile, mask=tmask, other=0.0).to(tl.float32), axis=1)
+        if SELF_LOOP:
+            self_dot += tl.sum(g * tl.load(feat_ptr + tile, mask=tmask, other=0.0).to(tl.float32), axis=1)
+    grad_t = tl.zeros((HEADS,), tl.float32)
+    if SELF_LOOP:
+        pre_self = tl.load(s_ptr + vh, mask=hmask, other=0.0).to(tl.float32) + t
+        a_self = finite_weight(_leaky(pre_self, slope), m) * inv_l
+        dz_self = tl.where(hmask, a_self * (self_dot - delta) * tl.where(pre_self > 0, 1.0, slope), 0.0)
+        tl.store(dz_self_ptr + vh, dz_self, mask=hmask)
+        grad_t += dz_self
+    for chunk in range(start, end, BLOCK_E):
+        k = chunk + tl.arange(0, BLOCK_E)
+        kmask = k < end
+        u = tl.load(src_ptr + k, mask=kmask, other=0).to(tl.int64)
+        eh = kmask[:, None] & hmask[None, :]
+        pre = tl.load(s_ptr + u[:, None] * H + h[None, :], mask=eh, other=0.0).to(tl.float32) + t[None, :]
+        z = _leaky(pre, slope)
+        if HAS_LOGW:
+            z += tl.load(lw_ptr + k, mask=kmask, other=0.0).to(tl.float32)[:, None]
+        a = finite_weight(z, m[None, :]) * inv_l[None, :]
+        dots = tl.zeros((BLOCK_E, HEADS), tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            d = d0 + tl.arange(0, BLOCK_D)
+            dmask = d < D
+            g = tl.load(g_ptr + vh[:, None] * D + d[None, :], mask=hmask[:, None] & dmask[None, :],
+                        other=0.0).to(tl.float32)
+            x = tl.load(feat_ptr + (u[:, None, None] * H + h[None, :, None]) * D + d[None, None, :],
+                        mask=eh[:, :, None] & dmask[None, None, :], other=0.0).to(tl.float32)
+            dots += tl.sum(x * g[None, :, :], axis=2)
+        dz = tl.where(eh, a * (dots - delta[None, :]) * tl.where(pre > 0, 1.0, slope), 0.0)
+        tl.store(dz_ptr + k[:, None] * H + h[None, :], dz, mask=eh)
+        grad_t += tl.sum(dz, axis=0)
+    tl.store(grad_t_ptr + vh, grad_t.to(grad_t_ptr.dtype.element_ty), mask=hmask)
+
+
+@triton.jit
+def _gat_backward_src_heads_kernel(rev_indptr_ptr, rev_dst_ptr, rev_perm_ptr, s_ptr, t_ptr, lw_ptr,
+                                   g_ptr, m_ptr, l_ptr, dz_ptr, dz_self_ptr, grad_s_ptr, grad_feat_ptr,
+                                   num_dst, H, D, slope, SELF_LOOP: tl.constexpr,
+                                   HAS_LOGW: tl.constexpr, HEADS: tl.constexpr,
+                                   BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Pass 2, one program per (u, HEADS heads, D tile)."""
+    u = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1) * HEADS + tl.arange(0, HEADS)
+    hmask = h < H
+    uh = u * H + h
+    first_tile = tl.program_id(2) == 0
+    d = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < D
+    tile = uh[:, None] * D + d[None, :]
+    tmask = hmask[:, None] & dmask[None, :]
+    start = tl.load(rev_indptr_ptr + u).to(tl.int64)
+    end = tl.load(rev_indptr_ptr + u + 1).to(tl.int64)
+    s = tl.load(s_ptr + uh, mask=hmask, other=0.0).to(tl.float32)
+    acc = tl.zeros((HEADS, BLOCK_D), tl.float32)
+    grad_s = tl.zeros((HEADS,), tl.float32)
+    if SELF_LOOP:
+        if u < num_dst:
+            l_u = tl.load(l_ptr + uh, mask=hmask, other=0.0)
+            a_self = finite_weight(_leaky(s + tl.load(t_ptr + uh, mask=hmask, other=0.0).to(tl.float32),
+                                          slope),
+                                   tl.load(m_ptr + uh, mask=hmask, other=0.0)) / tl.where(l_u == 0.0, 1.0, l_u)
+            a_self = tl.where(hmask, a_self, 0.0)
+            acc += a_self[:, None] * tl.load(g_ptr + tile, mask=tmask, other=0.0).to(tl.float32)
+            grad_s += tl.load(dz_self_ptr + uh, mask=hmask, other=0.0)
+    for chunk in range(start, end, BLOCK_E):
+        j = chunk + tl.arange(0, BLOCK_E)
+        jmask = j < end
+        v = tl.load(rev_dst_ptr + j, mask=jmask, other=0).to(tl.int64)
+        vh = v[:, None] * H + h[None, :]                             # (BLOCK_E, HEADS)
+        eh = jmask[:, None] & hmask[None, :]
+        pre = s[None, :] + tl.load(t_ptr + vh, mask=eh, other=0.0).to(tl.float32)
+        m = tl.load(m_ptr + vh, mask=eh, other=0.0)
+        l_v = tl.load(l_ptr + vh, mask=eh, other=1.0)
+        z = _leaky(pre, slope)
+        if HAS_LOGW:
+            kw = tl.load(rev_perm_ptr + j, mask=jmask, other=0).to(tl.int64)
+            z += tl.load(lw_ptr + kw, mask=jmask, other=0.0).to(tl.float32)[:, None]
+        a = tl.where(eh, finite_weight(z, m) / tl.where(l_v == 0.0, 1.0, l_v), 0.0)
+        g = tl.load(g_ptr + vh[:, :, None] * D + d[None, None, :],
+                    mask=eh[:, :, None] & dmask[None, None, :], other=0.0).to(tl.float32)
+        acc += tl.sum(a[:, :, None] * g, axis=0)
+        if first_tile:
+            k = tl.load(rev_perm_ptr + j, mask=jmask, other=0).to(tl.int64)
+            grad_s += tl.sum(tl.load(dz_ptr + k[:, None] * H + h[None, :], mask=eh, other=0.0), axis=0)
+    tl.store(grad_feat_ptr + tile, acc.to(grad_feat_ptr.dtype.element_ty), mask=tmask)
+    if first_tile:
+        tl.store(grad_s_ptr + uh, grad_s.to(grad_s_ptr.dtype.element_ty), mask=hmask)
 
 
 def _check_gat_inputs(indptr, src, s_src, t_dst, feat, self_loop):
@@ -196,42 +387,58 @@ def _check_gat_inputs(indptr, src, s_src, t_dst, feat, self_loop):
     return num_dst, num_src, heads, width
 
 
-def _gat_blocks(width):
-    block_d = feature_block(width)
-    return block_d, edge_block(block_d)
+def _check_log_w(log_w, num_edges, like):
+    """log_w: None, or an (E,) float tensor in CSR edge order; the pointer the kernels get."""
+    if log_w is None:
+        return like                                        # placeholder, never read
+    check_float("log_w", log_w)
+    if tuple(log_w.shape) != (num_edges,):
+        raise ValueError(f"log_w: expected shape {(num_edges,)} (one log-weight per edge, CSR order), "
+                         f"got {tuple(log_w.shape)}")
+    return log_w.contiguous()
 
 
-def gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False):
+def gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=False, log_w=None):
     """Fused GAT attention forward -> ``(out, (row_max, row_sum))``.
 
-    out (num_dst, H, D) in feat's dtype: ``out[v,h] = sum_u softmax_u(LeakyReLU(s_src[u,h] +
-    t_dst[v,h])) * feat[u,h]`` over v's in-edges (plus u = v when ``self_loop``); 0 on empty rows.
+    out (num_dst, H, D) in feat's dtype: ``out[v,h] = sum_u softmax_u(z_uvh) * feat[u,h]`` over v's
+    in-edges (plus u = v when ``self_loop``), z_uvh = LeakyReLU(s_src[u,h] + t_dst[v,h]) + log_w[uv]
+    (log_w: optional (E,) per-edge log-weights in CSR order, i.e. edge weights w = exp(log_w) in
+    the softmax; the self loop has weight 1); 0 on empty rows.
     row_max, row_sum (num_dst, H) fp32: the softmax statistics, kept for gat_aggregate_backward.
     """
     num_dst, _, heads, width = _check_gat_inputs(indptr, src, s_src, t_dst, feat, self_loop)
-    check_device(("indptr", indptr), ("src", src), ("s_src", s_src), ("t_dst", t_dst), ("feat", feat))
+    check_device(("indptr", indptr), ("src", src), ("s_src", s_src), ("t_dst", t_dst), ("feat", feat),
+                 ("log_w", log_w))
+    lw = _check_log_w(log_w, src.shape[0], s_src)
     device = feat.device
     out = torch.empty((num_dst, heads, width), dtype=feat.dtype, device=device)
     row_max = torch.zeros((num_dst, heads), dtype=torch.float32, device=device)
     row_sum = torch.zeros((num_dst, heads), dtype=torch.float32, device=device)
     if num_dst == 0 or heads == 0:
         return out, (row_max, row_sum)
-    block_d, block_e = _gat_blocks(max(width, 1))  # D = 0 still computes the statistics
-    grid = (num_dst, heads, triton.cdiv(max(width, 1), block_d))
-    _gat_forward_kernel[grid](
-        indptr, src, s_src.contiguous(), t_dst.contiguous(), feat.contiguous(), out,
-        row_max, row_sum, heads, width, float(negative_slope),
-        SELF_LOOP=bool(self_loop), BLOCK_E=block_e, BLOCK_D=block_d)
+    cfg = tuning.config("gat", max(width, 1), heads=heads)  # D = 0 still computes the statistics
+    hp = cfg.heads_per_program
+    args = (indptr, src, s_src.contiguous(), t_dst.contiguous(), feat.contiguous(), lw, out,
+            row_max, row_sum, heads, width, float(negative_slope))
+    flags = dict(SELF_LOOP=bool(self_loop), HAS_LOGW=log_w is not None, BLOCK_E=cfg.block_e,
+                 BLOCK_D=cfg.block_f, **tuning.launch_options(cfg))
+    d_tiles = triton.cdiv(max(width, 1), cfg.block_f)
+    if hp > 1:
+        _gat_forward_heads_kernel[(num_dst, triton.cdiv(heads, hp), d_tiles)](*args, HEADS=hp, **flags)
+    else:
+        _gat_forward_kernel[(num_dst, heads, d_tiles)](*args, **flags)
     return out, (row_max, row_sum)
 
 
 def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out,
-                           stats, grad_out, negative_slope, self_loop=False):
+                           stats, grad_out, negative_slope, self_loop=False, log_w=None):
     """Gradients of gat_aggregate -> ``(grad_s_src, grad_t_dst, grad_feat)``.
 
     Needs the CSR by source as well: rev_indptr (num_src+1,), rev_dst (E,) the destination of each
     source-sorted edge, rev_perm (E,) its CSR-by-destination edge id; ``out`` and ``stats`` from the
-    forward. Two launches (by destination, then by source), deterministic, no atomics.
+    forward, and the forward's ``log_w`` (alpha is recomputed with it; no gradient flows to log_w).
+    Two launches (by destination, then by source), deterministic, no atomics.
     """
     num_dst, num_src, heads, width = _check_gat_inputs(indptr, src, s_src, t_dst, feat, self_loop)
     num_edges = src.shape[0]
@@ -249,7 +456,9 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
                              f"{tuple(t.shape)}")
     check_device(("indptr", indptr), ("src", src), ("rev_indptr", rev_indptr), ("rev_dst", rev_dst),
                  ("rev_perm", rev_perm), ("s_src", s_src), ("t_dst", t_dst), ("feat", feat),
-                 ("out", out), ("grad_out", grad_out), ("row_max", row_max), ("row_sum", row_sum))
+                 ("out", out), ("grad_out", grad_out), ("row_max", row_max), ("row_sum", row_sum),
+                 ("log_w", log_w))
+    lw = _check_log_w(log_w, num_edges, s_src)
     device = feat.device
     grad_s = torch.zeros_like(s_src)
     grad_t = torch.zeros_like(t_dst)
@@ -260,15 +469,22 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
     g_c = grad_out.contiguous()
     dz = torch.empty((num_edges, heads), dtype=torch.float32, device=device)
     dz_self = torch.zeros((num_dst, heads), dtype=torch.float32, device=device)
-    block_d, block_e = _gat_blocks(width)
+    cfg = tuning.config("gat_backward", width, heads=heads)
+    hp = cfg.heads_per_program
+    flags = dict(SELF_LOOP=bool(self_loop), HAS_LOGW=log_w is not None, BLOCK_E=cfg.block_e,
+                 BLOCK_D=cfg.block_f, **tuning.launch_options(cfg))
+    if hp > 1:
+        flags["HEADS"] = hp
+    dst_kernel, src_kernel = ((_gat_backward_dst_heads_kernel, _gat_backward_src_heads_kernel) if hp > 1
+                              else (_gat_backward_dst_kernel, _gat_backward_src_kernel))
+    head_blocks = triton.cdiv(heads, hp)
     slope = float(negative_slope)
     if num_dst > 0:
-        _gat_backward_dst_kernel[(num_dst, heads)](
-            indptr, src, s_c, t_c, f_c, out.contiguous(), g_c, row_max, row_sum, dz, dz_self,
-            grad_t, heads, width, slope, SELF_LOOP=bool(self_loop), BLOCK_E=block_e, BLOCK_D=block_d)
+        dst_kernel[(num_dst, head_blocks)](
+            indptr, src, s_c, t_c, f_c, lw, out.contiguous(), g_c, row_max, row_sum, dz, dz_self,
+            grad_t, heads, width, slope, **flags)
     if num_src > 0:
-        _gat_backward_src_kernel[(num_src, heads, triton.cdiv(width, block_d))](
-            rev_indptr, rev_dst, rev_perm, s_c, t_c, g_c, row_max, row_sum, dz, dz_self, grad_s,
-            grad_feat, num_dst, heads, width, slope, SELF_LOOP=bool(self_loop),
-            BLOCK_E=block_e, BLOCK_D=block_d)
+        src_kernel[(num_src, head_blocks, triton.cdiv(width, cfg.block_f))](
+            rev_indptr, rev_dst, rev_perm, s_c, t_c, lw, g_c, row_max, row_sum, dz, dz_self, grad_s,
+            grad_feat, num_dst, heads, width, slope, **flags)
     return grad_s, grad_t, grad_feat

@@ -15,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import tuning
 from ._common import check_device, check_index, numel
 
 
@@ -71,10 +72,6 @@ def _edge_dot_kernel(src_ptr, dst_ptr, et_ptr, g_ptr, x_ptr, dc_ptr, E, F, Rg, R
     tl.store(dc_ptr + k, acc, mask=km)
 
 
-def _block_f(width: int) -> int:
-    return min(triton.next_power_of_2(max(width, 1)), 128)
-
-
 def rel_spmm(indptr, nbr, eids, et, c, x, num_rows, R, x_rel, out_rel):
     """The numba twin's `rel_spmm` (same arguments and result) on the GPU."""
     check_index("indptr", indptr)
@@ -85,11 +82,12 @@ def rel_spmm(indptr, nbr, eids, et, c, x, num_rows, R, x_rel, out_rel):
     X = x.contiguous().reshape(x.shape[0] * Rx, width)
     out = torch.zeros((num_rows * Ro, width), dtype=x.dtype, device=x.device)
     if width and num_rows and nbr.shape[0]:
-        bf = _block_f(width)
-        grid = (num_rows, triton.cdiv(width, bf), Ro)
+        cfg = tuning.config("rel_spmm", width)
+        grid = (num_rows, triton.cdiv(width, cfg.block_f), Ro)
         _rel_rows_kernel[grid](indptr, nbr, eids if eids is not None else nbr, et, c.to(torch.float32), X, out,
                                width, Rx, Ro, HAS_EIDS=eids is not None, X_REL=bool(x_rel),
-                               OUT_REL=bool(out_rel), BLOCK_E=32, BLOCK_F=bf)
+                               OUT_REL=bool(out_rel), BLOCK_E=cfg.block_e, BLOCK_F=cfg.block_f,
+                               **tuning.launch_options(cfg))
     return out.reshape((num_rows,) + ((R,) if out_rel else ()) + feat)
 
 
@@ -100,7 +98,9 @@ def rel_edge_dot(src, dst, et, g, g_rel, x, x_rel, R):
     width = numel(feat)
     dc = torch.zeros(E, dtype=torch.float32, device=x.device)
     if E and width:
-        _edge_dot_kernel[(triton.cdiv(E, 32),)](src, dst, et, g.contiguous(), x.contiguous(), dc, E, width,
+        cfg = tuning.config("rel_edge_dot", width)
+        _edge_dot_kernel[(triton.cdiv(E, cfg.block_e),)](src, dst, et, g.contiguous(), x.contiguous(), dc, E, width,
                                                R if g_rel else 1, R if x_rel else 1, G_REL=bool(g_rel),
-                                               X_REL=bool(x_rel), BLOCK_E=32, BLOCK_F=_block_f(width))
+                                               X_REL=bool(x_rel), BLOCK_E=cfg.block_e, BLOCK_F=cfg.block_f,
+                                               **tuning.launch_options(cfg))
     return dc

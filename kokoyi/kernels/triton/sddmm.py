@@ -13,8 +13,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (MAX_BLOCK_F, broadcast_features, check_device, check_float, check_index,
-                      common_dtype, edge_block, feature_block, feature_offsets, next_pow2, numel)
+from . import tuning
+from ._common import (broadcast_features, check_device, check_float, check_index, common_dtype,
+                      feature_offsets, numel)
 from .spmm import apply_binary
 
 SDDMM_OPS = {"copy_lhs": 0, "copy_rhs": 1, "add": 2, "sub": 3, "mul": 4, "div": 5, "dot": 4}
@@ -130,9 +131,9 @@ def sddmm(src, dst, op, lhs, rhs, lhs_target="u", rhs_target="v"):
     r_c = rhs.to(dtype).contiguous() if uses_r else out
     l_off = feature_offsets(lhs.shape[1:], F, src.device) if uses_l else None
     r_off = feature_offsets(rhs.shape[1:], F, src.device) if uses_r else None
-    block_d = min(next_pow2(reduced), 64)
-    block_o = max(1, min(feature_block(width), MAX_BLOCK_F // block_d))
-    grid = (triton.cdiv(num_edges, edge_block(block_o * block_d)), triton.cdiv(width, block_o))
+    block_d = tuning.sddmm_block_d(reduced)
+    cfg = tuning.config("sddmm", width, block_d=block_d)
+    grid = (triton.cdiv(num_edges, cfg.block_e), triton.cdiv(width, cfg.block_f))
     _sddmm_kernel[grid](
         src, dst, l_c, r_c, l_off if l_off is not None else src, r_off if r_off is not None else src,
         out, num_edges, width, reduced,
@@ -140,5 +141,5 @@ def sddmm(src, dst, op, lhs, rhs, lhs_target="u", rhs_target="v"):
         OP=SDDMM_OPS[op], HAS_L=uses_l, HAS_R=uses_r,
         L_TARGET=TARGETS[lhs_target], R_TARGET=TARGETS[rhs_target],
         L_BCAST=l_off is not None, R_BCAST=r_off is not None,
-        BLOCK_E=edge_block(block_o * block_d), BLOCK_O=block_o, BLOCK_D=block_d)
+        BLOCK_E=cfg.block_e, BLOCK_O=cfg.block_f, BLOCK_D=block_d, **tuning.launch_options(cfg))
     return out

@@ -17,8 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (check_device, check_float, check_index, edge_block, feature_block, numel,
-                      rows_per_program)
+from . import tuning
+from ._common import check_device, check_float, check_index, csr_row, numel
 
 
 @triton.jit
@@ -48,12 +48,8 @@ def _edge_softmax_kernel(indptr_ptr, x_ptr, self_ptr, alpha_ptr, self_alpha_ptr,
     f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
     fmask = f < F
     for r in range(ROWS):
-        row = tl.program_id(0) * ROWS + r
-        live = row < num_dst
-        rmask = fmask & ((tl.zeros((BLOCK_F,), tl.int32) + row) < num_dst)
-        start = tl.load(indptr_ptr + row, mask=live, other=0).to(tl.int64)
-        end = tl.load(indptr_ptr + row + 1, mask=live, other=0).to(tl.int64)
-        orow = row.to(tl.int64) * F
+        start, end, rmask, orow = csr_row(indptr_ptr, tl.program_id(0) * ROWS + r, num_dst, F, fmask,
+                                          BLOCK_F, False)
         if HAS_SELF:
             m = tl.load(self_ptr + orow + f, mask=rmask, other=0.0).to(tl.float32)
             s = finite_weight(m, m)                     # 1, or 0 for a -inf self score
@@ -107,11 +103,10 @@ def edge_softmax(indptr, dst, scores, self_scores=None):
     self_alpha = torch.empty_like(y) if y is not None else None
     width = numel(feats)
     if num_dst > 0 and width > 0:
-        block_f = feature_block(width)
-        rows = rows_per_program(block_f)
-        grid = (triton.cdiv(num_dst, rows), triton.cdiv(width, block_f))
+        cfg = tuning.config("edge_softmax", width)
+        grid = (triton.cdiv(num_dst, cfg.rows), triton.cdiv(width, cfg.block_f))
         _edge_softmax_kernel[grid](
             indptr, x, y if y is not None else x, alpha, self_alpha if y is not None else x,
-            num_dst, width, HAS_SELF=y is not None, ROWS=rows,
-            BLOCK_E=edge_block(block_f), BLOCK_F=block_f)
+            num_dst, width, HAS_SELF=y is not None, ROWS=cfg.rows,
+            BLOCK_E=cfg.block_e, BLOCK_F=cfg.block_f, **tuning.launch_options(cfg))
     return alpha if self_scores is None else (alpha, self_alpha)

@@ -18,7 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import check_device, check_float, check_index, edge_block, feature_block, numel, rows_per_program
+from . import tuning
+from ._common import check_device, check_float, check_index, csr_row, numel
 from .softmax import finite_weight
 
 
@@ -28,11 +29,8 @@ def _agg_kernel(indptr_ptr, s_ptr, m_ptr, out_ptr, max_ptr, sum_ptr, num_dst, F,
     f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
     fmask = f < F
     for r in range(ROWS):
-        row = tl.program_id(0) * ROWS + r
-        live = row < num_dst
-        rmask = fmask & ((tl.zeros((BLOCK_F,), tl.int32) + row) < num_dst)
-        start = tl.load(indptr_ptr + row, mask=live, other=0).to(tl.int64)
-        end = tl.load(indptr_ptr + row + 1, mask=live, other=0).to(tl.int64)
+        start, end, rmask, orow = csr_row(indptr_ptr, tl.program_id(0) * ROWS + r, num_dst, F, fmask,
+                                          BLOCK_F, False)
         mx = tl.full((BLOCK_F,), float("-inf"), tl.float32)
         sm = tl.zeros((BLOCK_F,), tl.float32)
         acc = tl.zeros((BLOCK_F,), tl.float32)
@@ -48,7 +46,6 @@ def _agg_kernel(indptr_ptr, s_ptr, m_ptr, out_ptr, max_ptr, sum_ptr, num_dst, F,
             acc = acc * scale + tl.sum(w * msg, axis=0)
             mx = m_new
         res = tl.where(sm == 0.0, 0.0, acc / tl.where(sm == 0.0, 1.0, sm))
-        orow = row.to(tl.int64) * F
         tl.store(out_ptr + orow + f, res.to(out_ptr.dtype.element_ty), mask=rmask)
         tl.store(max_ptr + orow + f, mx, mask=rmask)
         tl.store(sum_ptr + orow + f, sm, mask=rmask)
@@ -60,12 +57,8 @@ def _agg_backward_kernel(indptr_ptr, s_ptr, m_ptr, out_ptr, max_ptr, sum_ptr, g_
     f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
     fmask = f < F
     for r in range(ROWS):
-        row = tl.program_id(0) * ROWS + r
-        live = row < num_dst
-        rmask = fmask & ((tl.zeros((BLOCK_F,), tl.int32) + row) < num_dst)
-        start = tl.load(indptr_ptr + row, mask=live, other=0).to(tl.int64)
-        end = tl.load(indptr_ptr + row + 1, mask=live, other=0).to(tl.int64)
-        orow = row.to(tl.int64) * F
+        start, end, rmask, orow = csr_row(indptr_ptr, tl.program_id(0) * ROWS + r, num_dst, F, fmask,
+                                          BLOCK_F, False)
         mx = tl.load(max_ptr + orow + f, mask=rmask, other=0.0)
         sm = tl.load(sum_ptr + orow + f, mask=rmask, other=0.0)
         o = tl.load(out_ptr + orow + f, mask=rmask, other=0.0).to(tl.float32)
@@ -82,10 +75,11 @@ def _agg_backward_kernel(indptr_ptr, s_ptr, m_ptr, out_ptr, max_ptr, sum_ptr, g_
                      (a * g[None, :] * (msg - o[None, :])).to(ds_ptr.dtype.element_ty), mask=valid)
 
 
-def _launch_shape(num_dst, width):
-    block_f = feature_block(width)
-    rows = rows_per_program(block_f)
-    return (triton.cdiv(num_dst, rows), triton.cdiv(width, block_f)), rows, edge_block(block_f), block_f
+def _launch(primitive, num_dst, width):
+    """(grid, tile constexprs and launch options) from the tuning table."""
+    cfg = tuning.config(primitive, width)
+    grid = (triton.cdiv(num_dst, cfg.rows), triton.cdiv(width, cfg.block_f))
+    return grid, dict(ROWS=cfg.rows, BLOCK_E=cfg.block_e, BLOCK_F=cfg.block_f, **tuning.launch_options(cfg))
 
 
 def softmax_aggregate(indptr, scores, msg):
@@ -104,9 +98,8 @@ def softmax_aggregate(indptr, scores, msg):
     row_max = torch.zeros((num_dst, width), dtype=torch.float32, device=scores.device)
     row_sum = torch.zeros((num_dst, width), dtype=torch.float32, device=scores.device)
     if num_dst > 0 and width > 0:
-        grid, rows, block_e, block_f = _launch_shape(num_dst, width)
-        _agg_kernel[grid](indptr, s, m, out, row_max, row_sum, num_dst, width,
-                          ROWS=rows, BLOCK_E=block_e, BLOCK_F=block_f)
+        grid, launch = _launch("softmax_agg", num_dst, width)
+        _agg_kernel[grid](indptr, s, m, out, row_max, row_sum, num_dst, width, **launch)
     return out, (row_max, row_sum)
 
 
@@ -117,8 +110,8 @@ def softmax_aggregate_backward(indptr, scores, msg, out, stats, grad):
     ds = torch.zeros_like(scores)
     dm = torch.zeros_like(scores)
     if num_dst > 0 and width > 0 and scores.shape[0] > 0:
-        grid, rows, block_e, block_f = _launch_shape(num_dst, width)
+        grid, launch = _launch("softmax_agg_backward", num_dst, width)
         _agg_backward_kernel[grid](indptr, scores.contiguous(), msg.to(scores.dtype).contiguous(), out.contiguous(),
                                    stats[0], stats[1], grad.to(scores.dtype).contiguous(), ds, dm, num_dst, width,
-                                   ROWS=rows, BLOCK_E=block_e, BLOCK_F=block_f)
+                                   **launch)
     return ds, dm

@@ -1,0 +1,1042 @@
+"""Every GPU figure of issue 13 in one script: sparse ops, whole models, a mini-batch epoch and the
+Triton launch-config sweep, written as JSON lines and Markdown in ``--out DIR``.
+
+    python benchmarks/bench_gpu.py --out /tmp/gpu                      # default sections, ~4 min on an H200
+    python benchmarks/bench_gpu.py --out /tmp/gpu --sections ops --dtypes fp32 bf16
+    TRITON_INTERPRET=1 python benchmarks/bench_gpu.py --device cpu --smoke --out /tmp/smoke   # CPU check
+
+Files: ``results.jsonl`` (one JSON object per measured row, flushed as it is measured; a failed case is
+a row with ``error``, a case skipped for time a row with ``skipped``) and ``summary.md`` (rewritten
+after every section, so a killed run still leaves a usable file; its tables are laid out to paste
+under "## GPU" in BENCHMARKS.md). A short table is printed at the very end.
+
+Sections (``--sections``; each has its own time budget ``--budget-s SECTION=SECONDS``; when a section
+is over budget its remaining rows are skipped and recorded as skipped):
+
+ops
+    copy_u-sum, u_mul_e-sum, copy_u-max, u_dot_v, edge_softmax and the fused GAT attention
+    (`kokoyi.ops.gat_aggregate`), forward and forward + backward, at widths F = 16, 64, 128 on
+    power-law graphs (10^5 nodes / 10^6 edges, 10^6 / 10^7). Baselines in the same run: cuSPARSE
+    (``torch.sparse.mm`` with a CSR tensor) for the two sum cases, PyG's scatter path
+    (``torch_geometric.utils.scatter`` / ``softmax`` on gathered messages) for every case. (cuSPARSE's
+    u_mul_e-sum forward + backward computes the gradient of x only: torch's CSR backward cannot give the
+    edge weights' gradient on a multigraph; the table says so.) The big graph is measured first.
+    Shapes: copy_u / u_mul_e x (N, F), w (E,); u_dot_v xh (N, 8, F/8) -> (E, 8); edge_softmax scores
+    (E, F) (F channels); GAT H = 8 heads of D = F/8, s_src, t_dst (N, 8), feat (N, 8, F/8).
+models
+    The spec GCN (2 layers, 64 hidden), GAT (8 heads x 8) and SAGE (mean) of bench_models.py, forward +
+    backward, against PyG's GCNConv / GATConv / SAGEConv stacks, eager and ``torch.compile``d (a
+    compile failure is recorded as that row's error); time and peak memory above the inputs.
+minibatch
+    One epoch of mini-batch training of examples/sage.kky (2 layers, sampler neighbor:15,10, batch 1024,
+    Adam) on a power-law graph; sampling on the CPU, model, features and blocks on the device: epoch
+    time, steps/s, sampled edges/s, the share of time waiting for the sampler, peak memory.
+sweep
+    copy_u-sum (F = 16, 64, 128) and the fused GAT (H = 8, D = 8) forward, and the GAT backward's
+    launches (timed as forward + backward, gradients compared), on the big graph under launch
+    configs ``kokoyi.kernels.triton.tuning.override(primitive, **fields)``, by coordinate descent
+    (`sweep_stages`): hub_split, then num_warps x rows (narrow widths), then the other fields of
+    ``tuning.SWEEP`` one at a time, each stage on top of the best so far. Every config's output is
+    compared with the default launch's (a mismatch is an error row, never "best"); the best per case
+    against the default. A missing ``tuning`` module or a field the primitive does not read skips the
+    row with a note.
+
+Timing: on CUDA ``triton.testing.do_bench(fn, warmup, rep, return_mode="median")`` (it warms up, and
+clears the L2 cache before every call, so every run starts cold; inputs are not rotated); on the CPU
+the median of ``--repeat`` wall-clock runs after one warm-up. Forward + backward is
+``torch.autograd.grad(fn(), inputs, ones)``: no ``.grad`` accumulation.
+
+Byte model (``op_bytes``): the bytes an op must move at least, each tensor read or written once.
+s = element size, b = index size (int64: 8), N nodes, E edges, F the flattened feature width, H heads.
+    copy_u-sum   fwd: E*F*s (gathered source rows) + E*b (src) + (N+1)*b (indptr) + N*F*s (output)
+                 bwd: the same over the reverse CSR (grad rows gathered by target): 2x forward
+    u_mul_e-sum  fwd: copy_u-sum + E*s (edge weight)
+                 bwd: grad_u = reverse spmm with weights via rev_perm (copy_u-sum + E*s + E*b) and
+                      grad_w = per-edge dot(x[src], g[dst]) (2*E*F*s + 2*E*b + E*s)
+    copy_u-max   fwd: copy_u-sum + N*F*8 (the int64 argmax)
+                 bwd: read grad and arg, write grad_u (N*F*(2s + 8)), zero-filling grad_u not counted
+    u_dot_v      fwd: 2*E*F*s (both gathered rows) + 2*E*b + E*H*s (output)
+                 bwd: lhs = rhs = xh, two spmms weighted by the (E, H) grad: 2*(E*F*s + E*H*s + 2*E*b
+                      + (N+1)*b + N*F*s)
+    edge_softmax fwd: E*F*s read + E*F*s written + (N+1)*b (the kernel reads scores twice; counted once)
+                 bwd: grad and alpha read, grad written: 3*E*F*s + (N+1)*b
+    GAT          fwd: E*F*s (gathered feat) + E*H*s (gathered s_src) + E*b + (N+1)*b + N*H*s (t_dst)
+                      + N*F*s (output) + 2*N*H*4 (softmax max and sum)
+                 bwd: pass 1 per edge feat and s_src gathered, per node grad, out, t_dst and stats read,
+                      E*H*4 dz written; pass 2 per edge grad rows gathered, dz read through rev_perm,
+                      grad_feat, grad_s_src written:
+                      2*E*F*s + E*H*s + 2*E*H*4 + 3*E*b + 2*(N+1)*b + 3*N*F*s + 2*N*H*s + 2*N*H*4 + N*H*s
+GB/s = bytes / median time; the fraction of the datasheet bandwidth (``--peak-gbs``, H200: 4800) and of
+a device-to-device ``copy_`` measured at start (counted as read + write) are reported with it. The same
+byte model gives the effective GB/s of the baselines (it counts what the op needs, not what a given
+implementation moves).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))  # bench_models
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # this checkout's kokoyi, unless PYTHONPATH names one
+
+SECTIONS = ("ops", "models", "minibatch", "sweep")
+DEFAULT_BUDGET_S = {"ops": 60.0, "models": 85.0, "minibatch": 20.0, "sweep": 50.0}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+OP_CASES = ("copy_u-sum", "u_mul_e-sum", "copy_u-max", "u_dot_v", "edge_softmax", "gat")
+HEADS = 8
+
+
+# ============================================================================ output
+class Recorder:
+    """results.jsonl (append + flush per row) and summary.md (rewritten by `write_summary`)."""
+
+    def __init__(self, out: Path, meta: dict):
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        self.jsonl = open(out / "results.jsonl", "a")
+        self.meta = meta
+        self.rows: list[dict] = []
+        self.notes: list[str] = []
+        self.row({"section": "meta", **meta})
+
+    def row(self, r: dict) -> dict:
+        self.rows.append(r)
+        self.jsonl.write(json.dumps(r, default=str) + "\n")
+        self.jsonl.flush()
+        return r
+
+    def note(self, text: str):
+        self.notes.append(text)
+        print(f"note: {text}", flush=True)
+
+    def section_rows(self, section):
+        return [r for r in self.rows if r.get("section") == section]
+
+    def write_summary(self):
+        (self.out / "summary.md").write_text(summary_markdown(self))
+
+
+def _f(x, fmt="{:.3f}"):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return fmt.format(x)
+
+
+def _status(r):
+    if "error" in r:
+        return "error: " + r["error"].splitlines()[0][:80].replace("|", "/")
+    if "skipped" in r:
+        return "skipped: " + r["skipped"]
+    return ""
+
+
+def _ops_note(r) -> str:
+    notes = [_status(r)] if _status(r) else []
+    if r.get("match_pyg") is False or r.get("match_cusparse") is False:
+        notes.append(f"**output differs** (max diff vs PyG {_f(r.get('max_abs_diff_pyg'), '{:.3g}')}; "
+                     f"cuSPARSE match {r.get('match_cusparse')})")
+    if r.get("check_error"):
+        notes.append("check: " + r["check_error"][:80])
+    if r.get("cusparse_grads"):
+        notes.append("cuSPARSE: grad x only")
+    notes += [e.splitlines()[0][:100] for e in r.get("errors", [])]
+    return "; ".join(notes).replace("|", "/")
+
+
+def issue_targets(rec: Recorder) -> list[tuple[str, str, str]]:
+    """(target, measured, met) for the issue's targets that this run measured (fp32, biggest graph)."""
+    out = []
+    ops_rows = [r for r in rec.section_rows("ops") if r.get("case") == "copy_u-sum" and r.get("width") == 128
+                and r.get("dtype") == "fp32" and r.get("pass") == "fwd" and r.get("kokoyi_frac_peak")]
+    if ops_rows:
+        r = max(ops_rows, key=lambda r: r["nodes"])
+        frac = r["kokoyi_frac_peak"]
+        out.append((f"copy_u-sum F=128 on {r['graph']}: >= 60% of {rec.meta['peak_gbs']:.0f} GB/s",
+                    f"{100 * frac:.1f}% ({r['kokoyi_gbs']:.0f} GB/s)", "yes" if frac >= 0.6 else "**no**"))
+    models = [r for r in rec.section_rows("models") if r.get("ms")]
+    if models:
+        big = max(r["nodes"] for r in models)
+        at = {(r["model"], r["impl"]): r for r in models if r["nodes"] == big}
+        for model, speed_eager, lean in (("gat", 2.0, 3.0), ("gcn", 2.0, None), ("sage", 2.0, None)):
+            k, e, c = at.get((model, "kokoyi")), at.get((model, "pyg")), at.get((model, "pyg-compiled"))
+            if not k:
+                continue
+            if e:
+                x = e["ms"] / k["ms"]
+                out.append((f"{model.upper()} {k['graph']}: >= {speed_eager:g}x faster than PyG eager", f"{x:.2f}x",
+                            "yes" if x >= speed_eager else "**no**"))
+                if lean and e.get("peak_mb") and k.get("peak_mb"):
+                    m = e["peak_mb"] / k["peak_mb"]
+                    out.append((f"{model.upper()} {k['graph']}: >= {lean:g}x leaner in peak memory than PyG",
+                                f"{m:.2f}x", "yes" if m >= lean else "**no**"))
+            if c and model != "gat":
+                x = c["ms"] / k["ms"]
+                out.append((f"{model.upper()} {k['graph']}: faster than PyG compiled", f"{x:.2f}x",
+                            "yes" if x > 1 else "**no**"))
+    return out
+
+
+def summary_markdown(rec: Recorder) -> str:
+    m = rec.meta
+    lines = [f"### GPU: {m['device_name']} ({m['date']})", "",
+             f"torch {m['torch']}, triton {m['triton']}, torch_geometric {m['pyg']}, Python {m['python']}; "
+             f"device `{m['device']}`; dtypes {', '.join(m['dtypes'])}; "
+             f"timing: {m['timing']}; measured by `benchmarks/bench_gpu.py {' '.join(m['argv'])}`.", ""]
+    copy = m.get("copy_gbs")
+    lines += [f"Device-to-device `copy_` ({m.get('copy_bytes', 0) / 2**30:.1f} GiB, read + write): "
+              f"{_f(copy, '{:.0f}')} GB/s; datasheet peak used for fractions: {m['peak_gbs']:.0f} GB/s.", ""]
+    ops_rows = [r for r in rec.section_rows("ops") if "case" in r]
+    if ops_rows:
+        lines += ["#### Ops (median ms; GB/s by the byte model of bench_gpu.py; x = baseline / kokoyi)", "",
+                  "| op | graph | F | dtype | pass | kokoyi ms | GB/s | % peak | % copy | cuSPARSE ms | PyG ms "
+                  "| x cuSPARSE | x PyG | note |",
+                  "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in ops_rows:
+            k, c, p = r.get("kokoyi_ms"), r.get("cusparse_ms"), r.get("pyg_ms")
+            lines.append(
+                f"| {r['case']} | {r['graph']} | {r['width']} | {r['dtype']} | {r['pass']} | {_f(k)} | "
+                f"{_f(r.get('kokoyi_gbs'), '{:.0f}')} | {_f(r.get('kokoyi_frac_peak') and 100 * r['kokoyi_frac_peak'], '{:.1f}')} | "
+                f"{_f(r.get('kokoyi_frac_copy') and 100 * r['kokoyi_frac_copy'], '{:.1f}')} | {_f(c)} | {_f(p)} | "
+                f"{_f(c / k if c and k else None, '{:.2f}')} | {_f(p / k if p and k else None, '{:.2f}')} | "
+                f"{_ops_note(r)} |")
+        lines.append("")
+    model_rows = [r for r in rec.section_rows("models") if "model" in r]
+    if model_rows:
+        lines += ["#### Models, forward + backward (median ms; peak MB above the inputs; x = PyG / kokoyi)", "",
+                  "| model | graph | impl | ms | peak MB | x time | x memory | note |", "|---|---|---|---:|---:|---:|---:|---|"]
+        ref = {(r["model"], r["graph"]): r for r in model_rows if r["impl"] == "kokoyi" and "ms" in r}
+        for r in model_rows:
+            k = ref.get((r["model"], r["graph"]))
+            xt = r["ms"] / k["ms"] if k and r.get("ms") and r["impl"] != "kokoyi" else None
+            xm = r["peak_mb"] / k["peak_mb"] if k and r.get("peak_mb") and k["peak_mb"] > 0 and r["impl"] != "kokoyi" \
+                else None
+            lines.append(f"| {r['model']} | {r['graph']} | {r['impl']} | {_f(r.get('ms'), '{:.2f}')} | "
+                         f"{_f(r.get('peak_mb'), '{:.0f}')} | {_f(xt, '{:.2f}')} | {_f(xm, '{:.2f}')} | {_status(r)} |")
+        lines.append("")
+    mb = [r for r in rec.section_rows("minibatch") if "graph" in r]
+    if mb:
+        lines += ["#### Mini-batch SAGE epoch (neighbor:15,10, batch 1024)", "",
+                  "| graph | train nodes | steps | epoch s | steps/s | sampled edges/s | sampler wait | peak MB | note |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in mb:
+            lines.append(f"| {r['graph']} | {r.get('train_nodes', '-')} | {r.get('steps', '-')} | "
+                         f"{_f(r.get('epoch_s'), '{:.2f}')} | {_f(r.get('steps_per_s'), '{:.1f}')} | "
+                         f"{_f(r.get('edges_per_s'), '{:.3g}')} | {_f(r.get('wait_share') and 100 * r['wait_share'], '{:.0f}%')} | "
+                         f"{_f(r.get('peak_mb'), '{:.0f}')} | {_status(r)} |")
+        lines.append("")
+    sw = rec.section_rows("sweep")
+    best = [r for r in sw if r.get("kind") == "best"]
+    if sw:
+        lines += ["#### Launch-config sweep (big graph; forward, `bwd`: forward + backward; best per case)", "",
+                  "| case | default ms | best ms | speed-up | best config | configs timed | skipped |",
+                  "|---|---:|---:|---:|---|---:|---:|"]
+        for r in best:
+            lines.append(f"| {r['case']} | {_f(r.get('default_ms'))} | {_f(r.get('best_ms'))} | "
+                         f"{_f(r.get('speedup'), '{:.2f}')} | `{r.get('best_config')}` | {r.get('timed', 0)} | "
+                         f"{r.get('skipped_count', 0)} |")
+        lines.append("")
+        skipped_notes = sorted({r["skipped"] for r in sw if "skipped" in r})
+        for s in skipped_notes[:10]:
+            lines.append(f"- skipped: {s}")
+        if skipped_notes:
+            lines.append("")
+    targets = issue_targets(rec)
+    if targets:
+        lines += ["#### Issue 13 targets (from the rows above)", "", "| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {t} | {m} | {ok} |" for t, m, ok in targets] + [""]
+    if rec.notes:
+        lines += ["Notes:", ""] + [f"- {n}" for n in rec.notes] + [""]
+    return "\n".join(lines)
+
+
+# ============================================================================ timing
+class Timer:
+    def __init__(self, device: str, repeat: int, warmup_ms: float, rep_ms: float):
+        self.cuda = device.startswith("cuda")
+        self.repeat, self.warmup_ms, self.rep_ms = repeat, warmup_ms, rep_ms
+
+    def sync(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def ms(self, fn) -> float:
+        """Median milliseconds of fn() (module docstring)."""
+        if self.cuda:
+            import triton.testing
+
+            return float(triton.testing.do_bench(fn, warmup=self.warmup_ms, rep=self.rep_ms, return_mode="median"))
+        fn()
+        times = []
+        for _ in range(self.repeat):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return 1e3 * statistics.median(times)
+
+    def peak_mb(self, fn) -> float | None:
+        """Peak bytes above what is allocated now, of one fn() (CUDA only)."""
+        if not self.cuda:
+            return None
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def measure_copy(device: str, nbytes: int, timer: Timer) -> tuple[float, int]:
+    """GB/s of dst.copy_(src) counting read + write (2 * nbytes)."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    ms = timer.ms(lambda: dst.copy_(src))
+    del src, dst
+    return 2 * nbytes / (ms * 1e-3) / 1e9, nbytes
+
+
+# ============================================================================ graphs
+def power_law_edges(num_nodes: int, num_edges: int, device: str, seed: int = 0, exponent: float = 0.8):
+    """The distribution of bench_ops.power_law_graph / bench_models.power_law_graph, drawn on `device`:
+    targets Zipf-like (weight rank^-exponent, by inverse CDF: searchsorted on the cumulative weights),
+    sources uniform, node ids permuted (hubs anywhere), self loops dropped. Returns (2, E') int64 sorted
+    by target, so a Graph built from it keeps the user's edge order (no edge permutation in kokoyi.ops)."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    w = torch.arange(1, num_nodes + 1, dtype=torch.float64, device=device).pow_(-exponent)
+    cdf = torch.cumsum(w, 0)
+    cdf /= cdf[-1].clone()
+    u = torch.rand(num_edges, dtype=torch.float64, device=device, generator=gen)
+    dst = torch.searchsorted(cdf, u).clamp_(max=num_nodes - 1)
+    src = torch.randint(0, num_nodes, (num_edges,), device=device, generator=gen)
+    perm = torch.randperm(num_nodes, device=device, generator=gen)
+    src, dst = perm[src], perm[dst]
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    order = torch.argsort(dst, stable=True)
+    return torch.stack([src[order], dst[order]])
+
+
+class Graphs:
+    """(nodes, edges) -> (edge_index, kokoyi.Graph) on the device, built once."""
+
+    def __init__(self, device):
+        self.device = device
+        self.cache = {}
+
+    def get(self, n, e):
+        if (n, e) not in self.cache:
+            from kokoyi import Graph
+
+            ei = power_law_edges(n, e, self.device)
+            self.cache[(n, e)] = (ei, Graph.from_edge_index(ei, num_nodes=n))
+        return self.cache[(n, e)]
+
+    def drop(self, keep=()):
+        for k in list(self.cache):
+            if k not in keep:
+                del self.cache[k]
+
+
+def graph_label(n, e):
+    def short(x):
+        p = round(math.log10(x))
+        return f"10^{p}" if 10 ** p == x else f"{x:g}"
+    return f"{short(n)}/{short(e)}"
+
+
+# ============================================================================ ops
+def op_bytes(case: str, n: int, e: int, f: int, s: int, b: int, h: int = HEADS) -> tuple[int, int]:
+    """(forward bytes, forward + backward bytes) by the byte model of the module docstring."""
+    copy_sum = e * f * s + e * b + (n + 1) * b + n * f * s
+    if case == "copy_u-sum":
+        return copy_sum, 2 * copy_sum
+    if case == "u_mul_e-sum":
+        fwd = copy_sum + e * s
+        return fwd, fwd + (copy_sum + e * s + e * b) + (2 * e * f * s + 2 * e * b + e * s)
+    if case == "copy_u-max":
+        fwd = copy_sum + n * f * 8
+        return fwd, fwd + n * f * (2 * s + 8)
+    if case == "u_dot_v":
+        fwd = 2 * e * f * s + 2 * e * b + e * h * s
+        return fwd, fwd + 2 * (e * f * s + e * h * s + 2 * e * b + (n + 1) * b + n * f * s)
+    if case == "edge_softmax":
+        fwd = 2 * e * f * s + (n + 1) * b
+        return fwd, fwd + 3 * e * f * s + (n + 1) * b
+    if case == "gat":
+        fwd = e * f * s + e * h * s + e * b + (n + 1) * b + n * h * s + n * f * s + 2 * n * h * 4
+        bwd = (2 * e * f * s + e * h * s + 2 * e * h * 4 + 3 * e * b + 2 * (n + 1) * b + 3 * n * f * s
+               + 2 * n * h * s + 2 * n * h * 4 + n * h * s)
+        return fwd, fwd + bwd
+    raise KeyError(case)
+
+
+def op_impls(case: str, graph, ei, width: int, dtype, device, seed: int = 0):
+    """{'kokoyi': fn, 'cusparse': fn, 'pyg': fn}, the inputs needing grad, and the graph's edge count."""
+    import kokoyi.ops as ops
+    from torch_geometric.utils import scatter, softmax
+
+    n, e = graph.num_src, graph.num_edges
+    src, dst = ei[0], ei[1]
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    def rnd(*shape, pos=False):
+        t = torch.rand(*shape, device=device, generator=gen) if pos else \
+            torch.randn(*shape, device=device, generator=gen)
+        return t.to(dtype).requires_grad_()
+
+    def csr(values):
+        return torch.sparse_csr_tensor(graph.indptr, graph.src, values, size=(n, n), check_invariants=False)
+
+    if case in ("copy_u-sum", "u_mul_e-sum", "copy_u-max"):
+        x = rnd(n, width)
+        if case == "u_mul_e-sum":
+            w = rnd(e, pos=True)
+            w_const = w.detach()
+            # torch's CSR backward merges duplicate (v, u) entries of the values' gradient (a multigraph
+            # gives a shorter gradient and an error): cuSPARSE is timed for grad x only
+            return {"kokoyi": lambda: ops.gspmm(graph, "mul", "sum", x, w[:, None]),
+                    "cusparse": (lambda: torch.sparse.mm(csr(w_const), x), (x,)),
+                    "pyg": lambda: scatter(x[src] * w[:, None], dst, 0, n, reduce="sum")}, (x, w)
+        reduce = case.split("-")[1]
+        impl = {"kokoyi": lambda: ops.gspmm(graph, "copy_u", reduce, x, None),
+                "pyg": lambda: scatter(x[src], dst, 0, n, reduce=reduce)}
+        if reduce == "sum":
+            ones = torch.ones(e, device=device, dtype=dtype)
+            impl["cusparse"] = lambda: torch.sparse.mm(csr(ones), x)
+        return impl, (x,)
+    if case == "u_dot_v":
+        xh = rnd(n, HEADS, width // HEADS)
+        return {"kokoyi": lambda: ops.gsddmm(graph, "dot", xh, xh, "u", "v"),
+                "pyg": lambda: (xh[src] * xh[dst]).sum(-1, keepdim=True)}, (xh,)
+    if case == "edge_softmax":
+        s = rnd(e, width)
+        return {"kokoyi": lambda: ops.edge_softmax(graph, s),
+                "pyg": lambda: softmax(s, dst, num_nodes=n)}, (s,)
+    if case == "gat":
+        s_src, t_dst, feat = rnd(n, HEADS), rnd(n, HEADS), rnd(n, HEADS, width // HEADS)
+
+        def pyg_gat():
+            a = softmax(torch.nn.functional.leaky_relu(s_src[src] + t_dst[dst], 0.2), dst, num_nodes=n)
+            return scatter(a[..., None] * feat[src], dst, 0, n, reduce="sum")
+
+        return {"kokoyi": lambda: ops.gat_aggregate(graph, s_src, t_dst, feat, negative_slope=0.2),
+                "pyg": pyg_gat}, (s_src, t_dst, feat)
+    raise KeyError(case)
+
+
+def compare_outputs(impls, dtype) -> dict:
+    """kokoyi's forward output against PyG's (and cuSPARSE's), once per case: a fast wrong kernel must
+    not pass for a fast one. Tolerance: max |diff| <= tol * (max |PyG| + 1), tol 1e-4 in fp32 (sums are
+    reordered), 3e-2 in bf16/fp16."""
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    out = {}
+    call = {lib: (fn[0] if isinstance(fn, tuple) else fn) for lib, fn in impls.items()}
+    with torch.no_grad():
+        try:
+            ref = call["pyg"]().float()
+            k = call["kokoyi"]().float()
+        except Exception as ex:  # noqa: BLE001
+            return {"check_error": _err(ex)}
+        if k.shape != ref.shape and k.numel() == ref.numel():
+            k = k.reshape(ref.shape)
+        diff = float((k - ref).abs().max()) if k.shape == ref.shape else float("inf")
+        out["max_abs_diff_pyg"] = diff
+        out["match_pyg"] = diff <= tol * (float(ref.abs().max()) + 1.0)
+        for lib in set(call) - {"pyg", "kokoyi"}:
+            try:
+                o = call[lib]()
+                o = o.to_dense().float() if o.layout != torch.strided else o.float()
+                out[f"match_{lib}"] = bool(o.shape == k.shape and
+                                          float((o - k).abs().max()) <= tol * (float(o.abs().max()) + 1.0))
+            except Exception:  # noqa: BLE001 - the timing row records the same failure
+                out[f"match_{lib}"] = None
+    return out
+
+
+def fwd_bwd(fn, inputs):
+    """fn() then its gradient w.r.t. `inputs` for an all-ones output gradient (the ones are made once)."""
+    cell = {}
+
+    def run():
+        out = fn()
+        if "g" not in cell:
+            cell["g"] = torch.ones_like(out)
+        torch.autograd.grad(out, inputs, cell["g"])
+    return run
+
+
+def _err(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".strip()[:400]
+
+
+def _free(device):
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def section_ops(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: float):
+    for (n, e) in args.op_graphs:
+        for dname in args.dtypes:
+            dtype = DTYPES[dname]
+            for width in args.widths:
+                for case in args.op_cases:
+                    base = {"section": "ops", "case": case, "graph": graph_label(n, e), "nodes": n,
+                            "width": width, "dtype": dname}
+                    if time.monotonic() > deadline:
+                        for p in ("fwd", "fwd+bwd"):
+                            rec.row({**base, "pass": p, "skipped": f"ops budget of {args.budget['ops']:.0f} s spent"})
+                        continue
+                    try:
+                        ei, graph = graphs.get(n, e)
+                        impls, inputs = op_impls(case, graph, ei, width, dtype, args.device)
+                    except Exception as ex:  # noqa: BLE001 - recorded, the run goes on
+                        for p in ("fwd", "fwd+bwd"):
+                            rec.row({**base, "pass": p, "error": _err(ex)})
+                        continue
+                    check = compare_outputs(impls, dtype)
+                    s = inputs[0].element_size()
+                    nbytes = op_bytes(case, graph.num_src, graph.num_edges, width, s, graph.src.element_size())
+                    for p, nb in zip(("fwd", "fwd+bwd"), nbytes):
+                        r = {**base, "edges": graph.num_edges, "pass": p, "bytes": nb, "errors": [], **check}
+                        for lib, fn in impls.items():
+                            lib_inputs = inputs
+                            if isinstance(fn, tuple):
+                                fn, lib_inputs = fn
+                                if p != "fwd":
+                                    r[f"{lib}_grads"] = len(lib_inputs)
+                            run = fn if p == "fwd" else fwd_bwd(fn, lib_inputs)
+                            try:
+                                with torch.no_grad() if p == "fwd" else contextlib.nullcontext():
+                                    ms = timer.ms(run)
+                                r[f"{lib}_ms"] = ms
+                                r[f"{lib}_gbs"] = nb / (ms * 1e-3) / 1e9
+                            except Exception as ex:  # noqa: BLE001
+                                r["errors"].append(f"{lib}: {_err(ex)}")
+                                _free(args.device)
+                        if "kokoyi_gbs" in r:
+                            r["kokoyi_frac_peak"] = r["kokoyi_gbs"] / args.peak_gbs
+                            if rec.meta.get("copy_gbs"):
+                                r["kokoyi_frac_copy"] = r["kokoyi_gbs"] / rec.meta["copy_gbs"]
+                        if not r["errors"]:
+                            del r["errors"]
+                        rec.row(r)
+                        print(f"ops {case:13} {base['graph']:10} F={width:<4} {dname} {p:8} "
+                              f"kokoyi {_f(r.get('kokoyi_ms'))} ms ({_f(r.get('kokoyi_gbs'), '{:.0f}')} GB/s) "
+                              f"cuSPARSE {_f(r.get('cusparse_ms'))} PyG {_f(r.get('pyg_ms'))}", flush=True)
+                    del impls, inputs
+                    _free(args.device)
+
+
+# ============================================================================ models
+def section_models(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: float):
+    """Per graph: every model eager (kokoyi, PyG), then every model torch.compile'd (PyG), so that the
+    compile budget (which starts at the first compiled row) only ever cuts compiled rows. A row that
+    has started runs to its end (a torch.compile cannot be interrupted): a section may overrun its
+    budget by one compile (~20-40 s)."""
+    import bench_models
+
+    compile_deadline = None
+    # compiled rows: GCN and SAGE first (the issue's targets compare them with PyG compiled)
+    compiled_order = sorted(args.models, key=lambda m: m == "gat")
+    plan = [(g, model, impl) for g in args.model_graphs
+            for group, models in ((("kokoyi", "pyg"), args.models), (("pyg-compiled",), compiled_order))
+            for model in models for impl in group if impl in args.model_impls]
+    for (n, e), model, impl in plan:
+        base = {"section": "models", "model": model, "graph": graph_label(n, e), "nodes": n, "impl": impl}
+        now = time.monotonic()
+        if now > deadline:
+            rec.row({**base, "skipped": f"models budget of {args.budget['models']:.0f} s spent"})
+            continue
+        if impl == "pyg-compiled":
+            compile_deadline = compile_deadline or now + args.compile_budget_s
+            if now > compile_deadline:
+                rec.row({**base, "skipped": f"compile budget of {args.compile_budget_s:.0f} s spent"})
+                continue
+        try:
+            rec.row({**base, **measure_model(args, timer, graphs, model, impl, n, e, bench_models)})
+        except Exception as ex:  # noqa: BLE001
+            rec.row({**base, "error": _err(ex)})
+            if args.verbose:
+                traceback.print_exc()
+        r = rec.rows[-1]
+        print(f"models {model:5} {base['graph']:10} {impl:13} {_f(r.get('ms'), '{:.2f}')} ms "
+              f"peak {_f(r.get('peak_mb'), '{:.0f}')} MB {_status(r)}", flush=True)
+        _free(args.device)
+
+
+def measure_model(args, timer, graphs, model, impl, n, e, bench_models) -> dict:
+    torch.manual_seed(0)
+    ei, graph = graphs.get(n, e)
+    x = torch.randn(n, args.d_in, device=args.device)
+    lib = "kokoyi" if impl == "kokoyi" else "pyg"
+    net = bench_models.build(model, lib, args.d_in, args.hidden, args.classes).to(args.device)
+    if impl == "pyg-compiled":
+        net = torch.compile(net)
+    call = (lambda: net(graph, x)) if lib == "kokoyi" else (lambda: net(ei, x))
+
+    def step():
+        out = call()
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        out.sum().backward()
+        net.zero_grad(set_to_none=True)
+
+    t0 = time.perf_counter()
+    step()  # compiles (torch.compile, Triton kernels)
+    timer.sync()
+    first_s = time.perf_counter() - t0
+    peak = timer.peak_mb(step)
+    ms = timer.ms(step)
+    return {"ms": ms, "peak_mb": peak, "first_call_s": first_s, "edges": int(ei.shape[1])}
+
+
+# ============================================================================ minibatch
+def section_minibatch(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: float):
+    n, e = args.mb_graph
+    base = {"section": "minibatch", "graph": graph_label(n, e), "nodes": n, "sampler": "neighbor:15,10",
+            "batch_size": args.batch_size}
+    try:
+        r = run_epoch(args, timer, n, e, deadline)
+        rec.row({**base, **r})
+    except Exception as ex:  # noqa: BLE001
+        rec.row({**base, "error": _err(ex)})
+        if args.verbose:
+            traceback.print_exc()
+    r = rec.rows[-1]
+    print(f"minibatch {base['graph']}: {r.get('steps', '-')} steps, {_f(r.get('epoch_s'), '{:.2f}')} s, "
+          f"{_f(r.get('steps_per_s'), '{:.1f}')} steps/s, {_f(r.get('edges_per_s'), '{:.3g}')} edges/s "
+          f"{_status(r)}", flush=True)
+
+
+def _close(it):
+    """Stop a loader iterator's prefetch thread now (an abandoned one would keep sampling)."""
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()
+
+
+def run_epoch(args, timer, n, e, deadline) -> dict:
+    import torch.nn.functional as F
+
+    import kokoyi
+    from kokoyi import Graph
+    from kokoyi.sampling import make_loader
+
+    dev = torch.device(args.device)
+    torch.manual_seed(0)
+    ei = power_law_edges(n, e, args.device).cpu()  # drawn on the device, sampled on the CPU
+    graph = Graph.from_edge_index(ei, num_nodes=n)
+    classes = 16
+    x = torch.randn(n, args.d_in, device=dev)
+    y = torch.randint(0, classes, (n,), device=dev)
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randperm(n, generator=gen)[: max(1, int(args.train_frac * n))]
+    cls = kokoyi.compile_model((ROOT / "examples" / "sage.kky").read_text(), "SAGE")
+    net = cls(d_in=args.d_in, d_h=args.hidden, C=classes).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    loader = make_loader("neighbor:15,10", graph, train, 2, batch_size=args.batch_size, seed=0,
+                         num_workers=args.workers)
+
+    def step(batch):
+        batch = batch.to(dev)
+        inputs = x.index_select(0, batch.input_nodes.to(dev, torch.int64))
+        out = net(batch.blocks, inputs)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        loss = F.cross_entropy(out, y[batch.seeds.to(dev, torch.int64)])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return batch.num_sampled_edges
+
+    it = iter(loader)  # warm-up step (kernel compilation), not counted
+    step(next(it))
+    _close(it)
+    timer.sync()
+    if timer.cuda:
+        torch.cuda.reset_peak_memory_stats()
+    base_mem = torch.cuda.memory_allocated() if timer.cuda else 0
+    steps = edges = 0
+    wait = 0.0
+    stopped = None
+    t_epoch = time.perf_counter()
+    it = iter(loader)
+    while True:
+        t0 = time.perf_counter()
+        batch = next(it, None)
+        wait += time.perf_counter() - t0
+        if batch is None:
+            break
+        edges += step(batch)
+        steps += 1
+        if time.monotonic() > deadline:
+            stopped = f"minibatch budget of {args.budget['minibatch']:.0f} s spent after {steps} of {len(loader)} steps"
+            break
+    timer.sync()
+    secs = time.perf_counter() - t_epoch
+    _close(it)
+    r = {"edges": graph.num_edges, "train_nodes": int(train.numel()), "steps": steps, "steps_in_epoch": len(loader),
+         "epoch_s": secs if stopped is None else secs * len(loader) / max(steps, 1),
+         "measured_s": secs, "steps_per_s": steps / secs, "edges_per_s": edges / secs, "wait_share": wait / secs,
+         "peak_mb": (torch.cuda.max_memory_allocated() - base_mem) / 2**20 if timer.cuda else None,
+         "workers": args.workers}
+    if stopped:
+        r["partial"] = stopped + "; epoch_s extrapolated"
+    return r
+
+
+# ============================================================================ sweep
+def _tuning():
+    try:
+        from kokoyi.kernels.triton import tuning
+    except Exception as ex:  # noqa: BLE001 - gputune's module may be absent
+        return None, _err(ex)
+    if not callable(getattr(tuning, "override", None)):
+        return None, "kokoyi.kernels.triton.tuning has no override()"
+    return tuning, None
+
+
+def _known_fields(tuning, primitive):
+    """The fields `primitive` reads: ``tuning.USES[primitive]``, else the fields of its CONFIG/TABLE
+    entry; None when they cannot be told (then override() itself must reject an unknown one)."""
+    uses = getattr(tuning, "USES", None)
+    if isinstance(uses, dict) and primitive in uses:
+        return set(uses[primitive])
+    for name in ("CONFIG", "TABLE"):
+        cfg = getattr(tuning, name, None)
+        try:
+            entry = cfg[primitive]
+        except Exception:  # noqa: BLE001
+            entry = None
+        if isinstance(entry, tuple) and entry and isinstance(entry[0], tuple):
+            entry = entry[0][-1]  # TABLE rows: ((max_width, Launch), ...)
+        if dataclasses.is_dataclass(entry):
+            return {f.name for f in dataclasses.fields(entry)}
+        if isinstance(entry, dict):
+            return set(entry)
+    return None
+
+
+# values tried when tuning.SWEEP does not list a field
+_FALLBACK_VALUES = {"num_warps": (1, 2, 4, 8), "rows": (1, 2, 4, 8), "hub_split": (0, 256),
+                    "heads_per_program": (1, 2, 4, 8, 0)}
+
+
+def sweep_stages(tuning, primitive: str, width: int, known) -> list[tuple[str, list[dict]]]:
+    """The sweep as stages of candidate overrides, each stage applied on top of the best config so far
+    (coordinate descent):
+
+    1. hub_split (spmm: the power-law graph's hubs serialise one program per row), when read;
+    2. the grid num_warps x rows (rows only for narrow spmm, F <= 64) or, for GAT, num_warps x
+       heads_per_program when the primitive reads it;
+    3. every other field tuning.SWEEP lists (block_e, num_stages, block_f), one at a time.
+    The optional schedules (hub_split, heads_per_program) are tried only when ``known`` says the
+    primitive reads them; rows (narrow spmm) always, so that a table without it is recorded as
+    skipped rows; when ``known`` is None override() decides."""
+    sweep = getattr(tuning, "SWEEP", {}) or {}
+    values = {**_FALLBACK_VALUES, **{k: tuple(v) for k, v in sweep.get(primitive, {}).items()}}
+    reads = (lambda f: False) if known is None else (lambda f: f in known)  # noqa: E731
+    stages = []
+    if reads("hub_split") and primitive == "spmm":
+        stages.append(("hub_split", [{"hub_split": v} for v in values["hub_split"]]))
+    second = ("rows" if primitive == "spmm" and width <= 64 else
+              "heads_per_program" if primitive in ("gat", "gat_backward") and reads("heads_per_program")
+              else None)
+    grid = [{"num_warps": w, **({second: v} if second else {})} for w in values["num_warps"]
+            for v in (values[second] if second else (None,))]
+    stages.append(("num_warps x " + second if second else "num_warps", grid))
+    done = {"hub_split", "num_warps", "rows", "heads_per_program"}
+    for field in sweep.get(primitive, {}):
+        if field not in done and reads(field):
+            stages.append((field, [{field: v} for v in values[field]]))
+    return stages
+
+
+# (case, primitive tuned, width F, pass): the gat_backward launches are timed as forward + backward with
+# the forward at its default (the forward's own sweep is the row before)
+SWEEP_GAT = (("gat", "gat", HEADS * 8, "fwd"), ("gat", "gat_backward", HEADS * 8, "fwd+bwd"))
+
+
+def sweep_label(case: str, width: int, primitive: str = "") -> str:
+    if case != "gat":
+        return f"{case} F={width}"
+    return f"gat H={HEADS} D={width // HEADS}" + (" bwd" if primitive == "gat_backward" else "")
+
+
+def _same(out, ref) -> tuple[bool, float]:
+    """Whether a tuned launch gives the default launch's result (a tensor or a tuple of gradients;
+    fp32 sums may be reordered)."""
+    if isinstance(ref, (tuple, list)):
+        checks = [_same(o, r) for o, r in zip(out, ref)]
+        return len(out) == len(ref) and all(ok for ok, _ in checks), max((d for _, d in checks), default=0.0)
+    out, ref = out.float(), ref.float()
+    if out.shape != ref.shape:
+        return False, float("inf")
+    diff = float((out - ref).abs().max()) if out.numel() else 0.0
+    scale = float(ref.abs().max()) if ref.numel() else 0.0
+    return diff <= 1e-4 * max(scale, 1.0), diff
+
+
+def _grads(fn, inputs):
+    """fn's gradients w.r.t. inputs for an all-ones output gradient, as a tuple (forward + backward)."""
+    def run():
+        out = fn()
+        return torch.autograd.grad(out, inputs, torch.ones_like(out))
+    return run
+
+
+def section_sweep(args, rec: Recorder, timer: Timer, graphs: Graphs, deadline: float):
+    tuning, why = _tuning()
+    n, e = args.sweep_graph
+    cases = [("copy_u-sum", "spmm", w, "fwd") for w in args.sweep_widths] + list(SWEEP_GAT)
+    if tuning is None:
+        for case, prim, width, _ in cases:
+            rec.row({"section": "sweep", "case": sweep_label(case, width, prim), "kind": "best",
+                     "skipped": f"no tuning module ({why})"})
+        rec.note(f"sweep skipped: kokoyi.kernels.triton.tuning unavailable ({why})")
+        return
+    start = time.monotonic()
+    for i, (case, prim, width, pass_) in enumerate(cases):
+        name = sweep_label(case, width, prim)
+        is_gat = prim in ("gat", "gat_backward")
+        table_width = width // HEADS if is_gat else width  # gat's table is keyed by D
+        case_deadline = min(deadline, start + (deadline - start) * (i + 1) / len(cases))
+        base = {"section": "sweep", "case": name, "primitive": prim, "pass": pass_, "graph": graph_label(n, e)}
+        grad_mode = contextlib.nullcontext if pass_ != "fwd" else torch.no_grad
+        try:
+            ei, graph = graphs.get(n, e)
+            impls, inputs = op_impls(case, graph, ei, width, torch.float32, args.device)
+            fn = impls["kokoyi"] if pass_ == "fwd" else _grads(impls["kokoyi"], inputs)
+            with grad_mode():
+                ref = fn()
+                default_ms = timer.ms(fn)
+        except Exception as ex:  # noqa: BLE001
+            rec.row({**base, "kind": "best", "error": _err(ex)})
+            continue
+        resolved = None
+        with contextlib.suppress(Exception):
+            resolved = tuning.as_dict(prim, table_width, **({"heads": HEADS} if is_gat else {}))
+        rec.row({**base, "kind": "config", "config": "default", "resolved": resolved, "ms": default_ms})
+        known = _known_fields(tuning, prim)
+        best_ms, best_cfg = default_ms, {}
+        timed = skipped = 0
+        for stage, candidates in sweep_stages(tuning, prim, width, known):
+            stage_best = (best_ms, best_cfg)
+            for cand in candidates:
+                cfg = {**best_cfg, **cand}
+                r = {**base, "kind": "config", "stage": stage, "config": cfg}
+                unknown = sorted(set(cfg) - known) if known is not None else []
+                if unknown:
+                    skipped += 1
+                    rec.row({**r, "skipped": f"{prim} does not read {', '.join(unknown)} (tuning table)"})
+                    continue
+                if time.monotonic() > case_deadline:
+                    skipped += 1
+                    rec.row({**r, "skipped": f"sweep budget of {args.budget['sweep']:.0f} s spent"})
+                    continue
+                try:
+                    with tuning.override(prim, **cfg), grad_mode():
+                        ok, diff = _same(fn(), ref)
+                        ms = timer.ms(fn) if ok else None
+                except (TypeError, KeyError, ValueError, AttributeError) as ex:
+                    skipped += 1
+                    rec.row({**r, "skipped": f"{prim} {cfg}: {_err(ex)}"})
+                    continue
+                except Exception as ex:  # noqa: BLE001 - e.g. a launch the compiler rejects
+                    rec.row({**r, "error": _err(ex)})
+                    _free(args.device)
+                    continue
+                if not ok:
+                    rec.row({**r, "error": f"wrong result: max |diff| {diff:.3g} from the default launch"})
+                    continue
+                timed += 1
+                rec.row({**r, "ms": ms, "max_abs_diff": diff})
+                if ms < stage_best[0]:
+                    stage_best = (ms, cfg)
+            best_ms, best_cfg = stage_best
+        rec.row({**base, "kind": "best", "default_ms": default_ms, "default_config": resolved,
+                 "best_ms": best_ms, "best_config": best_cfg or "default",
+                 "speedup": default_ms / best_ms, "timed": timed, "skipped_count": skipped})
+        print(f"sweep {name:16} default {_f(default_ms)} ms, best {_f(best_ms)} ms {best_cfg or 'default'} "
+              f"({timed} timed, {skipped} skipped)", flush=True)
+        del impls, inputs, fn, ref
+        _free(args.device)
+
+
+# ============================================================================ main
+def final_table(rec: Recorder) -> str:
+    """The few lines the device tool's 12,000-character tail must keep."""
+    out = [f"== {rec.meta['device_name']} | torch {rec.meta['torch']} | triton {rec.meta['triton']} | "
+           f"copy {_f(rec.meta.get('copy_gbs'), '{:.0f}')} GB/s"]
+    for r in rec.section_rows("ops"):
+        if "case" in r and "pass" in r and ("kokoyi_ms" in r or "error" in r or r.get("errors")):
+            x = r.get("pyg_ms") / r["kokoyi_ms"] if r.get("pyg_ms") and r.get("kokoyi_ms") else None
+            c = r.get("cusparse_ms") / r["kokoyi_ms"] if r.get("cusparse_ms") and r.get("kokoyi_ms") else None
+            out.append(f"op {r['case']:12} {r['graph']:10} F{r['width']:<4}{r['dtype']} {r['pass']:7} "
+                       f"{_f(r.get('kokoyi_ms'))}ms {_f(r.get('kokoyi_gbs'), '{:.0f}')}GB/s "
+                       f"{_f(r.get('kokoyi_frac_peak') and 100 * r['kokoyi_frac_peak'], '{:.0f}')}% "
+                       f"xPyG {_f(x, '{:.2f}')} xcuSP {_f(c, '{:.2f}')}"
+                       + (" ERR" if r.get("errors") or "error" in r else "")
+                       + (" MISMATCH" if r.get("match_pyg") is False or r.get("match_cusparse") is False else ""))
+    for r in rec.section_rows("models"):
+        if "model" in r:
+            out.append(f"model {r['model']:4} {r['graph']:10} {r['impl']:12} {_f(r.get('ms'), '{:.2f}')}ms "
+                       f"{_f(r.get('peak_mb'), '{:.0f}')}MB {_status(r)[:60]}")
+    for r in rec.section_rows("minibatch"):
+        if "graph" in r:
+            out.append(f"minibatch {r['graph']} {_f(r.get('epoch_s'), '{:.2f}')}s/epoch "
+                       f"{_f(r.get('steps_per_s'), '{:.1f}')}steps/s {_f(r.get('edges_per_s'), '{:.3g}')}edges/s "
+                       f"{_f(r.get('peak_mb'), '{:.0f}')}MB {_status(r)[:60]}")
+    for r in rec.section_rows("sweep"):
+        if r.get("kind") == "best":
+            out.append(f"sweep {r['case']:16} default {_f(r.get('default_ms'))} best {_f(r.get('best_ms'))} "
+                       f"{r.get('best_config')} {_status(r)[:60]}")
+    for t, m, ok in issue_targets(rec):
+        out.append(f"target {t}: {m} {ok.strip('*')}")
+    skipped = sum(1 for r in rec.rows if "skipped" in r)
+    errors = sum(1 for r in rec.rows if "error" in r or r.get("errors"))
+    out.append(f"== {len(rec.rows)} rows, {errors} with errors, {skipped} skipped; files in {rec.out}")
+    return "\n".join(out)
+
+
+def parse_budget(items, smoke):
+    budget = dict(DEFAULT_BUDGET_S)
+    if smoke:
+        budget = {k: 60.0 for k in budget}
+    for item in items or ():
+        if "=" in item:
+            k, v = item.split("=", 1)
+            if k not in budget:
+                raise SystemExit(f"--budget-s: unknown section {k!r}; sections: {', '.join(SECTIONS)}")
+            budget[k] = float(v)
+        else:
+            budget = {k: float(item) for k in budget}
+    return budget
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="bench_gpu_out", help="output folder (results.jsonl, summary.md)")
+    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    p.add_argument("--budget-s", nargs="+", metavar="SECTION=S",
+                   help=f"per-section time budgets in seconds (defaults {DEFAULT_BUDGET_S}); a bare number sets all")
+    p.add_argument("--compile-budget-s", type=float, default=None,
+                   help="time for the torch.compile'd PyG rows within the models section (default 50; a compiled row starts only while it lasts)")
+    p.add_argument("--no-compile", action="store_true", help="no torch.compile'd PyG rows")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtypes", nargs="+", default=["fp32"], choices=list(DTYPES), help="ops section dtypes")
+    p.add_argument("--smoke", action="store_true", help="tiny graphs (10^3/10^4), one repeat, all sections")
+    p.add_argument("--full", action="store_true", help="bigger defaults: models and mini-batch on 10^6/10^7 "
+                                                       "only if the budget allows (raise --budget-s)")
+    p.add_argument("--repeat", type=int, default=5, help="CPU timing repeats")
+    p.add_argument("--warmup-ms", type=float, default=10.0, help="do_bench warm-up")
+    p.add_argument("--rep-ms", type=float, default=40.0, help="do_bench measuring time per row")
+    p.add_argument("--peak-gbs", type=float, default=4800.0, help="datasheet bandwidth (H200: 4800 GB/s)")
+    p.add_argument("--copy-gib", type=float, default=2.0, help="size of the copy_ bandwidth probe")
+    p.add_argument("--ops", dest="op_cases", nargs="+", default=list(OP_CASES), choices=OP_CASES)
+    p.add_argument("--widths", type=int, nargs="+", default=[16, 64, 128])
+    p.add_argument("--models", nargs="+", default=["gcn", "gat", "sage"], choices=["gcn", "gat", "sage"])
+    p.add_argument("--d-in", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--classes", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--train-frac", type=float, default=0.1, help="share of nodes that are mini-batch seeds")
+    p.add_argument("--workers", type=int, default=0, help="sampler worker processes (kokoyi loader)")
+    p.add_argument("--backend", choices=["auto", "triton", "torch", "numba"], default="auto",
+                   help="KOKOYI_BACKEND for kokoyi's ops (auto: kokoyi's dispatch, triton on CUDA, numba on the "
+                        "CPU; a forced backend must provide every primitive the models use)")
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args(argv)
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error("--device cuda but torch sees no CUDA device")
+    for w in args.widths:
+        if w % HEADS:
+            p.error(f"--widths: {w} is not a multiple of the {HEADS} heads")
+    if args.backend != "auto":
+        os.environ["KOKOYI_BACKEND"] = args.backend
+    args.budget = parse_budget(args.budget_s, args.smoke)
+    args.compile_budget_s = 0.0 if args.no_compile else (
+        args.compile_budget_s if args.compile_budget_s is not None else 50.0)
+    big, small = (1_000_000, 10_000_000), (100_000, 1_000_000)
+    if args.smoke:
+        tiny = (1_000, 10_000)
+        args.op_graphs = args.model_graphs = [tiny]
+        args.mb_graph = args.sweep_graph = tiny
+        args.repeat, args.warmup_ms, args.rep_ms, args.copy_gib = 1, 1.0, 3.0, 1 / 64
+        args.sweep_widths = [16]
+        args.train_frac, args.batch_size = max(args.train_frac, 0.5), min(args.batch_size, 256)
+    else:
+        args.op_graphs = [big, small]  # the targets are on the big graph: measured first
+        args.model_graphs = [small, big] if args.full else [small]
+        args.mb_graph = big
+        args.sweep_graph = big
+        args.sweep_widths = [16, 64, 128]
+    args.model_impls = ["kokoyi", "pyg"] + ([] if args.no_compile else ["pyg-compiled"])
+
+    import triton
+    import torch_geometric
+
+    timer = Timer(args.device, args.repeat, args.warmup_ms, args.rep_ms)
+    meta = {"device": args.device,
+            "device_name": torch.cuda.get_device_name(torch.device(args.device)) if timer.cuda
+            else f"{platform.processor() or 'CPU'} ({torch.get_num_threads()} threads)",
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "torch": torch.__version__, "triton": triton.__version__, "pyg": torch_geometric.__version__,
+            "python": platform.python_version(), "dtypes": args.dtypes, "peak_gbs": args.peak_gbs,
+            "backend": os.environ.get("KOKOYI_BACKEND", "auto"),
+            "triton_interpret": os.environ.get("TRITON_INTERPRET", ""),
+            "timing": ("triton.testing.do_bench median (L2 cleared per call, inputs not rotated), "
+                       f"warmup {args.warmup_ms:g} ms, rep {args.rep_ms:g} ms") if timer.cuda
+            else f"median of {args.repeat} wall-clock runs after a warm-up",
+            "budget_s": args.budget, "compile_budget_s": args.compile_budget_s,
+            "argv": list(sys.argv[1:] if argv is None else argv)}
+    try:
+        meta["copy_gbs"], meta["copy_bytes"] = measure_copy(args.device, int(args.copy_gib * 2**30), timer)
+    except Exception as ex:  # noqa: BLE001
+        meta["copy_error"] = _err(ex)
+    rec = Recorder(Path(args.out), meta)
+    print(f"# {meta['device_name']}; torch {meta['torch']}, triton {meta['triton']}; copy_ "
+          f"{_f(meta.get('copy_gbs'), '{:.0f}')} GB/s; budgets {args.budget}", flush=True)
+    graphs = Graphs(args.device)
+    runners = {"ops": section_ops, "models": section_models, "minibatch": section_minibatch, "sweep": section_sweep}
+    t_all = time.monotonic()
+    for name in args.sections:
+        t0 = time.monotonic()
+        deadline = t0 + args.budget[name]
+        try:
+            runners[name](args, rec, timer, graphs, deadline)
+        except Exception as ex:  # noqa: BLE001 - a section's crash must not lose the others
+            rec.row({"section": name, "error": f"section crashed: {_err(ex)}"})
+            rec.note(f"section {name} crashed: {_err(ex)}")
+            traceback.print_exc()
+        spent = time.monotonic() - t0
+        n_skip = sum(1 for r in rec.section_rows(name) if "skipped" in r)
+        rec.note(f"{name}: {spent:.0f} s (budget {args.budget[name]:.0f} s)"
+                 + (f", {n_skip} rows skipped" if n_skip else ""))
+        keep = {tuple(args.sweep_graph)} if "sweep" in args.sections else set()
+        graphs.drop(keep)
+        _free(args.device)
+        rec.write_summary()
+    rec.note(f"total {time.monotonic() - t_all:.0f} s")
+    rec.write_summary()
+    print(final_table(rec), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
