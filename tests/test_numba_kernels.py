@@ -313,9 +313,51 @@ def test_vector_row_sums_are_bit_identical_to_the_generic_loops(idtype, monkeypa
                 assert np.array_equal(got, want), (dtype, width, "scaled", threads)
             xt = torch.from_numpy(x)
             for reduce in ("sum", "mean"):
-                torch.testing.assert_close(nb.spmm(indptr, src_t, n_dst, "copy_u", reduce, xt, None)[0],
-                                           torch_ops.spmm(indptr, src_t, n_dst, "copy_u", reduce, xt, None)[0])
+                got_t = nb.spmm(indptr, src_t, n_dst, "copy_u", reduce, xt, None)[0]
+                want_t = torch_ops.spmm(indptr, src_t, n_dst, "copy_u", reduce, xt, None)[0]
+                torch.testing.assert_close(got_t, want_t)
     assert not rowsum.fits(20, 4) and not rowsum.fits(0, 4) and rowsum.fits(8, 8)
+
+
+@pytest.mark.parametrize("idtype", [torch.int64, torch.int32])
+def test_one_vector_max_min_rows_match_the_generic_loop(idtype, monkeypatch):
+    """rowmax.extreme_rows (16 fp32 / 8 fp64 features, the row and its winning offsets in SIMD
+    registers) against _copy_extreme_rows: equal values and arg edges with NaN (a NaN wins once and
+    stays), +-inf, ties (lowest edge id), hubs and empty rows, 1 and 2 threads; spmm against torch."""
+    import importlib
+
+    import numpy as np
+    from kokoyi.kernels.numba_cpu import _common, rowmax
+    spmm_mod = importlib.import_module("kokoyi.kernels.numba_cpu.spmm")
+    monkeypatch.setattr(_common, "_oversubscribed", lambda: False)
+    gen = torch.Generator().manual_seed(13)
+    n, e = 300, 5000
+    dst = (torch.rand(e, generator=gen) ** 4 * (n - 40)).long().sort().values  # hubs, 40 empty rows
+    indptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.bincount(dst, minlength=n).cumsum(0)])
+    indptr, src_t = indptr.to(idtype), torch.randint(0, n, (e,), generator=gen).to(idtype)
+    ip, src = indptr.numpy(), src_t.numpy()
+    for dtype, width in ((np.float32, 16), (np.float64, 8)):
+        size = np.dtype(dtype).itemsize
+        assert rowmax.fits(width, size) and not rowmax.fits(2 * width, size)
+        x = torch.randn(n, width, generator=gen).numpy().astype(dtype).round(1)  # rounding makes ties
+        x[5, 3], x[7], x[11, :4], x[13, 4:] = np.nan, np.nan, np.inf, -np.inf
+        for is_max in (True, False):
+            for threads in (1, 2):
+                bounds = _common.row_bounds(ip, threads)
+                kern = (lambda k: k.serial if threads == 1 else k.parallel)
+                got = np.zeros((n, width), dtype), np.full((n, width), -1, np.int64)
+                want = np.zeros((n, width), dtype), np.full((n, width), -1, np.int64)
+                kern(rowmax.extreme_rows)(bounds, ip, src, x, is_max, *got)
+                kern(spmm_mod._copy_extreme_rows)(bounds, ip, src, x, False, is_max, *want)
+                assert np.array_equal(got[0], want[0], equal_nan=True), (dtype, is_max, threads)
+                assert np.array_equal(got[1], want[1]), (dtype, is_max, threads)
+            # against torch on finite values (its arg of a NaN lane follows another convention)
+            xt = torch.from_numpy(np.nan_to_num(x, nan=0.5, posinf=3.0, neginf=-3.0))
+            reduce = "max" if is_max else "min"
+            out, arg = nb.spmm(indptr, src_t, n, "copy_u", reduce, xt, None)
+            w_out, w_arg = torch_ops.spmm(indptr, src_t, n, "copy_u", reduce, xt, None)
+            torch.testing.assert_close(out, w_out)
+            assert torch.equal(arg, w_arg)
 
 
 def test_pooled_outputs_are_reused_only_when_free():

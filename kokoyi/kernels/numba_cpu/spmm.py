@@ -19,7 +19,7 @@ from numba import prange
 
 from kokoyi.kernels.torch_ops import broadcast_shape
 
-from . import rowsum
+from . import rowmax, rowsum
 from ._common import (PREFETCH_AHEAD, Launch, device_fn, empty, kernel, minus_ones, np_view, prefetch,
                       prefetch_row, row_bounds, split_features, work_dtype, zeros)
 
@@ -287,7 +287,9 @@ def spmm(indptr, src, num_dst, op, reduce, u, e):
         code = OP_CODES[op]
         if extreme:
             arg = minus_ones((num_dst, H * D))
-            if op in ("copy_u", "copy_e"):
+            if op == "copy_u" and rowmax.fits(H * D, u2.itemsize):  # one SIMD register (rowmax.py)
+                rowmax.extreme_rows(bounds, ip, sr, u2, reduce == "max", out.numpy(), arg.numpy())
+            elif op in ("copy_u", "copy_e"):
                 _copy_extreme_rows(bounds, ip, sr, u2 if op == "copy_u" else e2, op == "copy_e",
                                    reduce == "max", out.numpy(), arg.numpy())
             else:
