@@ -65,3 +65,24 @@ def test_fuzz_programs_make_no_cpu_tensor_in_forward():
         if found:
             bad[seed] = found
     assert compiled >= len(FUZZ_SEEDS) // 2 and bad == {}
+
+
+def test_cuda_suite_lists_every_device_test():
+    """tests/cuda_suite.txt (the GPU run's list) names every test of the device files, by file or by node
+    id, and every node id it names exists."""
+    entries = [ln.split("#")[0].strip() for ln in (ROOT / "tests" / "cuda_suite.txt").read_text().splitlines()]
+    entries = [e for e in entries if e]
+    files = {e for e in entries if "::" not in e}
+    named = {tuple(e.split("::", 1)) for e in entries if "::" in e}
+
+    def tests_of(path):
+        tree = ast.parse((ROOT / path).read_text())
+        return {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
+
+    for path, name in named:
+        assert name in tests_of(path), f"{path}::{name} is in cuda_suite.txt but not in {path}"
+    for path in ("tests/test_cuda_ops.py", "tests/test_cuda_models.py"):
+        if path not in files:
+            missing = tests_of(path) - {n for p, n in named if p == path}
+            assert not missing, f"cuda_suite.txt leaves out {path}::{sorted(missing)}"
+    assert all((ROOT / f).exists() for f in files)

@@ -306,7 +306,7 @@ def test_sampled_blocks_on_device(name, monkeypatch):
         assert_rel(got_g, want_g, MODEL_TOL[torch.float32], f"{name} blocks {fanout} gradient")
 
 
-def _programs_with_constants(limit=8, seeds=range(120)):
+def _programs_with_constants(limit=6, seeds=range(120)):
     """Fuzz programs whose forward makes a tensor from a constant (torch.eye / torch.as_tensor)."""
     from kokoyi.compiler.fuzz import generate
     out = []

@@ -106,11 +106,24 @@ def test_edge_softmax_on_device(with_self, dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("self_loop", [False, True], ids=["plain", "self"])
-def test_gat_aggregate_on_device(self_loop, dtype, monkeypatch):
+@pytest.mark.parametrize("self_loop, weighted", [(False, False), (True, False), (True, True)],
+                         ids=["plain", "self", "self-log_w"])
+def test_gat_aggregate_on_device(self_loop, weighted, dtype, monkeypatch):
+    """The fused attention; with per-edge log-weights (a sampler's estimator weights, one edge of weight
+    0), given in the features' dtype and rounded the same way for the float64 reference."""
     s, t, x = _x(N, H, seed=7, scale=2.0), _x(N, H, seed=8, scale=2.0), _x(N, H, D, seed=9)
-    _check(lambda g, s, t, x: ops.gat_aggregate(g, s, t, x, 0.2, self_loop), [s, t, x], dtype,
-           monkeypatch, "gat_aggregate")
+    lw = None
+    if weighted:
+        w = torch.exp(torch.empty(GRAPH.num_edges, dtype=torch.float64).uniform_(
+            -2.3, 2.3, generator=torch.Generator().manual_seed(3)))
+        w[1] = 0.0
+        lw = torch.log(w).to(dtype).double()
+
+    def fn(g, s, t, x):
+        if lw is None:
+            return ops.gat_aggregate(g, s, t, x, 0.2, self_loop)
+        return kops.gat_aggregate(g, s, t, x, 0.2, self_loop, log_w=lw.to(g.device, s.dtype))
+    _check(fn, [s, t, x], dtype, monkeypatch, "gat_aggregate")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)

@@ -550,9 +550,10 @@ from kokoyi.kernels.triton import tuning  # noqa: E402
 # launch options only matter to the compiler: the interpreter runs every program the same way, so
 # they are checked by the sm_90 compile check (_compile_check --sweep), not here
 _INTERPRETER_FIELDS = ("rows", "block_e", "block_f", "hub_split", "heads_per_program", "rows_in_tile")
-SWEEP_CASES = [(prim, field, value) for prim, fields in tuning.SWEEP.items()
+SWEEP_CASES = [(prim, {field: value}) for prim, fields in tuning.SWEEP.items()
                for field, values in fields.items()
                if field in _INTERPRETER_FIELDS or DEVICE == "cuda" for value in values]
+SWEEP_CASES += [(prim, combo) for prim, combos in tuning.COMBOS.items() for combo in combos]
 
 
 def test_default_table_keeps_the_launches_of_the_auto_rules():
@@ -609,6 +610,27 @@ def test_override_rejects_unknown_names_and_bad_values():
 SWEEP_GRAPH = make_graph(10, 6, 12, hub=70, isolated=(2,), seed=3)
 
 
+def test_width_buckets_and_environment_overrides(monkeypatch):
+    rows = ((16, tuning.Launch(num_warps=1)), (64, tuning.Launch(num_warps=2, block_e=16)),
+            (None, tuning.Launch(num_warps=8)))
+    monkeypatch.setitem(tuning.TABLE, "spmm", rows)
+    assert [tuning.config("spmm", w).num_warps for w in (1, 16, 17, 64, 65, 10**6)] == [1, 1, 2, 2, 8, 8]
+    assert tuning.config("spmm", 40).block_e == 16 and tuning.config("spmm", 40).block_f == 64
+    parsed = tuning.parse_overrides(" spmm:num_warps=8, block_e=16 ; gat:heads_per_program=0;")
+    assert parsed == {"spmm": {"num_warps": 8, "block_e": 16}, "gat": {"heads_per_program": 0}}
+    for bad, message in (("spmm", "expected 'primitive:field=value"), ("spmm:num_warps", "field=<non"),
+                         ("spmm:num_warps=x", "field=<non"), ("spmm:num_warps=-2", "field=<non"),
+                         ("sddmm:rows=2", "'sddmm' does not read 'rows'"), ("spnn:rows=2", "unknown primitive")):
+        with pytest.raises(ValueError, match=message):
+            tuning.parse_overrides(bad)
+    env = {**os.environ, "KOKOYI_TRITON_TUNING": "spmm:num_warps=2;gat:block_e=8"}
+    code = ("from kokoyi.kernels.triton import tuning as t; "
+            "print(t.config('spmm', 8).num_warps, t.config('gat', 8, heads=2).block_e, t.config('sddmm', 8).num_warps)")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.stdout.split() == ["2", "8", "4"], run.stderr[-2000:]
+
+
 def _run_primitive(prim, g):
     """(results, references) of one primitive on g at a width where every block_f tried matters."""
     if prim == "spmm":
@@ -642,11 +664,11 @@ def _run_primitive(prim, g):
 # on a GPU every case compiles new kernel variants (~1 s each): opt in with KOKOYI_TUNING_TESTS=1
 @pytest.mark.skipif(DEVICE == "cuda" and os.environ.get("KOKOYI_TUNING_TESTS") != "1",
                     reason="compiles ~100 kernel variants on a GPU; set KOKOYI_TUNING_TESTS=1")
-@pytest.mark.parametrize("prim,field,value", SWEEP_CASES,
-                         ids=[f"{p}-{f}={v}" for p, f, v in SWEEP_CASES])
-def test_every_swept_launch_gives_the_reference_results(prim, field, value):
+@pytest.mark.parametrize("prim,fields", SWEEP_CASES,
+                         ids=[p + "-" + ",".join(f"{f}={v}" for f, v in c.items()) for p, c in SWEEP_CASES])
+def test_every_swept_launch_gives_the_reference_results(prim, fields):
     g = SWEEP_GRAPH
-    with tuning.override(prim, **{field: value}):
+    with tuning.override(prim, **fields):
         got, want = _run_primitive(prim, g)
     for a, b in zip(got, want):
         if a.dtype == torch.int64:
@@ -754,3 +776,49 @@ def test_tiled_rows_match_reference_with_hubs_isolated_rows_and_ties(rows, hub_s
     ref, ref_arg = ref_spmm(g, "copy_u", "max", s, None)
     close(out, ref)
     torch.testing.assert_close(arg, ref_arg)
+
+
+# --------------------------------------------------------- GAT hub split (gat(_backward).hub_split)
+@pytest.mark.parametrize("self_loop,heads_per_program,threshold", [(True, 1, 7), (False, 0, 64), (True, 0, 16)])
+def test_gat_hub_split_matches_composition_and_is_reproducible(self_loop, heads_per_program, threshold):
+    """The 300-edge hub runs as chunks merged by log-sum-exp (forward) and partial grad_t sums
+    (backward), with per-edge log-weights (one -inf: a zero-weight edge) in both layouts."""
+    g = STAR
+    s, t, feat = gat_inputs(g, heads=3, width=4, seed=51)
+    s = s * 3                                                     # spread the scores across chunks
+    log_w = rand(g.num_edges, seed=52)
+    log_w[int(g.indptr[0]) + 5] = float("-inf")
+    grad_out = rand(g.num_dst, 3, 4, seed=53)
+    fields = dict(heads_per_program=heads_per_program, hub_split=threshold)
+    with tuning.override("gat", **fields), tuning.override("gat_backward", **fields):
+        runs = []
+        for _ in range(2):
+            out, stats = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, self_loop, log_w=log_w)
+            grads = kt.gat_aggregate_backward(g.indptr, g.src, g.rev_indptr, g.rev_dst, g.rev_perm,
+                                              s, t, feat, out, stats, grad_out, 0.2, self_loop, log_w=log_w)
+            runs.append((out, *stats, *grads))
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)                                   # no atomics: bit-reproducible
+    out, row_max, row_sum, *grads = runs[0]
+    leaves = [x.double().requires_grad_() for x in (s, t, feat)]
+    ref = ref_gat(g, *leaves, 0.2, self_loop, log_w=log_w.double())
+    close(out, ref.detach())
+    ref.backward(grad_out.double())
+    for name, got, leaf in zip(("s_src", "t_dst", "feat"), grads, leaves):
+        torch.testing.assert_close(got.double(), leaf.grad, atol=1e-5, rtol=1e-5, msg=name)
+    plain_out, (plain_max, plain_sum) = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, self_loop,
+                                                         log_w=log_w)
+    close(row_max, plain_max)                                      # the merged statistics are the
+    close(row_sum, plain_sum)                                      # row kernel's
+
+
+def test_hub_plan_is_cached_per_indptr_tensor_and_invalidated_by_writes():
+    from kokoyi.kernels.triton._common import hub_plan
+    indptr = STAR.indptr.clone()
+    first = hub_plan(indptr, 7)
+    assert first is not None and first.num_chunks == -(-int(indptr[1] - indptr[0]) // 7)
+    assert hub_plan(indptr, 7) is first                       # same tensor, same threshold: reused
+    assert hub_plan(indptr, 8) is not first
+    assert hub_plan(indptr.clone(), 7) is not first           # another tensor: its own plan
+    indptr[1:] = indptr[1:] - indptr[1] + 1                   # in place: row 0 keeps one edge
+    assert hub_plan(indptr, 7) is None                        # the write is seen: no hub left

@@ -4,6 +4,8 @@ kernel; launch sizes come from tuning.py."""
 from __future__ import annotations
 
 import math
+import weakref
+from typing import NamedTuple
 
 import torch
 import triton
@@ -92,6 +94,62 @@ def feature_offsets(own: tuple[int, ...], full: tuple[int, ...], device) -> torc
     padded = (1,) * (len(full) - len(own)) + own
     table = torch.arange(max(numel(own), 1), dtype=torch.int32).reshape(padded).expand(full)
     return table.reshape(-1).contiguous().to(device)
+
+
+
+class HubPlan(NamedTuple):
+    """Rows of more than T in-edges (`rows`, their in-degree `degree`) cut into chunks of at most
+    T consecutive CSR edges: chunk c covers bounds[2c] .. bounds[2c+1]-1; the chunks of hub i are
+    chunk_indptr[i] .. chunk_indptr[i+1]-1, in edge order; chunk_rows[c] = the row of chunk c."""
+    rows: torch.Tensor
+    degree: torch.Tensor
+    bounds: torch.Tensor
+    chunk_indptr: torch.Tensor
+    num_chunks: int
+    chunk_rows: torch.Tensor
+
+
+# hub plans of recently seen indptr tensors (a Graph keeps its indptr, so repeated calls on one graph
+# reuse the plan): key -> (weak reference to the indptr tensor, plan)
+_PLANS: dict = {}
+_PLANS_KEPT = 16
+
+
+def hub_plan(indptr, threshold):
+    """The chunks of the rows with more than `threshold` in-edges, or None if there is none.
+
+    Computing a plan costs one device sync (how many hubs and chunks there are) and a few small
+    kernels; it is cached per indptr tensor (identity, storage, in-place version) and threshold, so
+    a model calling the same graph again pays nothing and syncs nothing."""
+    key = (id(indptr), indptr.data_ptr(), indptr._version, indptr.shape[0], indptr.device, int(threshold))
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0]() is indptr:
+        return hit[1]
+    plan = _make_hub_plan(indptr, threshold)
+    if len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.pop(next(iter(_PLANS)))
+    _PLANS[key] = (weakref.ref(indptr), plan)
+    return plan
+
+
+def _make_hub_plan(indptr, threshold):
+    indptr = indptr.to(torch.int64)
+    degree = indptr[1:] - indptr[:-1]
+    rows = torch.nonzero(degree > threshold).flatten()
+    if rows.numel() == 0:
+        return None
+    degree = degree[rows]
+    per_hub = (degree + threshold - 1) // threshold
+    chunk_indptr = torch.zeros(rows.numel() + 1, dtype=torch.int64, device=indptr.device)
+    torch.cumsum(per_hub, 0, out=chunk_indptr[1:])
+    num_chunks = int(chunk_indptr[-1])
+    hub_of_chunk = torch.repeat_interleave(torch.arange(rows.numel(), device=indptr.device),
+                                           per_hub, output_size=num_chunks)
+    within = torch.arange(num_chunks, device=indptr.device) - chunk_indptr[hub_of_chunk]
+    start = indptr[rows][hub_of_chunk] + within * threshold
+    end = torch.minimum(start + threshold, indptr[rows + 1][hub_of_chunk])
+    bounds = torch.stack([start, end], 1).reshape(-1).contiguous()
+    return HubPlan(rows, degree, bounds, chunk_indptr, num_chunks, rows[hub_of_chunk])
 
 
 @triton.jit

@@ -115,13 +115,14 @@ def _exercise(kt, full: bool):
         kt.edge_softmax(indptr, dst, rand(5, 4, 8))
         kt.edge_softmax(indptr, dst, rand(5, 4, 8), rand(2, 4, 8))
         rev_indptr, rev_perm = torch.tensor([0, 2, 3, 4, 5], dtype=idx), torch.arange(5, dtype=idx)
-        gat_cases = (itertools.product((False, True), (8, 130), (1, 0), (False, True)) if full
-                     else [(False, 130, 1, False), (True, 130, 1, False), (True, 8, 0, True)])
-        for self_loop, width, heads_pp, weighted in gat_cases:
+        gat_cases = (itertools.product((False, True), (8, 130), (1, 0), (False, True), (0, 1)) if full
+                     else [(False, 130, 1, False, 0), (True, 130, 1, False, 0), (True, 8, 0, True, 0),
+                           (True, 8, 1, True, 1), (False, 8, 0, False, 1)])
+        for self_loop, width, heads_pp, weighted, hub_split in gat_cases:
             s, t, feat = rand(4, 2), rand(2, 2), rand(4, 2, width)
             log_w = rand(5) if weighted else None
-            with tuning.override("gat", heads_per_program=heads_pp), \
-                    tuning.override("gat_backward", heads_per_program=heads_pp):
+            fields = dict(heads_per_program=heads_pp, hub_split=hub_split)   # hub_split=1: all hubs
+            with tuning.override("gat", **fields), tuning.override("gat_backward", **fields):
                 out, stats = kt.gat_aggregate(indptr, src, s, t, feat, 0.2, self_loop, log_w=log_w)
                 kt.gat_aggregate_backward(indptr, src, rev_indptr, dst, rev_perm, s, t, feat, out,
                                           (torch.zeros(2, 2), torch.ones(2, 2)), out, 0.2, self_loop,
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="every variant (minutes)")
     parser.add_argument("--sweep", action="store_true",
-                        help="also every value of tuning.SWEEP (one field at a time)")
+                        help="also every value of tuning.SWEEP (one field at a time) and tuning.COMBOS")
     parser.add_argument("--arch", type=int, default=90, help="CUDA compute capability (90: H100)")
     opts = parser.parse_args(argv)
     import kokoyi.kernels.triton as kt
@@ -151,11 +152,12 @@ def main(argv=None) -> int:
     with compiling_instead_of_launching(GPUTarget("cuda", opts.arch, 32)) as seen:
         _exercise(kt, opts.all)
         if opts.sweep:
-            for primitive, fields in tuning.SWEEP.items():
-                for field, values in fields.items():
-                    for value in values:
-                        with tuning.override(primitive, **{field: value}):
-                            _exercise(kt, False)
+            cases = [(prim, {field: value}) for prim, fields in tuning.SWEEP.items()
+                     for field, values in fields.items() for value in values]
+            cases += [(prim, combo) for prim, combos in tuning.COMBOS.items() for combo in combos]
+            for primitive, fields in cases:
+                with tuning.override(primitive, **fields):
+                    _exercise(kt, False)
     kernels = sorted({key[0] for key in seen})
     print(f"compiled {len(seen)} variants of {len(kernels)} kernels for sm_{opts.arch}: "
           f"{', '.join(kernels)}")

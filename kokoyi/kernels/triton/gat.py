@@ -28,6 +28,15 @@ i.e. alpha_uv = w_uv exp(.) / sum w exp(.). The backward formulas above are unch
 (dz/d pre = LeakyReLU'(pre); log_w gets no gradient); both passes recompute alpha with log_w
 (pass 2 finds an edge's log_w through rev_perm).
 
+Hubs (tuning.py: gat / gat_backward hub_split = T > 0): a power-law graph's hub (10^5 in-edges)
+would serialise its program. Rows of more than T in-edges are skipped by the row launch; each T-edge
+chunk c runs the row kernel into fp32 partials (o_c normalised, m_c, l_c), and _gat_combine_kernel
+merges a hub's chunks in order: M = max m_c, L = sum l_c e^(m_c - M), out = sum l_c e^(m_c - M) o_c / L
+(plus the self loop), writing the row's (m, l) as the row kernel would. Backward pass 1 runs per
+chunk the same way (dz of the chunk's edges, a partial grad_t per chunk); grad_t of a hub = its
+self-loop term + its chunks' partials in chunk order (fp32). Pass 2 (by source) is unchanged.
+Deterministic, no atomics.
+
 Layouts (tuning.py: gat / gat_backward heads_per_program): 1 = one program per (node, head, D tile)
 as above; HEADS > 1 = one program per (node, HEADS heads, D tile) over a (BLOCK_E, HEADS, BLOCK_D)
 tile, with m, l (and delta, grad_t, grad_s) as HEADS-vectors; same arithmetic per head. For GAT's
@@ -41,8 +50,9 @@ import triton
 import triton.language as tl
 
 from . import tuning
-from ._common import check_device, check_float, check_index
+from ._common import check_device, check_float, check_index, hub_plan
 from .softmax import finite_weight
+from .spmm import spmm
 
 
 @triton.jit
@@ -52,14 +62,28 @@ def _leaky(x, slope):
 
 @triton.jit
 def _gat_forward_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, lw_ptr, out_ptr, m_ptr, l_ptr,
-                        H, D, slope, SELF_LOOP: tl.constexpr, HAS_LOGW: tl.constexpr,
+                        rows_ptr, H, D, slope, hub_limit, SELF_LOOP: tl.constexpr,
+                        HAS_LOGW: tl.constexpr, PAIRS: tl.constexpr, SKIP_HUBS: tl.constexpr,
                         BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
-    v = tl.program_id(0).to(tl.int64)
+    """Program (slot, h, D tile). slot = destination v; with PAIRS slot = a hub chunk c over edges
+    indptr[2c] .. indptr[2c+1]-1 of row v = rows[c] (out, m, l then index chunks). With SKIP_HUBS
+    rows of more than hub_limit edges write nothing (their chunks do)."""
+    slot = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1)
     d = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
     dmask = d < D
-    start = tl.load(indptr_ptr + v).to(tl.int64)
-    end = tl.load(indptr_ptr + v + 1).to(tl.int64)
+    if PAIRS:
+        v = tl.load(rows_ptr + slot).to(tl.int64)
+        start = tl.load(indptr_ptr + 2 * slot).to(tl.int64)
+        end = tl.load(indptr_ptr + 2 * slot + 1).to(tl.int64)
+    else:
+        v = slot
+        start = tl.load(indptr_ptr + v).to(tl.int64)
+        end = tl.load(indptr_ptr + v + 1).to(tl.int64)
+    degree = end - start
+    if SKIP_HUBS:
+        end = tl.where(degree > hub_limit, start, end)
+        dmask = dmask & ((tl.zeros((BLOCK_D,), tl.int64) + degree) <= hub_limit)
     t = tl.load(t_ptr + v * H + h).to(tl.float32)
     if SELF_LOOP:
         m = _leaky(tl.load(s_ptr + v * H + h).to(tl.float32) + t, slope)
@@ -87,6 +111,52 @@ def _gat_forward_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, lw_ptr, out
         m = m_new
     empty = l == 0.0
     res = tl.where(empty, 0.0, acc / tl.where(empty, 1.0, l))
+    tl.store(out_ptr + (slot * H + h) * D + d, res.to(out_ptr.dtype.element_ty), mask=dmask)
+    if tl.program_id(2) == 0:
+        if SKIP_HUBS:
+            if degree <= hub_limit:
+                tl.store(m_ptr + slot * H + h, tl.where(empty, 0.0, m))
+                tl.store(l_ptr + slot * H + h, l)
+        else:
+            tl.store(m_ptr + slot * H + h, tl.where(empty, 0.0, m))
+            tl.store(l_ptr + slot * H + h, l)
+
+
+@triton.jit
+def _gat_combine_kernel(chunk_indptr_ptr, hub_rows_ptr, s_ptr, t_ptr, feat_ptr, po_ptr, pm_ptr, pl_ptr,
+                        out_ptr, m_ptr, l_ptr, H, D, slope, SELF_LOOP: tl.constexpr,
+                        BLOCK_D: tl.constexpr):
+    """Hub split, forward: one program per (hub i, head h, D tile) folds the hub's chunk results
+    (normalised partial out o_c, max m_c, sum l_c; chunk order) into row v = hub_rows[i], starting
+    from the self loop like the row kernel: M = max m_c, L = sum l_c e^(m_c - M),
+    out = sum l_c e^(m_c - M) o_c / L. Writes out[v, h], m[v, h], l[v, h]."""
+    i = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1)
+    d = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < D
+    v = tl.load(hub_rows_ptr + i).to(tl.int64)
+    c0 = tl.load(chunk_indptr_ptr + i).to(tl.int64)
+    c1 = tl.load(chunk_indptr_ptr + i + 1).to(tl.int64)
+    if SELF_LOOP:
+        m = _leaky(tl.load(s_ptr + v * H + h).to(tl.float32) + tl.load(t_ptr + v * H + h).to(tl.float32),
+                   slope)
+        l = finite_weight(m, m)
+        acc = l * tl.load(feat_ptr + (v * H + h) * D + d, mask=dmask, other=0.0).to(tl.float32)
+    else:
+        m = tl.full((), float("-inf"), tl.float32)
+        l = tl.full((), 0.0, tl.float32)
+        acc = tl.zeros((BLOCK_D,), tl.float32)
+    for c in range(c0, c1):
+        l_c = tl.load(pl_ptr + c * H + h)
+        m_c = tl.where(l_c == 0.0, float("-inf"), tl.load(pm_ptr + c * H + h))
+        m_new = tl.maximum(m, m_c)
+        scale = finite_weight(m, m_new)
+        w = finite_weight(m_c, m_new) * l_c
+        acc = acc * scale + w * tl.load(po_ptr + (c * H + h) * D + d, mask=dmask, other=0.0)
+        l = l * scale + w
+        m = m_new
+    empty = l == 0.0
+    res = tl.where(empty, 0.0, acc / tl.where(empty, 1.0, l))
     tl.store(out_ptr + (v * H + h) * D + d, res.to(out_ptr.dtype.element_ty), mask=dmask)
     if tl.program_id(2) == 0:
         tl.store(m_ptr + v * H + h, tl.where(empty, 0.0, m))
@@ -95,15 +165,29 @@ def _gat_forward_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, lw_ptr, out
 
 @triton.jit
 def _gat_backward_dst_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, lw_ptr, out_ptr, g_ptr,
-                             m_ptr, l_ptr, dz_ptr, dz_self_ptr, grad_t_ptr, H, D, slope,
-                             SELF_LOOP: tl.constexpr, HAS_LOGW: tl.constexpr,
+                             m_ptr, l_ptr, dz_ptr, dz_self_ptr, grad_t_ptr, rows_ptr, H, D, slope,
+                             hub_limit, SELF_LOOP: tl.constexpr, HAS_LOGW: tl.constexpr,
+                             PAIRS: tl.constexpr, SKIP_HUBS: tl.constexpr,
                              BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Pass 1, one program per (v, h): dz of each in-edge (and of the self loop), grad_t[v, h]."""
-    v = tl.program_id(0).to(tl.int64)
+    """Pass 1, one program per (v, h): dz of each in-edge (and of the self loop), grad_t[v, h].
+    With PAIRS a program per (hub chunk c, h) over edges indptr[2c] .. indptr[2c+1]-1 of row
+    v = rows[c], writing its partial grad_t to grad_t[c, h] (launched with SELF_LOOP=False); with
+    SKIP_HUBS rows of more than hub_limit edges walk no edge and write only dz_self (the self-loop
+    term depends on row-wide quantities only); their grad_t is assembled on the host."""
+    slot = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1)
+    if PAIRS:
+        v = tl.load(rows_ptr + slot).to(tl.int64)
+        start = tl.load(indptr_ptr + 2 * slot).to(tl.int64)
+        end = tl.load(indptr_ptr + 2 * slot + 1).to(tl.int64)
+    else:
+        v = slot
+        start = tl.load(indptr_ptr + v).to(tl.int64)
+        end = tl.load(indptr_ptr + v + 1).to(tl.int64)
     vh = v * H + h
-    start = tl.load(indptr_ptr + v).to(tl.int64)
-    end = tl.load(indptr_ptr + v + 1).to(tl.int64)
+    degree = end - start
+    if SKIP_HUBS:
+        end = tl.where(degree > hub_limit, start, end)
     t = tl.load(t_ptr + vh).to(tl.float32)
     m = tl.load(m_ptr + vh)
     inv_l = 1.0 / tl.where(tl.load(l_ptr + vh) == 0.0, 1.0, tl.load(l_ptr + vh))
@@ -143,7 +227,11 @@ def _gat_backward_dst_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, lw_ptr
         dz = tl.where(kmask, a * (dots - delta) * tl.where(pre > 0, 1.0, slope), 0.0)
         tl.store(dz_ptr + k * H + h, dz, mask=kmask)
         grad_t += tl.sum(dz, axis=0)
-    tl.store(grad_t_ptr + vh, grad_t.to(grad_t_ptr.dtype.element_ty))
+    if SKIP_HUBS:
+        if degree <= hub_limit:
+            tl.store(grad_t_ptr + slot * H + h, grad_t.to(grad_t_ptr.dtype.element_ty))
+    else:
+        tl.store(grad_t_ptr + slot * H + h, grad_t.to(grad_t_ptr.dtype.element_ty))
 
 
 @triton.jit
@@ -200,7 +288,8 @@ def _gat_backward_src_kernel(rev_indptr_ptr, rev_dst_ptr, rev_perm_ptr, s_ptr, t
 # whole H x D feature row at once. Same math as the kernels above, head by head.
 @triton.jit
 def _gat_forward_heads_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, lw_ptr, out_ptr, m_ptr,
-                              l_ptr, H, D, slope, SELF_LOOP: tl.constexpr, HAS_LOGW: tl.constexpr,
+                              l_ptr, H, D, slope, hub_limit, SELF_LOOP: tl.constexpr,
+                              HAS_LOGW: tl.constexpr, SKIP_HUBS: tl.constexpr,
                               HEADS: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
     v = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1) * HEADS + tl.arange(0, HEADS)
@@ -213,6 +302,13 @@ def _gat_forward_heads_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, lw_pt
     tmask = hmask[:, None] & dmask[None, :]
     start = tl.load(indptr_ptr + v).to(tl.int64)
     end = tl.load(indptr_ptr + v + 1).to(tl.int64)
+    if SKIP_HUBS:                       # a hub's chunks and _gat_combine_kernel write its row
+        keep = (tl.zeros((HEADS,), tl.int64) + (end - start)) <= hub_limit
+        end = tl.where(end - start > hub_limit, start, end)
+        hmask_out = hmask & keep
+    else:
+        hmask_out = hmask
+    tmask_out = hmask_out[:, None] & dmask[None, :]
     t = tl.load(t_ptr + vh, mask=hmask, other=0.0).to(tl.float32)
     if SELF_LOOP:
         m = _leaky(tl.load(s_ptr + vh, mask=hmask, other=0.0).to(tl.float32) + t, slope)
@@ -243,24 +339,30 @@ def _gat_forward_heads_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, lw_pt
         m = m_new
     empty = l == 0.0
     res = tl.where(empty[:, None], 0.0, acc / tl.where(empty, 1.0, l)[:, None])
-    tl.store(out_ptr + tile, res.to(out_ptr.dtype.element_ty), mask=tmask)
+    tl.store(out_ptr + tile, res.to(out_ptr.dtype.element_ty), mask=tmask_out)
     if tl.program_id(2) == 0:
-        tl.store(m_ptr + vh, tl.where(empty, 0.0, m), mask=hmask)
-        tl.store(l_ptr + vh, l, mask=hmask)
+        tl.store(m_ptr + vh, tl.where(empty, 0.0, m), mask=hmask_out)
+        tl.store(l_ptr + vh, l, mask=hmask_out)
 
 
 @triton.jit
 def _gat_backward_dst_heads_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, lw_ptr, out_ptr, g_ptr,
                                    m_ptr, l_ptr, dz_ptr, dz_self_ptr, grad_t_ptr, H, D, slope,
-                                   SELF_LOOP: tl.constexpr, HAS_LOGW: tl.constexpr,
-                                   HEADS: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Pass 1, one program per (v, HEADS heads)."""
+                                   hub_limit, SELF_LOOP: tl.constexpr, HAS_LOGW: tl.constexpr,
+                                   SKIP_HUBS: tl.constexpr, HEADS: tl.constexpr,
+                                   BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Pass 1, one program per (v, HEADS heads) (SKIP_HUBS: as _gat_backward_dst_kernel)."""
     v = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1) * HEADS + tl.arange(0, HEADS)
     hmask = h < H
     vh = v * H + h
     start = tl.load(indptr_ptr + v).to(tl.int64)
     end = tl.load(indptr_ptr + v + 1).to(tl.int64)
+    if SKIP_HUBS:
+        hmask_out = hmask & ((tl.zeros((HEADS,), tl.int64) + (end - start)) <= hub_limit)
+        end = tl.where(end - start > hub_limit, start, end)
+    else:
+        hmask_out = hmask
     t = tl.load(t_ptr + vh, mask=hmask, other=0.0).to(tl.float32)
     m = tl.load(m_ptr + vh, mask=hmask, other=0.0)
     l_v = tl.load(l_ptr + vh, mask=hmask, other=0.0)
@@ -304,7 +406,7 @@ def _gat_backward_dst_heads_kernel(indptr_ptr, src_ptr, s_ptr, t_ptr, feat_ptr, 
         dz = tl.where(eh, a * (dots - delta[None, :]) * tl.where(pre > 0, 1.0, slope), 0.0)
         tl.store(dz_ptr + k[:, None] * H + h[None, :], dz, mask=eh)
         grad_t += tl.sum(dz, axis=0)
-    tl.store(grad_t_ptr + vh, grad_t.to(grad_t_ptr.dtype.element_ty), mask=hmask)
+    tl.store(grad_t_ptr + vh, grad_t.to(grad_t_ptr.dtype.element_ty), mask=hmask_out)
 
 
 @triton.jit
@@ -419,16 +521,45 @@ def gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=Fal
         return out, (row_max, row_sum)
     cfg = tuning.config("gat", max(width, 1), heads=heads)  # D = 0 still computes the statistics
     hp = cfg.heads_per_program
-    args = (indptr, src, s_src.contiguous(), t_dst.contiguous(), feat.contiguous(), lw, out,
-            row_max, row_sum, heads, width, float(negative_slope))
-    flags = dict(SELF_LOOP=bool(self_loop), HAS_LOGW=log_w is not None, BLOCK_E=cfg.block_e,
+    hubs = hub_plan(indptr, cfg.hub_split) if cfg.hub_split > 0 and src.shape[0] > 0 else None
+    hub_limit = cfg.hub_split if hubs is not None else 0
+    s_c, t_c, f_c = s_src.contiguous(), t_dst.contiguous(), feat.contiguous()
+    slope = float(negative_slope)
+    flags = dict(HAS_LOGW=log_w is not None, SKIP_HUBS=hubs is not None, BLOCK_E=cfg.block_e,
                  BLOCK_D=cfg.block_f, **tuning.launch_options(cfg))
     d_tiles = triton.cdiv(max(width, 1), cfg.block_f)
     if hp > 1:
-        _gat_forward_heads_kernel[(num_dst, triton.cdiv(heads, hp), d_tiles)](*args, HEADS=hp, **flags)
+        _gat_forward_heads_kernel[(num_dst, triton.cdiv(heads, hp), d_tiles)](
+            indptr, src, s_c, t_c, f_c, lw, out, row_max, row_sum, heads, width, slope, hub_limit,
+            SELF_LOOP=bool(self_loop), HEADS=hp, **flags)
     else:
-        _gat_forward_kernel[(num_dst, heads, d_tiles)](*args, **flags)
+        _gat_forward_kernel[(num_dst, heads, d_tiles)](
+            indptr, src, s_c, t_c, f_c, lw, out, row_max, row_sum, indptr, heads, width, slope,
+            hub_limit, SELF_LOOP=bool(self_loop), PAIRS=False, **flags)
+    if hubs is not None:
+        _forward_hubs(cfg, hubs, src, s_c, t_c, f_c, lw, out, row_max, row_sum, heads, width, slope,
+                      bool(self_loop), flags)
     return out, (row_max, row_sum)
+
+
+def _forward_hubs(cfg, hubs, src, s_c, t_c, f_c, lw, out, row_max, row_sum, heads, width, slope,
+                  self_loop, flags):
+    """Hub split, forward: one (per-head) program per (chunk, head, D tile) runs the row kernel
+    over the chunk's edges into fp32 partials (normalised out, m, l per chunk), then
+    _gat_combine_kernel folds each hub's chunks in order (and its self loop) into its row."""
+    device = out.device
+    c = hubs.num_chunks
+    part_out = torch.empty((c, heads, max(width, 1)), dtype=torch.float32, device=device)
+    part_m = torch.empty((c, heads), dtype=torch.float32, device=device)
+    part_l = torch.empty((c, heads), dtype=torch.float32, device=device)
+    d_tiles = triton.cdiv(max(width, 1), cfg.block_f)
+    chunk_flags = {**flags, "SKIP_HUBS": False}
+    _gat_forward_kernel[(c, heads, d_tiles)](
+        hubs.bounds, src, s_c, t_c, f_c, lw, part_out, part_m, part_l, hubs.chunk_rows, heads, width,
+        slope, 0, SELF_LOOP=False, PAIRS=True, **chunk_flags)
+    _gat_combine_kernel[(hubs.rows.numel(), heads, d_tiles)](
+        hubs.chunk_indptr, hubs.rows, s_c, t_c, f_c, part_out, part_m, part_l, out, row_max, row_sum,
+        heads, width, slope, SELF_LOOP=self_loop, BLOCK_D=cfg.block_f, **tuning.launch_options(cfg))
 
 
 def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_dst, feat, out,
@@ -471,18 +602,37 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
     dz_self = torch.zeros((num_dst, heads), dtype=torch.float32, device=device)
     cfg = tuning.config("gat_backward", width, heads=heads)
     hp = cfg.heads_per_program
+    hubs = hub_plan(indptr, cfg.hub_split) if cfg.hub_split > 0 and num_edges > 0 and num_dst > 0 else None
+    hub_limit = cfg.hub_split if hubs is not None else 0
     flags = dict(SELF_LOOP=bool(self_loop), HAS_LOGW=log_w is not None, BLOCK_E=cfg.block_e,
                  BLOCK_D=cfg.block_f, **tuning.launch_options(cfg))
-    if hp > 1:
-        flags["HEADS"] = hp
-    dst_kernel, src_kernel = ((_gat_backward_dst_heads_kernel, _gat_backward_src_heads_kernel) if hp > 1
-                              else (_gat_backward_dst_kernel, _gat_backward_src_kernel))
     head_blocks = triton.cdiv(heads, hp)
     slope = float(negative_slope)
-    if num_dst > 0:
-        dst_kernel[(num_dst, head_blocks)](
-            indptr, src, s_c, t_c, f_c, lw, out.contiguous(), g_c, row_max, row_sum, dz, dz_self,
-            grad_t, heads, width, slope, **flags)
+    o_c = out.contiguous()
+    if num_dst > 0 and hp > 1:
+        _gat_backward_dst_heads_kernel[(num_dst, head_blocks)](
+            indptr, src, s_c, t_c, f_c, lw, o_c, g_c, row_max, row_sum, dz, dz_self,
+            grad_t, heads, width, slope, hub_limit, SKIP_HUBS=hubs is not None, HEADS=hp, **flags)
+    elif num_dst > 0:
+        _gat_backward_dst_kernel[(num_dst, heads)](
+            indptr, src, s_c, t_c, f_c, lw, o_c, g_c, row_max, row_sum, dz, dz_self,
+            grad_t, indptr, heads, width, slope, hub_limit, PAIRS=False, SKIP_HUBS=hubs is not None,
+            **flags)
+    if hubs is not None:
+        # chunks: dz of their edges and partial grad_t sums; grad_t of a hub = its self-loop term
+        # (dz_self, written by the row launch) + its chunks' partials in chunk order, in fp32
+        part = torch.empty((hubs.num_chunks, heads), dtype=torch.float32, device=device)
+        _gat_backward_dst_kernel[(hubs.num_chunks, heads)](
+            hubs.bounds, src, s_c, t_c, f_c, lw, o_c, g_c, row_max, row_sum, dz, dz_self, part,
+            hubs.chunk_rows, heads, width, slope, 0, PAIRS=True, SKIP_HUBS=False,
+            **{**flags, "SELF_LOOP": False})
+        sums, _ = spmm(hubs.chunk_indptr, hubs.chunk_rows, hubs.rows.numel(), "copy_e", "sum", None, part)
+        if self_loop:
+            sums = sums + dz_self.index_select(0, hubs.rows)
+        grad_t.index_copy_(0, hubs.rows, sums.to(grad_t.dtype))
+    if hp > 1:
+        flags["HEADS"] = hp
+    src_kernel = _gat_backward_src_heads_kernel if hp > 1 else _gat_backward_src_kernel
     if num_src > 0:
         src_kernel[(num_src, head_blocks, triton.cdiv(width, cfg.block_f))](
             rev_indptr, rev_dst, rev_perm, s_c, t_c, lw, g_c, row_max, row_sum, dz, dz_self, grad_s,

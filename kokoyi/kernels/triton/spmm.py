@@ -29,7 +29,7 @@ import triton.language as tl
 
 from . import tuning
 from ._common import (broadcast_features, check_device, check_float, check_index, common_dtype,
-                      csr_row, feature_offsets, numel)
+                      csr_row, feature_offsets, hub_plan, numel)
 
 # binary operators `u OP e`; codes shared with sddmm.py
 BINARY_OPS = {"copy_u": 0, "copy_e": 1, "add": 2, "sub": 3, "mul": 4, "div": 5}
@@ -250,7 +250,7 @@ def spmm(indptr, src, num_dst, op, reduce, u=None, e=None):
     operands = _Operands(u_c, e_c, u_off, e_off, numel(fu) if uses_u else 0,
                          numel(fe) if uses_e else 0, BINARY_OPS[op], uses_u, uses_e)
     cfg = tuning.config("spmm", width)
-    hubs = _hub_plan(indptr, cfg.hub_split) if cfg.hub_split > 0 else None
+    hubs = hub_plan(indptr, cfg.hub_split) if cfg.hub_split > 0 else None
     _launch(cfg, indptr, src, operands, out, arg, num_dst, width, REDUCERS[reduce],
             hub_limit=cfg.hub_split if hubs is not None else 0)
     if hubs is not None:
@@ -286,39 +286,6 @@ def _launch(cfg, bounds, src, x, out, arg, num_rows, width, reduce, hub_limit=0,
         _spmm_rows_kernel[grid](*args, **flags)
     else:
         _spmm_kernel[grid](*args, PAIRS=pairs, **flags)
-
-
-class _HubPlan(NamedTuple):
-    """Rows of more than T in-edges (`rows`, their in-degree `degree`) cut into chunks of at most
-    T consecutive CSR edges: chunk c covers bounds[2c] .. bounds[2c+1]-1; the chunks of hub i are
-    chunk_indptr[i] .. chunk_indptr[i+1]-1, in edge order."""
-    rows: torch.Tensor
-    degree: torch.Tensor
-    bounds: torch.Tensor
-    chunk_indptr: torch.Tensor
-    num_chunks: int
-
-
-def _hub_plan(indptr, threshold):
-    """The chunks of the rows with more than `threshold` in-edges, or None if there is none.
-    (Host-side: one device sync to learn how many hubs and chunks there are.)"""
-    indptr = indptr.to(torch.int64)
-    degree = indptr[1:] - indptr[:-1]
-    rows = torch.nonzero(degree > threshold).flatten()
-    if rows.numel() == 0:
-        return None
-    degree = degree[rows]
-    per_hub = (degree + threshold - 1) // threshold
-    chunk_indptr = torch.zeros(rows.numel() + 1, dtype=torch.int64, device=indptr.device)
-    torch.cumsum(per_hub, 0, out=chunk_indptr[1:])
-    num_chunks = int(chunk_indptr[-1])
-    hub_of_chunk = torch.repeat_interleave(torch.arange(rows.numel(), device=indptr.device),
-                                           per_hub, output_size=num_chunks)
-    within = torch.arange(num_chunks, device=indptr.device) - chunk_indptr[hub_of_chunk]
-    start = indptr[rows][hub_of_chunk] + within * threshold
-    end = torch.minimum(start + threshold, indptr[rows + 1][hub_of_chunk])
-    bounds = torch.stack([start, end], 1).reshape(-1).contiguous()
-    return _HubPlan(rows, degree, bounds, chunk_indptr, num_chunks)
 
 
 def _split_hubs(cfg, hubs, src, x, out, arg, width, reduce):

@@ -20,9 +20,11 @@ block_e      edges per chunk (row-parallel kernels: the loop step over a row's i
              32 x 128 elements, at least 8 edges.
 block_f      feature tile (per head for GAT; the output-feature tile for sddmm). auto: next power of
              two of the width, at most 128.
-hub_split    spmm only: rows with more than ``hub_split`` in-edges are cut into chunks of
-             ``hub_split`` edges, each its own program, combined in a fixed order (no atomics,
-             bit-reproducible). 0 = off.
+hub_split    spmm, gat, gat_backward: rows with more than ``hub_split`` in-edges are cut into
+             chunks of ``hub_split`` edges, each its own program, combined in a fixed order (no
+             atomics, bit-reproducible). 0 = off. (gat: online-softmax partials per chunk merged by
+             log-sum-exp; gat_backward: the by-destination pass, partial grad_t sums per chunk.)
+             Costs one device sync per call (finding the hubs).
 rows_in_tile spmm only: 0 = a program walks its rows one after another (a loop over rows);
              1 = the rows are a tile axis: each step loads BLOCK_E edges of every row at once, a
              (rows, block_e, block_f) block (auto block_e then budgets rows x block_e x block_f).
@@ -39,6 +41,9 @@ gat, gat_backward: the per-head width D.
 
 Sweeps
 ------
+``KOKOYI_TRITON_TUNING="spmm:num_warps=8,block_e=16;gat:heads_per_program=0"`` in the environment
+applies such overrides to the whole process (read when this module is imported).
+
 ``with tuning.override("spmm", num_warps=8, block_e=64): ...`` replaces fields for every width of
 one primitive for the duration of the block (nested overrides stack; an unknown primitive or field,
 or a field the primitive does not read, is a ValueError naming the known ones). ``config()`` gives
@@ -81,8 +86,8 @@ USES: dict[str, tuple[str, ...]] = {
     "spmm": _LAUNCH_FIELDS + ("rows", "block_e", "block_f", "hub_split", "rows_in_tile"),
     "edge_softmax": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
     "sddmm": _LAUNCH_FIELDS + ("block_e", "block_f"),
-    "gat": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program"),
-    "gat_backward": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program"),
+    "gat": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program", "hub_split"),
+    "gat_backward": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program", "hub_split"),
     "softmax_agg": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
     "softmax_agg_backward": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
     "rel_spmm": _LAUNCH_FIELDS + ("block_e", "block_f"),
@@ -118,10 +123,25 @@ SWEEP: dict[str, dict[str, tuple[int, ...]]] = {
     "sddmm": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(16, 32, 64, 128),
                   block_f=(1, 2, 4, 8, 16)),
     "gat": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(8, 16, 32, 64),
-                block_f=(8, 16, 32, 64), heads_per_program=(1, 2, 4, 0)),
+                block_f=(8, 16, 32, 64), heads_per_program=(1, 2, 4, 0), hub_split=(0, 64, 256, 1024)),
     "gat_backward": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(8, 16, 32, 64),
-                         block_f=(8, 16, 32, 64), heads_per_program=(1, 2, 4, 0)),
+                         block_f=(8, 16, 32, 64), heads_per_program=(1, 2, 4, 0),
+                         hub_split=(0, 64, 256, 1024)),
 }
+
+# Joint configurations worth timing besides the one-field-at-a-time sweep (a schedule often needs
+# its tiles changed with it); tested like SWEEP.
+COMBOS: dict[str, tuple[dict[str, int], ...]] = {
+    "spmm": (dict(rows_in_tile=1, rows=4, block_e=8), dict(rows_in_tile=1, rows=8, block_e=8, num_warps=2),
+             dict(rows_in_tile=1, rows=2, block_e=16, num_warps=2), dict(hub_split=256, num_warps=8),
+             dict(hub_split=256, rows_in_tile=1, rows=4, block_e=8)),
+    "gat": (dict(heads_per_program=0, num_warps=2), dict(heads_per_program=0, block_e=16, num_warps=2),
+            dict(heads_per_program=0, block_e=8, num_warps=1), dict(heads_per_program=0, hub_split=256)),
+    "gat_backward": (dict(heads_per_program=0, num_warps=2), dict(heads_per_program=0, block_e=16),
+                     dict(heads_per_program=0, hub_split=256)),
+}
+
+ENV = "KOKOYI_TRITON_TUNING"
 
 _overrides: dict[str, dict[str, int]] = {}
 
@@ -240,3 +260,36 @@ def launch_options(launch: Launch) -> dict:
 def as_dict(primitive: str, width: int, **kw) -> dict:
     """The resolved config as a plain dict (to store next to a benchmark row)."""
     return dataclasses.asdict(config(primitive, width, **kw))
+
+
+def parse_overrides(text: str) -> dict[str, dict[str, int]]:
+    """``"spmm:num_warps=8,block_e=16;gat:heads_per_program=0"`` -> {primitive: {field: int}},
+    checked like override() (the format of the KOKOYI_TRITON_TUNING environment variable)."""
+    result: dict[str, dict[str, int]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        primitive, sep, assignments = part.partition(":")
+        primitive = primitive.strip()
+        if not sep:
+            raise ValueError(f"{ENV}: expected 'primitive:field=value,...', got {part!r}")
+        _check_primitive(primitive)
+        fields = {}
+        for item in filter(None, (a.strip() for a in assignments.split(","))):
+            name, eq, value = item.partition("=")
+            if not eq or not value.strip().isdigit():
+                raise ValueError(f"{ENV}: expected field=<non-negative integer> in {part!r}, got {item!r}")
+            fields[name.strip()] = int(value)
+        _check_fields(primitive, fields)
+        result.setdefault(primitive, {}).update(fields)
+    return result
+
+
+def _apply_environment() -> None:
+    """Start from the overrides in $KOKOYI_TRITON_TUNING (e.g. to run a whole benchmark or test
+    suite with a candidate table without editing it)."""
+    import os
+    text = os.environ.get(ENV, "")
+    if text.strip():
+        _overrides.update(parse_overrides(text))
+
+
+_apply_environment()
