@@ -277,8 +277,8 @@ def test_vector_row_sums_are_bit_identical_to_the_generic_loops(idtype, monkeypa
     """rowsum.sum_rows (rows held in SIMD registers, the edge loop in LLVM IR) against the generic
     numba loops it replaces: the same adds in the same order, so equal bits, for widths of 1 to 9
     vectors (fp32: 16 ... 144 features, fp64: 8 ... 72), sum, mean, self rows (also rows v beyond
-    len(x): no self term), a target scale, hubs and empty rows, 1 and 2 threads; and the spmm and
-    gspmm_scaled primitives against torch."""
+    len(x): no self term), a source and a target scale, hubs and empty rows, 1 and 2 threads; and the
+    spmm primitive against torch."""
     import importlib
 
     import numpy as np
@@ -299,18 +299,23 @@ def test_vector_row_sums_are_bit_identical_to_the_generic_loops(idtype, monkeypa
             assert rowsum.fits(width, np.dtype(dtype).itemsize)
             x = torch.randn(n_src, width, generator=gen).numpy().astype(dtype)
             ds = torch.rand(n_dst, 1, generator=gen).numpy().astype(dtype)
+            ss = torch.rand(n_src, 1, generator=gen).numpy().astype(dtype) + 0.5
             none = np.zeros((0, 1), dtype=dtype)
             for threads in (1, 2):
                 bounds = _common.row_bounds(ip, threads)
                 kern = (lambda k: k.serial if threads == 1 else k.parallel)
                 got, want = np.empty((n_dst, width), dtype), np.empty((n_dst, width), dtype)
                 for mean in (False, True):
-                    kern(rowsum.sum_rows)(bounds, ip, src, x, none, False, mean, got)
+                    kern(rowsum.sum_rows)(bounds, ip, src, x, none[:, 0], none, False, mean, got)
                     kern(spmm_mod._copy_sum_rows)(bounds, ip, src, x, False, mean, want)
                     assert np.array_equal(got, want), (dtype, width, mean, threads)
-                kern(rowsum.sum_rows)(bounds, ip, src, x, ds, True, False, got)
+                kern(rowsum.sum_rows)(bounds, ip, src, x, none[:, 0], ds, True, False, got)
                 kern(scaled_mod._scaled_rows)(bounds, ip, src, x, ds, True, want)
-                assert np.array_equal(got, want), (dtype, width, "scaled", threads)
+                assert np.array_equal(got, want), (dtype, width, "self and d", threads)
+                # a source scale multiplies each gathered row: the rounding of a pre-scaled x
+                kern(rowsum.sum_rows)(bounds, ip, src, x, ss[:, 0], ds, True, False, got)
+                kern(scaled_mod._scaled_rows)(bounds, ip, src, x * ss, ds, True, want)
+                assert np.array_equal(got, want), (dtype, width, "source scale", threads)
             xt = torch.from_numpy(x)
             for reduce in ("sum", "mean"):
                 got_t = nb.spmm(indptr, src_t, n_dst, "copy_u", reduce, xt, None)[0]

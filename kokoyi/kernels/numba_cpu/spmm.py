@@ -297,8 +297,8 @@ def spmm(indptr, src, num_dst, op, reduce, u, e):
                               reduce == "max", out.numpy(), arg.numpy())
             return out.reshape(shape).to(dtype), arg.reshape(shape)
         if op == "copy_u" and rowsum.fits(H * D, u2.itemsize):  # rows in SIMD registers (rowsum.py)
-            rowsum.sum_rows(bounds, ip, sr, u2, np.zeros((0, 1), dtype=u2.dtype), False,
-                            reduce == "mean", out.numpy())
+            rowsum.sum_rows(bounds, ip, sr, u2, np.zeros(0, dtype=u2.dtype),
+                            np.zeros((0, 1), dtype=u2.dtype), False, reduce == "mean", out.numpy())
         elif op in ("copy_u", "copy_e"):
             _copy_sum_rows(bounds, ip, sr, u2 if op == "copy_u" else e2, op == "copy_e",
                            reduce == "mean", out.numpy())
