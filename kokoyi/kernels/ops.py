@@ -386,9 +386,13 @@ def _gspmm_setup(ctx, inputs, output):
     keep_e = e if op in ("mul", "div") and (need_u or need_e) else None
     keep_arg = output[1] if reduce in ("max", "min") else None
     ctx.save_for_backward(*gt, keep_u, keep_e, keep_arg)
+    # no zero-filled gradient for the integer arg output (max/min: an (N, *F) int64 fill per backward)
+    ctx.set_materialize_grads(False)
 
 
 def _gspmm_grad(ctx, grad_out, grad_arg):
+    if grad_out is None:  # only arg was used: nothing flows back
+        return None, None, None, None, None, None, None, None, None, None
     *gt, u, e, arg = ctx.saved_tensors
     gu, ge = _spmm_backward(tuple(gt), ctx.op, ctx.reduce, grad_out, arg, u, e, *ctx.need)
     gu = None if gu is None else _sum_to_shape(gu, ctx.shapes[0])
