@@ -422,3 +422,44 @@ def test_numba_weighted_forward_and_backward_do_not_depend_on_threads(monkeypatc
         torch.set_num_threads(old)
     for a, b in zip(*results):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_low_precision_with_log_w(backend):
+    """fp32 / bf16 / fp16 inputs with float32 log-weights: within rounding of the float64 composition."""
+    g = GRAPHS["hub"]()
+    s, t, x = (z.detach() for z in inputs(g))
+    lw = log_weights(g, zero_one=False)
+    want = looped(g, s, t, x, lw, SLOPE, True)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 3e-2), (torch.float16, 3e-3)):
+        with torch.no_grad():
+            got = kops.gat_aggregate(g, s.to(dtype), t.to(dtype), x.to(dtype), SLOPE, True, log_w=lw.float())
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), want, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("kind", ["neighbor", "ladies"])
+def test_triton_on_weighted_blocks(kind, small, monkeypatch):
+    """The Triton kernel with log_w (interpreter or GPU) on sampled blocks: float32 against the float64
+    loop, forward and gradients."""
+    kt = pytest.importorskip("kokoyi.kernels.triton")
+    if not kt.interpreting() and not torch.cuda.is_available():
+        pytest.skip("no CUDA device and TRITON_INTERPRET is not 1")
+    if not kops._takes_log_w(kt, "gat_aggregate"):
+        pytest.skip("this Triton kernel has no log_w input (weighted calls run on torch)")
+    device = "cpu" if kt.interpreting() else "cuda"
+    d, g = small
+    b = _blocks(kind, g, d.x)
+    s, t, x = inputs(b, seed=12)
+    lw = torch.log(b.weight.double())
+    want = looped(b, s, t, x, lw, SLOPE, True)
+    seed = torch.randn(want.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    want_grads = grads(want, (s, t, x), seed)
+    monkeypatch.setenv("KOKOYI_BACKEND", "triton")
+    bd = b.to(device)
+    leaves = [z.detach().float().to(device).requires_grad_() for z in (s, t, x)]
+    assert kops._gat_backend("gat_aggregate", leaves[2], lw.float()) == "triton"
+    got = estimator.gat_aggregate(bd, *leaves, SLOPE, True)
+    torch.testing.assert_close(got.double().cpu(), want, atol=1e-4, rtol=1e-4)
+    for a, c in zip(torch.autograd.grad(got, leaves, seed.float().to(device)), want_grads):
+        torch.testing.assert_close(a.double().cpu(), c, atol=1e-4, rtol=1e-4)

@@ -101,6 +101,45 @@ def test_gat_matches_torch(gname, g, self_loop):
         torch.testing.assert_close(got, ref)
 
 
+@pytest.mark.parametrize("idtype", [torch.int64, torch.int32])
+def test_gat_eight_heads_hubs_and_threads(idtype, monkeypatch):
+    """The edge-major fused attention kernels at GAT's 8 heads x 8: a graph with hub rows and empty
+    rows, log-weights, self loops, fp32: forward and backward against the torch primitive, and
+    bit-identical with 1 and 2 threads."""
+    from kokoyi.kernels.numba_cpu import _common
+    monkeypatch.setattr(_common, "_oversubscribed", lambda: False)
+    monkeypatch.setattr(_common, "SERIAL_WORK", 1 << 8)
+    gen = torch.Generator().manual_seed(11)
+    n, e = 400, 6000
+    dst = (torch.rand(e, generator=gen) ** 4 * (n - 50)).long()  # hubs at low ids, rows >= 350 empty
+    src = torch.randint(0, n, (e,), generator=gen)
+    g = Graph.from_edge_index(torch.stack([src, dst]).to(idtype), n)
+    s, t = torch.randn(n, 8, generator=gen), torch.randn(n, 8, generator=gen)
+    x = torch.randn(n, 8, 8, generator=gen)
+    log_w = torch.randn(g.num_edges, generator=gen)
+    old = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for self_loop in (False, True):
+                args = (g.indptr, g.src, s, t, x, 0.2, self_loop, log_w)
+                out, stats = nb.gat_aggregate(*args)
+                grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+                back = (g.indptr, g.src, g.rev_indptr, g.rev_dst, g.rev_perm, s, t, x, out, stats,
+                        grad, 0.2, self_loop, log_w)
+                got = (out, *stats, *nb.gat_aggregate_backward(*back))
+                want_out, want_stats = torch_ops.gat_aggregate(*args)
+                want = (want_out, *want_stats, *torch_ops.gat_aggregate_backward(*back))
+                for a, b in zip(got, want):
+                    torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+                runs.append(got)
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(runs[0] + runs[1], runs[2] + runs[3]):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_accumulates_in_fp32(dtype):
     g = _random_graph()
@@ -169,6 +208,35 @@ def test_threaded_path_is_taken_for_big_work(monkeypatch):
     assert _common.threads_for(100) == 1
 
 
+def _fake_proc(root, running, states):
+    """A /proc with loadavg's runnable count and one task per entry of `states` (its state letter)."""
+    (root / "self" / "task").mkdir(parents=True)
+    (root / "loadavg").write_text(f"3.10 2.00 1.50 {running}/300 4242\n")
+    for tid, state in enumerate(states, start=100):
+        (root / "self" / "task" / str(tid)).mkdir()
+        (root / "self" / "task" / str(tid) / "stat").write_text(f"{tid} (python (x) y) {state} 1 2 3\n")
+
+
+def test_own_threads_are_not_counted_as_load(tmp_path, monkeypatch):
+    """The thread-count decision subtracts this process's runnable threads from the system's: a
+    2-thread job on an idle 2-core machine keeps its 2 threads; others' work makes it serial."""
+    from kokoyi.kernels.numba_cpu import _common
+    _fake_proc(tmp_path / "a", running=3, states="RSRS")  # 3 runnable, 2 of them ours
+    assert _common._others_running(str(tmp_path / "a")) == 1
+    _fake_proc(tmp_path / "b", running=2, states="RR")
+    assert _common._others_running(str(tmp_path / "b")) == 0
+    assert _common._others_running(str(tmp_path / "missing")) is None
+    monkeypatch.setattr(_common.os, "cpu_count", lambda: 2)
+    for samples, want in (([0, 0, 0], False), ([4, 4, 4], True), ([0, 3], True), ([3, 0, 0, 0], False)):
+        monkeypatch.setattr(_common, "_LOAD", [-1e9, False, None])
+        it = iter(samples)
+        monkeypatch.setattr(_common, "_others_running", lambda: next(it))
+        for _ in samples:
+            _common._LOAD[0] = -1e9  # the next call samples again
+            got = _common._oversubscribed()
+        assert got is want, samples
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_arg_scatter_matches_torch(threads, monkeypatch):
     g = _random_graph(n=500, e=20000)
@@ -189,8 +257,8 @@ def test_arg_scatter_matches_torch(threads, monkeypatch):
 
 @pytest.mark.parametrize("idtype", [torch.int64, torch.int32])
 def test_sixteen_feature_rows_match_torch(idtype):
-    """16 features take the register-accumulator kernel (numba_cpu/narrow.py): sum and mean, fp32 and
-    fp64, against the torch primitive; every edge-case graph (empty rows, no edges)."""
+    """16 features take the register-accumulator kernel (numba_cpu/rowsum.py, one vector): sum and
+    mean, fp32 and fp64, against the torch primitive; every edge-case graph (empty rows, no edges)."""
     torch.manual_seed(7)
     for name, g in GRAPH_LIST + [("random", _random_graph(idtype))]:
         for dtype in (torch.float32, torch.float64):
@@ -202,6 +270,99 @@ def test_sixteen_feature_rows_match_torch(idtype):
             u2 = u.reshape(g.num_src, 4, 4)  # (4, 4) features flatten to the same 16-wide rows
             got, _ = nb.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", u2, None)
             torch.testing.assert_close(got, torch_ops.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", u2, None)[0])
+
+
+@pytest.mark.parametrize("idtype", [torch.int64, torch.int32])
+def test_vector_row_sums_are_bit_identical_to_the_generic_loops(idtype, monkeypatch):
+    """rowsum.sum_rows (rows held in SIMD registers, the edge loop in LLVM IR) against the generic
+    numba loops it replaces: the same adds in the same order, so equal bits, for widths of 1 to 9
+    vectors (fp32: 16 ... 144 features, fp64: 8 ... 72), sum, mean, self rows (also rows v beyond
+    len(x): no self term), a source and a target scale, hubs and empty rows, 1 and 2 threads; and the
+    spmm primitive against torch."""
+    import importlib
+
+    import numpy as np
+    from kokoyi.kernels.numba_cpu import _common, rowsum
+    spmm_mod = importlib.import_module("kokoyi.kernels.numba_cpu.spmm")
+    scaled_mod = importlib.import_module("kokoyi.kernels.numba_cpu.scaled")
+    monkeypatch.setattr(_common, "_oversubscribed", lambda: False)
+    gen = torch.Generator().manual_seed(12)
+    n_src, n_dst, e = 300, 360, 5000  # more targets than sources: rows v >= len(x) get no self term
+    dst = (torch.rand(e, generator=gen) ** 4 * (n_dst - 40)).long()  # hubs; the last 40 rows empty
+    dst = dst.sort().values
+    indptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.bincount(dst, minlength=n_dst).cumsum(0)])
+    indptr, src_t = indptr.to(idtype), torch.randint(0, n_src, (e,), generator=gen).to(idtype)
+    ip, src = indptr.numpy(), src_t.numpy()
+    for dtype, lanes in ((np.float32, 16), (np.float64, 8)):
+        for nvec in (1, 2, 4, 5, 9):
+            width = nvec * lanes
+            assert rowsum.fits(width, np.dtype(dtype).itemsize)
+            x = torch.randn(n_src, width, generator=gen).numpy().astype(dtype)
+            ds = torch.rand(n_dst, 1, generator=gen).numpy().astype(dtype)
+            ss = torch.rand(n_src, 1, generator=gen).numpy().astype(dtype) + 0.5
+            none = np.zeros((0, 1), dtype=dtype)
+            for threads in (1, 2):
+                bounds = _common.row_bounds(ip, threads)
+                kern = (lambda k: k.serial if threads == 1 else k.parallel)
+                got, want = np.empty((n_dst, width), dtype), np.empty((n_dst, width), dtype)
+                for mean in (False, True):
+                    kern(rowsum.sum_rows)(bounds, ip, src, x, none[:, 0], none, False, mean, got)
+                    kern(spmm_mod._copy_sum_rows)(bounds, ip, src, x, False, mean, want)
+                    assert np.array_equal(got, want), (dtype, width, mean, threads)
+                kern(rowsum.sum_rows)(bounds, ip, src, x, none[:, 0], ds, True, False, got)
+                kern(scaled_mod._scaled_rows)(bounds, ip, src, x, ds, True, want)
+                assert np.array_equal(got, want), (dtype, width, "self and d", threads)
+                # a source scale multiplies each gathered row: the rounding of a pre-scaled x
+                kern(rowsum.sum_rows)(bounds, ip, src, x, ss[:, 0], ds, True, False, got)
+                kern(scaled_mod._scaled_rows)(bounds, ip, src, x * ss, ds, True, want)
+                assert np.array_equal(got, want), (dtype, width, "source scale", threads)
+            xt = torch.from_numpy(x)
+            for reduce in ("sum", "mean"):
+                got_t = nb.spmm(indptr, src_t, n_dst, "copy_u", reduce, xt, None)[0]
+                want_t = torch_ops.spmm(indptr, src_t, n_dst, "copy_u", reduce, xt, None)[0]
+                torch.testing.assert_close(got_t, want_t)
+    assert not rowsum.fits(20, 4) and not rowsum.fits(0, 4) and rowsum.fits(8, 8)
+
+
+@pytest.mark.parametrize("idtype", [torch.int64, torch.int32])
+def test_one_vector_max_min_rows_match_the_generic_loop(idtype, monkeypatch):
+    """rowmax.extreme_rows (16 fp32 / 8 fp64 features, the row and its winning offsets in SIMD
+    registers) against _copy_extreme_rows: equal values and arg edges with NaN (a NaN wins once and
+    stays), +-inf, ties (lowest edge id), hubs and empty rows, 1 and 2 threads; spmm against torch."""
+    import importlib
+
+    import numpy as np
+    from kokoyi.kernels.numba_cpu import _common, rowmax
+    spmm_mod = importlib.import_module("kokoyi.kernels.numba_cpu.spmm")
+    monkeypatch.setattr(_common, "_oversubscribed", lambda: False)
+    gen = torch.Generator().manual_seed(13)
+    n, e = 300, 5000
+    dst = (torch.rand(e, generator=gen) ** 4 * (n - 40)).long().sort().values  # hubs, 40 empty rows
+    indptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.bincount(dst, minlength=n).cumsum(0)])
+    indptr, src_t = indptr.to(idtype), torch.randint(0, n, (e,), generator=gen).to(idtype)
+    ip, src = indptr.numpy(), src_t.numpy()
+    for dtype, width in ((np.float32, 16), (np.float64, 8)):
+        size = np.dtype(dtype).itemsize
+        assert rowmax.fits(width, size) and not rowmax.fits(2 * width, size)
+        x = torch.randn(n, width, generator=gen).numpy().astype(dtype).round(1)  # rounding makes ties
+        x[5, 3], x[7], x[11, :4], x[13, 4:] = np.nan, np.nan, np.inf, -np.inf
+        for is_max in (True, False):
+            for threads in (1, 2):
+                bounds = _common.row_bounds(ip, threads)
+                kern = (lambda k: k.serial if threads == 1 else k.parallel)
+                got = np.zeros((n, width), dtype), np.full((n, width), -1, np.int64)
+                want = np.zeros((n, width), dtype), np.full((n, width), -1, np.int64)
+                kern(rowmax.extreme_rows)(bounds, ip, src, x, is_max, *got)
+                kern(spmm_mod._copy_extreme_rows)(bounds, ip, src, x, False, is_max, *want)
+                assert np.array_equal(got[0], want[0], equal_nan=True), (dtype, is_max, threads)
+                assert np.array_equal(got[1], want[1]), (dtype, is_max, threads)
+            # against torch on finite values (its arg of a NaN lane follows another convention)
+            xt = torch.from_numpy(np.nan_to_num(x, nan=0.5, posinf=3.0, neginf=-3.0))
+            reduce = "max" if is_max else "min"
+            out, arg = nb.spmm(indptr, src_t, n, "copy_u", reduce, xt, None)
+            w_out, w_arg = torch_ops.spmm(indptr, src_t, n, "copy_u", reduce, xt, None)
+            torch.testing.assert_close(out, w_out)
+            assert torch.equal(arg, w_arg)
 
 
 def test_pooled_outputs_are_reused_only_when_free():

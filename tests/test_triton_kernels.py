@@ -822,3 +822,18 @@ def test_hub_plan_is_cached_per_indptr_tensor_and_invalidated_by_writes():
     assert hub_plan(indptr.clone(), 7) is not first           # another tensor: its own plan
     indptr[1:] = indptr[1:] - indptr[1] + 1                   # in place: row 0 keeps one edge
     assert hub_plan(indptr, 7) is None                        # the write is seen: no hub left
+
+
+@pytest.mark.parametrize("threshold,with_self", [(7, True), (64, False)])
+def test_edge_softmax_hub_split_matches_reference(threshold, with_self):
+    g = STAR
+    x = rand(g.num_edges, 2, 3, seed=61) * 4
+    x[int(g.indptr[0]) + 3] = float("-inf")                   # a masked edge inside the hub
+    y = rand(g.num_dst, 2, 3, seed=62) * 4 if with_self else None
+    with tuning.override("edge_softmax", hub_split=threshold, block_e=8):
+        got = kt.edge_softmax(g.indptr, g.dst, x, y)
+        again = kt.edge_softmax(g.indptr, g.dst, x, y)
+    ref = ref_edge_softmax(g, x, y)
+    for a, b, c in zip(*(v if with_self else (v,) for v in (got, ref, again))):
+        close(a, b)
+        assert torch.equal(a, c)

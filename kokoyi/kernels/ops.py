@@ -386,9 +386,13 @@ def _gspmm_setup(ctx, inputs, output):
     keep_e = e if op in ("mul", "div") and (need_u or need_e) else None
     keep_arg = output[1] if reduce in ("max", "min") else None
     ctx.save_for_backward(*gt, keep_u, keep_e, keep_arg)
+    # no zero-filled gradient for the integer arg output (max/min: an (N, *F) int64 fill per backward)
+    ctx.set_materialize_grads(False)
 
 
 def _gspmm_grad(ctx, grad_out, grad_arg):
+    if grad_out is None:  # only arg was used: nothing flows back
+        return None, None, None, None, None, None, None, None, None, None
     *gt, u, e, arg = ctx.saved_tensors
     gu, ge = _spmm_backward(tuple(gt), ctx.op, ctx.reduce, grad_out, arg, u, e, *ctx.need)
     gu = None if gu is None else _sum_to_shape(gu, ctx.shapes[0])
@@ -733,10 +737,9 @@ def _takes_log_w(module, primitive) -> bool:
 
 def _gat_backend(primitive: str, feat: Tensor, log_w: Optional[Tensor]) -> str:
     """The backend of a GAT primitive: `backend_name`, except that a weighted call (log_w given) whose
-    backend's kernel has no log_w input runs on torch (the reference).
-    TODO(gputune, issue 8/13): kokoyi/kernels/triton/gat.py gets ``log_w=None`` as the last argument of
-    gat_aggregate and gat_aggregate_backward (same meaning as torch_ops); once merged, `_takes_log_w`
-    sees it and weighted blocks on CUDA run the Triton kernel with no change here."""
+    backend's kernel has no log_w input runs on torch (the reference). torch, numba and triton
+    (kokoyi/kernels/triton/gat.py, ``log_w=None`` last, same meaning) all take it; the check keeps a
+    backend without it (an older or third kernel) correct rather than failing."""
     name = backend_name(primitive, feat)
     if log_w is not None and not _takes_log_w(_module(name), primitive):
         return "torch"

@@ -15,10 +15,14 @@ Design (measured in benchmarks/bench_dgl.py and BENCHMARKS.md):
   thread); the innermost loop runs over contiguous features and vectorises.
 * fp16/bf16 inputs are widened to fp32 on the host (fp32 accumulation), the result cast back;
   fp32 and fp64 run natively; int32 and int64 indices both compile (one specialisation each).
-* Threads: torch.get_num_threads() (capped by numba's pool), one thread below ~16k
-  edge-features of work. numba's workqueue threading layer is selected (unless
+* Threads: torch.get_num_threads() (capped by numba's pool), one thread below ~1M
+  edge-features of work, and one while other processes' runnable threads fill the cores (this
+  process's own are not counted). numba's workqueue threading layer is selected (unless
   NUMBA_THREADING_LAYER is set): its workers sleep instead of spinning at an OpenMP barrier, the
   stall seen on a loaded machine; a lock serialises launches (the layer is not re-entrant).
+* copy_u sum/mean and the scaled sum over rows of whole 64-byte vectors hold the output row in
+  SIMD registers: rowsum.py writes that edge loop in LLVM IR (numba keeps a loop's row in memory);
+  same adds in the same order, so bit-identical to the generic loops; 2.2x faster at 64 fp32.
 * Backward passes are ops.py's: g-SpMM/g-SDDMM forward kernels on the reversed CSR.
 * First use compiles each kernel (seconds); numba caches the machine code on disk, so later
   processes load it in milliseconds (NUMBA_CACHE_DIR chooses the place).

@@ -124,9 +124,9 @@ def np_view(t: torch.Tensor) -> np.ndarray:
 
 
 def threads_for(work: int) -> int:
-    """torch.get_num_threads(), capped by numba's pool; 1 for small work, and 1 while the machine
-    is oversubscribed (load average >= cores): a worker that has to wait for a core turns a
-    0.5 ms launch into a 100 ms stall (benchmarks/bench_threads.py), one thread never waits."""
+    """torch.get_num_threads(), capped by numba's pool; 1 for small work, and 1 while the other
+    processes keep the cores busy: a worker that has to wait for a core turns a 0.5 ms launch into
+    a 100 ms stall (benchmarks/bench_threads.py), one thread never waits."""
     if work < SERIAL_WORK:
         return 1
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
@@ -135,18 +135,52 @@ def threads_for(work: int) -> int:
     return threads
 
 
-_LOAD = [0.0, False]  # (time of the last check, oversubscribed?)
+_LOAD = [0.0, False, None]  # (time of the last check, oversubscribed?, smoothed load of the others)
+LOAD_SMOOTHING = 0.5        # weight of the newest sample of the others' runnable threads
 
 
 def _oversubscribed() -> bool:
+    """Is less than about one core and a half free of other processes' work, so that a second
+    worker would wait for a core? The others' load is the system's runnable threads now
+    (/proc/loadavg's 4th field) minus this process's own runnable threads, smoothed over the
+    checks (one per LOAD_CHECK_S). The load average itself is no measure here: it counts this
+    process's own threads, so a 2-thread job on an idle 2-core machine read it as full and ran
+    serially (BENCHMARKS.md, session 2: copy_u-max 53.5 ms at 1 thread, 54.8 ms at 2)."""
     now = time.monotonic()
     if now - _LOAD[0] > LOAD_CHECK_S:
-        try:
-            _LOAD[1] = os.getloadavg()[0] >= (os.cpu_count() or 1)
-        except OSError:  # no load average on this platform
-            _LOAD[1] = False
+        cores = os.cpu_count() or 1
+        others = _others_running()
+        if others is None:  # no /proc: the load average, which includes this process
+            try:
+                _LOAD[1] = os.getloadavg()[0] >= cores
+            except OSError:  # no load average on this platform
+                _LOAD[1] = False
+        else:
+            last = _LOAD[2]
+            _LOAD[2] = others if last is None else last + LOAD_SMOOTHING * (others - last)
+            _LOAD[1] = _LOAD[2] > cores - 1.5
         _LOAD[0] = now
     return _LOAD[1]
+
+
+def _others_running(proc: str = "/proc"):
+    """Runnable threads of other processes now (None where /proc is missing): the system's count
+    (it includes the thread reading it) minus the threads of this process in state R."""
+    try:
+        with open(f"{proc}/loadavg") as fh:
+            running = int(fh.read().split()[3].split("/")[0])
+        tids = os.listdir(f"{proc}/self/task")
+    except (OSError, ValueError, IndexError):
+        return None
+    own = 0
+    for tid in tids:
+        try:
+            with open(f"{proc}/self/task/{tid}/stat") as fh:
+                stat = fh.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        own += stat[stat.rindex(")") + 2:stat.rindex(")") + 3] == "R"
+    return max(0, running - own)
 
 
 def row_bounds(indptr: np.ndarray, threads: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from numba import prange
 
-from . import narrow
+from . import rowsum
 from ._common import PREFETCH_AHEAD, Launch, empty, kernel, np_view, prefetch_row, row_bounds, work_dtype
 
 
@@ -67,11 +67,13 @@ def gspmm_scaled(indptr, src, num_rows, x, src_scale, dst_scale, self_loop):
     ip = np_view(indptr)
     with Launch(max(src.shape[0], num_rows) * width) as launch:
         bounds = row_bounds(ip, launch.threads)
-        # the source scale first, in one pass over x (measured faster than a scale gathered per edge:
-        # 14.6 vs 15.5-17.3 ms at 64 features), then a plain gather-sum with the self term and d
-        xs = x2 if src_scale is None else x2 * ss
-        if width == narrow.WIDTH:  # 16 features: register accumulators (narrow.py)
-            narrow.sum_rows16(bounds, ip, np_view(src), xs, ds, bool(self_loop), False, out.numpy())
+        if rowsum.fits(width, x2.itemsize):  # rows of whole 64-byte vectors: SIMD registers (rowsum.py),
+            # the source scale applied to each gathered row (no scaled copy of x)
+            rowsum.sum_rows(bounds, ip, np_view(src), x2, ss[:, 0], ds, bool(self_loop), False,
+                            out.numpy())
         else:
+            # the source scale first, in one pass over x (measured faster in this loop than a scale
+            # gathered per edge: 14.6 vs 15.5-17.3 ms at 64 features), then a plain gather-sum
+            xs = x2 if src_scale is None else x2 * ss
             _scaled_rows(bounds, ip, np_view(src), xs, ds, bool(self_loop), out.numpy())
     return out.reshape((num_rows,) + feats).to(dtype)

@@ -5,7 +5,9 @@
 
 with the finite conventions of _common.softmax_weight: a +inf score takes the whole mass (several
 +inf scores share it equally), a row whose scores are all -inf gets alpha = 0; NaN propagates.
-Three sweeps over the row's scores (max, sum, write), in edge order: deterministic.
+Three sweeps over the row's scores (max; weights written to alpha and summed; alpha normalised in
+place), in edge order: deterministic. Each weight is computed once (one exp per score). Every alpha
+(and self alpha) element is written, so the outputs come uninitialised from the pool.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 from numba import prange
 
-from ._common import Launch, kernel, np_view, row_bounds, softmax_weight, work_dtype, zeros
+from ._common import Launch, empty, kernel, np_view, row_bounds, softmax_weight, work_dtype
 
 
 @kernel
@@ -35,12 +37,14 @@ def _softmax_rows(bounds, indptr, s, self_s, has_self, alpha, self_alpha):
                         m[f] = z
             for f in range(F):
                 total[f] = softmax_weight(self_s[v, f], m[f]) if has_self else 0.0
+            for k in range(start, end):  # the weights go to alpha, normalised in place below
+                for f in range(F):
+                    w = softmax_weight(s[k, f], m[f])
+                    alpha[k, f] = w
+                    total[f] += w
             for k in range(start, end):
                 for f in range(F):
-                    total[f] += softmax_weight(s[k, f], m[f])
-            for k in range(start, end):
-                for f in range(F):
-                    alpha[k, f] = 0.0 if total[f] == 0 else softmax_weight(s[k, f], m[f]) / total[f]
+                    alpha[k, f] = 0.0 if total[f] == 0 else alpha[k, f] / total[f]
             if has_self:
                 for f in range(F):
                     w = softmax_weight(self_s[v, f], m[f])
@@ -56,8 +60,8 @@ def edge_softmax(indptr, dst, scores, self_scores=None):
     s2 = scores.to(work).reshape(num_edges, width)
     has_self = self_scores is not None
     self2 = self_scores.to(work).reshape(num_dst, width) if has_self else s2.new_zeros(0, width)
-    alpha = zeros((num_edges, width), work)
-    self_alpha = zeros((num_dst, width) if has_self else (0, width), work)
+    alpha = empty((num_edges, width), work)  # every element is written: each edge is in one row
+    self_alpha = empty((num_dst, width) if has_self else (0, width), work)
     if width and num_dst:
         ip = np_view(indptr)
         with Launch(max(num_edges, num_dst) * width) as launch:
@@ -93,7 +97,7 @@ def edge_softmax_backward(indptr, grad, alpha):
     work = work_dtype(dtype)
     num_edges = alpha.shape[0]
     width = int(np.prod(alpha.shape[1:])) if alpha.dim() > 1 else 1
-    ds = zeros((num_edges, width), work)
+    ds = empty((num_edges, width), work)  # every element is written (each edge is in one row)
     if num_edges and width:
         ip = np_view(indptr)
         g2 = np_view(grad.to(work).reshape(num_edges, width))

@@ -19,7 +19,7 @@ from numba import prange
 
 from kokoyi.kernels.torch_ops import broadcast_shape
 
-from . import narrow
+from . import rowmax, rowsum
 from ._common import (PREFETCH_AHEAD, Launch, device_fn, empty, kernel, minus_ones, np_view, prefetch,
                       prefetch_row, row_bounds, split_features, work_dtype, zeros)
 
@@ -287,15 +287,18 @@ def spmm(indptr, src, num_dst, op, reduce, u, e):
         code = OP_CODES[op]
         if extreme:
             arg = minus_ones((num_dst, H * D))
-            if op in ("copy_u", "copy_e"):
+            if op == "copy_u" and rowmax.fits(H * D, u2.itemsize):  # one SIMD register (rowmax.py)
+                rowmax.extreme_rows(bounds, ip, sr, u2, reduce == "max", out.numpy(), arg.numpy())
+            elif op in ("copy_u", "copy_e"):
                 _copy_extreme_rows(bounds, ip, sr, u2 if op == "copy_u" else e2, op == "copy_e",
                                    reduce == "max", out.numpy(), arg.numpy())
             else:
                 _extreme_rows(bounds, ip, sr, u2, e2, code, layout, H, D, strides,
                               reduce == "max", out.numpy(), arg.numpy())
             return out.reshape(shape).to(dtype), arg.reshape(shape)
-        if op == "copy_u" and H * D == narrow.WIDTH:  # 16 features: register accumulators (narrow.py)
-            narrow.sum_rows16(bounds, ip, sr, u2, u2[:0], False, reduce == "mean", out.numpy())
+        if op == "copy_u" and rowsum.fits(H * D, u2.itemsize):  # rows in SIMD registers (rowsum.py)
+            rowsum.sum_rows(bounds, ip, sr, u2, np.zeros(0, dtype=u2.dtype),
+                            np.zeros((0, 1), dtype=u2.dtype), False, reduce == "mean", out.numpy())
         elif op in ("copy_u", "copy_e"):
             _copy_sum_rows(bounds, ip, sr, u2 if op == "copy_u" else e2, op == "copy_e",
                            reduce == "mean", out.numpy())

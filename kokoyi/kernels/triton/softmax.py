@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from . import tuning
-from ._common import check_device, check_float, check_index, csr_row, numel
+from ._common import check_device, check_float, check_index, csr_row, hub_plan, numel
 
 
 @triton.jit
@@ -42,14 +42,18 @@ def online_update(m, s, x, valid):
 
 
 @triton.jit
-def _edge_softmax_kernel(indptr_ptr, x_ptr, self_ptr, alpha_ptr, self_alpha_ptr, num_dst, F,
-                         HAS_SELF: tl.constexpr, ROWS: tl.constexpr,
+def _edge_softmax_kernel(indptr_ptr, x_ptr, self_ptr, alpha_ptr, self_alpha_ptr, num_dst, F, hub_limit,
+                         HAS_SELF: tl.constexpr, SKIP_HUBS: tl.constexpr, ROWS: tl.constexpr,
                          BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
+    """With SKIP_HUBS rows of more than hub_limit edges write nothing (the hub kernels below do)."""
     f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
     fmask = f < F
     for r in range(ROWS):
         start, end, rmask, orow = csr_row(indptr_ptr, tl.program_id(0) * ROWS + r, num_dst, F, fmask,
                                           BLOCK_F, False)
+        if SKIP_HUBS:
+            rmask = rmask & ((tl.zeros((BLOCK_F,), tl.int64) + (end - start)) <= hub_limit)
+            end = tl.where(end - start > hub_limit, start, end)
         if HAS_SELF:
             m = tl.load(self_ptr + orow + f, mask=rmask, other=0.0).to(tl.float32)
             s = finite_weight(m, m)                     # 1, or 0 for a -inf self score
@@ -74,6 +78,75 @@ def _edge_softmax_kernel(indptr_ptr, x_ptr, self_ptr, alpha_ptr, self_alpha_ptr,
             y = tl.load(self_ptr + orow + f, mask=rmask, other=0.0).to(tl.float32)
             tl.store(self_alpha_ptr + orow + f,
                      (finite_weight(y, m) / s).to(self_alpha_ptr.dtype.element_ty), mask=rmask)
+
+
+# ---- hub split (tuning: edge_softmax.hub_split = T): rows of more than T edges in T-edge chunks.
+# 1. per chunk: the online (max, sum) of its edges; 2. per hub: the chunks folded in order (and the
+# self score) into the row's (M, S), and self_alpha; 3. per chunk: alpha of its edges from (M, S).
+@triton.jit
+def _softmax_chunk_stats_kernel(bounds_ptr, x_ptr, pm_ptr, ps_ptr, F,
+                                BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
+    c = tl.program_id(0).to(tl.int64)
+    f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
+    fmask = f < F
+    start, end, _, oc = csr_row(bounds_ptr, c, c + 1, F, fmask, BLOCK_F, True)
+    m = tl.full((BLOCK_F,), float("-inf"), tl.float32)
+    s = tl.zeros((BLOCK_F,), tl.float32)
+    for chunk in range(start, end, BLOCK_E):
+        k = chunk + tl.arange(0, BLOCK_E)
+        valid = (k < end)[:, None] & fmask[None, :]
+        x = tl.load(x_ptr + k[:, None] * F + f[None, :], mask=valid, other=0.0).to(tl.float32)
+        m, s = online_update(m, s, x, valid)
+    tl.store(pm_ptr + oc + f, m, mask=fmask)
+    tl.store(ps_ptr + oc + f, s, mask=fmask)
+
+
+@triton.jit
+def _softmax_hub_stats_kernel(chunk_indptr_ptr, hub_rows_ptr, pm_ptr, ps_ptr, self_ptr, self_alpha_ptr,
+                              hm_ptr, hs_ptr, F, HAS_SELF: tl.constexpr, BLOCK_F: tl.constexpr):
+    i = tl.program_id(0).to(tl.int64)
+    f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
+    fmask = f < F
+    orow = tl.load(hub_rows_ptr + i).to(tl.int64) * F
+    c0 = tl.load(chunk_indptr_ptr + i).to(tl.int64)
+    c1 = tl.load(chunk_indptr_ptr + i + 1).to(tl.int64)
+    if HAS_SELF:
+        m = tl.load(self_ptr + orow + f, mask=fmask, other=0.0).to(tl.float32)
+        s = finite_weight(m, m)
+    else:
+        m = tl.full((BLOCK_F,), float("-inf"), tl.float32)
+        s = tl.zeros((BLOCK_F,), tl.float32)
+    for c in range(c0, c1):
+        m_c = tl.load(pm_ptr + c * F + f, mask=fmask, other=float("-inf"))
+        s_c = tl.load(ps_ptr + c * F + f, mask=fmask, other=0.0)
+        m_new = tl.maximum(m, m_c)
+        s = s * finite_weight(m, m_new) + s_c * finite_weight(m_c, m_new)
+        m = m_new
+    s = tl.where(s == 0.0, 1.0, s)
+    tl.store(hm_ptr + i * F + f, m, mask=fmask)
+    tl.store(hs_ptr + i * F + f, s, mask=fmask)
+    if HAS_SELF:
+        y = tl.load(self_ptr + orow + f, mask=fmask, other=0.0).to(tl.float32)
+        tl.store(self_alpha_ptr + orow + f, (finite_weight(y, m) / s).to(self_alpha_ptr.dtype.element_ty),
+                 mask=fmask)
+
+
+@triton.jit
+def _softmax_chunk_write_kernel(bounds_ptr, chunk_hub_ptr, x_ptr, hm_ptr, hs_ptr, alpha_ptr, F,
+                                BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
+    c = tl.program_id(0).to(tl.int64)
+    f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
+    fmask = f < F
+    start, end, _, _ = csr_row(bounds_ptr, c, c + 1, F, fmask, BLOCK_F, True)
+    hub = tl.load(chunk_hub_ptr + c).to(tl.int64) * F
+    m = tl.load(hm_ptr + hub + f, mask=fmask, other=0.0)
+    s = tl.load(hs_ptr + hub + f, mask=fmask, other=1.0)
+    for chunk in range(start, end, BLOCK_E):
+        k = chunk + tl.arange(0, BLOCK_E)
+        valid = (k < end)[:, None] & fmask[None, :]
+        x = tl.load(x_ptr + k[:, None] * F + f[None, :], mask=valid, other=float("-inf")).to(tl.float32)
+        a = finite_weight(x, m[None, :]) / s[None, :]
+        tl.store(alpha_ptr + k[:, None] * F + f[None, :], a.to(alpha_ptr.dtype.element_ty), mask=valid)
 
 
 def edge_softmax(indptr, dst, scores, self_scores=None):
@@ -104,9 +177,25 @@ def edge_softmax(indptr, dst, scores, self_scores=None):
     width = numel(feats)
     if num_dst > 0 and width > 0:
         cfg = tuning.config("edge_softmax", width)
+        hubs = hub_plan(indptr, cfg.hub_split) if cfg.hub_split > 0 and num_edges > 0 else None
+        options = tuning.launch_options(cfg)
         grid = (triton.cdiv(num_dst, cfg.rows), triton.cdiv(width, cfg.block_f))
+        y_ptr, sa_ptr = (y if y is not None else x), (self_alpha if y is not None else x)
         _edge_softmax_kernel[grid](
-            indptr, x, y if y is not None else x, alpha, self_alpha if y is not None else x,
-            num_dst, width, HAS_SELF=y is not None, ROWS=cfg.rows,
-            BLOCK_E=cfg.block_e, BLOCK_F=cfg.block_f, **tuning.launch_options(cfg))
+            indptr, x, y_ptr, alpha, sa_ptr, num_dst, width, cfg.hub_split if hubs is not None else 0,
+            HAS_SELF=y is not None, SKIP_HUBS=hubs is not None, ROWS=cfg.rows,
+            BLOCK_E=cfg.block_e, BLOCK_F=cfg.block_f, **options)
+        if hubs is not None:
+            c, nh, tiles = hubs.num_chunks, hubs.rows.numel(), triton.cdiv(width, cfg.block_f)
+            pm = torch.empty((c, width), dtype=torch.float32, device=x.device)
+            ps = torch.empty((c, width), dtype=torch.float32, device=x.device)
+            hm = torch.empty((nh, width), dtype=torch.float32, device=x.device)
+            hs = torch.empty((nh, width), dtype=torch.float32, device=x.device)
+            _softmax_chunk_stats_kernel[(c, tiles)](hubs.bounds, x, pm, ps, width, BLOCK_E=cfg.block_e,
+                                                    BLOCK_F=cfg.block_f, **options)
+            _softmax_hub_stats_kernel[(nh, tiles)](hubs.chunk_indptr, hubs.rows, pm, ps, y_ptr, sa_ptr, hm, hs,
+                                                   width, HAS_SELF=y is not None, BLOCK_F=cfg.block_f,
+                                                   **options)
+            _softmax_chunk_write_kernel[(c, tiles)](hubs.bounds, hubs.chunk_hub, x, hm, hs, alpha, width,
+                                                    BLOCK_E=cfg.block_e, BLOCK_F=cfg.block_f, **options)
     return alpha if self_scores is None else (alpha, self_alpha)

@@ -20,10 +20,11 @@ block_e      edges per chunk (row-parallel kernels: the loop step over a row's i
              32 x 128 elements, at least 8 edges.
 block_f      feature tile (per head for GAT; the output-feature tile for sddmm). auto: next power of
              two of the width, at most 128.
-hub_split    spmm, gat, gat_backward: rows with more than ``hub_split`` in-edges are cut into
+hub_split    spmm, edge_softmax, gat, gat_backward: rows with more than ``hub_split`` in-edges are cut into
              chunks of ``hub_split`` edges, each its own program, combined in a fixed order (no
              atomics, bit-reproducible). 0 = off. (gat: online-softmax partials per chunk merged by
-             log-sum-exp; gat_backward: the by-destination pass, partial grad_t sums per chunk.)
+             log-sum-exp; gat_backward: the by-destination pass, partial grad_t sums per chunk;
+             edge_softmax: chunk (max, sum) merged per hub, then alpha written per chunk.)
              Costs one device sync per call (finding the hubs).
 rows_in_tile spmm only: 0 = a program walks its rows one after another (a loop over rows);
              1 = the rows are a tile axis: each step loads BLOCK_E edges of every row at once, a
@@ -32,6 +33,23 @@ heads_per_program
              gat / gat_backward only: heads handled by one program, a (block_e, heads, block_f)
              tile with per-head softmax statistics as a vector. 1 = one program per (node, head)
              (the original layout); 0 = all heads of a node in one program; else a power of two.
+
+What to look for in a GPU sweep (H200; not measured when this was written)
+---------------------------------------------------------------------------
+* hub_split first: the power-law benchmark graphs put ~1/75 of the edges on their top row (~130 k
+  in-edges at 10^6 nodes / 10^7 edges), so without a split one program walks ~4000 chunks while the
+  rest of the grid is long done; expect the largest gain there (spmm, edge_softmax, gat forward and
+  gat_backward), with T ~ 256-1024 (smaller T: more partials to merge). The first call on a graph
+  pays one sync to find the hubs (then cached per indptr tensor).
+* narrow widths (F = 16): num_warps 1-2, rows 4-8, rows_in_tile = 1 with block_e 8-16 (COMBOS): a
+  32 x 16 tile of a row of ~10 edges leaves most of 4 warps idle.
+* GAT with D = 8, H = 8: heads_per_program = 0 (all heads of a node: one 256 B feature row per edge
+  per program instead of eight 32 B pieces) with num_warps 1-2.
+* wide widths (F = 128): the defaults (block_f 128, block_e 32, 4 warps) are a reasonable start;
+  num_stages matters little for gathers whose addresses come from the previous load.
+Write the winners as TABLE rows (with width buckets where narrow and wide differ), then confirm with
+a second run of the benchmarks under the new table (``KOKOYI_TRITON_TUNING`` can stand in for the
+edit).
 
 Widths (what ``width`` means per primitive)
 -------------------------------------------
@@ -84,7 +102,7 @@ _LAUNCH_FIELDS = ("num_warps", "num_stages")
 # which fields each primitive reads (overriding any other field is an error, not a silent no-op)
 USES: dict[str, tuple[str, ...]] = {
     "spmm": _LAUNCH_FIELDS + ("rows", "block_e", "block_f", "hub_split", "rows_in_tile"),
-    "edge_softmax": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
+    "edge_softmax": _LAUNCH_FIELDS + ("rows", "block_e", "block_f", "hub_split"),
     "sddmm": _LAUNCH_FIELDS + ("block_e", "block_f"),
     "gat": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program", "hub_split"),
     "gat_backward": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program", "hub_split"),
@@ -119,7 +137,7 @@ SWEEP: dict[str, dict[str, tuple[int, ...]]] = {
     "spmm": dict(num_warps=_WARPS, num_stages=_STAGES, rows=(1, 2, 4, 8), block_e=(8, 16, 32, 64),
                  block_f=(16, 32, 64, 128), hub_split=(0, 64, 256, 1024), rows_in_tile=(0, 1)),
     "edge_softmax": dict(num_warps=_WARPS, num_stages=_STAGES, rows=(1, 2, 4, 8),
-                         block_e=(8, 16, 32, 64), block_f=(16, 32, 64, 128)),
+                         block_e=(8, 16, 32, 64), block_f=(16, 32, 64, 128), hub_split=(0, 64, 256, 1024)),
     "sddmm": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(16, 32, 64, 128),
                   block_f=(1, 2, 4, 8, 16)),
     "gat": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(8, 16, 32, 64),
