@@ -70,12 +70,12 @@ SETTINGS["citeseer"]["history"] = Run("neighbor:10", 1109, 100, batch_parts=24)
 # features climbs slowly (full-batch: val 0.76 at epoch 50, 0.84 at 90, 0.89 at 170); with 40 epochs
 # (240 steps) history training stopped at 83-84 with random or METIS batches alike.
 SETTINGS["facebook"]["history"] = Run("full", 4096, 120, batch_parts=40)
-# GraphSAINT node sampler on Cora: 2,500 draws (~1,500 distinct nodes, ~55 %; the paper's PPI subgraphs are
-# ~40 % of the graph) and 100 epochs: with 800 draws (~22 %) a node kept ~1/5 of its neighbours, each with
-# weight p_v/p_uv ~ 5, and GCN / SAGE were 1.7 / 2.5 points below; with 1,500 draws, 1.1 / 0.2.
+# GraphSAINT node sampler on Cora: 2,500 draws (~1,560 distinct nodes, 58 %; the paper's PPI subgraphs are
+# ~40 % of the graph) and 100 epochs: with 800 draws (25 %) a node kept ~1/4 of its neighbours, each with
+# weight p_v/p_uv ~ 4, and GCN / SAGE were 1.7 / 2.5 points below; with 1,500 draws (41 %), 1.1 / 0.2.
 SETTINGS["cora"]["saint-node"] = Run("saint-node:2500", 32, 100)
-# Facebook GraphSAINT node sampler: 12,000 draws (~8,700 distinct nodes, ~40 %, as the paper's PPI
-# subgraphs): with 6,000 (~25 %) SAGE was 1.5 points below.
+# Facebook GraphSAINT node sampler: 12,000 draws (~8,300 distinct nodes, 37 %, about the paper's PPI
+# ratio): with 6,000 (22 %) SAGE was 1.5 points below.
 SETTINGS["facebook"]["saint-node"] = Run("saint-node:12000", 1024, 80)
 # CiteSeer GCN: batches of 32 of the 120 training nodes moved test accuracy by up to 8 points between
 # seeds (neighbour sampling 64.7 / 73.0 / 68.4); one batch of all training nodes per step and the full-batch
