@@ -100,13 +100,14 @@ def feature_offsets(own: tuple[int, ...], full: tuple[int, ...], device) -> torc
 class HubPlan(NamedTuple):
     """Rows of more than T in-edges (`rows`, their in-degree `degree`) cut into chunks of at most
     T consecutive CSR edges: chunk c covers bounds[2c] .. bounds[2c+1]-1; the chunks of hub i are
-    chunk_indptr[i] .. chunk_indptr[i+1]-1, in edge order; chunk_rows[c] = the row of chunk c."""
+    chunk_indptr[i] .. chunk_indptr[i+1]-1, in edge order; chunk_rows[c] = the row of chunk c, hub_of_chunk[c] = its hub's index in rows."""
     rows: torch.Tensor
     degree: torch.Tensor
     bounds: torch.Tensor
     chunk_indptr: torch.Tensor
     num_chunks: int
     chunk_rows: torch.Tensor
+    hub_of_chunk: torch.Tensor
 
 
 # hub plans of recently seen indptr tensors (a Graph keeps its indptr, so repeated calls on one graph
@@ -149,7 +150,7 @@ def _make_hub_plan(indptr, threshold):
     start = indptr[rows][hub_of_chunk] + within * threshold
     end = torch.minimum(start + threshold, indptr[rows + 1][hub_of_chunk])
     bounds = torch.stack([start, end], 1).reshape(-1).contiguous()
-    return HubPlan(rows, degree, bounds, chunk_indptr, num_chunks, rows[hub_of_chunk])
+    return HubPlan(rows, degree, bounds, chunk_indptr, num_chunks, rows[hub_of_chunk], hub_of_chunk)
 
 
 @triton.jit

@@ -114,6 +114,9 @@ def _exercise(kt, full: bool):
             kt.sddmm(src, dst, op, rand(rows[lt], 4, 70), rand(rows[rt], 1, 70), lt, rt)
         kt.edge_softmax(indptr, dst, rand(5, 4, 8))
         kt.edge_softmax(indptr, dst, rand(5, 4, 8), rand(2, 4, 8))
+        with tuning.override("edge_softmax", hub_split=1):                # both rows hubs
+            kt.edge_softmax(indptr, dst, rand(5, 4, 8))
+            kt.edge_softmax(indptr, dst, rand(5, 4, 8), rand(2, 4, 8))
         rev_indptr, rev_perm = torch.tensor([0, 2, 3, 4, 5], dtype=idx), torch.arange(5, dtype=idx)
         gat_cases = (itertools.product((False, True), (8, 130), (1, 0), (False, True), (0, 1)) if full
                      else [(False, 130, 1, False, 0), (True, 130, 1, False, 0), (True, 8, 0, True, 0),

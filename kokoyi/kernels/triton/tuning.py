@@ -4,9 +4,10 @@ Every launch in this folder asks ``config(primitive, width)`` for its `Launch`; 
 launchers chooses a tile size or a warp count. The table below holds, per primitive, rows
 ``(max_width, Launch)``: the first row whose ``max_width`` is >= the launch's width applies
 (``None`` = any width). A field left at 0 means "auto": the rule of this module's ``_auto_*``
-functions, which is the behaviour of the kernels before the table existed. The defaults reproduce
-that behaviour exactly (same tiles, triton's default num_warps=4 / num_stages=3): results and speed
-do not change until someone edits the table.
+functions, which is the behaviour of the kernels before the table existed. Rows left at
+``Launch()`` reproduce that behaviour exactly (same tiles, triton's default num_warps=4 /
+num_stages=3); spmm and GAT (D <= 16) carry the bests of the first H200 sweep, edge_softmax
+splits hubs like spmm (see TABLE).
 
 Fields (what each knob does)
 ----------------------------
@@ -20,11 +21,13 @@ block_e      edges per chunk (row-parallel kernels: the loop step over a row's i
              32 x 128 elements, at least 8 edges.
 block_f      feature tile (per head for GAT; the output-feature tile for sddmm). auto: next power of
              two of the width, at most 128.
-hub_split    spmm, gat, gat_backward: rows with more than ``hub_split`` in-edges are cut into
+hub_split    spmm, edge_softmax, gat, gat_backward: rows with more than ``hub_split`` in-edges are cut into
              chunks of ``hub_split`` edges, each its own program, combined in a fixed order (no
              atomics, bit-reproducible). 0 = off. (gat: online-softmax partials per chunk merged by
-             log-sum-exp; gat_backward: the by-destination pass, partial grad_t sums per chunk.)
-             Costs one device sync per call (finding the hubs).
+             log-sum-exp; gat_backward: the by-destination pass, partial grad_t sums per chunk;
+             edge_softmax: partial (max, sum) per chunk merged per hub, then a write pass.)
+             Finding the hubs costs one device sync the first time a CSR is seen; the plan is
+             cached per indptr tensor (_common.hub_plan), so later calls on that graph sync nothing.
 rows_in_tile spmm only: 0 = a program walks its rows one after another (a loop over rows);
              1 = the rows are a tile axis: each step loads BLOCK_E edges of every row at once, a
              (rows, block_e, block_f) block (auto block_e then budgets rows x block_e x block_f).
@@ -84,7 +87,7 @@ _LAUNCH_FIELDS = ("num_warps", "num_stages")
 # which fields each primitive reads (overriding any other field is an error, not a silent no-op)
 USES: dict[str, tuple[str, ...]] = {
     "spmm": _LAUNCH_FIELDS + ("rows", "block_e", "block_f", "hub_split", "rows_in_tile"),
-    "edge_softmax": _LAUNCH_FIELDS + ("rows", "block_e", "block_f"),
+    "edge_softmax": _LAUNCH_FIELDS + ("rows", "block_e", "block_f", "hub_split"),
     "sddmm": _LAUNCH_FIELDS + ("block_e", "block_f"),
     "gat": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program", "hub_split"),
     "gat_backward": _LAUNCH_FIELDS + ("block_e", "block_f", "heads_per_program", "hub_split"),
@@ -98,12 +101,20 @@ USES: dict[str, tuple[str, ...]] = {
 _REL = ((None, Launch(block_e=32)),)
 
 # The table: per primitive, (max_width, Launch) rows, first match wins. Edit here after a GPU sweep.
+# spmm / gat / gat_backward: the bests of the first H200 sweep (2026-11-30, forward on the
+# 10^6 / 10^7 power-law graph, fp32; benchmarks/bench_gpu.py): copy_u-sum F=16 4.82 -> 0.94 ms,
+# F=64 9.11 -> 1.73 ms, F=128 12.5 -> 2.30 ms; GAT H=8 D=8 forward 16.2 -> 8.7 ms, backward
+# 55.7 -> 39.5 ms. Wider GAT heads keep the pre-sweep launch (never timed).
+_SPMM_HUB = 256
 TABLE: dict[str, tuple[tuple[int | None, Launch], ...]] = {
-    "spmm": ((None, Launch()),),
-    "edge_softmax": ((None, Launch()),),
+    "spmm": ((16, Launch(num_warps=1, rows=4, hub_split=_SPMM_HUB)),
+             (64, Launch(num_warps=2, rows=2, hub_split=_SPMM_HUB)),
+             (None, Launch(num_warps=1, block_e=8, hub_split=_SPMM_HUB))),
+    # the spmm hub threshold; the split itself not yet timed on a GPU (bench_gpu's sweep compares 0)
+    "edge_softmax": ((None, Launch(hub_split=_SPMM_HUB)),),
     "sddmm": ((None, Launch()),),
-    "gat": ((None, Launch()),),
-    "gat_backward": ((None, Launch()),),
+    "gat": ((16, Launch(num_warps=1, heads_per_program=1)), (None, Launch())),
+    "gat_backward": ((16, Launch(num_warps=1, heads_per_program=2)), (None, Launch())),
     "softmax_agg": ((None, Launch()),),
     "softmax_agg_backward": ((None, Launch()),),
     "rel_spmm": _REL,
@@ -119,7 +130,7 @@ SWEEP: dict[str, dict[str, tuple[int, ...]]] = {
     "spmm": dict(num_warps=_WARPS, num_stages=_STAGES, rows=(1, 2, 4, 8), block_e=(8, 16, 32, 64),
                  block_f=(16, 32, 64, 128), hub_split=(0, 64, 256, 1024), rows_in_tile=(0, 1)),
     "edge_softmax": dict(num_warps=_WARPS, num_stages=_STAGES, rows=(1, 2, 4, 8),
-                         block_e=(8, 16, 32, 64), block_f=(16, 32, 64, 128)),
+                         block_e=(8, 16, 32, 64), block_f=(16, 32, 64, 128), hub_split=(0, 64, 256, 1024)),
     "sddmm": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(16, 32, 64, 128),
                   block_f=(1, 2, 4, 8, 16)),
     "gat": dict(num_warps=_WARPS, num_stages=_STAGES, block_e=(8, 16, 32, 64),
