@@ -903,3 +903,14 @@ def test_edge_softmax_hub_split_matches_reference_and_unsplit_infinities(thresho
     assert alpha[hub.start + 40, 2] == 0.5 and alpha[hub.start + 290, 2] == 0.5
     if not with_self:
         assert (alpha[hub, 1] == 0).all()
+
+
+def test_feature_offset_tables_are_built_once_per_shape_pair():
+    """A broadcast operand's offset table is cached (a per-call host-to-device copy would make every
+    launch wait for the stream); the cached table holds the broadcast offsets."""
+    from kokoyi.kernels.triton._common import feature_offsets
+    first = feature_offsets((4, 1), (4, 3), DEVICE)
+    assert feature_offsets((4, 1), (4, 3), DEVICE) is first
+    assert first.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert feature_offsets((3,), (4, 3), DEVICE).tolist() == [0, 1, 2] * 4
+    assert feature_offsets((4, 3), (4, 3), DEVICE) is None
