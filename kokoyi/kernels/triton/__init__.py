@@ -30,6 +30,9 @@ Launch design
 * Hubs (spmm, optional: tuning.py's hub_split = T): rows of more than T in-edges are cut into
   T-edge chunks run as separate programs writing fp32 partials, reduced per hub in chunk order by a
   second launch of the same kernel; still no atomics, still bit-reproducible.
+  edge_softmax splits hubs the same way (per-chunk (max, sum) partials merged per hub in chunk
+  order, then a write pass per chunk). The hub plan costs one device sync the first time a CSR is
+  seen and is cached per indptr tensor.
 * Launch sizes (tiles, rows per program, num_warps, num_stages, the schedules) come from one table,
   ``tuning.py``; ``tuning.override(primitive, **fields)`` changes them for a sweep.
 * sddmm: grid = (ceil(E / BLOCK_E), ceil(F_out / BLOCK_O)); a (BLOCK_E, BLOCK_O, BLOCK_D) tile,
