@@ -47,8 +47,8 @@ sweep
     (`sweep_stages`): hub_split, then num_warps x rows (narrow widths), then the other fields of
     ``tuning.SWEEP`` one at a time, each stage on top of the best so far. Every config's output is
     compared with the default launch's (a mismatch is an error row, never "best"); the best per case
-    against the default. A missing ``tuning`` module or a field the primitive does not read skips the
-    row with a note.
+    against the default. ``--sweep-cases ... edge_softmax`` adds the edge softmax over H = 8 scores. A
+    missing ``tuning`` module or a field the primitive does not read skips the row with a note.
 
 Timing: on CUDA ``triton.testing.do_bench(fn, warmup, rep, return_mode="median")`` (it warms up, and
 clears the L2 cache before every call, so every run starts cold; inputs are not rotated); on the CPU
@@ -901,8 +901,8 @@ def sweep_stages(tuning, primitive: str, width: int, known, default: dict | None
     """The sweep as stages of candidate overrides, each stage applied on top of the best config so far
     (coordinate descent):
 
-    1. hub_split (spmm: the power-law graph's hubs serialise one program per row), when read;
-    2. the grid num_warps x rows (rows only for narrow spmm, F <= 64) or, for GAT, num_warps x
+    1. hub_split (the power-law graph's hubs serialise one program per row), when the primitive reads it;
+    2. the grid num_warps x rows (rows only for narrow spmm / edge_softmax, F <= 64) or, for GAT, num_warps x
        heads_per_program when the primitive reads it;
     3. every other field tuning.SWEEP lists (block_e, num_stages, block_f), one at a time.
     The grid is ordered nearest the ``default`` launch first (`_log2_distance`).
@@ -913,9 +913,9 @@ def sweep_stages(tuning, primitive: str, width: int, known, default: dict | None
     values = {**_FALLBACK_VALUES, **{k: tuple(v) for k, v in sweep.get(primitive, {}).items()}}
     reads = (lambda f: False) if known is None else (lambda f: f in known)  # noqa: E731
     stages = []
-    if reads("hub_split") and primitive == "spmm":
+    if reads("hub_split"):
         stages.append(("hub_split", [{"hub_split": v} for v in values["hub_split"]]))
-    second = ("rows" if primitive == "spmm" and width <= 64 else
+    second = ("rows" if primitive in ("spmm", "edge_softmax") and width <= 64 else
               "heads_per_program" if primitive in ("gat", "gat_backward") and reads("heads_per_program")
               else None)
     grid = [{"num_warps": w, **({second: v} if second else {})} for w in values["num_warps"]
@@ -932,6 +932,16 @@ def sweep_stages(tuning, primitive: str, width: int, known, default: dict | None
 # (case, primitive tuned, width F, pass): the gat_backward launches are timed as forward + backward with
 # the forward at its default (the forward's own sweep is the row before)
 SWEEP_GAT = (("gat", "gat", HEADS * 8, "fwd"), ("gat", "gat_backward", HEADS * 8, "fwd+bwd"))
+SWEEP_CASES = ("copy_u-sum", "gat", "gat_backward", "edge_softmax")  # --sweep-cases choices (full plan)
+
+
+def full_sweep_cases(names, widths) -> list[tuple[str, str, int, str]]:
+    """(case, primitive, width, pass) rows of the full sweep: copy_u-sum at each width, GAT forward
+    and backward (H = 8, D = 8), edge_softmax over H = 8 scores per edge (GAT's softmax)."""
+    table = {"copy_u-sum": [("copy_u-sum", "spmm", w, "fwd") for w in widths],
+             "gat": [SWEEP_GAT[0]], "gat_backward": [SWEEP_GAT[1]],
+             "edge_softmax": [("edge_softmax", "edge_softmax", HEADS, "fwd")]}
+    return [c for name in names for c in table[name]]
 
 
 # The short plan (--sweep-plan short, the default): only what the first H200 run (2026-11-30) never
@@ -969,8 +979,7 @@ def sweep_cases(args) -> list[tuple]:
     """(case, primitive, width, pass, fixed stages or None) of --sweep-plan."""
     if args.sweep_plan == "short":
         return [c for c in SHORT_SWEEP if c[0] != "copy_u-sum" or c[2] in args.sweep_widths]
-    return [("copy_u-sum", "spmm", w, "fwd", None) for w in args.sweep_widths] + \
-        [(*c, None) for c in SWEEP_GAT]
+    return [(*c, None) for c in full_sweep_cases(args.sweep_cases, args.sweep_widths)]
 
 
 def sweep_label(case: str, width: int, primitive: str = "") -> str:
@@ -1196,6 +1205,8 @@ def main(argv=None):
     p.add_argument("--copy-gib", type=float, default=2.0, help="size of the copy_ bandwidth probe")
     p.add_argument("--ops", dest="op_cases", nargs="+", default=list(OP_CASES), choices=OP_CASES)
     p.add_argument("--widths", type=int, nargs="+", default=[16, 64, 128])
+    p.add_argument("--sweep-cases", nargs="+", default=list(SWEEP_CASES[:3]), choices=SWEEP_CASES,
+                   help="--sweep-plan full's cases (default: copy_u-sum at 16/64/128, gat, gat_backward)")
     p.add_argument("--models", nargs="+", default=["gcn", "gat", "sage"], choices=["gcn", "gat", "sage"])
     p.add_argument("--d-in", type=int, default=128)
     p.add_argument("--hidden", type=int, default=64)

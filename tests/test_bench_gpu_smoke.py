@@ -108,14 +108,16 @@ def test_sweep_unknown_field_is_skipped_with_a_note(tmp_path, monkeypatch):
 def test_sweep_with_the_real_tuning_module(tmp_path, monkeypatch):
     """gputune's kokoyi/kernels/triton/tuning.py: every override the sweep makes is one it accepts."""
     tuning = pytest.importorskip("kokoyi.kernels.triton.tuning")
-    rows, md = _run(tmp_path, monkeypatch, ["--sections", "sweep", "--sweep-plan", "full"])
+    rows, md = _run(tmp_path, monkeypatch, ["--sections", "sweep", "--sweep-plan", "full",
+                                            "--sweep-cases", *bench_gpu.SWEEP_CASES])
     sweep = [r for r in rows if r.get("section") == "sweep"]
     assert not [r for r in sweep if "error" in r]
     configs = [r for r in sweep if r["kind"] == "config" and r["config"] != "default"]
     assert configs and all("ms" in r or "budget" in r["skipped"] for r in configs)
     stages = {r["stage"] for r in configs if r["primitive"] == "spmm"}
     assert {"hub_split", "num_warps x rows"} <= stages
-    assert {r["primitive"] for r in configs} == {"spmm", "gat", "gat_backward"}
+    assert {r["primitive"] for r in configs} == {"spmm", "gat", "gat_backward", "edge_softmax"}
+    assert "edge_softmax F=8" in md
     assert all("max_abs_diff" in r for r in configs if "ms" in r)
     for r in configs:  # each stage sits on top of the best config of the stages before it
         assert set(r["config"]) <= set(tuning.USES[r["primitive"]])

@@ -914,3 +914,18 @@ def test_feature_offset_tables_are_built_once_per_shape_pair():
     assert first.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
     assert feature_offsets((3,), (4, 3), DEVICE).tolist() == [0, 1, 2] * 4
     assert feature_offsets((4, 3), (4, 3), DEVICE) is None
+
+
+@pytest.mark.parametrize("threshold,with_self", [(7, True), (64, False)])
+def test_edge_softmax_hub_split_matches_reference(threshold, with_self):
+    g = STAR
+    x = rand(g.num_edges, 2, 3, seed=61) * 4
+    x[int(g.indptr[0]) + 3] = float("-inf")                   # a masked edge inside the hub
+    y = rand(g.num_dst, 2, 3, seed=62) * 4 if with_self else None
+    with tuning.override("edge_softmax", hub_split=threshold, block_e=8):
+        got = kt.edge_softmax(g.indptr, g.dst, x, y)
+        again = kt.edge_softmax(g.indptr, g.dst, x, y)
+    ref = ref_edge_softmax(g, x, y)
+    for a, b, c in zip(*(v if with_self else (v,) for v in (got, ref, again))):
+        close(a, b)
+        assert torch.equal(a, c)
