@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (issue 13): correctness on CUDA, then benchmarks, within a fixed budget.
 #
-#   bash benchmarks/gpu/run_device.sh [tests|bench|all] [TEST_BUDGET_S] [BENCH_BUDGET_S] [bench args...]
+#   bash benchmarks/gpu/run_device.sh [tests|bench|all|seq] [TEST_BUDGET_S] [BENCH_BUDGET_S] [bench args...]
+#
+# all: the CUDA suite beside the benchmarks (shared card: timings are preliminary); seq: the suite
+# first, then the benchmarks alone on the card.
 #
 # The machine has torch, triton and torch_geometric but not lark or pymetis: the caller carries their
 # wheels in .whl/ (see docs/notes.md, "GPU runs"). Everything lands in $OUT (or ./.gpuout): logs as they
@@ -32,6 +35,7 @@ if [ "$MODE" != bench ]; then
   ( SUITE_TIMEOUT=$((TEST_S - 15)) timeout -k 5 "$TEST_S" bash tests/run_cuda_suite.sh "${XDIST[@]}" > "$OUT/tests.log" 2>&1
     echo "cuda suite rc=$?" >> "$OUT/tests.log" ) &
   test_pid=$!
+  if [ "$MODE" = seq ]; then wait "$test_pid"; test_pid=; fi
 fi
 if [ "$MODE" != tests ]; then
   timeout -k 5 "$BENCH_S" python3 benchmarks/bench_gpu.py --out "$OUT/res" "$@" > "$OUT/bench.log" 2>&1
