@@ -59,7 +59,7 @@ def test_sweep_with_stub_tuning(tmp_path, monkeypatch):
     stub = _stub(calls)
     monkeypatch.setitem(sys.modules, "kokoyi.kernels.triton.tuning", stub)
     monkeypatch.setattr(kt, "tuning", stub, raising=False)
-    rows, md = _run(tmp_path, monkeypatch, ["--sections", "sweep"])
+    rows, md = _run(tmp_path, monkeypatch, ["--sections", "sweep", "--sweep-plan", "full"])
     sweep = [r for r in rows if r.get("section") == "sweep"]
     best = {r["case"]: r for r in sweep if r["kind"] == "best"}
     assert set(best) == {"copy_u-sum F=16", "gat H=8 D=8", "gat H=8 D=8 bwd"}
@@ -93,7 +93,7 @@ def test_sweep_unknown_field_is_skipped_with_a_note(tmp_path, monkeypatch):
     stub.CONFIG = object()  # the fields cannot be told from CONFIG: override() itself must reject 'rows'
     monkeypatch.setitem(sys.modules, "kokoyi.kernels.triton.tuning", stub)
     monkeypatch.setattr(kt, "tuning", stub, raising=False)
-    rows, _ = _run(tmp_path, monkeypatch, ["--sections", "sweep"])
+    rows, _ = _run(tmp_path, monkeypatch, ["--sections", "sweep", "--sweep-plan", "full"])
     configs = [r for r in rows if r.get("section") == "sweep" and r.get("kind") == "config" and r["config"] != "default"]
     spmm = [r for r in configs if r["primitive"] == "spmm"]
     # fields unknown: no optional schedule (hub_split) is tried; the rows grid is, and refused
@@ -108,7 +108,8 @@ def test_sweep_unknown_field_is_skipped_with_a_note(tmp_path, monkeypatch):
 def test_sweep_with_the_real_tuning_module(tmp_path, monkeypatch):
     """gputune's kokoyi/kernels/triton/tuning.py: every override the sweep makes is one it accepts."""
     tuning = pytest.importorskip("kokoyi.kernels.triton.tuning")
-    rows, md = _run(tmp_path, monkeypatch, ["--sections", "sweep", "--sweep-cases", *bench_gpu.SWEEP_CASES])
+    rows, md = _run(tmp_path, monkeypatch, ["--sections", "sweep", "--sweep-plan", "full",
+                                            "--sweep-cases", *bench_gpu.SWEEP_CASES])
     sweep = [r for r in rows if r.get("section") == "sweep"]
     assert not [r for r in sweep if "error" in r]
     configs = [r for r in sweep if r["kind"] == "config" and r["config"] != "default"]
@@ -122,10 +123,11 @@ def test_sweep_with_the_real_tuning_module(tmp_path, monkeypatch):
         assert set(r["config"]) <= set(tuning.USES[r["primitive"]])
     default = next(r for r in sweep if r["config"] == "default" and r["primitive"] == "spmm")
     assert default["resolved"] == tuning.as_dict("spmm", 16)
-    # the default launch is not timed twice: hub_split 0 and the default's own (num_warps, rows) are left out
+    # the default launch is not timed twice: the table's own hub_split and (num_warps, rows) are left out
     spmm = [r["config"] for r in configs if r["primitive"] == "spmm"]
-    assert {"hub_split": 0} not in spmm and spmm[0] == {"hub_split": 64}
     d = default["resolved"]
+    hubs = [c["hub_split"] for c in spmm if set(c) == {"hub_split"}]
+    assert d["hub_split"] not in hubs and sorted(hubs + [d["hub_split"]]) == sorted(tuning.SWEEP["spmm"]["hub_split"])
     assert not [c for c in spmm if {**d, **c} == d]
 
 
@@ -134,14 +136,15 @@ def test_sweep_without_tuning_module(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "kokoyi.kernels.triton.tuning", None)  # import raises ImportError
     monkeypatch.delattr(kt, "tuning", raising=False)
-    rows, md = _run(tmp_path, monkeypatch, ["--sections", "sweep"])
+    rows, md = _run(tmp_path, monkeypatch, ["--sections", "sweep", "--sweep-plan", "full"])
     best = [r for r in rows if r.get("section") == "sweep"]
     assert len(best) == 3 and all("no tuning module" in r["skipped"] for r in best)
     assert "sweep skipped" in md
 
 
 def test_ops_rows_and_byte_model(tmp_path, monkeypatch):
-    rows, md = _run(tmp_path, monkeypatch, ["--sections", "ops", "--ops", "copy_u-sum", "gat", "--widths", "16"])
+    rows, md = _run(tmp_path, monkeypatch, ["--sections", "ops", "--ops", "copy_u-sum", "gat", "--widths", "16",
+                                            "--dtypes", "fp32"])
     ops = [r for r in rows if r.get("section") == "ops"]
     assert {(r["case"], r["pass"]) for r in ops} == {(c, p) for c in ("copy_u-sum", "gat") for p in ("fwd", "fwd+bwd")}
     for r in ops:
@@ -190,7 +193,8 @@ def test_issue_targets_from_rows(tmp_path):
 
 def test_bf16_rows_checked_against_fp32_pyg(tmp_path, monkeypatch):
     rows, md = _run(tmp_path, monkeypatch, ["--sections", "ops", "--ops", "copy_u-sum", "edge_softmax",
-                                            "--widths", "16", "--dtypes", "bf16"])
+                                            "--widths", "16", "--dtypes", "bf16", "--half-ops", "copy_u-sum",
+                                            "edge_softmax"])
     ops = [r for r in rows if r.get("section") == "ops"]
     assert len(ops) == 4 and all(r["dtype"] == "bf16" and r["match_pyg"] is True for r in ops)
     assert all(0 < r["max_abs_diff_pyg"] for r in ops)  # bf16 output vs the fp32 reference: rounding only
@@ -210,3 +214,31 @@ def test_minibatch_rows(tmp_path, monkeypatch):
         assert r["edges_per_s"] > 0 and r["epoch_s"] > 0
     assert mb["script"]["steps_in_epoch"] == 2 and "partial" not in mb["script"]
     assert "| 10^3/10^4 | script | 500 | 2 |" in md and "batch 256" in md
+
+
+def test_short_sweep_plan_with_the_real_tuning_module(tmp_path, monkeypatch):
+    """The default plan (run 2): SHORT_SWEEP's stages, every override accepted by the real table,
+    each stage on top of the best so far; a best row per case and the table of every config."""
+    tuning = pytest.importorskip("kokoyi.kernels.triton.tuning")
+    rows, md = _run(tmp_path, monkeypatch, ["--sections", "sweep"])
+    sweep = [r for r in rows if r.get("section") == "sweep"]
+    assert not [r for r in sweep if "error" in r]
+    best = {r["case"]: r for r in sweep if r["kind"] == "best"}
+    assert set(best) == {"copy_u-sum F=16", "edge_softmax F=128", "gat H=8 D=8", "gat H=8 D=8 bwd"}
+    configs = [r for r in sweep if r["kind"] == "config" and r["config"] != "default"]
+    planned = {(prim, stage) for case, prim, width, _, stages in bench_gpu.SHORT_SWEEP
+               if case != "copy_u-sum" or width == 16 for stage, _ in stages}
+    assert {(r["primitive"], r["stage"]) for r in configs} <= planned
+    for r in configs:
+        assert set(r["config"]) <= set(tuning.USES[r["primitive"]])
+        assert "ms" in r or "budget" in r["skipped"]
+    assert "Every config tried" in md and "| edge_softmax F=128 | hub_split |" in md
+
+
+def test_summary_derives_a_best_row_for_a_case_cut_short():
+    rows = [{"section": "sweep", "case": "c", "kind": "config", "config": "default", "ms": 2.0, "backend": "triton"},
+            {"section": "sweep", "case": "c", "kind": "config", "stage": "s", "config": {"a": 1}, "ms": 1.0},
+            {"section": "sweep", "case": "c", "kind": "config", "stage": "s", "config": {"a": 2}, "skipped": "budget"}]
+    (b,) = bench_gpu.sweep_bests(rows)
+    assert (b["best_ms"], b["best_config"], b["speedup"], b["timed"], b["skipped_count"]) == (1.0, {"a": 1}, 2.0, 1, 1)
+    assert b["partial"] == "cut short"

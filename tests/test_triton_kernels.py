@@ -561,12 +561,60 @@ def test_default_table_keeps_the_launches_of_the_auto_rules():
     program via row blocks, (BLOCK_E x BLOCK_F) <= 32 x 128 with at least 8 edges."""
     expect = {1: (32, 1, 32), 6: (4, 8, 32), 40: (1, 64, 32), 128: (1, 128, 32), 300: (1, 128, 32)}
     for width, (rows, block_f, block_e) in expect.items():
-        for prim in ("spmm", "edge_softmax", "softmax_agg", "softmax_agg_backward"):
+        for prim in ("edge_softmax", "softmax_agg", "softmax_agg_backward"):
             got = tuning.config(prim, width)
-            assert (got.rows, got.block_f, got.block_e) == (rows, block_f, block_e), (prim, width)
-            assert (got.num_warps, got.num_stages, got.hub_split) == (4, 3, 0)
+            tuned_e = 16 if prim == "edge_softmax" and width > 64 else block_e   # H200 run 2's row
+            assert (got.rows, got.block_f, got.block_e) == (rows, block_f, tuned_e), (prim, width)
+            assert (got.num_warps, got.num_stages) == (4, 3)
+            assert got.hub_split == (256 if prim == "edge_softmax" else 0)
     assert tuning.config("gat", 8, heads=8).heads_per_program == 1
     assert (tuning.config("gat", 8, heads=8).block_f, tuning.config("gat", 8, heads=8).block_e) == (8, 32)
+    assert tuning.config("gat", 64, heads=8) == tuning.Launch(block_f=64, block_e=32, rows=1)
+
+
+# the H200 sweep's bests (tuning.TABLE): width -> (num_warps, rows, block_e, block_f, hub_split)
+TUNED_SPMM = {16: (1, 4, 32, 16, 256), 64: (2, 2, 16, 64, 256), 128: (1, 1, 8, 128, 256),
+              300: (1, 1, 8, 128, 256)}
+
+
+def test_tuned_table_rows_resolve_to_the_swept_bests():
+    for width, want in TUNED_SPMM.items():
+        got = tuning.config("spmm", width)
+        assert (got.num_warps, got.rows, got.block_e, got.block_f, got.hub_split) == want, width
+    fwd, bwd = tuning.config("gat", 8, heads=8), tuning.config("gat_backward", 8, heads=8)
+    assert (fwd.num_warps, fwd.heads_per_program, bwd.num_warps, bwd.heads_per_program) == (1, 1, 1, 2)
+    assert (fwd.hub_split, fwd.num_stages, bwd.hub_split, bwd.num_stages, bwd.block_e) == (1024, 4, 1024, 2, 16)
+    assert tuning.config("edge_softmax", 128).block_e == 16 and tuning.config("edge_softmax", 64).block_e != 16
+
+
+@pytest.mark.parametrize("width", [16, 64, 128])
+@pytest.mark.parametrize("reduce", ["sum", "max"])
+def test_default_spmm_rows_match_reference_on_a_star(width, reduce):
+    """Each default spmm row (its width bucket) on a 300-edge hub: the default hub split (T=256)
+    cuts the hub in two chunks; results equal the loop reference, max's arg included."""
+    g = STAR
+    u = rand(g.num_src, width, seed=51)
+    out, arg = kt.spmm(g.indptr, g.src, g.num_dst, "copy_u", reduce, u)
+    ref, ref_arg = ref_spmm(g, "copy_u", reduce, u, None)
+    torch.testing.assert_close(out.double(), ref.double(), atol=1e-5, rtol=1e-5)
+    if ref_arg is not None:
+        torch.testing.assert_close(arg, ref_arg)
+
+
+def test_default_gat_rows_match_composition_on_a_star():
+    """GAT's default rows (D = 8, heads_per_program 1 forward / 2 backward) on the 300-edge hub."""
+    g = STAR
+    s, t, feat = gat_inputs(g, heads=8, width=8, seed=52)
+    out, stats = kt.gat_aggregate(g.indptr, g.src, s, t, feat, 0.2, True)
+    grad_out = rand(g.num_dst, 8, 8, seed=53)
+    grads = kt.gat_aggregate_backward(g.indptr, g.src, g.rev_indptr, g.rev_dst, g.rev_perm,
+                                      s, t, feat, out, stats, grad_out, 0.2, True)
+    leaves = [x.double().requires_grad_() for x in (s, t, feat)]
+    ref = ref_gat(g, *leaves, 0.2, True)
+    ref.backward(grad_out.double())
+    torch.testing.assert_close(out.double(), ref.detach(), atol=1e-5, rtol=1e-5)
+    for got, leaf in zip(grads, leaves):
+        torch.testing.assert_close(got.double(), leaf.grad, atol=1e-4, rtol=1e-4)
     dot = tuning.config("sddmm", 4, block_d=tuning.sddmm_block_d(70))     # 4 dots of length 70
     assert (dot.block_f, dot.block_e) == (2, 32)
     assert (tuning.config("rel_spmm", 70).block_e, tuning.config("rel_spmm", 70).block_f) == (32, 128)
@@ -822,6 +870,53 @@ def test_hub_plan_is_cached_per_indptr_tensor_and_invalidated_by_writes():
     assert hub_plan(indptr.clone(), 7) is not first           # another tensor: its own plan
     indptr[1:] = indptr[1:] - indptr[1] + 1                   # in place: row 0 keeps one edge
     assert hub_plan(indptr, 7) is None                        # the write is seen: no hub left
+
+
+# ------------------------------------------------- edge softmax hub split (edge_softmax.hub_split)
+@pytest.mark.parametrize("threshold", [16, 256])
+@pytest.mark.parametrize("with_self", [False, True])
+def test_edge_softmax_hub_split_matches_reference_and_unsplit_infinities(threshold, with_self):
+    """The 300-edge hub of STAR as chunks of `threshold` edges: partial (max, sum) per chunk
+    merged in order. Finite columns equal the float64 reference; the infinite conventions (a
+    column of -inf scores -> 0, a +inf score -> weight 1 shared by the +inf edges) equal the
+    unsplit kernel's exactly; two runs are bit-identical."""
+    g = STAR
+    x = rand(g.num_edges, 3, seed=61) * 8
+    y = rand(g.num_dst, 3, seed=62) * 8 if with_self else None
+    with tuning.override("edge_softmax", hub_split=threshold):
+        got = kt.edge_softmax(g.indptr, g.dst, x, y)
+        again = kt.edge_softmax(g.indptr, g.dst, x, y)
+    for a, b in zip(got if with_self else [got], again if with_self else [again]):
+        assert torch.equal(a, b)
+    ref = ref_edge_softmax(g, x, y)
+    for a, b in zip(got if with_self else [got], ref if with_self else [ref]):
+        torch.testing.assert_close(a.double(), b, atol=1e-6, rtol=1e-5)
+    hub = slice(int(g.indptr[0]), int(g.indptr[1]))
+    z = x.clone()
+    z[hub, 1] = float("-inf")                                        # every hub score -inf
+    z[hub.start + 40, 2] = float("inf")                              # two +inf scores in
+    z[hub.start + 290, 2] = float("inf")                             # different chunks
+    with tuning.override("edge_softmax", hub_split=0):
+        want = kt.edge_softmax(g.indptr, g.dst, z, y)
+    with tuning.override("edge_softmax", hub_split=threshold):
+        have = kt.edge_softmax(g.indptr, g.dst, z, y)
+    for a, b in zip(have if with_self else [have], want if with_self else [want]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, equal_nan=True)
+    alpha = have[0] if with_self else have
+    assert alpha[hub.start + 40, 2] == 0.5 and alpha[hub.start + 290, 2] == 0.5
+    if not with_self:
+        assert (alpha[hub, 1] == 0).all()
+
+
+def test_feature_offset_tables_are_built_once_per_shape_pair():
+    """A broadcast operand's offset table is cached (a per-call host-to-device copy would make every
+    launch wait for the stream); the cached table holds the broadcast offsets."""
+    from kokoyi.kernels.triton._common import feature_offsets
+    first = feature_offsets((4, 1), (4, 3), DEVICE)
+    assert feature_offsets((4, 1), (4, 3), DEVICE) is first
+    assert first.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert feature_offsets((3,), (4, 3), DEVICE).tolist() == [0, 1, 2] * 4
+    assert feature_offsets((4, 3), (4, 3), DEVICE) is None
 
 
 @pytest.mark.parametrize("threshold,with_self", [(7, True), (64, False)])

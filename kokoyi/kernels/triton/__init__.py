@@ -27,10 +27,12 @@ Launch design
   each output element is written by exactly one program: no atomics, bit-deterministic. max/min
   carry the winning edge id (lowest id on ties, -1 on empty rows). edge_softmax makes two passes
   over the row: an online (max, sum) pass, then a write pass.
-* Hubs (spmm, edge_softmax, gat, gat_backward; optional: tuning.py's hub_split = T): rows of more
-  than T in-edges are skipped by the row launch and cut into T-edge chunks run as separate programs
-  writing fp32 partials, merged per hub in chunk order (sums; max/min by value then edge id; online
-  softmax statistics by log-sum-exp); still no atomics, still bit-reproducible.
+* Hubs (spmm, optional: tuning.py's hub_split = T): rows of more than T in-edges are cut into
+  T-edge chunks run as separate programs writing fp32 partials, reduced per hub in chunk order by a
+  second launch of the same kernel; still no atomics, still bit-reproducible.
+  edge_softmax splits hubs the same way (per-chunk (max, sum) partials merged per hub in chunk
+  order, then a write pass per chunk). The hub plan costs one device sync the first time a CSR is
+  seen and is cached per indptr tensor.
 * Launch sizes (tiles, rows per program, num_warps, num_stages, the schedules) come from one table,
   ``tuning.py``; ``tuning.override(primitive, **fields)`` changes them for a sweep.
 * sddmm: grid = (ceil(E / BLOCK_E), ceil(F_out / BLOCK_O)); a (BLOCK_E, BLOCK_O, BLOCK_D) tile,

@@ -85,29 +85,43 @@ def broadcast_features(name_a: str, fa, name_b: str, fb) -> tuple[int, ...]:
                          f"{name_b} has {tuple(fb)}; expected numpy-broadcastable shapes") from None
 
 
+# offset tables already on a device: (own, full, device) -> table. Built once per shape pair: a
+# host-to-device copy from pageable memory makes torch wait for the stream (a sync per call).
+_OFFSETS: dict = {}
+_OFFSETS_KEPT = 256
+
+
 def feature_offsets(own: tuple[int, ...], full: tuple[int, ...], device) -> torch.Tensor | None:
     """Element offset inside one contiguous row of shape ``own`` for each flattened position of the
-    broadcast shape ``full`` (stride 0 along broadcast axes). None when ``own == full`` (offset = f)."""
+    broadcast shape ``full`` (stride 0 along broadcast axes). None when ``own == full`` (offset = f).
+    Cached per (own, full, device); the kernels only read it."""
     own, full = tuple(own), tuple(full)
     if own == full:
         return None
-    padded = (1,) * (len(full) - len(own)) + own
-    table = torch.arange(max(numel(own), 1), dtype=torch.int32).reshape(padded).expand(full)
-    return table.reshape(-1).contiguous().to(device)
+    key = (own, full, torch.device(device))
+    table = _OFFSETS.get(key)
+    if table is None:
+        padded = (1,) * (len(full) - len(own)) + own
+        table = torch.arange(max(numel(own), 1), dtype=torch.int32).reshape(padded).expand(full)
+        table = table.reshape(-1).contiguous().to(device)
+        if len(_OFFSETS) >= _OFFSETS_KEPT:
+            _OFFSETS.pop(next(iter(_OFFSETS)))
+        _OFFSETS[key] = table
+    return table
 
 
 
 class HubPlan(NamedTuple):
     """Rows of more than T in-edges (`rows`, their in-degree `degree`) cut into chunks of at most
     T consecutive CSR edges: chunk c covers bounds[2c] .. bounds[2c+1]-1; the chunks of hub i are
-    chunk_indptr[i] .. chunk_indptr[i+1]-1, in edge order; chunk_rows[c] = the row of chunk c, chunk_hub[c] its hub's index i."""
+    chunk_indptr[i] .. chunk_indptr[i+1]-1, in edge order; chunk_rows[c] = the row of chunk c, hub_of_chunk[c] = its hub's index in rows."""
     rows: torch.Tensor
     degree: torch.Tensor
     bounds: torch.Tensor
     chunk_indptr: torch.Tensor
     num_chunks: int
     chunk_rows: torch.Tensor
-    chunk_hub: torch.Tensor
+    hub_of_chunk: torch.Tensor
 
 
 # hub plans of recently seen indptr tensors (a Graph keeps its indptr, so repeated calls on one graph

@@ -114,7 +114,7 @@ def _exercise(kt, full: bool):
             kt.sddmm(src, dst, op, rand(rows[lt], 4, 70), rand(rows[rt], 1, 70), lt, rt)
         kt.edge_softmax(indptr, dst, rand(5, 4, 8))
         kt.edge_softmax(indptr, dst, rand(5, 4, 8), rand(2, 4, 8))
-        with tuning.override("edge_softmax", hub_split=1):
+        with tuning.override("edge_softmax", hub_split=1):                # both rows hubs
             kt.edge_softmax(indptr, dst, rand(5, 4, 8))
             kt.edge_softmax(indptr, dst, rand(5, 4, 8), rand(2, 4, 8))
         rev_indptr, rev_perm = torch.tensor([0, 2, 3, 4, 5], dtype=idx), torch.arange(5, dtype=idx)

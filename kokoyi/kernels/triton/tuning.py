@@ -4,9 +4,10 @@ Every launch in this folder asks ``config(primitive, width)`` for its `Launch`; 
 launchers chooses a tile size or a warp count. The table below holds, per primitive, rows
 ``(max_width, Launch)``: the first row whose ``max_width`` is >= the launch's width applies
 (``None`` = any width). A field left at 0 means "auto": the rule of this module's ``_auto_*``
-functions, which is the behaviour of the kernels before the table existed. The defaults reproduce
-that behaviour exactly (same tiles, triton's default num_warps=4 / num_stages=3): results and speed
-do not change until someone edits the table.
+functions, which is the behaviour of the kernels before the table existed. Rows left at
+``Launch()`` reproduce that behaviour exactly (same tiles, triton's default num_warps=4 /
+num_stages=3); spmm and GAT (D <= 16) carry the bests of the first H200 sweep, edge_softmax
+splits hubs like spmm (see TABLE).
 
 Fields (what each knob does)
 ----------------------------
@@ -24,8 +25,9 @@ hub_split    spmm, edge_softmax, gat, gat_backward: rows with more than ``hub_sp
              chunks of ``hub_split`` edges, each its own program, combined in a fixed order (no
              atomics, bit-reproducible). 0 = off. (gat: online-softmax partials per chunk merged by
              log-sum-exp; gat_backward: the by-destination pass, partial grad_t sums per chunk;
-             edge_softmax: chunk (max, sum) merged per hub, then alpha written per chunk.)
-             Costs one device sync per call (finding the hubs).
+             edge_softmax: partial (max, sum) per chunk merged per hub, then a write pass.)
+             Finding the hubs costs one device sync the first time a CSR is seen; the plan is
+             cached per indptr tensor (_common.hub_plan), so later calls on that graph sync nothing.
 rows_in_tile spmm only: 0 = a program walks its rows one after another (a loop over rows);
              1 = the rows are a tile axis: each step loads BLOCK_E edges of every row at once, a
              (rows, block_e, block_f) block (auto block_e then budgets rows x block_e x block_f).
@@ -33,23 +35,6 @@ heads_per_program
              gat / gat_backward only: heads handled by one program, a (block_e, heads, block_f)
              tile with per-head softmax statistics as a vector. 1 = one program per (node, head)
              (the original layout); 0 = all heads of a node in one program; else a power of two.
-
-What to look for in a GPU sweep (H200; not measured when this was written)
----------------------------------------------------------------------------
-* hub_split first: the power-law benchmark graphs put ~1/75 of the edges on their top row (~130 k
-  in-edges at 10^6 nodes / 10^7 edges), so without a split one program walks ~4000 chunks while the
-  rest of the grid is long done; expect the largest gain there (spmm, edge_softmax, gat forward and
-  gat_backward), with T ~ 256-1024 (smaller T: more partials to merge). The first call on a graph
-  pays one sync to find the hubs (then cached per indptr tensor).
-* narrow widths (F = 16): num_warps 1-2, rows 4-8, rows_in_tile = 1 with block_e 8-16 (COMBOS): a
-  32 x 16 tile of a row of ~10 edges leaves most of 4 warps idle.
-* GAT with D = 8, H = 8: heads_per_program = 0 (all heads of a node: one 256 B feature row per edge
-  per program instead of eight 32 B pieces) with num_warps 1-2.
-* wide widths (F = 128): the defaults (block_f 128, block_e 32, 4 warps) are a reasonable start;
-  num_stages matters little for gathers whose addresses come from the previous load.
-Write the winners as TABLE rows (with width buckets where narrow and wide differ), then confirm with
-a second run of the benchmarks under the new table (``KOKOYI_TRITON_TUNING`` can stand in for the
-edit).
 
 Widths (what ``width`` means per primitive)
 -------------------------------------------
@@ -116,12 +101,24 @@ USES: dict[str, tuple[str, ...]] = {
 _REL = ((None, Launch(block_e=32)),)
 
 # The table: per primitive, (max_width, Launch) rows, first match wins. Edit here after a GPU sweep.
+# spmm / gat / gat_backward: the bests of the first H200 sweep (2026-11-30, forward on the
+# 10^6 / 10^7 power-law graph, fp32; benchmarks/bench_gpu.py): copy_u-sum F=16 4.82 -> 0.94 ms,
+# F=64 9.11 -> 1.73 ms, F=128 12.5 -> 2.30 ms; GAT H=8 D=8 forward 16.2 -> 8.7 ms, backward
+# 55.7 -> 39.5 ms. Wider GAT heads keep the pre-sweep launch (never timed).
+_SPMM_HUB = 256
 TABLE: dict[str, tuple[tuple[int | None, Launch], ...]] = {
-    "spmm": ((None, Launch()),),
-    "edge_softmax": ((None, Launch()),),
+    "spmm": ((16, Launch(num_warps=1, rows=4, hub_split=_SPMM_HUB)),
+             (64, Launch(num_warps=2, rows=2, num_stages=2, block_e=16, hub_split=_SPMM_HUB)),
+             (None, Launch(num_warps=1, block_e=8, hub_split=_SPMM_HUB))),
+    # the spmm hub threshold; H200 run 2 (F = 128): block_e 16 took 12.6 -> 8.7 ms (narrower widths
+    # not swept: auto tiles there)
+    "edge_softmax": ((64, Launch(hub_split=_SPMM_HUB)), (None, Launch(hub_split=_SPMM_HUB, block_e=16))),
     "sddmm": ((None, Launch()),),
-    "gat": ((None, Launch()),),
-    "gat_backward": ((None, Launch()),),
+    # H200 run 2 (H = D = 8, 10^6/10^7 power law): hub_split 1024 + num_stages 4: forward 8.8 -> 5.4 ms;
+    # backward hub_split 1024, num_stages 2, block_e 16: 31.9 -> 19.3 ms
+    "gat": ((16, Launch(num_warps=1, heads_per_program=1, hub_split=1024, num_stages=4)), (None, Launch())),
+    "gat_backward": ((16, Launch(num_warps=1, heads_per_program=2, hub_split=1024, num_stages=2, block_e=16)),
+                     (None, Launch())),
     "softmax_agg": ((None, Launch()),),
     "softmax_agg_backward": ((None, Launch()),),
     "rel_spmm": _REL,
