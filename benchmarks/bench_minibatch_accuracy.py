@@ -83,6 +83,9 @@ SETTINGS["citeseer"]["saint-node"] = Run("saint-node:3000", 32, 200)
 # Cluster-GCN on CiteSeer: 80 parts of ~42 nodes, 20 per batch (4 batches, between-part weight 79/19), 100
 # epochs. GCN with 40,4 / 50 epochs was 3.1 below; 40,10 / 100: -1.2; 24,8 / 100: -1.9; 40,20 / 200: -1.3.
 SETTINGS["citeseer"]["cluster"] = Run("cluster:80,20", 32, 100)
+# GraphSAINT edge sampler on CiteSeer: 2,000 edge draws, 200 epochs; with 400 / 50 epochs GCN was 1.0 and
+# SAGE 3.4 (n=2) below, with 1,000 / 100-200 epochs GCN 1.5-1.8 and SAGE 1.0 below.
+SETTINGS["citeseer"]["saint-edge"] = Run("saint-edge:2000", 32, 200)
 # CiteSeer GCN: batches of 32 of the 120 training nodes moved test accuracy by up to 8 points between
 # seeds (neighbour sampling 64.7 / 73.0 / 68.4); one batch of all training nodes per step and the full-batch
 # epoch count (200 steps) leave only the sampler's noise.
