@@ -53,10 +53,30 @@ def _median_ms(fn, repeat, warmup=2):
     return statistics.median(times) * 1e3
 
 
+_WEIGHTS = {}
+_LOSS = ["dense"]
+
+
+def _loss(out):
+    """The scalar each step differentiates. "dense" (default): sum(out * R), R fixed random per
+    shape (made at the first, warm-up call), so every backward starts from a dense contiguous
+    gradient as a training loss gives (cross entropy's is softmax - onehot). "sum": out.sum(), whose
+    gradient is a stride-0 expanded tensor of ones; torch's CPU `mm` copies such an operand to a
+    contiguous (N, F) buffer first, in both libraries' linear layers: a cost of the benchmark, not
+    of training (session-3 profile: 2 x 25 MB copies per SAGE step)."""
+    if _LOSS[0] == "sum":
+        return out.sum()
+    import torch
+    key = (tuple(out.shape), out.dtype)
+    if key not in _WEIGHTS:
+        _WEIGHTS[key] = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(7))
+    return (out * _WEIGHTS[key]).sum()
+
+
 def _fwd_bwd(fn, inputs):
     def step():
         out = fn()
-        out.sum().backward()
+        _loss(out).backward()
         for x in inputs:
             x.grad = None
     return step
@@ -65,7 +85,7 @@ def _fwd_bwd(fn, inputs):
 def _model_step(model, call):
     def step():
         out = call()
-        out.sum().backward()
+        _loss(out).backward()
         model.zero_grad(set_to_none=True)
     return step
 
@@ -219,10 +239,14 @@ def main(argv=None):
     p.add_argument("--clock", default="wall", choices=sorted(CLOCK),
                    help="wall time, or the process's CPU time (all its threads): on a machine "
                         "shared with other jobs the CPU time of a 1-thread run is the fairer figure")
+    p.add_argument("--loss", default="dense", choices=["dense", "sum"],
+                   help="dense: sum(out * R), a dense gradient as in training (default); sum: out.sum(), "
+                        "a stride-0 gradient that torch's CPU mm copies first (the tables before session 3)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     global _clock
     _clock = CLOCK[args.clock]
+    _LOSS[0] = args.loss
     if args.child:
         args.threads = args.threads[0]
         print(json.dumps(run_threads(args)))
@@ -235,13 +259,13 @@ def main(argv=None):
         have = "DGL not installed: kokoyi times only (build one with ../shared/tools/dgl_venv.sh DIR)"
     print(f"# {platform.processor() or 'cpu'}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{have}; power law {args.nodes} nodes, {args.edges} edges, {args.feats} features; "
-          f"median of {args.repeat}, {args.clock} clock; load average {os.getloadavg()[0]:.1f}; "
+          f"median of {args.repeat}, {args.clock} clock, loss {args.loss}; load average {os.getloadavg()[0]:.1f}; "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     results = {}
     for threads in args.threads:
         cmd = [sys.executable, __file__, "--child", "--threads", str(threads), "--nodes", str(args.nodes),
                "--edges", str(args.edges), "--feats", str(args.feats), "--hidden", str(args.hidden),
-               "--classes", str(args.classes), "--repeat", str(args.repeat), "--clock", args.clock,
+               "--classes", str(args.classes), "--repeat", str(args.repeat), "--clock", args.clock, "--loss", args.loss,
                "--cases", *args.cases]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
