@@ -57,26 +57,28 @@ _WEIGHTS = {}
 _LOSS = ["dense"]
 
 
-def _loss(out):
-    """The scalar each step differentiates. "dense" (default): sum(out * R), R fixed random per
-    shape (made at the first, warm-up call), so every backward starts from a dense contiguous
-    gradient as a training loss gives (cross entropy's is softmax - onehot). "sum": out.sum(), whose
+def _backward(out):
+    """Start the step's backward. "dense" (default): `out.backward(R)`, R a fixed random tensor per
+    shape (made at the first, warm-up call): every backward starts from a dense contiguous gradient as
+    a training loss gives (cross entropy's is softmax - onehot), at no cost of its own (a loss such as
+    sum(out * R) would add two (N, F) multiplies to both libraries' steps). "sum": out.sum(), whose
     gradient is a stride-0 expanded tensor of ones; torch's CPU `mm` copies such an operand to a
-    contiguous (N, F) buffer first, in both libraries' linear layers: a cost of the benchmark, not
-    of training (session-3 profile: 2 x 25 MB copies per SAGE step)."""
+    contiguous (N, F) buffer first, in both libraries' linear layers: a cost of the benchmark, not of
+    training (session-3 profile: 2 x 25 MB copies per SAGE step)."""
     if _LOSS[0] == "sum":
-        return out.sum()
+        out.sum().backward()
+        return
     import torch
     key = (tuple(out.shape), out.dtype)
     if key not in _WEIGHTS:
         _WEIGHTS[key] = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(7))
-    return (out * _WEIGHTS[key]).sum()
+    out.backward(_WEIGHTS[key])
 
 
 def _fwd_bwd(fn, inputs):
     def step():
         out = fn()
-        _loss(out).backward()
+        _backward(out)
         for x in inputs:
             x.grad = None
     return step
@@ -85,7 +87,7 @@ def _fwd_bwd(fn, inputs):
 def _model_step(model, call):
     def step():
         out = call()
-        _loss(out).backward()
+        _backward(out)
         model.zero_grad(set_to_none=True)
     return step
 
@@ -240,7 +242,7 @@ def main(argv=None):
                    help="wall time, or the process's CPU time (all its threads): on a machine "
                         "shared with other jobs the CPU time of a 1-thread run is the fairer figure")
     p.add_argument("--loss", default="dense", choices=["dense", "sum"],
-                   help="dense: sum(out * R), a dense gradient as in training (default); sum: out.sum(), "
+                   help="dense: out.backward(R), a dense gradient as in training (default); sum: out.sum(), "
                         "a stride-0 gradient that torch's CPU mm copies first (the tables before session 3)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

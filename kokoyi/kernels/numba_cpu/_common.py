@@ -137,10 +137,14 @@ def threads_for(work: int) -> int:
 
 _LOAD = [0.0, False, None]  # (time of the last check, oversubscribed?, smoothed load of the others)
 LOAD_SMOOTHING = 0.5        # weight of the newest sample of the others' runnable threads
+# serial when the others' smoothed runnable threads leave less than this many cores: 1.0 = a whole
+# core. (1.5 tripped on an idle 2-core VM: one stray runnable kernel thread in two samples made the
+# 2-thread kernels serial for a second, and 2-thread benchmark runs flipped between 1 and 2 threads.)
+OTHERS_FREE_CORES = 1.0
 
 
 def _oversubscribed() -> bool:
-    """Is less than about one core and a half free of other processes' work, so that a second
+    """Is less than one core (OTHERS_FREE_CORES) free of other processes' work, so that a second
     worker would wait for a core? The others' load is the system's runnable threads now
     (/proc/loadavg's 4th field) minus this process's own runnable threads, smoothed over the
     checks (one per LOAD_CHECK_S). The load average itself is no measure here: it counts this
@@ -158,7 +162,7 @@ def _oversubscribed() -> bool:
         else:
             last = _LOAD[2]
             _LOAD[2] = others if last is None else last + LOAD_SMOOTHING * (others - last)
-            _LOAD[1] = _LOAD[2] > cores - 1.5
+            _LOAD[1] = _LOAD[2] > cores - OTHERS_FREE_CORES
         _LOAD[0] = now
     return _LOAD[1]
 
