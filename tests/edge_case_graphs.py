@@ -21,3 +21,14 @@ GRAPHS = {
     "bipartite": lambda: Graph.bipartite(edges([(5, 0), (3, 0), (4, 1), (0, 1), (1, 1), (2, 0)]), 6, 3),
     "no_edges": lambda: Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.int64), num_nodes=4),
 }
+
+
+def attention_inputs(graph, heads, width, dtype=torch.float64, seed=0, scale=2.0):
+    """Seeded (s_src, t_dst, feat) of a fused attention op on `graph`, each requiring grad:
+    (num_src, heads), (num_dst, heads), (num_src, heads, width); scores scaled to reach both sides of
+    LeakyReLU."""
+    gen = torch.Generator().manual_seed(seed)
+    s = (torch.randn(graph.num_src, heads, generator=gen, dtype=dtype) * scale).requires_grad_()
+    t = (torch.randn(graph.num_dst, heads, generator=gen, dtype=dtype) * scale).requires_grad_()
+    x = torch.randn(graph.num_src, heads, width, generator=gen, dtype=dtype).requires_grad_()
+    return s, t, x

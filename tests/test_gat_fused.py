@@ -13,7 +13,7 @@ from kokoyi.kernels import torch_ops
 SLOPE = 0.2
 
 
-from edge_case_graphs import GRAPHS  # noqa: E402
+from edge_case_graphs import GRAPHS, attention_inputs  # noqa: E402
 H, D = 2, 3
 
 
@@ -45,12 +45,8 @@ def looped(graph, s_src, t_dst, feat, slope=SLOPE, self_loop=False):
     return torch.stack(rows) if rows else feat.new_zeros((0,) + feat.shape[1:])
 
 
-def inputs(graph, heads=H, width=D, dtype=torch.float64, seed=0, scale=2.0):
-    gen = torch.Generator().manual_seed(seed)
-    s = (torch.randn(graph.num_src, heads, generator=gen, dtype=dtype) * scale).requires_grad_()
-    t = (torch.randn(graph.num_dst, heads, generator=gen, dtype=dtype) * scale).requires_grad_()
-    x = torch.randn(graph.num_src, heads, width, generator=gen, dtype=dtype).requires_grad_()
-    return s, t, x
+def inputs(graph, heads=H, width=D, **kw):
+    return attention_inputs(graph, heads, width, **kw)
 
 
 CASES = [(name, self_loop) for name in sorted(GRAPHS) for self_loop in (False, True)]

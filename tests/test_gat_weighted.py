@@ -14,7 +14,7 @@ from kokoyi.kernels import torch_ops
 from kokoyi.sampling import estimator
 from kokoyi.sampling._rng import generator
 
-from edge_case_graphs import GRAPHS  # noqa: E402
+from edge_case_graphs import GRAPHS, attention_inputs  # noqa: E402
 
 SLOPE = 0.2
 H, D = 2, 3
@@ -67,12 +67,8 @@ def looped(graph, s, t, x, log_w, slope=SLOPE, self_loop=False):
     return torch.stack(rows) if rows else x.new_zeros((0,) + x.shape[1:])
 
 
-def inputs(graph, heads=H, width=D, dtype=torch.float64, seed=0, scale=2.0):
-    gen = torch.Generator().manual_seed(seed)
-    s = (torch.randn(graph.num_src, heads, generator=gen, dtype=dtype) * scale).requires_grad_()
-    t = (torch.randn(graph.num_dst, heads, generator=gen, dtype=dtype) * scale).requires_grad_()
-    x = torch.randn(graph.num_src, heads, width, generator=gen, dtype=dtype).requires_grad_()
-    return s, t, x
+def inputs(graph, heads=H, width=D, **kw):
+    return attention_inputs(graph, heads, width, **kw)
 
 
 def log_weights(graph, seed=1, zero_one=True):
