@@ -4,6 +4,9 @@ broadcast pattern on the edge-case zoo and a random graph large enough for the t
 int32/int64 indices, fp16/bf16 (fp32 accumulation), and bit-identical results for 1 and 2 threads.
 test_ops.py runs the whole operator table (forward and autograd) on the default backend, which on
 CPU is this one."""
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -384,3 +387,89 @@ def test_pooled_outputs_are_reused_only_when_free():
     first = nb.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", u, None)[0]
     second = nb.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", 2 * u, None)[0]
     torch.testing.assert_close(second, 2 * first)  # the first result was not overwritten
+
+
+def _big_launch():
+    """One 2-thread numba launch (the load rule off), and the process's thread count after it."""
+    import os
+
+    from kokoyi.kernels.numba_cpu import _common
+    g = _random_graph(n=2000, e=40000)
+    u = torch.randn(g.num_src, 64)
+    out = nb.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", u, None)[0]
+    return out, len(os.listdir(f"/proc/{os.getpid()}/task")), _common
+
+
+_BINDINGS_CHILD = """
+import torch
+torch.set_num_threads(2)
+from kokoyi import Graph
+from kokoyi.kernels import ops
+from kokoyi.kernels.numba_cpu import _common
+_common._oversubscribed = lambda: False
+g = Graph.from_edge_index(torch.randint(0, 2000, (2, 40000)), 2000)
+ops._module("numba").spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", torch.randn(2000, 64), None)
+import numba
+print(numba.threading_layer())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_DEBUG is glibc's")
+def test_numba_loops_run_on_torchs_openmp_runtime(tmp_path):
+    """numba's `omp` layer is chosen only when its OpenMP calls bind to torch's libgomp (the runtime in the
+    global scope; kokoyi/kernels/numba_cpu/_common.py shares_torch_openmp): then numba's parallel loops run
+    on torch's OpenMP pool, not on a second pool whose workers wait for the cores torch's spinning workers
+    hold. Checked with the dynamic linker's own record of the binding (LD_DEBUG=bindings)."""
+    import os
+    import subprocess
+
+    from kokoyi.kernels.numba_cpu import _common
+    if not _common.shares_torch_openmp():
+        pytest.skip("torch's OpenMP is not in the global scope here: numba uses its workqueue layer")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    env.update(LD_DEBUG="bindings", LD_DEBUG_OUTPUT=str(tmp_path / "ld"),
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", _BINDINGS_CHILD], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "omp"
+    torch_lib = Path(torch.__file__).resolve().parent / "lib"
+    bound = [line for f in tmp_path.glob("ld*") for line in f.read_text(errors="replace").splitlines()
+             if "omppool" in line.split(" to ")[0] and "`GOMP_parallel'" in line]
+    assert bound, "no binding of numba's GOMP_parallel recorded"
+    assert all(str(torch_lib) in line.split(" to ", 1)[1] for line in bound), bound
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_takes_the_serial_loops(monkeypatch):
+    """GNU OpenMP is not fork-safe: numba terminates a forked child that starts a parallel loop after its
+    parent did (and torch's own parallel ops hang there, which is why forked workers set one thread). A
+    child of a process whose pool is running is given one thread, the serial twins, whatever torch's
+    thread count says. (The child makes no torch op: it only asks the rule.)"""
+    import os
+    import time
+
+    from kokoyi.kernels.numba_cpu import _common
+    monkeypatch.setattr(_common, "_oversubscribed", lambda: False)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        _big_launch()
+        assert _common._POOL_PID == [os.getpid()] and not _common.forked_from_pool()
+        assert _common.threads_for(1 << 30) == min(2, _common.numba.config.NUMBA_NUM_THREADS)
+        pid = os.fork()
+        if pid == 0:  # the child: exit code 0 when the rule holds, then leave at once
+            ok = _common.forked_from_pool() and _common.threads_for(1 << 30) == 1
+            os._exit(0 if ok else 3)
+        deadline = time.monotonic() + 30
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                pytest.fail("the forked child hung")
+            time.sleep(0.05)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        torch.set_num_threads(old)

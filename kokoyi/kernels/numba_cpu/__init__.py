@@ -17,9 +17,10 @@ Design (measured in benchmarks/bench_dgl.py and BENCHMARKS.md):
   fp32 and fp64 run natively; int32 and int64 indices both compile (one specialisation each).
 * Threads: torch.get_num_threads() (capped by numba's pool), one thread below ~1M
   edge-features of work, and one while other processes' runnable threads fill the cores (this
-  process's own are not counted). numba's workqueue threading layer is selected (unless
-  NUMBA_THREADING_LAYER is set): its workers sleep instead of spinning at an OpenMP barrier, the
-  stall seen on a loaded machine; a lock serialises launches (the layer is not re-entrant).
+  process's own are not counted). The loops run on torch's own OpenMP threads (numba's `omp`
+  layer bound to torch's libgomp, when _common.shares_torch_openmp says so; else the workqueue
+  layer): a second pool waits for the cores torch's spinning workers hold after each torch op.
+  A child forked after the pool started runs one thread (GNU OpenMP is not fork-safe).
 * copy_u sum/mean and the scaled sum over rows of whole 64-byte vectors hold the output row in
   SIMD registers: rowsum.py writes that edge loop in LLVM IR (numba keeps a loop's row in memory);
   same adds in the same order, so bit-identical to the generic loops; 2.2x faster at 64 fp32.

@@ -61,12 +61,45 @@ CHUNKS_PER_THREAD = 8   # row chunks per thread: balances power-law rows, keeps 
 SERIAL_WORK = 1 << 20   # below this many (edge x feature) elements (~0.5 ms) one thread does it
 LOAD_CHECK_S = 1.0      # how often the load average is read (os.getloadavg: /proc/loadavg)
 
-# numba's default threading layer is OpenMP when it finds one: its spinning barrier is what stalls
-# on a loaded machine, and it is a second OpenMP runtime beside torch's. The workqueue layer sleeps
-# instead of spinning; it must not be entered by two threads at once, hence the lock.
+
+
+def shares_torch_openmp() -> bool:
+    """Would numba's `omp` threading layer run on torch's own OpenMP threads? It does when torch's
+    parallel backend is OpenMP and the process's global symbols already resolve `GOMP_parallel`
+    (torch loads its libgomp into the global scope): numba's omppool names libgomp by another soname
+    and so loads a second copy, but the dynamic linker binds omppool's calls to the runtime already in
+    the global scope, so numba's loops run on torch's threads and no second pool is made
+    (tests/test_numba_kernels.py counts the threads)."""
+    try:
+        info = torch.__config__.parallel_info()
+        backend = info.split("parallel backend:", 1)[1].splitlines()[0]
+        if "OpenMP" not in backend:
+            return False
+        import ctypes
+
+        ctypes.CDLL(None).GOMP_parallel  # noqa: B018  (AttributeError when no OpenMP is global)
+        return True
+    except Exception:
+        return False
+
+
+# Threading layer. torch's OpenMP workers spin for milliseconds after each parallel torch op; a second
+# pool (numba's workqueue) then waits for the cores they hold: on 2 cores a 3.2 ms copy_u-sum took
+# 5.5 ms right after a product, and 2-thread kernels barely beat 1 thread inside a training step
+# (BENCHMARKS.md, "One thread pool"). So numba's loops run on torch's OpenMP pool when they can (the
+# `omp` layer, see shares_torch_openmp), else on the workqueue layer, whose workers sleep rather
+# than spin. Two guards stay: the load rule (threads_for: one thread, the serial twin, while other
+# processes fill the cores, where any OpenMP barrier stalls) and the fork rule (GNU OpenMP is not
+# fork-safe: numba terminates a forked child that launches a parallel loop after its parent did, so a
+# child runs the serial twins). The lock serialises launches (the workqueue layer is not re-entrant).
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+    if shares_torch_openmp():
+        numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+        numba.config.THREADING_LAYER = "default"
+    else:
+        numba.config.THREADING_LAYER = "workqueue"
 _LOCK = threading.Lock()
+_POOL_PID: list = []  # the process that started numba's pool (the fork rule)
 
 
 def work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -130,9 +163,14 @@ def threads_for(work: int) -> int:
     if work < SERIAL_WORK:
         return 1
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if threads > 1 and _oversubscribed():
+    if threads > 1 and (_oversubscribed() or forked_from_pool()):
         return 1
     return threads
+
+
+def forked_from_pool() -> bool:
+    """Is this a child forked after its parent started numba's thread pool? (the fork rule)"""
+    return bool(_POOL_PID) and _POOL_PID[0] != os.getpid()
 
 
 _LOAD = [0.0, False, None]  # (time of the last check, oversubscribed?, smoothed load of the others)
@@ -217,6 +255,8 @@ class Launch:
         _STATE.threads = self.threads
         if self.threads > 1:
             _LOCK.acquire()
+            if not _POOL_PID:
+                _POOL_PID.append(os.getpid())
             numba.set_num_threads(self.threads)
         return self
 
