@@ -220,7 +220,7 @@ def test_declared_names_are_not_graph_matrices():
   \return y \\
 \end{model}
 """
-    assert "x @ self.A" in kokoyi.to_python(src)
+    assert "ops.mm(x, self.A)" in kokoyi.to_python(src)
 
 
 SSGC = r"""

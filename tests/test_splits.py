@@ -52,7 +52,7 @@ def test_film_with_named_splits_matches_pyg():
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-9, atol=1e-10)
     code = kokoyi.to_python(FILM)
     # one projection for both parts, then two slices of it
-    assert code.count("(x @ self.U).add_(self.b)") == 1  # the bias added in place (compiler/scaled.py)
+    assert code.count("ops.mm(x, self.U).add_(self.b)") == 1  # the bias added in place (compiler/scaled.py)
     assert "beta_gamma[..., 0:self.d]" in code and "beta_gamma[..., self.d:2*self.d]" in code
 
 

@@ -137,7 +137,7 @@ LOWER = [
     # W is d x d: at equal widths the map follows the sum (no g-SpMM backward when x needs no gradient)
     ("aggregate-then-project at equal widths", r"y_v \gets \sum_{u \in \mathcal{N}(v)} x_u W", [
         "y_agg = gspmm('copy_u', 'sum', x, None, block=0)",
-        "y = matmul(y_agg, attr(self, W))",
+        "y = mm(y_agg, attr(self, W))",
         "return y"]),
     ("mean", r"y_v \gets \mathrm{mean}_{u \in \mathcal{N}(v)} x_u", [
         "y = gspmm('copy_u', 'mean', x, None, block=0)",
@@ -173,7 +173,7 @@ LOWER = [
         "y_dst = pow(add(node_degrees(in_degrees), 1), fn(0.5, name=neg, rank=0))",
         "y_agg = gspmm_scaled(X, pow(add(node_degrees(in_degrees), 1), fn(0.5, name=neg, rank=0)), "
         "rows_to(y_dst, lv=D_1, k=0), True, block=0)",
-        "y = matmul(y_agg, attr(self, W))",
+        "y = mm(y_agg, attr(self, W))",
         "return y"]),
     ("named split", r"[\beta_v \Vert y_v] \gets [x_v \Vert x_v]", [
         "beta_y = cat(x, x)",
@@ -191,7 +191,7 @@ LOWER = [
         "for l in 1..add(L, 1):",
         "  h_src = getitem(h, l - 1)",
         "  h_agg = gspmm('copy_u', 'sum', h_src, None, block=l - 1)",
-        "  h_out = matmul(h_agg, attr(self, W))",
+        "  h_out = mm(h_agg, attr(self, W))",
         "  getitem(h, l) = h_out",
         "  getitem(h, l) = exchange(getitem(h, l), key=h, k=l, loop=('l',))",
         "y = getitem(h, L)",

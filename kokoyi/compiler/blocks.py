@@ -52,7 +52,7 @@ class Lv:
 
 PLAIN = Lv(0, "plain")
 # ops that act on each row alone: restricting their result is restricting their operands
-ROWWISE = {"add", "sub", "mul", "div", "pow", "matmul", "cat", "dot", "norm", "featreduce", "submodel",
+ROWWISE = {"add", "sub", "mul", "div", "pow", "matmul", "mm", "cat", "dot", "norm", "featreduce", "submodel",
            "einsum", "maximum", "minimum"}
 S0 = Lv(sp.Integer(0), "s")
 

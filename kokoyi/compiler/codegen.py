@@ -205,7 +205,7 @@ def _einsum(pr, py):
     spec, x, w = py.args
     if spec == "...d,kdh->...kh":  # every head's projection in one matmul: (.., d) @ (d, K*h), then split heads
         w = pr.wrap(w, 9)
-        return f"({pr.wrap(x, 2)} @ {w}.movedim(0, -2).flatten(-2)).unflatten(-1, {w}.shape[::2])", 9
+        return f"ops.mm({pr(x)}, {w}.movedim(0, -2).flatten(-2)).unflatten(-1, {w}.shape[::2])", 9
     return f'torch.einsum("{spec}", {pr(x)}, {pr(w)})', 9
 
 
@@ -523,7 +523,7 @@ def generate(program: LProgram, standalone: bool = False) -> str:
                      "readout=readout, broadcast_graph=broadcast_graph, "
                      "graph_softmax=graph_softmax, GraphNorm=GraphNorm, rel_gspmm=rel_gspmm, "
                      "rel_in_degrees=rel_in_degrees, rel_block_diag=rel_block_diag, check_type_input=check_type_input, "
-                     "full_graph_only=full_graph_only, gspmm_scaled=gspmm_scaled, add_product=add_product)\n")
+                     "full_graph_only=full_graph_only, gspmm_scaled=gspmm_scaled, add_product=add_product, mm=mm)\n")
     else:
         parts.append("from kokoyi.ops import _internal as ops\nfrom kokoyi.graph import Graph\n")
     for m in program.models:

@@ -191,6 +191,16 @@ class Matmul(Py):
 
 
 @dataclass(eq=False, kw_only=True)
+class RowsMatmul(Py):
+    """ops.mm(x, W): rows times a plain matrix, `x @ W` (kokoyi/kernels/linear.py: oneDNN on the CPU)"""
+
+    op: ClassVar[str] = "mm"
+    ARITY: ClassVar[tuple] = (2,)
+    PRINTER: ClassVar[Printer] = Printer.TEMPLATE
+    TEMPLATE: ClassVar[str] = 'ops.mm({0}, {1})'
+
+
+@dataclass(eq=False, kw_only=True)
 class Pow(Py):
     """a ** b"""
 

@@ -112,16 +112,17 @@ class LinearSumLowering:
     parameter of the same width; everything else is the plain `add`.
     """
 
-    FRESH = ("matmul", "addmm_", "add_")
+    FRESH = ("matmul", "mm", "addmm_", "add_")
+    PRODUCTS = ("matmul", "mm")
 
     def _param_product(self, v) -> bool:
         py = v.py
-        return (py.op == "matmul" and len(py.args) == 2 and py.args[1].op == "attr" and v.lay.rows == "N"
+        return (py.op in self.PRODUCTS and len(py.args) == 2 and py.args[1].op == "attr" and v.lay.rows == "N"
                 and not v.lay.fam and len(v.lay.shape) == 1)
 
     def _fresh(self, v) -> bool:
         return v.py.op in self.FRESH and v.lay.rows == "N" and not v.lay.fam and len(v.lay.shape) == 1 and \
-            (v.py.op != "matmul" or self._param_product(v))
+            (v.py.op not in self.PRODUCTS or self._param_product(v))
 
     @staticmethod
     def _bias(v, shape) -> bool:

@@ -139,6 +139,11 @@ def gspmm_scaled(graph, x, src_scale=None, dst_scale=None, self_loop=False):
     return out if dst_scale is None else out * rows(dst_scale, graph.num_dst)
 
 
+def mm(x, W):
+    """x @ W (kokoyi runs large CPU products on oneDNN; here torch's)."""
+    return x @ W
+
+
 def add_product(acc, y, W):
     """acc + y @ W, in place on acc (a fresh product of the generated code)."""
     if acc.dim() == 2 and y.dim() == 2 and W.dim() == 2 and acc.dtype == y.dtype == W.dtype:

@@ -904,7 +904,8 @@ from kokoyi.kernels.scaled import gspmm_scaled  # noqa: E402  (it reads this mod
 
 __all__.append("gspmm_scaled")
 
-# (kokoyi/kernels/linear.py: `x W_1 + y W_2` accumulated in place)
-from kokoyi.kernels.linear import add_product  # noqa: E402
+# (kokoyi/kernels/linear.py: the dense products `x @ W` and `x W_1 + y W_2` accumulated in place,
+# on oneDNN on the CPU)
+from kokoyi.kernels.linear import add_product, mm  # noqa: E402
 
-__all__.append("add_product")
+__all__ += ["add_product", "mm"]

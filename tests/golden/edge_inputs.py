@@ -45,7 +45,7 @@ class EdgeInputs(nn.Module):
         w_0 = ops.edge_rows(blocks[0], w)
         # f on the edges of block 0
         f_0 = ops.edge_rows(blocks[0], f)
-        m = w_0[:, None] * m_u @ self.W + f_0
+        m = ops.mm(w_0[:, None] * m_u, self.W) + f_0
         
         # y_v \gets \frac{1}{|\mathcal{N}(v)|} \sum_{u \in \mathcal{N}(v)} m_{uv}
         y = ops.gspmm(blocks[0], "copy_e", "mean", None, m)

@@ -47,7 +47,7 @@ class GAT(nn.Module):
         a_stacked = torch.stack(tuple(self.a))
         
         # e^{k}_{uv} \gets \mathrm{LeakyReLU}_{0.2}\left( (a^{k})^\top [x_u W^{k} \Vert x_v W^{k}] \right)
-        e_src = (x @ W_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, W_stacked.shape[::2])
+        e_src = ops.mm(x, W_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, W_stacked.shape[::2])
         e_src_1 = (a_stacked[..., :self.d_h] * e_src).sum(-1)
         e_dst = (a_stacked[..., self.d_h:] * e_src).sum(-1)
         

@@ -67,7 +67,7 @@ class GAT(nn.Module):
         
         # e^{k}_{uv} \gets \mathrm{LeakyReLU}_{0.2}\left( (a^{k})^\top [\tilde{x}_u W^{k} \Vert \tilde{x}_v
         # W^{k}] \right)
-        e_src = (x_tilde @ W_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, W_stacked.shape[::2])
+        e_src = ops.mm(x_tilde, W_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, W_stacked.shape[::2])
         e_src_1 = (a_stacked[..., :self.d_h] * e_src).sum(-1)
         e_dst = (a_stacked[..., self.d_h:] * e_src).sum(-1)
         e_edge = ops.gsddmm(blocks[0], "add", e_src_1, e_dst[: blocks[0].num_dst], "u", "v")
@@ -100,7 +100,7 @@ class GAT(nn.Module):
         h_tilde = F.dropout(h, p=self.p, training=self.training)
         
         # s_{uv} \gets \mathrm{LeakyReLU}_{0.2}\left( a_o^\top [\tilde{h}_u W_o \Vert \tilde{h}_v W_o] \right)
-        s_src = h_tilde @ self.W_o
+        s_src = ops.mm(h_tilde, self.W_o)
         s_src_1 = s_src @ self.a_o[..., :self.C]
         s_dst = s_src @ self.a_o[..., self.C:]
         s_edge = ops.gsddmm(blocks[1], "add", s_src_1, s_dst[: blocks[1].num_dst], "u", "v")
@@ -123,7 +123,7 @@ class GAT(nn.Module):
             o_agg_2 = ops.gspmm(blocks[1], "mul", "sum", h_tilde, o_edge[:, None])
             o_self_1 = F.dropout(beta_self, p=self.p, training=self.training)
             o_agg_3 = o_agg_2 + h_tilde[: blocks[1].num_dst] * o_self_1[:, None]
-            o_out = o_agg_3 @ self.W_o
+            o_out = ops.mm(o_agg_3, self.W_o)
             o_sum = o_out
         o = o_sum + self.b_o
         return o

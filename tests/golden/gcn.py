@@ -59,12 +59,12 @@ class GCN(nn.Module):
         # apply the linear map on the narrower side of the sparse op
         if self.d_h < self.d_in:
             h_src = F.dropout(x, p=self.p, training=self.training)
-            h_proj = h_src @ self.W_1
+            h_proj = ops.mm(h_src, self.W_1)
             h_agg = ops.gspmm_scaled(blocks[0], h_proj, h_dst, h_dst[: blocks[0].num_dst], self_loop=True)
             h_sum = h_agg
         else:
             h_agg_1 = ops.gspmm_scaled(blocks[0], F.dropout(x, p=self.p, training=self.training), torch.rsqrt(d_tilde), h_dst[: blocks[0].num_dst], self_loop=True)
-            h_out = h_agg_1 @ self.W_1
+            h_out = ops.mm(h_agg_1, self.W_1)
             h_sum = h_out
         h = torch.relu(h_sum + self.b_1)
         # historical embeddings: stale rows of the sources outside the batch
@@ -75,7 +75,7 @@ class GCN(nn.Module):
         # apply the linear map on the narrower side of the sparse op
         if self.C < self.d_h:
             o_src = F.dropout(h, p=self.p, training=self.training)
-            o_proj = o_src @ self.W_2
+            o_proj = ops.mm(o_src, self.W_2)
             # d_tilde on the sources of block 1
             d_tilde_1 = ops.node_degrees(blocks[1], "in").to(x.dtype) + 1
             # h_dst on the sources of block 1
@@ -86,7 +86,7 @@ class GCN(nn.Module):
             # d_tilde on the sources of block 1
             d_tilde_1 = ops.node_degrees(blocks[1], "in").to(x.dtype) + 1
             o_agg_1 = ops.gspmm_scaled(blocks[1], F.dropout(h, p=self.p, training=self.training), torch.rsqrt(d_tilde_1), h_dst[: blocks[1].num_dst], self_loop=True)
-            o_out = o_agg_1 @ self.W_2
+            o_out = ops.mm(o_agg_1, self.W_2)
             o_sum = o_out
         o = o_sum + self.b_2
         return o

@@ -50,14 +50,14 @@ class GCNMatrix(nn.Module):
         # apply the linear map on the narrower side of the sparse op
         if self.d_h < self.d_in:
             Z_p1_src = F.dropout(X, p=self.p, training=self.training)
-            Z_p1_proj = Z_p1_src @ self.W_0
+            Z_p1_proj = ops.mm(Z_p1_src, self.W_0)
             Z_p1_agg = ops.gspmm_scaled(blocks[0], Z_p1_proj, Z_p1_dst, Z_p1_dst[: blocks[0].num_dst], self_loop=True)
             Z_p1_sum = Z_p1_agg
         else:
             Z_p1_agg_1 = ops.gspmm_scaled(blocks[0], F.dropout(X, p=self.p, training=self.training), (ops.node_degrees(blocks[0], "in").to(X.dtype) + 1) ** (-0.5), Z_p1_dst[: blocks[0].num_dst], self_loop=True)
-            Z_p1_out = Z_p1_agg_1 @ self.W_0
+            Z_p1_out = ops.mm(Z_p1_agg_1, self.W_0)
             Z_p1_sum = Z_p1_out
-        Z_p1 = ((ops.node_degrees(blocks[0], "in").to(X.dtype)[: blocks[0].num_dst] + 1) ** (-0.5))[:, None] * F.dropout(torch.relu(Z_p1_sum), p=self.p, training=self.training) @ self.W_1
+        Z_p1 = ops.mm(((ops.node_degrees(blocks[0], "in").to(X.dtype)[: blocks[0].num_dst] + 1) ** (-0.5))[:, None] * F.dropout(torch.relu(Z_p1_sum), p=self.p, training=self.training), self.W_1)
         # historical embeddings: stale rows of the sources outside the batch
         Z_p1 = ops.exchange(history, "Z_p1", Z_p1, blocks, 1)
         

@@ -75,7 +75,7 @@ class GINGraph(nn.Module):
         h = [None] * (self.L + 1)
         
         # h^{(0)}_v \gets x_v W_0 + b_0
-        h[0] = (x @ self.W_0).add_(self.b_0)
+        h[0] = ops.mm(x, self.W_0).add_(self.b_0)
         
         # h^{(l)}_v \gets \mathrm{ReLU}\Big( \mathrm{ReLU}\big( \big( (1 + \epsilon^{(l)}) h^{(l-1)}_v +
         # \sum_{u \in \mathcal{N}(v)} h^{(l-1)}_u \big) W_1^{(l)} + b_1^{(l)} \big) W_2^{(l)} + b_2^{(l)}
@@ -83,13 +83,13 @@ class GINGraph(nn.Module):
         for l in range(1, self.L + 1):
             h_src = h[l - 1]
             h_agg = ops.gspmm(graph, "copy_u", "sum", h_src, None)
-            h[l] = torch.relu(torch.relu(((1 + self.epsilon[l - 1]) * h[l - 1] + h_agg) @ self.W_1[l - 1] + self.b_1[l - 1]) @ self.W_2[l - 1] + self.b_2[l - 1])
+            h[l] = torch.relu(ops.mm(torch.relu(ops.mm((1 + self.epsilon[l - 1]) * h[l - 1] + h_agg, self.W_1[l - 1]) + self.b_1[l - 1]), self.W_2[l - 1]) + self.b_2[l - 1])
         
         # h_G \gets \sum_{v \in \mathcal{V}} h^{(L)}_v
         h_G = ops.readout(graph, "sum", h[self.L])
         
         # o \gets \mathrm{dropout}_p\big( \mathrm{ReLU}(h_G W_3 + b_3) \big) W_4 + b_4
-        o = F.dropout(torch.relu(h_G @ self.W_3 + self.b_3), p=self.p, training=self.training) @ self.W_4 + self.b_4
+        o = ops.mm(F.dropout(torch.relu(ops.mm(h_G, self.W_3) + self.b_3), p=self.p, training=self.training), self.W_4) + self.b_4
         return o
 
 

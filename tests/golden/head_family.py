@@ -36,7 +36,7 @@ class Heads(nn.Module):
         # h^{k}_v \gets \mathrm{ReLU}\Big( \sum_{u \in \mathcal{N}(v)} x_u \Theta^{k} \Big), \quad k = 1,
         # \dots, K
         h_agg = ops.gspmm(graph, "copy_u", "sum", x, None)
-        h_out = (h_agg @ Theta_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, Theta_stacked.shape[::2])
+        h_out = ops.mm(h_agg, Theta_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, Theta_stacked.shape[::2])
         h = torch.relu(h_out)
         
         # g_v \gets \mathrm{mean}_{k=1}^{K} h^{k}_v + \sum_{u \in \mathcal{N}_{out}(v)} x_u

@@ -57,17 +57,17 @@ class RGCN(nn.Module):
         
         # h_v \gets \mathrm{ReLU}\Big( \sum_{r \in \mathcal{R}} \sum_{u \in \mathcal{N}_r(v)}
         # \frac{1}{|\mathcal{N}_r(v)|} E_u A_r + E_v A_0 \Big)
-        h_proj = (ops.node_rows(blocks[0], self.E) @ A_r_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, A_r_stacked.shape[::2])
+        h_proj = ops.mm(ops.node_rows(blocks[0], self.E), A_r_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, A_r_stacked.shape[::2])
         h_rel = ops.rel_gspmm(blocks[0], h_proj, None, x_rel=True, scale_rel=False, mean=True, fused=True)
-        h = torch.relu(h_rel + ops.node_rows(blocks[0], self.E)[: blocks[0].num_dst] @ self.A_0)
+        h = torch.relu(h_rel + ops.mm(ops.node_rows(blocks[0], self.E)[: blocks[0].num_dst], self.A_0))
         # historical embeddings: stale rows of the sources outside the batch
         h = ops.exchange(history, "h", h, blocks, 1)
         
         # o_v \gets \sum_{r \in \mathcal{R}} \sum_{u \in \mathcal{N}_r(v)} \frac{1}{|\mathcal{N}_r(v)|} h_u
         # B_r + h_v B_0
-        o_proj = (h @ B_r_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, B_r_stacked.shape[::2])
+        o_proj = ops.mm(h, B_r_stacked.movedim(0, -2).flatten(-2)).unflatten(-1, B_r_stacked.shape[::2])
         o_rel = ops.rel_gspmm(blocks[1], o_proj, None, x_rel=True, scale_rel=False, mean=True, fused=True)
-        o = o_rel + h[: blocks[1].num_dst] @ self.B_0
+        o = o_rel + ops.mm(h[: blocks[1].num_dst], self.B_0)
         return o
 
 

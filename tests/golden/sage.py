@@ -62,7 +62,7 @@ class SAGE(nn.Module):
         # h_v \gets \mathrm{ReLU}\Big( \tilde{x}_v W_{self}^{(1)} + \Big( \frac{1}{|\mathcal{N}(v)|} \sum_{u
         # \in \mathcal{N}(v)} \tilde{x}_u \Big) W_{nb}^{(1)} + b^{(1)} \Big)
         h_agg = ops.gspmm(blocks[0], "copy_u", "mean", x_tilde, None)
-        h = torch.relu(ops.add_product(x_tilde[: blocks[0].num_dst] @ self.W_self_1, h_agg, self.W_nb_1).add_(self.b_1))
+        h = torch.relu(ops.add_product(ops.mm(x_tilde[: blocks[0].num_dst], self.W_self_1), h_agg, self.W_nb_1).add_(self.b_1))
         # historical embeddings: stale rows of the sources outside the batch
         h = ops.exchange(history, "h", h, blocks, 1)
         
@@ -72,7 +72,7 @@ class SAGE(nn.Module):
         # o_v \gets \tilde{h}_v W_{self}^{(2)} + \Big( \frac{1}{|\mathcal{N}(v)|} \sum_{u \in \mathcal{N}(v)}
         # \tilde{h}_u \Big) W_{nb}^{(2)} + b^{(2)}
         o_agg = ops.gspmm(blocks[1], "copy_u", "mean", h_tilde, None)
-        o = ops.add_product(h_tilde[: blocks[1].num_dst] @ self.W_self_2, o_agg, self.W_nb_2).add_(self.b_2)
+        o = ops.add_product(ops.mm(h_tilde[: blocks[1].num_dst], self.W_self_2), o_agg, self.W_nb_2).add_(self.b_2)
         return o
 
 

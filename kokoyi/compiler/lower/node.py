@@ -238,8 +238,8 @@ class NodeLowering:
             a, b = b, a
             b = Val(call("mT", b.py), Lay(b.lay.rows, b.lay.fam, b.lay.shape[::-1]), b.side)
         if kind in ("vm", "mv"):
-            if not b.lay.fam and b.lay.rows is None:
-                return Val(call("matmul", a.py, b.py), lay, side)
+            if not b.lay.fam and b.lay.rows is None:  # rows times a plain matrix: ops.mm (oneDNN on the CPU)
+                return Val(call("mm" if a.lay.rows else "matmul", a.py, b.py), lay, side)
             if b.lay.rows is not None and not a.lay.fam and not b.lay.fam:  # a matrix per row (`(x_v \odot U) y_v`):
                 return Val(call("einsum", "...j,...jk->...k", a.py, b.py), lay, side)  # one product per row
             if b.lay.rows is None and b.lay.fam:

@@ -136,7 +136,7 @@ class ReduceLowering:
             if k in x.lay.fam:
                 return call("einsum", "...kd,kdh->...kh", x.py, W.py)
             return call("einsum", "...d,kdh->...kh", x.py, W.py)
-        return call("matmul", x.py, W.py)
+        return call("mm" if x.lay.rows else "matmul", x.py, W.py)
 
     def linear_order(self, W: Val, S: Val):
         """'before' when projecting first narrows the features, 'after' when it keeps or widens them, else a
