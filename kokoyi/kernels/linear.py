@@ -94,8 +94,8 @@ def _mm_setup(ctx, inputs, output):
 
 def _mm_grad(ctx, g):
     x, W = ctx.saved_tensors
-    g = g.contiguous()
-    gx = mm(g, W.t()) if ctx.needs_input_grad[0] else None  # g @ W^T: oneDNN again (differentiable)
+    # g @ W^T: oneDNN again (differentiable; it wants g row-major, as a training loss gives it)
+    gx = mm(g.contiguous(), W.t()) if ctx.needs_input_grad[0] else None
     gW = x.t() @ g if ctx.needs_input_grad[1] else None      # x^T g: torch (see the module docstring)
     return gx, gW
 
