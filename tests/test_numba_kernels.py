@@ -143,6 +143,35 @@ def test_gat_eight_heads_hubs_and_threads(idtype, monkeypatch):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("width", [8, 16])
+def test_gat_fixed_width_kernels_equal_the_generic_ones(width, monkeypatch):
+    """The GAT kernels compiled for a constant head width D (gat.FIXED_WIDTHS) give bit for bit the
+    generic kernels' results: forward and backward, with self loops, log-weights, an empty row, and
+    rows with +inf / all -inf scores."""
+    from kokoyi.kernels.numba_cpu import gat
+    g = _random_graph()
+    gen = torch.Generator().manual_seed(12)
+    s, t = torch.randn(g.num_src, 4, generator=gen), torch.randn(g.num_dst, 4, generator=gen)
+    s[3, 1], s[5, 2], t[7] = float("inf"), float("-inf"), float("-inf")
+    x = torch.randn(g.num_src, 4, width, generator=gen)
+    log_w = torch.randn(g.num_edges, generator=gen)
+    grad = torch.randn(g.num_dst, 4, width, generator=gen)
+    results = []
+    for fixed in (gat.FIXED_WIDTHS, ()):
+        monkeypatch.setattr(gat, "FIXED_WIDTHS", fixed)
+        run = []
+        for self_loop in (False, True):
+            for lw in (None, log_w):
+                out, stats = nb.gat_aggregate(g.indptr, g.src, s, t, x, 0.2, self_loop, lw)
+                run += [out, *stats, *nb.gat_aggregate_backward(
+                    g.indptr, g.src, g.rev_indptr, g.rev_dst, g.rev_perm, s, t, x, out, stats, grad, 0.2,
+                    self_loop, lw)]
+        results.append(run)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+    assert any(r.isnan().any() for r in results[0])  # the inf scores reached the outputs (inf - inf)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_accumulates_in_fp32(dtype):
     g = _random_graph()
