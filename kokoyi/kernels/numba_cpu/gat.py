@@ -150,8 +150,8 @@ def _gat_forward(bounds, indptr, src, s, t, feat, slope, self_loop, logw, weight
     """feat (N, H*D) and out (num_dst, H*D) as rows; s, t, slope, logw in the work dtype; fixed_width
     D as a compile-time constant, or () (see _width)."""
     H, HD = s.shape[1], feat.shape[1]
-    D = _width(fixed_width, HD, H)
     for c in prange(bounds.shape[0] - 1):
+        D = _width(fixed_width, HD, H)  # in the loop body: a constant in its outlined function
         w = np.empty((_chunk_width(bounds, c, indptr, self_loop), H), dtype=s.dtype)  # scores, then weights
         m = np.empty(H, dtype=s.dtype)
         total = np.empty(H, dtype=np.float64)
@@ -203,9 +203,9 @@ def _gat_backward_dst(bounds, indptr, src, s, t, feat, out, g, row_max, row_sum,
     """Pass 1, by target: P[v] (the table above) and grad_t[v] = sum_u dz_uv (self loop last).
     feat, out, g as (rows, H*D)."""
     H, HD = s.shape[1], feat.shape[1]
-    D = _width(fixed_width, HD, H)
     num_edges = src.shape[0]
     for c in prange(bounds.shape[0] - 1):
+        D = _width(fixed_width, HD, H)  # in the loop body: a constant in its outlined function
         acc = np.empty(H, dtype=np.float64)
         one = s.dtype.type(1)
         for v in range(bounds[c], bounds[c + 1]):
@@ -242,9 +242,9 @@ def _gat_backward_src(bounds, rev_indptr, rev_dst, rev_perm, s, feat, g, P, slop
     (E, H) scratch): grad_s[u] = sum_v dz_uv, grad_feat[u] = sum_v alpha_uv g_v (out-edges in
     reversed-CSR order, then the self loop). feat, g, grad_feat as (rows, H*D)."""
     H, HD = s.shape[1], feat.shape[1]
-    D = _width(fixed_width, HD, H)
     num_dst, num_edges = g.shape[0], rev_dst.shape[0]
     for c in prange(bounds.shape[0] - 1):
+        D = _width(fixed_width, HD, H)  # in the loop body: a constant in its outlined function
         acc = np.empty(H, dtype=np.float64)
         row = np.empty(HD, dtype=g.dtype)
         one = s.dtype.type(1)
