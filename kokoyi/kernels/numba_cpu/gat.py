@@ -200,18 +200,13 @@ def _edge_grad(pre, lw, P, v, h, H, feat, u, D, slope, one):
 
 
 @kernel
-def _gat_backward_dst(bounds, indptr, src, s, t, feat, out, g, row_max, row_sum, slope, self_loop,
-                      logw, weighted, P, grad_t, fixed_width):
-    """Pass 1, by target: P[v] (the table above) and grad_t[v] = sum_u dz_uv (self loop last).
-    feat, out, g as (rows, H*D)."""
-    H, HD = s.shape[1], feat.shape[1]
-    num_edges = src.shape[0]
+def _gat_backward_table(bounds, t, out, g, row_max, row_sum, P, fixed_width):
+    """Pass 1, by target, no edges: P[v] (the table above). out, g as (rows, H*D)."""
+    H, HD = t.shape[1], out.shape[1]
     for c in prange(bounds.shape[0] - 1):
         D = _width(fixed_width, HD, H)  # in the loop body: a constant in its outlined function
-        acc = np.empty(H, dtype=np.float64)
-        one = s.dtype.type(1)
+        one = t.dtype.type(1)
         for v in range(bounds[c], bounds[c + 1]):
-            start, end = indptr[v], indptr[v + 1]
             for h in range(H):
                 dv = one - one
                 for d in range(h * D, h * D + D):
@@ -222,15 +217,23 @@ def _gat_backward_dst(bounds, indptr, src, s, t, feat, out, g, row_max, row_sum,
                 P[v, _DELTA * H + h] = dv
                 for d in range(h * D, h * D + D):
                     P[v, _G * H + d] = g[v, d]
+
+
+@kernel
+def _gat_backward_dst(bounds, indptr, s, feat, P, slope, self_loop, dz, grad_t, fixed_width):
+    """Pass 3, by target: grad_t[v] = sum_u dz_uv, the in-edges' dz read in CSR order from the (E, H)
+    buffer pass 2 filled, then the self loop's (recomputed: its operands are v's own rows)."""
+    H, HD = s.shape[1], feat.shape[1]
+    for c in prange(bounds.shape[0] - 1):
+        D = _width(fixed_width, HD, H)  # in the loop body: a constant in its outlined function
+        acc = np.empty(H, dtype=np.float64)
+        one = s.dtype.type(1)
+        for v in range(bounds[c], bounds[c + 1]):
+            for h in range(H):
                 acc[h] = 0.0
-            for k in range(start, end):
-                u = src[k]
-                if k + PREFETCH_AHEAD < num_edges:
-                    prefetch_row(feat, src[k + PREFETCH_AHEAD])
-                    prefetch_row(s, src[k + PREFETCH_AHEAD])
-                lw = logw[k if weighted else 0]
+            for k in range(indptr[v], indptr[v + 1]):
                 for h in range(H):
-                    acc[h] += _edge_grad(s[u, h] + P[v, h], lw, P, v, h, H, feat, u, D, slope, one)[1]
+                    acc[h] += dz[k, h]
             if self_loop:
                 for h in range(H):
                     acc[h] += _edge_grad(s[v, h] + P[v, h], one - one, P, v, h, H, feat, v, D, slope, one)[1]
@@ -240,10 +243,11 @@ def _gat_backward_dst(bounds, indptr, src, s, t, feat, out, g, row_max, row_sum,
 
 @kernel
 def _gat_backward_src(bounds, rev_indptr, rev_dst, rev_perm, s, feat, P, slope, self_loop, logw, weighted,
-                      grad_s, grad_feat, fixed_width):
-    """Pass 2, by source: alpha and dz recomputed from P[v] (a gather of one target row, no (E, H)
-    scratch): grad_s[u] = sum_v dz_uv, grad_feat[u] = sum_v alpha_uv g_v (out-edges in reversed-CSR
-    order, then the self loop). feat, grad_feat as (rows, H*D)."""
+                      dz, grad_s, grad_feat, fixed_width):
+    """Pass 2, by source: alpha and dz from P[v] (a gather of one target row):
+    grad_s[u] = sum_v dz_uv, grad_feat[u] = sum_v alpha_uv g_v (out-edges in reversed-CSR order, then
+    the self loop), and dz[k] of every edge k stored at its CSR position for pass 3. feat, grad_feat
+    as (rows, H*D)."""
     H, HD = s.shape[1], feat.shape[1]
     num_dst, num_edges = P.shape[0], rev_dst.shape[0]
     for c in prange(bounds.shape[0] - 1):
@@ -261,17 +265,19 @@ def _gat_backward_src(bounds, rev_indptr, rev_dst, rev_perm, s, feat, P, slope, 
                 v = rev_dst[j]
                 if j + PREFETCH_AHEAD < num_edges:
                     prefetch_row(P, rev_dst[j + PREFETCH_AHEAD])
-                lw = logw[rev_perm[j] if weighted else 0]
+                k = rev_perm[j]
+                lw = logw[k if weighted else 0]
                 for h in range(H):
-                    a, dz = _edge_grad(s[u, h] + P[v, h], lw, P, v, h, H, feat, u, D, slope, one)
-                    acc[h] += dz
+                    a, e = _edge_grad(s[u, h] + P[v, h], lw, P, v, h, H, feat, u, D, slope, one)
+                    dz[k, h] = e
+                    acc[h] += e
                     if a != 0:
                         for d in range(h * D, h * D + D):
                             row[d] += a * P[v, _G * H + d]
             if self_loop and u < num_dst:
                 for h in range(H):
-                    a, dz = _edge_grad(s[u, h] + P[u, h], one - one, P, u, h, H, feat, u, D, slope, one)
-                    acc[h] += dz
+                    a, dz_self = _edge_grad(s[u, h] + P[u, h], one - one, P, u, h, H, feat, u, D, slope, one)
+                    acc[h] += dz_self
                     for d in range(h * D, h * D + D):
                         row[d] += a * P[u, _G * H + d]
             for h in range(H):
@@ -338,10 +344,12 @@ def gat_aggregate_backward(indptr, src, rev_indptr, rev_dst, rev_perm, s_src, t_
         rows = heads * width
         x, o, g = x.reshape(x.shape[0], rows), o.reshape(o.shape[0], rows), g.reshape(g.shape[0], rows)
         slope = s.dtype.type(negative_slope)
+        dz = np.empty((num_edges, heads), dtype=s.dtype)  # (E, H) scratch: pass 2 -> pass 3
+        fixed = _fixed_width(width)
         with Launch((num_edges + num_dst) * heads * max(width, 1)) as launch:
-            _gat_backward_dst(row_bounds(ip, launch.threads), ip, np_view(src), s, t, x, o, g, m, total, slope,
-                              bool(self_loop), lw, weighted, P, grad_t.numpy(), _fixed_width(width))
-            _gat_backward_src(row_bounds(rip, launch.threads), rip, np_view(rev_dst), np_view(rev_perm), s, x,
-                              P, slope, bool(self_loop), lw, weighted, grad_s.numpy(),
-                              grad_feat.numpy().reshape(num_src, rows), _fixed_width(width))
+            by_dst, by_src = row_bounds(ip, launch.threads), row_bounds(rip, launch.threads)
+            _gat_backward_table(by_dst, t, o, g, m, total, P, fixed)
+            _gat_backward_src(by_src, rip, np_view(rev_dst), np_view(rev_perm), s, x, P, slope, bool(self_loop),
+                              lw, weighted, dz, grad_s.numpy(), grad_feat.numpy().reshape(num_src, rows), fixed)
+            _gat_backward_dst(by_dst, ip, s, x, P, slope, bool(self_loop), dz, grad_t.numpy(), fixed)
     return grad_s.to(s_src.dtype), grad_t.to(t_dst.dtype), grad_feat.to(feat.dtype)
