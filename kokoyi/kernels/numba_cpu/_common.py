@@ -313,29 +313,37 @@ PREFETCH_AHEAD = 32   # edges: gathers are latency-bound; measured 21 -> 8 ms fo
 CACHE_LINE = 64
 
 
-@intrinsic
-def prefetch(typingctx, arr, row, col):
-    """Hint the CPU to fetch the cache line holding arr[row, col] (llvm.prefetch: read, keep in
-    all cache levels). Never faults, changes no value; the index must only be a valid row."""
-    if not isinstance(arr, types.Array) or arr.ndim != 2:
-        return None
+def _make_prefetch(write: int):
+    @intrinsic
+    def prefetch(typingctx, arr, row, col):
+        """Hint the CPU to fetch the cache line holding arr[row, col] (llvm.prefetch, for reading
+        or for writing, keep in all cache levels). Never faults, changes no value; the index must
+        only be a valid row."""
+        if not isinstance(arr, types.Array) or arr.ndim != 2:
+            return None
 
-    def codegen(context, builder, sig, args):
-        aryty = sig.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        r = context.cast(builder, args[1], sig.args[1], types.intp)
-        c = context.cast(builder, args[2], sig.args[2], types.intp)
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [r, c], wraparound=False,
-                                       boundscheck=False)
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
-                          ir.Constant(i32, 1)])
-        return context.get_dummy_value()
+        def codegen(context, builder, sig, args):
+            aryty = sig.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            r = context.cast(builder, args[1], sig.args[1], types.intp)
+            c = context.cast(builder, args[2], sig.args[2], types.intp)
+            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [r, c], wraparound=False,
+                                           boundscheck=False)
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+            builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, write), ir.Constant(i32, 3),
+                              ir.Constant(i32, 1)])
+            return context.get_dummy_value()
 
-    return types.void(arr, row, col), codegen
+        return types.void(arr, row, col), codegen
+
+    return prefetch
+
+
+prefetch = _make_prefetch(0)
+prefetch_for_write = _make_prefetch(1)
 
 
 @device_fn
@@ -344,3 +352,12 @@ def prefetch_row(arr, row):
     step = max(1, CACHE_LINE // arr.itemsize)
     for col in range(0, arr.shape[1], step):
         prefetch(arr, row, col)
+
+
+@device_fn
+def prefetch_row_for_write(arr, row):
+    """Prefetch every cache line of the row arr[row, :] for a coming write (a scattered store then
+    finds its line already owned)."""
+    step = max(1, CACHE_LINE // arr.itemsize)
+    for col in range(0, arr.shape[1], step):
+        prefetch_for_write(arr, row, col)

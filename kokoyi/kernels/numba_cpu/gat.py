@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from numba import prange
 
-from ._common import (PREFETCH_AHEAD, Launch, device_fn, kernel, np_view, prefetch_row,
+from ._common import (PREFETCH_AHEAD, Launch, device_fn, kernel, np_view, prefetch_row, prefetch_row_for_write,
                       row_bounds, work_dtype, zeros)
 
 
@@ -265,6 +265,7 @@ def _gat_backward_src(bounds, rev_indptr, rev_dst, rev_perm, s, feat, P, slope, 
                 v = rev_dst[j]
                 if j + PREFETCH_AHEAD < num_edges:
                     prefetch_row(P, rev_dst[j + PREFETCH_AHEAD])
+                    prefetch_row_for_write(dz, rev_perm[j + PREFETCH_AHEAD])
                 k = rev_perm[j]
                 lw = logw[k if weighted else 0]
                 for h in range(H):
