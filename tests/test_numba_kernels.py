@@ -172,6 +172,28 @@ def test_gat_fixed_width_kernels_equal_the_generic_ones(width, monkeypatch):
     assert any(r.isnan().any() for r in results[0])  # the inf scores reached the outputs (inf - inf)
 
 
+def test_gat_forward_in_row_blocks_equals_one_block(monkeypatch):
+    """Rows longer than the forward's score buffer (gat.ROW_BLOCK entries) are scored twice, block by
+    block: the same numbers bit for bit as one block, with self loops, log-weights and inf scores."""
+    from kokoyi.kernels.numba_cpu import gat
+    g = _random_graph()
+    gen = torch.Generator().manual_seed(13)
+    s, t = torch.randn(g.num_src, 3, generator=gen), torch.randn(g.num_dst, 3, generator=gen)
+    s[3, 1], s[5, 2], t[7] = float("inf"), float("-inf"), float("-inf")
+    x = torch.randn(g.num_src, 3, 5, generator=gen)
+    log_w = torch.randn(g.num_edges, generator=gen)
+    assert int(torch.diff(g.indptr).max()) > 40  # hub rows span several blocks below
+    runs = []
+    for block in (gat.ROW_BLOCK, 1, 3, 16):
+        monkeypatch.setattr(gat, "ROW_BLOCK", block)
+        runs.append([r for self_loop in (False, True) for lw in (None, log_w)
+                     for r in (lambda o: (o[0], *o[1]))(nb.gat_aggregate(g.indptr, g.src, s, t, x, 0.2,
+                                                                            self_loop, lw))])
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_accumulates_in_fp32(dtype):
     g = _random_graph()

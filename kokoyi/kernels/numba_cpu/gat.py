@@ -9,21 +9,30 @@ over v's in-edges (and u = v with self_loop, whose log-weight is 0), w the finit
 _common (a +inf score takes the mass, an all -inf row gives out = 0); an empty row gives out = 0,
 m = l = 0. The optional per-edge ``log_w`` (E,) (a sampled block's estimator weights, CSR edge order)
 is added to every head's score before the softmax, so that alpha_uv = w_uv exp(z_uv) / l_v; it is a
-constant (no gradient). Two sweeps over the row's edges (max, then weights and the weighted sum), each
-edge visiting every head (one gather of the source's H x D row per sweep, not one per head); no
-(E, H) or (E, H, D) tensor.
+constant (no gradient). Per row: sweep 1 scores every (edge, head) into a per-chunk buffer and takes
+the row max, then one exp per entry turns the buffer into weights (l_v summed in float64), sweep 2
+adds the weighted source rows into a local row (one gather of the source's H x D row per edge, not
+one per head), written to out once; no (E, H) or (E, H, D) tensor.
 
-Backward, with alpha recomputed from (m, l), g = grad_out and delta_v = g_v . out_v:
+Backward, with alpha_uv = w(z_uv, m_v) / l_v recomputed from (m, l), g = grad_out, delta_v = g_v . out_v:
 
-    pass 1 (by target, CSR):  dz_uv = alpha_uv (g_v . feat_u - delta_v) LeakyReLU'(pre_uv),
+    pass 1 (by target, no edges): the table P[v] = [t_v | m_v | 1 / l_v | delta_v | g_v]
+    pass 2 (by source, reversed CSR: rev_indptr, rev_dst, rev_perm), P[v] gathered per edge:
+                              dz_uv = alpha_uv (g_v . feat_u - delta_v) LeakyReLU'(pre_uv)
                               (alpha with the log-weight in its score; pre_uv = s_u + t_v without it)
-                              grad_t_dst[v] = sum_u dz_uv    (dz and alpha kept in (E, H) scratch
-                                                              buffers of the backward)
-    pass 2 (by source, reversed CSR: rev_indptr, rev_dst, rev_perm):
-                              grad_s_src[u] = sum_v dz_uv,  grad_feat[u] = sum_v alpha_uv g_v
-                              (alpha read back, not recomputed: no exp, no target statistics)
-Self-loop terms join at u = v. Every output row is written by one thread, summing in a fixed order
-(edges ascending, then the self loop) with float64 accumulators: deterministic for any thread count.
+                              grad_s_src[u] = sum_v dz_uv,  grad_feat[u] = sum_v alpha_uv g_v,
+                              dz_uv stored at the edge's CSR position (an (E, H) scratch buffer)
+    pass 3 (by target, CSR):  grad_t_dst[v] = sum_u dz_uv, read back in edge order
+
+Self-loop terms join at u = v (forward: first; backward: after the edges). Every output row is written
+by one thread, summing in a fixed order, so results do not depend on the thread count.
+
+Arithmetic: scores, exps, weights, dots and the feature sums run in the work dtype (fp32 for fp32,
+fp16 and bf16 inputs, fp64 for fp64: a float64 weight times an fp32 feature kept the loops scalar);
+the row sums l_v and the gradients of s and t accumulate in float64. The per-head loops over D
+features compile with D a constant for the widths in FIXED_WIDTHS (GAT's 8 x 8 among them).
+Measured (1 thread, 10^5 nodes / 10^6 edges power law, 8 x 8 fp32, BENCHMARKS.md, session 4
+gatcpu): forward 86 -> ~65 ms, backward 192 -> ~90 ms.
 """
 from __future__ import annotations
 
@@ -76,12 +85,10 @@ def _row_scores(w, first, v, start, end, src, s, t, slope, logw, weighted, m):
 
 @device_fn
 def _row_weights(w, count, m, total):
-    """w[i, h] <- softmax_weight(w[i, h], m[h]) (one exp per scored (edge, head), in the work dtype),
-    total[h] = sum_i w[i, h] in float64, in row order."""
+    """w[i, h] <- softmax_weight(w[i, h], m[h]) (one exp per scored (edge, head), in the work dtype)
+    for i < count, added to total[h] (float64) in row order."""
     H = w.shape[1]
     one = w.dtype.type(1)
-    for h in range(H):
-        total[h] = 0.0
     for i in range(count):
         for h in range(H):
             e = _weight(w[i, h], m[h], one)
@@ -91,13 +98,11 @@ def _row_weights(w, count, m, total):
 
 @device_fn
 def _row_weighted_sum(acc, w, first, v, start, end, src, feat, self_loop, D):
-    """acc[h*D + d] = sum_i w[i, h] feat[u_i, h*D + d] over the self loop (i = 0) and the in-edges
-    in CSR order, in a local row (out is written once, not per edge); a zero weight adds nothing
-    (so an inf feature of a masked edge stays out)."""
-    H, HD = w.shape[1], feat.shape[1]
+    """acc[h*D + d] += sum_i w[i, h] feat[u_i, h*D + d] over the self loop (i = 0) and the in-edges
+    start..end-1 (i = first + k - start) in CSR order, in a local row (out is written once, not per
+    edge); a zero weight adds nothing (so an inf feature of a masked edge stays out)."""
+    H = w.shape[1]
     num_edges = src.shape[0]
-    for j in range(HD):
-        acc[j] = 0
     if self_loop:
         for h in range(H):
             a = w[0, h]
@@ -135,24 +140,65 @@ def _width(fixed_width, row_width, heads):
     return len(fixed_width) if len(fixed_width) != 0 else row_width // heads
 
 
+# Rows of the forward's score buffer at most (x H): a longer (hub) row is scored twice, block by block
+# (its max, then per block its scores, weights and weighted sum): the same operations in the same
+# order, so the same numbers, with a bounded buffer (1 << 14 x 8 heads x 4 bytes = 512 KiB).
+ROW_BLOCK = 1 << 14
+
+
 @device_fn
-def _chunk_width(bounds, c, indptr, self_loop):
-    """The most (edge + self loop) entries of a row in chunk c: the height of its score buffer."""
+def _chunk_width(bounds, c, indptr, self_loop, row_block):
+    """The most (edge + self loop) entries of a row in chunk c, at most row_block: the height of its
+    score buffer."""
     most = 1
     for v in range(bounds[c], bounds[c + 1]):
         most = max(most, indptr[v + 1] - indptr[v] + (1 if self_loop else 0))
-    return most
+    return min(most, row_block)
+
+
+@device_fn
+def _forward_row(w, v, start, end, src, s, t, feat, slope, self_loop, logw, weighted, m, total, acc, D):
+    """One target row: m, total = l_v and acc = the unnormalised sum (see the module docstring), the
+    self loop's entry first; in one block when the row fits the buffer w, else block by block."""
+    H = s.shape[1]
+    height = w.shape[0]
+    first = 1 if self_loop else 0
+    for h in range(H):
+        m[h] = -np.inf
+        total[h] = 0.0
+        if self_loop:
+            w[0, h] = _leaky(s[v, h] + t[v, h], slope)
+            m[h] = w[0, h]
+    for j in range(acc.shape[0]):
+        acc[j] = 0
+    if first + end - start <= height:
+        _row_scores(w, first, v, start, end, src, s, t, slope, logw, weighted, m)
+        _row_weights(w, first + end - start, m, total)
+        _row_weighted_sum(acc, w, first, v, start, end, src, feat, self_loop, D)
+        return
+    for k in range(start, end, height):  # a long row: its max first
+        _row_scores(w, 0, v, k, min(end, k + height), src, s, t, slope, logw, weighted, m)
+    if self_loop:
+        for h in range(H):
+            w[0, h] = _leaky(s[v, h] + t[v, h], slope)
+        _row_weights(w, 1, m, total)
+        _row_weighted_sum(acc, w, 1, v, start, start, src, feat, True, D)
+    for k in range(start, end, height):  # then block by block (m is final: rescoring keeps it)
+        stop = min(end, k + height)
+        _row_scores(w, 0, v, k, stop, src, s, t, slope, logw, weighted, m)
+        _row_weights(w, stop - k, m, total)
+        _row_weighted_sum(acc, w, 0, v, k, stop, src, feat, False, D)
 
 
 @kernel
 def _gat_forward(bounds, indptr, src, s, t, feat, slope, self_loop, logw, weighted, out, row_max, row_sum,
-                 fixed_width):
+                 fixed_width, row_block):
     """feat (N, H*D) and out (num_dst, H*D) as rows; s, t, slope, logw in the work dtype; fixed_width
     D as a compile-time constant, or () (see _width)."""
     H, HD = s.shape[1], feat.shape[1]
     for c in prange(bounds.shape[0] - 1):
         D = _width(fixed_width, HD, H)  # in the loop body: a constant in its outlined function
-        w = np.empty((_chunk_width(bounds, c, indptr, self_loop), H), dtype=s.dtype)  # scores, then weights
+        w = np.empty((_chunk_width(bounds, c, indptr, self_loop, row_block), H), dtype=s.dtype)  # z, then w
         m = np.empty(H, dtype=s.dtype)
         total = np.empty(H, dtype=np.float64)
         acc = np.empty(HD, dtype=s.dtype)
@@ -160,15 +206,7 @@ def _gat_forward(bounds, indptr, src, s, t, feat, slope, self_loop, logw, weight
             start, end = indptr[v], indptr[v + 1]
             if end == start and not self_loop:
                 continue
-            first = 1 if self_loop else 0
-            for h in range(H):
-                m[h] = -np.inf
-                if self_loop:
-                    w[0, h] = _leaky(s[v, h] + t[v, h], slope)
-                    m[h] = w[0, h]
-            _row_scores(w, first, v, start, end, src, s, t, slope, logw, weighted, m)
-            _row_weights(w, first + end - start, m, total)
-            _row_weighted_sum(acc, w, first, v, start, end, src, feat, self_loop, D)
+            _forward_row(w, v, start, end, src, s, t, feat, slope, self_loop, logw, weighted, m, total, acc, D)
             for h in range(H):
                 inv = 1.0 / total[h] if total[h] != 0.0 else 1.0
                 for d in range(h * D, h * D + D):
@@ -180,7 +218,7 @@ def _gat_forward(bounds, indptr, src, s, t, feat, slope, self_loop, logw, weight
 # Columns of the per-target table P (num_dst, 4H + H*D) of the backward: P[v, T*H + h] for T in
 # (t_dst, row max m, 1 / row sum (0 for a row without mass), delta = g_v . out_v), then g_v itself
 # from column _G*H: pass 2 gathers one contiguous row per edge (one page, one TLB entry) where two
-# tables took two (measured at 8 heads x 8: XX ms -> YY ms).
+# tables took two (measured at 8 heads x 8, 1 thread: backward ~165 -> ~145 ms, before the dz scatter).
 _T, _M, _INV, _DELTA, _G = 0, 1, 2, 3, 4
 
 
@@ -320,7 +358,7 @@ def gat_aggregate(indptr, src, s_src, t_dst, feat, negative_slope, self_loop=Fal
             _gat_forward(row_bounds(ip, launch.threads), ip, np_view(src), s, t,
                          x.reshape(x.shape[0], heads * width), s.dtype.type(negative_slope), bool(self_loop),
                          lw, weighted, out.numpy().reshape(num_dst, heads * width), row_max.numpy(),
-                         row_sum.numpy(), _fixed_width(width))
+                         row_sum.numpy(), _fixed_width(width), ROW_BLOCK)
     stats = _stats_dtype(dtype)
     return out.to(dtype), (row_max.to(stats), row_sum.to(stats))
 
