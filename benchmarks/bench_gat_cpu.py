@@ -94,6 +94,16 @@ def main(argv=None):
     for name, mod in kernels.items():
         out, stats = fwd(mod)
         results[name] = (out, *stats, *bwd(mod, out, stats))
+    # float64 reference: the new kernels on float64 copies of the inputs (fp64 runs natively)
+    d = {"s": s, "t": t, "feat": feat, "grad": grad}
+    s, t, feat, grad = (d[k].double() for k in ("s", "t", "feat", "grad"))
+    out, stats = fwd(new)
+    ref = (out, *stats, *bwd(new, out, stats))
+    s, t, feat, grad = (d[k] for k in ("s", "t", "feat", "grad"))
+    for name, res in results.items():
+        err = [(float((a.double() - b).abs().max()), float(b.abs().max())) for a, b in zip(res, ref)]
+        print(f"{name} fp32 vs float64, max |a - b| (max |b|) of out, row_max, row_sum, grad_s, grad_t, "
+              "grad_feat:", "  ".join(f"{e:.1e} ({m:.1e})" for e, m in err))
     if "old" in results:
         diff = [float((a.double() - b.double()).abs().max()) for a, b in zip(results["old"], results["new"])]
         print("max |old - new| (out, row_max, row_sum, grad_s, grad_t, grad_feat):",
