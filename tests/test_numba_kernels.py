@@ -491,6 +491,20 @@ def test_numba_loops_run_on_torchs_openmp_runtime(tmp_path):
     assert all(str(torch_lib) in line.split(" to ", 1)[1] for line in bound), bound
 
 
+def test_the_omp_layer_needs_torchs_runtime_alone(tmp_path):
+    """shares_torch_openmp says no when two OpenMP runtimes are mapped, or none holds the global
+    GOMP_parallel, or there is no /proc: numba then keeps its own workqueue pool."""
+    from kokoyi.kernels.numba_cpu import _common
+    two = tmp_path / "maps"
+    two.write_text("7f0000000000-7f0000100000 r-xp 00000000 08:01 1 /x/torch/lib/libgomp.so.1\n"
+                   "7f0000200000-7f0000300000 r-xp 00000000 08:01 2 /usr/lib/libgomp.so.1.0.0\n")
+    assert not _common.shares_torch_openmp(str(two))
+    elsewhere = tmp_path / "maps2"
+    elsewhere.write_text("100000-100100 r-xp 00000000 08:01 1 /x/torch/lib/libgomp.so.1\n")
+    assert not _common.shares_torch_openmp(str(elsewhere))  # GOMP_parallel is not in that range
+    assert not _common.shares_torch_openmp(str(tmp_path / "missing"))
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
 def test_a_forked_child_takes_the_serial_loops(monkeypatch):
     """GNU OpenMP is not fork-safe: numba terminates a forked child that starts a parallel loop after its

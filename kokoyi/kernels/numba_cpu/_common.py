@@ -62,24 +62,34 @@ SERIAL_WORK = 1 << 20   # below this many (edge x feature) elements (~0.5 ms) on
 LOAD_CHECK_S = 1.0      # how often the load average is read (os.getloadavg: /proc/loadavg)
 
 
-
-def shares_torch_openmp() -> bool:
+def shares_torch_openmp(maps: str = "/proc/self/maps") -> bool:
     """Would numba's `omp` threading layer run on torch's own OpenMP threads? It does when torch's
-    parallel backend is OpenMP and the process's global symbols already resolve `GOMP_parallel`
-    (torch loads its libgomp into the global scope): numba's omppool names libgomp by another soname
-    and so loads a second copy, but the dynamic linker binds omppool's calls to the runtime already in
-    the global scope, so numba's loops run on torch's threads and no second pool is made
-    (tests/test_numba_kernels.py counts the threads)."""
+    parallel backend is OpenMP, exactly one OpenMP runtime is loaded (torch's), and the process's
+    global symbol scope resolves `GOMP_parallel` into it (torch loads its libgomp globally): numba's
+    omppool names libgomp by another soname and so maps a second copy, but the dynamic linker binds
+    omppool's calls to the runtime already in the global scope, so numba's loops run on torch's
+    threads (tests/test_numba_kernels.py checks the binding with LD_DEBUG). Anywhere else (no /proc,
+    another runtime, none global): False, and numba keeps its workqueue layer."""
     try:
         info = torch.__config__.parallel_info()
-        backend = info.split("parallel backend:", 1)[1].splitlines()[0]
-        if "OpenMP" not in backend:
+        if "OpenMP" not in info.split("parallel backend:", 1)[1].splitlines()[0]:
             return False
         import ctypes
 
-        ctypes.CDLL(None).GOMP_parallel  # noqa: B018  (AttributeError when no OpenMP is global)
-        return True
-    except Exception:
+        address = ctypes.cast(ctypes.CDLL(None).GOMP_parallel, ctypes.c_void_p).value
+        runtimes: dict = {}  # path -> mapped address ranges
+        with open(maps) as f:
+            for line in f:
+                fields = line.split()
+                name = os.path.basename(fields[-1]) if len(fields) >= 6 else ""
+                if name.startswith(("libgomp", "libomp", "libiomp")):
+                    lo, hi = (int(a, 16) for a in fields[0].split("-"))
+                    runtimes.setdefault(fields[-1], []).append((lo, hi))
+        if len(runtimes) != 1:
+            return False
+        (ranges,) = runtimes.values()
+        return any(lo <= address < hi for lo, hi in ranges)
+    except Exception:  # no /proc, no OpenMP symbol in the global scope, an unexpected format
         return False
 
 
