@@ -127,7 +127,7 @@ def _row_weighted_sum(acc, w, first, v, start, end, src, feat, self_loop, D):
 # per-head loops over D features unroll into SIMD code: measured at 8 heads x 8 on the CPU, the dots
 # of the backward's pass 1 took 52 ms at a runtime D, 24 ms at D = 8. Same operations in the same
 # order either way, so the results are bit-identical (tests/test_numba_kernels.py).
-FIXED_WIDTHS = (8, 16)
+FIXED_WIDTHS = (8,)  # each width compiles its own kernels (~10 s on first use); 8 x 8 is the common GAT
 
 
 def _fixed_width(width: int) -> tuple:
