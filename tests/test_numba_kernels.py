@@ -441,14 +441,9 @@ def test_pooled_outputs_are_reused_only_when_free():
 
 
 def _big_launch():
-    """One 2-thread numba launch (the load rule off), and the process's thread count after it."""
-    import os
-
-    from kokoyi.kernels.numba_cpu import _common
+    """One numba copy_u-sum large enough for the threaded path (with the load rule off, 2 threads)."""
     g = _random_graph(n=2000, e=40000)
-    u = torch.randn(g.num_src, 64)
-    out = nb.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", u, None)[0]
-    return out, len(os.listdir(f"/proc/{os.getpid()}/task")), _common
+    return nb.spmm(g.indptr, g.src, g.num_dst, "copy_u", "sum", torch.randn(g.num_src, 64), None)[0]
 
 
 _BINDINGS_CHILD = """
